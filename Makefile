@@ -1,0 +1,43 @@
+# kafkette — the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+
+.PHONY: run test unit integration generate bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(TSTAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	@# kcat (librdkafka 2.0.2 on Debian 12) is an extra client for the integration
+	@# tests; its tests skip when it cannot be installed.
+	@command -v kcat >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && apt-get install -y -qq kcat >/dev/null) || echo "kcat not installed: its tests will skip"; }
+	touch $@
+
+## Start one broker on 127.0.0.1:9092 with data in ./kafkette-data
+run: $(STAMP)
+	$(VENV)/bin/kafkette serve --set log.dirs=./kafkette-data
+
+## Run the unit and integration tests
+test: $(TSTAMP)
+	$(PY) -m pytest -q tests integration
+
+unit: $(TSTAMP)
+	$(PY) -m pytest -q tests
+
+integration: $(TSTAMP)
+	$(PY) -m pytest -q integration
+
+## Regenerate kafkette/protocol/messages from protocol_specs/*.yaml
+generate: $(STAMP)
+	$(PY) -m kafkette.protocol.generator
+
+clean:
+	rm -rf $(VENV) kafkette-data
