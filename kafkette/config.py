@@ -1,0 +1,1155 @@
+"""Broker and topic configuration, under Apache Kafka's property names.
+
+A user who knows Kafka's `server.properties` should be able to reuse it: the keys are
+Kafka's dotted names (`log.retention.hours`, `listeners`, ...), the defaults are Kafka's
+except where noted in `doc`, and per-topic settings use Kafka's topic config names
+(`retention.ms`, `cleanup.policy`, ...) with their broker-wide defaults derived the way
+Kafka derives them (`log.retention.ms` > `log.retention.minutes` > `log.retention.hours`).
+
+Sources, later wins: built-in defaults < config file (YAML, or a Java `.properties`
+file) < `--set key=value` overrides, in the order given.
+
+What differs from Kafka on purpose:
+- `listeners` defaults to PLAINTEXT://127.0.0.1:9092 (Kafka binds every interface):
+  a local dev broker should not be reachable from the network by accident.
+- Listeners that bind every interface (host 0.0.0.0, ::, or empty) are never advertised
+  as such: without `advertised.listeners` kafkette advertises "localhost" and records a
+  warning. Kafka would advertise the machine's canonical host name instead. Set
+  `advertised.listeners` whenever clients connect from another machine or container.
+- `offsets.topic.replication.factor`, `transaction.state.log.replication.factor` and
+  `transaction.state.log.min.isr` default to 1, so that one node works out of the box.
+- `node.id` defaults to 1 (Kafka requires it); `broker.id` and `log.dir` are plain
+  aliases of `node.id` and `log.dirs`.
+- Thread-count keys (`num.io.threads`, ...) are accepted so that a Kafka properties file
+  loads unchanged, and ignored: kafkette is one asyncio event loop.
+- There are no dynamic broker configs: every broker entry is reported read-only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+
+from kafkette.errors import InvalidConfigError
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+
+MS_PER_MINUTE = 60_000
+MS_PER_HOUR = 3_600_000
+
+
+class ConfigError(InvalidConfigError):
+    """A bad broker or topic configuration. It is an `InvalidConfigError`, so a handler
+    that lets it escape answers INVALID_CONFIG with this message."""
+
+    def __init__(self, message: str, *, key: str | None = None, value: Any = None):
+        super().__init__(message)
+        self.key = key
+        self.value = value
+
+
+# --------------------------------------------------------------------------- types
+
+# Our type names, and the names/codes DescribeConfigs v3+ reports (Kafka's ConfigType).
+INT, LONG, BOOL, STRING, LIST, DOUBLE = "int", "long", "bool", "string", "list", "double"
+KAFKA_TYPE_NAMES = {INT: "INT", LONG: "LONG", BOOL: "BOOLEAN", STRING: "STRING",
+                    LIST: "LIST", DOUBLE: "DOUBLE"}
+CONFIG_TYPE_CODES = {"UNKNOWN": 0, "BOOLEAN": 1, "STRING": 2, "INT": 3, "SHORT": 4,
+                     "LONG": 5, "DOUBLE": 6, "LIST": 7, "CLASS": 8, "PASSWORD": 9}
+# DescribeConfigs config_source codes.
+CONFIG_SOURCE_CODES = {"UNKNOWN": 0, "DYNAMIC_TOPIC_CONFIG": 1, "DYNAMIC_BROKER_CONFIG": 2,
+                       "DYNAMIC_DEFAULT_BROKER_CONFIG": 3, "STATIC_BROKER_CONFIG": 4,
+                       "DEFAULT_CONFIG": 5, "DYNAMIC_BROKER_LOGGER_CONFIG": 6}
+
+_INTEGER_RE = re.compile(r"[+-]?[0-9]+")
+
+
+class Range:
+    """Inclusive bounds; either may be None (unbounded)."""
+
+    def __init__(self, min: float | None = None, max: float | None = None):
+        self.min, self.max = min, max
+
+    def __call__(self, value: Any) -> str | None:
+        if self.min is not None and value < self.min:
+            return f"Value must be at least {self.min}"
+        if self.max is not None and value > self.max:
+            return f"Value must be no more than {self.max}"
+        return None
+
+    def __str__(self) -> str:
+        lo = "" if self.min is None else f"{self.min},"
+        hi = "" if self.max is None else f",{self.max}"
+        return f"[{lo}...{hi}]"
+
+
+class Choices:
+    """Allowed strings (case-sensitive, as Kafka's ValidString/ValidList). For a list
+    config every element must be allowed, and the list must not be empty."""
+
+    def __init__(self, *options: str):
+        self.options = options
+
+    def __call__(self, value: Any) -> str | None:
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not value:
+            return f"must not be empty; allowed values: {', '.join(self.options)}"
+        for item in items:
+            if item not in self.options:
+                hint = difflib.get_close_matches(item, self.options, n=1)
+                extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+                return f"'{item}' is not one of: {', '.join(self.options)}{extra}"
+        return None
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(self.options) + "]"
+
+
+class _GzipLevel:
+    def __call__(self, value: int) -> str | None:
+        return None if value == -1 or 1 <= value <= 9 else "Value must be -1 or in [1,...,9]"
+
+    def __str__(self) -> str:
+        return "[-1, 1..9]"
+
+
+COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+CLEANUP_POLICIES = ("compact", "delete")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+PROCESS_ROLES = ("broker", "controller")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigKey:
+    """One known key. `topic` names the topic config this broker key is the cluster-wide
+    default of (None: not overridable per topic). `ignored`: accepted, has no effect."""
+
+    name: str
+    type: str
+    default: Any
+    doc: str
+    validator: Callable[[Any], str | None] | None = None
+    topic: str | None = None
+    ignored: bool = False
+
+    @property
+    def nullable(self) -> bool:
+        return self.default is None
+
+
+def _parse_value(name: str, type_: str, nullable: bool, raw: Any,
+                 validator: Callable[[Any], str | None] | None) -> Any:
+    """Turn a raw value (string from the CLI or a properties file, or a YAML scalar or
+    list) into the typed value, then validate it. Raises ConfigError naming key+value."""
+
+    def bad(reason: str) -> ConfigError:
+        return ConfigError(f"Invalid value {raw!r} for configuration '{name}': {reason}",
+                           key=name, value=raw)
+
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text == "" and nullable:
+            raw = None  # `--set cluster.id=` resets a nullable key to unset
+    if raw is None:
+        if nullable:
+            return None
+        raise bad("must not be null")
+
+    value: Any
+    if type_ in (INT, LONG):
+        if isinstance(raw, bool):
+            raise bad(f"not a number of type {KAFKA_TYPE_NAMES[type_]}")
+        if isinstance(raw, int):
+            value = raw
+        elif isinstance(raw, float) and raw.is_integer():
+            value = int(raw)
+        elif isinstance(raw, str) and _INTEGER_RE.fullmatch(raw.strip()):
+            value = int(raw.strip())
+        else:
+            raise bad(f"not a number of type {KAFKA_TYPE_NAMES[type_]}")
+        lo, hi = (INT_MIN, INT_MAX) if type_ == INT else (LONG_MIN, LONG_MAX)
+        if not lo <= value <= hi:
+            raise bad(f"out of range for type {KAFKA_TYPE_NAMES[type_]}")
+    elif type_ == BOOL:
+        if isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            value = raw.strip().lower() == "true"
+        else:
+            raise bad("expected true or false")
+    elif type_ == DOUBLE:
+        if isinstance(raw, bool):
+            raise bad("not a number of type DOUBLE")
+        try:
+            value = float(raw.strip() if isinstance(raw, str) else raw)
+        except (TypeError, ValueError):
+            raise bad("not a number of type DOUBLE") from None
+        if math.isnan(value) or math.isinf(value):
+            raise bad("not a finite number")
+    elif type_ == STRING:
+        if isinstance(raw, bool):
+            value = "true" if raw else "false"
+        elif isinstance(raw, (str, int, float)):
+            value = str(raw).strip()
+        else:
+            raise bad("expected a string")
+    elif type_ == LIST:
+        if isinstance(raw, (list, tuple)):
+            items = [_format_scalar(x) for x in raw]
+        elif isinstance(raw, (str, int, float)):
+            items = str(raw).split(",")
+        else:
+            raise bad("expected a comma-separated list")
+        value = [s for s in (i.strip() for i in items) if s]
+    else:  # pragma: no cover - table error
+        raise AssertionError(type_)
+
+    if validator is not None:
+        problem = validator(value)
+        if problem:
+            raise bad(problem)
+    return value
+
+
+def _format_scalar(x: Any) -> str:
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    return str(x)
+
+
+def format_value(type_: str, value: Any) -> str | None:
+    """A typed value as Kafka prints it in DescribeConfigs (null stays None)."""
+    if value is None:
+        return None
+    if type_ == LIST:
+        return ",".join(value)
+    if type_ == DOUBLE:
+        return repr(float(value))
+    return _format_scalar(value)
+
+
+# --------------------------------------------------------------------------- broker keys
+
+def _k(name: str, type_: str, default: Any, doc: str, validator=None, topic=None,
+       ignored=False) -> ConfigKey:
+    return ConfigKey(name, type_, default, doc, validator, topic, ignored)
+
+
+_IGNORED_DOC = " Accepted for compatibility with Kafka config files and ignored: kafkette is single-threaded asyncio."
+
+_BROKER_KEYS: list[ConfigKey] = [
+    # --- identity and cluster
+    _k("node.id", INT, 1, "This node's id, unique in the cluster. Alias: broker.id. "
+       "Kafka requires it; kafkette defaults to 1.", Range(0)),
+    _k("cluster.id", STRING, None, "Cluster id. When unset, kafkette generates one on "
+       "first start and keeps it in the data directory."),
+    _k("process.roles", LIST, ["broker", "controller"], "Roles of this node: broker, "
+       "controller, or both (a combined node).", Choices(*PROCESS_ROLES)),
+    _k("controller.quorum.voters", LIST, [], "Controller quorum voters as id@host:port "
+       "entries. Empty: this node alone is the quorum."),
+    _k("controller.quorum.bootstrap.servers", LIST, [], "host:port of controllers to "
+       "discover the quorum from (KIP-853). Accepted; kafkette uses controller.quorum.voters."),
+    _k("controller.listener.names", LIST, [], "Names of the listeners the controller "
+       "serves on. Empty: the controller shares the node's listeners."),
+    _k("controller.quorum.election.timeout.ms", INT, 1000, "Time without a leader before "
+       "a voter starts an election.", Range(1)),
+    _k("controller.quorum.fetch.timeout.ms", INT, 2000, "Time without a successful fetch "
+       "from the leader before a follower becomes a candidate.", Range(1)),
+    _k("controller.quorum.election.backoff.max.ms", INT, 1000, "Upper bound of the random "
+       "back-off before a new election.", Range(0)),
+    _k("controller.quorum.request.timeout.ms", INT, 2000, "Timeout of quorum requests.", Range(1)),
+    _k("controller.quorum.retry.backoff.ms", INT, 20, "Back-off before retrying a failed "
+       "quorum request.", Range(0)),
+    _k("broker.heartbeat.interval.ms", INT, 2000, "Interval between broker heartbeats to "
+       "the active controller.", Range(1)),
+    _k("broker.session.timeout.ms", INT, 9000, "A broker that sends no heartbeat for this "
+       "long is fenced and loses leadership of its partitions.", Range(1)),
+    _k("broker.rack", STRING, None, "Rack of this broker, for rack-aware replica placement "
+       "and follower fetching (KIP-392)."),
+    # --- network
+    _k("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Addresses to listen on, as "
+       "NAME://host:port. An empty host or 0.0.0.0 binds every interface; port 0 picks a "
+       "free port. kafkette binds localhost by default (Kafka binds every interface)."),
+    _k("advertised.listeners", LIST, None, "Addresses given to clients in Metadata, as "
+       "NAME://host:port. Default: listeners. A listener that binds every interface "
+       "(0.0.0.0, ::, empty host) is advertised as localhost unless this is set, so set it "
+       "when clients run on another host or container; 0.0.0.0 here is an error."),
+    _k("listener.security.protocol.map", LIST,
+       ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT", "SSL:SSL",
+        "SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL"],
+       "Security protocol of each listener name, as NAME:PROTOCOL."),
+    _k("inter.broker.listener.name", STRING, None, "Listener that brokers use to reach "
+       "each other (follower fetching). Default: the first non-controller listener."),
+    _k("metrics.listener", STRING, "", "kafkette only: host:port of an HTTP listener that "
+       "serves metrics. Empty: no metrics listener."),
+    _k("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts; "
+       "a larger size prefix closes the connection.", Range(1)),
+    _k("socket.send.buffer.bytes", INT, 102400, "SO_SNDBUF of sockets; -1 for the OS "
+       "default." + _IGNORED_DOC, ignored=True),
+    _k("socket.receive.buffer.bytes", INT, 102400, "SO_RCVBUF of sockets; -1 for the OS "
+       "default." + _IGNORED_DOC, ignored=True),
+    _k("connections.max.idle.ms", LONG, 600000, "Idle connections are closed after this long."),
+    _k("fetch.max.bytes", INT, 57671680, "Most bytes returned by one Fetch request, "
+       "whatever the client asks.", Range(1024)),
+    _k("num.io.threads", INT, 8, "Request handler threads." + _IGNORED_DOC, Range(1), ignored=True),
+    _k("num.network.threads", INT, 3, "Network threads." + _IGNORED_DOC, Range(1), ignored=True),
+    _k("num.recovery.threads.per.data.dir", INT, 2, "Log recovery threads per data "
+       "directory." + _IGNORED_DOC, Range(1), ignored=True),
+    _k("background.threads", INT, 10, "Background task threads." + _IGNORED_DOC, Range(1), ignored=True),
+    _k("num.replica.fetchers", INT, 1, "Follower fetcher threads." + _IGNORED_DOC, Range(1), ignored=True),
+    # --- topics and logs
+    _k("log.dirs", LIST, ["./kafkette-data"], "Data directories. Alias: log.dir."),
+    _k("num.partitions", INT, 1, "Partitions of an auto-created topic, or of a "
+       "CreateTopics request that leaves the count to the broker.", Range(1)),
+    _k("default.replication.factor", INT, 1, "Replication factor of auto-created topics "
+       "and of CreateTopics requests that leave it to the broker.", Range(1)),
+    _k("auto.create.topics.enable", BOOL, True, "Create a topic when a client asks for "
+       "its metadata (and allows auto-creation)."),
+    _k("delete.topic.enable", BOOL, True, "Allow DeleteTopics."),
+    _k("log.retention.hours", INT, 168, "Time to keep a log segment before deleting it, "
+       "in hours. Overridden by log.retention.minutes and log.retention.ms.", topic="retention.ms"),
+    _k("log.retention.minutes", INT, None, "Retention in minutes; overrides "
+       "log.retention.hours.", topic="retention.ms"),
+    _k("log.retention.ms", LONG, None, "Retention in milliseconds; overrides "
+       "log.retention.minutes and log.retention.hours. -1: keep forever.", topic="retention.ms"),
+    _k("log.retention.bytes", LONG, -1, "Largest size of a partition log before its "
+       "oldest segments are deleted. -1: no limit.", topic="retention.bytes"),
+    _k("log.retention.check.interval.ms", LONG, 300000, "How often retention is checked.", Range(1)),
+    # Kafka 4.0 raised the minimum to 1 MiB (KIP-1030); kafkette keeps the old minimum
+    # of 14 bytes so that tests can roll tiny segments.
+    _k("log.segment.bytes", INT, 1073741824, "Size at which the active segment rolls.",
+       Range(14), topic="segment.bytes"),
+    _k("log.roll.hours", INT, 168, "Age at which the active segment rolls, in hours; "
+       "overridden by log.roll.ms.", Range(1), topic="segment.ms"),
+    _k("log.roll.ms", LONG, None, "Age at which the active segment rolls, in ms.",
+       Range(1), topic="segment.ms"),
+    _k("log.roll.jitter.hours", INT, 0, "Largest random jitter subtracted from the roll "
+       "age, in hours; overridden by log.roll.jitter.ms.", Range(0), topic="segment.jitter.ms"),
+    _k("log.roll.jitter.ms", LONG, None, "Largest random jitter subtracted from the roll "
+       "age, in ms.", Range(0), topic="segment.jitter.ms"),
+    _k("log.index.interval.bytes", INT, 4096, "Bytes of log between two offset index "
+       "entries.", Range(0), topic="index.interval.bytes"),
+    _k("log.index.size.max.bytes", INT, 10485760, "Largest size of an offset or time "
+       "index; the segment rolls when its index is full.", Range(4), topic="segment.index.bytes"),
+    _k("message.max.bytes", INT, 1048588, "Largest record batch the broker accepts.",
+       Range(0), topic="max.message.bytes"),
+    _k("log.flush.interval.messages", LONG, LONG_MAX, "Messages written to a partition "
+       "before it is fsynced. The default (Long.MAX_VALUE) never forces an fsync: "
+       "durability comes from replication and the OS page cache.",
+       Range(1), topic="flush.messages"),
+    _k("log.flush.interval.ms", LONG, None, "Time data may stay unflushed before an "
+       "fsync. Unset: log.flush.scheduler.interval.ms.", Range(0), topic="flush.ms"),
+    _k("log.flush.scheduler.interval.ms", LONG, LONG_MAX, "How often the flusher checks "
+       "whether a log needs flushing.", Range(0)),
+    _k("log.message.timestamp.type", STRING, "CreateTime", "Timestamp stored in batches: "
+       "the producer's (CreateTime) or the broker's append time (LogAppendTime).",
+       Choices(*TIMESTAMP_TYPES), topic="message.timestamp.type"),
+    _k("log.message.timestamp.before.max.ms", LONG, LONG_MAX, "Largest amount a batch "
+       "timestamp may lie in the past (CreateTime).", Range(0),
+       topic="message.timestamp.before.max.ms"),
+    _k("log.message.timestamp.after.max.ms", LONG, 3600000, "Largest amount a batch "
+       "timestamp may lie in the future (CreateTime). Kafka 4.0's default: one hour.",
+       Range(0), topic="message.timestamp.after.max.ms"),
+    _k("log.cleanup.policy", LIST, ["delete"], "delete (retention), compact (keep the "
+       "latest value per key), or both: compact,delete.", Choices(*CLEANUP_POLICIES),
+       topic="cleanup.policy"),
+    _k("log.cleaner.enable", BOOL, True, "Run the log cleaner (compaction)."),
+    _k("log.cleaner.delete.retention.ms", LONG, 86400000, "How long tombstones stay in a "
+       "compacted log.", Range(0), topic="delete.retention.ms"),
+    _k("log.cleaner.min.compaction.lag.ms", LONG, 0, "Youngest age a message must reach "
+       "before it can be compacted.", Range(0), topic="min.compaction.lag.ms"),
+    _k("log.cleaner.max.compaction.lag.ms", LONG, LONG_MAX, "Oldest age an uncompacted "
+       "message may reach.", Range(1), topic="max.compaction.lag.ms"),
+    _k("log.cleaner.min.cleanable.ratio", DOUBLE, 0.5, "Dirty/total ratio at which a "
+       "log becomes eligible for compaction.", Range(0, 1), topic="min.cleanable.dirty.ratio"),
+    _k("log.cleaner.backoff.ms", LONG, 15000, "Sleep of the cleaner when nothing is "
+       "cleanable.", Range(0)),
+    _k("log.segment.delete.delay.ms", LONG, 60000, "Delay between removing a segment from "
+       "the log and deleting its files.", Range(0), topic="file.delete.delay.ms"),
+    _k("log.preallocate", BOOL, False, "Preallocate segment files.", topic="preallocate"),
+    _k("min.insync.replicas", INT, 1, "Fewest in-sync replicas for an acks=all write to "
+       "succeed (NOT_ENOUGH_REPLICAS otherwise).", Range(1), topic="min.insync.replicas"),
+    _k("compression.type", STRING, "producer", "Compression of stored batches; producer "
+       "keeps the producer's codec.", Choices(*COMPRESSION_TYPES), topic="compression.type"),
+    _k("compression.gzip.level", INT, -1, "gzip level when the broker compresses.",
+       _GzipLevel(), topic="compression.gzip.level"),
+    _k("compression.lz4.level", INT, 9, "lz4 level when the broker compresses.",
+       Range(1, 17), topic="compression.lz4.level"),
+    _k("compression.zstd.level", INT, 3, "zstd level when the broker compresses.",
+       Range(-131072, 22), topic="compression.zstd.level"),
+    _k("unclean.leader.election.enable", BOOL, False, "Allow an out-of-sync replica to "
+       "become leader (data loss) when no in-sync replica is left.",
+       topic="unclean.leader.election.enable"),
+    _k("auto.leader.rebalance.enable", BOOL, True, "Move leadership back to preferred "
+       "replicas."),
+    # --- replication
+    _k("replica.lag.time.max.ms", LONG, 30000, "A follower that has not caught up for "
+       "this long leaves the ISR.", Range(1)),
+    _k("replica.fetch.max.bytes", INT, 1048576, "Bytes a follower asks for per "
+       "partition.", Range(0)),
+    _k("replica.fetch.min.bytes", INT, 1, "Bytes a follower fetch waits for.", Range(1)),
+    _k("replica.fetch.wait.max.ms", INT, 500, "Longest wait of a follower fetch.", Range(0)),
+    _k("replica.fetch.backoff.ms", INT, 1000, "Back-off after a failed follower fetch.", Range(0)),
+    _k("replica.fetch.response.max.bytes", INT, 10485760, "Bytes a follower asks for per "
+       "fetch.", Range(0)),
+    # --- group coordinator
+    _k("group.initial.rebalance.delay.ms", INT, 3000, "Wait for more members before the "
+       "first rebalance of an empty group.", Range(0)),
+    _k("group.min.session.timeout.ms", INT, 6000, "Smallest session timeout a member may "
+       "ask for.", Range(0)),
+    _k("group.max.session.timeout.ms", INT, 1800000, "Largest session timeout a member "
+       "may ask for.", Range(0)),
+    _k("group.max.size", INT, INT_MAX, "Most members of one group.", Range(1)),
+    _k("offsets.topic.num.partitions", INT, 50, "Partitions of __consumer_offsets; "
+       "cannot change once the topic exists.", Range(1)),
+    _k("offsets.topic.replication.factor", INT, 1, "Replication factor of "
+       "__consumer_offsets. kafkette defaults to 1 (Kafka: 3).", Range(1, 32767)),
+    _k("offsets.topic.segment.bytes", INT, 104857600, "Segment size of "
+       "__consumer_offsets.", Range(1)),
+    _k("offsets.retention.minutes", INT, 10080, "Committed offsets of a group that has "
+       "been empty this long are removed.", Range(1)),
+    _k("offsets.retention.check.interval.ms", LONG, 600000, "How often stale offsets are "
+       "looked for.", Range(1)),
+    _k("offsets.commit.timeout.ms", INT, 5000, "How long an offset commit waits for "
+       "__consumer_offsets replication.", Range(1)),
+    _k("offset.metadata.max.bytes", INT, 4096, "Largest metadata string of a committed "
+       "offset."),
+    # --- transactions and producer ids
+    _k("transaction.state.log.num.partitions", INT, 50, "Partitions of "
+       "__transaction_state.", Range(1)),
+    _k("transaction.state.log.replication.factor", INT, 1, "Replication factor of "
+       "__transaction_state. kafkette defaults to 1 (Kafka: 3).", Range(1, 32767)),
+    _k("transaction.state.log.min.isr", INT, 1, "min.insync.replicas of "
+       "__transaction_state. kafkette defaults to 1 (Kafka: 2).", Range(1)),
+    _k("transaction.state.log.segment.bytes", INT, 104857600, "Segment size of "
+       "__transaction_state.", Range(1)),
+    _k("transaction.max.timeout.ms", INT, 900000, "Largest transaction timeout a "
+       "producer may ask for.", Range(1)),
+    _k("transactional.id.expiration.ms", INT, 604800000, "A transactional id unused for "
+       "this long expires.", Range(1)),
+    _k("producer.id.expiration.ms", INT, 86400000, "Idempotent producer state unused for "
+       "this long expires.", Range(1)),
+    _k("share.coordinator.state.topic.replication.factor", INT, 3, "Share groups (KIP-932)."
+       " Accepted for compatibility with Kafka config files; kafkette has no share groups.",
+       Range(1, 32767), ignored=True),
+    _k("share.coordinator.state.topic.min.isr", INT, 2, "Share groups (KIP-932). Accepted "
+       "for compatibility with Kafka config files; kafkette has no share groups.",
+       Range(1), ignored=True),
+]
+
+BROKER_CONFIGS: dict[str, ConfigKey] = {k.name: k for k in _BROKER_KEYS}
+
+# Kafka keeps broker.id/node.id and log.dir/log.dirs as distinct keys with precedence
+# rules; kafkette treats them as spellings of one key.
+ALIASES: dict[str, str] = {"broker.id": "node.id", "log.dir": "log.dirs"}
+
+
+# --------------------------------------------------------------------------- topic keys
+
+@dataclasses.dataclass(frozen=True)
+class TopicConfigKey:
+    """A topic config. `synonyms`: the broker keys that set its default, highest
+    precedence first (as DescribeConfigs lists them). `kafka_default` is Kafka's default
+    when the broker config is default; the effective one comes from `topic_defaults`."""
+
+    name: str
+    type: str
+    kafka_default: Any
+    doc: str
+    validator: Callable[[Any], str | None] | None = None
+    synonyms: tuple[str, ...] = ()
+
+
+def _t(name, type_, default, doc, validator=None, synonyms=()) -> TopicConfigKey:
+    return TopicConfigKey(name, type_, default, doc, validator, tuple(synonyms))
+
+
+_TOPIC_KEYS: list[TopicConfigKey] = [
+    _t("cleanup.policy", LIST, ["delete"], "delete, compact, or compact,delete.",
+       Choices(*CLEANUP_POLICIES), ["log.cleanup.policy"]),
+    _t("compression.type", STRING, "producer", "Compression of stored batches.",
+       Choices(*COMPRESSION_TYPES), ["compression.type"]),
+    _t("compression.gzip.level", INT, -1, "gzip level.", _GzipLevel(), ["compression.gzip.level"]),
+    _t("compression.lz4.level", INT, 9, "lz4 level.", Range(1, 17), ["compression.lz4.level"]),
+    _t("compression.zstd.level", INT, 3, "zstd level.", Range(-131072, 22), ["compression.zstd.level"]),
+    _t("delete.retention.ms", LONG, 86400000, "How long tombstones stay in a compacted log.",
+       Range(0), ["log.cleaner.delete.retention.ms"]),
+    _t("file.delete.delay.ms", LONG, 60000, "Delay before a removed segment's files are "
+       "deleted.", Range(0), ["log.segment.delete.delay.ms"]),
+    _t("flush.messages", LONG, LONG_MAX, "Messages between forced fsyncs.", Range(1),
+       ["log.flush.interval.messages"]),
+    _t("flush.ms", LONG, LONG_MAX, "Time between forced fsyncs.", Range(0),
+       ["log.flush.interval.ms", "log.flush.scheduler.interval.ms"]),
+    _t("index.interval.bytes", INT, 4096, "Bytes between offset index entries.", Range(0),
+       ["log.index.interval.bytes"]),
+    _t("max.compaction.lag.ms", LONG, LONG_MAX, "Oldest age an uncompacted message may "
+       "reach.", Range(1), ["log.cleaner.max.compaction.lag.ms"]),
+    _t("max.message.bytes", INT, 1048588, "Largest record batch accepted.", Range(0),
+       ["message.max.bytes"]),
+    _t("message.timestamp.type", STRING, "CreateTime", "CreateTime or LogAppendTime.",
+       Choices(*TIMESTAMP_TYPES), ["log.message.timestamp.type"]),
+    _t("message.timestamp.before.max.ms", LONG, LONG_MAX, "Largest amount a timestamp "
+       "may lie in the past.", Range(0), ["log.message.timestamp.before.max.ms"]),
+    _t("message.timestamp.after.max.ms", LONG, 3600000, "Largest amount a timestamp may "
+       "lie in the future.", Range(0), ["log.message.timestamp.after.max.ms"]),
+    _t("min.cleanable.dirty.ratio", DOUBLE, 0.5, "Dirty ratio that makes a log "
+       "cleanable.", Range(0, 1), ["log.cleaner.min.cleanable.ratio"]),
+    _t("min.compaction.lag.ms", LONG, 0, "Youngest age a message must reach before "
+       "compaction.", Range(0), ["log.cleaner.min.compaction.lag.ms"]),
+    _t("min.insync.replicas", INT, 1, "Fewest in-sync replicas for acks=all.", Range(1),
+       ["min.insync.replicas"]),
+    _t("preallocate", BOOL, False, "Preallocate segment files.", None, ["log.preallocate"]),
+    _t("retention.bytes", LONG, -1, "Largest partition size before old segments are "
+       "deleted; -1: no limit.", None, ["log.retention.bytes"]),
+    _t("retention.ms", LONG, 604800000, "Age after which segments are deleted; -1: keep "
+       "forever.", Range(-1), ["log.retention.ms", "log.retention.minutes", "log.retention.hours"]),
+    _t("segment.bytes", INT, 1073741824, "Size at which a segment rolls.", Range(14),
+       ["log.segment.bytes"]),
+    _t("segment.index.bytes", INT, 10485760, "Largest size of a segment's index.",
+       Range(4), ["log.index.size.max.bytes"]),
+    _t("segment.jitter.ms", LONG, 0, "Largest random jitter subtracted from segment.ms.",
+       Range(0), ["log.roll.jitter.ms", "log.roll.jitter.hours"]),
+    _t("segment.ms", LONG, 604800000, "Age at which a segment rolls.", Range(1),
+       ["log.roll.ms", "log.roll.hours"]),
+    _t("unclean.leader.election.enable", BOOL, False, "Allow unclean leader election.",
+       None, ["unclean.leader.election.enable"]),
+]
+
+TOPIC_CONFIGS: dict[str, TopicConfigKey] = {k.name: k for k in _TOPIC_KEYS}
+# broker key -> topic config name, for hints ("retention.ms is the topic name of ...").
+_BROKER_TO_TOPIC = {bk: t.name for t in _TOPIC_KEYS for bk in t.synonyms}
+
+
+# --------------------------------------------------------------------------- helpers
+
+class Listener(NamedTuple):
+    """A parsed listener: name (upper case), host (may be "" = every interface), port."""
+
+    name: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.name}://{host}:{self.port}"
+
+
+class QuorumVoter(NamedTuple):
+    node_id: int
+    host: str
+    port: int
+
+
+_LISTENER_RE = re.compile(
+    r"(?P<name>[A-Za-z0-9_]+)://(?:\[(?P<ipv6>[0-9A-Fa-f:.%A-Za-z]*)\]|(?P<host>[A-Za-z0-9._-]*))"
+    r":(?P<port>[0-9]+)")
+_VOTER_RE = re.compile(
+    r"(?P<id>[0-9]+)@(?:\[(?P<ipv6>[0-9A-Fa-f:.%A-Za-z]+)\]|(?P<host>[A-Za-z0-9._-]+)):(?P<port>[0-9]+)")
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+ADVERTISED_WILDCARD_FALLBACK = "localhost"
+
+
+def parse_listeners(key: str, entries: Iterable[str]) -> list[Listener]:
+    """Parse NAME://host:port entries; raises ConfigError naming the key and entry."""
+    out: list[Listener] = []
+    for entry in entries:
+        m = _LISTENER_RE.fullmatch(entry.strip())
+        if not m:
+            raise ConfigError(
+                f"Invalid value {entry!r} for configuration '{key}': expected "
+                f"NAME://host:port, e.g. PLAINTEXT://127.0.0.1:9092", key=key, value=entry)
+        port = int(m["port"])
+        if port > 65535:
+            raise ConfigError(f"Invalid value {entry!r} for configuration '{key}': port "
+                              f"{port} is out of range [0, 65535]", key=key, value=entry)
+        host = m["ipv6"] if m["ipv6"] is not None else m["host"]
+        out.append(Listener(m["name"].upper(), host, port))
+    return out
+
+
+def parse_quorum_voters(entries: Iterable[str]) -> list[QuorumVoter]:
+    key = "controller.quorum.voters"
+    out: list[QuorumVoter] = []
+    for entry in entries:
+        m = _VOTER_RE.fullmatch(entry.strip())
+        if not m or int(m["port"]) > 65535:
+            raise ConfigError(f"Invalid value {entry!r} for configuration '{key}': "
+                              f"expected id@host:port, e.g. 1@localhost:9093",
+                              key=key, value=entry)
+        host = m["ipv6"] if m["ipv6"] is not None else m["host"]
+        out.append(QuorumVoter(int(m["id"]), host, int(m["port"])))
+    ids = [v.node_id for v in out]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"'{key}' lists a node id twice: {','.join(entries)}", key=key)
+    return out
+
+
+def _unknown_key_error(key: str, *, topic_level: bool) -> ConfigError:
+    if topic_level:
+        if key in _BROKER_TO_TOPIC:
+            hint = (f" ('{key}' is a broker config; the topic-level name is "
+                    f"'{_BROKER_TO_TOPIC[key]}')")
+        else:
+            close = difflib.get_close_matches(key, list(TOPIC_CONFIGS), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return ConfigError(f"Unknown topic config name: '{key}'{hint}", key=key)
+    if key in TOPIC_CONFIGS:
+        synonyms = TOPIC_CONFIGS[key].synonyms
+        hint = (f" ('{key}' is a topic config; its broker-wide default is "
+                f"'{synonyms[0]}')") if synonyms else ""
+    else:
+        candidates = list(BROKER_CONFIGS) + list(ALIASES)
+        close = difflib.get_close_matches(key.replace("_", ".").lower(), candidates,
+                                          n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"Unknown configuration '{key}'{hint}", key=key)
+
+
+def resolve_key(key: str) -> str:
+    """Canonical broker key for `key` (aliases resolved); ConfigError if unknown."""
+    key = str(key).strip()
+    key = ALIASES.get(key, key)
+    if key not in BROKER_CONFIGS:
+        raise _unknown_key_error(key, topic_level=False)
+    return key
+
+
+def _flatten(mapping: Mapping[Any, Any], prefix: str, out: dict[str, Any], origin: str) -> None:
+    for k, v in mapping.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            _flatten(v, name + ".", out, origin)
+        else:
+            if name in out:
+                raise ConfigError(f"{origin}: '{name}' is set twice", key=name)
+            out[name] = v
+
+
+def _read_properties(text: str) -> dict[str, str]:
+    """Java .properties, the common subset: key=value or key: value lines, # and !
+    comments, backslash line continuations."""
+    out: dict[str, str] = {}
+    logical: list[str] = []
+    pending = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped[0] in "#!"):
+            continue
+        if stripped.endswith("\\") and not stripped.endswith("\\\\"):
+            pending += stripped[:-1]
+            continue
+        logical.append(pending + stripped)
+        pending = ""
+    if pending:
+        logical.append(pending)
+    for entry in logical:
+        m = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", entry)
+        if m:
+            out[m[1]] = m[2]
+        else:
+            out[entry] = ""
+    return out
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping (flat dotted keys and/or nested mappings, flattened with
+    dots), or a Java properties file when the name ends in .properties."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}") from None
+    if path.endswith(".properties"):
+        return _read_properties(text)
+    import yaml  # only needed when a YAML file is given
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Config file {path} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"Config file {path} must be a mapping of Kafka property names "
+                          f"to values, e.g. 'log.retention.hours: 24'")
+    out: dict[str, Any] = {}
+    _flatten(data, "", out, path)
+    return out
+
+
+def parse_override(item: str) -> tuple[str, str]:
+    """'key=value' -> (key, value)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"Invalid override {item!r}: expected key=value, e.g. "
+                          f"log.retention.hours=24")
+    return key.strip(), value
+
+
+# --------------------------------------------------------------------------- describe
+
+class ConfigSynonym(NamedTuple):
+    name: str
+    value: str | None
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigEntry:
+    """One DescribeConfigs result entry. `source` and `type` are Kafka's names; the
+    wire codes are `source_code` / `type_code`."""
+
+    name: str
+    value: str | None
+    is_default: bool
+    source: str
+    sensitive: bool
+    read_only: bool
+    type: str
+    documentation: str
+    synonyms: tuple[ConfigSynonym, ...] = ()
+
+    @property
+    def source_code(self) -> int:
+        return CONFIG_SOURCE_CODES[self.source]
+
+    @property
+    def type_code(self) -> int:
+        return CONFIG_TYPE_CODES[self.type]
+
+
+# --------------------------------------------------------------------------- broker
+
+class BrokerConfig:
+    """A validated broker configuration.
+
+    `BrokerConfig(raw)` takes a mapping of Kafka property names to raw values (strings
+    from the CLI, typed values from YAML). `config["log.retention.hours"]` returns the
+    typed value (aliases accepted). Properties give parsed/resolved views.
+    `warnings` lists non-fatal remarks that the caller should log at startup.
+    """
+
+    def __init__(self, raw: Mapping[str, Any] | None = None):
+        self._values: dict[str, Any] = {k.name: k.default for k in _BROKER_KEYS}
+        self._explicit: set[str] = set()
+        self.warnings: list[str] = []
+        spelled: dict[str, str] = {}
+        for key, value in (raw or {}).items():
+            name = resolve_key(key)
+            spec = BROKER_CONFIGS[name]
+            parsed = _parse_value(str(key).strip(), spec.type, spec.nullable, value, spec.validator)
+            if name in spelled and self._values[name] != parsed:
+                raise ConfigError(f"'{spelled[name]}' and '{key}' are the same setting "
+                                  f"and are given different values", key=name)
+            spelled[name] = str(key).strip()
+            self._values[name] = parsed
+            self._explicit.add(name)
+            if spec.ignored:
+                self.warnings.append(f"{name} has no effect in kafkette")
+        self._check()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None,
+             overrides: Iterable[str] = ()) -> "BrokerConfig":
+        """Defaults < file at `path` (YAML or .properties) < `overrides` ("key=value",
+        applied in order, so a later one wins)."""
+        merged: dict[str, Any] = {}
+        if path is not None:
+            spelled: dict[str, str] = {}
+            for key, value in read_config_file(path).items():
+                name = resolve_key(key)
+                if name in spelled:
+                    raise ConfigError(f"{os.fspath(path)}: '{spelled[name]}' and '{key}' "
+                                      f"are the same setting; give only one", key=name)
+                spelled[name] = str(key)
+                merged[name] = value
+        for item in overrides:
+            key, value = parse_override(item)
+            name = resolve_key(key)
+            merged.pop(name, None)  # keep insertion order = order of precedence
+            merged[name] = value
+        return cls(merged)
+
+    # ---- generic access
+
+    def __getitem__(self, key: str) -> Any:
+        name = ALIASES.get(key, key)
+        if name not in self._values:
+            raise KeyError(str(_unknown_key_error(key, topic_level=False)))
+        return self._values[name]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and ALIASES.get(key, key) in self._values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def is_default(self, key: str) -> bool:
+        """True when the key was not set explicitly (file or override)."""
+        return ALIASES.get(key, key) not in self._explicit
+
+    @property
+    def explicit(self) -> frozenset[str]:
+        """Canonical names of the keys set explicitly."""
+        return frozenset(self._explicit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={self._values[k]!r}" for k in sorted(self._explicit))
+        return f"BrokerConfig({items})"
+
+    # ---- cross-key checks
+
+    def _check(self) -> None:
+        v = self._values
+        if not v["log.dirs"]:
+            raise ConfigError("'log.dirs' must name at least one directory", key="log.dirs")
+        if len(set(v["process.roles"])) != len(v["process.roles"]):
+            raise ConfigError(f"'process.roles' lists a role twice: "
+                              f"{','.join(v['process.roles'])}", key="process.roles")
+
+        self._protocol_map: dict[str, str] = {}
+        for entry in v["listener.security.protocol.map"]:
+            name, sep, proto = entry.partition(":")
+            if not sep or not name.strip() or proto.strip().upper() not in SECURITY_PROTOCOLS:
+                raise ConfigError(
+                    f"Invalid value {entry!r} for configuration 'listener.security.protocol.map': "
+                    f"expected NAME:PROTOCOL with PROTOCOL one of {', '.join(SECURITY_PROTOCOLS)}",
+                    key="listener.security.protocol.map", value=entry)
+            self._protocol_map[name.strip().upper()] = proto.strip().upper()
+
+        listeners = parse_listeners("listeners", v["listeners"])
+        if not listeners:
+            raise ConfigError("'listeners' must name at least one listener", key="listeners")
+        self._check_listener_set("listeners", listeners)
+        self._listeners = listeners
+        names = [l.name for l in listeners]
+
+        self._controller_listener_names = [n.upper() for n in v["controller.listener.names"]]
+        if "controller" in v["process.roles"]:
+            for n in self._controller_listener_names:
+                if n not in names:
+                    raise ConfigError(f"controller.listener.names names '{n}', which is not "
+                                      f"in listeners ({','.join(v['listeners'])})",
+                                      key="controller.listener.names")
+
+        advertised: dict[str, Listener] = {}
+        if v["advertised.listeners"] is not None:
+            parsed = parse_listeners("advertised.listeners", v["advertised.listeners"])
+            for l in parsed:
+                if l.host in WILDCARD_HOSTS:
+                    raise ConfigError(
+                        f"advertised.listeners cannot use the address {str(l)!r}: clients "
+                        f"need a host name or address they can connect to, not a wildcard",
+                        key="advertised.listeners", value=str(l))
+                if l.name not in names:
+                    raise ConfigError(
+                        f"advertised.listeners names listener '{l.name}', which is not in "
+                        f"listeners ({','.join(v['listeners'])})", key="advertised.listeners")
+                if l.name in advertised:
+                    raise ConfigError(f"advertised.listeners lists '{l.name}' twice",
+                                      key="advertised.listeners")
+                advertised[l.name] = l
+        self._advertised: list[Listener] = []
+        for l in listeners:
+            if l.name in self._controller_listener_names:
+                continue  # clients never see controller listeners
+            if l.name in advertised:
+                self._advertised.append(advertised[l.name])
+            elif l.host in WILDCARD_HOSTS:
+                # Kafka would advertise the canonical host name; a wildcard address is
+                # never valid for a client to connect to.
+                self._advertised.append(l._replace(host=ADVERTISED_WILDCARD_FALLBACK))
+                self.warnings.append(
+                    f"listener {l} binds every interface; advertising "
+                    f"{l.name}://{ADVERTISED_WILDCARD_FALLBACK}:{l.port}. Set "
+                    f"advertised.listeners if clients connect from another host")
+            else:
+                self._advertised.append(l)
+
+        ibl = v["inter.broker.listener.name"]
+        if ibl is not None and ibl.upper() not in names:
+            raise ConfigError(f"inter.broker.listener.name '{ibl}' is not in listeners "
+                              f"({','.join(v['listeners'])})", key="inter.broker.listener.name")
+
+        self._voters = parse_quorum_voters(v["controller.quorum.voters"])
+        if v["group.min.session.timeout.ms"] > v["group.max.session.timeout.ms"]:
+            raise ConfigError("group.min.session.timeout.ms must not exceed "
+                              "group.max.session.timeout.ms", key="group.min.session.timeout.ms")
+        if v["log.cleaner.min.compaction.lag.ms"] > v["log.cleaner.max.compaction.lag.ms"]:
+            raise ConfigError("log.cleaner.min.compaction.lag.ms must not exceed "
+                              "log.cleaner.max.compaction.lag.ms",
+                              key="log.cleaner.min.compaction.lag.ms")
+
+    def _check_listener_set(self, key: str, listeners: list[Listener]) -> None:
+        seen_names: set[str] = set()
+        seen_ports: set[int] = set()
+        for l in listeners:
+            if l.name in seen_names:
+                raise ConfigError(f"'{key}' lists listener name '{l.name}' twice", key=key)
+            seen_names.add(l.name)
+            if l.port != 0:
+                if l.port in seen_ports:
+                    raise ConfigError(f"'{key}': each listener needs its own port; "
+                                      f"{l.port} is used twice", key=key)
+                seen_ports.add(l.port)
+            if l.name not in self._protocol_map and l.name not in SECURITY_PROTOCOLS:
+                raise ConfigError(
+                    f"listener '{l.name}' has no security protocol: add '{l.name}:PLAINTEXT' "
+                    f"(or another protocol) to listener.security.protocol.map", key=key)
+
+    # ---- convenient views
+
+    @property
+    def node_id(self) -> int:
+        return self._values["node.id"]
+
+    @property
+    def cluster_id(self) -> str | None:
+        return self._values["cluster.id"]
+
+    @property
+    def process_roles(self) -> list[str]:
+        return list(self._values["process.roles"])
+
+    @property
+    def broker_rack(self) -> str | None:
+        return self._values["broker.rack"]
+
+    @property
+    def listeners(self) -> list[Listener]:
+        """Where to bind. host "" (and 0.0.0.0) means every interface; port 0, any free port."""
+        return list(self._listeners)
+
+    @property
+    def advertised_listeners(self) -> list[Listener]:
+        """What Metadata tells clients, in listener order, controller listeners left out.
+        Never a wildcard host. A port of 0 (inherited from a `:0` listener) must be
+        replaced by the caller with the port actually bound."""
+        return list(self._advertised)
+
+    @property
+    def controller_listener_names(self) -> list[str]:
+        return list(self._controller_listener_names)
+
+    @property
+    def inter_broker_listener_name(self) -> str:
+        ibl = self._values["inter.broker.listener.name"]
+        if ibl is not None:
+            return ibl.upper()
+        for l in self._listeners:
+            if l.name not in self._controller_listener_names:
+                return l.name
+        return self._listeners[0].name
+
+    @property
+    def listener_security_protocol_map(self) -> dict[str, str]:
+        return dict(self._protocol_map)
+
+    def security_protocol(self, listener_name: str) -> str:
+        """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL for a listener name."""
+        name = listener_name.upper()
+        return self._protocol_map.get(name, name if name in SECURITY_PROTOCOLS else "PLAINTEXT")
+
+    @property
+    def controller_quorum_voters(self) -> list[QuorumVoter]:
+        return list(self._voters)
+
+    @property
+    def log_dirs(self) -> list[str]:
+        return list(self._values["log.dirs"])
+
+    @property
+    def retention_ms(self) -> int:
+        """log.retention.ms > log.retention.minutes > log.retention.hours; -1 = forever."""
+        v = self._values
+        if v["log.retention.ms"] is not None:
+            ms = v["log.retention.ms"]
+        elif v["log.retention.minutes"] is not None:
+            ms = v["log.retention.minutes"] * MS_PER_MINUTE
+        else:
+            ms = v["log.retention.hours"] * MS_PER_HOUR
+        return -1 if ms < 0 else ms
+
+    @property
+    def retention_bytes(self) -> int:
+        return self._values["log.retention.bytes"]
+
+    @property
+    def segment_bytes(self) -> int:
+        return self._values["log.segment.bytes"]
+
+    @property
+    def segment_ms(self) -> int:
+        """log.roll.ms > log.roll.hours."""
+        v = self._values
+        return v["log.roll.ms"] if v["log.roll.ms"] is not None else v["log.roll.hours"] * MS_PER_HOUR
+
+    @property
+    def segment_jitter_ms(self) -> int:
+        v = self._values
+        if v["log.roll.jitter.ms"] is not None:
+            return v["log.roll.jitter.ms"]
+        return v["log.roll.jitter.hours"] * MS_PER_HOUR
+
+    @property
+    def flush_interval_messages(self) -> int | None:
+        """None: never force an fsync by message count (Kafka's Long.MAX_VALUE default)."""
+        n = self._values["log.flush.interval.messages"]
+        return None if n >= LONG_MAX else n
+
+    @property
+    def flush_interval_ms(self) -> int | None:
+        """log.flush.interval.ms, else log.flush.scheduler.interval.ms; None: never."""
+        v = self._values
+        ms = v["log.flush.interval.ms"]
+        if ms is None:
+            ms = v["log.flush.scheduler.interval.ms"]
+        return None if ms >= LONG_MAX else ms
+
+    @property
+    def offsets_retention_ms(self) -> int:
+        return self._values["offsets.retention.minutes"] * MS_PER_MINUTE
+
+    # ---- DescribeConfigs
+
+    def describe(self, names: Iterable[str] | None = None) -> list[ConfigEntry]:
+        """Entries for DescribeConfigs on this broker, sorted by name; with `names`, only
+        those (unknown names are skipped, as Kafka does). Every entry is read-only:
+        kafkette has no dynamic broker configs."""
+        keys = sorted(self._values) if names is None else [
+            ALIASES.get(n, n) for n in names if ALIASES.get(n, n) in self._values]
+        out = []
+        for name in keys:
+            spec = BROKER_CONFIGS[name]
+            value = format_value(spec.type, self._values[name])
+            source = "DEFAULT_CONFIG" if name not in self._explicit else "STATIC_BROKER_CONFIG"
+            out.append(ConfigEntry(
+                name=name, value=value, is_default=source == "DEFAULT_CONFIG", source=source,
+                sensitive=False, read_only=True, type=KAFKA_TYPE_NAMES[spec.type],
+                documentation=spec.doc, synonyms=(ConfigSynonym(name, value, source),)))
+        return out
+
+    def topic_defaults(self) -> dict[str, str]:
+        return topic_defaults(self)
+
+
+# --------------------------------------------------------------------------- topics
+
+def _topic_default_typed(broker: BrokerConfig, name: str) -> Any:
+    special = {
+        "retention.ms": lambda: broker.retention_ms,
+        "segment.ms": lambda: broker.segment_ms,
+        "segment.jitter.ms": lambda: broker.segment_jitter_ms,
+        "flush.ms": lambda: (broker.flush_interval_ms
+                             if broker.flush_interval_ms is not None else LONG_MAX),
+    }
+    if name in special:
+        return special[name]()
+    return broker[TOPIC_CONFIGS[name].synonyms[0]]
+
+
+def topic_defaults(broker_config: BrokerConfig | None = None) -> dict[str, str]:
+    """Each topic config's effective default (as a string, as DescribeConfigs shows it),
+    derived from the broker config."""
+    broker = broker_config if broker_config is not None else BrokerConfig()
+    return {name: format_value(spec.type, _topic_default_typed(broker, name))  # type: ignore[misc]
+            for name, spec in TOPIC_CONFIGS.items()}
+
+
+def parse_topic_config(name: str, value: Any) -> Any:
+    """A topic config value, typed (cleanup.policy -> list of str, ...)."""
+    spec = TOPIC_CONFIGS.get(name)
+    if spec is None:
+        raise _unknown_key_error(name, topic_level=True)
+    return _parse_value(name, spec.type, False, value, spec.validator)
+
+
+def validate_topic_configs(configs: Mapping[str, str | None],
+                           broker_config: BrokerConfig | None = None) -> dict[str, str | None]:
+    """Check topic config overrides (CreateTopics, AlterConfigs, ...). Returns them
+    normalised to Kafka's string form; a None value (reset to default) stays None.
+    Raises ConfigError (-> INVALID_CONFIG) for an unknown name or a bad value, or when
+    min.compaction.lag.ms exceeds max.compaction.lag.ms (the broker's defaults filling
+    in when `broker_config` is given)."""
+    out: dict[str, str | None] = {}
+    typed: dict[str, Any] = {}
+    for name, value in configs.items():
+        if name not in TOPIC_CONFIGS:
+            raise _unknown_key_error(name, topic_level=True)
+        if value is None:
+            out[name] = None
+            continue
+        typed[name] = parse_topic_config(name, value)
+        out[name] = format_value(TOPIC_CONFIGS[name].type, typed[name])
+
+    def effective(n: str) -> Any:
+        if n in typed:
+            return typed[n]
+        return _topic_default_typed(broker_config, n) if broker_config is not None else None
+
+    lo, hi = effective("min.compaction.lag.ms"), effective("max.compaction.lag.ms")
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"conflicting topic configs: min.compaction.lag.ms ({lo}) is "
+                          f"greater than max.compaction.lag.ms ({hi})", key="min.compaction.lag.ms")
+    return out
+
+
+def effective_topic_config(broker_config: BrokerConfig | None,
+                           overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """Typed effective config of a topic: its overrides over the broker's defaults.
+    For the log layer: ints, bools, a float, and cleanup.policy as a list."""
+    broker = broker_config if broker_config is not None else BrokerConfig()
+    out = {name: _topic_default_typed(broker, name) for name in TOPIC_CONFIGS}
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            out[name] = parse_topic_config(name, value)
+    return out
+
+
+def describe_topic_configs(broker_config: BrokerConfig | None,
+                           overrides: Mapping[str, str | None] | None = None,
+                           names: Iterable[str] | None = None) -> list[ConfigEntry]:
+    """DescribeConfigs entries for a topic: DYNAMIC_TOPIC_CONFIG for its overrides,
+    STATIC_BROKER_CONFIG where the broker sets the default, DEFAULT_CONFIG otherwise.
+    Synonyms follow Kafka's order: the topic override, then the broker keys set
+    explicitly (highest precedence first), then the built-in default."""
+    broker = broker_config if broker_config is not None else BrokerConfig()
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    wanted = sorted(TOPIC_CONFIGS) if names is None else [n for n in names if n in TOPIC_CONFIGS]
+    out = []
+    for name in wanted:
+        spec = TOPIC_CONFIGS[name]
+        synonyms: list[ConfigSynonym] = []
+        if name in overrides:
+            synonyms.append(ConfigSynonym(
+                name, format_value(spec.type, parse_topic_config(name, overrides[name])),
+                "DYNAMIC_TOPIC_CONFIG"))
+        for bk in spec.synonyms:
+            if not broker.is_default(bk):
+                synonyms.append(ConfigSynonym(
+                    bk, format_value(BROKER_CONFIGS[bk].type, broker[bk]), "STATIC_BROKER_CONFIG"))
+        base = next((bk for bk in reversed(spec.synonyms)
+                     if BROKER_CONFIGS[bk].default is not None), None)
+        if base is not None:
+            synonyms.append(ConfigSynonym(
+                base, format_value(BROKER_CONFIGS[base].type, BROKER_CONFIGS[base].default),
+                "DEFAULT_CONFIG"))
+        if name in overrides:
+            value, source = synonyms[0].value, "DYNAMIC_TOPIC_CONFIG"
+        else:
+            value = format_value(spec.type, _topic_default_typed(broker, name))
+            source = synonyms[0].source if synonyms else "DEFAULT_CONFIG"
+        out.append(ConfigEntry(
+            name=name, value=value, is_default=source == "DEFAULT_CONFIG", source=source,
+            sensitive=False, read_only=False, type=KAFKA_TYPE_NAMES[spec.type],
+            documentation=spec.doc, synonyms=tuple(synonyms)))
+    return out
