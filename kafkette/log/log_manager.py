@@ -1,0 +1,172 @@
+"""All partition logs under one data directory (Kafka's LogManager, for one log dir).
+
+Layout: `<data_dir>/<topic>-<partition>/`. A `.lock` file held with flock keeps a second
+broker process off the same directory, as Kafka's `.lock` does.
+
+Deleting a partition renames its directory to `<topic>-<partition>.<uuid>-delete` and
+then removes it; a directory left with that suffix by a crash is removed on the next
+`load_all()`. Kafka does the removal asynchronously after file.delete.delay.ms; we do it
+at once (an rmtree of a closed directory), which no reader can observe since the log is
+already gone from the manager.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import uuid
+from typing import Callable, Iterator
+
+from kafkette.clock import SystemClock
+from kafkette.errors import InvalidTopicError, KafkaStorageError
+from kafkette.log.partition_log import LogConfig, PartitionLog
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+# The KRaft metadata log lives in the data dir too but belongs to the controller, which
+# opens it itself; Kafka's LogManager skips it in the same way.
+METADATA_TOPIC = "__cluster_metadata"
+DELETE_SUFFIX = "-delete"
+_PARTITION_DIR = re.compile(r"(.+)-(\d+)")
+_LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
+MAX_TOPIC_LENGTH = 249
+
+
+def validate_topic_name(topic: str) -> None:
+    """Kafka's rules (Topic.validate); they also keep directory names safe."""
+    if not topic or topic in (".", ".."):
+        raise InvalidTopicError(f"invalid topic name {topic!r}")
+    if len(topic) > MAX_TOPIC_LENGTH:
+        raise InvalidTopicError(f"topic name longer than {MAX_TOPIC_LENGTH} characters")
+    if not _LEGAL_TOPIC.fullmatch(topic):
+        raise InvalidTopicError(f"topic name {topic!r} has characters other than ASCII alphanumerics, '.', '_' and '-'")
+
+
+class LogManager:
+    def __init__(self, data_dir, clock=None, default_config: LogConfig | None = None):
+        self.data_dir = os.path.abspath(os.fspath(data_dir))
+        self.default_config = default_config or LogConfig()
+        self._clock = clock or SystemClock()
+        self._logs: dict[tuple[str, int], PartitionLog] = {}
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._lock_fd: int | None = None
+        self._lock()
+
+    def _lock(self) -> None:
+        fd = os.open(os.path.join(self.data_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise KafkaStorageError(f"data directory {self.data_dir} is in use by another process") from None
+        self._lock_fd = fd
+
+    def _dir_for(self, topic: str, partition: int) -> str:
+        return os.path.join(self.data_dir, f"{topic}-{partition}")
+
+    def load_all(self, config_for: Callable[[str], LogConfig | None] | None = None) -> list[tuple[str, int]]:
+        """Open (and recover) every partition directory under the data dir. `config_for`
+        maps a topic to its LogConfig (default: the manager's default config). Returns
+        the (topic, partition) pairs loaded."""
+        loaded = []
+        for name in sorted(os.listdir(self.data_dir)):
+            path = os.path.join(self.data_dir, name)
+            if not os.path.isdir(path):
+                continue
+            if name.endswith(DELETE_SUFFIX):
+                log.info("removing %s, left by an interrupted delete", path)
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            m = _PARTITION_DIR.fullmatch(name)
+            if not m or not _LEGAL_TOPIC.fullmatch(m.group(1)):
+                continue  # not ours (Kafka's -future / -stray dirs, stray files...)
+            topic, partition = m.group(1), int(m.group(2))
+            if topic == METADATA_TOPIC or (topic, partition) in self._logs:
+                continue
+            config = (config_for(topic) if config_for is not None else None) or self.default_config
+            self._logs[(topic, partition)] = PartitionLog(path, config, clock=self._clock,
+                                                          topic=topic, partition=partition)
+            loaded.append((topic, partition))
+        return loaded
+
+    def get(self, topic: str, partition: int) -> PartitionLog | None:
+        return self._logs.get((topic, partition))
+
+    def create(self, topic: str, partition: int, config: LogConfig | None = None) -> PartitionLog:
+        """Open the log of a partition, creating its directory if needed. Idempotent: an
+        already open log is returned (with its config replaced when one is given)."""
+        existing = self._logs.get((topic, partition))
+        if existing is not None:
+            if config is not None:
+                existing.config = config
+            return existing
+        validate_topic_name(topic)
+        if partition < 0:
+            raise ValueError(f"invalid partition {partition}")
+        plog = PartitionLog(self._dir_for(topic, partition), config or self.default_config,
+                            clock=self._clock, topic=topic, partition=partition)
+        self._logs[(topic, partition)] = plog
+        return plog
+
+    def delete(self, topic: str, partition: int) -> bool:
+        """Close and remove a partition's log. Returns False if there was none."""
+        plog = self._logs.pop((topic, partition), None)
+        path = self._dir_for(topic, partition)
+        if plog is not None:
+            plog.close(clean=False)
+        if not os.path.isdir(path):
+            return plog is not None
+        doomed = os.path.join(self.data_dir, f"{topic}-{partition}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
+        os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return True
+
+    def set_config(self, topic: str, config: LogConfig) -> None:
+        """Apply a topic's new config to all its open partitions."""
+        for (t, _p), plog in self._logs.items():
+            if t == topic:
+                plog.config = config
+
+    def partitions(self, topic: str | None = None) -> list[tuple[str, int]]:
+        return sorted(k for k in self._logs if topic is None or k[0] == topic)
+
+    def __iter__(self) -> Iterator[PartitionLog]:
+        return iter(list(self._logs.values()))
+
+    def __len__(self) -> int:
+        return len(self._logs)
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._logs
+
+    def flush_all(self) -> None:
+        for plog in list(self._logs.values()):
+            plog.flush()
+
+    def maybe_flush_all(self, now_ms: int) -> None:
+        """flush.ms for idle logs; call periodically (Kafka: log.flush.scheduler.interval.ms)."""
+        for plog in list(self._logs.values()):
+            plog.maybe_flush(now_ms)
+
+    def close_all(self) -> None:
+        errors = []
+        for plog in list(self._logs.values()):
+            try:
+                plog.close()
+            except Exception as exc:  # keep closing the others
+                errors.append(exc)
+                log.exception("closing %s failed", plog.dir)
+        self._logs.clear()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+        if errors:
+            raise errors[0]

@@ -1,0 +1,587 @@
+"""The log of one partition: a directory of segments, Kafka's `UnifiedLog` in miniature.
+
+Single-threaded: one asyncio event loop owns it. File IO is plain blocking os.write /
+os.pread on raw fds, which for page-cache-backed appends and reads is a few microseconds;
+fsync only happens when flush.messages / flush.ms ask for it, or on close.
+
+Hot paths (DESIGN.md, "The hot path: batches stay bytes"):
+- append: per batch one header unpack + one CRC-32C + two pack_into (offset, leader
+  epoch), then ONE os.write for the whole request. Records are never looked at. Real
+  Kafka (LogValidator) iterates the records of every batch, and decompresses compressed
+  ones, to check offsets, timestamps and keys of compacted topics; we trust the header
+  (count vs offset range) and let consumers see what producers wrote.
+- read: index lookup + a header walk over a few KiB + os.pread of whole batches.
+
+Durability follows Kafka's model: data goes to the page cache, and replication (later)
+is what protects acknowledged writes; fsync only per flush.messages / flush.ms. A
+`recovery-point` file records the offset up to which everything has been fsynced; after
+an unclean shutdown every segment from the one holding that offset on is validated batch
+by batch and a torn tail is cut off. Kafka flushes rolled segments in a background
+thread, which moves its recovery point forward at each roll; we have no threads in the
+core, so with the default config an unclean restart re-validates everything written
+since the last flush (CRC-32C runs at GB/s, so this is seconds even for large logs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple
+
+from kafkette.clock import SystemClock
+from kafkette.errors import (
+    CorruptRecordError,
+    ErrorCode,
+    InvalidConfigError,
+    InvalidRecordError,
+    KafkaError,
+    KafkaStorageError,
+    MessageTooLargeError,
+    OffsetOutOfRangeError,
+)
+from kafkette.log.segment import (
+    INDEX_SUFFIX,
+    INT32_MAX,
+    LOG_SUFFIX,
+    TIMEINDEX_SUFFIX,
+    LogSegment,
+)
+from kafkette.protocol import records as rec
+
+log = logging.getLogger(__name__)
+
+CLEAN_SHUTDOWN_FILE = ".kafkette_clean_shutdown"
+# Kafka keeps both in per-log-dir checkpoint files (log-start-offset-checkpoint,
+# recovery-point-offset-checkpoint); one small text file per partition is simpler here.
+LOG_START_OFFSET_FILE = "log-start-offset"
+RECOVERY_POINT_FILE = "recovery-point"
+
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+_LONG_MAX = 2**63 - 1
+
+
+@dataclass
+class LogConfig:
+    """The topic-level settings the log store uses, with Kafka's defaults."""
+
+    segment_bytes: int = 1073741824  # segment.bytes (1 GiB)
+    segment_ms: int = 7 * 24 * 3600 * 1000  # segment.ms (7 days)
+    index_interval_bytes: int = 4096  # index.interval.bytes
+    max_message_bytes: int = 1048588  # max.message.bytes (largest batch accepted)
+    flush_messages: int | None = None  # flush.messages (None: Kafka's Long.MAX_VALUE, never)
+    flush_ms: int | None = None  # flush.ms (None: never)
+    message_timestamp_type: str = "CreateTime"  # message.timestamp.type
+
+    # Kafka property name -> field
+    PROPERTIES = {
+        "segment.bytes": "segment_bytes",
+        "segment.ms": "segment_ms",
+        "index.interval.bytes": "index_interval_bytes",
+        "max.message.bytes": "max_message_bytes",
+        "flush.messages": "flush_messages",
+        "flush.ms": "flush_ms",
+        "message.timestamp.type": "message_timestamp_type",
+    }
+
+    def __post_init__(self) -> None:
+        if self.message_timestamp_type not in TIMESTAMP_TYPES:
+            raise InvalidConfigError(f"message.timestamp.type must be one of {TIMESTAMP_TYPES}")
+        # Kafka's minimum segment.bytes is 14 (a legacy message header); positions in
+        # the .index are int32, so a segment can hold at most 2 GiB.
+        if not 14 <= self.segment_bytes <= INT32_MAX:
+            raise InvalidConfigError("segment.bytes must be between 14 and 2147483647")
+        if self.segment_ms < 1:
+            raise InvalidConfigError("segment.ms must be >= 1")
+        if self.index_interval_bytes < 0:
+            raise InvalidConfigError("index.interval.bytes must be >= 0")
+        if self.max_message_bytes < 0:
+            raise InvalidConfigError("max.message.bytes must be >= 0")
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, str], base: "LogConfig | None" = None) -> "LogConfig":
+        """Build from Kafka-named topic configs (strings, as in CreateTopics), over
+        `base` (or the defaults). Unknown names are ignored: they belong to others."""
+        values = dataclasses.asdict(base) if base is not None else {}
+        for name, field in cls.PROPERTIES.items():
+            if name not in props or props[name] is None:
+                continue
+            raw = props[name]
+            if field == "message_timestamp_type":
+                values[field] = str(raw)
+                continue
+            try:
+                value = int(raw)
+            except (TypeError, ValueError):
+                raise InvalidConfigError(f"invalid value {raw!r} for {name}") from None
+            if field in ("flush_messages", "flush_ms") and value >= _LONG_MAX:
+                value = None
+            values[field] = value
+        return cls(**values)
+
+
+class AppendResult(NamedTuple):
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 unless message.timestamp.type=LogAppendTime
+    log_start_offset: int
+
+
+class OffsetAndTimestamp(NamedTuple):
+    offset: int
+    timestamp: int
+
+
+class TimestampAndOffset(NamedTuple):
+    timestamp: int
+    offset: int
+
+
+def _read_int_file(path: str) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            return int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _write_int_file(path: str, value: int) -> None:
+    # write + rename: a crash leaves the old value or the new one, never half a number.
+    # No fsync: a lost update only means an older (smaller, hence safe) value.
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{value}\n")
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class PartitionLog:
+    """The segmented log of one partition in `dir_path` (`<data_dir>/<topic>-<partition>`).
+
+    Opening recovers the directory (see module docstring); `close()` flushes and leaves a
+    clean-shutdown marker so the next open skips the full validation.
+    """
+
+    def __init__(self, dir_path, config: LogConfig | None = None, clock=None, *,
+                 topic: str | None = None, partition: int | None = None):
+        self.dir = os.fspath(dir_path)
+        name = os.path.basename(os.path.normpath(self.dir))
+        dir_topic, _, dir_partition = name.rpartition("-")
+        self.topic = topic if topic is not None else dir_topic
+        self.partition = partition if partition is not None else (int(dir_partition) if dir_partition.isdigit() else -1)
+        self.config = config or LogConfig()
+        self._clock = clock or SystemClock()
+        self.segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self._leo = 0
+        self._hw = 0
+        self._log_start_offset = 0
+        self._recovery_point = 0
+        self._size = 0
+        self._unflushed_messages = 0
+        self._last_flush_ms = 0
+        self._closed = True
+        # On a single node the high watermark is the log end offset after every append.
+        # Replication turns this off and moves the high watermark itself.
+        self.high_watermark_follows_log_end = True
+        self._open()
+
+    # --- opening / recovery -------------------------------------------------------------
+    def _open(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        now = self._clock.time_ms()
+        interval = self.config.index_interval_bytes
+        marker = os.path.join(self.dir, CLEAN_SHUTDOWN_FILE)
+        clean = os.path.exists(marker)
+        if clean:
+            # Gone before the first write, durably: a stale marker after a crash would
+            # make the next open trust unvalidated data.
+            os.unlink(marker)
+            _fsync_dir(self.dir)
+        stored_log_start = _read_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE))
+        recovery_point = _read_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE)) or 0
+
+        bases = self._discover_segments()
+        segments: list[LogSegment] = []
+        try:
+            if not bases:
+                segments.append(LogSegment.create(self.dir, stored_log_start or 0, interval))
+            else:
+                segments = [LogSegment.open_existing(self.dir, b, interval) for b in bases]
+                i = 0
+                while i < len(segments):
+                    seg = segments[i]
+                    next_base = bases[i + 1] if i + 1 < len(segments) else None
+                    if next_base is not None and (clean or next_base <= recovery_point):
+                        seg.load_inactive(next_base, now)
+                    elif next_base is None and clean:
+                        seg.load_active(now)
+                    else:
+                        truncated = seg.recover(truncate=True, now_ms=now, inactive=next_base is not None)
+                        if next_base is not None:
+                            if truncated or seg.next_offset > next_base:
+                                # As Kafka does: the log must stay a contiguous prefix, so
+                                # everything after a corrupt segment goes.
+                                log.warning("deleting %d segment(s) of %s after corruption",
+                                            len(segments) - i - 1, self.dir)
+                                for later in segments[i + 1:]:
+                                    later.delete_files()
+                                del segments[i + 1:]
+                                break
+                            seg.next_offset = next_base
+                            seg._unload()
+                    i += 1
+        except BaseException:
+            for seg in segments:
+                seg.close()
+            raise
+        self.segments = segments
+        self._bases = [s.base_offset for s in segments]
+        self._leo = segments[-1].next_offset
+        self._size = sum(s.size for s in segments)
+        lso = max(stored_log_start or 0, segments[0].base_offset)
+        if lso > self._leo:
+            log.warning("log start offset %d of %s is past the log end %d; clamping", lso, self.dir, self._leo)
+            lso = self._leo
+        self._log_start_offset = lso
+        if stored_log_start != lso:
+            _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), lso)
+        self._recovery_point = min(recovery_point, self._leo)
+        self._hw = self._leo
+        self._last_flush_ms = now
+        self._closed = False
+
+    def _discover_segments(self) -> list[int]:
+        bases: list[int] = []
+        index_files: list[str] = []
+        for name in os.listdir(self.dir):
+            stem, dot, suffix = name.partition(".")
+            if not (len(stem) == 20 and stem.isdigit()):
+                continue
+            if name.endswith((".deleted", ".cleaned")):
+                # Leftovers of an interrupted delete/compaction (Kafka's suffixes).
+                os.unlink(os.path.join(self.dir, name))
+            elif dot + suffix == LOG_SUFFIX:
+                bases.append(int(stem))
+            elif dot + suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+                index_files.append(name)
+        known = set(bases)
+        for name in index_files:
+            if int(name[:20]) not in known:
+                os.unlink(os.path.join(self.dir, name))  # an index without its log
+        bases.sort()
+        return bases
+
+    # --- properties ---------------------------------------------------------------------
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        """The next offset to assign."""
+        return self._leo
+
+    @property
+    def high_watermark(self) -> int:
+        return self._hw
+
+    def update_high_watermark(self, offset: int) -> None:
+        """For replication: set the high watermark (clamped to [log start, log end])."""
+        self._hw = max(self._log_start_offset, min(offset, self._leo))
+
+    @property
+    def recovery_point(self) -> int:
+        return self._recovery_point
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self.segments[-1]
+
+    def segment_base_offsets(self) -> list[int]:
+        return list(self._bases)
+
+    def __repr__(self) -> str:
+        return (f"PartitionLog({self.topic}-{self.partition}, log_start_offset={self._log_start_offset}, "
+                f"log_end_offset={self._leo}, segments={len(self.segments)})")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KafkaStorageError(f"log {self.dir} is closed")
+
+    # --- append -------------------------------------------------------------------------
+    def append(self, batches, partition_leader_epoch: int, now_ms: int) -> AppendResult:
+        """Validate, stamp and append the batches of one produce request (bytes as sent
+        by the producer: one or more concatenated v2 batches). `batches` should be
+        writable (bytearray / memoryview of one): offsets are stamped in place. All
+        batches are checked before anything is written, and the whole request goes to
+        the segment with one write, so a request is appended entirely or not at all."""
+        self._check_open()
+        mv = batches if isinstance(batches, memoryview) else memoryview(batches)
+        if mv.readonly:
+            mv = memoryview(bytearray(mv))  # a copy; internal callers that pass bytes
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        config = self.config
+        max_message_bytes = config.max_message_bytes
+        log_append_time = config.message_timestamp_type == "LogAppendTime"
+        stamp = rec.stamp_batch
+        base_offset = offset = self._leo
+        messages = 0
+        metas: list[tuple[int, int, int, int]] = []
+        # One pass: validate (iter_batches: length, magic, CRC), check size and offset
+        # range, stamp. A later invalid batch raises after earlier ones were stamped;
+        # harmless, the buffer is the request's and nothing has been written yet.
+        for pos, h in rec.iter_batches(mv):
+            size = h.batch_length + rec.LOG_OVERHEAD
+            if size > max_message_bytes:
+                # Kafka: RecordTooLargeException (MESSAGE_TOO_LARGE).
+                raise MessageTooLargeError(
+                    f"record batch of {size} bytes exceeds max.message.bytes={max_message_bytes}")
+            count = h.records_count
+            if count <= 0 or h.last_offset_delta != count - 1:
+                # Kafka's LogValidator.validateBatch: count must match the offset range.
+                raise InvalidRecordError(
+                    f"record batch count {count} inconsistent with last offset delta {h.last_offset_delta}")
+            last = offset + h.last_offset_delta
+            stamp(mv, pos, offset, partition_leader_epoch)
+            if log_append_time:
+                rec.stamp_log_append_time(mv, pos, pos + size, now_ms)
+                metas.append((pos, size, last, now_ms))
+            else:
+                metas.append((pos, size, last, h.max_timestamp))
+            messages += count
+            offset = last + 1
+        if not metas:
+            # Kafka appends nothing for an empty record set and answers offset -1.
+            return AppendResult(-1, -1, -1, self._log_start_offset)
+        total = len(mv)
+        if total > config.segment_bytes:
+            # Kafka: RecordBatchTooLargeException, "larger than the segment size".
+            raise KafkaError(f"records of {total} bytes exceed segment.bytes={config.segment_bytes}",
+                             code=ErrorCode.RECORD_LIST_TOO_LARGE)
+        if self._should_roll(total, offset - 1, now_ms):
+            self._roll(now_ms)
+        self.segments[-1].append(mv, metas, config.index_interval_bytes, now_ms)
+        self._leo = offset
+        self._size += total
+        if self.high_watermark_follows_log_end:
+            self._hw = offset
+        self._unflushed_messages += messages
+        if (config.flush_messages is not None and self._unflushed_messages >= config.flush_messages) or (
+                config.flush_ms is not None and now_ms - self._last_flush_ms >= config.flush_ms):
+            self.flush(now_ms)
+        return AppendResult(base_offset, offset - 1, now_ms if log_append_time else -1, self._log_start_offset)
+
+    def _should_roll(self, incoming_bytes: int, last_offset: int, now_ms: int) -> bool:
+        seg = self.segments[-1]
+        if seg.size == 0:
+            return False
+        if seg.size + incoming_bytes > self.config.segment_bytes:
+            return True
+        # segment.ms: measured from the broker time of the segment's first append (or,
+        # after a restart, its first batch's timestamp). Kafka measures from the first
+        # batch's timestamp and compares with the incoming batch's max timestamp, so
+        # producer clocks drive its rolls; it also subtracts segment.jitter.ms (not here).
+        if seg.rolling_base_ms is not None and now_ms - seg.rolling_base_ms > self.config.segment_ms:
+            return True
+        # Relative offsets in the .index are int32 (Kafka rolls for the same reason).
+        return last_offset - seg.base_offset > INT32_MAX
+
+    def _roll(self, now_ms: int) -> None:
+        self.segments[-1].on_roll()
+        seg = LogSegment.create(self.dir, self._leo, self.config.index_interval_bytes)
+        self.segments.append(seg)
+        self._bases.append(seg.base_offset)
+        log.debug("rolled %s to a new segment at offset %d", self.dir, seg.base_offset)
+
+    def roll(self, now_ms: int | None = None) -> None:
+        """Force a new active segment (if the current one has data)."""
+        self._check_open()
+        if self.segments[-1].size:
+            self._roll(self._clock.time_ms() if now_ms is None else now_ms)
+
+    # --- read ---------------------------------------------------------------------------
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None,
+             min_one_batch: bool = True) -> bytes:
+        """Whole batches from the one containing `offset`, up to max_bytes but at least
+        one batch (KIP-74; min_one_batch=False for the later partitions of a Fetch,
+        which Kafka fills strictly within max_bytes), never including a batch that
+        reaches `max_offset` (default: the high watermark). Continues into following segments while room is left (a
+        real Kafka broker stops at the end of a segment; the client just fetches again).
+        Returns b"" at the end of the visible log."""
+        self._check_open()
+        if offset < self._log_start_offset or offset > self._leo:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self._log_start_offset}, {self._leo}] of {self.topic}-{self.partition}")
+        limit = self._hw if max_offset is None else min(max_offset, self._leo)
+        if offset >= limit:
+            return b""
+        segments = self.segments
+        i = bisect_right(self._bases, offset) - 1
+        if i < 0:
+            i = 0
+        parts: list[bytes] = []
+        budget = max_bytes
+        first = True
+        min_one = min_one_batch
+        while i < len(segments):
+            seg = segments[i]
+            i += 1
+            if first:
+                pos = seg.find_position(offset)
+                if pos is None:
+                    continue  # offset in a gap at the end of this segment
+            else:
+                pos = 0
+            data, reached_end = seg.read_from(pos, budget, limit, min_one)
+            first = False
+            min_one = False
+            if data:
+                parts.append(data)
+                budget -= len(data)
+            if not reached_end or budget <= 0:
+                break
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    # --- timestamps ---------------------------------------------------------------------
+    def offset_for_timestamp(self, timestamp_ms: int, *, max_offset: int | None = None) -> OffsetAndTimestamp | None:
+        """ListOffsets by timestamp: the first record with timestamp >= timestamp_ms, as
+        (offset, timestamp), or None when there is none below `max_offset` (default:
+        the high watermark; Kafka likewise discards an answer at or past the high
+        watermark / last stable offset).
+
+        The segment is found by its max timestamp, the batch by the time index and a
+        walk over batch headers. Kafka then iterates the matched batch's records; so do
+        we, decoding that one batch only (this is not the produce/fetch hot path), which
+        makes the answer exact. Without cramjam a compressed batch cannot be decoded,
+        and the answer falls back to the batch's base offset and max timestamp.
+        For LogAppendTime batches all records carry the max timestamp: no decoding.
+        """
+        self._check_open()
+        start = self._log_start_offset
+        limit = self._hw if max_offset is None else max_offset
+        result = None
+        for seg in self.segments:
+            if seg.max_timestamp < timestamp_ms or seg.next_offset <= start:
+                continue
+            pos = seg.find_timestamp(timestamp_ms, start)
+            if pos is None:
+                continue
+            data, h = seg.read_batch_at(pos)
+            result = self._first_record_at_or_after(data, h, timestamp_ms, start)
+            break
+        if result is None or result.offset >= limit:
+            return None
+        return result
+
+    @staticmethod
+    def _first_record_at_or_after(data: bytes, h: rec.BatchHeader, timestamp_ms: int, start: int) -> OffsetAndTimestamp:
+        fallback = OffsetAndTimestamp(max(h.base_offset, start), h.max_timestamp)
+        if h.is_log_append_time:
+            return fallback
+        try:
+            records = rec.decode_records(data)
+        except CorruptRecordError:
+            return fallback
+        for r in records:
+            if r.timestamp >= timestamp_ms and r.offset >= start:
+                return OffsetAndTimestamp(r.offset, r.timestamp)
+        return fallback
+
+    def max_timestamp(self) -> TimestampAndOffset | None:
+        """ListOffsets MAX_TIMESTAMP (-3, KIP-734): (largest timestamp, offset of the
+        first record carrying it), or None for an empty log. Segments and the time index
+        know the max timestamp per batch; the record offset comes from decoding that one
+        batch (batch granularity — its last offset, as Kafka before 3.8 answered — when
+        it cannot be decoded)."""
+        self._check_open()
+        best = None
+        for seg in self.segments:
+            if seg.max_timestamp > (best.max_timestamp if best is not None else rec.NO_TIMESTAMP):
+                best = seg
+        if best is None:
+            return None
+        ts, offset = best.max_timestamp, best.offset_of_max_timestamp
+        pos = best.find_position(offset)
+        if pos is not None:
+            data, h = best.read_batch_at(pos)
+            if h.base_offset <= offset <= h.last_offset and h.max_timestamp == ts:
+                offset = self._first_record_at_or_after(data, h, ts, h.base_offset).offset
+        return TimestampAndOffset(ts, offset)
+
+    # --- log start offset ---------------------------------------------------------------
+    def set_log_start_offset(self, offset: int) -> bool:
+        """Move the log start offset forward (DeleteRecords, retention). Persisted at
+        once. Returns False when it would not move. Kafka refuses to go past the high
+        watermark with OFFSET_OUT_OF_RANGE; so do we. Segments are left for retention."""
+        self._check_open()
+        if offset > self._hw:
+            raise OffsetOutOfRangeError(f"cannot move log start offset to {offset}, past the high watermark {self._hw}")
+        if offset <= self._log_start_offset:
+            return False
+        self._log_start_offset = offset
+        _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), offset)
+        return True
+
+    # --- flush / close ------------------------------------------------------------------
+    def flush(self, now_ms: int | None = None) -> None:
+        """fsync every segment written since the last flush, then advance the recovery
+        point to the log end offset."""
+        self._check_open()
+        i = max(0, bisect_right(self._bases, self._recovery_point) - 1)
+        for seg in self.segments[i:]:
+            seg.flush()
+        if self._recovery_point != self._leo:
+            self._recovery_point = self._leo
+            _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
+        self._unflushed_messages = 0
+        self._last_flush_ms = self._clock.time_ms() if now_ms is None else now_ms
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        """flush.ms for an idle log: Kafka's scheduler checks it every
+        log.flush.scheduler.interval.ms; the broker calls this periodically."""
+        if (not self._closed and self.config.flush_ms is not None and self._unflushed_messages
+                and now_ms - self._last_flush_ms >= self.config.flush_ms):
+            self.flush(now_ms)
+            return True
+        return False
+
+    def close(self, *, clean: bool = True) -> None:
+        """Flush, close the files and leave the clean-shutdown marker. clean=False (for a
+        log about to be deleted) just closes the files."""
+        if self._closed:
+            return
+        try:
+            if clean:
+                self.flush()
+        finally:
+            for seg in self.segments:
+                seg.close()
+            self._closed = True
+        if clean:
+            with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
+                pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
