@@ -10,7 +10,7 @@ per message covering all its versions, with nested classes for its structs:
     resp.write(writer, version)                  # into a Writer (zero-copy records)
 
 The output is plain Python (no metaclasses, no exec) so that it can be read, stepped
-through and profiled. `tests/test_generated_code.py` regenerates in memory and fails
+through and profiled. `tests/test_specs.py` regenerates in memory and fails
 when the committed modules drift from the specs.
 """
 from __future__ import annotations
@@ -148,7 +148,8 @@ def build_struct(name: str, path: str, versions: Versions, fields_spec: list,
         f = Field(
             name=fs["name"], attr=_attr(fs["name"]), type=ftype, versions=fvers,
             nullable=Versions.parse(fs.get("nullable_versions")),
-            tagged=Versions.parse(fs.get("tagged_versions")), tag=fs.get("tag"),
+            tagged=Versions.parse(fs.get("tagged_versions")),
+            tag=None if fs.get("tag") is None else int(fs["tag"]),  # some specs quote it
             default=None, flexible_override=str(fs.get("flexible_versions", "")) == "none",
         )
         elem = f.elem
@@ -263,14 +264,20 @@ def _emit_write_field(e: Emitter, f: Field, within: Versions) -> None:
 
 def _default_literal(f: Field) -> str:
     d = f.default
-    if d == "[]" or d == "ZERO_UUID":
-        return "None" if d == "[]" else "ZERO_UUID"
+    if d == "[]":
+        # A nullable array must accept None (null on the wire: "all topics" in a
+        # Metadata request, no aborted transactions in a Fetch response), so its
+        # "not given" marker cannot be None.
+        return "UNSET" if f.nullable is not None else "None"
+    if d == "ZERO_UUID":
+        return "ZERO_UUID"
     return repr(d)
 
 
 def _init_value(f: Field) -> str:
     if f.default == "[]":
-        return f"[] if {f.attr} is None else {f.attr}"
+        marker = "UNSET" if f.nullable is not None else "None"
+        return f"[] if {f.attr} is {marker} else {f.attr}"
     if f.struct is not None and not f.is_array and f.nullable is None and f.tagged is None:
         # A plain struct field always exists on the wire: default to an instance.
         return f"{f.struct.path}() if {f.attr} is None else {f.attr}"
@@ -438,7 +445,7 @@ def generate_module(specs: list[dict]) -> str:
     e(HEADER.rstrip())
     names = ", ".join(s["name"] for s in specs)
     e(f'"""Messages: {names}."""')
-    e("from kafkette.protocol.primitives import ZERO_UUID, Reader, Writer, encode_tagged")
+    e("from kafkette.protocol.primitives import {imports}")
     e("from kafkette.protocol.message_base import message_eq, message_repr")
     e()
     for spec in specs:
@@ -460,7 +467,10 @@ def generate_module(specs: list[dict]) -> str:
         e()
         emit_struct(e, st, flexible, spec)
         e()
-    return "\n".join(e.lines).rstrip() + "\n"
+    body = "\n".join(e.lines[3:]).rstrip() + "\n"
+    imports = ("UNSET, " if "UNSET" in body else "") + "ZERO_UUID, Reader, Writer, encode_tagged"
+    e.lines[2] = e.lines[2].format(imports=imports)
+    return "\n".join(e.lines[:3]) + "\n" + body
 
 
 def module_name_for(spec: dict) -> str:

@@ -18,6 +18,7 @@ from kafkette.protocol.messages import API_MESSAGES
 from kafkette.protocol.primitives import Reader
 
 API_VERSIONS_KEY = 18
+CONTROLLED_SHUTDOWN_KEY = 7
 _hdr = struct.Struct(">hhi")
 _corr = struct.Struct(">i")
 _corr_tagged = struct.Struct(">iB")
@@ -29,6 +30,9 @@ def flexible_version(api_key: int) -> int | None:
 
 
 def request_header_version(api_key: int, api_version: int) -> int:
+    if api_key == CONTROLLED_SHUTDOWN_KEY and api_version == 0:
+        # ControlledShutdown v0 predates client_id: header v0, as in Kafka.
+        return 0
     flex = flexible_version(api_key)
     return 2 if flex is not None and api_version >= flex else 1
 
@@ -67,12 +71,12 @@ def decode_request_header(r: Reader, known_version: bool = True) -> RequestHeade
     not know, the header version cannot be known either; ApiVersions' own tagged
     fields are then skipped leniently by the caller (KIP-511)."""
     api_key, api_version, correlation_id = r.int16(), r.int16(), r.int32()
-    client_id = r.string(False, True)
     hv = 1
     if api_key in API_MESSAGES and known_version:
         hv = request_header_version(api_key, api_version)
-        if hv == 2:
-            r.skip_tagged_fields()
+    client_id = r.string(False, True) if hv >= 1 else None
+    if hv == 2:
+        r.skip_tagged_fields()
     return RequestHeader(api_key, api_version, correlation_id, client_id, hv)
 
 
@@ -86,11 +90,14 @@ def encode_request_header(api_key: int, api_version: int, correlation_id: int,
                           client_id: str | None) -> bytes:
     """For clients in tests, tools and the benchmark load generator."""
     out = bytearray(_hdr.pack(api_key, api_version, correlation_id))
+    hv = request_header_version(api_key, api_version)
+    if hv == 0:
+        return bytes(out)
     if client_id is None:
         out += b"\xff\xff"
     else:
         cid = client_id.encode()
         out += struct.pack(">h", len(cid)) + cid
-    if request_header_version(api_key, api_version) == 2:
+    if hv == 2:
         out.append(0)
     return bytes(out)

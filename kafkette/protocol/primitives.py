@@ -28,6 +28,20 @@ _i64 = struct.Struct(">q")
 _f64 = struct.Struct(">d")
 
 ZERO_UUID = _uuid.UUID(int=0)
+
+
+class _Unset:
+    """Default of a generated constructor argument for a nullable array: None is a
+    value there (a null array), so "argument not given" needs its own marker."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
 # Byte fields at least this large are kept as their own output chunk (no copy).
 _ZERO_COPY_THRESHOLD = 1024
 
@@ -160,6 +174,8 @@ class Reader:
 
 
 def _uvarint_bytes(v: int) -> bytes:
+    if v < 0:
+        raise ValueError(f"unsigned varint of negative value {v}")
     out = bytearray()
     while v >= 0x80:
         out.append((v & 0x7F) | 0x80)
@@ -223,7 +239,7 @@ class Writer:
         self.buf += (v or ZERO_UUID).bytes
 
     def uvarint(self, v: int) -> None:
-        if v < 128:
+        if 0 <= v < 128:  # a negative index would silently pick a wrong encoding
             self.buf += _SMALL_UVARINTS[v]
         else:
             self.buf += _uvarint_bytes(v)
