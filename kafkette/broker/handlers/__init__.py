@@ -1,0 +1,14 @@
+"""One module per API. Importing this package registers every handler."""
+from kafkette.broker.handlers import (  # noqa: F401
+    api_versions,
+    create_partitions,
+    create_topics,
+    delete_topics,
+    describe_cluster,
+    describe_configs,
+    fetch,
+    init_producer_id,
+    list_offsets,
+    metadata,
+    produce,
+)

@@ -1,0 +1,5 @@
+import sys
+
+from kafkette.cli import main
+
+sys.exit(main())

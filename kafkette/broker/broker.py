@@ -1,0 +1,88 @@
+"""The broker: wires the log store, the controller, the replica manager and the
+dispatcher together for one node. The server owns the sockets; this owns the state.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kafkette.broker.dispatcher import Dispatcher
+from kafkette.broker.purgatory import FetchPurgatory
+from kafkette.broker.replica_manager import ReplicaManager
+from kafkette.clock import SystemClock
+from kafkette.config import BrokerConfig, ConfigError, topic_defaults, validate_topic_configs
+from kafkette.controller.controller import Controller
+from kafkette.controller.metadata_image import MetadataImage
+from kafkette.errors import InvalidConfigError
+from kafkette.log.log_manager import LogManager
+from kafkette.logging import get_logger
+
+log = get_logger("kafkette.broker")
+
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig, advertised: dict[str, tuple[str, int]],
+                 clock=None):
+        """`advertised`: listener name -> (host, port) with real ports (a listener
+        configured on port 0 is advertised on the port the OS gave it)."""
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.node_id = config.node_id
+        self.advertised = advertised
+        self.data_dir = Path(config.log_dirs[0])
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._topic_defaults = topic_defaults(config)
+        self.purgatory = FetchPurgatory()
+        self.log_manager = LogManager(self.data_dir, self.clock)
+        self.log_manager.load_all()
+        host, port = next(iter(advertised.values()))
+        self.controller = Controller(self.data_dir, self.node_id, config["cluster.id"],
+                                     self.clock, (host, port), config["broker.rack"],
+                                     validate_configs=self._validate_topic_configs)
+        self.replica_manager = ReplicaManager(self.node_id, self.log_manager,
+                                              self.effective_topic_configs,
+                                              self.purgatory, self.clock)
+        self.replica_manager.on_metadata_update(
+            MetadataImage(cluster_id="", controller_id=self.node_id), self.controller.image)
+        self.replica_manager.remove_stray_logs(self.controller.image)
+        self.controller.add_listener(self.replica_manager.on_metadata_update)
+        self._producer_ids = iter(())
+        self.closing = False
+        self.dispatcher = Dispatcher(self)
+        log.info("broker started", node_id=self.node_id, cluster_id=self.image.cluster_id,
+                 data_dir=str(self.data_dir), topics=len(self.image.topics), pid=os.getpid())
+
+    @property
+    def image(self) -> MetadataImage:
+        return self.controller.image
+
+    # -- configs ---------------------------------------------------------------
+    def _validate_topic_configs(self, configs: dict) -> dict:
+        try:
+            return validate_topic_configs(configs, self.config)
+        except ConfigError as e:
+            raise InvalidConfigError(str(e)) from None
+
+    def effective_topic_configs(self, name: str, image: MetadataImage | None = None) -> dict:
+        t = (image or self.image).topics.get(name)
+        cfg = dict(self._topic_defaults)
+        if t is not None:
+            cfg.update(t.configs)
+        return cfg
+
+    # -- producer ids ----------------------------------------------------------
+    def next_producer_id(self) -> int:
+        for pid in self._producer_ids:
+            return pid
+        self._producer_ids = iter(self.controller.allocate_producer_ids())
+        return next(self._producer_ids)
+
+    # -- lifecycle -------------------------------------------------------------
+    def close(self) -> None:
+        self.purgatory.wake_all()
+        self.log_manager.flush_all()
+        self.log_manager.close_all()
+        self.controller.close()
+        log.info("broker stopped", node_id=self.node_id)

@@ -1,0 +1,104 @@
+"""Request dispatch: one frame in, the response frame out (as a list of chunks).
+
+    frame (bytearray, no length prefix) -> header -> handler -> response chunks
+
+The frame is a writable buffer owned by this request: Produce stamps offsets into
+the record batches in place, so no byte of record data is copied on the way to disk.
+
+`handle()` returns the chunks directly when the handler answered synchronously (the
+common case: no task, no await), an awaitable when the handler must wait (a Fetch
+long poll, later acks=all), or None when no response is sent (Produce acks=0).
+
+Errors: an unknown API key or an undecodable frame raises ProtocolError and the
+server closes the connection, as Kafka does. A known API at a version the broker does
+not serve gets UNSUPPORTED_VERSION; for ApiVersions that answer is the v0 body with
+the supported list (KIP-511).
+"""
+from __future__ import annotations
+
+import inspect
+import struct
+from dataclasses import dataclass
+
+from kafkette.errors import ErrorCode, ProtocolError
+from kafkette.protocol.headers import (
+    API_VERSIONS_KEY,
+    decode_request_header,
+    encode_response_header,
+    peek_header,
+    response_header_version,
+)
+from kafkette.protocol.messages import API_MESSAGES
+from kafkette.protocol.primitives import Reader, Writer
+from kafkette.broker.registry import HandlerSpec, load_handlers
+
+_size = struct.Struct(">i")
+
+
+@dataclass
+class RequestContext:
+    broker: object            # kafkette.broker.broker.Broker
+    header: object            # RequestHeader
+    client_host: str = ""
+    listener: str = "PLAINTEXT"
+
+    @property
+    def api_version(self) -> int:
+        return self.header.api_version
+
+
+def frame_response(header_bytes: bytes, w: Writer) -> list:
+    chunks = w.to_chunks()
+    total = len(header_bytes) + sum(len(c) for c in chunks)
+    return [_size.pack(total) + header_bytes, *chunks]
+
+
+class Dispatcher:
+    def __init__(self, broker):
+        self.broker = broker
+        self.handlers: dict[int, HandlerSpec] = load_handlers()
+
+    def handle(self, frame, client_host: str = "", listener: str = "PLAINTEXT"):
+        api_key, api_version, correlation_id = peek_header(frame)
+        spec = self.handlers.get(api_key)
+        if spec is None or api_key not in API_MESSAGES:
+            raise ProtocolError(f"unknown api key {api_key}")
+        req_cls, resp_cls = API_MESSAGES[api_key]
+        r = Reader(frame)
+        schema_ok = req_cls.MIN_VERSION <= api_version <= req_cls.MAX_VERSION
+        if api_key == API_VERSIONS_KEY and not (spec.min_version <= api_version <= spec.max_version):
+            # KIP-511: a newer client than us; answer v0 with the list we support.
+            header = decode_request_header(r, known_version=False)
+            ctx = RequestContext(self.broker, header, client_host, listener)
+            resp = spec.error_response(None, ErrorCode.UNSUPPORTED_VERSION, ctx)
+            return self._encode(resp, resp_cls, 0, correlation_id, api_key)
+        if not schema_ok:
+            # We cannot even parse it. Kafka closes the connection here too.
+            raise ProtocolError(f"api key {api_key} version {api_version} is unknown")
+        header = decode_request_header(r)
+        ctx = RequestContext(self.broker, header, client_host, listener)
+        request = req_cls.read(r, api_version)
+        if not (spec.min_version <= api_version <= spec.max_version):
+            if spec.error_response is None:
+                raise ProtocolError(f"api key {api_key} version {api_version} is not served")
+            resp = spec.error_response(request, ErrorCode.UNSUPPORTED_VERSION, ctx)
+            return self._encode(resp, resp_cls, api_version, correlation_id, api_key)
+        result = spec.handle(ctx, request)
+        if result is None:
+            return None
+        if inspect.isawaitable(result):
+            return self._finish(result, resp_cls, api_version, correlation_id, api_key)
+        return self._encode(result, resp_cls, api_version, correlation_id, api_key)
+
+    async def _finish(self, awaitable, resp_cls, api_version, correlation_id, api_key):
+        resp = await awaitable
+        if resp is None:
+            return None
+        return self._encode(resp, resp_cls, api_version, correlation_id, api_key)
+
+    @staticmethod
+    def _encode(resp, resp_cls, api_version, correlation_id, api_key) -> list:
+        w = Writer()
+        resp.write(w, api_version)
+        hdr = encode_response_header(correlation_id, response_header_version(api_key, api_version))
+        return frame_response(hdr, w)

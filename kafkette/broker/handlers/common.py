@@ -1,0 +1,20 @@
+"""Small helpers shared by handlers."""
+from kafkette.errors import ErrorCode, KafkaError
+
+# Kafka's AclOperation codes; the "authorized operations" fields are bit sets of them.
+# -2147483648 (Integer.MIN_VALUE) means "not requested".
+NO_OPERATIONS = -2147483648
+_READ, _WRITE, _CREATE, _DELETE, _ALTER, _DESCRIBE = 3, 4, 5, 6, 7, 8
+_CLUSTER_ACTION, _DESCRIBE_CONFIGS, _ALTER_CONFIGS, _IDEMPOTENT_WRITE = 9, 10, 11, 12
+TOPIC_AUTHORIZED_OPERATIONS = sum(1 << op for op in (
+    _READ, _WRITE, _CREATE, _DELETE, _ALTER, _DESCRIBE, _DESCRIBE_CONFIGS, _ALTER_CONFIGS))
+CLUSTER_AUTHORIZED_OPERATIONS = sum(1 << op for op in (
+    _CREATE, _ALTER, _DESCRIBE, _CLUSTER_ACTION, _DESCRIBE_CONFIGS, _ALTER_CONFIGS,
+    _IDEMPOTENT_WRITE))
+
+
+def error_of(exc: Exception) -> tuple[int, str | None]:
+    """(error code, message) for an exception raised by a domain layer."""
+    if isinstance(exc, KafkaError):
+        return int(exc.code), exc.message
+    return int(ErrorCode.UNKNOWN_SERVER_ERROR), None

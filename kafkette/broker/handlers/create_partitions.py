@@ -1,0 +1,33 @@
+"""CreatePartitions (key 37), versions 0-3: grow a topic's partition count.
+
+Fewer or equal partitions → INVALID_PARTITIONS; unknown topic →
+UNKNOWN_TOPIC_OR_PARTITION; validate_only creates nothing. Every topic of the
+request gets a result (Tansu once answered with an empty list and broke clients).
+Manual assignments are not honoured yet: new partitions are placed round-robin.
+"""
+from collections import Counter
+
+from kafkette.broker.handlers.common import error_of
+from kafkette.broker.registry import handler
+from kafkette.errors import ErrorCode, KafkaError
+from kafkette.protocol.messages import CreatePartitionsResponse
+
+Result = CreatePartitionsResponse.CreatePartitionsTopicResult
+
+
+@handler(37, 0, 3)
+def handle(ctx, request):
+    controller = ctx.broker.controller
+    counts = Counter(t.name for t in request.topics)
+    results = []
+    for t in request.topics:
+        res = Result(name=t.name, error_code=0, error_message=None)
+        try:
+            if counts[t.name] > 1:
+                raise KafkaError(f"Duplicate topic {t.name} in the request",
+                                 ErrorCode.INVALID_REQUEST)
+            controller.create_partitions(t.name, t.count, validate_only=request.validate_only)
+        except KafkaError as e:
+            res.error_code, res.error_message = error_of(e)
+        results.append(res)
+    return CreatePartitionsResponse(results=results)

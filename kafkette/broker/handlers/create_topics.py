@@ -1,0 +1,94 @@
+"""CreateTopics (key 19), versions 2-7.
+
+Validation as Kafka: name rules → INVALID_TOPIC_EXCEPTION, an existing name →
+TOPIC_ALREADY_EXISTS, partitions <= 0 → INVALID_PARTITIONS, replication factor
+above the live brokers → INVALID_REPLICATION_FACTOR, bad configs → INVALID_CONFIG,
+a name twice in one request → INVALID_REQUEST for it. validate_only checks
+everything and creates nothing. v5+ answers with the partition count, replication
+factor and every effective config of the topic.
+
+The topic is usable as soon as the response is sent: the controller commits the
+records and the replica manager creates the logs before this returns (some brokers
+answer first, and clients then see UNKNOWN_TOPIC_OR_PARTITION: rskafka #150).
+Manual replica assignments are accepted when they name live brokers.
+"""
+from collections import Counter
+
+from kafkette.broker.handlers.common import error_of
+from kafkette.broker.handlers.describe_configs import topic_config_entries
+from kafkette.broker.registry import handler
+from kafkette.config import describe_topic_configs
+from kafkette.errors import ErrorCode, KafkaError
+from kafkette.logging import get_logger
+from kafkette.protocol.messages import CreateTopicsResponse
+
+log = get_logger("kafkette.create_topics")
+Result = CreateTopicsResponse.CreatableTopicResult
+ConfigResult = CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs
+
+
+def _check_assignments(t, live) -> tuple[int, int]:
+    if t.num_partitions != -1 or t.replication_factor != -1:
+        raise KafkaError("Both numPartitions or replicationFactor and replicasAssignments "
+                         "were set. Both cannot be used at the same time.",
+                         ErrorCode.INVALID_REQUEST)
+    rfs = {len(a.broker_ids) for a in t.assignments}
+    indexes = sorted(a.partition_index for a in t.assignments)
+    if indexes != list(range(len(indexes))):
+        raise KafkaError("Partitions should be 0-based and consecutive.",
+                         ErrorCode.INVALID_REPLICA_ASSIGNMENT)
+    if len(rfs) != 1 or 0 in rfs:
+        raise KafkaError("All partitions should have the same number of replicas.",
+                         ErrorCode.INVALID_REPLICA_ASSIGNMENT)
+    for a in t.assignments:
+        if len(set(a.broker_ids)) != len(a.broker_ids) or not set(a.broker_ids) <= set(live):
+            raise KafkaError(f"Invalid replica assignment {a.broker_ids}: brokers must be "
+                             f"distinct and live ({live}).", ErrorCode.INVALID_REPLICA_ASSIGNMENT)
+    return len(indexes), rfs.pop()
+
+
+@handler(19, 2, 7)
+def handle(ctx, request):
+    broker = ctx.broker
+    controller = broker.controller
+    counts = Counter(t.name for t in request.topics)
+    results = []
+    for t in request.topics:
+        res = Result(name=t.name, error_code=0, num_partitions=-1, replication_factor=-1,
+                     configs=None)
+        try:
+            if counts[t.name] > 1:
+                raise KafkaError(f"Create topics request from client `{ctx.header.client_id}` "
+                                 f"contains multiple entries for the following topics: {t.name}",
+                                 ErrorCode.INVALID_REQUEST)
+            num_partitions, rf = t.num_partitions, t.replication_factor
+            if t.assignments:
+                num_partitions, rf = _check_assignments(t, controller.live_brokers())
+            configs = {c.name: c.value for c in t.configs}
+            controller.create_topic(
+                t.name, num_partitions, rf, configs, validate_only=request.validate_only,
+                default_partitions=broker.config["num.partitions"],
+                default_replication_factor=broker.config["default.replication.factor"])
+            if num_partitions == -1:
+                num_partitions = broker.config["num.partitions"]
+            if rf == -1:
+                rf = broker.config["default.replication.factor"]
+            res.num_partitions, res.replication_factor = num_partitions, rf
+            topic = broker.image.topics.get(t.name)
+            if topic is not None:
+                res.topic_id = topic.topic_id
+            if ctx.api_version >= 5:
+                entries = (topic_config_entries(broker, t.name) if topic is not None else
+                           describe_topic_configs(broker.config, configs))
+                res.configs = [ConfigResult(name=e.name, value=e.value, read_only=e.read_only,
+                                            config_source=e.source_code,
+                                            is_sensitive=e.sensitive)
+                               for e in entries]
+        except KafkaError as e:
+            code, msg = error_of(e)
+            res.error_code, res.error_message = code, msg
+            res.num_partitions = res.replication_factor = -1
+            res.configs = None
+            res.topic_config_error_code = 0
+        results.append(res)
+    return CreateTopicsResponse(topics=results)

@@ -1,0 +1,28 @@
+"""DescribeCluster (key 60), versions 0-1: cluster id, controller id, brokers.
+
+endpoint_type 2 (controllers, KIP-919) is answered with UNSUPPORTED_ENDPOINT_TYPE:
+kafkette's controllers share the broker listeners. Authorized operations are all
+allowed (no ACLs yet).
+"""
+from kafkette.broker.handlers.common import CLUSTER_AUTHORIZED_OPERATIONS, NO_OPERATIONS
+from kafkette.broker.registry import handler
+from kafkette.errors import ErrorCode
+from kafkette.protocol.messages import DescribeClusterResponse
+
+
+@handler(60, 0, 1)
+def handle(ctx, request):
+    image = ctx.broker.image
+    if request.endpoint_type not in (1,):
+        return DescribeClusterResponse(error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
+                                       error_message="only broker endpoints are served",
+                                       endpoint_type=request.endpoint_type)
+    brokers = [DescribeClusterResponse.DescribeClusterBroker(
+        broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
+        for b in sorted(image.brokers.values(), key=lambda b: b.node_id) if not b.fenced]
+    return DescribeClusterResponse(
+        error_code=ErrorCode.NONE, endpoint_type=1, cluster_id=image.cluster_id,
+        controller_id=image.controller_id, brokers=brokers,
+        cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS
+                                       if request.include_cluster_authorized_operations
+                                       else NO_OPERATIONS))

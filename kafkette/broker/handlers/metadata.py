@@ -1,0 +1,114 @@
+"""Metadata (key 3), versions 0-12.
+
+Brokers, controller id, cluster id, and per topic its id and partitions (leader,
+leader epoch, replicas, ISR). A null topic list means all topics (v1+; v0's empty
+list means all too); internal topics are listed only when asked for by name, as
+Kafka does for `__consumer_offsets` in practice for clients' "list topics".
+
+Unknown topics are created when the request allows it (v4+ flag; always for v0-3)
+and `auto.create.topics.enable` is true. Kafka answers the first such request with
+LEADER_NOT_AVAILABLE while the controller works; kafkette creates the topic
+synchronously and answers with the new topic at once, which clients accept (it
+spares them a retry). Topic ids (v10+) may be asked for instead of names.
+"""
+import uuid
+
+from kafkette.broker.broker import INTERNAL_TOPICS
+from kafkette.broker.handlers.common import (
+    CLUSTER_AUTHORIZED_OPERATIONS,
+    NO_OPERATIONS,
+    TOPIC_AUTHORIZED_OPERATIONS,
+    error_of,
+)
+from kafkette.broker.registry import handler
+from kafkette.controller.controller import validate_topic_name
+from kafkette.errors import ErrorCode, KafkaError, TopicAlreadyExistsError
+from kafkette.logging import get_logger
+from kafkette.protocol.messages import MetadataResponse
+
+log = get_logger("kafkette.metadata")
+Topic = MetadataResponse.MetadataResponseTopic
+Part = MetadataResponse.MetadataResponseTopic.MetadataResponsePartition
+ZERO = uuid.UUID(int=0)
+
+
+def topic_response(t, include_ops: bool) -> Topic:
+    return Topic(
+        error_code=0, name=t.name, topic_id=t.topic_id, is_internal=t.name in INTERNAL_TOPICS,
+        partitions=[Part(error_code=0, partition_index=p.partition, leader_id=p.leader,
+                         leader_epoch=p.leader_epoch, replica_nodes=list(p.replicas),
+                         isr_nodes=list(p.isr), offline_replicas=[])
+                    for p in sorted(t.partitions.values(), key=lambda p: p.partition)],
+        topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS if include_ops else NO_OPERATIONS)
+
+
+def _auto_create(broker, name: str):
+    cfg = broker.config
+    try:
+        validate_topic_name(name)
+        broker.controller.create_topic(
+            name, -1, -1, {}, default_partitions=cfg["num.partitions"],
+            default_replication_factor=cfg["default.replication.factor"])
+        log.info("topic auto-created", topic=name)
+    except TopicAlreadyExistsError:
+        pass
+
+
+@handler(3, 0, 12)
+def handle(ctx, request):
+    broker = ctx.broker
+    version = ctx.api_version
+    include_ops = bool(request.include_topic_authorized_operations)
+    allow_auto = request.allow_auto_topic_creation if version >= 4 else True
+    allow_auto = allow_auto and broker.config["auto.create.topics.enable"]
+    topics = []
+    image = broker.image
+    if request.topics is None or (version == 0 and not request.topics):
+        topics = [topic_response(t, include_ops) for name, t in sorted(image.topics.items())
+                  if name not in INTERNAL_TOPICS]
+    else:
+        for rt in request.topics:
+            name = rt.name
+            if name is None:
+                # Lookup by topic id (KIP-516, v10+).
+                name = image.topics_by_id.get(rt.topic_id)
+                if name is None:
+                    topics.append(Topic(error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None,
+                                        topic_id=rt.topic_id, partitions=[]))
+                    continue
+            t = image.topics.get(name)
+            if t is None and allow_auto:
+                try:
+                    _auto_create(broker, name)
+                except KafkaError as e:
+                    code, _ = error_of(e)
+                    topics.append(Topic(error_code=code, name=name, topic_id=ZERO, partitions=[]))
+                    continue
+                image = broker.image
+                t = image.topics.get(name)
+            if t is None:
+                try:
+                    validate_topic_name(name)
+                    code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                except KafkaError as e:
+                    code = e.code
+                topics.append(Topic(error_code=code, name=name, topic_id=ZERO, partitions=[]))
+                continue
+            topics.append(topic_response(t, include_ops))
+    listener = ctx.listener
+    brokers = []
+    for b in sorted(image.brokers.values(), key=lambda b: b.node_id):
+        if b.fenced:
+            continue
+        host, port = b.host, b.port
+        if b.node_id == broker.node_id and listener in broker.advertised:
+            # Each listener advertises its own address (KIP-103).
+            host, port = broker.advertised[listener]
+        brokers.append(MetadataResponse.MetadataResponseBroker(
+            node_id=b.node_id, host=host, port=port, rack=b.rack))
+    return MetadataResponse(
+        brokers=brokers, cluster_id=image.cluster_id, controller_id=image.controller_id,
+        topics=topics,
+        cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS
+                                       if request.include_cluster_authorized_operations
+                                       else NO_OPERATIONS))

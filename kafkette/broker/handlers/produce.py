@@ -1,0 +1,65 @@
+"""Produce (key 0), versions 3-11; listed from v0 in ApiVersions.
+
+Kafka 4.0 lists Produce v0-2 in ApiVersions but refuses them, because librdkafka
+only enables compression when the broker lists Produce v0 (KAFKA-18659); we do the
+same and answer v0-2 with UNSUPPORTED_VERSION on every partition.
+
+The hot path: for each partition the record bytes (a memoryview into the request
+frame) go to PartitionLog.append, which checks each batch header and CRC, stamps
+offsets in place and writes them with one write. No record is decoded here.
+
+acks: 0 → no response at all; 1 and -1 → answered once appended (a single replica
+is the whole ISR, so acks=all is acks=1 until replication lands); anything else →
+INVALID_REQUIRED_ACKS. Transactional produce and idempotent sequence checks come
+with later issues; idempotent batches are accepted as they are.
+"""
+from kafkette.broker.handlers.common import error_of
+from kafkette.broker.registry import handler
+from kafkette.errors import ErrorCode, KafkaError
+from kafkette.logging import get_logger
+from kafkette.protocol.messages import ProduceResponse
+
+log = get_logger("kafkette.produce")
+TopicResp = ProduceResponse.TopicProduceResponse
+PartResp = ProduceResponse.TopicProduceResponse.PartitionProduceResponse
+
+
+def _error_response(request, error_code, ctx):
+    return ProduceResponse(responses=[
+        TopicResp(name=t.name, partition_responses=[
+            PartResp(index=p.index, error_code=error_code, base_offset=-1)
+            for p in t.partition_data])
+        for t in request.topic_data])
+
+
+@handler(0, 3, 11, advertised_min_version=0, error_response=_error_response)
+def handle(ctx, request):
+    acks = request.acks
+    if acks not in (0, 1, -1):
+        return _error_response(request, ErrorCode.INVALID_REQUIRED_ACKS, ctx)
+    rm = ctx.broker.replica_manager
+    responses = []
+    for t in request.topic_data:
+        parts = []
+        name = t.name
+        for p in t.partition_data:
+            records = p.records
+            try:
+                if records is None or len(records) == 0:
+                    raise KafkaError("empty record set", ErrorCode.CORRUPT_MESSAGE)
+                res = rm.append(name, p.index, records)
+            except KafkaError as e:
+                code, msg = error_of(e)
+                if code in (ErrorCode.CORRUPT_MESSAGE, ErrorCode.MESSAGE_TOO_LARGE):
+                    log.info("produce rejected", topic=name, partition=p.index,
+                             error=ErrorCode(code).name, client_id=ctx.header.client_id)
+                parts.append(PartResp(index=p.index, error_code=code, base_offset=-1,
+                                      error_message=msg))
+                continue
+            parts.append(PartResp(index=p.index, error_code=0, base_offset=res.base_offset,
+                                  log_append_time_ms=res.log_append_time_ms,
+                                  log_start_offset=res.log_start_offset))
+        responses.append(TopicResp(name=name, partition_responses=parts))
+    if acks == 0:
+        return None
+    return ProduceResponse(responses=responses)

@@ -1,0 +1,116 @@
+"""The replica manager: the partitions this broker hosts, their logs, appends and
+reads. It follows the metadata image: when a topic appears its partition logs are
+created, when it is removed they are deleted.
+
+Replication (followers, ISR, high watermark from the followers' log end offsets,
+acks=all in purgatory) lands here later; today every partition has one replica and
+the high watermark is the log end offset after each append.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafkette.controller.metadata_image import MetadataImage
+from kafkette.errors import ErrorCode, KafkaError, UnknownTopicOrPartitionError
+from kafkette.log.log_manager import LogManager
+from kafkette.log.partition_log import LogConfig, PartitionLog
+from kafkette.logging import get_logger
+
+log = get_logger("kafkette.replica_manager")
+
+
+def log_config_from_topic_configs(cfg: dict[str, str]) -> LogConfig:
+    """Effective topic configs (strings, as DescribeConfigs shows them) → LogConfig."""
+    def opt_int(name):
+        v = cfg.get(name)
+        if v is None or v == "":
+            return None
+        n = int(v)
+        # Kafka's "never" for flush.messages / flush.ms is Long.MAX_VALUE.
+        return None if n >= 2**62 else n
+
+    return LogConfig(
+        segment_bytes=int(cfg.get("segment.bytes", 1073741824)),
+        segment_ms=int(cfg.get("segment.ms", 604800000)),
+        index_interval_bytes=int(cfg.get("index.interval.bytes", 4096)),
+        max_message_bytes=int(cfg.get("max.message.bytes", 1048588)),
+        flush_messages=opt_int("flush.messages"),
+        flush_ms=opt_int("flush.ms"),
+        message_timestamp_type=cfg.get("message.timestamp.type", "CreateTime"),
+    )
+
+
+@dataclass
+class Partition:
+    topic: str
+    index: int
+    log: PartitionLog
+    leader_epoch: int
+    leader: int
+
+
+class NotLeaderError(KafkaError):
+    code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+class ReplicaManager:
+    def __init__(self, node_id: int, log_manager: LogManager, topic_configs, purgatory, clock):
+        self.node_id = node_id
+        self.log_manager = log_manager
+        self._topic_configs = topic_configs  # name -> effective config dict
+        self.purgatory = purgatory
+        self.clock = clock
+        self.partitions: dict[tuple[str, int], Partition] = {}
+
+    # -- metadata --------------------------------------------------------------
+    def on_metadata_update(self, old: MetadataImage, new: MetadataImage) -> None:
+        for name, t in old.topics.items():
+            nt = new.topics.get(name)
+            if nt is None or nt.topic_id != t.topic_id:
+                for p in t.partitions:
+                    part = self.partitions.pop((name, p), None)
+                    if part is not None:
+                        self.log_manager.delete(name, p)
+                        self.purgatory.notify((name, p))
+        for name, t in new.topics.items():
+            ot = old.topics.get(name)
+            if ot is not None and ot.topic_id == t.topic_id and ot.partitions == t.partitions \
+                    and ot.configs == t.configs:
+                continue
+            lc = log_config_from_topic_configs(self._topic_configs(name, new))
+            for p, pi in t.partitions.items():
+                if self.node_id not in pi.replicas:
+                    continue
+                key = (name, p)
+                part = self.partitions.get(key)
+                if part is None:
+                    plog = self.log_manager.get(name, p) or self.log_manager.create(name, p, lc)
+                    self.partitions[key] = Partition(name, p, plog, pi.leader_epoch, pi.leader)
+                else:
+                    part.leader_epoch, part.leader = pi.leader_epoch, pi.leader
+                    part.log.config = lc
+
+    def remove_stray_logs(self, image: MetadataImage) -> None:
+        """Logs on disk for topics the metadata no longer has (deleted while down)."""
+        for topic, p in list(self.log_manager.partitions()):
+            if (topic, p) not in self.partitions:
+                log.info("deleting stray log", topic=topic, partition=p)
+                self.log_manager.delete(topic, p)
+
+    # -- data path -------------------------------------------------------------
+    def partition(self, topic: str, index: int) -> Partition:
+        part = self.partitions.get((topic, index))
+        if part is None:
+            raise UnknownTopicOrPartitionError()
+        if part.leader != self.node_id:
+            raise NotLeaderError()
+        return part
+
+    def append(self, topic: str, index: int, records):
+        part = self.partition(topic, index)
+        result = part.log.append(records, part.leader_epoch, self.clock.time_ms())
+        self.purgatory.notify((topic, index))
+        return result
+
+    def flush_all(self) -> None:
+        self.log_manager.flush_all()

@@ -1,0 +1,90 @@
+"""Command line: `kafkette serve`, `kafkette healthcheck`.
+
+    kafkette serve [--config broker.yaml] [--set key=value ...]
+
+Keys are Kafka's property names (listeners, advertised.listeners, log.dirs,
+num.partitions, ...). Unknown keys and bad values stop the start with a clear error.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import struct
+import sys
+
+from kafkette.config import BrokerConfig, ConfigError
+from kafkette.logging import configure_logging, get_logger
+
+
+def _serve(args) -> int:
+    configure_logging()
+    log = get_logger("kafkette")
+    try:
+        config = BrokerConfig.load(args.config, args.set or [])
+    except ConfigError as e:
+        print(f"kafkette: configuration error: {e}", file=sys.stderr)
+        return 2
+    from kafkette.server.server import run
+    for warning in config.warnings:
+        log.warning("config", note=warning)
+    log.info("starting kafkette", node_id=config.node_id,
+             listeners=[str(x) for x in config.listeners], log_dirs=config.log_dirs)
+    run(config)
+    return 0
+
+
+def api_versions_probe(host: str, port: int, timeout: float = 3.0) -> int:
+    """Send ApiVersions v0 and return the error code of the answer."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        body = struct.pack(">hhih", 18, 0, 1, len(b"healthcheck")) + b"healthcheck"
+        s.sendall(struct.pack(">i", len(body)) + body)
+        head = _recv_exact(s, 4)
+        size = struct.unpack(">i", head)[0]
+        data = _recv_exact(s, size)
+        corr, err = struct.unpack_from(">ih", data)
+        if corr != 1:
+            raise OSError("correlation id mismatch")
+        return err
+
+
+def _recv_exact(s, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise OSError("connection closed")
+        out += chunk
+    return bytes(out)
+
+
+def _healthcheck(args) -> int:
+    host, _, port = args.bootstrap_server.rpartition(":")
+    try:
+        err = api_versions_probe(host or "127.0.0.1", int(port))
+    except (OSError, ValueError) as e:
+        print(f"unhealthy: {e}", file=sys.stderr)
+        return 1
+    if err != 0:
+        print(f"unhealthy: ApiVersions error {err}", file=sys.stderr)
+        return 1
+    print("ok")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kafkette", description="A Kafka-compatible broker")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run a broker")
+    s.add_argument("--config", "-c", help="YAML (or .properties) file of Kafka property names")
+    s.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
+                   help="override one property; repeatable")
+    s.set_defaults(func=_serve)
+    h = sub.add_parser("healthcheck", help="exit 0 when a broker answers ApiVersions")
+    h.add_argument("--bootstrap-server", default="127.0.0.1:9092")
+    h.set_defaults(func=_healthcheck)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The cluster metadata image: an immutable view of brokers, topics, partitions and
+configs, rebuilt by applying metadata records (as KRaft's MetadataImage is).
+
+Handlers read the current image; they never mutate it. Every change goes through
+the controller as a record, so that the same records can later be ordered by a
+Raft quorum and replayed by every broker.
+
+Records are plain dicts (a `type` and its fields), named after KRaft's metadata
+record types (TopicRecord, PartitionRecord, ConfigRecord, RemoveTopicRecord,
+RegisterBrokerRecord). Kafka encodes them with its own generated schemas; kafkette
+stores them as JSON inside ordinary record batches, which keeps them readable with
+any Kafka consumer tool pointed at the metadata log's segment files.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class BrokerImage:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+    fenced: bool = False
+
+
+@dataclass(frozen=True)
+class PartitionImage:
+    partition: int
+    leader: int
+    leader_epoch: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    partition_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class TopicImage:
+    name: str
+    topic_id: uuid.UUID
+    partitions: MappingProxyType  # int -> PartitionImage
+    configs: MappingProxyType     # str -> str (only explicitly set configs)
+
+
+@dataclass(frozen=True)
+class MetadataImage:
+    cluster_id: str
+    controller_id: int
+    brokers: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    topics: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    topics_by_id: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    offset: int = -1  # offset of the last applied metadata record
+    # First producer id not yet handed out in a block (KRaft: ProducerIdsRecord).
+    next_producer_id: int = 0
+
+    def topic(self, name: str) -> TopicImage | None:
+        return self.topics.get(name)
+
+
+def apply_records(image: MetadataImage, records: list[dict], offset: int) -> MetadataImage:
+    """Return a new image with `records` applied. Records that refer to unknown
+    topics are ignored (a removed topic's late partition change, for instance)."""
+    brokers = dict(image.brokers)
+    topics = dict(image.topics)
+    by_id = dict(image.topics_by_id)
+    cluster_id = image.cluster_id
+    next_pid = image.next_producer_id
+    for rec in records:
+        kind = rec["type"]
+        if kind == "RegisterBrokerRecord":
+            brokers[rec["broker_id"]] = BrokerImage(rec["broker_id"], rec["host"], rec["port"],
+                                                    rec.get("rack"), rec.get("fenced", False))
+        elif kind == "ClusterIdRecord":
+            cluster_id = rec["cluster_id"]
+        elif kind == "TopicRecord":
+            tid = uuid.UUID(rec["topic_id"])
+            t = TopicImage(rec["name"], tid, MappingProxyType({}), MappingProxyType({}))
+            topics[t.name] = t
+            by_id[tid] = t.name
+        elif kind == "PartitionRecord":
+            name = by_id.get(uuid.UUID(rec["topic_id"]))
+            if name is None:
+                continue
+            t = topics[name]
+            parts = dict(t.partitions)
+            parts[rec["partition"]] = PartitionImage(
+                rec["partition"], rec["leader"], rec["leader_epoch"], tuple(rec["replicas"]),
+                tuple(rec["isr"]), rec.get("partition_epoch", 0))
+            topics[name] = replace(t, partitions=MappingProxyType(parts))
+        elif kind == "ConfigRecord":
+            if rec["resource_type"] != "topic" or rec["resource_name"] not in topics:
+                continue
+            t = topics[rec["resource_name"]]
+            cfg = dict(t.configs)
+            if rec["value"] is None:
+                cfg.pop(rec["name"], None)
+            else:
+                cfg[rec["name"]] = rec["value"]
+            topics[t.name] = replace(t, configs=MappingProxyType(cfg))
+        elif kind == "RemoveTopicRecord":
+            tid = uuid.UUID(rec["topic_id"])
+            name = by_id.pop(tid, None)
+            if name is not None:
+                topics.pop(name, None)
+        elif kind == "ProducerIdsRecord":
+            next_pid = rec["next_producer_id"]
+        else:
+            raise ValueError(f"unknown metadata record type {kind!r}")
+    return MetadataImage(cluster_id, image.controller_id, MappingProxyType(brokers),
+                         MappingProxyType(topics), MappingProxyType(by_id), offset, next_pid)

@@ -1,0 +1,123 @@
+"""The process: listeners, the broker, and a graceful shutdown.
+
+Start order: bind every listener first (so that a listener on port 0 knows its real
+port before it is advertised), then open the broker's state, then accept.
+Shutdown (SIGTERM/SIGINT, or `stop()`): stop accepting, wake waiting fetches,
+let each connection finish the request it is on (bounded wait), close the sockets,
+then flush and close every log file.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+
+from kafkette.broker.broker import Broker
+from kafkette.config import BrokerConfig
+from kafkette.logging import get_logger
+from kafkette.server.connection import KafkaConnection
+
+log = get_logger("kafkette.server")
+SHUTDOWN_GRACE_S = 10.0
+
+
+class KafkaServer:
+    def __init__(self, config: BrokerConfig, clock=None):
+        self.config = config
+        self.clock = clock
+        self.max_request_bytes = config["socket.request.max.bytes"]
+        self.connections: set[KafkaConnection] = set()
+        self.broker: Broker | None = None
+        self.dispatcher = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sockets: list[tuple[object, socket.socket]] = []
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self.bound: dict[str, tuple[str, int]] = {}
+
+    async def start(self) -> None:
+        t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+        # Bind first: the real ports must be known before they are advertised.
+        for lst in self.config.listeners:
+            sock = socket.create_server((lst.host or "0.0.0.0", lst.port), reuse_port=False,
+                                        backlog=1024)
+            sock.setblocking(False)
+            self._sockets.append((lst, sock))
+            self.bound[lst.name] = sock.getsockname()[:2]
+        advertised = {}
+        adv_by_name = {a.name: a for a in self.config.advertised_listeners}
+        for lst, sock in self._sockets:
+            port = sock.getsockname()[1]
+            a = adv_by_name.get(lst.name)
+            host = a.host if a is not None else lst.host
+            adv_port = a.port if a is not None and a.port != 0 else port
+            if host in ("", "0.0.0.0", "::"):
+                host = "localhost"
+            advertised[lst.name] = (host, adv_port)
+        self.broker = Broker(self.config, advertised, self.clock)
+        self.dispatcher = self.broker.dispatcher
+        for lst, sock in self._sockets:
+            srv = await loop.create_server(
+                lambda name=lst.name: KafkaConnection(self, name), sock=sock)
+            self._servers.append(srv)
+            host, port = sock.getsockname()[:2]
+            log.info("listener started", listener=lst.name, host=host, port=port,
+                     advertised=f"{advertised[lst.name][0]}:{advertised[lst.name][1]}")
+        log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1))
+
+    def request_stop(self) -> None:
+        if not self._stopping:
+            self._stopping = True
+            asyncio.ensure_future(self.stop())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        log.info("shutting down", connections=len(self.connections))
+        for srv in self._servers:
+            srv.close()
+        if self.broker is not None:
+            self.broker.closing = True
+            self.broker.purgatory.wake_all()
+        # Let in-flight requests finish.
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for conn in list(self.connections):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(conn.idle.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        for conn in list(self.connections):
+            conn.close()
+        for srv in self._servers:
+            try:
+                await asyncio.wait_for(srv.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                pass
+        if self.broker is not None:
+            self.broker.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(config: BrokerConfig) -> None:
+    server = KafkaServer(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    await server.wait_stopped()
+    log.info("kafkette stopped")
+
+
+def run(config: BrokerConfig) -> None:
+    try:
+        import uvloop
+        uvloop.run(serve(config))
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep a fallback
+        asyncio.run(serve(config))
