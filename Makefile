@@ -41,3 +41,7 @@ generate: $(STAMP)
 
 clean:
 	rm -rf $(VENV) kafkette-data
+
+## Benchmarks (not part of `make test`): kafkette vs librdkafka's mock cluster
+bench: $(TSTAMP)
+	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3}
