@@ -488,27 +488,76 @@ def generate_all(spec_dir: Path = SPEC_DIR) -> dict[str, str]:
         groups.setdefault(module_name_for(spec), []).append(spec)
     out = {}
     order = {"request": 0, "response": 1}
-    index_lines = [HEADER.rstrip(), '"""Every generated message, by API key and by name."""']
-    api_pairs: dict[int, tuple[str, str, str]] = {}
-    imports = []
+    api_pairs: dict[int, tuple[str, str]] = {}
+    flexible: dict[int, int | None] = {}
+    modules: dict[str, str] = {}
     for mod, specs in sorted(groups.items()):
         specs.sort(key=lambda s: order.get(s.get("type"), 2))
         out[f"{mod}.py"] = generate_module(specs)
-        imports.append(f"from kafkette.protocol.messages.{mod} import {', '.join(s['name'] for s in specs)}")
+        for s in specs:
+            modules[s["name"]] = mod
         req = [s for s in specs if s.get("type") == "request"]
         resp = [s for s in specs if s.get("type") == "response"]
         if req and resp and req[0].get("api_key") is not None:
-            api_pairs[req[0]["api_key"]] = (req[0]["name"], resp[0]["name"], mod)
-    index_lines += imports
-    index_lines.append("")
-    index_lines.append("# api key -> (request class, response class)")
-    index_lines.append("API_MESSAGES = {")
-    for key in sorted(api_pairs):
-        rq, rs, _ = api_pairs[key]
-        index_lines.append(f"    {key}: ({rq}, {rs}),")
-    index_lines.append("}")
-    index_lines.append("")
-    index_lines.append("API_NAMES = {key: req.NAME[: -len('Request')] for key, (req, _) in API_MESSAGES.items()}")
+            api_pairs[req[0]["api_key"]] = (req[0]["name"], resp[0]["name"])
+            fv = Versions.parse(req[0].get("flexible_versions"))
+            flexible[req[0]["api_key"]] = None if fv is None else fv.lo
+    index_lines = [
+        HEADER.rstrip(),
+        '"""Every generated message, by API key and by name.',
+        "",
+        "Modules are imported on first use (PEP 562 module __getattr__): a broker",
+        "imports the dozen APIs it serves, not all of them, which keeps start-up fast.",
+        '"""',
+        "import importlib",
+        "from collections.abc import Mapping",
+        "",
+        "# message name -> module",
+        "_MODULES = {",
+    ]
+    index_lines += [f"    {name!r}: {mod!r}," for name, mod in sorted(modules.items())]
+    index_lines += ["}", "", "# api key -> (request name, response name)", "API_KEY_NAMES = {"]
+    index_lines += [f"    {k}: ({rq!r}, {rs!r})," for k, (rq, rs) in sorted(api_pairs.items())]
+    index_lines += ["}", "", "# api key -> first flexible request version (None: never)",
+                    "REQUEST_FLEXIBLE_VERSION = {"]
+    index_lines += [f"    {k}: {v!r}," for k, v in sorted(flexible.items())]
+    index_lines += [
+        "}",
+        "",
+        "",
+        "def __getattr__(name):",
+        "    mod = _MODULES.get(name)",
+        "    if mod is None:",
+        "        raise AttributeError(f\"module {__name__!r} has no attribute {name!r}\")",
+        "    cls = getattr(importlib.import_module(f\"{__name__}.{mod}\"), name)",
+        "    globals()[name] = cls",
+        "    return cls",
+        "",
+        "",
+        "def __dir__():",
+        "    return sorted(set(globals()) | set(_MODULES))",
+        "",
+        "",
+        "class _ApiMessages(Mapping):",
+        "    \"\"\"api key -> (request class, response class), importing on first use.\"\"\"",
+        "",
+        "    def __getitem__(self, key):",
+        "        req, resp = API_KEY_NAMES[key]",
+        "        return __getattr__(req), __getattr__(resp)",
+        "",
+        "    def __iter__(self):",
+        "        return iter(API_KEY_NAMES)",
+        "",
+        "    def __len__(self):",
+        "        return len(API_KEY_NAMES)",
+        "",
+        "    def __contains__(self, key):",
+        "        return key in API_KEY_NAMES",
+        "",
+        "",
+        "API_MESSAGES = _ApiMessages()",
+        "API_NAMES = {key: req[: -len('Request')] for key, (req, _) in API_KEY_NAMES.items()}",
+    ]
     out["__init__.py"] = "\n".join(index_lines) + "\n"
     return out
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 
 from kafkette.errors import ProtocolError
-from kafkette.protocol.messages import API_MESSAGES
+from kafkette.protocol.messages import API_MESSAGES, REQUEST_FLEXIBLE_VERSION
 from kafkette.protocol.primitives import Reader
 
 API_VERSIONS_KEY = 18
@@ -25,8 +25,7 @@ _corr_tagged = struct.Struct(">iB")
 
 
 def flexible_version(api_key: int) -> int | None:
-    req, _ = API_MESSAGES[api_key]
-    return req.FLEXIBLE_VERSION
+    return REQUEST_FLEXIBLE_VERSION[api_key]
 
 
 def request_header_version(api_key: int, api_version: int) -> int:
