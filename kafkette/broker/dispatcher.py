@@ -53,6 +53,15 @@ def frame_response(header_bytes: bytes, w: Writer) -> list:
     return [_size.pack(total) + header_bytes, *chunks]
 
 
+def _carries_error_code(resp_cls, version: int) -> bool:
+    """Whether `version` of this response has a top-level error code on the wire
+    (Fetch has one only from v7, for instance): encode one and read it back."""
+    if "error_code" not in resp_cls.FIELDS:
+        return False
+    probe = resp_cls(error_code=ErrorCode.UNSUPPORTED_VERSION)
+    return resp_cls.decode(probe.encode(version), version).error_code == probe.error_code
+
+
 class Dispatcher:
     def __init__(self, broker):
         self.broker = broker
@@ -79,9 +88,15 @@ class Dispatcher:
         ctx = RequestContext(self.broker, header, client_host, listener)
         request = req_cls.read(r, api_version)
         if not (spec.min_version <= api_version <= spec.max_version):
-            if spec.error_response is None:
+            if spec.error_response is not None:
+                resp = spec.error_response(request, ErrorCode.UNSUPPORTED_VERSION, ctx)
+            elif _carries_error_code(resp_cls, api_version):
+                # A response with a top-level error code can say it directly.
+                resp = resp_cls(error_code=ErrorCode.UNSUPPORTED_VERSION)
+            else:
+                # Nothing in this response can carry the error: close, as Kafka
+                # does for any request at a version it does not support.
                 raise ProtocolError(f"api key {api_key} version {api_version} is not served")
-            resp = spec.error_response(request, ErrorCode.UNSUPPORTED_VERSION, ctx)
             return self._encode(resp, resp_cls, api_version, correlation_id, api_key)
         result = spec.handle(ctx, request)
         if result is None:

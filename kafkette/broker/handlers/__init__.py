@@ -7,6 +7,7 @@ from kafkette.broker.handlers import (  # noqa: F401
     describe_cluster,
     describe_configs,
     fetch,
+    find_coordinator,
     init_producer_id,
     list_offsets,
     metadata,

@@ -32,7 +32,8 @@ PartData = FetchResponse.FetchableTopicResponse.PartitionData
 def _read_all(ctx, request, names):
     """One pass over the requested partitions. Returns (response topics, bytes)."""
     rm = ctx.broker.replica_manager
-    remaining = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
+    # max_bytes 0 still returns one batch of the first partition with data (KIP-74).
+    remaining = request.max_bytes
     total = 0
     topics = []
     for t, name in zip(request.topics, names):
@@ -47,8 +48,8 @@ def _read_all(ctx, request, names):
                 part = rm.partition(name, p.partition)
                 plog = part.log
                 hw = plog.high_watermark
-                if remaining > 0:
-                    limit = min(p.partition_max_bytes, remaining)
+                if remaining > 0 or total == 0:
+                    limit = min(p.partition_max_bytes, max(remaining, 0))
                     # KIP-74: the first non-empty partition gets at least one batch.
                     data = plog.read(p.fetch_offset, limit, max_offset=hw,
                                      min_one_batch=(total == 0))

@@ -18,6 +18,10 @@ from kafkette.protocol.messages import InitProducerIdResponse
 
 @handler(22, 0, 5)
 def handle(ctx, request):
+    if request.transactional_id == "":
+        # Kafka: an empty transactional id is invalid (clients send null instead).
+        return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST,
+                                      producer_id=-1, producer_epoch=-1)
     if request.transactional_id is not None:
         return InitProducerIdResponse(
             error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,

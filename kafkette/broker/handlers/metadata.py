@@ -63,6 +63,15 @@ def handle(ctx, request):
     allow_auto = allow_auto and broker.config["auto.create.topics.enable"]
     topics = []
     image = broker.image
+    if version < 12 and request.topics and any(
+            rt.name is None or rt.topic_id != ZERO for rt in request.topics):
+        # v10/v11 carry a topic id field but Kafka serves id lookups from v12 only (the
+        # response name is not nullable before v12): the whole request gets
+        # INVALID_REQUEST, each topic with its name or "" (KafkaApis + MetadataRequest.
+        # getErrorResponse).
+        return MetadataResponse(brokers=[], topics=[
+            Topic(error_code=ErrorCode.INVALID_REQUEST, name=rt.name or "",
+                  topic_id=rt.topic_id, partitions=[]) for rt in request.topics])
     if request.topics is None or (version == 0 and not request.topics):
         topics = [topic_response(t, include_ops) for name, t in sorted(image.topics.items())
                   if name not in INTERNAL_TOPICS]
