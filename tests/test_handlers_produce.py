@@ -252,7 +252,7 @@ def test_record_count_inconsistent_with_offset_delta_is_invalid_record(broker):
     bad = bytearray(batch(3))
     bad[RECORDS_COUNT_OFFSET:RECORDS_COUNT_OFFSET + 4] = (5).to_bytes(4, "big")
     r = produce(broker, "t", 0, _recrc(bad))
-    assert r.error_code == 85  # INVALID_RECORD
+    assert r.error_code == 87  # INVALID_RECORD
     assert leo(broker, "t") == 0
 
 
