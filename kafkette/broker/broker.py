@@ -11,7 +11,10 @@ from kafkette.broker.purgatory import FetchPurgatory
 from kafkette.broker.replica_manager import ReplicaManager
 from kafkette.clock import SystemClock
 from kafkette.config import BrokerConfig, ConfigError, topic_defaults, validate_topic_configs
+from kafkette.broker.group_offsets import LogOffsetStore, ensure_offsets_topic, load_offsets
 from kafkette.controller.controller import Controller
+from kafkette.coordinator.group_coordinator import GroupConfig, GroupCoordinator
+from kafkette.coordinator.scheduler import LoopScheduler
 from kafkette.controller.metadata_image import MetadataImage
 from kafkette.errors import InvalidConfigError
 from kafkette.log.log_manager import LogManager
@@ -50,6 +53,7 @@ class Broker:
         self.controller.add_listener(self.replica_manager.on_metadata_update)
         self._producer_ids = iter(())
         self.closing = False
+        self._group_coordinator = None
         self.dispatcher = Dispatcher(self)
         log.info("broker started", node_id=self.node_id, cluster_id=self.image.cluster_id,
                  data_dir=str(self.data_dir), topics=len(self.image.topics), pid=os.getpid())
@@ -72,6 +76,21 @@ class Broker:
             cfg.update(t.configs)
         return cfg
 
+    # -- groups ----------------------------------------------------------------
+    def group_coordinator_ready(self):
+        """The group coordinator, created on first use: `__consumer_offsets` is
+        created (as Kafka does on the first FindCoordinator for a group) and its
+        records are replayed, so committed offsets survive a restart."""
+        if self._group_coordinator is None:
+            ensure_offsets_topic(self)
+            coordinator = GroupCoordinator(LoopScheduler(clock=self.clock),
+                                           GroupConfig.from_config(self.config),
+                                           store=LogOffsetStore(self))
+            count = load_offsets(self, coordinator)
+            self._group_coordinator = coordinator
+            log.info("group coordinator ready", records_loaded=count)
+        return self._group_coordinator
+
     # -- producer ids ----------------------------------------------------------
     def next_producer_id(self) -> int:
         for pid in self._producer_ids:
@@ -81,6 +100,8 @@ class Broker:
 
     # -- lifecycle -------------------------------------------------------------
     def close(self) -> None:
+        if self._group_coordinator is not None:
+            self._group_coordinator.close()
         self.purgatory.wake_all()
         self.log_manager.flush_all()
         self.log_manager.close_all()

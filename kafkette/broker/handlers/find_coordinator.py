@@ -23,6 +23,7 @@ def _lookup(ctx, key: str, key_type: int):
         if not key and ctx.api_version < 4:
             # Kafka: an empty group id is invalid (INVALID_GROUP_ID) for lookups.
             return ErrorCode.INVALID_GROUP_ID, "The group id is empty", -1, "", -1
+        ctx.broker.group_coordinator_ready()  # creates __consumer_offsets on first use
         host, port = ctx.broker.advertised.get(ctx.listener,
                                                next(iter(ctx.broker.advertised.values())))
         return ErrorCode.NONE, None, ctx.broker.node_id, host, port

@@ -1,0 +1,86 @@
+"""`__consumer_offsets`: the internal topic that stores committed offsets and group
+metadata, and the glue between it and the group coordinator.
+
+The coordinator (kafkette/coordinator/) knows nothing of topics and logs: it hands
+key/value records to an OffsetStore. This store appends them as one record batch to
+partition hash(group) % offsets.topic.num.partitions — the same partition whose
+leader is the group's coordinator — and on start replays every partition into the
+coordinator.
+
+The topic is created on first use, with Kafka's settings for it: compacted,
+`offsets.topic.segment.bytes` segments (compaction itself lands with the
+durable-log issue; until then the topic only grows, by one small record per commit).
+"""
+from __future__ import annotations
+
+from kafkette.coordinator.group_coordinator import offsets_partition_for
+from kafkette.errors import KafkaError, TopicAlreadyExistsError
+from kafkette.logging import get_logger
+from kafkette.protocol.records import build_batch, decode_records
+
+log = get_logger("kafkette.group_offsets")
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+class LogOffsetStore:
+    """OffsetStore backed by the partitions of `__consumer_offsets`."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.num_partitions = broker.config["offsets.topic.num.partitions"]
+
+    def partition_for(self, group_id: str) -> int:
+        return offsets_partition_for(group_id, self.num_partitions)
+
+    def append(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
+        batch = bytearray(build_batch([(k, v, []) for k, v in records],
+                                      timestamp_ms=self.broker.clock.time_ms()))
+        self.broker.replica_manager.append(OFFSETS_TOPIC, self.partition_for(group_id),
+                                           memoryview(batch))
+
+
+def ensure_offsets_topic(broker) -> None:
+    if OFFSETS_TOPIC in broker.image.topics:
+        return
+    cfg = broker.config
+    rf = min(cfg["offsets.topic.replication.factor"], len(broker.controller.live_brokers()))
+    try:
+        broker.controller.create_topic(
+            OFFSETS_TOPIC, cfg["offsets.topic.num.partitions"], max(rf, 1),
+            {"cleanup.policy": "compact",
+             "segment.bytes": str(cfg["offsets.topic.segment.bytes"])})
+    except TopicAlreadyExistsError:
+        pass
+
+
+def load_offsets(broker, coordinator) -> int:
+    """Replay `__consumer_offsets` into the coordinator; returns the record count."""
+    topic = broker.image.topics.get(OFFSETS_TOPIC)
+    if topic is None:
+        return 0
+    count = 0
+    for p in sorted(topic.partitions):
+        part = broker.replica_manager.partitions.get((OFFSETS_TOPIC, p))
+        if part is None:
+            continue
+        plog = part.log
+        offset = plog.log_start_offset
+        records = []
+        while offset < plog.high_watermark:
+            data = plog.read(offset, 1 << 20)
+            start = offset
+            for rec in decode_records(data) if data else ():
+                if rec.offset < offset:
+                    continue
+                offset = rec.offset + 1
+                if rec.key is not None:
+                    records.append((rec.key, rec.value))
+            if offset == start:
+                break  # nothing readable past here
+        try:
+            coordinator.load(records)
+        except (KafkaError, ValueError) as e:
+            log.error("could not load group state", partition=p, error=str(e))
+            raise
+        count += len(records)
+    return count

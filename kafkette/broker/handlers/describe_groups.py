@@ -1,0 +1,31 @@
+"""DescribeGroups (key 15), versions 0-5: state, protocol, members with their
+metadata and assignments. An unknown group is described as state "Dead" with no
+error, as Kafka does before v6."""
+from kafkette.broker.handlers.common import NO_OPERATIONS
+from kafkette.broker.handlers.groups import ensure_coordinator
+from kafkette.broker.registry import handler
+from kafkette.protocol.messages import DescribeGroupsResponse
+
+Described = DescribeGroupsResponse.DescribedGroup
+Member = Described.DescribedGroupMember
+# READ, DESCRIBE, DELETE on a group (AclOperation bits).
+GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 8) | (1 << 6)
+
+
+@handler(15, 0, 5)
+def handle(ctx, request):
+    coordinator = ensure_coordinator(ctx)
+    groups = []
+    for group_id in request.groups:
+        d = coordinator.describe_group(group_id)
+        groups.append(Described(
+            error_code=d.error_code, group_id=group_id, group_state=d.state,
+            protocol_type=d.protocol_type or "", protocol_data=d.protocol_name or "",
+            members=[Member(member_id=m.member_id, group_instance_id=m.group_instance_id,
+                            client_id=m.client_id, client_host=m.client_host,
+                            member_metadata=m.metadata, member_assignment=m.assignment)
+                     for m in d.members],
+            authorized_operations=(GROUP_AUTHORIZED_OPERATIONS
+                                   if request.include_authorized_operations
+                                   else NO_OPERATIONS)))
+    return DescribeGroupsResponse(groups=groups)

@@ -1,0 +1,22 @@
+"""LeaveGroup (key 13), versions 0-5. v0-2 name one member; v3+ a batch of members
+by member id and/or group.instance.id (KIP-345), each with its own error."""
+from kafkette.broker.handlers.groups import ensure_coordinator
+from kafkette.broker.registry import handler
+from kafkette.protocol.messages import LeaveGroupResponse
+
+MemberResponse = LeaveGroupResponse.MemberResponse
+
+
+@handler(13, 0, 5)
+def handle(ctx, request):
+    coordinator = ensure_coordinator(ctx)
+    if ctx.api_version < 3:
+        code, codes = coordinator.leave_group(request.group_id, [(request.member_id, None)])
+        # v0-2 have one member and one error: the member's, if the group had no error.
+        return LeaveGroupResponse(error_code=code or (codes[0] if codes else 0))
+    members = [(m.member_id or None, m.group_instance_id) for m in request.members]
+    code, codes = coordinator.leave_group(request.group_id, members)
+    return LeaveGroupResponse(error_code=code, members=[
+        MemberResponse(member_id=m.member_id, group_instance_id=m.group_instance_id,
+                       error_code=c)
+        for m, c in zip(request.members, codes)])

@@ -1,0 +1,23 @@
+"""OffsetDelete (key 47), version 0 (KIP-496): remove committed offsets of a group
+for partitions it is not subscribed to (GROUP_SUBSCRIBED_TO_TOPIC otherwise);
+GROUP_ID_NOT_FOUND for an unknown group."""
+from kafkette.broker.handlers.groups import ensure_coordinator
+from kafkette.broker.registry import handler
+from kafkette.protocol.messages import OffsetDeleteResponse
+
+Topic = OffsetDeleteResponse.OffsetDeleteResponseTopic
+Part = Topic.OffsetDeleteResponsePartition
+
+
+@handler(47, 0, 0)
+def handle(ctx, request):
+    wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
+    code, codes = ensure_coordinator(ctx).delete_offsets(request.group_id, wanted)
+    if code:
+        return OffsetDeleteResponse(error_code=code, topics=[])
+    return OffsetDeleteResponse(error_code=0, topics=[
+        Topic(name=t.name, partitions=[
+            Part(partition_index=p.partition_index,
+                 error_code=codes.get((t.name, p.partition_index), 0))
+            for p in t.partitions])
+        for t in request.topics])

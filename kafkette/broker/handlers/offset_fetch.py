@@ -1,0 +1,58 @@
+"""OffsetFetch (key 9), versions 1-9.
+
+v1-7 ask for one group; v8+ for several (KIP-709). A null topic list (v2+) means
+every partition the group has committed. Partitions without a committed offset get
+offset -1 and empty metadata with no error, as Kafka. require_stable (v7+) has no
+effect until transactional offset commits exist (nothing is ever pending).
+"""
+from kafkette.broker.handlers.common import error_of
+from kafkette.broker.handlers.groups import ensure_coordinator
+from kafkette.broker.registry import handler
+from kafkette.errors import KafkaError
+from kafkette.protocol.messages import OffsetFetchResponse
+
+Topic = OffsetFetchResponse.OffsetFetchResponseTopic
+Part = Topic.OffsetFetchResponsePartition
+Group = OffsetFetchResponse.OffsetFetchResponseGroup
+GTopic = Group.OffsetFetchResponseTopics
+GPart = GTopic.OffsetFetchResponsePartitions
+
+
+def _fetch(coordinator, group_id, topics):
+    """(error, [(topic, [(partition, offset, leader_epoch, metadata)])])."""
+    wanted = None
+    if topics is not None:
+        wanted = [(t.name, p) for t in topics for p in t.partition_indexes]
+    try:
+        code, found = coordinator.fetch_offsets(group_id, wanted)
+    except KafkaError as e:
+        return error_of(e)[0], []
+    by_topic: dict[str, list] = {}
+    keys = wanted if wanted is not None else sorted(found)
+    for tp in keys:
+        o = found.get(tp)
+        row = (tp[1], -1, -1, "") if o is None else (tp[1], o.offset, o.leader_epoch,
+                                                     o.metadata or "")
+        by_topic.setdefault(tp[0], []).append(row)
+    return code, list(by_topic.items())
+
+
+@handler(9, 1, 9)
+def handle(ctx, request):
+    coordinator = ensure_coordinator(ctx)
+    if ctx.api_version >= 8:
+        groups = []
+        for g in request.groups:
+            code, rows = _fetch(coordinator, g.group_id, g.topics)
+            groups.append(Group(group_id=g.group_id, error_code=code, topics=[
+                GTopic(name=name, partitions=[
+                    GPart(partition_index=p, committed_offset=o, committed_leader_epoch=e,
+                          metadata=m, error_code=0) for p, o, e, m in parts])
+                for name, parts in rows]))
+        return OffsetFetchResponse(groups=groups)
+    code, rows = _fetch(coordinator, request.group_id, request.topics)
+    return OffsetFetchResponse(error_code=code, topics=[
+        Topic(name=name, partitions=[
+            Part(partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m,
+                 error_code=0) for p, o, e, m in parts])
+        for name, parts in rows])

@@ -1,0 +1,34 @@
+"""SyncGroup (key 14), versions 0-5.
+
+The leader sends the assignments; followers wait for them (a delayed answer, as
+JoinGroup). A SyncGroup on a group that is already Stable returns the member's
+current assignment rather than an error: the librdkafka mock answers
+INVALID_REQUEST there, which kafka-python and aiokafka treat as fatal.
+v5 echoes protocol type and name (and checks them when sent).
+"""
+from kafkette.broker.handlers.groups import delayed_response, ensure_coordinator
+from kafkette.broker.registry import handler
+from kafkette.protocol.messages import SyncGroupResponse
+
+
+@handler(14, 0, 5)
+def handle(ctx, request):
+    coordinator = ensure_coordinator(ctx)
+    fut, respond = delayed_response()
+    coordinator.sync_group(
+        group_id=request.group_id,
+        generation_id=request.generation_id,
+        member_id=request.member_id,
+        group_instance_id=request.group_instance_id if ctx.api_version >= 3 else None,
+        protocol_type=request.protocol_type if ctx.api_version >= 5 else None,
+        protocol_name=request.protocol_name if ctx.api_version >= 5 else None,
+        assignments={a.member_id: bytes(a.assignment) for a in request.assignments},
+        respond=respond,
+    )
+    return _answer(fut)
+
+
+async def _answer(fut):
+    r = await fut
+    return SyncGroupResponse(error_code=r.error_code, protocol_type=r.protocol_type,
+                             protocol_name=r.protocol_name, assignment=r.assignment or b"")
