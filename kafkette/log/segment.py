@@ -489,23 +489,28 @@ class LogSegment:
         Index lookup, then a walk over batch headers from that position, reading
         SCAN_CHUNK bytes at a time (Kafka: OffsetIndex.lookup + FileRecords.searchForOffset)."""
         self._ensure_loaded()
-        pos = self._index_floor_position(offset)
+        for pos, base, lod, _max_ts in self._walk(self._index_floor_position(offset)):
+            if base + lod >= offset:
+                return pos
+        return None
+
+    def _walk(self, pos: int):
+        """(position, base offset, last offset delta, max timestamp) of each batch
+        from file position `pos`, reading headers SCAN_CHUNK bytes at a time."""
         size, fd = self.size, self.fd
         while pos < size:
             chunk = os.pread(fd, min(SCAN_CHUNK, size - pos), pos)
             n = len(chunk)
             if n < _WALK_SIZE:
-                break
+                return
             p = 0
             while p + _WALK_SIZE <= n:
-                base, batch_length, lod, _bts, _mts = _WALK_UNPACK(chunk, p)
+                base, batch_length, lod, _bts, max_ts = _WALK_UNPACK(chunk, p)
                 if batch_length < rec.MIN_BATCH_LENGTH:
                     raise KafkaStorageError(f"corrupt batch header at position {pos + p} of {self.log_path}")
-                if base + lod >= offset:
-                    return pos + p
+                yield pos + p, base, lod, max_ts
                 p += batch_length + rec.LOG_OVERHEAD
             pos += p
-        return None
 
     def read_from(self, pos: int, max_bytes: int, limit_offset: int, min_one: bool) -> tuple[bytes, bool]:
         """Whole batches from file position `pos`: as many as fit in max_bytes (at least
@@ -553,19 +558,7 @@ class LogSegment:
         pos = self.find_position(max(from_offset, start_offset))
         if pos is None:
             return None
-        size, fd = self.size, self.fd
-        while pos < size:
-            chunk = os.pread(fd, min(SCAN_CHUNK, size - pos), pos)
-            n = len(chunk)
-            if n < _WALK_SIZE:
-                break
-            p = 0
-            while p + _WALK_SIZE <= n:
-                base, batch_length, lod, _bts, max_ts = _WALK_UNPACK(chunk, p)
-                if batch_length < rec.MIN_BATCH_LENGTH:
-                    raise KafkaStorageError(f"corrupt batch header at position {pos + p} of {self.log_path}")
-                if max_ts >= target_ms and base + lod >= start_offset:
-                    return pos + p
-                p += batch_length + rec.LOG_OVERHEAD
-            pos += p
+        for pos, base, lod, max_ts in self._walk(pos):
+            if max_ts >= target_ms and base + lod >= start_offset:
+                return pos
         return None
