@@ -31,7 +31,8 @@ STOP_TIMEOUT = 15.0    # seconds for SIGTERM to end the process
 
 def wait_until(cond, timeout: float = 10.0, interval: float = 0.05, message: str = ""):
     """Call `cond()` until it returns a truthy value (which is returned) or the
-    deadline passes (AssertionError, with the last exception if cond raised)."""
+    deadline passes (AssertionError, with the last exception if cond raised).
+    An exception with a true `fatal` attribute is raised at once."""
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -41,6 +42,8 @@ def wait_until(cond, timeout: float = 10.0, interval: float = 0.05, message: str
                 return value
             last_exc = None
         except Exception as e:  # noqa: BLE001 - we report it on timeout
+            if getattr(e, "fatal", False):
+                raise     # e.g. a group member thread died: no point in waiting
             last_exc = e
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_exc!r})" if last_exc is not None else ""
@@ -378,3 +381,49 @@ class BrokerProcess:
 
     def __repr__(self):
         return f"<BrokerProcess {self.bootstrap} pid={self.pid} dir={self.workdir}>"
+
+
+# --------------------------------------------------------------------------- groups
+
+def wait_stable(snapshot, ok, settle: float = 1.0, timeout: float = 30.0,
+                interval: float = 0.1, message: str = ""):
+    """Poll `snapshot()` until `ok(value)` holds and the value has not changed for
+    `settle` seconds; return it. A consumer group "has stabilised" when every member
+    reports the same assignment for a while, not at the first moment the union looks
+    right (a rebalance may still be running)."""
+    state = {"value": object(), "since": 0.0}
+
+    def cond():
+        value = snapshot()
+        now = time.monotonic()
+        if value != state["value"]:
+            state["value"], state["since"] = value, now
+        if not ok(value):
+            state["since"] = now
+            return None
+        return (value,) if now - state["since"] >= settle else None
+
+    try:
+        return wait_until(cond, timeout=timeout, interval=interval,
+                          message=message or "a stable value")[0]
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last value: {state['value']!r}") from None
+
+
+def record_timings(section: str, values: dict, env_var: str = "KAFKETTE_REBALANCE_TIMINGS"):
+    """Print measured timings and merge them into the JSON file named by `env_var`
+    (when set): {section: {name: value}}."""
+    import json
+    print(f"\n[timings] {section}: {json.dumps(values, sort_keys=True)}")
+    path = os.environ.get(env_var)
+    if not path:
+        return
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text()) if p.exists() else {}
+    except ValueError:
+        data = {}
+    data.setdefault(section, {}).update(values)
+    tmp = p.with_name(p.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, p)
