@@ -21,23 +21,7 @@ log = get_logger("kafkette.replica_manager")
 
 def log_config_from_topic_configs(cfg: dict[str, str]) -> LogConfig:
     """Effective topic configs (strings, as DescribeConfigs shows them) → LogConfig."""
-    def opt_int(name):
-        v = cfg.get(name)
-        if v is None or v == "":
-            return None
-        n = int(v)
-        # Kafka's "never" for flush.messages / flush.ms is Long.MAX_VALUE.
-        return None if n >= 2**62 else n
-
-    return LogConfig(
-        segment_bytes=int(cfg.get("segment.bytes", 1073741824)),
-        segment_ms=int(cfg.get("segment.ms", 604800000)),
-        index_interval_bytes=int(cfg.get("index.interval.bytes", 4096)),
-        max_message_bytes=int(cfg.get("max.message.bytes", 1048588)),
-        flush_messages=opt_int("flush.messages"),
-        flush_ms=opt_int("flush.ms"),
-        message_timestamp_type=cfg.get("message.timestamp.type", "CreateTime"),
-    )
+    return LogConfig.from_properties(cfg)
 
 
 @dataclass

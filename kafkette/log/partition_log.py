@@ -73,6 +73,15 @@ class LogConfig:
     flush_messages: int | None = None  # flush.messages (None: Kafka's Long.MAX_VALUE, never)
     flush_ms: int | None = None  # flush.ms (None: never)
     message_timestamp_type: str = "CreateTime"  # message.timestamp.type
+    # Retention (enforced by kafkette.log.retention) and compaction (kafkette.log.cleaner).
+    retention_ms: int = 7 * 24 * 3600 * 1000  # retention.ms (-1: keep forever)
+    retention_bytes: int = -1  # retention.bytes (-1: no size limit)
+    cleanup_policy: tuple[str, ...] = ("delete",)  # cleanup.policy: delete, compact or both
+    delete_retention_ms: int = 24 * 3600 * 1000  # delete.retention.ms (tombstone horizon)
+    min_compaction_lag_ms: int = 0  # min.compaction.lag.ms
+    max_compaction_lag_ms: int = _LONG_MAX  # max.compaction.lag.ms
+    min_cleanable_dirty_ratio: float = 0.5  # min.cleanable.dirty.ratio
+    file_delete_delay_ms: int = 60000  # file.delete.delay.ms
 
     # Kafka property name -> field
     PROPERTIES = {
@@ -83,7 +92,23 @@ class LogConfig:
         "flush.messages": "flush_messages",
         "flush.ms": "flush_ms",
         "message.timestamp.type": "message_timestamp_type",
+        "retention.ms": "retention_ms",
+        "retention.bytes": "retention_bytes",
+        "cleanup.policy": "cleanup_policy",
+        "delete.retention.ms": "delete_retention_ms",
+        "min.compaction.lag.ms": "min_compaction_lag_ms",
+        "max.compaction.lag.ms": "max_compaction_lag_ms",
+        "min.cleanable.dirty.ratio": "min_cleanable_dirty_ratio",
+        "file.delete.delay.ms": "file_delete_delay_ms",
     }
+
+    @property
+    def compact(self) -> bool:
+        return "compact" in self.cleanup_policy
+
+    @property
+    def delete(self) -> bool:
+        return "delete" in self.cleanup_policy
 
     def __post_init__(self) -> None:
         if self.message_timestamp_type not in TIMESTAMP_TYPES:
@@ -110,6 +135,16 @@ class LogConfig:
             raw = props[name]
             if field == "message_timestamp_type":
                 values[field] = str(raw)
+                continue
+            if field == "cleanup_policy":
+                items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+                values[field] = tuple(sorted(x.strip() for x in items if x.strip()))
+                continue
+            if field == "min_cleanable_dirty_ratio":
+                try:
+                    values[field] = float(raw)
+                except (TypeError, ValueError):
+                    raise InvalidConfigError(f"invalid value {raw!r} for {name}") from None
                 continue
             try:
                 value = int(raw)

@@ -1,0 +1,77 @@
+"""Periodic log work, as Kafka's LogManager schedules it: retention every
+`log.retention.check.interval.ms`, the log cleaner (compaction) every
+`log.cleaner.backoff.ms` (Kafka's cleaner threads back off that long when there is
+nothing to clean), and time-based flushes (`flush.ms`).
+
+Each pass is a plain method taking `now_ms`, so tests call them directly with a
+fake clock; `start()` runs them on the event loop for a real broker.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from kafkette.logging import get_logger
+
+log = get_logger("kafkette.log_maintenance")
+
+
+class LogMaintenance:
+    def __init__(self, broker):
+        self.broker = broker
+        self._tasks: list[asyncio.Task] = []
+
+    # -- passes ------------------------------------------------------------------
+    def run_retention(self, now_ms: int) -> int:
+        """Delete expired segments of every partition; returns segments deleted."""
+        from kafkette.log.retention import enforce_retention
+        deleted = 0
+        for (topic, index), part in list(self.broker.replica_manager.partitions.items()):
+            n = enforce_retention(part.log, now_ms)
+            if n:
+                deleted += n
+                log.info("retention deleted segments", topic=topic, partition=index,
+                         segments=n, log_start_offset=part.log.log_start_offset)
+        return deleted
+
+    def run_cleaner(self, now_ms: int) -> int:
+        """Compact the logs whose cleanup.policy includes compact; returns logs cleaned."""
+        if not self.broker.config["log.cleaner.enable"]:
+            return 0
+        from kafkette.log.cleaner import clean_log
+        cleaned = 0
+        for (topic, index), part in list(self.broker.replica_manager.partitions.items()):
+            if not part.log.config.compact:
+                continue
+            stats = clean_log(part.log, now_ms)
+            if stats is not None:
+                cleaned += 1
+                log.info("log cleaned", topic=topic, partition=index, **stats)
+        return cleaned
+
+    def run_flush(self, now_ms: int) -> None:
+        self.broker.log_manager.maybe_flush_all(now_ms)
+
+    # -- scheduling ----------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.broker.config
+        self._tasks = [
+            asyncio.ensure_future(self._every(cfg["log.retention.check.interval.ms"],
+                                              self.run_retention)),
+            asyncio.ensure_future(self._every(cfg["log.cleaner.backoff.ms"], self.run_cleaner)),
+            asyncio.ensure_future(self._every(1000, self.run_flush)),
+        ]
+
+    async def _every(self, interval_ms: int, fn) -> None:
+        clock = self.broker.clock
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            try:
+                fn(clock.time_ms())
+            except Exception:
+                # A failing pass must not stop the next one, nor the broker.
+                log.exception("log maintenance pass failed", task=fn.__name__)
+
+    def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
