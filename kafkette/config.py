@@ -22,10 +22,16 @@ What differs from Kafka on purpose:
   aliases of `node.id` and `log.dirs`.
 - Thread-count keys (`num.io.threads`, ...) are accepted so that a Kafka properties file
   loads unchanged, and ignored: kafkette is one asyncio event loop.
-- There are no dynamic broker configs: every broker entry is reported read-only.
+- Dynamic broker configs (KIP-226, set with AlterConfigs / IncrementalAlterConfigs on
+  a BROKER resource, kept in the metadata log): the keys in DYNAMIC_BROKER_CONFIGS,
+  which are Kafka's dynamic keys that kafkette knows. Kafka also updates listeners,
+  SSL/SASL settings and a few plugin configs at runtime; kafkette reports those
+  read-only. Precedence, as Kafka's: per-broker dynamic > cluster-wide dynamic default
+  > static (file, --set) > built-in default. See BrokerConfig.with_dynamic.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -33,7 +39,7 @@ import os
 import re
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from kafkette.errors import InvalidConfigError
+from kafkette.errors import InvalidConfigError, InvalidRequestError
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
@@ -525,6 +531,43 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {k.name: k for k in _TOPIC_KEYS}
 _BROKER_TO_TOPIC = {bk: t.name for t in _TOPIC_KEYS for bk in t.synonyms}
 
 
+# --------------------------------------------------------------------------- dynamic broker keys
+
+# Kafka's DynamicBrokerConfig.AllDynamicConfigs, restricted to the keys kafkette knows:
+# - DynamicLogConfig: the first broker synonym of every topic config (log.retention.ms,
+#   not log.retention.hours/minutes; log.roll.ms, not log.roll.hours; ...). kafkette
+#   applies them to live partition logs at once.
+# - DynamicThreadPool and the listener thread count: accepted, and as ignored as they are
+#   in a static file (kafkette is one event loop).
+# - LogCleaner's log.cleaner.backoff.ms and DynamicProducerStateManagerConfig's
+#   producer.id.expiration.ms: accepted and stored, but not applied live: the
+#   maintenance schedule reads the backoff when it starts (so a dynamic value counts
+#   from the next start), and kafkette has no producer-state expiry yet.
+# Kafka's per-broker dynamic keys (listeners, listener.security.protocol.map, SSL/SASL
+# keystores) are not here: kafkette cannot rebind or reload them while running.
+DYNAMIC_BROKER_CONFIGS: frozenset[str] = frozenset(
+    [t.synonyms[0] for t in _TOPIC_KEYS if t.synonyms]
+    + ["num.io.threads", "num.network.threads", "num.replica.fetchers",
+       "num.recovery.threads.per.data.dir", "background.threads",
+       "log.cleaner.backoff.ms", "producer.id.expiration.ms"])
+
+# Kafka's DynamicBrokerConfig.brokerConfigSynonyms: the broker keys that set the same
+# thing, highest precedence first (log.flush.scheduler.interval.ms has no synonym of
+# its own there, but is one of log.flush.interval.ms's).
+_BROKER_SYNONYMS: dict[str, tuple[str, ...]] = {}
+for _group in (("log.roll.ms", "log.roll.hours"),
+               ("log.roll.jitter.ms", "log.roll.jitter.hours"),
+               ("log.retention.ms", "log.retention.minutes", "log.retention.hours")):
+    for _name in _group:
+        _BROKER_SYNONYMS[_name] = _group
+_BROKER_SYNONYMS["log.flush.interval.ms"] = ("log.flush.interval.ms",
+                                             "log.flush.scheduler.interval.ms")
+del _group, _name
+
+DYNAMIC_BROKER_CONFIG = "DYNAMIC_BROKER_CONFIG"
+DYNAMIC_DEFAULT_BROKER_CONFIG = "DYNAMIC_DEFAULT_BROKER_CONFIG"
+
+
 # --------------------------------------------------------------------------- helpers
 
 class Listener(NamedTuple):
@@ -752,6 +795,11 @@ class BrokerConfig:
             self._explicit.add(name)
             if spec.ignored:
                 self.warnings.append(f"{name} has no effect in kafkette")
+        # Dynamic broker configs (with_dynamic): the static values, and the typed values
+        # of each dynamic layer, keyed by its DescribeConfigs source name.
+        self._static_values: dict[str, Any] = self._values
+        self._dynamic: dict[str, dict[str, Any]] = {DYNAMIC_BROKER_CONFIG: {},
+                                                    DYNAMIC_DEFAULT_BROKER_CONFIG: {}}
         self._check()
 
     @classmethod
@@ -1022,21 +1070,133 @@ class BrokerConfig:
     # ---- DescribeConfigs
 
     def describe(self, names: Iterable[str] | None = None) -> list[ConfigEntry]:
-        """Entries for DescribeConfigs on this broker, sorted by name; with `names`, only
-        those (unknown names are skipped, as Kafka does). Every entry is read-only:
-        kafkette has no dynamic broker configs."""
-        keys = sorted(self._values) if names is None else [
-            ALIASES.get(n, n) for n in names if ALIASES.get(n, n) in self._values]
+        """Entries for DescribeConfigs on this broker (its node id), sorted by name;
+        with `names`, only those (unknown names are skipped, as Kafka does). Values are
+        the effective ones; the source and synonyms follow Kafka's ConfigHelper: per
+        source, highest first (DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG,
+        STATIC_BROKER_CONFIG, DEFAULT_CONFIG), the key's synonyms that are set there,
+        from the key itself on. Keys in DYNAMIC_BROKER_CONFIGS are not read-only."""
+        return [self._entry(name, self._values[name], self.broker_synonyms(name))
+                for name in self._describe_keys(names)]
+
+    def describe_dynamic_default(self, names: Iterable[str] | None = None) -> list[ConfigEntry]:
+        """DescribeConfigs on the cluster-wide default resource (BROKER, name ""): as
+        Kafka, only the dynamic defaults that are set, each with source
+        DYNAMIC_DEFAULT_BROKER_CONFIG."""
+        layer = self._dynamic[DYNAMIC_DEFAULT_BROKER_CONFIG]
         out = []
-        for name in keys:
-            spec = BROKER_CONFIGS[name]
-            value = format_value(spec.type, self._values[name])
-            source = "DEFAULT_CONFIG" if name not in self._explicit else "STATIC_BROKER_CONFIG"
-            out.append(ConfigEntry(
-                name=name, value=value, is_default=source == "DEFAULT_CONFIG", source=source,
-                sensitive=False, read_only=True, type=KAFKA_TYPE_NAMES[spec.type],
-                documentation=spec.doc, synonyms=(ConfigSynonym(name, value, source),)))
+        for name in self._describe_keys(names):
+            if name in layer:
+                synonyms = [s for s in self.broker_synonyms(name)
+                            if s.source == DYNAMIC_DEFAULT_BROKER_CONFIG]
+                out.append(self._entry(name, layer[name], synonyms))
         return out
+
+    def _describe_keys(self, names: Iterable[str] | None) -> list[str]:
+        if names is None:
+            return sorted(self._values)
+        return [ALIASES.get(n, n) for n in names if ALIASES.get(n, n) in self._values]
+
+    def _entry(self, name: str, typed: Any, synonyms: list[ConfigSynonym]) -> ConfigEntry:
+        spec = BROKER_CONFIGS[name]
+        source = synonyms[0].source if synonyms else "DEFAULT_CONFIG"
+        return ConfigEntry(
+            name=name, value=format_value(spec.type, typed), is_default=source == "DEFAULT_CONFIG",
+            source=source, sensitive=False, read_only=name not in DYNAMIC_BROKER_CONFIGS,
+            type=KAFKA_TYPE_NAMES[spec.type], documentation=spec.doc, synonyms=tuple(synonyms))
+
+    def broker_synonyms(self, name: str) -> list[ConfigSynonym]:
+        """Kafka's ConfigHelper.configSynonyms for a broker key: its synonym group
+        (log.retention.ms/minutes/hours, ...) per source, highest source first,
+        dropping the entries before the first one for `name` itself."""
+        group = _BROKER_SYNONYMS.get(name, (name,))
+        out: list[ConfigSynonym] = []
+        for source, layer in self._layers():
+            for n in group:
+                if n in layer:
+                    out.append(ConfigSynonym(n, format_value(BROKER_CONFIGS[n].type, layer[n]), source))
+        first = next((i for i, s in enumerate(out) if s.name == name), len(out))
+        return out[first:]
+
+    def _layers(self) -> list[tuple[str, Mapping[str, Any]]]:
+        static = {k: self._static_values[k] for k in self._explicit}
+        defaults = {k.name: k.default for k in _BROKER_KEYS if k.default is not None}
+        return [(DYNAMIC_BROKER_CONFIG, self._dynamic[DYNAMIC_BROKER_CONFIG]),
+                (DYNAMIC_DEFAULT_BROKER_CONFIG, self._dynamic[DYNAMIC_DEFAULT_BROKER_CONFIG]),
+                ("STATIC_BROKER_CONFIG", static), ("DEFAULT_CONFIG", defaults)]
+
+    # ---- dynamic broker configs (KIP-226)
+
+    def with_dynamic(self, cluster_default: Mapping[str, Any] | None = None,
+                     per_broker: Mapping[str, Any] | None = None, *,
+                     strict: bool = False) -> "BrokerConfig":
+        """A new config: this one's static values with the dynamic layers on top
+        (per-broker > cluster-wide default > static > built-in default, Kafka's order).
+        Values are raw (strings from the metadata log); None means unset.
+
+        strict=False (applying stored configs): a non-dynamic key or a bad value is
+        skipped and reported in `warnings`, and if the result fails the cross-key
+        checks no dynamic value is applied, as Kafka's DynamicBrokerConfig ignores
+        invalid stored configs. strict=True raises ConfigError instead."""
+        new = copy.copy(self)
+        base = self._static_values
+        new._values = dict(base)
+        new._dynamic = {DYNAMIC_BROKER_CONFIG: {}, DYNAMIC_DEFAULT_BROKER_CONFIG: {}}
+        new.warnings = [w for w in self.warnings if not w.startswith("dynamic config ")]
+        problems: list[str] = []
+        for source, layer in ((DYNAMIC_DEFAULT_BROKER_CONFIG, cluster_default or {}),
+                              (DYNAMIC_BROKER_CONFIG, per_broker or {})):
+            for key, raw in layer.items():
+                if raw is None:
+                    continue
+                try:
+                    if key not in DYNAMIC_BROKER_CONFIGS:
+                        raise ConfigError(f"'{key}' cannot be updated dynamically", key=key)
+                    spec = BROKER_CONFIGS[key]
+                    value = _parse_value(key, spec.type, spec.nullable, raw, spec.validator)
+                except ConfigError as e:
+                    if strict:
+                        raise
+                    problems.append(f"dynamic config {key}={raw!r} ignored: {e}")
+                    continue
+                if value is None:
+                    continue
+                new._dynamic[source][key] = value
+                new._values[key] = value
+        warnings = list(new.warnings)  # _check() re-adds the listener warnings
+        try:
+            new._check()
+        except ConfigError as e:
+            if strict:
+                raise
+            problems.append(f"dynamic config ignored: {e}")
+            new._values = dict(base)
+            new._dynamic = {DYNAMIC_BROKER_CONFIG: {}, DYNAMIC_DEFAULT_BROKER_CONFIG: {}}
+            new._check()
+        new.warnings = warnings + problems
+        return new
+
+    @property
+    def static(self) -> "BrokerConfig":
+        """This config without its dynamic layers."""
+        return self.with_dynamic() if any(self._dynamic.values()) else self
+
+    def dynamic_configs(self, source: str) -> dict[str, Any]:
+        """The typed values of one dynamic layer (DYNAMIC_BROKER_CONFIG or
+        DYNAMIC_DEFAULT_BROKER_CONFIG)."""
+        return dict(self._dynamic[source])
+
+    def static_value(self, key: str) -> Any:
+        """The value from the file / --set / built-in default, ignoring dynamic layers."""
+        return self._static_values[ALIASES.get(key, key)]
+
+    def source(self, key: str) -> str:
+        """Where the key's own value comes from (Kafka's DescribeConfigs source name)."""
+        name = ALIASES.get(key, key)
+        for source in (DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG):
+            if name in self._dynamic[source]:
+                return source
+        return "STATIC_BROKER_CONFIG" if name in self._explicit else "DEFAULT_CONFIG"
 
     def topic_defaults(self) -> dict[str, str]:
         return topic_defaults(self)
@@ -1119,9 +1279,11 @@ def describe_topic_configs(broker_config: BrokerConfig | None,
                            overrides: Mapping[str, str | None] | None = None,
                            names: Iterable[str] | None = None) -> list[ConfigEntry]:
     """DescribeConfigs entries for a topic: DYNAMIC_TOPIC_CONFIG for its overrides,
-    STATIC_BROKER_CONFIG where the broker sets the default, DEFAULT_CONFIG otherwise.
-    Synonyms follow Kafka's order: the topic override, then the broker keys set
-    explicitly (highest precedence first), then the built-in default."""
+    DYNAMIC_BROKER_CONFIG / DYNAMIC_DEFAULT_BROKER_CONFIG where a dynamic broker config
+    sets the default, STATIC_BROKER_CONFIG where the broker's file does, DEFAULT_CONFIG
+    otherwise. Synonyms follow Kafka's order: the topic override, then the broker keys
+    per source (dynamic per-broker, dynamic cluster default, static; within a source
+    highest precedence first), then the built-in default."""
     broker = broker_config if broker_config is not None else BrokerConfig()
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     wanted = sorted(TOPIC_CONFIGS) if names is None else [n for n in names if n in TOPIC_CONFIGS]
@@ -1133,10 +1295,17 @@ def describe_topic_configs(broker_config: BrokerConfig | None,
             synonyms.append(ConfigSynonym(
                 name, format_value(spec.type, parse_topic_config(name, overrides[name])),
                 "DYNAMIC_TOPIC_CONFIG"))
+        for source in (DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG):
+            layer = broker.dynamic_configs(source)
+            for bk in spec.synonyms:
+                if bk in layer:
+                    synonyms.append(ConfigSynonym(
+                        bk, format_value(BROKER_CONFIGS[bk].type, layer[bk]), source))
         for bk in spec.synonyms:
             if not broker.is_default(bk):
                 synonyms.append(ConfigSynonym(
-                    bk, format_value(BROKER_CONFIGS[bk].type, broker[bk]), "STATIC_BROKER_CONFIG"))
+                    bk, format_value(BROKER_CONFIGS[bk].type, broker.static_value(bk)),
+                    "STATIC_BROKER_CONFIG"))
         base = next((bk for bk in reversed(spec.synonyms)
                      if BROKER_CONFIGS[bk].default is not None), None)
         if base is not None:
@@ -1152,4 +1321,56 @@ def describe_topic_configs(broker_config: BrokerConfig | None,
             name=name, value=value, is_default=source == "DEFAULT_CONFIG", source=source,
             sensitive=False, read_only=False, type=KAFKA_TYPE_NAMES[spec.type],
             documentation=spec.doc, synonyms=tuple(synonyms)))
+    return out
+
+
+# --------------------------------------------------------------------------- dynamic broker configs
+
+def validate_dynamic_broker_configs(broker_config: BrokerConfig,
+                                    changes: Mapping[str, str | None],
+                                    cluster_default: Mapping[str, str | None],
+                                    per_broker: Mapping[str, str | None],
+                                    *, per_broker_resource: bool) -> dict[str, str | None]:
+    """Check changes to the dynamic configs of one BROKER resource (the cluster-wide
+    default, or one node when `per_broker_resource`), given the values stored for both
+    levels. Returns the changes normalised to Kafka's string form (None = delete).
+
+    Errors, as Kafka's ConfigAdminManager answers them:
+    - a name kafkette does not know: ConfigError (INVALID_CONFIG). Kafka accepts unknown
+      broker keys (they may belong to plugins); kafkette has no plugins, so a typo
+      would otherwise be stored silently.
+    - a read-only key ("Cannot update these configs dynamically"), a bad value, or a
+      result that fails the cross-key checks: InvalidRequestError (INVALID_REQUEST;
+      Kafka keeps that code for compatibility, KAFKA-13609)."""
+    unknown = [k for k in changes if k not in BROKER_CONFIGS and k not in ALIASES]
+    if unknown:
+        raise _unknown_key_error(unknown[0], topic_level=False)
+    read_only = sorted(k for k in changes if k not in DYNAMIC_BROKER_CONFIGS)
+    if read_only:
+        raise InvalidRequestError("Cannot update these configs dynamically: "
+                                  + ", ".join(read_only))
+    out: dict[str, str | None] = {}
+    for key, raw in changes.items():
+        if raw is None:
+            out[key] = None
+            continue
+        spec = BROKER_CONFIGS[key]
+        try:
+            typed = _parse_value(key, spec.type, spec.nullable, raw, spec.validator)
+        except ConfigError as e:
+            raise InvalidRequestError(str(e)) from None
+        out[key] = format_value(spec.type, typed)
+    layer = dict(per_broker if per_broker_resource else cluster_default)
+    for key, value in out.items():
+        if value is None:
+            layer.pop(key, None)
+        else:
+            layer[key] = value
+    try:
+        if per_broker_resource:
+            broker_config.with_dynamic(cluster_default, layer, strict=True)
+        else:
+            broker_config.with_dynamic(layer, per_broker, strict=True)
+    except ConfigError as e:
+        raise InvalidRequestError(f"Invalid dynamic configuration: {e}") from None
     return out

@@ -486,7 +486,11 @@ def test_describe_sources():
     assert entries["auto.create.topics.enable"].value == "true"
     assert entries["log.cleaner.min.cleanable.ratio"].value == "0.5"
     assert entries["listeners"].value == "PLAINTEXT://127.0.0.1:9092"
-    assert all(not e.sensitive and e.read_only for e in entries.values())
+    assert not any(e.sensitive for e in entries.values())
+    # Only Kafka's dynamic broker keys may be altered (AlterConfigs on a BROKER resource).
+    assert entries["log.retention.ms"].read_only is False
+    assert entries["log.retention.hours"].read_only is True
+    assert entries["listeners"].read_only is True
 
 
 def test_describe_selected_names():

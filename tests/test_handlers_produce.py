@@ -264,3 +264,16 @@ def test_magic_1_message_set_is_refused(broker):
     r = produce(broker, "t", 0, bytes(bad))
     assert r.error_code != 0
     assert leo(broker, "t") == 0
+
+
+def test_min_insync_replicas_refuses_acks_all_only(broker):
+    # One replica cannot satisfy min.insync.replicas=2: Kafka answers acks=all with
+    # NOT_ENOUGH_REPLICAS (19) and appends nothing, while acks=1 still succeeds.
+    create_topic(broker, "misr", configs={"min.insync.replicas": "2"})
+    r = produce(broker, "misr", 0, batch(1), acks=-1)
+    assert r.error_code == 19 and r.base_offset == -1
+    assert leo(broker, "misr") == 0
+    assert produce(broker, "misr", 0, batch(1), acks=1).error_code == 0
+    assert leo(broker, "misr") == 1
+    create_topic(broker, "misr1")
+    assert produce(broker, "misr1", 0, batch(1), acks=-1).error_code == 0

@@ -8,9 +8,15 @@ from pathlib import Path
 
 from kafkette.broker.dispatcher import Dispatcher
 from kafkette.broker.purgatory import FetchPurgatory
-from kafkette.broker.replica_manager import ReplicaManager
+from kafkette.broker.replica_manager import ReplicaManager, log_config_from_topic_configs
 from kafkette.clock import SystemClock
-from kafkette.config import BrokerConfig, ConfigError, topic_defaults, validate_topic_configs
+from kafkette.config import (
+    BrokerConfig,
+    ConfigError,
+    topic_defaults,
+    validate_dynamic_broker_configs,
+    validate_topic_configs,
+)
 from kafkette.broker.group_offsets import LogOffsetStore, ensure_offsets_topic, load_offsets
 from kafkette.controller.controller import Controller
 from kafkette.coordinator.group_coordinator import GroupConfig, GroupCoordinator
@@ -29,7 +35,11 @@ class Broker:
     def __init__(self, config: BrokerConfig, advertised: dict[str, tuple[str, int]],
                  clock=None):
         """`advertised`: listener name -> (host, port) with real ports (a listener
-        configured on port 0 is advertised on the port the OS gave it)."""
+        configured on port 0 is advertised on the port the OS gave it).
+
+        `config` is the static config (file, --set); `self.config` is the effective
+        one, with the dynamic broker configs of the metadata log on top (KIP-226)."""
+        self.static_config = config
         self.config = config
         self.clock = clock or SystemClock()
         self.node_id = config.node_id
@@ -43,13 +53,17 @@ class Broker:
         host, port = next(iter(advertised.values()))
         self.controller = Controller(self.data_dir, self.node_id, config["cluster.id"],
                                      self.clock, (host, port), config["broker.rack"],
-                                     validate_configs=self._validate_topic_configs)
+                                     validate_configs=self._validate_topic_configs,
+                                     validate_broker_configs=self._validate_broker_configs)
+        self._apply_dynamic_configs(self.controller.image)
         self.replica_manager = ReplicaManager(self.node_id, self.log_manager,
                                               self.effective_topic_configs,
                                               self.purgatory, self.clock)
         self.replica_manager.on_metadata_update(
             MetadataImage(cluster_id="", controller_id=self.node_id), self.controller.image)
         self.replica_manager.remove_stray_logs(self.controller.image)
+        # Before the replica manager's: it builds LogConfigs from the topic defaults.
+        self.controller.add_listener(self._on_metadata_update)
         self.controller.add_listener(self.replica_manager.on_metadata_update)
         self._producer_ids = iter(())
         self.closing = False
@@ -70,11 +84,62 @@ class Broker:
             raise InvalidConfigError(str(e)) from None
 
     def effective_topic_configs(self, name: str, image: MetadataImage | None = None) -> dict:
+        """A topic's configs as strings: its overrides > dynamic broker configs (this
+        node's, then the cluster-wide default) > static broker config > Kafka's default
+        (the last three are folded into the topic defaults)."""
         t = (image or self.image).topics.get(name)
         cfg = dict(self._topic_defaults)
         if t is not None:
             cfg.update(t.configs)
         return cfg
+
+    # -- dynamic broker configs (KIP-226) ------------------------------------------
+    def _dynamic_layers(self, image: MetadataImage) -> tuple[dict, dict]:
+        """(cluster-wide default, this node's) dynamic broker configs, as stored."""
+        stored = image.broker_configs
+        return dict(stored.get("", {})), dict(stored.get(str(self.node_id), {}))
+
+    def _validate_broker_configs(self, resource_name: str, changes: dict) -> dict:
+        default, mine = self._dynamic_layers(self.image)
+        try:
+            return validate_dynamic_broker_configs(self.static_config, changes, default, mine,
+                                                   per_broker_resource=resource_name != "")
+        except ConfigError as e:
+            raise InvalidConfigError(str(e)) from None
+
+    def _apply_dynamic_configs(self, image: MetadataImage) -> bool:
+        """Recompute the effective config and the topic defaults from the stored
+        dynamic configs; True when the topic defaults changed."""
+        default, mine = self._dynamic_layers(image)
+        self.config = self.static_config.with_dynamic(default, mine)
+        for warning in self.config.warnings:
+            if warning.startswith("dynamic config "):
+                log.warning("dynamic broker config ignored", detail=warning)
+        new_defaults = topic_defaults(self.config)
+        changed = new_defaults != self._topic_defaults
+        self._topic_defaults = new_defaults
+        return changed
+
+    def _reapply_log_configs(self, image: MetadataImage) -> None:
+        configs: dict = {}
+        for (topic, _index), part in list(self.replica_manager.partitions.items()):
+            if topic not in configs:
+                configs[topic] = log_config_from_topic_configs(
+                    self.effective_topic_configs(topic, image))
+            part.log.config = configs[topic]
+
+    def _on_metadata_update(self, old: MetadataImage, new: MetadataImage) -> None:
+        if old.broker_configs == new.broker_configs:
+            return
+        if self._apply_dynamic_configs(new):
+            # Kafka's DynamicLogConfig.reconfigure: every live log gets a LogConfig
+            # built from the new broker defaults under its own topic overrides.
+            # (The replica manager re-applies LogConfigs only for topics whose own
+            # configs changed.)
+            self._reapply_log_configs(new)
+        log.info("dynamic broker configs applied",
+                 cluster_default=dict(new.broker_configs.get("", {})),
+                 node=dict(new.broker_configs.get(str(self.node_id), {})))
 
     # -- groups ----------------------------------------------------------------
     def group_coordinator_ready(self):

@@ -13,6 +13,8 @@ import asyncio
 from kafkette.logging import get_logger
 
 log = get_logger("kafkette.log_maintenance")
+# Kafka's producer.id.expiration.check.interval.ms default (an internal setting there).
+PRODUCER_EXPIRY_CHECK_MS = 600_000
 
 
 class LogMaintenance:
@@ -48,6 +50,40 @@ class LogMaintenance:
                 log.info("log cleaned", topic=topic, partition=index, **stats)
         return cleaned
 
+    async def run_cleaner_async(self, now_ms: int) -> int:
+        """As run_cleaner, but the heavy part of each pass (reading closed segments,
+        building the offset map, writing .cleaned files) runs in a worker thread, so
+        a large compacted log does not stall the event loop; only the swap, which
+        changes the log's state, runs on the loop. Kafka runs its cleaner in threads
+        of its own (log.cleaner.threads) for the same reason."""
+        if not self.broker.config["log.cleaner.enable"]:
+            return 0
+        from kafkette.log.cleaner import build_cleaned_segments, finish_cleaning, plan_cleaning
+        cleaned_logs = 0
+        for (topic, index), part in list(self.broker.replica_manager.partitions.items()):
+            plog = part.log
+            if plog.closed or not plog.config.compact:
+                continue
+            task = plan_cleaning(plog, now_ms)
+            if task is None:
+                continue
+            cleaned = await asyncio.to_thread(build_cleaned_segments, task)
+            stats = finish_cleaning(plog, task, cleaned)
+            if stats is not None:
+                cleaned_logs += 1
+                log.info("log cleaned", topic=topic, partition=index, **stats)
+        return cleaned_logs
+
+    def run_producer_expiry(self, now_ms: int) -> int:
+        """Forget idempotent producers idle for producer.id.expiration.ms (Kafka checks
+        every producer.id.expiration.check.interval.ms, 10 minutes)."""
+        expiration_ms = self.broker.config["producer.id.expiration.ms"]
+        removed = 0
+        for part in list(self.broker.replica_manager.partitions.values()):
+            if not part.log.closed:
+                removed += part.log.remove_expired_producers(now_ms, expiration_ms) or 0
+        return removed
+
     def run_flush(self, now_ms: int) -> None:
         self.broker.log_manager.maybe_flush_all(now_ms)
 
@@ -57,8 +93,10 @@ class LogMaintenance:
         self._tasks = [
             asyncio.ensure_future(self._every(cfg["log.retention.check.interval.ms"],
                                               self.run_retention)),
-            asyncio.ensure_future(self._every(cfg["log.cleaner.backoff.ms"], self.run_cleaner)),
+            asyncio.ensure_future(self._every(cfg["log.cleaner.backoff.ms"],
+                                              self.run_cleaner_async)),
             asyncio.ensure_future(self._every(1000, self.run_flush)),
+            asyncio.ensure_future(self._every(PRODUCER_EXPIRY_CHECK_MS, self.run_producer_expiry)),
         ]
 
     async def _every(self, interval_ms: int, fn) -> None:
@@ -66,7 +104,11 @@ class LogMaintenance:
         while True:
             await asyncio.sleep(interval_ms / 1000)
             try:
-                fn(clock.time_ms())
+                result = fn(clock.time_ms())
+                if asyncio.iscoroutine(result):
+                    await result
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 # A failing pass must not stop the next one, nor the broker.
                 log.exception("log maintenance pass failed", task=fn.__name__)

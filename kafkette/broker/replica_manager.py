@@ -31,6 +31,7 @@ class Partition:
     log: PartitionLog
     leader_epoch: int
     leader: int
+    isr: tuple[int, ...] = ()
 
 
 class NotLeaderError(KafkaError):
@@ -68,10 +69,13 @@ class ReplicaManager:
                 key = (name, p)
                 part = self.partitions.get(key)
                 if part is None:
-                    plog = self.log_manager.get(name, p) or self.log_manager.create(name, p, lc)
-                    self.partitions[key] = Partition(name, p, plog, pi.leader_epoch, pi.leader)
+                    # create() returns a log already opened at start-up with its config
+                    # replaced: logs are loaded before the topic configs are known.
+                    plog = self.log_manager.create(name, p, lc)
+                    self.partitions[key] = Partition(name, p, plog, pi.leader_epoch, pi.leader,
+                                                     pi.isr)
                 else:
-                    part.leader_epoch, part.leader = pi.leader_epoch, pi.leader
+                    part.leader_epoch, part.leader, part.isr = pi.leader_epoch, pi.leader, pi.isr
                     part.log.config = lc
 
     def remove_stray_logs(self, image: MetadataImage) -> None:
@@ -90,8 +94,15 @@ class ReplicaManager:
             raise NotLeaderError()
         return part
 
-    def append(self, topic: str, index: int, records):
+    def append(self, topic: str, index: int, records, required_acks: int = 1):
         part = self.partition(topic, index)
+        if required_acks == -1 and len(part.isr) < part.log.config.min_insync_replicas:
+            # Kafka refuses acks=all before appending when the ISR is smaller than
+            # min.insync.replicas (Partition.appendRecordsToLeader).
+            raise KafkaError(
+                f"The size of the current ISR {set(part.isr)} is insufficient to satisfy "
+                f"the min.isr requirement of {part.log.config.min_insync_replicas} for "
+                f"partition {topic}-{index}", ErrorCode.NOT_ENOUGH_REPLICAS)
         result = part.log.append(records, part.leader_epoch, self.clock.time_ms())
         self.purgatory.notify((topic, index))
         return result

@@ -63,11 +63,14 @@ def validate_topic_name(name: str) -> None:
 class Controller:
     def __init__(self, data_dir: Path, node_id: int, cluster_id: str | None, clock,
                  broker_endpoint: tuple[str, int], rack: str | None = None,
-                 validate_configs: Callable[[dict], dict] | None = None):
+                 validate_configs: Callable[[dict], dict] | None = None,
+                 validate_broker_configs: Callable[[str, dict], dict] | None = None):
         self.node_id = node_id
         self.clock = clock
         self._listeners: list[Listener] = []
         self._validate_configs = validate_configs or (lambda c: c)
+        # (resource name, changes) -> normalised changes; raises KafkaError.
+        self._validate_broker_configs = validate_broker_configs or (lambda name, c: c)
         self._log = PartitionLog(Path(data_dir) / f"{METADATA_TOPIC}-0", LogConfig(), clock)
         self.image = MetadataImage(cluster_id="", controller_id=node_id)
         self._replay()
@@ -226,13 +229,47 @@ class Controller:
 
     def alter_topic_configs(self, name: str, configs: dict[str, str | None],
                             *, validate_only: bool = False) -> None:
-        if name not in self.image.topics:
+        """Set (value) or delete (None) topic config overrides. As KRaft's
+        ConfigurationControlManager: the topic's whole resulting set of overrides is
+        validated (INVALID_CONFIG), then the topic must exist; only changed keys are
+        written, so deleting a key that is not set is a no-op."""
+        t = self.image.topics.get(name)
+        current = dict(t.configs) if t is not None else {}
+        merged = dict(current)
+        for k, v in configs.items():
+            if v is None:
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+        normalised = self._validate_configs(merged)
+        if t is None:
             raise UnknownTopicOrPartitionError(f"The topic '{name}' does not exist.")
-        configs = self._validate_configs(configs)
-        if validate_only or not configs:
+        changes = {k: (normalised[k] if v is not None else None) for k, v in configs.items()}
+        changes = {k: v for k, v in changes.items() if current.get(k) != v}
+        if validate_only or not changes:
             return
         self._commit([{"type": "ConfigRecord", "resource_type": "topic", "resource_name": name,
-                       "name": k, "value": v} for k, v in configs.items()])
+                       "name": k, "value": v} for k, v in changes.items()])
+        log.info("topic configs altered", topic=name, configs=changes)
+
+    # -- dynamic broker configs (KIP-226) -----------------------------------------
+    def alter_broker_configs(self, resource_name: str, configs: dict[str, str | None],
+                             *, validate_only: bool = False) -> None:
+        """Set (value) or delete (None) dynamic broker configs of a BROKER resource:
+        "" is the cluster-wide default, a node id (as a string) that node. Written as
+        ConfigRecords with resource_type "broker", as KRaft does (which also rewrites
+        unchanged broker keys, KAFKA-14136, so that brokers reload SSL files; kafkette
+        has nothing to reload and writes only changes)."""
+        current = dict(self.image.broker_configs.get(resource_name, {}))
+        changes = self._validate_broker_configs(resource_name, configs)
+        changes = {k: v for k, v in changes.items() if current.get(k) != v}
+        if validate_only or not changes:
+            return
+        self._commit([{"type": "ConfigRecord", "resource_type": "broker",
+                       "resource_name": resource_name, "name": k, "value": v}
+                      for k, v in changes.items()])
+        log.info("broker configs altered", resource=resource_name or "<cluster default>",
+                 configs=changes)
 
 
 def _new_cluster_id() -> str:

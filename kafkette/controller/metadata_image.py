@@ -7,9 +7,11 @@ Raft quorum and replayed by every broker.
 
 Records are plain dicts (a `type` and its fields), named after KRaft's metadata
 record types (TopicRecord, PartitionRecord, ConfigRecord, RemoveTopicRecord,
-RegisterBrokerRecord). Kafka encodes them with its own generated schemas; kafkette
-stores them as JSON inside ordinary record batches, which keeps them readable with
-any Kafka consumer tool pointed at the metadata log's segment files.
+RegisterBrokerRecord). A ConfigRecord's resource_type is "topic" or "broker" (a
+dynamic broker config; resource_name "" is the cluster-wide default). Kafka encodes
+them with its own generated schemas; kafkette stores them as JSON inside ordinary
+record batches, which keeps them readable with any Kafka consumer tool pointed at the
+metadata log's segment files.
 """
 from __future__ import annotations
 
@@ -55,6 +57,9 @@ class MetadataImage:
     offset: int = -1  # offset of the last applied metadata record
     # First producer id not yet handed out in a block (KRaft: ProducerIdsRecord).
     next_producer_id: int = 0
+    # Dynamic broker configs (KIP-226): resource name ("" = cluster-wide default, or a
+    # node id as a string) -> MappingProxyType of config name -> value (set ones only).
+    broker_configs: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def topic(self, name: str) -> TopicImage | None:
         return self.topics.get(name)
@@ -68,6 +73,7 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
     by_id = dict(image.topics_by_id)
     cluster_id = image.cluster_id
     next_pid = image.next_producer_id
+    broker_configs = dict(image.broker_configs)
     for rec in records:
         kind = rec["type"]
         if kind == "RegisterBrokerRecord":
@@ -90,6 +96,16 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
                 rec["partition"], rec["leader"], rec["leader_epoch"], tuple(rec["replicas"]),
                 tuple(rec["isr"]), rec.get("partition_epoch", 0))
             topics[name] = replace(t, partitions=MappingProxyType(parts))
+        elif kind == "ConfigRecord" and rec["resource_type"] == "broker":
+            cfg = dict(broker_configs.get(rec["resource_name"], {}))
+            if rec["value"] is None:
+                cfg.pop(rec["name"], None)
+            else:
+                cfg[rec["name"]] = rec["value"]
+            if cfg:
+                broker_configs[rec["resource_name"]] = MappingProxyType(cfg)
+            else:
+                broker_configs.pop(rec["resource_name"], None)
         elif kind == "ConfigRecord":
             if rec["resource_type"] != "topic" or rec["resource_name"] not in topics:
                 continue
@@ -110,4 +126,5 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
         else:
             raise ValueError(f"unknown metadata record type {kind!r}")
     return MetadataImage(cluster_id, image.controller_id, MappingProxyType(brokers),
-                         MappingProxyType(topics), MappingProxyType(by_id), offset, next_pid)
+                         MappingProxyType(topics), MappingProxyType(by_id), offset, next_pid,
+                         broker_configs=MappingProxyType(broker_configs))

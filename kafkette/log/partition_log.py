@@ -48,6 +48,7 @@ from kafkette.log.segment import (
     TIMEINDEX_SUFFIX,
     LogSegment,
 )
+from kafkette.log.producer_state import ProducerStateManager  # --- producer state ---
 from kafkette.protocol import records as rec
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,11 @@ class LogConfig:
     max_compaction_lag_ms: int = _LONG_MAX  # max.compaction.lag.ms
     min_cleanable_dirty_ratio: float = 0.5  # min.cleanable.dirty.ratio
     file_delete_delay_ms: int = 60000  # file.delete.delay.ms
+    # min.insync.replicas: checked by the replica manager for acks=all produces.
+    min_insync_replicas: int = 1
+    # --- configs issue: timestamp windows checked per batch in append() (KIP-937).
+    message_timestamp_before_max_ms: int = _LONG_MAX  # message.timestamp.before.max.ms
+    message_timestamp_after_max_ms: int = 3600000  # message.timestamp.after.max.ms (Kafka 4.0: 1 h)
 
     # Kafka property name -> field
     PROPERTIES = {
@@ -100,6 +106,9 @@ class LogConfig:
         "max.compaction.lag.ms": "max_compaction_lag_ms",
         "min.cleanable.dirty.ratio": "min_cleanable_dirty_ratio",
         "file.delete.delay.ms": "file_delete_delay_ms",
+        "min.insync.replicas": "min_insync_replicas",
+        "message.timestamp.before.max.ms": "message_timestamp_before_max_ms",
+        "message.timestamp.after.max.ms": "message_timestamp_after_max_ms",
     }
 
     @property
@@ -249,6 +258,11 @@ class PartitionLog:
         stored_log_start = _read_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE))
         recovery_point = _read_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE)) or 0
 
+        # --- compaction --- finish a committed cleaner swap (.swap files) or roll back
+        # an uncommitted one (.cleaned files) before looking at the segments.
+        from kafkette.log.cleaner import recover_interrupted_swap
+        recover_interrupted_swap(self.dir)
+        # --- end compaction ---
         bases = self._discover_segments()
         segments: list[LogSegment] = []
         try:
@@ -297,6 +311,10 @@ class PartitionLog:
         self._recovery_point = min(recovery_point, self._leo)
         self._hw = self._leo
         self._last_flush_ms = now
+        # --- producer state --- (KIP-98): newest snapshot + batch headers after it
+        self.producer_state = ProducerStateManager(self.dir, f"{self.topic}-{self.partition}")
+        self.producer_state.load(self.segments, self._leo)
+        # --- end producer state ---
         self._closed = False
 
     def _discover_segments(self) -> list[int]:
@@ -377,10 +395,14 @@ class PartitionLog:
         config = self.config
         max_message_bytes = config.max_message_bytes
         log_append_time = config.message_timestamp_type == "LogAppendTime"
+        # --- configs issue: KIP-937 timestamp windows (CreateTime topics only).
+        ts_low = now_ms - config.message_timestamp_before_max_ms
+        ts_high = now_ms + config.message_timestamp_after_max_ms
         stamp = rec.stamp_batch
         base_offset = offset = self._leo
         messages = 0
         metas: list[tuple[int, int, int, int]] = []
+        pending = None  # --- producer state ---: per producer id, applied after the write
         # One pass: validate (iter_batches: length, magic, CRC), check size and offset
         # range, stamp. A later invalid batch raises after earlier ones were stamped;
         # harmless, the buffer is the request's and nothing has been written yet.
@@ -396,6 +418,31 @@ class PartitionLog:
                 raise InvalidRecordError(
                     f"record batch count {count} inconsistent with last offset delta {h.last_offset_delta}")
             last = offset + h.last_offset_delta
+            # --- configs issue: message.timestamp.before/after.max.ms (KIP-937). Kafka's
+            # LogValidator checks every record's timestamp; we check the header's base
+            # (first record's) and max timestamps, so a record older than the first one
+            # of its batch can pass the "before" bound.
+            if not log_append_time and (
+                    (h.base_timestamp != rec.NO_TIMESTAMP and h.base_timestamp < ts_low)
+                    or h.max_timestamp > ts_high):
+                bad = h.max_timestamp if h.max_timestamp > ts_high else h.base_timestamp
+                raise KafkaError(
+                    f"Timestamp {bad} of message with offset {offset} is out of range. The "
+                    f"timestamp should be within [{ts_low}, {ts_high}]",
+                    code=ErrorCode.INVALID_TIMESTAMP)
+            # --- end configs issue
+            # --- producer state --- idempotence checks on header fields, before stamping
+            if h.producer_id >= 0:
+                if pending is None:
+                    pending = {}
+                dup = self.producer_state.check(h, offset, now_ms if log_append_time else h.max_timestamp,
+                                                pending)
+                if dup is not None:
+                    # A retry of a batch already in the log: append nothing, answer with
+                    # the original offsets (Kafka: UnifiedLog.append, maybeDuplicate).
+                    return AppendResult(dup.first_offset, dup.last_offset,
+                                        dup.timestamp if log_append_time else -1, self._log_start_offset)
+            # --- end producer state ---
             stamp(mv, pos, offset, partition_leader_epoch)
             if log_append_time:
                 rec.stamp_log_append_time(mv, pos, pos + size, now_ms)
@@ -416,6 +463,8 @@ class PartitionLog:
             self._roll(now_ms)
         self.segments[-1].append(mv, metas, config.index_interval_bytes, now_ms)
         self._leo = offset
+        if pending:  # --- producer state --- (before any flush snapshots it)
+            self.producer_state.apply(pending)
         self._size += total
         if self.high_watermark_follows_log_end:
             self._hw = offset
@@ -441,6 +490,7 @@ class PartitionLog:
         return last_offset - seg.base_offset > INT32_MAX
 
     def _roll(self, now_ms: int) -> None:
+        self.producer_state.take_snapshot(self._leo)  # --- producer state --- (Kafka: on roll)
         self.segments[-1].on_roll()
         seg = LogSegment.create(self.dir, self._leo, self.config.index_interval_bytes)
         self.segments.append(seg)
@@ -589,6 +639,7 @@ class PartitionLog:
         if self._recovery_point != self._leo:
             self._recovery_point = self._leo
             _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
+        self.producer_state.take_snapshot(self._leo)  # --- producer state ---
         self._unflushed_messages = 0
         self._last_flush_ms = self._clock.time_ms() if now_ms is None else now_ms
 
@@ -609,6 +660,7 @@ class PartitionLog:
         try:
             if clean:
                 self.flush()
+                self.producer_state.take_snapshot(self._leo, fsync=True)  # --- producer state ---
         finally:
             for seg in self.segments:
                 seg.close()
@@ -620,3 +672,151 @@ class PartitionLog:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    # --- producer state -------------------------------------------------------------------
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int = 86400000) -> int:
+        """producer.id.expiration.ms (default 1 day): forget idle idempotent producers
+        (kafkette.log.producer_state). Kafka runs this every
+        producer.id.expiration.check.interval.ms (10 minutes)."""
+        if self._closed:
+            return 0
+        return self.producer_state.remove_expired(now_ms, expiration_ms)
+    # --- end producer state ---------------------------------------------------------------
+
+    # --- retention ----------------------------------------------------------------------
+    # Mechanics only; the policies (retention.ms, retention.bytes, log start offset) are
+    # predicates in kafkette.log.retention. Kafka: UnifiedLog.deletableSegments /
+    # deleteSegments / maybeIncrementLogStartOffset.
+    def deletable_segments(self, predicate) -> list[LogSegment]:
+        """The oldest segments, in order, while `predicate(segment, next_segment or None)`
+        holds (it is called once per segment, in order, and not after the first False, so
+        it may keep state, as the retention.bytes one does). As Kafka: a segment is only a
+        candidate when it lies wholly below the high watermark (so the log start offset
+        never passes it), and an empty active segment never is (it would be re-created)."""
+        segs = self.segments
+        out: list[LogSegment] = []
+        for i, seg in enumerate(segs):
+            nxt = segs[i + 1] if i + 1 < len(segs) else None
+            if nxt is None and seg.size == 0:
+                break
+            upper = nxt.base_offset if nxt is not None else self._leo
+            if self._hw < upper or not predicate(seg, nxt):
+                break
+            out.append(seg)
+        return out
+
+    def delete_segments(self, doomed: list[LogSegment], now_ms: int | None = None) -> int:
+        """Delete `doomed`, which must be the oldest segments in order (as
+        deletable_segments returns them), and move the log start offset (persisted) to the
+        base offset of the first segment left. When every segment goes, the log is rolled
+        first so it keeps an (empty) active segment at the log end (Kafka does the same: an
+        expired active segment is rolled and deleted). Returns the number deleted."""
+        self._check_open()
+        n = len(doomed)
+        if not n:
+            return 0
+        if [s.base_offset for s in doomed] != self._bases[:n]:
+            raise ValueError("delete_segments takes the oldest segments, in order")
+        if n == len(self.segments):
+            if self.segments[-1].size == 0:
+                n -= 1  # an empty active segment stays (rolling would re-create it)
+                if not n:
+                    return 0
+            else:
+                self._roll(self._clock.time_ms() if now_ms is None else now_ms)
+        doomed = self.segments[:n]
+        del self.segments[:n]
+        del self._bases[:n]
+        self._size -= sum(s.size for s in doomed)
+        for seg in doomed:
+            seg.delete()
+        new_start = self.segments[0].base_offset
+        # A crash before the next line is harmless: on open the log start offset is at
+        # least the first segment's base offset.
+        self.set_log_start_offset(new_start)
+        if self._recovery_point < new_start:
+            # Kafka's updateLogStartOffset moves the recovery point along: nothing below
+            # the log start offset is left to recover.
+            self._recovery_point = new_start
+            _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), new_start)
+        log.info("deleted %d segment(s) of %s-%d; log start offset %d", n, self.topic,
+                 self.partition, self._log_start_offset)
+        return n
+
+    def delete_segments_below_log_start(self) -> int:
+        """Delete the segments that lie wholly below the log start offset (Kafka's
+        deleteLogStartOffsetBreachedSegments: the next segment starts at or below it).
+        Never the active segment."""
+        start = self._log_start_offset
+        return self.delete_segments(self.deletable_segments(
+            lambda seg, nxt: nxt is not None and nxt.base_offset <= start))
+
+    def delete_records(self, offset: int) -> int:
+        """DeleteRecords: move the log start offset forward to `offset` (never back;
+        OFFSET_OUT_OF_RANGE when negative or past the high watermark), delete the
+        segments now wholly below it, and return the log start offset (the partition's
+        low watermark). Kafka leaves the segment deletion to the next retention check;
+        doing it at once frees the disk sooner and is otherwise the same."""
+        self._check_open()
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"the offset {offset} of {self.topic}-{self.partition} is not valid")
+        self.set_log_start_offset(offset)
+        self.delete_segments_below_log_start()
+        return self._log_start_offset
+
+    # --- compaction ---------------------------------------------------------------------
+    # The log cleaner (kafkette.log.cleaner) reads closed segments and writes cleaned
+    # copies as `.cleaned` files without touching this object; swapping them in is the
+    # only step that changes the log (Kafka: UnifiedLog.replaceSegments).
+    def replace_segments(self, replacements: list[tuple[list[LogSegment], str]],
+                         now_ms: int | None = None) -> bool:
+        """Swap cleaned segment files in. `replacements`: (old segments, cleaned .log
+        file) pairs; each list of old segments must be a consecutive run of this log's
+        inactive segments, and the cleaned file (named `<base of the first>.log.cleaned`)
+        holds all their retained batches, offsets unchanged. Returns False, changing
+        nothing, when a run is not (or no longer) part of the log. The file work is
+        crash-safe (kafkette.log.cleaner.swap_files; a restart finishes or rolls back a
+        swap that was interrupted). Batches below the high watermark only change shape,
+        so the log start/end offsets, high watermark and recovery point stay as they are."""
+        from kafkette.log.cleaner import swap_files
+
+        self._check_open()
+        segs = self.segments
+        plan = []  # (index of the first old segment, number of old segments, end offset, path)
+        for old, cleaned_path in replacements:
+            if not old:
+                return False
+            try:
+                i = next(k for k, s in enumerate(segs) if s is old[0])
+            except StopIteration:
+                return False
+            n = len(old)
+            if i + n >= len(segs) or any(segs[i + k] is not o for k, o in enumerate(old)):
+                return False  # gone, or reaching into the active segment
+            plan.append((i, n, segs[i + n].base_offset, cleaned_path))
+        for i, n, _end, _path in plan:
+            for seg in segs[i:i + n]:
+                # Write out any pending index entries now, so that close() below, after
+                # the files are gone, cannot re-create an index file.
+                seg.flush()
+        try:
+            swap_files(self.dir, [(segs[i].base_offset, end, path) for i, _n, end, path in plan])
+        except OSError as exc:
+            # Before the commit nothing changed; after it the old segments stay readable
+            # through their open fds and the next open finishes the swap.
+            raise KafkaStorageError(f"swapping cleaned segments into {self.dir} failed: {exc}") from exc
+        now = self._clock.time_ms() if now_ms is None else now_ms
+        interval = self.config.index_interval_bytes
+        for i, n, end, _path in sorted(plan, reverse=True):
+            base = segs[i].base_offset
+            for seg in segs[i:i + n]:
+                seg.close()  # files already gone
+            new = LogSegment.open_existing(self.dir, base, interval)
+            new.recover(truncate=False, now_ms=now, inactive=True)  # builds its indexes
+            new.next_offset = end
+            new._unload()  # loaded again on first use, as for any inactive segment
+            segs[i:i + n] = [new]
+        self._bases = [s.base_offset for s in segs]
+        self._size = sum(s.size for s in segs)
+        return True
+    # --- end compaction -----------------------------------------------------------------

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
+DELETED_SUFFIX = ".deleted"  # Kafka's suffix for files awaiting deletion
 
 OFFSET_INDEX_ENTRY = struct.Struct(">ii")
 TIME_INDEX_ENTRY = struct.Struct(">qi")
@@ -467,6 +468,34 @@ class LogSegment:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+
+    # --- deletion (retention, DeleteRecords) -----------------------------------------
+    def delete(self) -> None:
+        """Remove the segment's files for retention / DeleteRecords, Kafka's way: rename
+        them with the `.deleted` suffix (the .log first: from that rename on, a restart
+        no longer sees the segment; leftovers are removed by the next open), then unlink.
+        Kafka unlinks only after file.delete.delay.ms (default 60 s) so that reads in
+        flight on other threads can finish; here every read runs synchronously on the
+        one event loop and copies its bytes out, so nothing can still be reading and the
+        delay is taken as 0."""
+        self.close()
+        renamed = []
+        for p in (self.log_path, self.index_path, self.timeindex_path):
+            try:
+                os.rename(p, p + DELETED_SUFFIX)
+            except FileNotFoundError:
+                continue
+            renamed.append(p + DELETED_SUFFIX)
+        for p in renamed:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+    def last_modified_ms(self) -> int:
+        """The .log file's mtime: Kafka's LogSegment.largestTimestamp falls back to it
+        when no batch carries a timestamp (max timestamp -1)."""
+        return os.fstat(self.fd).st_mtime_ns // 1_000_000
 
     # --- lookups -----------------------------------------------------------------------
     def index_entries(self) -> list[tuple[int, int]]:

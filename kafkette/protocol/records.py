@@ -285,7 +285,7 @@ def _encode_record(out: bytearray, offset_delta: int, timestamp_delta: int, key,
 
 
 def _compress(codec: int, data: bytes) -> bytes:
-    import cramjam  # lazy: a test/tool dependency only
+    import cramjam  # lazy: only the cleaner, internal topics and tools decode batches
 
     if codec == CODEC_GZIP:
         return bytes(cramjam.gzip.compress(data))

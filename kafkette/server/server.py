@@ -14,6 +14,7 @@ import socket
 import time
 
 from kafkette.broker.broker import Broker
+from kafkette.broker.log_maintenance import LogMaintenance
 from kafkette.config import BrokerConfig
 from kafkette.logging import get_logger
 from kafkette.server.connection import KafkaConnection
@@ -57,6 +58,9 @@ class KafkaServer:
                 host = "localhost"
             advertised[lst.name] = (host, adv_port)
         self.broker = Broker(self.config, advertised, self.clock)
+        # Retention, the log cleaner and flush.ms, on this event loop.
+        self.maintenance = LogMaintenance(self.broker)
+        self.maintenance.start()
         self.dispatcher = self.broker.dispatcher
         for lst, sock in self._sockets:
             srv = await loop.create_server(
@@ -73,6 +77,8 @@ class KafkaServer:
             asyncio.ensure_future(self.stop())
 
     async def stop(self) -> None:
+        if getattr(self, "maintenance", None) is not None:
+            self.maintenance.stop()
         self._stopping = True
         log.info("shutting down", connections=len(self.connections))
         for srv in self._servers:

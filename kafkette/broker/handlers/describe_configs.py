@@ -2,11 +2,15 @@
 
 Topic resources (type 2): every topic config kafkette knows, with its effective
 value and source — DYNAMIC_TOPIC_CONFIG for the topic's own overrides,
-STATIC_BROKER_CONFIG where the broker's config sets the default, DEFAULT_CONFIG
-otherwise — plus synonyms when asked (v1+) and the type (v3+). Broker resources
-(type 4) for this node's id (or "" for the cluster default): every broker config.
+DYNAMIC_BROKER_CONFIG / DYNAMIC_DEFAULT_BROKER_CONFIG where a dynamic broker config
+(AlterConfigs on a BROKER resource) sets the default, STATIC_BROKER_CONFIG where the
+broker's config file does, DEFAULT_CONFIG otherwise — plus synonyms when asked (v1+)
+and the type (v3+). Broker resources (type 4): for this node's id every broker config
+with its effective value and source (dynamic keys are not read-only); for "" (the
+cluster-wide default) only the dynamic defaults that are set, as Kafka's ConfigHelper.
 Broker loggers (type 8) are not supported (INVALID_REQUEST).
 """
+from kafkette.broker.handlers.alter_configs import NODE_ID
 from kafkette.broker.registry import handler
 from kafkette.config import CONFIG_SOURCE_CODES, describe_topic_configs
 from kafkette.errors import ErrorCode
@@ -55,10 +59,17 @@ def handle(ctx, request):
                 r.configs = _entries(topic_config_entries(broker, res.resource_name, keys),
                                      request.include_synonyms, request.include_documentation)
         elif res.resource_type == BROKER:
-            if res.resource_name not in ("", str(broker.node_id)):
+            name = res.resource_name
+            if name == "":
+                r.configs = _entries(broker.config.describe_dynamic_default(keys),
+                                     request.include_synonyms, request.include_documentation)
+            elif not NODE_ID.fullmatch(name):
+                r.error_code = ErrorCode.INVALID_REQUEST
+                r.error_message = f"Broker id must be an integer, but it is: {name}"
+            elif int(name) != broker.node_id:
                 r.error_code = ErrorCode.INVALID_REQUEST
                 r.error_message = (f"Unexpected broker id, expected {broker.node_id} or empty "
-                                   f"string, but received {res.resource_name}")
+                                   f"string, but received {name}")
             else:
                 r.configs = _entries(broker.config.describe(keys), request.include_synonyms,
                                      request.include_documentation)

@@ -1,15 +1,22 @@
 """InitProducerId (key 22), versions 0-5.
 
-For idempotent producers (no transactional id) a fresh producer id with epoch 0.
-Ids come in blocks reserved in the metadata log (as KRaft's AllocateProducerIds),
-so they are never reused across restarts. kafka-python 3 and the Java client enable
-idempotence by default and call this first.
+For idempotent producers (no transactional id) a fresh producer id with epoch 0 on
+every call, as Kafka's TransactionCoordinator.handleInitProducerId does ("if the
+transactional id is null, then always blindly accept the request and return a new
+producerId"). Ids come in blocks reserved in the metadata log (as KRaft's
+AllocateProducerIds), so they are never reused across restarts. kafka-python 3 and the
+Java client enable idempotence by default and call this first.
 
-Not yet: sequence checks per partition (the durable-log issue) and transactional
-ids (transactions), which get TRANSACTIONAL_ID_AUTHORIZATION_FAILED here rather than
-a coordinator error clients would retry forever. Kafka bumps the epoch of an existing
-producer id when v3+ clients send one (KIP-360); kafkette hands out a new id, which
-clients accept.
+KIP-360 (v3+): a request may carry the producer's current id and epoch. For a
+transactional id the coordinator bumps that epoch; for an idempotent producer Kafka
+ignores them and hands out a new id with epoch 0, and so do we (kafka-python sends
+them after an OUT_OF_ORDER_SEQUENCE_NUMBER and accepts the new id; the Java client and
+librdkafka bump an idempotent producer's epoch locally and start the partition's
+sequences at 0 again, which the per-partition checks in kafkette.log.producer_state
+accept).
+
+Not yet: transactional ids (transactions), which get TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+here rather than a coordinator error clients would retry forever.
 """
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode

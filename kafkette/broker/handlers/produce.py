@@ -10,8 +10,17 @@ offsets in place and writes them with one write. No record is decoded here.
 
 acks: 0 → no response at all; 1 and -1 → answered once appended (a single replica
 is the whole ISR, so acks=all is acks=1 until replication lands); anything else →
-INVALID_REQUIRED_ACKS. Transactional produce and idempotent sequence checks come
-with later issues; idempotent batches are accepted as they are.
+INVALID_REQUIRED_ACKS. Transactional produce comes with a later issue.
+
+Idempotent producers (KIP-98; rules in kafkette.log.producer_state, checked on the
+batch header by PartitionLog.append): a retry of one of the producer's last five
+batches is answered with error NONE and the ORIGINAL base offset (Kafka >= 1.0; the old
+DUPLICATE_SEQUENCE_NUMBER is never sent); a gap, a duplicate of an older batch, or a
+bumped epoch not starting at sequence 0 → OUT_OF_ORDER_SEQUENCE_NUMBER; an epoch older
+than the partition's → INVALID_PRODUCER_EPOCH (never PRODUCER_FENCED in a Produce
+response: KAFKA-10687); base_sequence < 0 → INVALID_RECORD. For a duplicate Kafka also
+returns the batch's max timestamp as log_append_time_ms even for CreateTime topics; we
+return -1 there (the original append time for LogAppendTime topics).
 """
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import handler
@@ -22,6 +31,12 @@ from kafkette.protocol.messages import ProduceResponse
 log = get_logger("kafkette.produce")
 TopicResp = ProduceResponse.TopicProduceResponse
 PartResp = ProduceResponse.TopicProduceResponse.PartitionProduceResponse
+# Rejections worth a log line: a client bug or, for the producer-state ones, a lost
+# or reordered batch (the message names producer id, sequences and epochs).
+_LOGGED_ERRORS = frozenset({
+    ErrorCode.CORRUPT_MESSAGE, ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.INVALID_RECORD,
+    ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, ErrorCode.INVALID_PRODUCER_EPOCH,
+})
 
 
 def _error_response(request, error_code, ctx):
@@ -47,12 +62,13 @@ def handle(ctx, request):
             try:
                 if records is None or len(records) == 0:
                     raise KafkaError("empty record set", ErrorCode.CORRUPT_MESSAGE)
-                res = rm.append(name, p.index, records)
+                res = rm.append(name, p.index, records, acks)
             except KafkaError as e:
                 code, msg = error_of(e)
-                if code in (ErrorCode.CORRUPT_MESSAGE, ErrorCode.MESSAGE_TOO_LARGE):
+                if code in _LOGGED_ERRORS:
                     log.info("produce rejected", topic=name, partition=p.index,
-                             error=ErrorCode(code).name, client_id=ctx.header.client_id)
+                             error=ErrorCode(code).name, client_id=ctx.header.client_id,
+                             reason=msg)
                 parts.append(PartResp(index=p.index, error_code=code, base_offset=-1,
                                       error_message=msg))
                 continue

@@ -1,0 +1,45 @@
+"""DescribeLogDirs (key 35), versions 1-4 (Kafka 4.0 removed v0, KIP-896; a v0
+request closes the connection, since its response has no error field to refuse it).
+
+kafkette has one log directory (the first of log.dirs): one result, error NONE, its
+absolute path, and for each hosted partition asked for (null topics = all) its size
+in bytes (the sum of its segment files), offset_lag 0 (no replica of this broker is
+behind: there are no future replicas, as there is no AlterReplicaLogDirs) and
+is_future_key false. v4+ adds the file system's total and usable bytes (os.statvfs;
+Kafka's FileStore getTotalSpace / getUsableSpace). Topics or partitions this broker
+does not host are left out, as Kafka does. The metadata log (__cluster_metadata) is
+not a partition and is not listed, as in Kafka where it lives in metadata.log.dir.
+"""
+import os
+
+from kafkette.broker.registry import handler
+from kafkette.protocol.messages import DescribeLogDirsResponse
+
+Result = DescribeLogDirsResponse.DescribeLogDirsResult
+Topic = Result.DescribeLogDirsTopic
+Partition = Topic.DescribeLogDirsPartition
+LONG_MAX = 2**63 - 1
+
+
+@handler(35, 1, 4)
+def handle(ctx, request):
+    broker = ctx.broker
+    wanted = None
+    if request.topics is not None:
+        wanted = {}
+        for t in request.topics:
+            wanted.setdefault(t.topic, set()).update(t.partitions)
+    by_topic: dict[str, list] = {}
+    for (topic, index), part in sorted(broker.replica_manager.partitions.items()):
+        if wanted is not None and index not in wanted.get(topic, ()):
+            continue
+        by_topic.setdefault(topic, []).append(Partition(
+            partition_index=index, partition_size=part.log.size_bytes, offset_lag=0,
+            is_future_key=False))
+    log_dir = os.path.abspath(broker.data_dir)
+    st = os.statvfs(log_dir)
+    result = Result(error_code=0, log_dir=log_dir,
+                    topics=[Topic(name=name, partitions=parts) for name, parts in by_topic.items()],
+                    total_bytes=min(st.f_blocks * st.f_frsize, LONG_MAX),
+                    usable_bytes=min(st.f_bavail * st.f_frsize, LONG_MAX))
+    return DescribeLogDirsResponse(throttle_time_ms=0, error_code=0, results=[result])

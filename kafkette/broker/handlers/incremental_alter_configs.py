@@ -1,0 +1,24 @@
+"""IncrementalAlterConfigs (key 44), versions 0-1 (Kafka 4.0's range): change
+individual configs of a resource (KIP-339).
+
+Operations per key: SET (0), DELETE (1: back to the default), APPEND (2) and
+SUBTRACT (3) — the last two only for LIST configs (cleanup.policy,
+log.cleanup.policy), INVALID_CONFIG otherwise; an unknown operation code is
+INVALID_REQUEST. Resources, validation, errors and persistence are those of
+AlterConfigs (kafkette.broker.handlers.alter_configs), except that keys not named keep
+their values. BROKER_LOGGER resources (KIP-412 log levels) are refused with
+INVALID_REQUEST: kafkette's log level is process-wide (KAFKETTE_LOG_LEVEL).
+"""
+from kafkette.broker.handlers.alter_configs import alter_all
+from kafkette.broker.registry import handler
+from kafkette.protocol.messages import IncrementalAlterConfigsResponse
+
+
+@handler(44, 0, 1)
+def handle(ctx, request):
+    results = alter_all(
+        ctx.broker, request.resources,
+        lambda res: [(c.name, c.config_operation, c.value) for c in res.configs],
+        validate_only=request.validate_only, incremental=True,
+        result_cls=IncrementalAlterConfigsResponse.AlterConfigsResourceResponse)
+    return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=results)
