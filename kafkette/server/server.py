@@ -30,6 +30,7 @@ class KafkaServer:
         self.max_request_bytes = config["socket.request.max.bytes"]
         self.connections: set[KafkaConnection] = set()
         self.broker: Broker | None = None
+        self.maintenance: LogMaintenance | None = None
         self.dispatcher = None
         self._servers: list[asyncio.AbstractServer] = []
         self._sockets: list[tuple[object, socket.socket]] = []
@@ -61,6 +62,10 @@ class KafkaServer:
         # Retention, the log cleaner and flush.ms, on this event loop.
         self.maintenance = LogMaintenance(self.broker)
         self.maintenance.start()
+        if "__consumer_offsets" in self.broker.image.topics:
+            # Replay committed offsets and groups now rather than on the first group
+            # request, so that offset expiry and session timers run from the start.
+            self.broker.group_coordinator_ready()
         self.dispatcher = self.broker.dispatcher
         for lst, sock in self._sockets:
             srv = await loop.create_server(
@@ -77,7 +82,7 @@ class KafkaServer:
             asyncio.ensure_future(self.stop())
 
     async def stop(self) -> None:
-        if getattr(self, "maintenance", None) is not None:
+        if self.maintenance is not None:
             self.maintenance.stop()
         self._stopping = True
         log.info("shutting down", connections=len(self.connections))
