@@ -1,4 +1,4 @@
-"""Command line: `kafkette serve`, `kafkette healthcheck`.
+"""Command line: `kafkette serve`, `kafkette healthcheck`, `kafkette topics`, `kafkette groups`.
 
     kafkette serve [--config broker.yaml] [--set key=value ...]
 
@@ -82,7 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("healthcheck", help="exit 0 when a broker answers ApiVersions")
     h.add_argument("--bootstrap-server", default="127.0.0.1:9092")
     h.set_defaults(func=_healthcheck)
+    # --- admin tools (kafkette/tools): `topics`, `groups` ---
+    from kafkette.tools import groups as _groups, topics as _topics
+    _topics.add_parser(sub)
+    _groups.add_parser(sub)
     args = p.parse_args(argv)
+    if args.command in ("topics", "groups"):
+        from kafkette.tools.client import ToolError
+        try:
+            return args.func(args)
+        except ToolError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            return 1
     return args.func(args)
 
 
