@@ -1,0 +1,467 @@
+"""An embedded kafkette broker for tests and local development.
+
+    from kafkette import EmbeddedBroker
+
+    with EmbeddedBroker() as kb:
+        kb.create_topic("orders", partitions=3)
+        producer = KafkaProducer(bootstrap_servers=kb.bootstrap_servers)
+        ...
+        kb.restart()          # same port, same data directory: the data is kept
+
+Two modes:
+
+* default (``in_process=False``): the broker runs as a child process,
+  ``python -m kafkette serve --set listeners=PLAINTEXT://127.0.0.1:<port>
+  --set log.dirs=<dir> ...``. Stopping it is a SIGTERM (the broker's graceful
+  shutdown: finish in-flight requests, flush, close logs) followed by a wait for the
+  exit; a broker that does not exit within ``stop_timeout`` is killed. The broker is
+  isolated from the test process (its own GIL, its own event loop, no shared state).
+* ``in_process=True``: ``KafkaServer`` runs in a background thread on its own
+  event loop (uvloop when available). It starts faster (no interpreter start-up and
+  imports), but shares the GIL with the tests, and **no signals are involved**:
+  ``stop()`` asks the server to stop with ``loop.call_soon_threadsafe(
+  server.request_stop)`` and joins the thread. Signal handlers are never installed
+  (they can only be installed from the main thread anyway).
+
+Port 0 (the default) picks a free port before the first start (bind 127.0.0.1:0,
+close, reuse; a start that fails because another process took the port in the
+meantime is retried on a new port). The port is then fixed, so that ``restart()``
+comes back on the same address and clients can reconnect.
+
+The broker gets test-friendly defaults (``TEST_DEFAULTS``: no initial rebalance
+delay, a one-partition ``__consumer_offsets``, no metrics listener) under the
+caller's ``config``; a key in ``config`` always wins.
+
+Topic administration (``create_topic``/``delete_topic``) speaks CreateTopics v7 and
+DeleteTopics v4 directly over a socket with kafkette's generated messages, so no
+client library is needed.
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["EmbeddedBroker", "EmbeddedBrokerError", "TEST_DEFAULTS"]
+
+#: Settings applied under the caller's config: fast consumer-group start-up
+#: (Kafka's group.initial.rebalance.delay.ms defaults to 3 s, which every test using a
+#: group would wait for), a small __consumer_offsets, no metrics listener.
+TEST_DEFAULTS: dict[str, Any] = {
+    "group.initial.rebalance.delay.ms": 0,
+    "offsets.topic.num.partitions": 1,
+    "metrics.listener": "",
+}
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+_PORT_RETRIES = 5
+
+_live: "weakref.WeakSet[EmbeddedBroker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:  # pragma: no cover - interpreter exit
+    for kb in list(_live):
+        try:
+            kb.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+class EmbeddedBrokerError(RuntimeError):
+    """The broker did not start, or did not answer as expected."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_format_value(v) for v in value)
+    return str(value)
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(out)} of {n} bytes")
+        out += chunk
+    return bytes(out)
+
+
+class EmbeddedBroker:
+    """A single kafkette broker on 127.0.0.1, as a context manager.
+
+    ``config``: Kafka broker property names to values (``listeners`` and ``log.dirs``
+    are set by this class). ``data_dir``: the log directory; a temporary directory,
+    removed on ``close()``, when omitted (a given directory is kept). ``port``: 0
+    picks a free one. ``in_process``: run in a thread instead of a child process.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None, data_dir=None, port: int = 0,
+                 in_process: bool = False, *, startup_timeout: float = STARTUP_TIMEOUT,
+                 stop_timeout: float = STOP_TIMEOUT):
+        config = dict(config or {})
+        for reserved in ("listeners", "log.dirs", "log.dir"):
+            if reserved in config:
+                raise ValueError(f"{reserved!r} is set by EmbeddedBroker; use the "
+                                 f"port= and data_dir= arguments instead")
+        self.config: dict[str, Any] = {**TEST_DEFAULTS, **config}
+        self.in_process = in_process
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self._auto_port = port == 0
+        self._port = port
+        self._own_data_dir = data_dir is None
+        self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-embedded-"))
+        self._data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
+        self.log_path = self._workdir / "broker.log"   # the child's stdout/stderr
+        self.startup_seconds: float | None = None      # of the last start
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self._loop = None
+        self._server = None
+        self._closed = False
+        self._correlation = itertools.count(1)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{HOST}:{self._port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None in process)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        if self.in_process:
+            return self._thread is not None and self._thread.is_alive()
+        return self._proc is not None and self._proc.poll() is None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> "EmbeddedBroker":
+        if self._closed:
+            raise EmbeddedBrokerError("this EmbeddedBroker was closed")
+        if self.is_running():
+            raise EmbeddedBrokerError("broker already running")
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        attempts = _PORT_RETRIES if self._auto_port else 1
+        for attempt in range(attempts):
+            if self._port == 0:
+                self._port = _free_port()
+            try:
+                if self.in_process:
+                    self._start_thread()
+                else:
+                    self._start_process()
+                break
+            except _PortTaken:
+                if attempt + 1 >= attempts or self.startup_seconds is not None:
+                    # A restart must come back on the same port: no new port then.
+                    raise EmbeddedBrokerError(
+                        f"port {self._port} is in use\n{self._log_tail()}") from None
+                self._port = 0
+        self.startup_seconds = time.monotonic() - t0
+        _live.add(self)
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker (graceful) and wait for it; the data directory stays."""
+        if self.in_process:
+            self._stop_thread()
+        else:
+            self._stop_process()
+
+    def restart(self) -> "EmbeddedBroker":
+        """Stop, then start again on the same port and data directory."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the broker and remove the temporary directories."""
+        if self._closed:
+            return
+        try:
+            self.stop()
+        finally:
+            self._closed = True
+            _live.discard(self)
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            if self._own_data_dir:
+                shutil.rmtree(self._data_dir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        mode = "in-process" if self.in_process else f"pid={self.pid}"
+        return f"<EmbeddedBroker {self.bootstrap_servers} {mode} running={self.is_running()}>"
+
+    # ------------------------------------------------------------------ child process
+
+    def command(self) -> list[str]:
+        settings = {"listeners": f"PLAINTEXT://{HOST}:{self._port}",
+                    "log.dirs": str(self._data_dir), **self.config}
+        cmd = [sys.executable, "-m", "kafkette", "serve"]
+        for key, value in settings.items():
+            cmd += ["--set", f"{key}={_format_value(value)}"]
+        return cmd
+
+    def _start_process(self) -> None:
+        cmd = self.command()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== {' '.join(cmd)}\n".encode())
+            log.flush()
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=log, env=env)
+        try:
+            self._wait_ready()
+        except BaseException:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            raise
+
+    def _wait_ready(self) -> None:
+        from kafkette.cli import api_versions_probe
+        deadline = time.monotonic() + self.startup_timeout
+        last = "no answer yet"
+        delay = 0.005
+        while True:
+            rc = self._proc.poll()
+            if rc is not None:
+                tail = self._log_tail()
+                if "address already in use" in tail.lower():
+                    raise _PortTaken()
+                raise EmbeddedBrokerError(
+                    f"kafkette exited with code {rc} before it was ready\n{tail}")
+            try:
+                err = api_versions_probe(HOST, self._port, timeout=1.0)
+                if err == 0:
+                    return
+                last = f"ApiVersions error {err}"
+            except OSError as e:
+                last = repr(e)
+            if time.monotonic() >= deadline:
+                raise EmbeddedBrokerError(f"kafkette not ready after {self.startup_timeout}s "
+                                          f"({last})\n{self._log_tail()}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _stop_process(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ------------------------------------------------------------------ in process
+
+    def _start_thread(self) -> None:
+        from kafkette.config import BrokerConfig
+        from kafkette.server.server import KafkaServer
+        settings = {"listeners": f"PLAINTEXT://{HOST}:{self._port}",
+                    "log.dirs": str(self._data_dir),
+                    **{k: _format_value(v) for k, v in self.config.items()}}
+        config = BrokerConfig(settings)
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            import asyncio
+            try:
+                import uvloop
+                loop = uvloop.new_event_loop()
+            except ImportError:  # pragma: no cover - uvloop is a dependency
+                loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                server = KafkaServer(config)
+                try:
+                    loop.run_until_complete(server.start())
+                except BaseException as e:  # noqa: BLE001 - handed to the starter
+                    failure.append(e)
+                    if server.broker is not None:
+                        loop.run_until_complete(server.stop())
+                    else:
+                        for _, sock in server._sockets:
+                            sock.close()
+                    return
+                finally:
+                    self._loop, self._server = loop, server
+                    started.set()
+                loop.run_until_complete(server.wait_stopped())
+            finally:
+                started.set()
+                try:
+                    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                    for t in pending:
+                        t.cancel()
+                    if pending:
+                        loop.run_until_complete(asyncio.gather(*pending,
+                                                               return_exceptions=True))
+                finally:
+                    loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"kafkette-embedded-{self._port}",
+                                        daemon=True)
+        self._thread.start()
+        if not started.wait(self.startup_timeout):
+            raise EmbeddedBrokerError(f"kafkette not started after {self.startup_timeout}s")
+        if failure:
+            self._thread.join(self.stop_timeout)
+            self._thread = None
+            e = failure[0]
+            if isinstance(e, OSError) and e.errno in (98, 48):  # EADDRINUSE (Linux, BSD)
+                raise _PortTaken() from e
+            raise EmbeddedBrokerError(f"kafkette failed to start: {e!r}") from e
+        # Bound before started: the listener answers at once.
+
+    def _stop_thread(self) -> None:
+        thread, loop, server = self._thread, self._loop, self._server
+        if thread is None:
+            return
+        if thread.is_alive() and loop is not None and server is not None:
+            try:
+                loop.call_soon_threadsafe(server.request_stop)
+            except RuntimeError:  # loop already closed
+                pass
+        thread.join(self.stop_timeout)
+        if thread.is_alive():
+            raise EmbeddedBrokerError(f"in-process kafkette did not stop within "
+                                      f"{self.stop_timeout}s")
+        self._thread = self._loop = self._server = None
+
+    # ------------------------------------------------------------------ admin
+
+    def _request(self, request, version: int, timeout: float = 30.0):
+        """Send one request on a fresh connection and decode the response."""
+        from kafkette.protocol.headers import encode_request_header, response_header_version
+        from kafkette.protocol.messages import API_MESSAGES
+        from kafkette.protocol.primitives import Reader, Writer
+        api_key = request.API_KEY
+        corr = next(self._correlation)
+        w = Writer()
+        request.write(w, version)
+        frame = encode_request_header(api_key, version, corr, "kafkette-embedded") + w.getvalue()
+        with socket.create_connection((HOST, self._port), timeout=timeout) as s:
+            s.sendall(struct.pack(">i", len(frame)) + frame)
+            size = struct.unpack(">i", _recv_exact(s, 4))[0]
+            data = _recv_exact(s, size)
+        r = Reader(memoryview(data))
+        got = r.int32()
+        if got != corr:
+            raise EmbeddedBrokerError(f"correlation id {got} != {corr}")
+        if response_header_version(api_key, version) >= 1:
+            r.skip_tagged_fields()
+        return API_MESSAGES[api_key][1].read(r, version)
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
+                     config: Mapping[str, Any] | None = None, *, exist_ok: bool = True,
+                     timeout_ms: int = 30000):
+        """Create a topic (CreateTopics v7). An existing topic is fine unless
+        ``exist_ok=False``; any other error raises the matching ``KafkaError``."""
+        from kafkette.protocol.messages import CreateTopicsRequest
+        T = CreateTopicsRequest.CreatableTopic
+        C = T.CreatableTopicConfig
+        req = CreateTopicsRequest(
+            topics=[T(name=name, num_partitions=partitions,
+                      replication_factor=replication_factor, assignments=[],
+                      configs=[C(name=k, value=_format_value(v))
+                               for k, v in (config or {}).items()])],
+            timeout_ms=timeout_ms, validate_only=False)
+        resp = self._request(req, 7, timeout=timeout_ms / 1000 + 5)
+        result = resp.topics[0]
+        from kafkette.errors import ErrorCode
+        if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and exist_ok:
+            return result
+        if result.error_code != 0:
+            raise _kafka_error(result.error_code, f"create topic {name!r}: "
+                               f"{result.error_message or ''}".rstrip(": "))
+        return result
+
+    def delete_topic(self, name: str, *, missing_ok: bool = False, timeout_ms: int = 30000):
+        """Delete a topic (DeleteTopics v4)."""
+        from kafkette.errors import ErrorCode
+        from kafkette.protocol.messages import DeleteTopicsRequest
+        req = DeleteTopicsRequest(topics=[], topic_names=[name], timeout_ms=timeout_ms)
+        resp = self._request(req, 4, timeout=timeout_ms / 1000 + 5)
+        result = resp.responses[0]
+        if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and missing_ok:
+            return result
+        if result.error_code != 0:
+            raise _kafka_error(result.error_code, f"delete topic {name!r}")
+        return result
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def _kafka_error(code: int, message: str):
+    from kafkette import errors
+    try:
+        ec = errors.ErrorCode(code)
+    except ValueError:
+        return errors.KafkaError(f"{message} (error code {code})")
+    for obj in vars(errors).values():
+        if (isinstance(obj, type) and issubclass(obj, errors.KafkaError)
+                and obj is not errors.KafkaError and obj.code == ec):
+            return obj(f"{message} ({ec.name})")
+    return errors.KafkaError(f"{message} ({ec.name})", code=ec)
