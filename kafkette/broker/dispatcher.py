@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import struct
 from dataclasses import dataclass
+from time import perf_counter
 
 from kafkette.errors import ErrorCode, ProtocolError
 from kafkette.protocol.headers import (
@@ -33,6 +34,7 @@ from kafkette.protocol.primitives import Reader, Writer
 from kafkette.broker.registry import HandlerSpec, load_handlers
 
 _size = struct.Struct(">i")
+_api_key = struct.Struct(">h")
 
 
 @dataclass
@@ -66,8 +68,25 @@ class Dispatcher:
     def __init__(self, broker):
         self.broker = broker
         self.handlers: dict[int, HandlerSpec] = load_handlers()
+        self.metrics = broker.metrics
 
+    # --- metrics: count and time every request, awaited handlers included ---
     def handle(self, frame, client_host: str = "", listener: str = "PLAINTEXT"):
+        t0 = perf_counter()
+        result = self._dispatch(frame, client_host, listener)
+        if result is None or isinstance(result, list):
+            self.metrics.record_request(_api_key.unpack_from(frame, 0)[0], perf_counter() - t0)
+            return result
+        return self._timed(result, _api_key.unpack_from(frame, 0)[0], t0)
+
+    async def _timed(self, awaitable, api_key: int, t0: float):
+        try:
+            return await awaitable
+        finally:
+            self.metrics.record_request(api_key, perf_counter() - t0)
+    # --- end metrics ---
+
+    def _dispatch(self, frame, client_host: str, listener: str):
         api_key, api_version, correlation_id = peek_header(frame)
         spec = self.handlers.get(api_key)
         if spec is None or api_key not in API_MESSAGES:

@@ -63,11 +63,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.server.connections.add(self)
+        self.dispatcher.metrics.connection_opened(self.listener)  # metrics: connection_count
 
     def connection_lost(self, exc) -> None:
         self.closed = True
         self._queue.clear()
         self.server.connections.discard(self)
+        if self.transport is not None:  # metrics: only connections that were counted
+            self.dispatcher.metrics.connection_closed(self.listener)
         self.idle.set()
 
     def pause_writing(self) -> None:

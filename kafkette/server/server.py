@@ -18,6 +18,7 @@ from kafkette.broker.log_maintenance import LogMaintenance
 from kafkette.config import BrokerConfig
 from kafkette.logging import get_logger
 from kafkette.server.connection import KafkaConnection
+from kafkette.server.metrics_http import MetricsHttpServer
 
 log = get_logger("kafkette.server")
 SHUTDOWN_GRACE_S = 10.0
@@ -37,6 +38,7 @@ class KafkaServer:
         self._stopped = asyncio.Event()
         self._stopping = False
         self.bound: dict[str, tuple[str, int]] = {}
+        self.metrics_http: MetricsHttpServer | None = None  # metrics.listener, when set
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -74,6 +76,13 @@ class KafkaServer:
             host, port = sock.getsockname()[:2]
             log.info("listener started", listener=lst.name, host=host, port=port,
                      advertised=f"{advertised[lst.name][0]}:{advertised[lst.name][1]}")
+        # --- metrics: GET /metrics and /healthz when metrics.listener is set ---
+        if self.config["metrics.listener"]:
+            self.metrics_http = MetricsHttpServer(
+                lambda: self.broker.metrics.registry,
+                lambda: self.broker is not None and not self._stopping)
+            await self.metrics_http.start(self.config["metrics.listener"])
+        # --- end metrics ---
         log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1))
 
     def request_stop(self) -> None:
@@ -110,6 +119,8 @@ class KafkaServer:
                 pass
         if self.broker is not None:
             self.broker.close()
+        if self.metrics_http is not None:  # metrics: /healthz said 503 until now
+            await self.metrics_http.stop()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

@@ -86,6 +86,18 @@ def _lso(rm, name, index):
     return part.log.log_start_offset if part else -1
 
 
+def _count_bytes_out(ctx, topics):
+    """Metrics: bytes returned per topic, counted once per response actually sent
+    (not for the reads of a long poll that are thrown away). Records out are not
+    counted: that would mean decoding the batches (kafkette.broker.metrics)."""
+    metrics = ctx.broker.metrics
+    for t in topics:
+        n = sum(len(p.records) for p in t.partitions if p.records)
+        if n:
+            metrics.record_fetch(t.topic, n)
+    return topics
+
+
 def _has_error(topics) -> bool:
     return any(p.error_code for t in topics for p in t.partitions)
 
@@ -100,7 +112,7 @@ def handle(ctx, request):
     topics, total = _read_all(ctx, request, names)
     if total >= request.min_bytes or request.max_wait_ms <= 0 or _has_error(topics) \
             or not request.topics:
-        return FetchResponse(error_code=0, session_id=0, responses=topics)
+        return FetchResponse(error_code=0, session_id=0, responses=_count_bytes_out(ctx, topics))
     return _wait(ctx, request, names)
 
 
@@ -119,4 +131,4 @@ async def _wait(ctx, request, names):
         topics, total = _read_all(ctx, request, names)
         if total >= request.min_bytes or loop.time() >= deadline or _has_error(topics) \
                 or ctx.broker.closing:
-            return FetchResponse(error_code=0, session_id=0, responses=topics)
+            return FetchResponse(error_code=0, session_id=0, responses=_count_bytes_out(ctx, topics))

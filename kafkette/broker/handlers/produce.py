@@ -53,6 +53,7 @@ def handle(ctx, request):
     if acks not in (0, 1, -1):
         return _error_response(request, ErrorCode.INVALID_REQUIRED_ACKS, ctx)
     rm = ctx.broker.replica_manager
+    metrics = ctx.broker.metrics  # kafkette.broker.metrics: per partition, never per record
     responses = []
     for t in request.topic_data:
         parts = []
@@ -72,6 +73,7 @@ def handle(ctx, request):
                 parts.append(PartResp(index=p.index, error_code=code, base_offset=-1,
                                       error_message=msg))
                 continue
+            metrics.record_append(name, len(records), res.base_offset, res.last_offset)
             parts.append(PartResp(index=p.index, error_code=0, base_offset=res.base_offset,
                                   log_append_time_ms=res.log_append_time_ms,
                                   log_start_offset=res.log_start_offset))

@@ -1,0 +1,166 @@
+"""Broker metrics: a Prometheus registry owned by one broker.
+
+Each broker gets its own `prometheus_client.CollectorRegistry` (never the global
+default one), so several brokers in one process (tests, an embedded broker next to
+the application's own metrics) don't clash. The server exposes it over HTTP when
+`metrics.listener` is set (kafkette.server.metrics_http).
+
+Names follow what Kafka's JMX metrics become through the usual JMX → Prometheus
+exporter rules (lower-cased `domain_type_name`), so existing dashboards mostly work:
+
+  kafka_server_brokertopicmetrics_messagesin_total{topic}   records appended
+  kafka_server_brokertopicmetrics_bytesin_total{topic}      record-batch bytes appended
+  kafka_server_brokertopicmetrics_bytesout_total{topic}     record-batch bytes fetched
+  kafka_network_requestmetrics_requests_total{request}      requests handled, per API
+  kafka_network_requestmetrics_totaltimems{request}         histogram, MILLISECONDS,
+                                                            from dispatch to response
+                                                            encoded (incl. a long poll)
+  kafka_server_socketservermetrics_connection_count{listener}
+  kafka_server_replicamanager_partitioncount
+  kafka_log_log_size{topic,partition}                       bytes on disk
+  kafka_log_log_logendoffset{topic,partition}
+  kafka_log_log_highwatermark{topic,partition}              (kafkette extra)
+  kafka_consumergroup_lag{group,topic,partition}
+
+Where kafkette differs from Kafka:
+- Kafka's BrokerTopicMetrics are Meters (count + rates); Prometheus computes rates, so
+  we export the counts only. Like Kafka (ReplicaManager.appendToLocalLog) only
+  successful appends count, and a retried idempotent batch answered as a duplicate
+  counts again (Kafka takes numMessages from validation, before dedup).
+- messagesin is counted from the offsets an append assigned (last - base + 1), i.e.
+  from the batch headers PartitionLog.append already reads: nothing per record.
+- There is no messagesout in Kafka either; records fetched are not counted because
+  counting them would mean decoding batches on the fetch path. Bytes only.
+- Kafka splits Fetch into FetchConsumer / FetchFollower in RequestMetrics; we use the
+  API name ("Fetch") until replication lands. Kafka's TotalTimeMs is a histogram
+  (percentiles) in ms; ours is a Prometheus histogram in ms with fixed buckets.
+- kafka_consumergroup_lag is not a Kafka broker metric: it is what kafka_exporter
+  exports (it names the label `consumergroup`; we use `group`). It is computed at
+  scrape time from the group coordinator's committed offsets and each local
+  partition's high watermark (lag = max(0, HW - committed)): no per-request work.
+- Per-topic series of a deleted topic stay until the broker restarts (Kafka removes
+  them when the topic goes).
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from kafkette.protocol.messages import API_MESSAGES
+
+# Milliseconds: most requests take well under 1 ms here; long polls up to max.wait.ms.
+TOTAL_TIME_BUCKETS_MS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500,
+                         1000, 2500, 5000, 10000, 30000)
+
+
+def api_name(api_key: int) -> str:
+    """Kafka's request name for an API key ("Produce", "ApiVersions", ...)."""
+    msgs = API_MESSAGES.get(api_key)
+    if msgs is None:
+        return str(api_key)
+    name = msgs[0].__name__
+    return name[:-len("Request")] if name.endswith("Request") else name
+
+
+class BrokerMetrics:
+    """The broker's metrics. Hot-path methods take already-resolved label children
+    from small dicts (one dict lookup + one counter increment per request/partition)."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages_in = Counter("kafka_server_brokertopicmetrics_messagesin",
+                                   "Records appended, per topic", ["topic"], registry=r)
+        self.bytes_in = Counter("kafka_server_brokertopicmetrics_bytesin",
+                                "Record batch bytes appended, per topic", ["topic"], registry=r)
+        self.bytes_out = Counter("kafka_server_brokertopicmetrics_bytesout",
+                                 "Record batch bytes returned by Fetch, per topic", ["topic"],
+                                 registry=r)
+        self.requests = Counter("kafka_network_requestmetrics_requests",
+                                "Requests handled, per API", ["request"], registry=r)
+        self.total_time = Histogram("kafka_network_requestmetrics_totaltimems",
+                                    "Time from dispatch to encoded response, in milliseconds",
+                                    ["request"], buckets=TOTAL_TIME_BUCKETS_MS, registry=r)
+        self.connection_count = Gauge("kafka_server_socketservermetrics_connection_count",
+                                      "Open client connections", ["listener"], registry=r)
+        r.register(_StateCollector(broker))
+        self._topic_in: dict[str, tuple] = {}
+        self._topic_out: dict[str, object] = {}
+        self._api: dict[int, tuple] = {}
+
+    # -- hot path ----------------------------------------------------------------------
+    def record_request(self, api_key: int, elapsed_s: float) -> None:
+        children = self._api.get(api_key)
+        if children is None:
+            name = api_name(api_key)
+            children = self._api[api_key] = (self.requests.labels(name),
+                                             self.total_time.labels(name))
+        children[0].inc()
+        children[1].observe(elapsed_s * 1000.0)
+
+    def record_append(self, topic: str, nbytes: int, base_offset: int, last_offset: int) -> None:
+        children = self._topic_in.get(topic)
+        if children is None:
+            children = self._topic_in[topic] = (self.messages_in.labels(topic),
+                                                self.bytes_in.labels(topic))
+        if base_offset >= 0:  # -1/-1: an empty record set, nothing appended
+            children[0].inc(last_offset - base_offset + 1)
+        children[1].inc(nbytes)
+
+    def record_fetch(self, topic: str, nbytes: int) -> None:
+        child = self._topic_out.get(topic)
+        if child is None:
+            child = self._topic_out[topic] = self.bytes_out.labels(topic)
+        child.inc(nbytes)
+
+    def connection_opened(self, listener: str) -> None:
+        self.connection_count.labels(listener).inc()
+
+    def connection_closed(self, listener: str) -> None:
+        self.connection_count.labels(listener).dec()
+
+
+class _StateCollector:
+    """Gauges read from the broker's state at scrape time."""
+
+    def __init__(self, broker):
+        self.broker = broker
+
+    def describe(self):
+        return []  # names are dynamic; don't let register() call collect()
+
+    def collect(self):
+        broker = self.broker
+        rm = getattr(broker, "replica_manager", None)
+        partitions = dict(rm.partitions) if rm is not None else {}
+        count = GaugeMetricFamily("kafka_server_replicamanager_partitioncount",
+                                  "Partitions hosted by this broker")
+        count.add_metric([], len(partitions))
+        size = GaugeMetricFamily("kafka_log_log_size", "Log size in bytes",
+                                 labels=["topic", "partition"])
+        leo = GaugeMetricFamily("kafka_log_log_logendoffset", "Log end offset",
+                                labels=["topic", "partition"])
+        hwm = GaugeMetricFamily("kafka_log_log_highwatermark", "High watermark",
+                                labels=["topic", "partition"])
+        hws = {}
+        for (topic, index), part in sorted(partitions.items()):
+            plog = part.log
+            labels = [topic, str(index)]
+            size.add_metric(labels, plog.size_bytes)
+            leo.add_metric(labels, plog.log_end_offset)
+            hws[(topic, index)] = hw = plog.high_watermark
+            hwm.add_metric(labels, hw)
+        lag = GaugeMetricFamily("kafka_consumergroup_lag",
+                                "Records between a group's committed offset and the high "
+                                "watermark", labels=["group", "topic", "partition"])
+        # Never create the coordinator (and __consumer_offsets) just to be scraped.
+        coordinator = getattr(broker, "_group_coordinator", None)
+        if coordinator is not None:
+            for group_id, group in sorted(coordinator.groups.items()):
+                for (topic, index), om in sorted(group.offsets.items()):
+                    hw = hws.get((topic, index))
+                    if hw is None or om.offset < 0:
+                        continue  # not hosted here, or no real position
+                    lag.add_metric([group_id, topic, str(index)], max(0, hw - om.offset))
+        yield from (count, size, leo, hwm, lag)
