@@ -94,6 +94,7 @@ from crc32c import crc32c as _crc32c
 from kafkette.errors import CorruptRecordError
 from kafkette.log.segment import INDEX_SUFFIX, INT32_MAX, LOG_SUFFIX, TIMEINDEX_SUFFIX, segment_file_name
 from kafkette.protocol import records as rec
+from kafkette.log.fsutil import fsync_path as _fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from kafkette.log.partition_log import PartitionLog
@@ -795,17 +796,6 @@ def _read_manifest(dir_path: str) -> dict[int, int]:
     return out
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def swap_files(dir_path: str, groups: list[tuple[int, int, str]]) -> None:

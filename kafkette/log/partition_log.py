@@ -50,6 +50,7 @@ from kafkette.log.segment import (
 )
 from kafkette.log.producer_state import ProducerStateManager  # --- producer state ---
 from kafkette.protocol import records as rec
+from kafkette.log.fsutil import fsync_path as _fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -199,17 +200,6 @@ def _write_int_file(path: str, value: int) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class PartitionLog:

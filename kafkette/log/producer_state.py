@@ -79,6 +79,7 @@ from crc32c import crc32c
 
 from kafkette.errors import ErrorCode, InvalidRecordError, KafkaError
 from kafkette.protocol import records as rec
+from kafkette.log.fsutil import fsync_path as _fsync_file
 
 log = logging.getLogger(__name__)
 
@@ -546,14 +547,3 @@ def _iter_headers(fd: int, pos: int, end: int, path: str) -> Iterable[rec.BatchH
         pos += p
 
 
-def _fsync_file(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
