@@ -244,6 +244,13 @@ class EmbeddedBroker:
     def command(self) -> list[str]:
         settings = {"listeners": f"PLAINTEXT://{HOST}:{self._port}",
                     "log.dirs": str(self._data_dir), **self.config}
+        # --- faults: the child serves POST/GET/DELETE /faults on its metrics.listener,
+        # which inject_error() & co. use; one on a free port when none is configured.
+        if not settings.get("metrics.listener"):
+            if getattr(self, "_admin_port", None) is None:
+                self._admin_port = _free_port()
+            settings["metrics.listener"] = f"{HOST}:{self._admin_port}"
+        # --- end faults ---
         cmd = [sys.executable, "-m", "kafkette", "serve"]
         for key, value in settings.items():
             cmd += ["--set", f"{key}={_format_value(value)}"]
@@ -448,6 +455,84 @@ class EmbeddedBroker:
         if result.error_code != 0:
             raise _kafka_error(result.error_code, f"delete topic {name!r}")
         return result
+
+
+    # ------------------------------------------------------------------ faults
+    # Fault injection (kafkette.broker.faults): in process straight on the broker's
+    # FaultInjector (on its event loop); in a child over its admin HTTP endpoint.
+
+    def inject_fault(self, spec: Mapping[str, Any]):
+        """One rule as a dict, e.g. {"kind": "error", "api_key": 0, "error_code": 6,
+        "count": 3}; returns the rule id ({"closed": n} for close_connections)."""
+        return self._faults("inject", dict(spec))
+
+    def inject_error(self, api_key: int, error_code: int, count: int | None = 1, *,
+                     topic: str | None = None, partition: int | None = None) -> int:
+        """The next ``count`` requests of ``api_key`` fail with ``error_code``."""
+        return self.inject_fault({"kind": "error", "api_key": api_key, "error_code": error_code,
+                                  "count": count, "topic": topic, "partition": partition})
+
+    def inject_latency(self, api_key: int, delay_ms: int, count: int | None = None, *,
+                       topic: str | None = None, partition: int | None = None) -> int:
+        """Delay answers to ``api_key`` by ``delay_ms`` (``count`` of them, None = until cleared)."""
+        return self.inject_fault({"kind": "latency", "api_key": api_key, "delay_ms": delay_ms,
+                                  "count": count, "topic": topic, "partition": partition})
+
+    def make_partition_unavailable(self, topic: str, partition: int, duration_ms: int) -> int:
+        return self.inject_fault({"kind": "leader_unavailable", "topic": topic,
+                                  "partition": partition, "duration_ms": duration_ms})
+
+    def close_connections(self, client_id: str | None = None) -> int:
+        return self.inject_fault({"kind": "close_connections", "client_id": client_id})["closed"]
+
+    def list_faults(self) -> list[dict]:
+        return self._faults("list")
+
+    def clear_faults(self, rule_id: int | None = None) -> int:
+        return self._faults("clear", rule_id)
+
+    def _faults(self, op: str, arg=None):
+        if not self.is_running():
+            raise EmbeddedBrokerError("broker not running")
+        if self.in_process:
+            import asyncio
+
+            async def run():
+                faults = self._server.broker.faults
+                if op == "list":
+                    return faults.list()
+                return getattr(faults, op)(arg)
+            return asyncio.run_coroutine_threadsafe(run(), self._loop).result(30)
+        import json
+        import urllib.error
+        import urllib.request
+        listener = str(self.config.get("metrics.listener") or "")
+        address = listener if listener else f"{HOST}:{self._admin_port}"
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]") or HOST
+        if host in ("0.0.0.0", "::"):
+            host = HOST
+        path, method, body = "/faults", "GET", None
+        if op == "inject":
+            method, body = "POST", json.dumps(arg).encode()
+        elif op == "clear":
+            method = "DELETE"
+            path = "/faults" if arg is None else f"/faults/{int(arg)}"
+        req = urllib.request.Request(f"http://{host}:{port}{path}", data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                out = json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace")
+            if e.code == 400:
+                raise ValueError(json.loads(detail).get("error", detail)) from None
+            raise EmbeddedBrokerError(f"fault admin {method} {path}: {e.code} {detail}") from None
+        if op == "list":
+            return out["rules"]
+        if op == "clear":
+            return out["cleared"]
+        return out.get("id", out)
 
 
 class _PortTaken(Exception):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from kafkette.broker.dispatcher import Dispatcher
+from kafkette.broker.faults import FaultInjector
 from kafkette.broker.metrics import BrokerMetrics
 from kafkette.broker.purgatory import FetchPurgatory
 from kafkette.broker.replica_manager import ReplicaManager, log_config_from_topic_configs
@@ -71,6 +72,7 @@ class Broker:
         self._group_coordinator = None
         # Each broker owns its metrics registry (several brokers may share a process).
         self.metrics = BrokerMetrics(self)
+        self.faults = FaultInjector(self.clock, self.node_id)  # faults: broker/faults.py
         self.dispatcher = Dispatcher(self)
         log.info("broker started", node_id=self.node_id, cluster_id=self.image.cluster_id,
                  data_dir=str(self.data_dir), topics=len(self.image.topics), pid=os.getpid())

@@ -32,6 +32,7 @@ from kafkette.protocol.headers import (
 from kafkette.protocol.messages import API_MESSAGES
 from kafkette.protocol.primitives import Reader, Writer
 from kafkette.broker.registry import HandlerSpec, load_handlers
+from kafkette.broker.faults import apply_faults  # faults
 
 _size = struct.Struct(">i")
 _api_key = struct.Struct(">h")
@@ -117,7 +118,13 @@ class Dispatcher:
                 # does for any request at a version it does not support.
                 raise ProtocolError(f"api key {api_key} version {api_version} is not served")
             return self._encode(resp, resp_cls, api_version, correlation_id, api_key)
-        result = spec.handle(ctx, request)
+        # --- faults: injected errors / latency / unavailable leaders (broker/faults.py) ---
+        faults = getattr(self.broker, "faults", None)
+        if faults is not None and faults.active:
+            result = apply_faults(faults, ctx, api_key, request, spec.handle)
+        else:
+            result = spec.handle(ctx, request)
+        # --- end faults ---
         if result is None:
             return None
         if inspect.isawaitable(result):

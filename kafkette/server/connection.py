@@ -54,6 +54,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._write_paused = False
         self._read_paused = False
         self.closed = False
+        self.client_id: str | None = None  # faults: from the first request header
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -64,11 +65,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.server.connections.add(self)
         self.dispatcher.metrics.connection_opened(self.listener)  # metrics: connection_count
+        self._faults = getattr(self.dispatcher.broker, "faults", None)  # faults: close_connections
+        if self._faults is not None:
+            self._faults.track_connection(self)
 
     def connection_lost(self, exc) -> None:
         self.closed = True
         self._queue.clear()
         self.server.connections.discard(self)
+        if getattr(self, "_faults", None) is not None:  # faults
+            self._faults.untrack_connection(self)
         if self.transport is not None:  # metrics: only connections that were counted
             self.dispatcher.metrics.connection_closed(self.listener)
         self.idle.set()
@@ -138,6 +144,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         queue = self._queue
         while queue and not self._busy and not self.closed:
             frame = queue.popleft()
+            if self.client_id is None:  # faults: close_connections(client_id)
+                self.client_id = _peek_client_id(frame)
             try:
                 result = self.dispatcher.handle(frame, self.peer, self.listener)
             except ProtocolError as e:
@@ -193,6 +201,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def abort(self) -> None:  # faults: FaultInjector.close_connections
+        log.info("closing connection: fault injected", peer=self.peer, client_id=self.client_id)
+        self._abort()
+
     def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
+
+
+# --- faults: the client id of a request header (v1/v2: int16 length + bytes at offset 8)
+def _peek_client_id(frame) -> str:
+    try:
+        n = struct.unpack_from(">h", frame, 8)[0]
+        return "" if n < 0 else bytes(frame[10:10 + n]).decode("utf-8", "replace")
+    except struct.error:
+        return ""

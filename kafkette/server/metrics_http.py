@@ -2,6 +2,8 @@
 
     GET /metrics  -> the broker's Prometheus registry, text exposition format
     GET /healthz  -> 200 "ok" while the broker is serving, 503 "shutting down" otherwise
+    GET /faults, POST /faults (JSON rule), DELETE /faults[/<id>] -> fault injection
+                     admin (kafkette.broker.faults; JSON in and out)
     anything else -> 404 (405 for a method other than GET/HEAD)
 
 Enabled by `metrics.listener` = "host:port" (kafkette only; Kafka itself exposes JMX
@@ -12,6 +14,7 @@ slow or hostile client cannot hold memory or the loop.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,6 +25,7 @@ from kafkette.logging import get_logger
 log = get_logger("kafkette.metrics")
 MAX_HEAD = 8192
 READ_TIMEOUT_S = 10.0
+MAX_BODY = 65536  # faults: POST /faults bodies
 
 
 def parse_host_port(address: str) -> tuple[str, int]:
@@ -34,9 +38,12 @@ def parse_host_port(address: str) -> tuple[str, int]:
 
 
 class MetricsHttpServer:
-    def __init__(self, registry_fn: Callable[[], object], healthy_fn: Callable[[], bool]):
+    def __init__(self, registry_fn: Callable[[], object], healthy_fn: Callable[[], bool],
+                 faults_fn: Callable[[], object] | None = None):
         self._registry_fn = registry_fn
         self._healthy_fn = healthy_fn
+        # faults: returns the broker's FaultInjector (None: /faults answers 503).
+        self._faults_fn = faults_fn
         self._server: asyncio.AbstractServer | None = None
         self.address: tuple[str, int] | None = None
 
@@ -75,6 +82,9 @@ class MetricsHttpServer:
                 await self._reply(writer, 400, b"bad request\n")
                 return
             method, target = parts[0], parts[1].split(b"?", 1)[0]
+            if target == b"/faults" or target.startswith(b"/faults/"):  # faults
+                await self._faults(reader, writer, method, target, head)
+                return
             if method not in (b"GET", b"HEAD"):
                 await self._reply(writer, 405, b"method not allowed\n")
                 return
@@ -93,6 +103,53 @@ class MetricsHttpServer:
             log.exception("metrics request failed")
         finally:
             writer.close()
+
+    # --- faults: admin endpoints (kafkette.broker.faults) ---
+    def _injector(self):
+        return self._faults_fn() if self._faults_fn is not None else None
+
+    async def _faults(self, reader, writer, method: bytes, target: bytes, head: bytes) -> None:
+        from kafkette.broker.faults import FaultError
+
+        async def reply(status, obj):
+            await self._reply(writer, status, (json.dumps(obj) + "\n").encode(),
+                              "application/json")
+        faults = self._injector()
+        if faults is None:
+            await reply(503, {"error": "no broker"})
+            return
+        rule_id = target[len(b"/faults/"):] if target.startswith(b"/faults/") else b""
+        if method == b"GET" and not rule_id:
+            await reply(200, {"rules": faults.list()})
+        elif method == b"DELETE":
+            if rule_id and not rule_id.isdigit():
+                await reply(404, {"error": "no such rule"})
+                return
+            await reply(200, {"cleared": faults.clear(int(rule_id) if rule_id else None)})
+        elif method == b"POST" and not rule_id:
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip()) if value.strip().isdigit() else -1
+            if not 0 < length <= MAX_BODY:
+                await reply(400, {"error": f"need a JSON body of 1..{MAX_BODY} bytes"})
+                return
+            try:
+                body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT_S)
+                spec = json.loads(body)
+                if not isinstance(spec, dict):
+                    raise FaultError("body must be a JSON object")
+                result = faults.inject(spec)
+            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                return
+            except (ValueError, FaultError) as e:
+                await reply(400, {"error": str(e)})
+                return
+            await reply(200, result if isinstance(result, dict) else {"id": result})
+        else:
+            await reply(405, {"error": "GET, POST or DELETE /faults; DELETE /faults/<id>"})
+    # --- end faults ---
 
     @staticmethod
     async def _reply(writer, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",

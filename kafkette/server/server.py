@@ -80,7 +80,8 @@ class KafkaServer:
         if self.config["metrics.listener"]:
             self.metrics_http = MetricsHttpServer(
                 lambda: self.broker.metrics.registry,
-                lambda: self.broker is not None and not self._stopping)
+                lambda: self.broker is not None and not self._stopping,
+                faults_fn=lambda: self.broker.faults)
             await self.metrics_http.start(self.config["metrics.listener"])
         # --- end metrics ---
         log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1))
