@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit integration generate bench clean
+.PHONY: run test unit integration generate bench clean container-test
 
 $(STAMP): pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when we can.
@@ -47,3 +47,7 @@ clean:
 ## Benchmarks (not part of `make test`): kafkette vs librdkafka's mock cluster
 bench: $(TSTAMP)
 	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3}
+
+## Build the container image with podman and smoke-test it (CI runs this after `make test`)
+container-test: $(TSTAMP)
+	bash docker/container_test.sh
