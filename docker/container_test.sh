@@ -59,5 +59,12 @@ podman stop -t 10 "$NAME" >/dev/null
 code=$(podman inspect "$NAME" --format '{{.State.ExitCode}}')
 echo "stopped in $(( ($(date +%s%N) - t1) / 1000000 )) ms with exit code $code"
 [ "$code" = 0 ] || { podman logs "$NAME" | tail -20; exit 1; }
-podman logs "$NAME" 2>&1 | grep -q "broker stopped" || { echo "no clean-shutdown log line"; exit 1; }
+# conmon writes the container's log asynchronously: the last lines can reach
+# `podman logs` a moment after `podman stop` returns, so wait for them (with a deadline).
+for _ in $(seq 50); do
+  if podman logs "$NAME" 2>&1 | grep -q "broker stopped"; then break; fi
+  sleep 0.1
+done
+podman logs "$NAME" 2>&1 | grep -q "broker stopped" \
+  || { podman logs "$NAME" 2>&1 | tail -20; echo "no clean-shutdown log line"; exit 1; }
 echo "container test passed"
