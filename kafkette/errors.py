@@ -170,6 +170,7 @@ InvalidConfigError = _error("InvalidConfigError", ErrorCode.INVALID_CONFIG)
 InvalidRequestError = _error("InvalidRequestError", ErrorCode.INVALID_REQUEST)
 InvalidRecordError = _error("InvalidRecordError", ErrorCode.INVALID_RECORD)
 KafkaStorageError = _error("KafkaStorageError", ErrorCode.KAFKA_STORAGE_ERROR)
+NotControllerError = _error("NotControllerError", ErrorCode.NOT_CONTROLLER)
 
 
 class ProtocolError(Exception):

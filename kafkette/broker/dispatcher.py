@@ -118,12 +118,18 @@ class Dispatcher:
                 # does for any request at a version it does not support.
                 raise ProtocolError(f"api key {api_key} version {api_version} is not served")
             return self._encode(resp, resp_cls, api_version, correlation_id, api_key)
+        handle = spec.handle
+        cluster = getattr(self.broker, "cluster", None)
+        if cluster is not None:
+            # Cluster: admin requests go to the active controller, group requests to
+            # the group's coordinator (broker/cluster.py).
+            handle = cluster.handler_for(api_key, spec.handle)
         # --- faults: injected errors / latency / unavailable leaders (broker/faults.py) ---
         faults = getattr(self.broker, "faults", None)
         if faults is not None and faults.active:
-            result = apply_faults(faults, ctx, api_key, request, spec.handle)
+            result = apply_faults(faults, ctx, api_key, request, handle)
         else:
-            result = spec.handle(ctx, request)
+            result = handle(ctx, request)
         # --- end faults ---
         if result is None:
             return None

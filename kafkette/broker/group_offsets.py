@@ -13,6 +13,7 @@ durable-log issue; until then the topic only grows, by one small record per comm
 """
 from __future__ import annotations
 
+from kafkette.controller.quorum import run_now
 from kafkette.coordinator.group_coordinator import offsets_partition_for
 from kafkette.errors import KafkaError, TopicAlreadyExistsError
 from kafkette.logging import get_logger
@@ -39,18 +40,32 @@ class LogOffsetStore:
                                            memoryview(batch))
 
 
-def ensure_offsets_topic(broker) -> None:
-    if OFFSETS_TOPIC in broker.image.topics:
-        return
+def offsets_topic_spec(broker) -> tuple[int, int, dict[str, str]]:
+    """(partitions, replication factor, configs) of `__consumer_offsets`. Kafka caps
+    the replication factor at the live brokers too (it refuses below
+    offsets.topic.replication.factor only in strict mode)."""
     cfg = broker.config
     rf = min(cfg["offsets.topic.replication.factor"], len(broker.controller.live_brokers()))
-    try:
-        broker.controller.create_topic(
-            OFFSETS_TOPIC, cfg["offsets.topic.num.partitions"], max(rf, 1),
+    return (cfg["offsets.topic.num.partitions"], max(rf, 1),
             {"cleanup.policy": "compact",
              "segment.bytes": str(cfg["offsets.topic.segment.bytes"])})
+
+
+def ensure_offsets_topic(broker) -> bool:
+    """True when `__consumer_offsets` exists. A single node creates it now; a cluster
+    node asks the active controller in the background and answers
+    COORDINATOR_NOT_AVAILABLE meanwhile, as Kafka does (clients retry)."""
+    if OFFSETS_TOPIC in broker.image.topics:
+        return True
+    partitions, rf, configs = offsets_topic_spec(broker)
+    if broker.cluster is not None:
+        broker.cluster.create_topic_in_background(OFFSETS_TOPIC, partitions, rf, configs)
+        return False
+    try:
+        run_now(broker.controller.create_topic(OFFSETS_TOPIC, partitions, rf, configs))
     except TopicAlreadyExistsError:
         pass
+    return True
 
 
 def load_offsets(broker, coordinator) -> int:

@@ -14,13 +14,22 @@ batches and the log is replayed whole on start (small for a single node).
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import re
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from kafkette.controller.metadata_image import MetadataImage, TopicImage, apply_records
+from kafkette.controller.metadata_image import (
+    MetadataImage,
+    TopicImage,
+    apply_records,
+    image_to_records,
+)
+from kafkette.controller.quorum import encode_records, run_now
 from kafkette.errors import (
     InvalidPartitionsError,
     InvalidReplicationFactorError,
@@ -29,14 +38,12 @@ from kafkette.errors import (
     UnknownTopicOrPartitionError,
     KafkaError,
     ErrorCode,
+    NotControllerError,
 )
-from kafkette.log.partition_log import LogConfig, PartitionLog
 from kafkette.logging import get_logger
-from kafkette.protocol.records import build_batch, decode_records
 
 log = get_logger("kafkette.controller")
 
-METADATA_TOPIC = "__cluster_metadata"
 # Kafka: Topic.MAX_NAME_LENGTH = 249 and legal characters [a-zA-Z0-9._-].
 MAX_TOPIC_NAME_LENGTH = 249
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -61,82 +68,239 @@ def validate_topic_name(name: str) -> None:
 
 
 class Controller:
-    def __init__(self, data_dir: Path, node_id: int, cluster_id: str | None, clock,
-                 broker_endpoint: tuple[str, int], rack: str | None = None,
+    """Validates metadata changes and proposes them as records to the quorum; applies
+    committed records (on every node) to the immutable MetadataImage.
+
+    Writes are coroutines serialised by one lock, so that a change is validated
+    against an image that already holds every earlier change (KRaft's controller
+    validates against its uncommitted in-memory state on a single thread; kafkette
+    waits for each change to commit before validating the next, simpler and plenty
+    for metadata rates). With a LocalQuorum a write never suspends, and single-node
+    callers may run it with `run_now()`.
+    """
+
+    def __init__(self, quorum, node_id: int, cluster_id: str | None, clock,
+                 broker_endpoint: tuple[str, int] | None = None, rack: str | None = None,
                  validate_configs: Callable[[dict], dict] | None = None,
-                 validate_broker_configs: Callable[[str, dict], dict] | None = None):
+                 validate_broker_configs: Callable[[str, dict], dict] | None = None,
+                 session_timeout_ms: int = 9000):
         self.node_id = node_id
         self.clock = clock
+        self.quorum = quorum
+        self._cluster_id = cluster_id
         self._listeners: list[Listener] = []
         self._validate_configs = validate_configs or (lambda c: c)
         # (resource name, changes) -> normalised changes; raises KafkaError.
         self._validate_broker_configs = validate_broker_configs or (lambda name, c: c)
-        self._log = PartitionLog(Path(data_dir) / f"{METADATA_TOPIC}-0", LogConfig(), clock)
-        self.image = MetadataImage(cluster_id="", controller_id=node_id)
-        self._replay()
-        records: list[dict] = []
+        self._lock = asyncio.Lock()
+        self.image = MetadataImage(cluster_id="", controller_id=-1)
+        # Active controller only: broker id -> monotonic ms of its last heartbeat.
+        self.session_timeout_ms = session_timeout_ms
+        self._last_heartbeat: dict[int, int] = {}
+        if getattr(quorum, "is_local", False):
+            quorum.start_sync(self)
+            records = self._bootstrap_records()
+            host, port = broker_endpoint
+            b = self.image.brokers.get(node_id)
+            if b is None or (b.host, b.port, b.rack, b.fenced) != (host, port, rack, False):
+                records.append({"type": "RegisterBrokerRecord", "broker_id": node_id,
+                                "host": host, "port": port, "rack": rack})
+            if records:
+                run_now(self.quorum.append(encode_records(records)))
+
+    def _bootstrap_records(self) -> list[dict]:
         if not self.image.cluster_id:
-            records.append({"type": "ClusterIdRecord",
-                            "cluster_id": cluster_id or _new_cluster_id()})
-        elif cluster_id and cluster_id != self.image.cluster_id:
-            raise KafkaError(f"cluster.id {cluster_id} does not match the stored cluster id "
-                             f"{self.image.cluster_id}", ErrorCode.INCONSISTENT_CLUSTER_ID)
-        host, port = broker_endpoint
-        b = self.image.brokers.get(node_id)
-        if b is None or (b.host, b.port, b.rack) != (host, port, rack):
-            records.append({"type": "RegisterBrokerRecord", "broker_id": node_id,
-                            "host": host, "port": port, "rack": rack})
-        if records:
-            self._commit(records)
+            return [{"type": "ClusterIdRecord",
+                     "cluster_id": self._cluster_id or _new_cluster_id()}]
+        if self._cluster_id and self._cluster_id != self.image.cluster_id:
+            raise KafkaError(f"cluster.id {self._cluster_id} does not match the stored "
+                             f"cluster id {self.image.cluster_id}",
+                             ErrorCode.INCONSISTENT_CLUSTER_ID)
+        return []
 
-    # -- log -------------------------------------------------------------------
-    def _replay(self) -> None:
-        offset = self._log.log_start_offset
+    @property
+    def is_active(self) -> bool:
+        """This node is the active controller (leads the quorum, caught up)."""
+        return self.quorum.is_leader()
+
+    # -- QuorumListener ----------------------------------------------------------
+    def apply(self, last_offset: int, values: list[bytes]) -> None:
+        self._publish(apply_records(self.image, [json.loads(v) for v in values], last_offset))
+
+    def load_snapshot(self, last_offset: int, data: bytes) -> None:
+        fresh = MetadataImage(cluster_id="", controller_id=self.image.controller_id)
+        self._publish(apply_records(fresh, json.loads(data), last_offset))
+
+    def snapshot(self) -> tuple[int, bytes]:
         image = self.image
-        while offset < self._log.log_end_offset:
-            data = self._log.read(offset, 1 << 20)
-            if not data:
-                break
-            for rec in decode_records(data):
-                if rec.offset < offset:
-                    continue
-                image = apply_records(image, [json.loads(rec.value)], rec.offset)
-                offset = rec.offset + 1
-        self.image = image
+        return image.offset, json.dumps(image_to_records(image),
+                                        separators=(",", ":")).encode()
 
-    def _commit(self, records: list[dict]) -> MetadataImage:
-        """Append the records as one batch (atomic: all or nothing on replay) and
-        publish the new image. With a quorum, this waits for a majority."""
-        batch = bytearray(build_batch([(None, json.dumps(r).encode(), []) for r in records],
-                                      timestamp_ms=self.clock.time_ms()))
-        result = self._log.append(memoryview(batch), 0, self.clock.time_ms())
-        self._log.flush()  # metadata is small and precious: always fsync it
-        old = self.image
-        self.image = apply_records(old, records, result.last_offset)
+    def leader_changed(self, leader_id: int | None, epoch: int) -> None:
+        new_id = -1 if leader_id is None else leader_id
+        if new_id != self.image.controller_id:
+            if not getattr(self.quorum, "is_local", False):
+                log.info("controller changed", controller_id=new_id, epoch=epoch)
+            # A new active controller gives every broker a full session from now:
+            # heartbeats went to the old one (KRaft's BrokerHeartbeatManager does too).
+            self._last_heartbeat.clear()
+            self._publish(replace(self.image, controller_id=new_id))
+
+    def _publish(self, new: MetadataImage) -> None:
+        old, self.image = self.image, new
         for listener in self._listeners:
-            listener(old, self.image)
+            listener(old, new)
+
+    async def _commit(self, records: list[dict]) -> MetadataImage:
+        """Propose the records as one entry (atomic: all or nothing) and return the
+        image once it is committed and applied here. NotControllerError when this
+        node is not the active controller."""
+        if not self.quorum.is_leader():
+            raise NotControllerError("This node is not the active controller.")
+        await self.quorum.append(encode_records(records))
         return self.image
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     def close(self) -> None:
-        self._log.close()
+        if getattr(self.quorum, "is_local", False):
+            self.quorum.close_sync()
 
     # -- producer ids -----------------------------------------------------------
-    def allocate_producer_ids(self, count: int = 1000) -> range:
+    async def allocate_producer_ids(self, broker_id: int | None = None,
+                                    count: int = 1000) -> range:
         """Reserve a block of producer ids in the metadata log, as KRaft's
         AllocateProducerIds does, so that ids are never reused after a restart."""
-        start = self.image.next_producer_id
-        self._commit([{"type": "ProducerIdsRecord", "broker_id": self.node_id,
-                       "next_producer_id": start + count}])
-        return range(start, start + count)
+        async with self._lock:
+            start = self.image.next_producer_id
+            await self._commit([{"type": "ProducerIdsRecord",
+                                 "broker_id": self.node_id if broker_id is None else broker_id,
+                                 "next_producer_id": start + count}])
+            return range(start, start + count)
+
+    # -- brokers (active controller) -----------------------------------------------
+    async def ensure_cluster_id(self) -> None:
+        async with self._lock:
+            records = self._bootstrap_records()
+            if records:
+                await self._commit(records)
+
+    async def register_broker(self, broker_id: int, host: str, port: int,
+                              rack: str | None, cluster_id: str | None) -> int:
+        """BrokerRegistration: returns the broker epoch (the offset of its registration
+        record, as KRaft). A new registration starts fenced; the first heartbeat that
+        shows the broker has caught up with the metadata log unfences it."""
+        await self.ensure_cluster_id()
+        if cluster_id and cluster_id != self.image.cluster_id:
+            raise KafkaError(f"Expected cluster id {self.image.cluster_id}, got {cluster_id}",
+                             ErrorCode.INCONSISTENT_CLUSTER_ID)
+        async with self._lock:
+            records = [{"type": "RegisterBrokerRecord", "broker_id": broker_id,
+                        "host": host, "port": port, "rack": rack, "fenced": True}]
+            records += self._leader_changes_for(broker_id, fenced=True)
+            image = await self._commit(records)
+            self._last_heartbeat[broker_id] = self.clock.monotonic_ms()
+            log.info("broker registered", broker_id=broker_id, host=host, port=port,
+                     broker_epoch=image.offset)
+            return image.brokers[broker_id].epoch
+
+    async def broker_heartbeat(self, broker_id: int, broker_epoch: int,
+                               metadata_offset: int, want_fence: bool,
+                               want_shutdown: bool) -> tuple[bool, bool, bool]:
+        """(is_caught_up, is_fenced, should_shut_down). Raises STALE_BROKER_EPOCH /
+        BROKER_ID_NOT_REGISTERED as KRaft does."""
+        b = self.image.brokers.get(broker_id)
+        if b is None:
+            raise KafkaError(f"Broker {broker_id} is not registered.",
+                             ErrorCode.BROKER_ID_NOT_REGISTERED)
+        if b.epoch != broker_epoch:
+            raise KafkaError(f"Expected broker epoch {b.epoch}, got {broker_epoch}.",
+                             ErrorCode.STALE_BROKER_EPOCH)
+        self._last_heartbeat[broker_id] = self.clock.monotonic_ms()
+        caught_up = metadata_offset >= b.epoch
+        async with self._lock:
+            b = self.image.brokers[broker_id]
+            if want_shutdown:
+                if not b.fenced:
+                    await self._fence(broker_id, "controlled shutdown")
+                return caught_up, True, True
+            if b.fenced and caught_up and not want_fence:
+                records = [{"type": "UnfenceBrokerRecord", "broker_id": broker_id}]
+                records += self._leader_changes_for(broker_id, fenced=False)
+                await self._commit(records)
+                log.info("broker unfenced", broker_id=broker_id)
+            return caught_up, self.image.brokers[broker_id].fenced, False
+
+    async def check_sessions(self) -> list[int]:
+        """Fence every unfenced broker whose last heartbeat is older than
+        broker.session.timeout.ms; returns the ids fenced."""
+        if not self.is_active:
+            return []
+        now = self.clock.monotonic_ms()
+        fenced = []
+        for b in list(self.image.brokers.values()):
+            if b.fenced:
+                continue
+            last = self._last_heartbeat.setdefault(b.node_id, now)
+            if now - last > self.session_timeout_ms:
+                async with self._lock:
+                    if not self.image.brokers[b.node_id].fenced:
+                        await self._fence(b.node_id, "session timed out")
+                        fenced.append(b.node_id)
+        return fenced
+
+    async def _fence(self, broker_id: int, reason: str) -> None:
+        records = [{"type": "FenceBrokerRecord", "broker_id": broker_id}]
+        records += self._leader_changes_for(broker_id, fenced=True)
+        await self._commit(records)
+        log.warning("broker fenced", broker_id=broker_id, reason=reason,
+                    partitions_changed=len(records) - 1)
+
+    def _leader_changes_for(self, broker_id: int, fenced: bool) -> list[dict]:
+        """PartitionChangeRecords after `broker_id` is fenced (it leaves the ISR unless
+        it is the last member, and loses leadership: another live ISR member leads,
+        or none, and the partition is offline, as with RF=1) or unfenced (it leads
+        the partitions that have no leader and list it in their ISR)."""
+        live = {b.node_id for b in self.image.brokers.values() if not b.fenced}
+        if fenced:
+            live.discard(broker_id)
+        else:
+            live.add(broker_id)
+        out = []
+        for t in self.image.topics.values():
+            for p in t.partitions.values():
+                if broker_id not in p.replicas:
+                    continue
+                isr = list(p.isr)
+                if fenced:
+                    if p.leader != broker_id and broker_id not in isr:
+                        continue
+                    if broker_id in isr and len(isr) > 1:
+                        isr.remove(broker_id)
+                    leader = next((r for r in isr if r in live), -1)
+                else:
+                    if p.leader != -1:
+                        continue
+                    leader = next((r for r in isr if r in live), -1)
+                    if leader == -1:
+                        continue
+                if leader == p.leader and tuple(isr) == p.isr:
+                    continue
+                out.append({"type": "PartitionChangeRecord", "topic_id": str(t.topic_id),
+                            "partition": p.partition, "leader": leader,
+                            "leader_epoch": p.leader_epoch + 1, "isr": isr})
+        return out
 
     # -- topics ----------------------------------------------------------------
     def live_brokers(self) -> list[int]:
         return sorted(b.node_id for b in self.image.brokers.values() if not b.fenced)
 
-    def create_topic(self, name: str, num_partitions: int, replication_factor: int,
+    async def create_topic(self, *args, **kwargs) -> TopicImage | None:
+        async with self._lock:
+            return await self._create_topic(*args, **kwargs)
+
+    async def _create_topic(self, name: str, num_partitions: int, replication_factor: int,
                      configs: dict[str, str | None], *, validate_only: bool = False,
                      default_partitions: int = 1, default_replication_factor: int = 1,
                      ) -> TopicImage | None:
@@ -172,25 +336,32 @@ class Controller:
         for k, v in configs.items():
             records.append({"type": "ConfigRecord", "resource_type": "topic",
                             "resource_name": name, "name": k, "value": v})
-        image = self._commit(records)
+        image = await self._commit(records)
         log.info("topic created", topic=name, partitions=num_partitions,
                  replication_factor=replication_factor, topic_id=str(tid))
         return image.topics[name]
 
     def _partition_records(self, tid: uuid.UUID, start: int, end: int, rf: int,
                            brokers: list[int]) -> list[dict]:
-        # Round-robin leaders over the live brokers, as Kafka's replica placer does
-        # (without its rack awareness, which comes with the cluster issue).
+        # Round-robin over the live brokers from a random first broker, as Kafka's
+        # StripedReplicaPlacer does (without its rack awareness): leaders spread
+        # evenly, and many small topics do not all land on the same broker.
         out = []
         n = len(brokers)
+        first = random.randrange(n) if start == 0 else 0
         for p in range(start, end):
-            replicas = [brokers[(p + i) % n] for i in range(rf)]
+            replicas = [brokers[(first + p + i) % n] for i in range(rf)]
             out.append({"type": "PartitionRecord", "topic_id": str(tid), "partition": p,
                         "leader": replicas[0], "leader_epoch": 0, "replicas": replicas,
                         "isr": replicas})
         return out
 
-    def delete_topic(self, name: str | None = None, topic_id: uuid.UUID | None = None) -> str:
+    async def delete_topic(self, name: str | None = None,
+                           topic_id: uuid.UUID | None = None) -> str:
+        async with self._lock:
+            return await self._delete_topic(name, topic_id)
+
+    async def _delete_topic(self, name: str | None = None, topic_id: uuid.UUID | None = None) -> str:
         if name is None and topic_id is not None:
             name = self.image.topics_by_id.get(topic_id)
             if name is None:
@@ -200,11 +371,17 @@ class Controller:
         if t is None:
             raise UnknownTopicOrPartitionError(
                 "This server does not host this topic-partition.")
-        self._commit([{"type": "RemoveTopicRecord", "topic_id": str(t.topic_id)}])
+        await self._commit([{"type": "RemoveTopicRecord", "topic_id": str(t.topic_id)}])
         log.info("topic deleted", topic=name, topic_id=str(t.topic_id))
         return name
 
-    def create_partitions(self, name: str, count: int, *, validate_only: bool = False) -> None:
+    async def create_partitions(self, name: str, count: int, *,
+                                validate_only: bool = False) -> None:
+        async with self._lock:
+            await self._create_partitions(name, count, validate_only=validate_only)
+
+    async def _create_partitions(self, name: str, count: int, *,
+                                 validate_only: bool = False) -> None:
         t = self.image.topics.get(name)
         if t is None:
             raise UnknownTopicOrPartitionError(f"The topic '{name}' does not exist.")
@@ -224,11 +401,16 @@ class Controller:
                 f"Replication factor {rf} exceeds the {len(brokers)} live broker(s).")
         if validate_only:
             return
-        self._commit(self._partition_records(t.topic_id, current, count, rf, brokers))
+        await self._commit(self._partition_records(t.topic_id, current, count, rf, brokers))
         log.info("partitions created", topic=name, partitions=count)
 
-    def alter_topic_configs(self, name: str, configs: dict[str, str | None],
-                            *, validate_only: bool = False) -> None:
+    async def alter_topic_configs(self, name: str, configs: dict[str, str | None],
+                                  *, validate_only: bool = False) -> None:
+        async with self._lock:
+            await self._alter_topic_configs(name, configs, validate_only=validate_only)
+
+    async def _alter_topic_configs(self, name: str, configs: dict[str, str | None],
+                                   *, validate_only: bool = False) -> None:
         """Set (value) or delete (None) topic config overrides. As KRaft's
         ConfigurationControlManager: the topic's whole resulting set of overrides is
         validated (INVALID_CONFIG), then the topic must exist; only changed keys are
@@ -248,13 +430,21 @@ class Controller:
         changes = {k: v for k, v in changes.items() if current.get(k) != v}
         if validate_only or not changes:
             return
-        self._commit([{"type": "ConfigRecord", "resource_type": "topic", "resource_name": name,
+        await self._commit([{"type": "ConfigRecord", "resource_type": "topic",
+                              "resource_name": name,
                        "name": k, "value": v} for k, v in changes.items()])
         log.info("topic configs altered", topic=name, configs=changes)
 
     # -- dynamic broker configs (KIP-226) -----------------------------------------
-    def alter_broker_configs(self, resource_name: str, configs: dict[str, str | None],
-                             *, validate_only: bool = False) -> None:
+    async def alter_broker_configs(self, resource_name: str, configs: dict[str, str | None],
+                                   *, validate_only: bool = False) -> None:
+        async with self._lock:
+            await self._alter_broker_configs(resource_name, configs,
+                                             validate_only=validate_only)
+
+    async def _alter_broker_configs(self, resource_name: str,
+                                    configs: dict[str, str | None],
+                                    *, validate_only: bool = False) -> None:
         """Set (value) or delete (None) dynamic broker configs of a BROKER resource:
         "" is the cluster-wide default, a node id (as a string) that node. Written as
         ConfigRecords with resource_type "broker", as KRaft does (which also rewrites
@@ -265,7 +455,7 @@ class Controller:
         changes = {k: v for k, v in changes.items() if current.get(k) != v}
         if validate_only or not changes:
             return
-        self._commit([{"type": "ConfigRecord", "resource_type": "broker",
+        await self._commit([{"type": "ConfigRecord", "resource_type": "broker",
                        "resource_name": resource_name, "name": k, "value": v}
                       for k, v in changes.items()])
         log.info("broker configs altered", resource=resource_name or "<cluster default>",

@@ -27,6 +27,9 @@ class BrokerImage:
     port: int
     rack: str | None = None
     fenced: bool = False
+    # Offset of its registration record (KRaft's broker epoch): heartbeats carry it,
+    # so a heartbeat from a previous incarnation is refused (STALE_BROKER_EPOCH).
+    epoch: int = -1
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,32 @@ class MetadataImage:
         return self.topics.get(name)
 
 
+def image_to_records(image: MetadataImage) -> list[dict]:
+    """Records that rebuild `image` from an empty one: the content of a metadata
+    snapshot (KRaft writes its snapshots as the same record types)."""
+    out: list[dict] = [{"type": "ClusterIdRecord", "cluster_id": image.cluster_id}]
+    for b in image.brokers.values():
+        out.append({"type": "RegisterBrokerRecord", "broker_id": b.node_id, "host": b.host,
+                    "port": b.port, "rack": b.rack, "fenced": b.fenced, "epoch": b.epoch})
+    for t in image.topics.values():
+        out.append({"type": "TopicRecord", "name": t.name, "topic_id": str(t.topic_id)})
+        for p in t.partitions.values():
+            out.append({"type": "PartitionRecord", "topic_id": str(t.topic_id),
+                        "partition": p.partition, "leader": p.leader,
+                        "leader_epoch": p.leader_epoch, "replicas": list(p.replicas),
+                        "isr": list(p.isr), "partition_epoch": p.partition_epoch})
+        for k, v in t.configs.items():
+            out.append({"type": "ConfigRecord", "resource_type": "topic",
+                        "resource_name": t.name, "name": k, "value": v})
+    for resource, cfg in image.broker_configs.items():
+        for k, v in cfg.items():
+            out.append({"type": "ConfigRecord", "resource_type": "broker",
+                        "resource_name": resource, "name": k, "value": v})
+    out.append({"type": "ProducerIdsRecord", "broker_id": -1,
+                "next_producer_id": image.next_producer_id})
+    return out
+
+
 def apply_records(image: MetadataImage, records: list[dict], offset: int) -> MetadataImage:
     """Return a new image with `records` applied. Records that refer to unknown
     topics are ignored (a removed topic's late partition change, for instance)."""
@@ -78,7 +107,28 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
         kind = rec["type"]
         if kind == "RegisterBrokerRecord":
             brokers[rec["broker_id"]] = BrokerImage(rec["broker_id"], rec["host"], rec["port"],
-                                                    rec.get("rack"), rec.get("fenced", False))
+                                                    rec.get("rack"), rec.get("fenced", False),
+                                                    rec.get("epoch", offset))
+        elif kind in ("FenceBrokerRecord", "UnfenceBrokerRecord"):
+            b = brokers.get(rec["broker_id"])
+            if b is not None:
+                brokers[b.node_id] = replace(b, fenced=kind == "FenceBrokerRecord")
+        elif kind == "PartitionChangeRecord":
+            # Leader and/or ISR change of an existing partition (KRaft: only the changed
+            # fields are present; leader_epoch is bumped by the controller).
+            name = by_id.get(uuid.UUID(rec["topic_id"]))
+            t = topics.get(name) if name is not None else None
+            if t is None or rec["partition"] not in t.partitions:
+                continue
+            old = t.partitions[rec["partition"]]
+            parts = dict(t.partitions)
+            parts[old.partition] = replace(
+                old, leader=rec.get("leader", old.leader),
+                leader_epoch=rec.get("leader_epoch", old.leader_epoch),
+                isr=tuple(rec.get("isr", old.isr)),
+                replicas=tuple(rec.get("replicas", old.replicas)),
+                partition_epoch=old.partition_epoch + 1)
+            topics[name] = replace(t, partitions=MappingProxyType(parts))
         elif kind == "ClusterIdRecord":
             cluster_id = rec["cluster_id"]
         elif kind == "TopicRecord":

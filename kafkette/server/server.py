@@ -61,6 +61,9 @@ class KafkaServer:
                 host = "localhost"
             advertised[lst.name] = (host, adv_port)
         self.broker = Broker(self.config, advertised, self.clock)
+        # Cluster mode: join the quorum and register with the active controller (the
+        # client listeners open meanwhile; requests see the image as it catches up).
+        await self.broker.start_cluster()
         # Retention, the log cleaner and flush.ms, on this event loop.
         self.maintenance = LogMaintenance(self.broker)
         self.maintenance.start()
@@ -68,6 +71,16 @@ class KafkaServer:
             # Replay committed offsets and groups now rather than on the first group
             # request, so that offset expiry and session timers run from the start.
             self.broker.group_coordinator_ready()
+        # --- metrics: GET /metrics and /healthz when metrics.listener is set ---
+        # Up before the Kafka listeners accept: once a client gets an answer, the
+        # admin endpoint (/faults) answers too (tests wait on the Kafka port).
+        if self.config["metrics.listener"]:
+            self.metrics_http = MetricsHttpServer(
+                lambda: self.broker.metrics.registry,
+                lambda: self.broker is not None and not self._stopping,
+                faults_fn=lambda: self.broker.faults)
+            await self.metrics_http.start(self.config["metrics.listener"])
+        # --- end metrics ---
         self.dispatcher = self.broker.dispatcher
         for lst, sock in self._sockets:
             srv = await loop.create_server(
@@ -76,14 +89,6 @@ class KafkaServer:
             host, port = sock.getsockname()[:2]
             log.info("listener started", listener=lst.name, host=host, port=port,
                      advertised=f"{advertised[lst.name][0]}:{advertised[lst.name][1]}")
-        # --- metrics: GET /metrics and /healthz when metrics.listener is set ---
-        if self.config["metrics.listener"]:
-            self.metrics_http = MetricsHttpServer(
-                lambda: self.broker.metrics.registry,
-                lambda: self.broker is not None and not self._stopping,
-                faults_fn=lambda: self.broker.faults)
-            await self.metrics_http.start(self.config["metrics.listener"])
-        # --- end metrics ---
         log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1))
 
     def request_stop(self) -> None:
@@ -119,6 +124,10 @@ class KafkaServer:
             except asyncio.TimeoutError:
                 pass
         if self.broker is not None:
+            try:
+                await self.broker.close_cluster()
+            except Exception as e:  # noqa: BLE001 - close the logs whatever happens
+                log.warning("leaving the cluster failed", error=f"{type(e).__name__}: {e}")
             self.broker.close()
         if self.metrics_http is not None:  # metrics: /healthz said 503 until now
             await self.metrics_http.stop()

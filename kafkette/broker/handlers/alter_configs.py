@@ -44,7 +44,7 @@ def duplicate_resources(resources) -> set[tuple[int, str]]:
     return {k for k, n in counts.items() if n > 1}
 
 
-def alter_resource(broker, resource_type: int, resource_name: str,
+async def alter_resource(broker, resource_type: int, resource_name: str,
                    ops: list[tuple[str, int, str | None]], *, validate_only: bool,
                    incremental: bool) -> None:
     """Apply one resource's operations [(name, op, value)]. Legacy AlterConfigs
@@ -66,16 +66,16 @@ def alter_resource(broker, resource_type: int, resource_name: str,
         current = dict(t.configs) if t is not None else {}
         changes = _changes(ops, current, broker.effective_topic_configs(resource_name),
                            _is_topic_list, replace=not incremental)
-        broker.controller.alter_topic_configs(resource_name, changes,
-                                              validate_only=validate_only)
+        await broker.controller.alter_topic_configs(resource_name, changes,
+                                                    validate_only=validate_only)
     elif resource_type == BROKER:
         if resource_name != "":
             _check_node_id(broker, resource_name)
         current = dict(broker.image.broker_configs.get(resource_name, {}))
         changes = _changes(ops, current, _broker_values(broker, resource_name),
                            _is_broker_list, replace=not incremental)
-        broker.controller.alter_broker_configs(resource_name, changes,
-                                               validate_only=validate_only)
+        await broker.controller.alter_broker_configs(resource_name, changes,
+                                                     validate_only=validate_only)
     elif resource_type == BROKER_LOGGER and incremental:
         raise InvalidRequestError(
             "kafkette does not change log levels at runtime: its level is process-wide "
@@ -153,7 +153,7 @@ def _changes(ops, current: dict[str, str], effective: dict[str, str | None], is_
     return {k: v for k, v in changes.items() if not (v is None and k not in current)}
 
 
-def alter_all(broker, resources, ops_of, *, validate_only: bool, incremental: bool,
+async def alter_all(broker, resources, ops_of, *, validate_only: bool, incremental: bool,
               result_cls) -> list:
     dups = duplicate_resources(resources)
     results = []
@@ -163,7 +163,7 @@ def alter_all(broker, resources, ops_of, *, validate_only: bool, incremental: bo
         try:
             if (res.resource_type, res.resource_name) in dups:
                 raise InvalidRequestError("Each resource must appear at most once.")
-            alter_resource(broker, res.resource_type, res.resource_name, ops_of(res),
+            await alter_resource(broker, res.resource_type, res.resource_name, ops_of(res),
                            validate_only=validate_only, incremental=incremental)
         except KafkaError as e:
             r.error_code, r.error_message = error_of(e)
@@ -172,8 +172,8 @@ def alter_all(broker, resources, ops_of, *, validate_only: bool, incremental: bo
 
 
 @handler(33, 0, 2)
-def handle(ctx, request):
-    results = alter_all(
+async def handle(ctx, request):
+    results = await alter_all(
         ctx.broker, request.resources,
         lambda res: [(c.name, SET, c.value) for c in res.configs],
         validate_only=request.validate_only, incremental=False,

@@ -16,7 +16,7 @@ Result = CreatePartitionsResponse.CreatePartitionsTopicResult
 
 
 @handler(37, 0, 3)
-def handle(ctx, request):
+async def handle(ctx, request):
     controller = ctx.broker.controller
     counts = Counter(t.name for t in request.topics)
     results = []
@@ -26,7 +26,8 @@ def handle(ctx, request):
             if counts[t.name] > 1:
                 raise KafkaError(f"Duplicate topic {t.name} in the request",
                                  ErrorCode.INVALID_REQUEST)
-            controller.create_partitions(t.name, t.count, validate_only=request.validate_only)
+            await controller.create_partitions(t.name, t.count,
+                                               validate_only=request.validate_only)
         except KafkaError as e:
             res.error_code, res.error_message = error_of(e)
         results.append(res)

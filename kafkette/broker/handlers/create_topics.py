@@ -48,7 +48,7 @@ def _check_assignments(t, live) -> tuple[int, int]:
 
 
 @handler(19, 2, 7)
-def handle(ctx, request):
+async def handle(ctx, request):
     broker = ctx.broker
     controller = broker.controller
     counts = Counter(t.name for t in request.topics)
@@ -65,7 +65,7 @@ def handle(ctx, request):
             if t.assignments:
                 num_partitions, rf = _check_assignments(t, controller.live_brokers())
             configs = {c.name: c.value for c in t.configs}
-            controller.create_topic(
+            await controller.create_topic(
                 t.name, num_partitions, rf, configs, validate_only=request.validate_only,
                 default_partitions=broker.config["num.partitions"],
                 default_replication_factor=broker.config["default.replication.factor"])

@@ -16,7 +16,7 @@ ZERO = uuid.UUID(int=0)
 
 
 @handler(20, 1, 6)
-def handle(ctx, request):
+async def handle(ctx, request):
     broker = ctx.broker
     if ctx.api_version >= 6:
         wanted = [(t.name, t.topic_id if t.topic_id != ZERO else None) for t in request.topics]
@@ -29,7 +29,7 @@ def handle(ctx, request):
             if not broker.config["delete.topic.enable"]:
                 raise KafkaError("Topic deletion is disabled.", ErrorCode.TOPIC_DELETION_DISABLED)
             t = broker.image.topics.get(name) if name is not None else None
-            deleted = broker.controller.delete_topic(name if tid is None else None, tid)
+            deleted = await broker.controller.delete_topic(name if tid is None else None, tid)
             res.name = deleted
             if t is not None:
                 res.topic_id = t.topic_id

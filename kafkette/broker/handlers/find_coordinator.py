@@ -1,8 +1,9 @@
 """FindCoordinator (key 10), versions 0-6 (v4+ batches several keys, KIP-699).
 
-Group keys (key_type 0): the coordinator is this node — on one node it leads every
-partition of `__consumer_offsets`; with a cluster it becomes the leader of
-partition hash(group) % offsets.topic.num.partitions, as in Kafka.
+Group keys (key_type 0): the coordinator is the leader of the group's partition of
+`__consumer_offsets` (hash(group) % its partition count), as in Kafka: on one node
+that is this node; in a cluster, COORDINATOR_NOT_AVAILABLE while the topic is being
+created or the partition is offline (clients retry).
 Transaction keys (key_type 1): COORDINATOR_NOT_AVAILABLE until transactions land
 (what Kafka answers while it cannot host `__transaction_state`). Other key types
 (share groups, KIP-932): INVALID_REQUEST.
@@ -23,10 +24,19 @@ def _lookup(ctx, key: str, key_type: int):
         if not key and ctx.api_version < 4:
             # Kafka: an empty group id is invalid (INVALID_GROUP_ID) for lookups.
             return ErrorCode.INVALID_GROUP_ID, "The group id is empty", -1, "", -1
-        ctx.broker.group_coordinator_ready()  # creates __consumer_offsets on first use
-        host, port = ctx.broker.advertised.get(ctx.listener,
-                                               next(iter(ctx.broker.advertised.values())))
-        return ErrorCode.NONE, None, ctx.broker.node_id, host, port
+        broker = ctx.broker
+        # Creates __consumer_offsets on first use (in the background in a cluster).
+        node = (broker.group_coordinator_node(key)
+                if broker.group_coordinator_ready() is not None else None)
+        if node == broker.node_id:
+            host, port = broker.advertised.get(ctx.listener,
+                                               next(iter(broker.advertised.values())))
+            return ErrorCode.NONE, None, node, host, port
+        b = broker.image.brokers.get(node) if node is not None else None
+        if b is None or b.fenced:
+            return (ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                    "The coordinator is not available.", -1, "", -1)
+        return ErrorCode.NONE, None, b.node_id, b.host, b.port
     if key_type == TRANSACTION:
         return (ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported yet",
                 -1, "", -1)

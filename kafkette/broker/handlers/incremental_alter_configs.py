@@ -15,8 +15,8 @@ from kafkette.protocol.messages import IncrementalAlterConfigsResponse
 
 
 @handler(44, 0, 1)
-def handle(ctx, request):
-    results = alter_all(
+async def handle(ctx, request):
+    results = await alter_all(
         ctx.broker, request.resources,
         lambda res: [(c.name, c.config_operation, c.value) for c in res.configs],
         validate_only=request.validate_only, incremental=True,

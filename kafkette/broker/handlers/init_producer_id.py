@@ -33,5 +33,17 @@ def handle(ctx, request):
         return InitProducerIdResponse(
             error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
             producer_id=-1, producer_epoch=-1)
-    return InitProducerIdResponse(error_code=0, producer_id=ctx.broker.next_producer_id(),
-                                  producer_epoch=0)
+    pid = ctx.broker.next_producer_id()
+    if isinstance(pid, int):
+        return InitProducerIdResponse(error_code=0, producer_id=pid, producer_epoch=0)
+    return _await_producer_id(pid)
+
+
+async def _await_producer_id(pending):
+    """Cluster: a new block of ids comes from the active controller."""
+    try:
+        pid = await pending
+    except Exception:  # noqa: BLE001 - the controller is unreachable: clients retry
+        return InitProducerIdResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                                      producer_id=-1, producer_epoch=-1)
+    return InitProducerIdResponse(error_code=0, producer_id=pid, producer_epoch=0)

@@ -11,7 +11,9 @@ Listed = ListGroupsResponse.ListedGroup
 def handle(ctx, request):
     states = request.states_filter if ctx.api_version >= 4 and request.states_filter else None
     types = request.types_filter if ctx.api_version >= 5 and request.types_filter else None
-    groups = ensure_coordinator(ctx).list_groups(states, types)
+    coordinator = ensure_coordinator(ctx)
+    # A cluster node whose `__consumer_offsets` is still being created has no groups.
+    groups = coordinator.list_groups(states, types) if coordinator is not None else []
     return ListGroupsResponse(error_code=0, groups=[
         Listed(group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state,
                group_type=g.group_type) for g in groups])

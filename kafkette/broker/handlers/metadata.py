@@ -22,6 +22,7 @@ from kafkette.broker.handlers.common import (
 )
 from kafkette.broker.registry import handler
 from kafkette.controller.controller import validate_topic_name
+from kafkette.controller.quorum import run_now
 from kafkette.errors import ErrorCode, KafkaError, TopicAlreadyExistsError
 from kafkette.logging import get_logger
 from kafkette.protocol.messages import MetadataResponse
@@ -32,26 +33,38 @@ Part = MetadataResponse.MetadataResponseTopic.MetadataResponsePartition
 ZERO = uuid.UUID(int=0)
 
 
-def topic_response(t, include_ops: bool) -> Topic:
+def topic_response(t, include_ops: bool, offline: frozenset = frozenset()) -> Topic:
+    """`offline`: fenced brokers. A partition without a leader (its only replica is
+    fenced, RF=1) is LEADER_NOT_AVAILABLE with leader -1, as Kafka answers."""
     return Topic(
         error_code=0, name=t.name, topic_id=t.topic_id, is_internal=t.name in INTERNAL_TOPICS,
-        partitions=[Part(error_code=0, partition_index=p.partition, leader_id=p.leader,
+        partitions=[Part(error_code=ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,
+                         partition_index=p.partition, leader_id=p.leader,
                          leader_epoch=p.leader_epoch, replica_nodes=list(p.replicas),
-                         isr_nodes=list(p.isr), offline_replicas=[])
+                         isr_nodes=list(p.isr),
+                         offline_replicas=[r for r in p.replicas if r in offline])
                     for p in sorted(t.partitions.values(), key=lambda p: p.partition)],
         topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS if include_ops else NO_OPERATIONS)
 
 
-def _auto_create(broker, name: str):
+def _auto_create(broker, name: str) -> bool:
+    """Create `name`; True when it exists now. A cluster node asks the active
+    controller in the background and the topic is answered LEADER_NOT_AVAILABLE
+    meanwhile, as Kafka does; a single node creates it synchronously."""
     cfg = broker.config
+    validate_topic_name(name)
+    if broker.cluster is not None:
+        broker.cluster.create_topic_in_background(
+            name, cfg["num.partitions"], cfg["default.replication.factor"], {})
+        return False
     try:
-        validate_topic_name(name)
-        broker.controller.create_topic(
+        run_now(broker.controller.create_topic(
             name, -1, -1, {}, default_partitions=cfg["num.partitions"],
-            default_replication_factor=cfg["default.replication.factor"])
+            default_replication_factor=cfg["default.replication.factor"]))
         log.info("topic auto-created", topic=name)
     except TopicAlreadyExistsError:
         pass
+    return True
 
 
 @handler(3, 0, 12)
@@ -63,6 +76,7 @@ def handle(ctx, request):
     allow_auto = allow_auto and broker.config["auto.create.topics.enable"]
     topics = []
     image = broker.image
+    offline = frozenset(b.node_id for b in image.brokers.values() if b.fenced)
     if version < 12 and request.topics and any(
             rt.name is None or rt.topic_id != ZERO for rt in request.topics):
         # v10/v11 carry a topic id field but Kafka serves id lookups from v12 only (the
@@ -73,7 +87,8 @@ def handle(ctx, request):
             Topic(error_code=ErrorCode.INVALID_REQUEST, name=rt.name or "",
                   topic_id=rt.topic_id, partitions=[]) for rt in request.topics])
     if request.topics is None or (version == 0 and not request.topics):
-        topics = [topic_response(t, include_ops) for name, t in sorted(image.topics.items())
+        topics = [topic_response(t, include_ops, offline)
+                  for name, t in sorted(image.topics.items())
                   if name not in INTERNAL_TOPICS]
     else:
         for rt in request.topics:
@@ -88,10 +103,14 @@ def handle(ctx, request):
             t = image.topics.get(name)
             if t is None and allow_auto:
                 try:
-                    _auto_create(broker, name)
+                    created = _auto_create(broker, name)
                 except KafkaError as e:
                     code, _ = error_of(e)
                     topics.append(Topic(error_code=code, name=name, topic_id=ZERO, partitions=[]))
+                    continue
+                if not created:
+                    topics.append(Topic(error_code=ErrorCode.LEADER_NOT_AVAILABLE, name=name,
+                                        topic_id=ZERO, partitions=[]))
                     continue
                 image = broker.image
                 t = image.topics.get(name)
@@ -103,7 +122,7 @@ def handle(ctx, request):
                     code = e.code
                 topics.append(Topic(error_code=code, name=name, topic_id=ZERO, partitions=[]))
                 continue
-            topics.append(topic_response(t, include_ops))
+            topics.append(topic_response(t, include_ops, offline))
     listener = ctx.listener
     brokers = []
     for b in sorted(image.brokers.values(), key=lambda b: b.node_id):

@@ -1,0 +1,114 @@
+"""The metadata quorum as the controller sees it: an ordered, replicated log of
+proposals, each applied once committed.
+
+Two implementations share this interface:
+
+- `LocalQuorum` (here): no `controller.quorum.voters`, a node alone is the quorum. A
+  proposal is committed as soon as it is appended and fsynced to the local metadata
+  log, so `append()` never suspends; single-node handlers stay synchronous through
+  `run_now()`.
+- `RaftQuorum` (kafkette/controller/raft/quorum.py): the KRaft-style quorum of the
+  cluster issue; `append()` resolves once a majority has the entry.
+
+Both store proposals as record batches (JSON values) in `__cluster_metadata-0` with the
+project's own log store, so a single node's data dir opens under either.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+from kafkette.log.partition_log import LogConfig, PartitionLog
+from kafkette.protocol.records import build_batch, decode_records
+
+METADATA_TOPIC = "__cluster_metadata"
+
+
+class QuorumListener(Protocol):
+    def apply(self, last_offset: int, values: list[bytes]) -> None: ...
+    def load_snapshot(self, last_offset: int, data: bytes) -> None: ...
+    def snapshot(self) -> tuple[int, bytes]: ...
+    def leader_changed(self, leader_id: int | None, epoch: int) -> None: ...
+
+
+def run_now(coro):
+    """Run a coroutine that is known not to suspend (LocalQuorum writes) to its end,
+    without an event loop; a suspension is a programming error."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("run_now: the coroutine suspended (not a local quorum?)")
+
+
+class LocalQuorum:
+    """A quorum of one: this node is always the leader, epoch 0."""
+
+    is_local = True
+
+    def __init__(self, node_id: int, data_dir: Path, clock):
+        self.node_id = node_id
+        self.clock = clock
+        self._log = PartitionLog(Path(data_dir) / f"{METADATA_TOPIC}-0", LogConfig(), clock)
+        self._listener: QuorumListener | None = None
+
+    @property
+    def leader_id(self) -> int:
+        return self.node_id
+
+    @property
+    def epoch(self) -> int:
+        return 0
+
+    def is_leader(self) -> bool:
+        return True
+
+    def start_sync(self, listener: QuorumListener) -> None:
+        """Replay the whole local log into the listener (small: one node's metadata)."""
+        self._listener = listener
+        offset = self._log.log_start_offset
+        while offset < self._log.log_end_offset:
+            data = self._log.read(offset, 1 << 20)
+            if not data:
+                break
+            pending: list[bytes] = []
+            last = offset
+            for rec in decode_records(data):
+                if rec.offset < offset:
+                    continue
+                pending.append(bytes(rec.value))
+                last = offset = rec.offset + 1
+            # Batches are applied as one unit on write; applying the records of a read
+            # one by one gives the same image (records are idempotent upserts).
+            for i, v in enumerate(pending):
+                listener.apply(last - len(pending) + i, [v])
+        listener.leader_changed(self.node_id, 0)
+
+    async def start(self, listener: QuorumListener) -> None:
+        self.start_sync(listener)
+
+    async def append(self, values: list[bytes]) -> int:
+        batch = bytearray(build_batch([(None, v, []) for v in values],
+                                      timestamp_ms=self.clock.time_ms()))
+        result = self._log.append(memoryview(batch), 0, self.clock.time_ms())
+        self._log.flush()  # metadata is small and precious: always fsync it
+        assert self._listener is not None
+        self._listener.apply(result.last_offset, values)
+        return result.last_offset
+
+    def describe(self) -> dict:
+        return {"leader_id": self.node_id, "epoch": 0,
+                "high_watermark": self._log.log_end_offset,
+                "voters": {self.node_id: {"log_end_offset": self._log.log_end_offset}}}
+
+    def close_sync(self) -> None:
+        self._log.close()
+
+    async def close(self) -> None:
+        self.close_sync()
+
+
+def encode_records(records: list[dict]) -> list[bytes]:
+    return [json.dumps(r, separators=(",", ":")).encode() for r in records]
