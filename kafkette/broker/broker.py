@@ -3,6 +3,7 @@ dispatcher together for one node. The server owns the sockets; this owns the sta
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -21,7 +22,12 @@ from kafkette.config import (
 )
 from kafkette.broker.group_offsets import LogOffsetStore, ensure_offsets_topic, load_offsets
 from kafkette.controller.controller import Controller
-from kafkette.coordinator.group_coordinator import GroupConfig, GroupCoordinator
+from kafkette.controller.quorum import LocalQuorum, run_now
+from kafkette.coordinator.group_coordinator import (
+    GroupConfig,
+    GroupCoordinator,
+    offsets_partition_for,
+)
 from kafkette.coordinator.scheduler import LoopScheduler
 from kafkette.controller.metadata_image import MetadataImage
 from kafkette.errors import InvalidConfigError
@@ -53,21 +59,45 @@ class Broker:
         self.log_manager = LogManager(self.data_dir, self.clock)
         self.log_manager.load_all()
         host, port = next(iter(advertised.values()))
-        self.controller = Controller(self.data_dir, self.node_id, config["cluster.id"],
-                                     self.clock, (host, port), config["broker.rack"],
-                                     validate_configs=self._validate_topic_configs,
-                                     validate_broker_configs=self._validate_broker_configs)
-        self._apply_dynamic_configs(self.controller.image)
+        voters = {v.node_id: (v.host, v.port) for v in config.controller_quorum_voters}
+        # `cluster`: the broker side of a multi-node cluster (broker/cluster.py); None
+        # for a single node without controller.quorum.voters (a quorum of one).
+        self.cluster = None
+        if voters:
+            if self.node_id not in voters:
+                raise ConfigError(f"node.id {self.node_id} is not one of the voters in "
+                                  "controller.quorum.voters (kafkette runs combined nodes, "
+                                  "process.roles=broker,controller)")
+            from kafkette.controller.raft.quorum import RaftQuorum
+            quorum = RaftQuorum(self.node_id, voters, self.data_dir, self.clock,
+                                config=config)
+        else:
+            quorum = LocalQuorum(self.node_id, self.data_dir, self.clock)
         self.replica_manager = ReplicaManager(self.node_id, self.log_manager,
                                               self.effective_topic_configs,
                                               self.purgatory, self.clock)
-        self.replica_manager.on_metadata_update(
-            MetadataImage(cluster_id="", controller_id=self.node_id), self.controller.image)
-        self.replica_manager.remove_stray_logs(self.controller.image)
+        # LocalQuorum replays the metadata log inside the constructor; the listeners
+        # see that replay only in cluster mode (added before the quorum starts), so
+        # the single-node path applies the replayed image once, below.
+        self.controller = Controller(quorum, self.node_id, config["cluster.id"],
+                                     self.clock, (host, port), config["broker.rack"],
+                                     validate_configs=self._validate_topic_configs,
+                                     validate_broker_configs=self._validate_broker_configs,
+                                     session_timeout_ms=config["broker.session.timeout.ms"])
+        if voters:
+            from kafkette.broker.cluster import ClusterMember
+            self.cluster = ClusterMember(self, quorum, voters)
+        else:
+            self._apply_dynamic_configs(self.controller.image)
+            self.replica_manager.on_metadata_update(
+                MetadataImage(cluster_id="", controller_id=self.node_id),
+                self.controller.image)
+            self.replica_manager.remove_stray_logs(self.controller.image)
         # Before the replica manager's: it builds LogConfigs from the topic defaults.
         self.controller.add_listener(self._on_metadata_update)
         self.controller.add_listener(self.replica_manager.on_metadata_update)
         self._producer_ids = iter(())
+        self._producer_id_lock = asyncio.Lock()
         self.closing = False
         self._group_coordinator = None
         # Each broker owns its metrics registry (several brokers may share a process).
@@ -133,6 +163,16 @@ class Broker:
                     self.effective_topic_configs(topic, image))
             part.log.config = configs[topic]
 
+    async def start_cluster(self) -> None:
+        """Cluster mode: join the quorum (replaying the local metadata log), then
+        register and heartbeat with the active controller."""
+        if self.cluster is not None:
+            await self.cluster.start()
+
+    async def close_cluster(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.close()
+
     def _on_metadata_update(self, old: MetadataImage, new: MetadataImage) -> None:
         if old.broker_configs == new.broker_configs:
             return
@@ -147,12 +187,24 @@ class Broker:
                  node=dict(new.broker_configs.get(str(self.node_id), {})))
 
     # -- groups ----------------------------------------------------------------
+    def group_coordinator_node(self, group_id: str) -> int | None:
+        """The node that coordinates `group_id`: the leader of its partition of
+        `__consumer_offsets` (None: no such topic yet, or the partition is offline)."""
+        t = self.image.topics.get("__consumer_offsets")
+        if t is None:
+            return None
+        p = t.partitions.get(offsets_partition_for(group_id, len(t.partitions)))
+        if p is None or p.leader < 0:
+            return None
+        return p.leader
+
     def group_coordinator_ready(self):
         """The group coordinator, created on first use: `__consumer_offsets` is
         created (as Kafka does on the first FindCoordinator for a group) and its
         records are replayed, so committed offsets survive a restart."""
         if self._group_coordinator is None:
-            ensure_offsets_topic(self)
+            if not ensure_offsets_topic(self):
+                return None  # cluster: being created by the controller
             coordinator = GroupCoordinator(LoopScheduler(clock=self.clock),
                                            GroupConfig.from_config(self.config),
                                            store=LogOffsetStore(self))
@@ -162,11 +214,22 @@ class Broker:
         return self._group_coordinator
 
     # -- producer ids ----------------------------------------------------------
-    def next_producer_id(self) -> int:
+    def next_producer_id(self):
+        """A producer id; an int, or (cluster mode, when the block is used up) an
+        awaitable: the block comes from the active controller (AllocateProducerIds)."""
         for pid in self._producer_ids:
             return pid
-        self._producer_ids = iter(self.controller.allocate_producer_ids())
-        return next(self._producer_ids)
+        if self.cluster is None:
+            self._producer_ids = iter(run_now(self.controller.allocate_producer_ids()))
+            return next(self._producer_ids)
+        return self._next_producer_id_async()
+
+    async def _next_producer_id_async(self) -> int:
+        async with self._producer_id_lock:
+            for pid in self._producer_ids:
+                return pid
+            self._producer_ids = iter(await self.cluster.allocate_producer_ids())
+            return next(self._producer_ids)
 
     # -- lifecycle -------------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,482 @@
+"""The broker's side of a cluster (combined mode: every node is broker and controller
+voter, like `process.roles=broker,controller` in KRaft).
+
+- Lifecycle: register with the active controller (BrokerRegistration, key 62), then
+  heartbeat every `broker.heartbeat.interval.ms` (BrokerHeartbeat, key 63) with the
+  offset of the metadata this node has applied. A new registration starts fenced; the
+  controller unfences the broker once that offset reaches its registration record.
+  A broker that misses `broker.session.timeout.ms` of heartbeats is fenced by the
+  controller: it disappears from Metadata and loses partition leadership (with RF=1 the
+  partition is offline until it comes back). On SIGTERM a last heartbeat asks to shut
+  down (KRaft's controlled shutdown), so the controller fences it at once.
+- Controller-side APIs on the controller listener (the Raft transport's server):
+  BrokerRegistration, BrokerHeartbeat, AllocateProducerIds, and the admin requests
+  forwarded by other brokers. Only the active controller serves them; the others
+  answer NOT_CONTROLLER and the sender retries against the new leader.
+- Forwarding: CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs and
+  IncrementalAlterConfigs sent to any broker reach the active controller. Kafka
+  wraps them in an Envelope (KIP-590) carrying the client's principal; kafkette has no
+  principals, so it sends the request itself at the client's version and relays the
+  response.
+
+Real Kafka differences: KRaft also has a separate controller listener per
+`controller.listener.names`; here the controller listener is the address of the node
+in `controller.quorum.voters`. No UnregisterBroker, no broker-only or controller-only
+nodes (process.roles must include both).
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+
+from kafkette.errors import ErrorCode, KafkaError, NotControllerError
+from kafkette.logging import get_logger
+from kafkette.protocol.messages import (
+    AllocateProducerIdsRequest,
+    AllocateProducerIdsResponse,
+    AlterConfigsResponse,
+    BrokerHeartbeatRequest,
+    BrokerHeartbeatResponse,
+    BrokerRegistrationRequest,
+    BrokerRegistrationResponse,
+    CreatePartitionsResponse,
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+    DeleteGroupsResponse,
+    DeleteTopicsResponse,
+    DescribeGroupsResponse,
+    IncrementalAlterConfigsResponse,
+    LeaveGroupResponse,
+    OffsetDeleteResponse,
+)
+
+log = get_logger("kafkette.cluster")
+
+CREATE_TOPICS, DELETE_TOPICS, ALTER_CONFIGS, CREATE_PARTITIONS = 19, 20, 33, 37
+INCREMENTAL_ALTER_CONFIGS = 44
+OFFSET_COMMIT, OFFSET_FETCH, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 8, 9, 11, 12, 13, 14
+DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_DELETE = 15, 42, 47
+# Requests for one group (or a list of groups) that only its coordinator serves.
+GROUP_APIS = frozenset({OFFSET_COMMIT, OFFSET_FETCH, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP,
+                        SYNC_GROUP, DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_DELETE})
+FORWARDED_APIS = frozenset({CREATE_TOPICS, DELETE_TOPICS, ALTER_CONFIGS, CREATE_PARTITIONS,
+                            INCREMENTAL_ALTER_CONFIGS})
+# Errors after which a controller RPC is retried against the (new) active controller.
+_RETRY_CODES = {ErrorCode.NOT_CONTROLLER, ErrorCode.REQUEST_TIMED_OUT}
+
+
+class ControllerUnavailable(Exception):
+    pass
+
+
+class _Header:
+    """A request header for handlers run on behalf of a forwarding broker."""
+
+    def __init__(self, api_key: int, api_version: int, client_id: str | None):
+        self.request_api_key = api_key
+        self.request_api_version = api_version
+        self.api_version = api_version
+        self.correlation_id = 0
+        self.client_id = client_id
+
+
+def forwarded_error_response(api_key: int, request, code: int, message: str | None):
+    """What the client gets when no controller could serve its forwarded request:
+    every topic/resource fails with `code` (NOT_CONTROLLER is retriable for clients)."""
+    if api_key == CREATE_TOPICS:
+        R = CreateTopicsResponse.CreatableTopicResult
+        return CreateTopicsResponse(topics=[
+            R(name=t.name, error_code=code, error_message=message, num_partitions=-1,
+              replication_factor=-1, configs=None) for t in request.topics])
+    if api_key == DELETE_TOPICS:
+        R = DeleteTopicsResponse.DeletableTopicResult
+        if request.topics:
+            return DeleteTopicsResponse(responses=[
+                R(name=t.name, topic_id=t.topic_id, error_code=code, error_message=message)
+                for t in request.topics])
+        return DeleteTopicsResponse(responses=[
+            R(name=n, error_code=code, error_message=message) for n in request.topic_names])
+    if api_key == CREATE_PARTITIONS:
+        R = CreatePartitionsResponse.CreatePartitionsTopicResult
+        return CreatePartitionsResponse(results=[
+            R(name=t.name, error_code=code, error_message=message) for t in request.topics])
+    if api_key == ALTER_CONFIGS:
+        R = AlterConfigsResponse.AlterConfigsResourceResponse
+        return AlterConfigsResponse(responses=[
+            R(error_code=code, error_message=message, resource_type=r.resource_type,
+              resource_name=r.resource_name) for r in request.resources])
+    if api_key == INCREMENTAL_ALTER_CONFIGS:
+        R = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+        return IncrementalAlterConfigsResponse(responses=[
+            R(error_code=code, error_message=message, resource_type=r.resource_type,
+              resource_name=r.resource_name) for r in request.resources])
+    raise ValueError(f"api key {api_key} is not forwarded")
+
+
+class _LocalContext:
+    def __init__(self, api_version: int):
+        self.api_version = api_version
+        self.header = _Header(CREATE_TOPICS, api_version, "kafkette-broker")
+
+
+class ClusterMember:
+    def __init__(self, broker, quorum, voters: dict[int, tuple[str, int]]):
+        self.broker = broker
+        self.quorum = quorum
+        self.voters = voters
+        cfg = broker.config
+        self.heartbeat_interval_s = cfg["broker.heartbeat.interval.ms"] / 1000
+        self.request_timeout_s = cfg["controller.quorum.request.timeout.ms"] / 1000
+        self.broker_epoch = -1
+        self.fenced = True
+        self._channels: dict[int, object] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._incarnation = uuid.uuid4()
+        self._stray_logs_checked = False
+        self._creating: set[str] = set()
+        self._closing = False
+
+    # -- start / stop ---------------------------------------------------------
+    async def start(self) -> None:
+        await self.quorum.start(self.broker.controller)
+        self._register_controller_apis()
+        self._tasks.append(asyncio.ensure_future(self._lifecycle()))
+        self._tasks.append(asyncio.ensure_future(self._session_checker()))
+
+    async def close(self) -> None:
+        self._closing = True
+        if self.broker_epoch >= 0:
+            # Controlled shutdown (KRaft: a heartbeat with wantShutDown): the controller
+            # fences us now instead of after a session timeout. Best effort.
+            try:
+                await asyncio.wait_for(self._heartbeat(want_shutdown=True), 1.0)
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        for ch in self._channels.values():
+            await _maybe_await(ch.close())
+        self._channels.clear()
+        await self.quorum.close()
+
+    # -- requests this node must not serve itself ------------------------------------
+    def handler_for(self, api_key: int, handle):
+        if api_key not in FORWARDED_APIS and api_key not in GROUP_APIS:
+            return handle
+
+        def checked(ctx, request):
+            early = self.intercept(ctx, api_key, request, handle)
+            return handle(ctx, request) if early is None else early
+        return checked
+
+    def intercept(self, ctx, api_key: int, request, handle):
+        """Called by the dispatcher before the handler: a forwarded admin request, a
+        group request for a group this node does not coordinate (NOT_COORDINATOR, or
+        COORDINATOR_NOT_AVAILABLE while `__consumer_offsets` is missing or its
+        partition offline), or None to let the handler serve it."""
+        if api_key in FORWARDED_APIS:
+            if self.broker.controller.is_active:
+                return None
+            return self.forward(ctx, api_key, request)
+        if api_key in GROUP_APIS:
+            return self._check_groups(ctx, api_key, request, handle)
+        return None
+
+    def _group_error(self, group_id: str) -> int:
+        node = self.broker.group_coordinator_node(group_id)
+        if node is None or self.broker.group_coordinator_ready() is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return ErrorCode.NONE if node == self.broker.node_id else ErrorCode.NOT_COORDINATOR
+
+    def _check_groups(self, ctx, api_key: int, request, handle):
+        from kafkette.broker.faults import error_response
+        if api_key in (DESCRIBE_GROUPS, DELETE_GROUPS):
+            # Several groups: serve ours, answer the others per group (as KafkaApis).
+            attr = "groups" if api_key == DESCRIBE_GROUPS else "groups_names"
+            ids = list(getattr(request, attr))
+            codes = {g: self._group_error(g) for g in ids}
+            if not any(codes.values()):
+                return None
+            setattr(request, attr, [g for g in ids if not codes[g]])
+            resp = handle(ctx, request) if any(not c for c in codes.values()) else None
+            if api_key == DESCRIBE_GROUPS:
+                D = DescribeGroupsResponse.DescribedGroup
+                got = {d.group_id: d for d in (resp.groups if resp else [])}
+                groups = [got.get(g) or D(error_code=codes[g], group_id=g, group_state="",
+                                          protocol_type="", protocol_data="", members=[])
+                          for g in ids]
+                return DescribeGroupsResponse(groups=groups)
+            R = DeleteGroupsResponse.DeletableGroupResult
+            got = {r.group_id: r for r in (resp.results if resp else [])}
+            return DeleteGroupsResponse(results=[got.get(g) or R(group_id=g,
+                                                                 error_code=codes[g])
+                                                 for g in ids])
+        if api_key == OFFSET_FETCH and ctx.api_version >= 8:
+            ids = [g.group_id for g in request.groups]
+        else:
+            ids = [request.group_id]
+        code = next((c for c in map(self._group_error, ids) if c), ErrorCode.NONE)
+        if not code:
+            return None
+        if api_key == LEAVE_GROUP:
+            return LeaveGroupResponse(error_code=code, members=[])
+        if api_key == OFFSET_DELETE:
+            return OffsetDeleteResponse(error_code=code, topics=[])
+        return error_response(api_key, request, code, ctx)
+
+    # -- talking to the active controller ----------------------------------------
+    def _channel(self, node_id: int):
+        ch = self._channels.get(node_id)
+        if ch is None:
+            from kafkette.controller.raft.transport import ControllerChannel
+            host, port = self.voters[node_id]
+            ch = self._channels[node_id] = ControllerChannel(host, port)
+        return ch
+
+    async def controller_rpc(self, request, version: int, timeout_s: float | None = None):
+        """Send `request` to the active controller; retry on NOT_CONTROLLER, a lost
+        connection or no known leader until the deadline (ControllerUnavailable)."""
+        deadline = time.monotonic() + (timeout_s or self.request_timeout_s * 5)
+        last_error = "no active controller"
+        while True:
+            leader = self.quorum.leader_id
+            if leader is not None and leader in self.voters:
+                try:
+                    remaining = max(0.05, deadline - time.monotonic())
+                    resp = await asyncio.wait_for(
+                        self._channel(leader).send(request, version),
+                        min(remaining, self.request_timeout_s))
+                    code = getattr(resp, "error_code", 0)
+                    if code not in _RETRY_CODES:
+                        return resp
+                    last_error = ErrorCode(code).name
+                except (OSError, ConnectionError, asyncio.TimeoutError, EOFError) as e:
+                    last_error = f"{type(e).__name__}: {e}"
+                except Exception as e:  # noqa: BLE001 - the channel's own errors
+                    last_error = f"{type(e).__name__}: {e}"
+            if time.monotonic() >= deadline:
+                raise ControllerUnavailable(last_error)
+            await asyncio.sleep(0.05)
+
+    async def forward(self, ctx, api_key: int, request):
+        """Run an admin request on the active controller (ourselves included)."""
+        try:
+            deadline = max(1.0, getattr(request, "timeout_ms", 30000) / 1000)
+            return await self._forward_once(ctx, api_key, request, deadline)
+        except ControllerUnavailable as e:
+            log.warning("forwarding to the controller failed", api_key=api_key, error=str(e))
+            return forwarded_error_response(api_key, request, ErrorCode.NOT_CONTROLLER,
+                                            "The active controller could not be reached.")
+
+    async def _forward_once(self, ctx, api_key, request, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.broker.controller.is_active:
+                return await self._run_local(api_key, request, ctx.api_version,
+                                             ctx.header.client_id)
+            leader = self.quorum.leader_id
+            if leader is not None and leader != self.broker.node_id:
+                try:
+                    return await asyncio.wait_for(
+                        self._channel(leader).send(request, ctx.api_version),
+                        max(0.1, deadline - time.monotonic()))
+                except Exception as e:  # noqa: BLE001 - retried below
+                    err = f"{type(e).__name__}: {e}"
+            else:
+                err = "no active controller"
+            if time.monotonic() >= deadline:
+                raise ControllerUnavailable(err)
+            await asyncio.sleep(0.05)
+
+    async def _run_local(self, api_key: int, request, version: int, client_id):
+        from kafkette.broker.dispatcher import RequestContext
+        spec = self.broker.dispatcher.handlers[api_key]
+        ctx = RequestContext(self.broker, _Header(api_key, version, client_id),
+                             "", "CONTROLLER")
+        result = spec.handle(ctx, request)
+        return await result if inspect.isawaitable(result) else result
+
+    def create_topic_in_background(self, name: str, partitions: int, rf: int,
+                                   configs: dict[str, str]) -> None:
+        """Ask the active controller to create a topic and return at once: Metadata's
+        auto-creation and `__consumer_offsets` on first FindCoordinator, whose
+        callers answer LEADER_NOT_AVAILABLE / COORDINATOR_NOT_AVAILABLE meanwhile, as
+        Kafka does."""
+        if name in self._creating:
+            return
+        self._creating.add(name)
+        T = CreateTopicsRequest.CreatableTopic
+        req = CreateTopicsRequest(topics=[T(
+            name=name, num_partitions=partitions, replication_factor=rf, assignments=[],
+            configs=[T.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])],
+            timeout_ms=30000, validate_only=False)
+
+        async def create():
+            try:
+                ctx = _LocalContext(7)
+                resp = await self._forward_once(ctx, CREATE_TOPICS, req, 30.0)
+                code = resp.topics[0].error_code if resp.topics else 0
+                if code and code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                    log.warning("topic auto-creation failed", topic=name,
+                                error=ErrorCode(code).name)
+            except Exception as e:  # noqa: BLE001 - a client will ask again
+                log.warning("topic auto-creation failed", topic=name,
+                            error=f"{type(e).__name__}: {e}")
+            finally:
+                self._creating.discard(name)
+        self._tasks.append(asyncio.ensure_future(create()))
+
+    async def allocate_producer_ids(self) -> range:
+        if self.broker.controller.is_active:
+            return await self.broker.controller.allocate_producer_ids(self.broker.node_id)
+        resp = await self.controller_rpc(
+            AllocateProducerIdsRequest(broker_id=self.broker.node_id,
+                                       broker_epoch=self.broker_epoch), 0)
+        if resp.error_code:
+            raise KafkaError("producer id allocation failed", ErrorCode(resp.error_code))
+        return range(resp.producer_id_start, resp.producer_id_start + resp.producer_id_len)
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def _lifecycle(self) -> None:
+        while not self._closing:
+            try:
+                if self.broker_epoch < 0:
+                    await self._register()
+                await self._heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except ControllerUnavailable:
+                pass  # no controller yet: try again next interval
+            except KafkaError as e:
+                if e.code in (ErrorCode.STALE_BROKER_EPOCH, ErrorCode.BROKER_ID_NOT_REGISTERED):
+                    log.warning("registering again", reason=e.code.name)
+                    self.broker_epoch = -1
+                    continue
+                log.warning("broker heartbeat failed", error=str(e))
+            except Exception as e:  # noqa: BLE001 - keep heartbeating whatever happens
+                log.warning("broker heartbeat failed", error=f"{type(e).__name__}: {e}")
+            await asyncio.sleep(self.heartbeat_interval_s)
+
+    async def _register(self) -> None:
+        b = self.broker
+        L = BrokerRegistrationRequest.Listener
+        listeners = [L(name=name, host=host, port=port, security_protocol=0)
+                     for name, (host, port) in b.advertised.items()]
+        req = BrokerRegistrationRequest(
+            broker_id=b.node_id, cluster_id=b.static_config["cluster.id"] or "",
+            incarnation_id=self._incarnation, listeners=listeners, features=[],
+            rack=b.static_config["broker.rack"], is_migrating_zk_broker=False,
+            log_dirs=[], previous_broker_epoch=-1)
+        resp = await self.controller_rpc(req, 0)
+        if resp.error_code:
+            raise KafkaError("broker registration refused", ErrorCode(resp.error_code))
+        self.broker_epoch = resp.broker_epoch
+        log.info("broker registered with the controller", broker_epoch=self.broker_epoch,
+                 controller_id=self.quorum.leader_id)
+
+    async def _heartbeat(self, want_shutdown: bool = False) -> None:
+        req = BrokerHeartbeatRequest(
+            broker_id=self.broker.node_id, broker_epoch=self.broker_epoch,
+            current_metadata_offset=self.broker.image.offset, want_fence=False,
+            want_shut_down=want_shutdown, offline_log_dirs=[])
+        resp = await self.controller_rpc(req, 0, timeout_s=self.heartbeat_interval_s * 2)
+        if resp.error_code:
+            raise KafkaError("heartbeat refused", ErrorCode(resp.error_code))
+        if resp.is_fenced != self.fenced:
+            self.fenced = resp.is_fenced
+            log.info("broker fenced" if self.fenced else "broker unfenced",
+                     node_id=self.broker.node_id)
+        if resp.is_caught_up and not self._stray_logs_checked:
+            # Only now is the image complete: a topic deleted while we were down is
+            # gone from it, and its old log must go before a new topic of that name.
+            self._stray_logs_checked = True
+            self.broker.replica_manager.remove_stray_logs(self.broker.image)
+
+    async def _session_checker(self) -> None:
+        controller = self.broker.controller
+        while not self._closing:
+            await asyncio.sleep(0.25)
+            try:
+                await controller.check_sessions()
+            except asyncio.CancelledError:
+                raise
+            except NotControllerError:
+                pass
+            except Exception as e:  # noqa: BLE001 - keep checking
+                log.warning("session check failed", error=f"{type(e).__name__}: {e}")
+
+    # -- controller-side APIs -----------------------------------------------------
+    def _register_controller_apis(self) -> None:
+        server = self.quorum.server
+        server.register(62, 0, 4, self._on_broker_registration)
+        server.register(63, 0, 1, self._on_broker_heartbeat)
+        server.register(67, 0, 0, self._on_allocate_producer_ids)
+        for api_key in sorted(FORWARDED_APIS):
+            spec = self.broker.dispatcher.handlers[api_key]
+            server.register(api_key, spec.min_version, spec.max_version,
+                            self._forwarded_handler(api_key))
+
+    def _forwarded_handler(self, api_key: int):
+        async def handle(request, api_version, header):
+            if not self.broker.controller.is_active:
+                return forwarded_error_response(api_key, request, ErrorCode.NOT_CONTROLLER,
+                                                "This node is not the active controller.")
+            return await self._run_local(api_key, request, api_version,
+                                         getattr(header, "client_id", None))
+        return handle
+
+    async def _on_broker_registration(self, request, api_version, header):
+        controller = self.broker.controller
+        if not controller.is_active:
+            return BrokerRegistrationResponse(error_code=ErrorCode.NOT_CONTROLLER)
+        listener = next(iter(request.listeners), None)
+        if listener is None:
+            return BrokerRegistrationResponse(error_code=ErrorCode.INVALID_REQUEST)
+        try:
+            epoch = await controller.register_broker(
+                request.broker_id, listener.host, listener.port, request.rack,
+                request.cluster_id or None)
+        except KafkaError as e:
+            return BrokerRegistrationResponse(error_code=e.code)
+        return BrokerRegistrationResponse(error_code=0, broker_epoch=epoch)
+
+    async def _on_broker_heartbeat(self, request, api_version, header):
+        controller = self.broker.controller
+        if not controller.is_active:
+            return BrokerHeartbeatResponse(error_code=ErrorCode.NOT_CONTROLLER,
+                                           is_caught_up=False, is_fenced=True,
+                                           should_shut_down=False)
+        try:
+            caught_up, fenced, shutdown = await controller.broker_heartbeat(
+                request.broker_id, request.broker_epoch, request.current_metadata_offset,
+                request.want_fence, request.want_shut_down)
+        except KafkaError as e:
+            return BrokerHeartbeatResponse(error_code=e.code, is_caught_up=False,
+                                           is_fenced=True, should_shut_down=False)
+        return BrokerHeartbeatResponse(error_code=0, is_caught_up=caught_up,
+                                       is_fenced=fenced, should_shut_down=shutdown)
+
+    async def _on_allocate_producer_ids(self, request, api_version, header):
+        controller = self.broker.controller
+        if not controller.is_active:
+            return AllocateProducerIdsResponse(error_code=ErrorCode.NOT_CONTROLLER,
+                                               producer_id_start=-1, producer_id_len=0)
+        try:
+            ids = await controller.allocate_producer_ids(request.broker_id)
+        except KafkaError as e:
+            return AllocateProducerIdsResponse(error_code=e.code, producer_id_start=-1,
+                                               producer_id_len=0)
+        return AllocateProducerIdsResponse(error_code=0, producer_id_start=ids.start,
+                                           producer_id_len=len(ids))
+
+
+async def _maybe_await(x):
+    if inspect.isawaitable(x):
+        await x
