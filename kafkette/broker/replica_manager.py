@@ -35,7 +35,16 @@ class Partition:
 
 
 class NotLeaderError(KafkaError):
+    """This broker does not lead the partition. `leader`/`leader_epoch` are the
+    current leader as this broker's metadata knows it (-1: none), which Produce v10+
+    and Fetch v12+ put in the response so that clients re-route without a Metadata
+    round trip (KIP-951)."""
     code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+    def __init__(self, message: str | None = None, leader: int = -1, leader_epoch: int = -1):
+        super().__init__(message)
+        self.leader = leader
+        self.leader_epoch = leader_epoch
 
 
 class ReplicaManager:
@@ -46,6 +55,10 @@ class ReplicaManager:
         self.purgatory = purgatory
         self.clock = clock
         self.partitions: dict[tuple[str, int], Partition] = {}
+        # Every partition of the cluster -> (leader, leader epoch), hosted here or not:
+        # a request for a partition led elsewhere is NOT_LEADER_OR_FOLLOWER, not
+        # UNKNOWN_TOPIC_OR_PARTITION.
+        self.leaders: dict[tuple[str, int], tuple[int, int]] = {}
 
     # -- metadata --------------------------------------------------------------
     def on_metadata_update(self, old: MetadataImage, new: MetadataImage) -> None:
@@ -53,6 +66,7 @@ class ReplicaManager:
             nt = new.topics.get(name)
             if nt is None or nt.topic_id != t.topic_id:
                 for p in t.partitions:
+                    self.leaders.pop((name, p), None)
                     part = self.partitions.pop((name, p), None)
                     if part is not None:
                         self.log_manager.delete(name, p)
@@ -64,6 +78,7 @@ class ReplicaManager:
                 continue
             lc = log_config_from_topic_configs(self._topic_configs(name, new))
             for p, pi in t.partitions.items():
+                self.leaders[(name, p)] = (pi.leader, pi.leader_epoch)
                 if self.node_id not in pi.replicas:
                     continue
                 key = (name, p)
@@ -89,9 +104,12 @@ class ReplicaManager:
     def partition(self, topic: str, index: int) -> Partition:
         part = self.partitions.get((topic, index))
         if part is None:
-            raise UnknownTopicOrPartitionError()
+            known = self.leaders.get((topic, index))
+            if known is None:
+                raise UnknownTopicOrPartitionError()
+            raise NotLeaderError(None, *known)
         if part.leader != self.node_id:
-            raise NotLeaderError()
+            raise NotLeaderError(None, part.leader, part.leader_epoch)
         return part
 
     def append(self, topic: str, index: int, records, required_acks: int = 1):

@@ -18,3 +18,16 @@ def error_of(exc: Exception) -> tuple[int, str | None]:
     if isinstance(exc, KafkaError):
         return int(exc.code), exc.message
     return int(ErrorCode.UNKNOWN_SERVER_ERROR), None
+
+
+def leader_endpoints(ctx, node_ids, endpoint_cls) -> list:
+    """KIP-951 NodeEndpoints of the given (new leader) brokers, for Produce v10+ and
+    Fetch v16+ answers to NOT_LEADER_OR_FOLLOWER; unknown or fenced ones are left out."""
+    out = []
+    image = ctx.broker.image
+    for node_id in sorted(node_ids):
+        b = image.brokers.get(node_id)
+        if b is None or b.fenced:
+            continue
+        out.append(endpoint_cls(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack))
+    return out

@@ -20,7 +20,8 @@ handed to the transport with writelines; nothing is decoded or re-encoded.
 """
 import asyncio
 
-from kafkette.broker.handlers.common import error_of
+from kafkette.broker.handlers.common import error_of, leader_endpoints
+from kafkette.broker.replica_manager import NotLeaderError
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import FetchResponse
@@ -59,11 +60,18 @@ def _read_all(ctx, request, names):
                     data = b""
             except KafkaError as e:
                 code, _ = error_of(e)
-                parts.append(PartData(partition_index=p.partition, error_code=code,
-                                      high_watermark=_hw(rm, name, p.partition),
-                                      last_stable_offset=-1,
-                                      log_start_offset=_lso(rm, name, p.partition),
-                                      records=b""))
+                pd = PartData(partition_index=p.partition, error_code=code,
+                              high_watermark=_hw(rm, name, p.partition),
+                              last_stable_offset=-1,
+                              log_start_offset=_lso(rm, name, p.partition),
+                              records=b"")
+                if isinstance(e, NotLeaderError) and ctx.api_version >= 12:
+                    # KIP-951: the current leader (v12+) and its address (v16+).
+                    pd.current_leader = PartData.LeaderIdAndEpoch(
+                        leader_id=e.leader, leader_epoch=e.leader_epoch)
+                    if e.leader >= 0:
+                        ctx.new_leaders = getattr(ctx, "new_leaders", set()) | {e.leader}
+                parts.append(pd)
                 continue
             n = len(data)
             total += n
@@ -112,8 +120,16 @@ def handle(ctx, request):
     topics, total = _read_all(ctx, request, names)
     if total >= request.min_bytes or request.max_wait_ms <= 0 or _has_error(topics) \
             or not request.topics:
-        return FetchResponse(error_code=0, session_id=0, responses=_count_bytes_out(ctx, topics))
+        return _response(ctx, topics)
     return _wait(ctx, request, names)
+
+
+def _response(ctx, topics):
+    resp = FetchResponse(error_code=0, session_id=0, responses=_count_bytes_out(ctx, topics))
+    new_leaders = getattr(ctx, "new_leaders", None)
+    if new_leaders and ctx.api_version >= 16:
+        resp.node_endpoints = leader_endpoints(ctx, new_leaders, FetchResponse.NodeEndpoint)
+    return resp
 
 
 async def _wait(ctx, request, names):
@@ -131,4 +147,4 @@ async def _wait(ctx, request, names):
         topics, total = _read_all(ctx, request, names)
         if total >= request.min_bytes or loop.time() >= deadline or _has_error(topics) \
                 or ctx.broker.closing:
-            return FetchResponse(error_code=0, session_id=0, responses=_count_bytes_out(ctx, topics))
+            return _response(ctx, topics)

@@ -22,7 +22,8 @@ response: KAFKA-10687); base_sequence < 0 → INVALID_RECORD. For a duplicate Ka
 returns the batch's max timestamp as log_append_time_ms even for CreateTime topics; we
 return -1 there (the original append time for LogAppendTime topics).
 """
-from kafkette.broker.handlers.common import error_of
+from kafkette.broker.handlers.common import error_of, leader_endpoints
+from kafkette.broker.replica_manager import NotLeaderError
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode, KafkaError
 from kafkette.logging import get_logger
@@ -55,6 +56,7 @@ def handle(ctx, request):
     rm = ctx.broker.replica_manager
     metrics = ctx.broker.metrics  # kafkette.broker.metrics: per partition, never per record
     responses = []
+    new_leaders: set[int] = set()
     for t in request.topic_data:
         parts = []
         name = t.name
@@ -70,8 +72,15 @@ def handle(ctx, request):
                     log.info("produce rejected", topic=name, partition=p.index,
                              error=ErrorCode(code).name, client_id=ctx.header.client_id,
                              reason=msg)
-                parts.append(PartResp(index=p.index, error_code=code, base_offset=-1,
-                                      error_message=msg))
+                resp = PartResp(index=p.index, error_code=code, base_offset=-1,
+                                error_message=msg)
+                if isinstance(e, NotLeaderError) and ctx.api_version >= 10:
+                    # KIP-951: say who leads now, with its address below.
+                    resp.current_leader = PartResp.LeaderIdAndEpoch(
+                        leader_id=e.leader, leader_epoch=e.leader_epoch)
+                    if e.leader >= 0:
+                        new_leaders.add(e.leader)
+                parts.append(resp)
                 continue
             metrics.record_append(name, len(records), res.base_offset, res.last_offset)
             parts.append(PartResp(index=p.index, error_code=0, base_offset=res.base_offset,
@@ -80,4 +89,8 @@ def handle(ctx, request):
         responses.append(TopicResp(name=name, partition_responses=parts))
     if acks == 0:
         return None
+    if new_leaders:
+        return ProduceResponse(responses=responses,
+                               node_endpoints=leader_endpoints(ctx, new_leaders,
+                                                               ProduceResponse.NodeEndpoint))
     return ProduceResponse(responses=responses)

@@ -1,0 +1,150 @@
+"""The active controller's broker lifecycle (registration, heartbeats, fencing,
+leader changes) and what brokers answer for partitions they do not lead (KIP-951),
+driven on one node with a LocalQuorum and a manual clock: the same controller code
+runs on the Raft quorum in a cluster."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from handler_harness import broker, call, make_broker, produce_request, fetch_request  # noqa: F401
+from kafkette.controller.quorum import encode_records, run_now
+from kafkette.errors import ErrorCode, KafkaError
+from kafkette.protocol.messages import MetadataRequest
+from kafkette.protocol.records import build_batch
+
+
+def _register(b, node_id: int, port: int):
+    return run_now(b.controller.register_broker(node_id, "10.0.0.%d" % node_id, port, None,
+                                                None))
+
+
+def _heartbeat(b, node_id: int, epoch: int, offset: int | None = None, **kw):
+    if offset is None:
+        offset = b.image.offset
+    return run_now(b.controller.broker_heartbeat(node_id, epoch, offset,
+                                                 kw.get("want_fence", False),
+                                                 kw.get("want_shutdown", False)))
+
+
+def test_registration_starts_fenced_and_a_caught_up_heartbeat_unfences(broker):
+    epoch = _register(broker, 2, 9093)
+    assert broker.image.brokers[2].fenced
+    # Behind the registration record: still fenced.
+    caught_up, fenced, _ = _heartbeat(broker, 2, epoch, offset=epoch - 1)
+    assert (caught_up, fenced) == (False, True)
+    caught_up, fenced, _ = _heartbeat(broker, 2, epoch)
+    assert (caught_up, fenced) == (True, False)
+    assert not broker.image.brokers[2].fenced
+
+
+def test_heartbeat_with_a_stale_epoch_or_unknown_broker_is_refused(broker):
+    epoch = _register(broker, 2, 9093)
+    with pytest.raises(KafkaError) as e:
+        _heartbeat(broker, 2, epoch + 100)
+    assert e.value.code == ErrorCode.STALE_BROKER_EPOCH
+    with pytest.raises(KafkaError) as e:
+        _heartbeat(broker, 7, 1)
+    assert e.value.code == ErrorCode.BROKER_ID_NOT_REGISTERED
+
+
+def test_session_timeout_fences_and_moves_leadership_then_unfence_restores(make_broker):
+    b = make_broker({"broker.session.timeout.ms": "3000"})
+    clock = b.clock
+    epoch = _register(b, 2, 9093)
+    _heartbeat(b, 2, epoch)
+    run_now(b.controller.create_topic("spread", 6, 1, {}))
+    led_by_2 = [p.partition for p in b.image.topics["spread"].partitions.values()
+                if p.leader == 2]
+    assert len(led_by_2) == 3  # round robin over brokers 1 and 2
+    epochs = {p: b.image.topics["spread"].partitions[p].leader_epoch for p in led_by_2}
+
+    clock.advance(2000)
+    _heartbeat(b, 2, epoch)   # broker 1 is this node: heartbeats keep it alive too
+    _heartbeat(b, 1, b.image.brokers[1].epoch)
+    clock.advance(2000)
+    _heartbeat(b, 1, b.image.brokers[1].epoch)
+    assert run_now(b.controller.check_sessions()) == []   # 2 s since broker 2's heartbeat
+    clock.advance(1500)
+    _heartbeat(b, 1, b.image.brokers[1].epoch)
+    assert run_now(b.controller.check_sessions()) == [2]
+    assert b.image.brokers[2].fenced
+    for p in led_by_2:
+        pi = b.image.topics["spread"].partitions[p]
+        # RF=1: no other replica, the partition is offline; the ISR keeps its last member.
+        assert (pi.leader, pi.isr) == (-1, (2,))
+        assert pi.leader_epoch == epochs[p] + 1
+    # Metadata: broker 2 is gone, its partitions are LEADER_NOT_AVAILABLE.
+    md = call(b, MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="spread")],
+                                 allow_auto_topic_creation=False), 12)
+    assert [x.node_id for x in md.brokers] == [1]
+    offline = [p for p in md.topics[0].partitions if p.leader_id == -1]
+    assert sorted(p.partition_index for p in offline) == sorted(led_by_2)
+    assert {p.error_code for p in offline} == {ErrorCode.LEADER_NOT_AVAILABLE}
+    assert all(p.offline_replicas == [2] for p in offline)
+
+    _heartbeat(b, 2, epoch)  # it comes back
+    assert not b.image.brokers[2].fenced
+    for p in led_by_2:
+        pi = b.image.topics["spread"].partitions[p]
+        assert pi.leader == 2 and pi.leader_epoch == epochs[p] + 2
+
+
+def test_controlled_shutdown_fences_at_once(broker):
+    epoch = _register(broker, 2, 9093)
+    _heartbeat(broker, 2, epoch)
+    _, fenced, shutdown = _heartbeat(broker, 2, epoch, want_shutdown=True)
+    assert fenced and shutdown and broker.image.brokers[2].fenced
+
+
+def _topic_led_by(b, node_id: int, name: str = "elsewhere") -> None:
+    """A topic whose only partition is led by `node_id` (registered and unfenced)."""
+    epoch = _register(b, node_id, 9000 + node_id)
+    _heartbeat(b, node_id, epoch)
+    tid = str(uuid.uuid4())
+    run_now(b.controller.quorum.append(encode_records([
+        {"type": "TopicRecord", "name": name, "topic_id": tid},
+        {"type": "PartitionRecord", "topic_id": tid, "partition": 0, "leader": node_id,
+         "leader_epoch": 4, "replicas": [node_id], "isr": [node_id]}])))
+
+
+def test_produce_to_a_partition_led_elsewhere_names_the_leader_kip_951(broker):
+    _topic_led_by(broker, 3)
+    batch = build_batch([(None, b"v", [])])
+    resp = call(broker, produce_request("elsewhere", {0: batch}), 10)
+    p = resp.responses[0].partition_responses[0]
+    assert p.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert (p.current_leader.leader_id, p.current_leader.leader_epoch) == (3, 4)
+    assert [(e.node_id, e.host, e.port) for e in resp.node_endpoints] == [(3, "10.0.0.3", 9003)]
+    # Before v10 the error alone (clients refresh their metadata).
+    old = call(broker, produce_request("elsewhere", {0: batch}), 9)
+    assert old.responses[0].partition_responses[0].error_code == \
+        ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+def test_fetch_from_a_partition_led_elsewhere_names_the_leader_kip_951(broker):
+    _topic_led_by(broker, 3)
+    tid = broker.image.topics["elsewhere"].topic_id
+    resp = call(broker, fetch_request("elsewhere", {0: 0}, version=16, topic_id=tid), 16)
+    p = resp.responses[0].partitions[0]
+    assert p.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert (p.current_leader.leader_id, p.current_leader.leader_epoch) == (3, 4)
+    assert [e.node_id for e in resp.node_endpoints] == [3]
+    assert ("elsewhere", 0) not in set(broker.log_manager.partitions())  # no local log
+
+
+def test_find_coordinator_points_at_the_offsets_partition_leader(make_broker):
+    from kafkette.protocol.messages import FindCoordinatorRequest
+    b = make_broker({"offsets.topic.num.partitions": "4"})
+    epoch = _register(b, 2, 9093)
+    _heartbeat(b, 2, epoch)
+    resp = call(b, FindCoordinatorRequest(key_type=0, coordinator_keys=[f"g{i}" for i in
+                                                                         range(40)]), 4)
+    nodes = {c.node_id for c in resp.coordinators}
+    assert nodes == {1, 2}   # 4 partitions spread over both brokers
+    for c in resp.coordinators:
+        assert c.error_code == 0
+        assert c.node_id == b.group_coordinator_node(c.key)
+        if c.node_id == 2:
+            assert (c.host, c.port) == ("10.0.0.2", 9093)
