@@ -1,16 +1,19 @@
-"""The controller: validates metadata changes, writes them as records to the metadata
-log, and publishes the new metadata image.
+"""The controller: validates metadata changes, proposes them as records to the
+metadata quorum, and applies committed records to the immutable MetadataImage.
 
-Today this is a quorum of one (a single node is broker and controller, as
-`process.roles=broker,controller` in KRaft): a change is committed as soon as its
-records are appended to the local metadata log `__cluster_metadata-0`. The Raft
-quorum of the cluster issue slots in under `_commit`: records are proposed, and
-applied once a majority has them. Everything above it (validation, records, image,
-listeners) stays as it is.
+The quorum is either a LocalQuorum (no `controller.quorum.voters`: a node alone is a
+quorum of one, and a change commits as soon as it is fsynced to the local metadata
+log) or the RaftQuorum of kafkette/controller/raft (a change commits once a majority
+of voters has it). Every node applies committed records, so every broker reads the
+same image; only the active controller (the Raft leader, once its epoch has
+committed) validates and proposes changes. On the active controller it also runs the
+broker lifecycle: registration (fenced until caught up), heartbeats, fencing after
+`broker.session.timeout.ms`, and the leader changes those imply.
 
-Real Kafka differences: KRaft's records are binary (its own schemas) and its
-metadata log also carries snapshots; kafkette's are JSON values in ordinary record
-batches and the log is replayed whole on start (small for a single node).
+Real Kafka differences: KRaft's records are binary (its own schemas); kafkette's are
+JSON values in ordinary record batches. KRaft's controller validates against its
+uncommitted in-memory state and pipelines writes; kafkette validates each change
+after the previous one committed (one lock), which is simpler and ample for metadata.
 """
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ the controller as a record, so that the same records can later be ordered by a
 Raft quorum and replayed by every broker.
 
 Records are plain dicts (a `type` and its fields), named after KRaft's metadata
-record types (TopicRecord, PartitionRecord, ConfigRecord, RemoveTopicRecord,
-RegisterBrokerRecord). A ConfigRecord's resource_type is "topic" or "broker" (a
+record types (TopicRecord, PartitionRecord, PartitionChangeRecord, ConfigRecord,
+RemoveTopicRecord, RegisterBrokerRecord, FenceBrokerRecord, UnfenceBrokerRecord,
+ProducerIdsRecord; ClusterIdRecord is kafkette's, KRaft keeps the id in meta.properties). A ConfigRecord's resource_type is "topic" or "broker" (a
 dynamic broker config; resource_name "" is the cluster-wide default). Kafka encodes
 them with its own generated schemas; kafkette stores them as JSON inside ordinary
 record batches, which keeps them readable with any Kafka consumer tool pointed at the
