@@ -141,6 +141,9 @@ class ClusterMember:
     # -- start / stop ---------------------------------------------------------
     async def start(self) -> None:
         await self.quorum.start(self.broker.controller)
+        image = self.broker.image
+        log.info("metadata replayed", metadata_offset=image.offset, topics=len(image.topics),
+                 brokers=len(image.brokers), cluster_id=image.cluster_id or None)
         self._register_controller_apis()
         self._tasks.append(asyncio.ensure_future(self._lifecycle()))
         self._tasks.append(asyncio.ensure_future(self._session_checker()))
