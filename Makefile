@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit integration generate bench clean container-test
+.PHONY: run test unit integration generate bench clean container-test sim
 
 $(STAMP): pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when we can.
@@ -36,6 +36,11 @@ unit: $(TSTAMP)
 
 integration: $(TSTAMP)
 	$(PY) -m pytest -q integration
+
+## Deterministic simulation of the Raft controller quorum: make sim SEEDS=N
+SEEDS ?= 10000
+sim: $(STAMP)
+	$(PY) -m kafkette.controller.raft.sim --seeds $(SEEDS)
 
 ## Regenerate kafkette/protocol/messages from protocol_specs/*.yaml
 generate: $(STAMP)

@@ -604,6 +604,47 @@ class PartitionLog:
                 offset = self._first_record_at_or_after(data, h, ts, h.base_offset).offset
         return TimestampAndOffset(ts, offset)
 
+    # --- truncation (Raft quorum: kafkette.controller.raft.file_log) ----------------------
+    def truncate_to(self, offset: int, now_ms: int | None = None) -> int:
+        """Remove every batch at or after `offset`, which must be a batch boundary (or
+        the log end), durably (fsync) before returning; returns the bytes removed.
+        Kafka's UnifiedLog.truncateTo, used when a follower's log diverges from the
+        leader's. The producer state is not rewound (the metadata log, its one user so
+        far, has no producer ids; replication will need Kafka's truncateAndReload)."""
+        self._check_open()
+        if offset >= self._leo:
+            return 0
+        if offset < self._log_start_offset:
+            raise OffsetOutOfRangeError(f"cannot truncate {self.dir} to {offset}, below the log start "
+                                        f"{self._log_start_offset}")
+        now = self._clock.time_ms() if now_ms is None else now_ms
+        i = max(0, bisect_right(self._bases, offset) - 1)
+        check = self.segments[i].find_position(offset)
+        if check is not None and self.segments[i].read_batch_at(check)[1].base_offset != offset:
+            raise InvalidRecordError(f"{offset} is not a batch boundary of {self.dir}")
+        removed = 0
+        while len(self.segments) > 1 and self.segments[-1].base_offset >= offset:
+            seg = self.segments.pop()
+            self._bases.pop()
+            removed += seg.size
+            seg.delete()
+        seg = self.segments[-1]
+        pos = seg.find_position(offset) if offset > seg.base_offset else 0
+        if pos is None:
+            pos = seg.size
+        removed += seg.size - pos
+        os.ftruncate(seg.fd, pos)
+        seg.size = pos
+        seg.recover(truncate=True, now_ms=now)  # rebuilds its indexes
+        seg.flush()
+        self._leo = max(offset, seg.base_offset) if not seg.size else seg.next_offset
+        self._size -= removed
+        self._hw = min(self._hw, self._leo)
+        if self._recovery_point > self._leo:
+            self._recovery_point = self._leo
+            _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
+        return removed
+
     # --- log start offset ---------------------------------------------------------------
     def set_log_start_offset(self, offset: int) -> bool:
         """Move the log start offset forward (DeleteRecords, retention). Persisted at

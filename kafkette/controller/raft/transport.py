@@ -1,0 +1,590 @@
+"""The controller listener: Kafka frames between the controller voters.
+
+`ControllerServer` is a small asyncio TCP server: 4-byte length-prefixed frames,
+request header v1/v2 (kafkette.protocol.headers), bodies as the generated classes of
+kafkette.protocol.messages. APIs are registered with
+`server.register(api_key, min_version, max_version, async fn(request, api_version, header))`;
+the Raft driver registers Vote (52), BeginQuorumEpoch (53), EndQuorumEpoch (54),
+DescribeQuorum (55), Fetch (1, KRaft's form: replica id, topic `__cluster_metadata`
+partition 0) and FetchSnapshot (59); the broker side may register more on the same
+listener. Each connection answers its requests in order (as every Kafka listener
+does), while the handlers of pipelined requests run concurrently. An unknown API or
+version, an oversized or undecodable frame closes the connection, as Kafka does.
+
+`ControllerChannel` is the client end: one connection to host:port, pipelined requests
+matched by correlation id, reconnect with exponential backoff, and a clear
+`ChannelError` (a KafkaError with NETWORK_EXCEPTION / REQUEST_TIMED_OUT) on a
+disconnect or timeout. It sends each request at the version the caller gives (the
+voters all run this code, so nothing is negotiated; real KRaft uses ApiVersions).
+
+This module and the driver are the only parts of the controller that see wire
+messages (DESIGN.md, "Layers"); the functions at the bottom translate between them
+and the core's own messages (kafkette.controller.raft.messages).
+
+Differences from KRaft on the wire:
+- Vote v2's PreVote flag (KIP-996) is not in our specs (Vote v0-1): a pre-vote is
+  sent as Vote v1 with client id `kafkette-raft-prevote` and answered as a Vote.
+- Fetch is sent at v12 (topic by name, replica id in the request; the server also
+  accepts v13-v17 with topic id and ReplicaState); KRaft uses the newest with the
+  metadata topic's fixed topic id.
+- The Raft layer does not use a cluster id check (KRaft rejects INCONSISTENT_CLUSTER_ID).
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import struct
+import time
+import uuid
+from typing import Awaitable, Callable
+
+from kafkette.controller.raft import messages as m
+from kafkette.errors import ErrorCode, KafkaError, ProtocolError
+from kafkette.logging import get_logger
+from kafkette.protocol import records as rec
+from kafkette.protocol.headers import (
+    decode_request_header,
+    encode_request_header,
+    encode_response_header,
+    peek_header,
+    response_header_version,
+)
+from kafkette.protocol.messages import API_MESSAGES
+from kafkette.protocol.primitives import Reader
+
+log = get_logger("kafkette.controller.raft.transport")
+
+METADATA_TOPIC = "__cluster_metadata"
+# KRaft's fixed topic id of __cluster_metadata (Uuid.METADATA_TOPIC_ID: AAAAAAAAAAAAAAAAAAAAAQ).
+METADATA_TOPIC_ID = uuid.UUID(int=1)
+MAX_FRAME = 64 * 1024 * 1024
+CLIENT_ID = "kafkette-raft"
+PRE_VOTE_CLIENT_ID = "kafkette-raft-prevote"
+_LEN = struct.Struct(">i")
+
+Handler = Callable[..., Awaitable]
+
+
+class ChannelError(KafkaError, ConnectionError):
+    """A request that got no answer: the connection failed or closed, or it timed out.
+    Also a ConnectionError, so callers catching OSError-family errors see it."""
+
+    code = ErrorCode.NETWORK_EXCEPTION
+
+
+class ChannelTimeout(ChannelError, TimeoutError):
+    code = ErrorCode.REQUEST_TIMED_OUT
+
+
+# --- server ------------------------------------------------------------------------------------
+class ControllerServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_frame: int = MAX_FRAME):
+        self.host = host
+        self.port = port
+        self.max_frame = max_frame
+        self._handlers: dict[int, tuple[int, int, Handler]] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.Task] = set()
+
+    def register(self, api_key: int, min_version: int, max_version: int, fn: Handler) -> None:
+        """Serve `api_key` at versions min..max with `fn(request, api_version, header)`,
+        a coroutine function (or a plain one) returning the response object."""
+        if api_key not in API_MESSAGES:
+            raise ValueError(f"no generated messages for api key {api_key}")
+        req_cls, _ = API_MESSAGES[api_key]
+        if min_version < req_cls.MIN_VERSION or max_version > req_cls.MAX_VERSION or min_version > max_version:
+            raise ValueError(f"versions {min_version}-{max_version} of api {api_key} not in the specs "
+                             f"({req_cls.MIN_VERSION}-{req_cls.MAX_VERSION})")
+        self._handlers[api_key] = (min_version, max_version, fn)
+
+    @property
+    def bound_port(self) -> int:
+        return self.port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_connection, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for t in list(self._conns):
+            t.cancel()
+        for t in list(self._conns):
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._conns.add(task)
+        # In-order answers: a queue of pending responses, written by one writer task.
+        out: asyncio.Queue = asyncio.Queue()
+        writer_task = asyncio.create_task(self._write_loop(out, writer))
+        try:
+            while True:
+                head = await reader.readexactly(4)
+                (n,) = _LEN.unpack(head)
+                if n < 8 or n > self.max_frame:
+                    raise ProtocolError(f"frame length {n} out of bounds")
+                frame = await reader.readexactly(n)
+                out.put_nowait(asyncio.ensure_future(self._dispatch(frame)))
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        except ProtocolError as exc:
+            log.warning("controller_listener_protocol_error", error=str(exc))
+        finally:
+            out.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(writer_task), 1.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                writer_task.cancel()
+            writer.close()
+            self._conns.discard(task)
+
+    async def _write_loop(self, out: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
+        while True:
+            fut = await out.get()
+            if fut is None:
+                return
+            try:
+                data = await fut
+            except Exception as exc:  # a handler failed, or the frame was bad: close
+                log.warning("controller_listener_request_failed", error=repr(exc))
+                writer.close()
+                return
+            writer.write(data)
+            await writer.drain()
+
+    async def _dispatch(self, frame: bytes) -> bytes:
+        api_key, api_version, _corr = peek_header(frame)
+        entry = self._handlers.get(api_key)
+        if entry is None or not entry[0] <= api_version <= entry[1]:
+            raise ProtocolError(f"api {api_key} v{api_version} is not served on the controller listener")
+        r = Reader(frame)
+        header = decode_request_header(r)
+        req_cls, _ = API_MESSAGES[api_key]
+        request = req_cls.read(r, api_version)
+        result = entry[2](request, api_version, header)
+        if inspect.isawaitable(result):
+            result = await result
+        body = result.encode(api_version)
+        hdr = encode_response_header(header.correlation_id, response_header_version(api_key, api_version))
+        return _LEN.pack(len(hdr) + len(body)) + hdr + body
+
+
+# --- client -------------------------------------------------------------------------------------
+class ControllerChannel:
+    """One pipelined connection to another controller's listener."""
+
+    def __init__(self, host: str, port: int, *, request_timeout_ms: int = 5000,
+                 connect_timeout_ms: int = 2000, backoff_ms: int = 50, backoff_max_ms: int = 1000,
+                 client_id: str = CLIENT_ID, max_frame: int = MAX_FRAME):
+        self.host = host
+        self.port = port
+        self.request_timeout_ms = request_timeout_ms
+        self.connect_timeout_ms = connect_timeout_ms
+        self.backoff_ms = backoff_ms
+        self.backoff_max_ms = backoff_max_ms
+        self.client_id = client_id
+        self.max_frame = max_frame
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task | None = None
+        self._pending: dict[int, tuple[asyncio.Future, type, int]] = {}
+        self._corr = 0
+        self._connecting: asyncio.Future | None = None
+        self._failures = 0
+        self._next_attempt = 0.0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"ControllerChannel({self.host}:{self.port})"
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    async def _connect(self) -> None:
+        if self._writer is not None:
+            return
+        if self._connecting is not None:
+            await asyncio.shield(self._connecting)
+            return
+        fut = self._connecting = asyncio.get_running_loop().create_future()
+        try:
+            wait = self._next_attempt - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # reconnect backoff
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), self.connect_timeout_ms / 1000)
+            except (OSError, asyncio.TimeoutError) as exc:
+                self._failures += 1
+                backoff = min(self.backoff_max_ms, self.backoff_ms * 2 ** min(self._failures - 1, 16))
+                self._next_attempt = time.monotonic() + backoff / 1000
+                raise ChannelError(f"cannot connect to controller {self.host}:{self.port}: {exc}") from None
+            self._failures = 0
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read_loop(reader, writer))
+            fut.set_result(None)
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc if isinstance(exc, Exception) else ChannelError("cancelled"))
+                fut.exception()  # mark retrieved
+            raise
+        finally:
+            self._connecting = None
+
+    async def _read_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        error: Exception = ChannelError(f"connection to controller {self.host}:{self.port} closed")
+        try:
+            while True:
+                (n,) = _LEN.unpack(await reader.readexactly(4))
+                if n < 4 or n > self.max_frame:
+                    error = ChannelError(f"bad frame length {n} from {self.host}:{self.port}")
+                    return
+                frame = await reader.readexactly(n)
+                (corr,) = _LEN.unpack_from(frame, 0)
+                entry = self._pending.pop(corr, None)
+                if entry is None:
+                    continue  # the caller timed out already
+                fut, resp_cls, version, api_key = entry
+                try:
+                    r = Reader(frame, 4)
+                    if response_header_version(api_key, version) >= 1:
+                        r.skip_tagged_fields()
+                    resp = resp_cls.read(r, version)
+                except Exception as exc:
+                    if not fut.done():
+                        fut.set_exception(ChannelError(f"undecodable response from {self.host}:{self.port}: {exc}"))
+                    continue
+                if not fut.done():
+                    fut.set_result(resp)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._drop(writer, error)
+
+    def _drop(self, writer, error: Exception) -> None:
+        if self._writer is writer:
+            self._writer = None
+            self._next_attempt = time.monotonic() + self.backoff_ms / 1000
+        try:
+            writer.close()
+        except Exception:
+            pass
+        pending, self._pending = self._pending, {}
+        for fut, *_ in pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+                fut.exception()
+
+    async def request(self, request, version: int, *, timeout_ms: int | None = None,
+                      client_id: str | None = None):
+        """Send `request` (a generated request object) at `version`; the decoded
+        response, or ChannelError / ChannelTimeout."""
+        if self._closed:
+            raise ChannelError(f"channel to {self.host}:{self.port} is closed")
+        await self._connect()
+        writer = self._writer
+        if writer is None:
+            raise ChannelError(f"connection to controller {self.host}:{self.port} closed")
+        api_key = request.API_KEY
+        _, resp_cls = API_MESSAGES[api_key]
+        self._corr = (self._corr + 1) & 0x7FFFFFFF
+        corr = self._corr
+        body = request.encode(version)
+        hdr = encode_request_header(api_key, version, corr, client_id or self.client_id)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[corr] = (fut, resp_cls, version, api_key)
+        writer.write(_LEN.pack(len(hdr) + len(body)) + hdr + body)
+        timeout = (self.request_timeout_ms if timeout_ms is None else timeout_ms) / 1000
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            self._pending.pop(corr, None)
+            # As Kafka's NetworkClient: a timed-out request closes the connection, so a
+            # late answer cannot be mistaken for another.
+            if self._writer is writer:
+                self._drop(writer, ChannelError("closed after a request timeout"))
+            raise ChannelTimeout(f"request {api_key} v{version} to {self.host}:{self.port} timed out "
+                                 f"after {timeout * 1000:.0f} ms") from None
+
+    async def send(self, request, version: int, *, timeout_ms: int | None = None,
+                   client_id: str | None = None):
+        """Same as request()."""
+        return await self.request(request, version, timeout_ms=timeout_ms, client_id=client_id)
+
+    async def close(self) -> None:
+        self._closed = True
+        w = self._writer
+        if w is not None:
+            self._drop(w, ChannelError("channel closed"))
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            try:
+                await self._reader_task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+# --- core message <-> wire message ---------------------------------------------------------------
+# Versions we send (the newest our specs have, except Fetch: see the module docstring).
+VOTE_VERSION = 1
+BEGIN_QUORUM_EPOCH_VERSION = 1
+END_QUORUM_EPOCH_VERSION = 1
+FETCH_VERSION = 12
+FETCH_SNAPSHOT_VERSION = 1
+DESCRIBE_QUORUM_VERSION = 2
+
+_NONE = -1
+
+
+def _lid(leader_id: int | None) -> int:
+    return _NONE if leader_id is None else leader_id
+
+
+def _opt(leader_id: int) -> int | None:
+    return None if leader_id < 0 else leader_id
+
+
+def encode_entries(entries, timestamp_ms: int = 0) -> bytes:
+    from kafkette.controller.raft.core import CONTROL_KEY
+    parts = []
+    for e in entries:
+        key = CONTROL_KEY if e.control else None
+        parts.append(rec.build_batch([(key, v, []) for v in e.values], e.offset, timestamp_ms=timestamp_ms,
+                                     partition_leader_epoch=e.epoch, control=e.control))
+    return b"".join(parts)
+
+
+def decode_entries(data) -> tuple[m.Entry, ...]:
+    if not data:
+        return ()
+    out = []
+    mv = memoryview(data)
+    for pos, h in rec.iter_batches(mv):
+        records = rec.decode_records(mv[pos:pos + h.size])
+        out.append(m.Entry(h.base_offset, max(0, h.partition_leader_epoch),
+                           tuple(r.value if r.value is not None else b"" for r in records), h.is_control))
+    return tuple(out)
+
+
+def to_wire(msg, dst: int):
+    """A core request -> (api key, version, wire request object, client id)."""
+    from kafkette.protocol.messages import (
+        BeginQuorumEpochRequest, EndQuorumEpochRequest, FetchRequest, FetchSnapshotRequest, VoteRequest,
+    )
+    if isinstance(msg, m.VoteRequest):
+        P = VoteRequest.TopicData.PartitionData
+        req = VoteRequest(voter_id=dst, topics=[VoteRequest.TopicData(METADATA_TOPIC, [P(
+            0, candidate_epoch=msg.epoch, candidate_id=msg.candidate_id,
+            last_offset_epoch=msg.last_epoch, last_offset=msg.end_offset)])])
+        return req, VOTE_VERSION, PRE_VOTE_CLIENT_ID if msg.pre_vote else CLIENT_ID
+    if isinstance(msg, m.BeginQuorumEpochRequest):
+        P = BeginQuorumEpochRequest.TopicData.PartitionData
+        req = BeginQuorumEpochRequest(voter_id=dst, topics=[BeginQuorumEpochRequest.TopicData(METADATA_TOPIC, [P(
+            0, leader_id=msg.leader_id, leader_epoch=msg.epoch)])])
+        return req, BEGIN_QUORUM_EPOCH_VERSION, CLIENT_ID
+    if isinstance(msg, m.EndQuorumEpochRequest):
+        P = EndQuorumEpochRequest.TopicData.PartitionData
+        cands = [P.ReplicaInfo(candidate_id=c) for c in msg.preferred_successors]
+        req = EndQuorumEpochRequest(topics=[EndQuorumEpochRequest.TopicData(METADATA_TOPIC, [P(
+            0, leader_id=msg.leader_id, leader_epoch=msg.epoch, preferred_successors=list(msg.preferred_successors),
+            preferred_candidates=cands)])])
+        return req, END_QUORUM_EPOCH_VERSION, CLIENT_ID
+    if isinstance(msg, m.FetchRequest):
+        T = FetchRequest.FetchTopic
+        req = FetchRequest(replica_id=msg.replica_id, replica_state=FetchRequest.ReplicaState(msg.replica_id, -1),
+                           max_wait_ms=msg.max_wait_ms, min_bytes=0, max_bytes=MAX_FRAME // 2,
+                           topics=[T(METADATA_TOPIC, METADATA_TOPIC_ID, [T.FetchPartition(
+                               0, current_leader_epoch=msg.epoch, fetch_offset=msg.fetch_offset,
+                               last_fetched_epoch=msg.last_fetched_epoch, log_start_offset=-1,
+                               partition_max_bytes=MAX_FRAME // 2)])])
+        return req, FETCH_VERSION, CLIENT_ID
+    if isinstance(msg, m.FetchSnapshotRequest):
+        T = FetchSnapshotRequest.TopicSnapshot
+        P = T.PartitionSnapshot
+        req = FetchSnapshotRequest(replica_id=msg.replica_id, max_bytes=msg.max_bytes, topics=[T(METADATA_TOPIC, [P(
+            0, current_leader_epoch=msg.epoch,
+            snapshot_id=P.SnapshotId(msg.snapshot_id.end_offset, msg.snapshot_id.epoch),
+            position=msg.position)])])
+        return req, FETCH_SNAPSHOT_VERSION, CLIENT_ID
+    raise TypeError(f"not a core request: {msg!r}")
+
+
+def response_from_wire(core_req, resp):
+    """The wire answer to core request `core_req` -> the core response (same rid)."""
+    rid = core_req.rid
+    if isinstance(core_req, m.VoteRequest):
+        p = _single(resp.topics, "partitions")
+        err = resp.error_code or p.error_code
+        return m.VoteResponse(rid, p.leader_epoch, _opt(p.leader_id), bool(p.vote_granted) and not err,
+                              core_req.pre_vote, err)
+    if isinstance(core_req, m.BeginQuorumEpochRequest):
+        p = _single(resp.topics, "partitions")
+        return m.BeginQuorumEpochResponse(rid, p.leader_epoch, _opt(p.leader_id), resp.error_code or p.error_code)
+    if isinstance(core_req, m.EndQuorumEpochRequest):
+        p = _single(resp.topics, "partitions")
+        return m.EndQuorumEpochResponse(rid, p.leader_epoch, _opt(p.leader_id), resp.error_code or p.error_code)
+    if isinstance(core_req, m.FetchRequest):
+        p = _single(resp.responses, "partitions")
+        cl = p.current_leader
+        div = p.diverging_epoch
+        sid = p.snapshot_id
+        return m.FetchResponse(
+            rid, cl.leader_epoch if cl is not None else -1, _opt(cl.leader_id) if cl is not None else None,
+            resp.error_code or p.error_code, p.high_watermark, p.log_start_offset,
+            decode_entries(p.records),
+            div.epoch if div is not None else -1, div.end_offset if div is not None else -1,
+            m.SnapshotId(sid.end_offset, sid.epoch) if sid is not None and sid.end_offset >= 0 else None)
+    if isinstance(core_req, m.FetchSnapshotRequest):
+        p = _single(resp.topics, "partitions")
+        cl = p.current_leader
+        sid = p.snapshot_id
+        return m.FetchSnapshotResponse(
+            rid, cl.leader_epoch if cl is not None else -1, _opt(cl.leader_id) if cl is not None else None,
+            resp.error_code or p.error_code,
+            m.SnapshotId(sid.end_offset, sid.epoch) if sid is not None and sid.end_offset >= 0 else None,
+            p.size, p.position, bytes(p.unaligned_records or b""))
+    raise TypeError(f"not a core request: {core_req!r}")
+
+
+def _single(topics, attr):
+    if not topics or not getattr(topics[0], attr):
+        raise ChannelError("response without the __cluster_metadata partition")
+    return getattr(topics[0], attr)[0]
+
+
+def request_from_wire(api_key: int, req, version: int, header, rid: int):
+    """A wire request -> (source node id, core request) or None when it is not for
+    __cluster_metadata-0."""
+    if api_key == 52:
+        p = _partition(req.topics, "topic_name", "partitions")
+        if p is None:
+            return None
+        pre = header is not None and header.client_id == PRE_VOTE_CLIENT_ID
+        return p.candidate_id, m.VoteRequest(rid, p.candidate_epoch, p.candidate_id, p.last_offset_epoch,
+                                             p.last_offset, pre)
+    if api_key == 53:
+        p = _partition(req.topics, "topic_name", "partitions")
+        if p is None:
+            return None
+        return p.leader_id, m.BeginQuorumEpochRequest(rid, p.leader_epoch, p.leader_id)
+    if api_key == 54:
+        p = _partition(req.topics, "topic_name", "partitions")
+        if p is None:
+            return None
+        succ = tuple(c.candidate_id for c in (p.preferred_candidates or ())) if version >= 1 \
+            else tuple(p.preferred_successors or ())
+        return p.leader_id, m.EndQuorumEpochRequest(rid, p.leader_epoch, p.leader_id, succ)
+    if api_key == 1:
+        if not req.topics or not req.topics[0].partitions:
+            return None
+        t = req.topics[0]
+        if (version >= 13 and t.topic_id != METADATA_TOPIC_ID) or (version < 13 and t.topic != METADATA_TOPIC):
+            return None
+        p = t.partitions[0]
+        if p.partition != 0:
+            return None
+        replica = req.replica_state.replica_id if version >= 15 and req.replica_state is not None else req.replica_id
+        return replica, m.FetchRequest(rid, p.current_leader_epoch, replica, p.fetch_offset, p.last_fetched_epoch,
+                                       req.max_wait_ms)
+    if api_key == 59:
+        p = _partition(req.topics, "name", "partitions")
+        if p is None or p.partition != 0:
+            return None
+        sid = p.snapshot_id
+        return req.replica_id, m.FetchSnapshotRequest(rid, p.current_leader_epoch, req.replica_id,
+                                                      m.SnapshotId(sid.end_offset, sid.epoch), p.position,
+                                                      req.max_bytes)
+    return None
+
+
+def _partition(topics, name_attr, parts_attr):
+    for t in topics or ():
+        if getattr(t, name_attr) == METADATA_TOPIC:
+            parts = getattr(t, parts_attr) or ()
+            for p in parts:
+                if getattr(p, "partition_index", getattr(p, "partition", 0)) == 0:
+                    return p
+    return None
+
+
+def response_to_wire(api_key: int, version: int, resp):
+    """A core response -> the wire response object for api_key."""
+    from kafkette.protocol.messages import (
+        BeginQuorumEpochResponse, EndQuorumEpochResponse, FetchResponse, FetchSnapshotResponse, VoteResponse,
+    )
+    if api_key == 52:
+        P = VoteResponse.TopicData.PartitionData
+        return VoteResponse(topics=[VoteResponse.TopicData(METADATA_TOPIC, [P(
+            0, error_code=resp.error, leader_id=_lid(resp.leader_id), leader_epoch=resp.epoch,
+            vote_granted=resp.granted)])], node_endpoints=[])
+    if api_key == 53:
+        P = BeginQuorumEpochResponse.TopicData.PartitionData
+        return BeginQuorumEpochResponse(topics=[BeginQuorumEpochResponse.TopicData(METADATA_TOPIC, [P(
+            0, error_code=resp.error, leader_id=_lid(resp.leader_id), leader_epoch=resp.epoch)])],
+            node_endpoints=[])
+    if api_key == 54:
+        P = EndQuorumEpochResponse.TopicData.PartitionData
+        return EndQuorumEpochResponse(topics=[EndQuorumEpochResponse.TopicData(METADATA_TOPIC, [P(
+            0, error_code=resp.error, leader_id=_lid(resp.leader_id), leader_epoch=resp.epoch)])],
+            node_endpoints=[])
+    if api_key == 1:
+        T = FetchResponse.FetchableTopicResponse
+        P = T.PartitionData
+        p = P(0, error_code=resp.error, high_watermark=resp.high_watermark, last_stable_offset=resp.high_watermark,
+              log_start_offset=resp.log_start_offset,
+              diverging_epoch=P.EpochEndOffset(resp.diverging_epoch, resp.diverging_end_offset),
+              current_leader=P.LeaderIdAndEpoch(_lid(resp.leader_id), resp.epoch),
+              snapshot_id=P.SnapshotId(resp.snapshot_id.end_offset, resp.snapshot_id.epoch)
+              if resp.snapshot_id is not None else P.SnapshotId(-1, -1),
+              aborted_transactions=[], records=encode_entries(resp.entries))
+        return FetchResponse(responses=[T(METADATA_TOPIC, METADATA_TOPIC_ID, [p])], node_endpoints=[])
+    if api_key == 59:
+        T = FetchSnapshotResponse.TopicSnapshot
+        P = T.PartitionSnapshot
+        sid = resp.snapshot_id
+        p = P(0, error_code=resp.error,
+              snapshot_id=P.SnapshotId(sid.end_offset, sid.epoch) if sid is not None else P.SnapshotId(-1, -1),
+              current_leader=P.LeaderIdAndEpoch(_lid(resp.leader_id), resp.epoch),
+              size=resp.size, position=resp.position, unaligned_records=resp.chunk)
+        return FetchSnapshotResponse(topics=[T(METADATA_TOPIC, [p])], node_endpoints=[])
+    raise ValueError(f"api {api_key}")
+
+
+def error_response(api_key: int, version: int, code: int):
+    """An answer to a request that is not for __cluster_metadata-0 (or failed)."""
+    _, resp_cls = API_MESSAGES[api_key]
+    resp = resp_cls()
+    if hasattr(resp, "error_code"):
+        resp.error_code = code
+    return resp
+
+
+def describe_quorum_response(d: dict, node_id: int, voters: dict[int, tuple[str, int]]):
+    """DescribeQuorum (55) from RaftQuorum.describe(). As in KRaft, only the leader
+    answers with the replica states; others say NOT_LEADER_OR_FOLLOWER and name it."""
+    from kafkette.protocol.messages import DescribeQuorumResponse as R
+    T = R.TopicData
+    P = T.PartitionData
+    leader = d["leader_id"]
+    if leader != node_id:
+        part = P(0, error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=_lid(leader), leader_epoch=d["epoch"],
+                 high_watermark=d["high_watermark"], current_voters=[], observers=[])
+    else:
+        def state(rid, v):
+            return R.ReplicaState(replica_id=rid, log_end_offset=v["log_end_offset"],
+                                  last_fetch_timestamp=v["last_fetch_timestamp"],
+                                  last_caught_up_timestamp=v["last_fetch_timestamp"])
+        part = P(0, error_code=0, leader_id=leader, leader_epoch=d["epoch"], high_watermark=d["high_watermark"],
+                 current_voters=[state(k, v) for k, v in sorted(d["voters"].items())],
+                 observers=[state(k, v) for k, v in sorted(d["observers"].items())])
+    nodes = [R.Node(node_id=nid, listeners=[R.Node.Listener(name="CONTROLLER", host=h, port=p)])
+             for nid, (h, p) in sorted(voters.items())]
+    return R(error_code=0, topics=[T(METADATA_TOPIC, [part])], nodes=nodes)
