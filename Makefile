@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit integration generate bench clean container-test sim
+.PHONY: run test unit integration generate bench clean container-test sim cluster
 
 $(STAMP): pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when we can.
@@ -27,6 +27,11 @@ $(TSTAMP): $(STAMP) pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/kafkette serve --set log.dirs=./kafkette-data
 
+## Start a local cluster: make cluster BROKERS=3 (127.0.0.1:9092.., data in ./kafkette-cluster; Ctrl-C stops it)
+BROKERS ?= 3
+cluster: $(STAMP)
+	$(VENV)/bin/kafkette cluster --brokers $(BROKERS) --dir ./kafkette-cluster
+
 ## Run the unit and integration tests
 test: $(TSTAMP)
 	$(PY) -m pytest -q tests integration
@@ -47,7 +52,7 @@ generate: $(STAMP)
 	$(PY) -m kafkette.protocol.generator
 
 clean:
-	rm -rf $(VENV) kafkette-data
+	rm -rf $(VENV) kafkette-data kafkette-cluster
 
 ## Benchmarks (not part of `make test`): kafkette vs librdkafka's mock cluster
 bench: $(TSTAMP)

@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("healthcheck", help="exit 0 when a broker answers ApiVersions")
     h.add_argument("--bootstrap-server", default="127.0.0.1:9092")
     h.set_defaults(func=_healthcheck)
+    # --- local cluster (kafkette/cluster_runner.py): `cluster --brokers N` ---
+    from kafkette import cluster_runner as _cluster_runner
+    _cluster_runner.add_parser(sub)
     # --- admin tools (kafkette/tools): `topics`, `groups` ---
     from kafkette.tools import groups as _groups, topics as _topics
     _topics.add_parser(sub)

@@ -14,6 +14,16 @@ Registered through the ``pytest11`` entry point, so installing kafkette is enoug
     A new topic with a unique name (function scope), deleted afterwards. Options
     through the marker ``@pytest.mark.kafkette_topic(partitions=3, config={...})``.
 
+``kafkette_cluster``
+    A started :class:`kafkette.EmbeddedCluster` of real node processes (3 by default,
+    ini option ``kafkette_cluster_brokers``): ``.bootstrap_servers``, ``.brokers``
+    (per node: ``node_id``, ``port``, ``pid``, ``stop()``, ``kill()``, ``start()``,
+    ``pause()``, ``resume()``), ``.controller_id()``, ``.create_topic()``. Settings in
+    the ini option ``kafkette_cluster_config`` (one ``key=value`` a line) go on top of
+    ``kafkette.embedded_cluster.CLUSTER_TEST_DEFAULTS`` (3 s broker sessions, 500 ms
+    heartbeats, no initial rebalance delay). Scope ``session`` by default; choose
+    another with the ini option ``kafkette_cluster_scope`` or ``--kafkette-cluster-scope``.
+
 ini options:
 
 ``kafkette_broker_config``
@@ -51,6 +61,15 @@ def pytest_addoption(parser) -> None:
                   type="linelist", default=[])
     parser.addini("kafkette_broker_in_process", "run the kafkette broker in a thread "
                   "instead of a child process", type="bool", default=False)
+    group.addoption("--kafkette-cluster-scope", dest="kafkette_cluster_scope", default=None,
+                    choices=SCOPES, help="scope of the kafkette_cluster fixture (default: "
+                    "the ini option kafkette_cluster_scope, else session)")
+    parser.addini("kafkette_cluster_scope", "scope of the kafkette_cluster fixture",
+                  default="session")
+    parser.addini("kafkette_cluster_config", "settings of every kafkette_cluster node, "
+                  "key=value a line", type="linelist", default=[])
+    parser.addini("kafkette_cluster_brokers", "number of kafkette_cluster nodes",
+                  default="3")
 
 
 def pytest_configure(config) -> None:
@@ -61,6 +80,10 @@ def pytest_configure(config) -> None:
     if scope not in SCOPES:
         raise pytest.UsageError(f"kafkette_broker_scope: {scope!r} is not one of "
                                 f"{', '.join(SCOPES)}")
+    scope = _cluster_scope("kafkette_cluster", config)
+    if scope not in SCOPES:
+        raise pytest.UsageError(f"kafkette_cluster_scope: {scope!r} is not one of "
+                                f"{', '.join(SCOPES)}")
 
 
 def _scope(fixture_name: str, config) -> str:
@@ -68,16 +91,21 @@ def _scope(fixture_name: str, config) -> str:
             or str(config.getini("kafkette_broker_scope")).strip() or "session")
 
 
-def broker_config(config) -> dict[str, str]:
-    """The ini option kafkette_broker_config as a dict."""
+def _cluster_scope(fixture_name: str, config) -> str:
+    return (config.getoption("kafkette_cluster_scope", None)
+            or str(config.getini("kafkette_cluster_scope")).strip() or "session")
+
+
+def broker_config(config, ini: str = "kafkette_broker_config") -> dict[str, str]:
+    """The ini option kafkette_broker_config (or another key=value list) as a dict."""
     out: dict[str, str] = {}
-    for line in config.getini("kafkette_broker_config"):
+    for line in config.getini(ini):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
-            raise pytest.UsageError(f"kafkette_broker_config: expected key=value, got {line!r}")
+            raise pytest.UsageError(f"{ini}: expected key=value, got {line!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -90,6 +118,19 @@ def kafkette_broker(pytestconfig):
                         in_process=pytestconfig.getini("kafkette_broker_in_process"))
     with kb:
         yield kb
+
+
+@pytest.fixture(scope=_cluster_scope)
+def kafkette_cluster(pytestconfig):
+    """A running cluster of kafkette nodes (kafkette.EmbeddedCluster)."""
+    from kafkette.embedded_cluster import EmbeddedCluster
+    raw = str(pytestconfig.getini("kafkette_cluster_brokers")).strip() or "3"
+    try:
+        brokers = int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"kafkette_cluster_brokers: {raw!r} is not a number") from None
+    with EmbeddedCluster(brokers, broker_config(pytestconfig, "kafkette_cluster_config")) as kc:
+        yield kc
 
 
 @pytest.fixture

@@ -1,0 +1,510 @@
+"""An embedded cluster of kafkette nodes (child processes) for tests and local runs.
+
+    from kafkette import EmbeddedCluster
+
+    with EmbeddedCluster(brokers=3) as kc:
+        kc.create_topic("orders", partitions=6)      # leaders spread over the 3 nodes
+        producer = KafkaProducer(bootstrap_servers=kc.bootstrap_servers)
+        old = kc.controller_id()
+        kc.node(old).kill()                          # SIGKILL the active controller
+        kc.wait_for(lambda: kc.controller_id() not in (-1, old))
+        kc.node(old).start()                         # same ports, same data dir
+
+Every node is a combined broker + controller voter (process.roles=broker,controller):
+node ids 1..N, the same controller.quorum.voters and cluster.id on all. Each node is a
+`ClusterNode`, an `EmbeddedBroker` child process (its own interpreter and event loop)
+with a fixed client port, a fixed controller port, and signals for fault tests:
+``stop()`` (SIGTERM, graceful), ``kill()`` (SIGKILL), ``pause()`` / ``resume()``
+(SIGSTOP / SIGCONT: the process is frozen, its sockets stay open, so peers see
+timeouts rather than refused connections, like a long GC pause or a hung host).
+
+Ports: ``base_port=0`` (the default) picks 2N free ports; a start that fails because
+another process took one meanwhile is retried with new ports. A fixed ``base_port``
+uses the layout of `kafkette cluster` (kafkette.cluster_runner).
+
+Readiness: the nodes start in parallel (a node may need a quorum before it is of any
+use, so starting them one after the other would wait on nodes not yet started), then
+``start()`` waits until every node answers Metadata listing all N brokers and one
+active controller, the same on every node.
+
+Admin requests (``create_topic``, ``delete_topic``) go to any running node, which
+forwards them to the active controller; Metadata (``metadata()``, ``controller_id()``)
+is asked of one running node, or of the node given.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from kafkette.embedded import (
+    HOST,
+    STOP_TIMEOUT,
+    TEST_DEFAULTS,
+    EmbeddedBroker,
+    EmbeddedBrokerError,
+    _format_value,
+    _kafka_error,
+)
+
+__all__ = ["EmbeddedCluster", "ClusterNode", "CLUSTER_TEST_DEFAULTS"]
+
+#: Test defaults of a cluster (under the caller's config): those of EmbeddedBroker, and
+#: short broker sessions so that a fenced broker is seen within seconds (Kafka's
+#: defaults, 9 s session and 2 s heartbeats, are for real networks).
+CLUSTER_TEST_DEFAULTS: dict[str, Any] = {
+    **TEST_DEFAULTS,
+    "broker.session.timeout.ms": 3000,
+    "broker.heartbeat.interval.ms": 500,
+}
+CLUSTER_STARTUP_TIMEOUT = 60.0
+_PORT_RETRIES = 3
+
+
+class ClusterNode(EmbeddedBroker):
+    """One node of an EmbeddedCluster: an EmbeddedBroker child process with a node id,
+    a fixed client port and a fixed controller (Raft) port."""
+
+    def __init__(self, node_id: int, port: int, controller_port: int,
+                 config: Mapping[str, Any], data_dir, *, test_defaults: bool = True,
+                 log_path=None, startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
+                 stop_timeout: float = STOP_TIMEOUT):
+        super().__init__(config, data_dir=data_dir, port=port,
+                         startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        if not test_defaults:
+            # `kafkette cluster`: Kafka's defaults, and no fault-injection endpoint.
+            self.config = dict(config)
+        self._fault_endpoint = test_defaults
+        self.node_id = node_id
+        self.controller_port = controller_port
+        self._paused = False
+        if log_path is not None:
+            self.log_path = Path(log_path)
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ process
+
+    def command(self) -> list[str]:
+        if self._fault_endpoint:
+            return super().command()
+        settings = {"listeners": f"PLAINTEXT://{HOST}:{self.port}",
+                    "log.dirs": str(self.data_dir), **self.config}
+        cmd = [sys.executable, "-m", "kafkette", "serve"]
+        for key, value in settings.items():
+            cmd += ["--set", f"{key}={_format_value(value)}"]
+        return cmd
+
+    def start(self) -> "ClusterNode":
+        self._paused = False
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM and wait (graceful: the node asks the controller to fence it)."""
+        if self._paused:
+            self.resume()  # a stopped process would keep SIGTERM pending forever
+        super().stop()
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye to the controller (its session times out)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        self._paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen, sockets open; heartbeats stop, so the controller fences it
+        after broker.session.timeout.ms."""
+        self._signal(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        self._signal(signal.SIGCONT)
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def returncode(self) -> int | None:
+        """The exit code of the last process, None while it runs (or never ran)."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def _signal(self, sig: int) -> None:
+        if not self.is_running():
+            raise EmbeddedBrokerError(f"node {self.node_id} is not running")
+        os.kill(self._proc.pid, sig)
+
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting (EmbeddedCluster.stop_all waits for all)."""
+        if self._paused:
+            self.resume()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, deadline: float) -> bool:
+        """Wait for the process until `deadline` (monotonic); SIGKILL after it.
+        True when it had to be killed."""
+        proc = self._proc
+        if proc is None:
+            return False
+        killed = False
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            killed = True
+        self._proc = None
+        self._paused = False
+        return killed
+
+    def __repr__(self) -> str:
+        state = "paused" if self._paused else f"running={self.is_running()}"
+        return (f"<ClusterNode {self.node_id} {self.bootstrap_servers} "
+                f"controller={self.controller_port} pid={self.pid} {state}>")
+
+
+class EmbeddedCluster:
+    """N kafkette nodes (broker + controller voter each) on 127.0.0.1.
+
+    ``config``: Kafka property names for every node (node.id, listeners, log.dirs and
+    controller.quorum.voters are set per node). ``data_dir``: the root of the nodes'
+    data dirs (node-<id>); a temporary directory, removed on ``close()``, when omitted.
+    ``test_defaults``: apply ``CLUSTER_TEST_DEFAULTS`` under ``config`` and give each
+    node a fault-injection endpoint (False for `kafkette cluster`: Kafka's defaults).
+    ``log_dir``: where node-<id>.log go (default: a temporary directory).
+    """
+
+    def __init__(self, brokers: int = 3, config: Mapping[str, Any] | None = None, *,
+                 data_dir=None, base_port: int = 0, controller_base_port: int | None = None,
+                 cluster_id: str | None = None, test_defaults: bool = True, log_dir=None,
+                 startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
+                 stop_timeout: float = STOP_TIMEOUT):
+        from kafkette import cluster_runner
+        config = dict(config or {})
+        bad = sorted(k for k in config if k in cluster_runner.RESERVED_KEYS)
+        if bad:
+            raise ValueError(f"{bad[0]!r} is set per node by EmbeddedCluster")
+        if brokers < 1:
+            raise ValueError("brokers must be at least 1")
+        self.config: dict[str, Any] = ({**CLUSTER_TEST_DEFAULTS, **config} if test_defaults
+                                       else config)
+        self.cluster_id = str(config.pop("cluster.id", None) or cluster_id
+                              or cluster_runner.new_cluster_id())
+        self.config.pop("cluster.id", None)
+        self.size = brokers
+        self.test_defaults = test_defaults
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self._auto_ports = base_port == 0
+        self._base_port = base_port
+        self._controller_base_port = controller_base_port
+        self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-cluster-"))
+        self._own_data_dir = data_dir is None
+        self.data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
+        self.log_dir = Path(log_dir) if log_dir is not None else self._workdir
+        self.brokers: list[ClusterNode] = []
+        self.startup_seconds: float | None = None   # of the last start()
+        self._closed = False
+        self._build_nodes()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build_nodes(self) -> None:
+        from kafkette import cluster_runner
+        if self._auto_ports:
+            ports = _free_ports(2 * self.size)
+            layout = [cluster_runner.NodeLayout(i + 1, HOST, ports[i], ports[self.size + i],
+                                                self.data_dir / f"node-{i + 1}")
+                      for i in range(self.size)]
+        else:
+            layout = cluster_runner.plan(self.size, self._base_port,
+                                         self._controller_base_port, self.data_dir)
+        self.layout = layout
+        self.brokers = [
+            ClusterNode(n.node_id, n.port, n.controller_port,
+                        {**self.config, **cluster_runner.node_config(n, layout,
+                                                                    self.cluster_id)},
+                        n.data_dir, test_defaults=self.test_defaults,
+                        log_path=self.log_dir / f"node-{n.node_id}.log",
+                        startup_timeout=self.startup_timeout, stop_timeout=self.stop_timeout)
+            for n in layout]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(n.bootstrap_servers for n in self.brokers)
+
+    @property
+    def voters(self) -> str:
+        from kafkette import cluster_runner
+        return cluster_runner.voters_string(self.layout)
+
+    def node(self, node_id: int) -> ClusterNode:
+        for n in self.brokers:
+            if n.node_id == node_id:
+                return n
+        raise KeyError(f"no node {node_id} (nodes {[n.node_id for n in self.brokers]})")
+
+    def running(self) -> list[ClusterNode]:
+        """The nodes whose process runs and is not paused."""
+        return [n for n in self.brokers if n.is_running() and not n.paused]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> "EmbeddedCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self, interrupt: threading.Event | None = None) -> "EmbeddedCluster":
+        """Start every node (in parallel) and wait for the cluster (see wait_ready)."""
+        if self._closed:
+            raise EmbeddedBrokerError("this EmbeddedCluster was closed")
+        t0 = time.monotonic()
+        attempts = _PORT_RETRIES if self._auto_ports else 1
+        for attempt in range(attempts):
+            errors = self._start_nodes(self.brokers)
+            if not errors:
+                break
+            self.stop_all()
+            in_use = any("in use" in str(e).lower() for e in errors)
+            if not in_use or attempt + 1 >= attempts or (interrupt and interrupt.is_set()):
+                raise errors[0]
+            for n in self.brokers:
+                n.close()
+            self._build_nodes()  # another process took a port: new ports, same dirs
+        try:
+            self.wait_ready(timeout=max(1.0, self.startup_timeout - (time.monotonic() - t0)),
+                            interrupt=interrupt, nodes=self.brokers)
+        except BaseException:
+            self.stop_all()
+            raise
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    @staticmethod
+    def _start_nodes(nodes: Iterable[ClusterNode]) -> list[BaseException]:
+        errors: list[BaseException] = []
+
+        def start(n: ClusterNode) -> None:
+            try:
+                n.start()
+            except BaseException as e:  # noqa: BLE001 - reported by the caller
+                errors.append(e)
+        threads = [threading.Thread(target=start, args=(n,), name=f"start-node-{n.node_id}")
+                   for n in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return errors
+
+    def stop_all(self) -> list[int]:
+        """SIGTERM every node, wait for all (one shared deadline), SIGKILL the ones
+        still running after it. Returns the ids of the killed nodes."""
+        for n in self.brokers:
+            n.terminate()
+        deadline = time.monotonic() + self.stop_timeout
+        return [n.node_id for n in self.brokers if n.wait_exit(deadline)]
+
+    stop = stop_all
+
+    def close(self) -> None:
+        """Stop every node and remove the temporary directories."""
+        if self._closed:
+            return
+        try:
+            self.stop_all()
+        finally:
+            self._closed = True
+            for n in self.brokers:
+                n.close()  # its own temporary directory; the data dirs are ours
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            if self._own_data_dir:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedCluster {self.bootstrap_servers} nodes={self.brokers}>"
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_for(self, cond: Callable[[], Any], timeout: float = 30.0, message: str = "",
+                 interval: float = 0.05, interrupt: threading.Event | None = None) -> Any:
+        """Poll `cond()` until it returns something truthy (returned) or the deadline
+        passes (EmbeddedBrokerError naming `message`, the last error and log tails)."""
+        deadline = time.monotonic() + timeout
+        last: BaseException | None = None
+        while True:
+            try:
+                value = cond()
+                if value:
+                    return value
+                last = None
+            except (OSError, EmbeddedBrokerError, EOFError) as e:
+                if getattr(e, "fatal", False):
+                    raise  # e.g. a node exited: no point in waiting
+                last = e
+            if interrupt is not None and interrupt.is_set():
+                raise EmbeddedBrokerError(f"interrupted waiting for {message or 'a condition'}")
+            if time.monotonic() >= deadline:
+                detail = f" (last error: {last!r})" if last is not None else ""
+                raise EmbeddedBrokerError(
+                    f"timed out after {timeout:.1f}s waiting for "
+                    f"{message or getattr(cond, '__name__', 'a condition')}{detail}\n"
+                    f"{self.log_tails(15)}")
+            time.sleep(interval)
+
+    def view(self, via: ClusterNode | int | None = None):
+        """(sorted broker ids, controller id) from Metadata of one node."""
+        resp = self.metadata(via=via, topics=[])
+        return sorted(b.node_id for b in resp.brokers), resp.controller_id
+
+    def wait_ready(self, timeout: float | None = None,
+                   interrupt: threading.Event | None = None,
+                   nodes: list[ClusterNode] | None = None) -> int:
+        """Wait until every one of `nodes` (default: the running ones) lists exactly
+        those nodes in Metadata, and the same active controller; returns its id. A
+        node of `nodes` whose process exits fails the wait at once."""
+        def agreed():
+            nodes_ = self.running() if nodes is None else nodes
+            for n in nodes_:
+                if n.returncode() is not None:
+                    e = EmbeddedBrokerError(f"node {n.node_id} exited with code "
+                                            f"{n.returncode()}\n{n._log_tail()}")
+                    e.fatal = True
+                    raise e
+            expected = sorted(n.node_id for n in nodes_)
+            views = {(tuple(ids), c) for ids, c in map(self.view, nodes_)}
+            if len(views) == 1:
+                ids, controller = next(iter(views))
+                if list(ids) == expected and controller in expected:
+                    return controller
+            return None
+        return self.wait_for(agreed, self.startup_timeout if timeout is None else timeout,
+                             "every node to list the running brokers and one controller",
+                             interval=0.1, interrupt=interrupt)
+
+    # ------------------------------------------------------------------ requests
+
+    def _pick(self, via: ClusterNode | int | None) -> list[ClusterNode]:
+        if via is None:
+            nodes = self.running()
+            if not nodes:
+                raise EmbeddedBrokerError("no node is running")
+            return nodes
+        return [self.node(via) if isinstance(via, int) else via]
+
+    def request(self, request, version: int, via: ClusterNode | int | None = None,
+                timeout: float = 30.0):
+        """Send one request to `via` (or the first running node that answers)."""
+        last: BaseException | None = None
+        for n in self._pick(via):
+            try:
+                return n._request(request, version, timeout=timeout)
+            except (OSError, EOFError, EmbeddedBrokerError) as e:
+                last = e
+        raise EmbeddedBrokerError(f"no node answered: {last!r}")
+
+    def metadata(self, topics: list[str] | None = None,
+                 via: ClusterNode | int | None = None, timeout: float = 5.0):
+        """A Metadata v12 response (``topics=None``: all topics; [] none); never creates
+        topics."""
+        from kafkette.protocol.messages import MetadataRequest
+        T = MetadataRequest.MetadataRequestTopic
+        req = MetadataRequest(topics=None if topics is None else [T(name=t) for t in topics],
+                              allow_auto_topic_creation=False)
+        return self.request(req, 12, via=via, timeout=timeout)
+
+    def controller_id(self, via: ClusterNode | int | None = None) -> int:
+        """The active controller as Metadata reports it (-1: none known)."""
+        return self.metadata(topics=[], via=via).controller_id
+
+    def leaders(self, topic: str, via: ClusterNode | int | None = None) -> dict[int, int]:
+        """partition -> leader id (-1 when offline) of `topic`, from Metadata."""
+        resp = self.metadata([topic], via=via)
+        t = resp.topics[0]
+        if t.error_code:
+            raise _kafka_error(t.error_code, f"metadata of {topic!r}")
+        return {p.partition_index: p.leader_id for p in t.partitions}
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
+                     config: Mapping[str, Any] | None = None, *, exist_ok: bool = True,
+                     timeout: float = 30.0, via: ClusterNode | int | None = None):
+        """CreateTopics v7 through any running node (forwarded to the active controller);
+        retried while there is no active controller (NOT_CONTROLLER) until `timeout`.
+        Then waits until every running node's Metadata has the topic's leaders."""
+        from kafkette.errors import ErrorCode
+        from kafkette.protocol.messages import CreateTopicsRequest
+        T = CreateTopicsRequest.CreatableTopic
+        C = T.CreatableTopicConfig
+        req = CreateTopicsRequest(
+            topics=[T(name=name, num_partitions=partitions,
+                      replication_factor=replication_factor, assignments=[],
+                      configs=[C(name=k, value=_format_value(v))
+                               for k, v in (config or {}).items()])],
+            timeout_ms=int(timeout * 1000), validate_only=False)
+        retriable = {ErrorCode.NOT_CONTROLLER, ErrorCode.REQUEST_TIMED_OUT}
+
+        def attempt():
+            result = self.request(req, 7, via=via, timeout=timeout + 5).topics[0]
+            if result.error_code in retriable:
+                return None
+            return (result,)
+        result = self.wait_for(attempt, timeout, f"topic {name!r} to be created")[0]
+        if result.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and exist_ok:
+            return result
+        if result.error_code != 0:
+            raise _kafka_error(result.error_code, f"create topic {name!r}: "
+                               f"{result.error_message or ''}".rstrip(": "))
+        self.wait_for(lambda: all(self._has_leaders(name, n) for n in self.running()),
+                      timeout, f"every node to see topic {name!r}")
+        return result
+
+    def _has_leaders(self, topic: str, node: ClusterNode) -> bool:
+        t = self.metadata([topic], via=node).topics[0]
+        return not t.error_code and all(p.leader_id >= 0 for p in t.partitions)
+
+    def delete_topic(self, name: str, *, missing_ok: bool = False, timeout: float = 30.0):
+        """DeleteTopics v4 through any running node."""
+        from kafkette.errors import ErrorCode
+        from kafkette.protocol.messages import DeleteTopicsRequest
+        req = DeleteTopicsRequest(topics=[], topic_names=[name],
+                                  timeout_ms=int(timeout * 1000))
+        result = self.request(req, 4, timeout=timeout + 5).responses[0]
+        if result.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and missing_ok:
+            return result
+        if result.error_code != 0:
+            raise _kafka_error(result.error_code, f"delete topic {name!r}")
+        return result
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def log_tails(self, lines: int = 40) -> str:
+        return "\n".join(f"----- node {n.node_id} ({n.log_path}) -----\n{n._log_tail(lines)}"
+                         for n in self.brokers)
+
+
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports (all bound at once, so none is handed out twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
