@@ -240,7 +240,12 @@ class ClusterMember:
         if ch is None:
             from kafkette.controller.raft.transport import ControllerChannel
             host, port = self.voters[node_id]
-            ch = self._channels[node_id] = ControllerChannel(host, port)
+            # A short reconnect back-off: after the controller dies, the next one is
+            # tried as soon as the quorum names it (the channel's default backs off to
+            # 1 s, which delayed forwarded CreateTopics after a failover).
+            ch = self._channels[node_id] = ControllerChannel(
+                host, port, backoff_max_ms=200,
+                request_timeout_ms=int(self.request_timeout_s * 1000))
         return ch
 
     async def controller_rpc(self, request, version: int, timeout_s: float | None = None):

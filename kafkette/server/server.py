@@ -148,8 +148,13 @@ async def serve(config: BrokerConfig) -> None:
 
 
 def run(config: BrokerConfig) -> None:
+    # Only the import is guarded: an ImportError raised while serving must surface as
+    # itself, not start a second server on the ports the first one still holds.
     try:
         import uvloop
-        uvloop.run(serve(config))
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep a fallback
+        uvloop = None
+    if uvloop is not None:
+        uvloop.run(serve(config))
+    else:  # pragma: no cover
         asyncio.run(serve(config))
