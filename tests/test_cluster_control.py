@@ -148,3 +148,21 @@ def test_find_coordinator_points_at_the_offsets_partition_leader(make_broker):
         assert c.node_id == b.group_coordinator_node(c.key)
         if c.node_id == 2:
             assert (c.host, c.port) == ("10.0.0.2", 9093)
+
+
+def test_fetch_checks_the_clients_leader_epoch_kip_320(broker):
+    run_now(broker.controller.create_topic("epochs", 1, 1, {}))
+    t = broker.image.topics["epochs"]
+
+    def fetch_with(epoch):
+        req = fetch_request("epochs", {0: 0}, version=12)
+        req.topics[0].partitions[0].current_leader_epoch = epoch
+        return call(broker, req, 12).responses[0].partitions[0].error_code
+
+    assert fetch_with(-1) == 0 and fetch_with(0) == 0
+    assert fetch_with(1) == ErrorCode.UNKNOWN_LEADER_EPOCH
+    run_now(broker.controller.quorum.append(encode_records([
+        {"type": "PartitionChangeRecord", "topic_id": str(t.topic_id), "partition": 0,
+         "leader": 1, "leader_epoch": 3}])))
+    assert fetch_with(1) == ErrorCode.FENCED_LEADER_EPOCH
+    assert fetch_with(3) == 0

@@ -47,6 +47,12 @@ def _read_all(ctx, request, names):
                 continue
             try:
                 part = rm.partition(name, p.partition)
+                if p.current_leader_epoch >= 0 and p.current_leader_epoch != part.leader_epoch:
+                    # KIP-320 (v9+): a client behind the leader epoch is fenced (it
+                    # refreshes its metadata); one ahead of ours waits for our metadata.
+                    raise KafkaError(None, ErrorCode.FENCED_LEADER_EPOCH
+                                     if p.current_leader_epoch < part.leader_epoch
+                                     else ErrorCode.UNKNOWN_LEADER_EPOCH)
                 plog = part.log
                 hw = plog.high_watermark
                 if remaining > 0 or total == 0:
