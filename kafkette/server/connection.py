@@ -142,6 +142,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
     # -- processing ------------------------------------------------------------
     def _process(self) -> None:
         queue = self._queue
+        # The answers of all the requests handled in this pass go out with one
+        # writelines: the transport sends at once when its buffer is empty, so one call
+        # per response meant one send() per response, the largest cost of a pipelined
+        # Produce in the profile (bench: capacity with 16 KB batches).
+        out: list = []
         while queue and not self._busy and not self.closed:
             frame = queue.popleft()
             if self.client_id is None:  # faults: close_connections(client_id)
@@ -150,21 +155,23 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 result = self.dispatcher.handle(frame, self.peer, self.listener)
             except ProtocolError as e:
                 log.warning("closing connection: bad request", peer=self.peer, error=str(e))
-                self._abort()
+                self._flush_and_abort(out)
                 return
             except Exception:
                 log.exception("closing connection: handler failed", peer=self.peer)
-                self._abort()
+                self._flush_and_abort(out)
                 return
             if result is None:
                 continue
             if isinstance(result, list):
-                self.transport.writelines(result)
+                out += result
                 continue
             self._busy = True
             self.idle.clear()
             asyncio.ensure_future(self._complete(result))
             break
+        if out and not self.closed:
+            self.transport.writelines(out)  # before any later (awaited) response: in order
         if not self._busy:
             self.idle.set()
         self._update_reading()
@@ -194,6 +201,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
         elif not want_pause and self._read_paused:
             self.transport.resume_reading()
             self._read_paused = False
+
+    def _flush_and_abort(self, out: list) -> None:
+        # The requests before the bad one are answered first, as when each response
+        # was written on its own.
+        if out and not self.closed:
+            self.transport.writelines(out)
+        self._abort()
 
     def _abort(self) -> None:
         self.closed = True
