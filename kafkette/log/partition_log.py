@@ -495,13 +495,14 @@ class PartitionLog:
 
     # --- read ---------------------------------------------------------------------------
     def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None,
-             min_one_batch: bool = True) -> bytes:
+             min_one_batch: bool = True, view: bool = False) -> bytes:
         """Whole batches from the one containing `offset`, up to max_bytes but at least
         one batch (KIP-74; min_one_batch=False for the later partitions of a Fetch,
         which Kafka fills strictly within max_bytes), never including a batch that
         reaches `max_offset` (default: the high watermark). Continues into following segments while room is left (a
         real Kafka broker stops at the end of a segment; the client just fetches again).
-        Returns b"" at the end of the visible log."""
+        Returns b"" at the end of the visible log. view=True (the Fetch handler) may
+        return a memoryview over the bytes read instead of a trimmed copy of them."""
         self._check_open()
         if offset < self._log_start_offset or offset > self._leo:
             raise OffsetOutOfRangeError(
@@ -526,7 +527,7 @@ class PartitionLog:
                     continue  # offset in a gap at the end of this segment
             else:
                 pos = 0
-            data, reached_end = seg.read_from(pos, budget, limit, min_one)
+            data, reached_end = seg.read_from(pos, budget, limit, min_one, view)
             first = False
             min_one = False
             if data:

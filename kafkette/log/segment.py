@@ -541,12 +541,16 @@ class LogSegment:
                 p += batch_length + rec.LOG_OVERHEAD
             pos += p
 
-    def read_from(self, pos: int, max_bytes: int, limit_offset: int, min_one: bool) -> tuple[bytes, bool]:
+    def read_from(self, pos: int, max_bytes: int, limit_offset: int, min_one: bool,
+                  view: bool = False) -> tuple[bytes, bool]:
         """Whole batches from file position `pos`: as many as fit in max_bytes (at least
         one if min_one, KIP-74), stopping before the first batch whose last offset is
         >= limit_offset (the high watermark). Returns (data, reached_segment_end).
         One pread of up to max_bytes, a walk over the headers in memory, and a second
-        pread only when the first batch alone is larger than max_bytes."""
+        pread only when the first batch alone is larger than max_bytes.
+        view=True (Fetch) trims the read to whole batches with a memoryview instead of
+        a bytes slice, which copies nearly all of it: Fetch hands the bytes read to the
+        transport as they are (Kafka: sendfile from the segment, no copy at all)."""
         avail = self.size - pos
         if avail <= 0:
             return b"", True
@@ -564,12 +568,15 @@ class LogSegment:
                 raise KafkaStorageError(f"corrupt batch header at position {pos + p} of {self.log_path}")
             if p + size > n or p + size > max_bytes:
                 if p == 0 and min_one:
-                    data = os.pread(self.fd, size, pos) if size > n else data[:size]
+                    if size > n:
+                        data = os.pread(self.fd, size, pos)
+                    else:
+                        data = memoryview(data)[:size] if view else data[:size]
                     return data, size == avail
                 break
             p += size
         if p != n:
-            data = data[:p]
+            data = memoryview(data)[:p] if view else data[:p]
         return data, (not limited and p == avail)
 
     def read_batch_at(self, pos: int) -> tuple[bytes, rec.BatchHeader]:

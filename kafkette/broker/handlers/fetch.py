@@ -59,7 +59,7 @@ def _read_all(ctx, request, names):
                     limit = min(p.partition_max_bytes, max(remaining, 0))
                     # KIP-74: the first non-empty partition gets at least one batch.
                     data = plog.read(p.fetch_offset, limit, max_offset=hw,
-                                     min_one_batch=(total == 0))
+                                     min_one_batch=(total == 0), view=True)
                 else:
                     if not plog.log_start_offset <= p.fetch_offset <= plog.log_end_offset:
                         plog.read(p.fetch_offset, 0)  # raises OFFSET_OUT_OF_RANGE
