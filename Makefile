@@ -54,9 +54,11 @@ generate: $(STAMP)
 clean:
 	rm -rf $(VENV) kafkette-data kafkette-cluster
 
-## Benchmarks (not part of `make test`): kafkette vs librdkafka's mock cluster
+## Benchmarks (not part of `make test`): kafkette vs librdkafka's mock cluster, same run.
+## Table on stdout, JSON in bench-results.json; e.g. `make bench REPEAT=1 BENCH_ARGS="--only produce"`
 bench: $(TSTAMP)
-	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3}
+	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3} \
+	  --json $${BENCH_JSON:-bench-results.json} $(BENCH_ARGS)
 
 ## Build the container image with podman and smoke-test it (CI runs this after `make test`)
 container-test: $(TSTAMP)

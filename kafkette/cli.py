@@ -71,6 +71,11 @@ def _healthcheck(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from kafkette.bench.__main__ import main as bench_main
+    return bench_main(args.bench_args)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kafkette", description="A Kafka-compatible broker")
     sub = p.add_subparsers(dest="command", required=True)
@@ -82,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("healthcheck", help="exit 0 when a broker answers ApiVersions")
     h.add_argument("--bootstrap-server", default="127.0.0.1:9092")
     h.set_defaults(func=_healthcheck)
+    # --- benchmarks (kafkette/bench): `kafkette bench [options]` = `make bench` ---
+    b = sub.add_parser("bench", help="benchmarks side by side with librdkafka's mock cluster",
+                       add_help=False, prefix_chars="\0")
+    b.add_argument("bench_args", nargs="*")
+    b.set_defaults(func=_bench)
     # --- local cluster (kafkette/cluster_runner.py): `cluster --brokers N` ---
     from kafkette import cluster_runner as _cluster_runner
     _cluster_runner.add_parser(sub)

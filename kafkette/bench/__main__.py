@@ -1,203 +1,376 @@
-"""`make bench` / `python -m kafkette.bench`: producer throughput and footprint,
-kafkette side by side with librdkafka's mock cluster in the same run.
+"""`make bench` / `python -m kafkette.bench`: kafkette side by side with librdkafka's
+mock cluster, in the same run and with the same clients.
 
-This is the first slice of the benchmark harness (the benchmarks issue adds the
-broker-capacity load generator, consume, latency and more). Each target gets a fresh
-process: kafkette on a free port with its own data dir; the peer is the mock cluster
-that ships inside the confluent-kafka wheel (`test.mock.num.brokers`), started by a
-tiny launcher process that keeps it alive and prints its bootstrap address. The same
-producer script runs in a separate process against each. Figures are medians over
-`--repeat` runs; ratios within one run are what counts on a noisy machine.
+Sub-benchmarks (each starts a fresh broker process per target: kafkette on a free
+port with its own temp data dir, and the mock in kafkette.bench.mock_launcher):
 
-    python -m kafkette.bench [--records N] [--repeat R] [--json FILE]
+- produce:  confluent-kafka producer process, --records x 100 B, 6 partitions,
+            linger.ms=5, acks=1 and acks=all;
+- capacity: --connections load-generator processes (kafkette.bench.workers.capacity)
+            each re-sending one pre-built RecordBatch v2 (16 KB and 1 MB) with Produce
+            v7, pipelined --depth deep, for --seconds; next to the loopback TCP
+            bandwidth of the same number of connections, measured in the same run;
+- consume:  confluent-kafka consumer reading --records from the start, and a raw
+            fetcher (Fetch v11 on one socket); the topic is filled first, untimed;
+- latency:  --rate records/s for --latency-seconds with linger.ms=0, p50/p99/p99.9
+            from the produce call to consumer receipt (log-bucketed histogram);
+- footprint: start-up (process start to the first ApiVersions answer, every start
+            counted), idle RSS right after start-up, peak RSS of the produce brokers.
+
+Figures are medians over --repeat runs. One table on stdout, JSON to --json, progress
+on stderr. The machine is noisy: the ratios within one run are what counts.
+
+    python -m kafkette.bench [--records N] [--repeat R] [--json FILE] [--only produce,...]
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
 import os
-import shutil
-import socket
+import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-PY = sys.executable
+from kafkette.bench.targets import PY, Kafkette, MockPeer, compile_bytecode
 
-# Producer run in its own process: confluent-kafka, 100-byte values, 6 partitions.
-PRODUCER = r"""
-import sys, time, json
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-bs, n, acks, topic, create = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-if create == "1":
-    admin = AdminClient({"bootstrap.servers": bs})  # keep a reference until the result
-    for f in admin.create_topics([NewTopic(topic, 6, 1)]).values():
-        f.result(timeout=30)
-p = Producer({"bootstrap.servers": bs, "linger.ms": 5, "acks": acks,
-              "queue.buffering.max.messages": 2000000, "batch.size": 1000000})
-v = b"x" * 100
-errors = []
-def cb(err, msg):
-    if err is not None:
-        errors.append(err)
-t0 = time.perf_counter()
-for i in range(n):
-    while True:
-        try:
-            p.produce(topic, v, on_delivery=cb)
-            break
-        except BufferError:
-            p.poll(0.005)
-    if i % 20000 == 0:
-        p.poll(0)
-left = p.flush(120)
-dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "errors": len(errors), "undelivered": left}))
-"""
-
-# Keeps a librdkafka mock cluster alive and prints its bootstrap servers.
-MOCK_LAUNCHER = r"""
-import sys, time
-from confluent_kafka import Producer
-p = Producer({"test.mock.num.brokers": 1, "bootstrap.servers": "", "log_level": 0})
-# The mock cluster's address is in the client's metadata.
-md = p.list_topics(timeout=10)
-b = next(iter(md.brokers.values()))
-print(f"{b.host}:{b.port}", flush=True)
-sys.stdin.read()
-"""
+SUITES = ("produce", "capacity", "consume", "latency")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def progress(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def wait_ready(port: int, deadline_s: float = 20.0) -> float:
-    from kafkette.cli import api_versions_probe
-    t_end = time.monotonic() + deadline_s
-    while time.monotonic() < t_end:
-        try:
-            if api_versions_probe("127.0.0.1", port, timeout=1.0) == 0:
-                return time.monotonic()
-        except OSError:
-            time.sleep(0.005)
-    raise RuntimeError(f"broker on port {port} did not answer within {deadline_s}s")
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def hwm_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-class Kafkette:
-    name = "kafkette"
-    create_topics = True
-
-    def __enter__(self):
-        self.dir = tempfile.mkdtemp(prefix="kafkette-bench-")
-        self.port = free_port()
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            [PY, "-m", "kafkette", "serve", "--set",
-             f"listeners=PLAINTEXT://127.0.0.1:{self.port}", "--set", f"log.dirs={self.dir}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.startup_s = wait_ready(self.port) - t0
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.pid = self.proc.pid
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        self.proc.wait(30)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class MockPeer:
-    name = "librdkafka mock"
-    # The mock cluster does not serve CreateTopics; it auto-creates the topic on
-    # first produce with its default partition count (not 6: a known difference).
-    create_topics = False
-
-    def __enter__(self):
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen([PY, "-c", MOCK_LAUNCHER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.bootstrap = self.proc.stdout.readline().strip()
-        if not self.bootstrap:
-            raise RuntimeError("mock cluster launcher failed")
-        self.startup_s = time.monotonic() - t0
-        self.pid = self.proc.pid
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.stdin.close()
-        self.proc.terminate()
-        self.proc.wait(30)
-
-
-def produce_run(target, records: int, acks: str) -> float:
-    topic = f"bench-{acks}-{time.time_ns()}"
-    out = subprocess.run([PY, "-c", PRODUCER, target.bootstrap, str(records), acks, topic,
-                          "1" if target.create_topics else "0"],
-                         capture_output=True, text=True, timeout=600)
+def run_worker(role: str, args: dict, timeout: float = 900) -> dict:
+    out = subprocess.run([PY, "-m", "kafkette.bench.workers", role, json.dumps(args)],
+                         capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
-        raise RuntimeError(f"producer failed against {target.name}: {out.stderr[-2000:]}")
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    if res["errors"] or res["undelivered"]:
-        raise RuntimeError(f"{target.name}: {res['errors']} delivery errors, "
-                           f"{res['undelivered']} undelivered")
-    return records / res["seconds"]
+        raise RuntimeError(f"worker {role} failed: {out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_group(role: str, arg_list: list[dict], timeout: float = 300) -> list[dict]:
+    """Start workers, wait until each printed "ready", then say "go" to all at once."""
+    procs = [subprocess.Popen([PY, "-m", "kafkette.bench.workers", role, json.dumps(a)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for a in arg_list]
+    try:
+        for p in procs:
+            line = p.stdout.readline().strip()
+            if line != "ready":
+                raise RuntimeError(f"worker {role} did not get ready: {line!r} "
+                                   f"{p.stderr.read()[-3000:]}")
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            if p.returncode != 0:
+                raise RuntimeError(f"worker {role} failed: {err[-3000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+class Results:
+    """metric -> target name -> list of values (one per run)."""
+
+    def __init__(self):
+        self.values: dict[str, dict[str, list[float]]] = {}
+        self.notes: list[str] = []
+
+    def add(self, metric: str, target: str, value: float) -> None:
+        self.values.setdefault(metric, {}).setdefault(target, []).append(value)
+
+    def median(self, metric: str, target: str) -> float | None:
+        vals = self.values.get(metric, {}).get(target)
+        return statistics.median(vals) if vals else None
+
+
+def _topic(kind: str) -> str:
+    return f"bench-{kind}-{time.time_ns()}"
+
+
+def started(target, res: Results) -> None:
+    res.add("startup_ms", target.name, target.startup_s * 1000)
+    res.add("idle_rss_mb", target.name, target.rss_mb())
+
+
+# --------------------------------------------------------------------------- suites
+
+def suite_produce(args, res: Results) -> None:
+    for acks in ("1", "all"):
+        for cls in (Kafkette, MockPeer):
+            with cls() as t:
+                started(t, res)
+                for i in range(args.repeat):
+                    progress(f"{t.name}: produce acks={acks} run {i + 1}/{args.repeat} "
+                             f"({args.records:,} x 100 B, 6 partitions)")
+                    topic = _topic("produce")
+                    t.create_topic(topic, 6)
+                    r = run_worker("produce", {"bootstrap": t.bootstrap, "topic": topic,
+                                               "records": args.records, "acks": acks})
+                    if r["errors"] or r["undelivered"]:
+                        raise RuntimeError(f"{t.name}: {r['errors']} delivery errors "
+                                           f"{r['first_error']}, {r['undelivered']} undelivered")
+                    rate = args.records / r["seconds"]
+                    res.add(f"produce_acks{acks}_rec_s", t.name, rate)
+                    res.add(f"produce_acks{acks}_mb_s", t.name, rate * 100 / 1e6)
+                res.add("peak_rss_mb", t.name, t.peak_rss_mb())
+
+
+def loopback(args) -> float:
+    """MB/s over loopback TCP with the same number of connections as the generators."""
+    sink = subprocess.Popen([PY, "-m", "kafkette.bench.workers", "sink",
+                             json.dumps({"connections": args.connections})],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(sink.stdout.readline())
+        rs = run_group("source", [{"port": port, "seconds": args.seconds}] * args.connections)
+        sink.wait(60)
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+            sink.wait()
+    return sum(r["bytes"] / r["seconds"] for r in rs) / 1e6
+
+
+def suite_capacity(args, res: Results) -> None:
+    for i in range(args.repeat):
+        progress(f"loopback TCP bandwidth run {i + 1}/{args.repeat} "
+                 f"({args.connections} connections, {args.seconds}s)")
+        mb = loopback(args)
+        for name in (Kafkette.name, MockPeer.name):  # one physical limit for both
+            res.add("loopback_tcp_mb_s", name, mb)
+    lo = res.median("loopback_tcp_mb_s", Kafkette.name)
+    for label, size in (("16kb", 16 * 1024), ("1mb", 1_000_000)):
+        for cls in (Kafkette, MockPeer):
+            with cls() as t:
+                started(t, res)
+                for i in range(args.repeat):
+                    progress(f"{t.name}: capacity {label} batches run {i + 1}/{args.repeat} "
+                             f"({args.connections} connections x depth {args.depth}, "
+                             f"{args.seconds}s)")
+                    topic = _topic("capacity")
+                    t.create_topic(topic, args.connections)
+                    rs = run_group("capacity", [
+                        {"bootstrap": t.bootstrap, "topic": topic, "partition": p,
+                         "batch_bytes": size, "depth": args.depth, "seconds": args.seconds}
+                        for p in range(args.connections)])
+                    mb = sum(r["bytes"] / r["seconds"] for r in rs) / 1e6
+                    res.add(f"capacity_{label}_mb_s", t.name, mb)
+                    res.add(f"capacity_{label}_batches_s", t.name,
+                            sum(r["batches"] / r["seconds"] for r in rs))
+                    res.add(f"capacity_{label}_pct_loopback", t.name, 100 * mb / lo)
+
+
+def consume_partitions(records: int) -> int:
+    # The mock keeps ~5 MB per partition and drops older batches; 30,000 records of
+    # 100 B per partition stay under that, so the mock still has all of them.
+    return max(6, math.ceil(records / 30_000))
+
+
+def suite_consume(args, res: Results) -> None:
+    parts = consume_partitions(args.records)
+    for kind in ("client", "raw"):
+        for cls in (Kafkette, MockPeer):
+            with cls() as t:
+                started(t, res)
+                topic = _topic("consume")
+                t.create_topic(topic, parts)
+                progress(f"{t.name}: filling {topic} with {args.records:,} records "
+                         f"({parts} partitions)")
+                r = run_worker("produce", {"bootstrap": t.bootstrap, "topic": topic,
+                                           "records": args.records, "acks": "1",
+                                           "spread": parts})
+                if r["errors"] or r["undelivered"]:
+                    raise RuntimeError(f"{t.name}: fill failed {r}")
+                for i in range(args.repeat):
+                    progress(f"{t.name}: consume ({kind}) run {i + 1}/{args.repeat}")
+                    r = run_worker("consume" if kind == "client" else "fetch",
+                                   {"bootstrap": t.bootstrap, "topic": topic,
+                                    "partitions": parts, "records": args.records})
+                    if r["records"] < args.records:
+                        raise RuntimeError(f"{t.name}: consume ({kind}) got {r['records']} "
+                                           f"of {args.records} records")
+                    res.add(f"consume_{kind}_rec_s", t.name, r["records"] / r["seconds"])
+                    res.add(f"consume_{kind}_mb_s", t.name, r["bytes"] / r["seconds"] / 1e6)
+
+
+def suite_latency(args, res: Results) -> None:
+    n = int(args.rate * args.latency_seconds)
+    for cls in (Kafkette, MockPeer):
+        with cls() as t:
+            started(t, res)
+            for i in range(args.repeat):
+                progress(f"{t.name}: end-to-end latency run {i + 1}/{args.repeat} "
+                         f"({args.rate:,} rec/s for {args.latency_seconds}s, linger.ms=0)")
+                topic = _topic("latency")
+                t.create_topic(topic, 1)
+                base = {"bootstrap": t.bootstrap, "topic": topic, "records": n}
+                cons = subprocess.Popen(
+                    [PY, "-m", "kafkette.bench.workers", "lat_consume",
+                     json.dumps({**base, "timeout": 3 * args.latency_seconds + 60})],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                prod = subprocess.Popen(
+                    [PY, "-m", "kafkette.bench.workers", "lat_produce",
+                     json.dumps({**base, "rate": args.rate})],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True)
+                try:
+                    line = cons.stdout.readline().strip()
+                    if line != "ready":
+                        raise RuntimeError(f"latency consumer: {line!r} {cons.stderr.read()}")
+                    prod.stdin.write("go\n")
+                    prod.stdin.flush()
+                    pout, perr = prod.communicate(timeout=args.latency_seconds + 90)
+                    if prod.returncode != 0:
+                        raise RuntimeError(f"latency producer failed: {perr[-3000:]}")
+                    pr = json.loads(pout.strip().splitlines()[-1])
+                    out, err = cons.communicate(timeout=2 * args.latency_seconds + 90)
+                finally:
+                    for proc in (cons, prod):
+                        if proc.poll() is None:
+                            proc.kill()
+                            proc.wait()
+                if cons.returncode != 0:
+                    raise RuntimeError(f"latency consumer failed: {err[-3000:]}")
+                r = json.loads(out.strip().splitlines()[-1])
+                if pr["undelivered"]:
+                    raise RuntimeError(f"{t.name}: latency run: {pr['undelivered']} undelivered")
+                if r["records"] < n:
+                    # Percentiles over what arrived understate the latency: say so.
+                    note = (f"{t.name}: latency run {i + 1}: only {r['records']:,} of {n:,} "
+                            f"records reached the consumer within its deadline")
+                    progress("WARNING " + note)
+                    res.notes.append(note)
+                for p in ("p50", "p99", "p999"):
+                    res.add(f"e2e_{p}_ms", t.name, r[f"{p}_us"] / 1000)
+
+
+# --------------------------------------------------------------------------- report
+
+# (metric, unit, higher is better, target description, check(kafkette, peer) -> bool)
+ROWS = [
+    ("produce_acks1_rec_s", "rec/s", True, ">= 1.0x peer", lambda k, p: k >= p),
+    ("produce_acks1_mb_s", "MB/s", True, None, None),
+    ("produce_acksall_rec_s", "rec/s", True, ">= 1.0x peer", lambda k, p: k >= p),
+    ("produce_acksall_mb_s", "MB/s", True, None, None),
+    ("loopback_tcp_mb_s", "MB/s", True, None, None),
+    ("capacity_16kb_mb_s", "MB/s", True, None, None),
+    ("capacity_16kb_batches_s", "batch/s", True, None, None),
+    ("capacity_1mb_mb_s", "MB/s", True, None, None),
+    ("capacity_1mb_batches_s", "batch/s", True, None, None),
+    ("capacity_1mb_pct_loopback", "%", True, ">= 25% loopback", lambda k, p: k >= 25),
+    ("consume_client_rec_s", "rec/s", True, ">= 1.0x peer", lambda k, p: k >= p),
+    ("consume_client_mb_s", "MB/s", True, None, None),
+    ("consume_raw_rec_s", "rec/s", True, None, None),
+    ("consume_raw_mb_s", "MB/s", True, None, None),
+    ("e2e_p50_ms", "ms", False, None, None),
+    ("e2e_p99_ms", "ms", False, "<= 5 ms", lambda k, p: k <= 5),
+    ("e2e_p999_ms", "ms", False, None, None),
+    ("startup_ms", "ms", False, "<= 300 ms", lambda k, p: k <= 300),
+    ("idle_rss_mb", "MB", False, "<= 50 MB", lambda k, p: k <= 50),
+    ("peak_rss_mb", "MB", False, None, None),
+]
+
+
+def build_rows(res: Results) -> list[dict]:
+    rows = []
+    for metric, unit, higher, target, check in ROWS:
+        k = res.median(metric, Kafkette.name)
+        p = res.median(metric, MockPeer.name)
+        if k is None and p is None:
+            continue
+        row = {"metric": metric, "unit": unit, "higher_is_better": higher,
+               "kafkette": k, "peer": p,
+               "ratio": (k / p) if (k is not None and p) else None,
+               "runs": {n: res.values.get(metric, {}).get(n, [])
+                        for n in (Kafkette.name, MockPeer.name)},
+               "target": target}
+        if check is not None and k is not None and p is not None:
+            row["met"] = bool(check(k, p))
+        rows.append(row)
+    return rows
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"| {'metric':<27} | {'unit':<7} | {'kafkette':>11} | {'librdkafka mock':>15} "
+            f"| {'ratio':>6} | {'target':<16} | met |")
+    lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
+    for r in rows:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        met = {True: "yes", False: "NO"}.get(r.get("met"), "")
+        lines.append(f"| {r['metric']:<27} | {r['unit']:<7} | {_fmt(r['kafkette']):>11} | "
+                     f"{_fmt(r['peer']):>15} | {ratio:>6} | {r['target'] or '':<16} | {met:<3} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="kafkette bench")
-    ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = argparse.ArgumentParser(prog="kafkette bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=1_000_000,
+                    help="records for produce and consume (default 1,000,000)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    ap.add_argument("--seconds", type=float, default=5.0,
+                    help="length of each capacity / loopback run")
+    ap.add_argument("--connections", type=int, default=3,
+                    help="load-generator processes (one connection each)")
+    ap.add_argument("--depth", type=int, default=8, help="requests in flight per connection")
+    ap.add_argument("--rate", type=int, default=10_000, help="latency run: records/s")
+    ap.add_argument("--latency-seconds", type=float, default=30.0)
+    ap.add_argument("--only", default=",".join(SUITES),
+                    help=f"comma-separated subset of {','.join(SUITES)}")
+    ap.add_argument("--tmpdir", default=None,
+                    help="parent of kafkette's data dirs (default: the system temp dir); "
+                         "e.g. /dev/shm to take the disk out of the figures")
     ap.add_argument("--json", default="bench-results.json")
     args = ap.parse_args(argv)
-    rows: dict[str, dict[str, float]] = {}
-    for cls in (Kafkette, MockPeer):
-        with cls() as target:
-            res = rows.setdefault(target.name, {})
-            res["startup_ms"] = target.startup_s * 1000
-            res["idle_rss_mb"] = rss_kb(target.pid) / 1024
-            for acks in ("1", "all"):
-                rates = []
-                for i in range(args.repeat):
-                    print(f"[{target.name}] produce acks={acks} run {i + 1}/{args.repeat} "
-                          f"({args.records:,} x 100 B)...", file=sys.stderr, flush=True)
-                    rates.append(produce_run(target, args.records, acks))
-                res[f"produce_acks{acks}_rec_s"] = statistics.median(rates)
-                res[f"produce_acks{acks}_mb_s"] = statistics.median(rates) * 100 / 1e6
-            res["peak_rss_mb"] = hwm_kb(target.pid) / 1024
-    names = list(rows)
-    metrics = list(rows[names[0]])
-    print(f"\n{'metric':<26}" + "".join(f"{n:>18}" for n in names) + f"{'ratio':>10}")
-    for m in metrics:
-        a, b = rows[names[0]][m], rows[names[1]][m]
-        print(f"{m:<26}{a:>18,.1f}{b:>18,.1f}{(a / b if b else float('nan')):>10.2f}")
-    print("\nstartup/RSS of the peer are of the launcher process (Python + librdkafka), "
-          "not comparable to a broker's; the produce rows are.")
+    suites = [s.strip() for s in args.only.split(",") if s.strip()]
+    for s in suites:
+        if s not in SUITES:
+            ap.error(f"unknown suite {s!r}")
+    res = Results()
+    t0 = time.monotonic()
+    Kafkette.data_parent = args.tmpdir
+    compile_bytecode()
+    for s in SUITES:
+        if s in suites:
+            globals()[f"suite_{s}"](args, res)
+    rows = build_rows(res)
+    table = format_table(rows)
+    print(table)
+    for note in res.notes:
+        print(f"NOTE: {note}")
+    print("\nratio = kafkette / peer (lower is better for ms and MB rows). The peer's "
+          "start-up and RSS are of a Python process hosting librdkafka's in-memory mock, "
+          "not a broker-to-broker comparison; kafkette writes every byte to disk, the "
+          "mock keeps ~5 MB per partition in memory.")
+    import confluent_kafka
+    doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                       "python": platform.python_version(),
+                       "librdkafka": confluent_kafka.libversion()[0]},
+           "config": {k: v for k, v in vars(args).items() if k != "json"},
+           "elapsed_s": time.monotonic() - t0,
+           "targets": [Kafkette.name, MockPeer.name], "rows": rows, "table": table,
+           "notes": res.notes}
     with open(args.json, "w") as f:
-        json.dump({"records": args.records, "repeat": args.repeat, "results": rows,
-                   "cpu_count": os.cpu_count()}, f, indent=2)
-    print(f"wrote {args.json}")
+        json.dump(doc, f, indent=2)
+    progress(f"wrote {args.json} ({time.monotonic() - t0:.0f}s)")
     return 0
 
 

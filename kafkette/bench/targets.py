@@ -1,0 +1,176 @@
+"""The two brokers under test, each a real subprocess started fresh per sub-benchmark.
+
+- Kafkette: `python -m kafkette serve` on a free port with its own temp data dir,
+  stopped by its PID (SIGTERM, then SIGKILL after a deadline).
+- MockPeer: librdkafka's mock cluster in kafkette.bench.mock_launcher.
+
+Start-up is timed from Popen to the first ApiVersions answer, for both. The mock's
+figure and RSS are of a Python process hosting librdkafka, so they are shown but are
+not a broker-to-broker comparison.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api_versions_ok(host: str, port: int) -> bool:
+    """One ApiVersions v0 round trip (the mock answers it too)."""
+    with socket.create_connection((host, port), timeout=1.0) as s:
+        body = struct.pack(">hhih", 18, 0, 1, 5) + b"bench"
+        s.sendall(struct.pack(">i", len(body)) + body)
+        data = b""
+        while len(data) < 4:
+            chunk = s.recv(4096)
+            if not chunk:
+                return False
+            data += chunk
+        return True
+
+
+def wait_ready(host: str, port: int, proc: subprocess.Popen, deadline_s: float = 30.0) -> float:
+    t_end = time.monotonic() + deadline_s
+    while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker process exited with {proc.returncode} before answering")
+        try:
+            if _api_versions_ok(host, port):
+                return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.002)  # polling a port that is not listening yet: nothing to wait on
+    raise RuntimeError(f"{host}:{port} did not answer ApiVersions within {deadline_s}s")
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def compile_bytecode() -> None:
+    """Write kafkette's bytecode cache, as `pip install` does for an installed package.
+    Start-up is measured as a user gets it: with PYTHONDONTWRITEBYTECODE=1 set (as in
+    some CI and container environments) and no __pycache__, every start would first
+    compile all of kafkette from source (~100 ms more on the 2-core bench machine)."""
+    import compileall
+    import kafkette
+    compileall.compile_dir(os.path.dirname(kafkette.__file__), quiet=2)
+
+
+class Kafkette:
+    name = "kafkette"
+    # Parent directory of the brokers' data dirs (--tmpdir; default: the system's).
+    data_parent: str | None = None
+
+    def __init__(self, extra_args=()):
+        self.extra_args = list(extra_args)
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="kafkette-bench-", dir=self.data_parent)
+        self.port = free_port()
+        cmd = [PY, "-m", "kafkette", "serve",
+               "--set", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
+               "--set", f"log.dirs={self.dir}", *self.extra_args]
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        try:
+            self.startup_s = wait_ready("127.0.0.1", self.port, self.proc) - t0
+        except BaseException:
+            _stop(self.proc)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.pid = self.proc.pid
+        self._admin = None
+        return self
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        for f in self._admin.create_topics([NewTopic(name, partitions, 1)]).values():
+            f.result(timeout=30)
+
+    def rss_mb(self) -> float:
+        return proc_status_kb(self.pid, "VmRSS") / 1024
+
+    def peak_rss_mb(self) -> float:
+        return proc_status_kb(self.pid, "VmHWM") / 1024
+
+    def __exit__(self, *exc):
+        self._admin = None
+        _stop(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MockPeer:
+    name = "librdkafka mock"
+
+    def __enter__(self):
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen([PY, "-m", "kafkette.bench.mock_launcher"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        if not self.bootstrap:
+            _stop(self.proc)
+            raise RuntimeError("mock cluster launcher failed")
+        host, port = self.bootstrap.split(",")[0].rsplit(":", 1)
+        self.startup_s = wait_ready(host, int(port), self.proc) - t0
+        self.pid = self.proc.pid
+        return self
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        self.proc.stdin.write(f"{name} {partitions}\n")
+        self.proc.stdin.flush()
+        code = self.proc.stdout.readline().strip()
+        if code != "0":
+            raise RuntimeError(f"mock topic create {name} failed: {code!r}")
+
+    def rss_mb(self) -> float:
+        return proc_status_kb(self.pid, "VmRSS") / 1024
+
+    def peak_rss_mb(self) -> float:
+        return proc_status_kb(self.pid, "VmHWM") / 1024
+
+    def __exit__(self, *exc):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        _stop(self.proc)
+
+
+TARGETS = (Kafkette, MockPeer)

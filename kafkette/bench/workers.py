@@ -1,0 +1,344 @@
+"""Benchmark clients, each run in its own process by the harness:
+
+    python -m kafkette.bench.workers ROLE '<json args>'
+
+and printing one JSON line with its result on stdout. Roles that run in a group
+(capacity generators, loopback sources) print "ready" once connected and start when
+the harness writes "go" to their stdin, so that their measuring windows overlap.
+
+- produce:    confluent-kafka producer, N records of 100 B, linger.ms=5
+- consume:    confluent-kafka consumer, assign() every partition from the start
+- fetch:      raw fetcher: Fetch v11 requests on one socket, batch headers only
+- capacity:   raw Produce v7 with one pre-built RecordBatch v2, re-sent pipelined
+- sink/source: loopback TCP bandwidth with the same connection count
+- lat_consume / lat_produce: end-to-end latency, CLOCK_MONOTONIC in the value
+  (system-wide on Linux, so comparable across processes)
+"""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+import time
+
+_i32 = struct.Struct(">i")
+
+
+def _out(obj) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def _wait_go() -> None:
+    print("ready", flush=True)
+    line = sys.stdin.readline()
+    if line.strip() != "go":
+        raise SystemExit("no go")
+
+
+def _recv_exact_into(sock, view) -> None:
+    got, n = 0, len(view)
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if k == 0:
+            raise ConnectionError("connection closed by broker")
+        got += k
+
+
+# ----------------------------------------------------------------------- real clients
+
+def produce(a) -> None:
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": a["bootstrap"], "linger.ms": 5, "acks": a["acks"],
+                  "queue.buffering.max.messages": 2_000_000, "batch.size": 1_000_000,
+                  "log_level": 0})
+    topic, n = a["topic"], a["records"]
+    v = b"x" * a.get("size", 100)
+    errors = []
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(str(err))
+    # Metadata first, so the timed part is the produce and not the connection set-up.
+    p.list_topics(topic, timeout=30)
+    # Round-robin over `spread` partitions when asked (filling the consume topic evenly:
+    # the sticky partitioner can put 3x more on one partition than on another, and the
+    # mock drops batches beyond ~5 MB per partition); else the default partitioner.
+    spread = a.get("spread", 0)
+    t0 = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                if spread:
+                    p.produce(topic, v, partition=i % spread, on_delivery=cb)
+                else:
+                    p.produce(topic, v, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.005)
+        if i % 20000 == 0:
+            p.poll(0)
+    left = p.flush(300)
+    dt = time.perf_counter() - t0
+    _out({"seconds": dt, "errors": len(errors), "first_error": errors[:1],
+          "undelivered": left})
+
+
+def consume(a) -> None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": a["bootstrap"], "group.id": "bench",
+                  "enable.auto.commit": False, "log_level": 0,
+                  "auto.offset.reset": "earliest"})
+    topic, n = a["topic"], a["records"]
+    md = c.list_topics(topic, timeout=30).topics[topic]
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions])
+    got = nbytes = 0
+    deadline = time.monotonic() + a.get("timeout", 300)
+    t0 = time.perf_counter()
+    while got < n and time.monotonic() < deadline:
+        # consume() waits until it has num_messages or the timeout: never ask for more
+        # than are left, or the last call waits out its timeout.
+        for m in c.consume(min(10000, n - got), 1.0):
+            if m.error() is None:
+                got += 1
+                nbytes += len(m.value())
+    dt = time.perf_counter() - t0
+    c.close()
+    _out({"seconds": dt, "records": got, "bytes": nbytes})
+
+
+# ----------------------------------------------------------------------- raw protocol
+
+def _request(api_key: int, version: int, body: bytes, corr: int = 0) -> bytes:
+    from kafkette.protocol.headers import encode_request_header
+    payload = encode_request_header(api_key, version, corr, "kafkette-bench") + body
+    return _i32.pack(len(payload)) + payload
+
+
+def fetch(a) -> None:
+    """Fetch v11 (topic names, not flexible: served by both targets) from offset 0 of
+    every partition until `records` records came back. Per batch, not per record:
+    only the batch headers are read to find the next offset and the record count."""
+    from kafkette.protocol.messages import FetchRequest, FetchResponse
+    from kafkette.protocol.records import (BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET,
+                                           LOG_OVERHEAD, RECORDS_COUNT_OFFSET)
+    host, port = a["bootstrap"].split(",")[0].rsplit(":", 1)
+    topic, parts, n = a["topic"], a["partitions"], a["records"]
+    offsets = {p: 0 for p in range(parts)}
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    FT, FP = FetchRequest.FetchTopic, FetchRequest.FetchTopic.FetchPartition
+    q = struct.Struct(">q")
+    got = nbytes = 0
+    head = bytearray(4)
+    deadline = time.monotonic() + a.get("timeout", 300)
+    t0 = time.perf_counter()
+    while got < n and time.monotonic() < deadline:
+        req = FetchRequest(replica_id=-1, max_wait_ms=500, min_bytes=1, max_bytes=50 << 20,
+                           isolation_level=0, session_id=0, session_epoch=-1, rack_id="",
+                           topics=[FT(topic=topic, partitions=[
+                               FP(partition=p, fetch_offset=o, partition_max_bytes=4 << 20)
+                               for p, o in offsets.items()])],
+                           forgotten_topics_data=[])
+        sock.sendall(_request(1, 11, req.encode(11)))
+        _recv_exact_into(sock, memoryview(head))
+        buf = bytearray(_i32.unpack(head)[0])
+        _recv_exact_into(sock, memoryview(buf))
+        resp = FetchResponse.decode(memoryview(buf)[4:], 11)  # skip the correlation id
+        for t in resp.responses:
+            for p in t.partitions:
+                if p.error_code:
+                    raise RuntimeError(f"fetch error {p.error_code} on partition "
+                                       f"{p.partition_index}")
+                recs = p.records
+                if not recs:
+                    continue
+                pos, end = 0, len(recs)
+                while end - pos >= 61:
+                    size = LOG_OVERHEAD + _i32.unpack_from(recs, pos + BATCH_LENGTH_OFFSET)[0]
+                    if pos + size > end:
+                        break  # a partial batch at the end of the response
+                    base = q.unpack_from(recs, pos)[0]
+                    offsets[p.partition_index] = base + 1 + _i32.unpack_from(
+                        recs, pos + LAST_OFFSET_DELTA_OFFSET)[0]
+                    got += _i32.unpack_from(recs, pos + RECORDS_COUNT_OFFSET)[0]
+                    pos += size
+                nbytes += pos
+    dt = time.perf_counter() - t0
+    sock.close()
+    _out({"seconds": dt, "records": got, "bytes": nbytes})
+
+
+def capacity(a) -> None:
+    """One connection, one pre-built batch (build_batch once), Produce v7 acks=1 re-sent
+    with up to `depth` requests in flight. Counts the responses that arrive inside the
+    measuring window; checks every response's error code at its fixed offset."""
+    from kafkette.protocol.messages import ProduceRequest
+    from kafkette.protocol.records import build_batch
+    host, port = a["bootstrap"].split(",")[0].rsplit(":", 1)
+    topic, part, batch_bytes = a["topic"], a["partition"], a["batch_bytes"]
+    value = b"v" * 1000 if batch_bytes >= 100_000 else b"v" * 100
+    per = len(value) + 12  # rough encoded record size, to hit the batch size
+    n_rec = max(1, (batch_bytes - 61) // per)
+    batch = build_batch([(None, value, [])] * n_rec)
+    TD, PD = ProduceRequest.TopicProduceData, ProduceRequest.TopicProduceData.PartitionProduceData
+    req = ProduceRequest(transactional_id=None, acks=1, timeout_ms=30000,
+                         topic_data=[TD(name=topic, partition_data=[PD(index=part,
+                                                                      records=batch)])])
+    frame = _request(0, 7, req.encode(7))
+    # Response v7: corr(4) count(4) name(2+len) count(4) index(4) error_code(2)
+    err_at = 4 + 4 + 2 + len(topic.encode()) + 4 + 4
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    depth, seconds = a["depth"], a["seconds"]
+    head = memoryview(bytearray(4))
+    rbuf = bytearray(4096)
+    # One warm-up round trip (also checks that the topic takes our batch).
+    sock.sendall(frame)
+
+    def read_response() -> None:
+        _recv_exact_into(sock, head)
+        size = _i32.unpack(head)[0]
+        view = memoryview(rbuf)[:size] if size <= len(rbuf) else memoryview(bytearray(size))
+        _recv_exact_into(sock, view)
+        err = struct.unpack_from(">h", view, err_at)[0]
+        if err:
+            raise RuntimeError(f"produce error {err}")
+    read_response()
+    _wait_go()
+    inflight = acked = 0
+    t0 = time.perf_counter()
+    t_end = t0 + seconds
+    while True:
+        while inflight < depth:
+            sock.sendall(frame)
+            inflight += 1
+        read_response()
+        inflight -= 1
+        now = time.perf_counter()
+        if now >= t_end:
+            break
+        acked += 1
+    dt = now - t0
+    while inflight:
+        read_response()
+        inflight -= 1
+    sock.close()
+    _out({"seconds": dt, "batches": acked, "bytes": acked * len(batch),
+          "batch_bytes": len(batch)})
+
+
+def sink(a) -> None:
+    """Loopback bandwidth: accept `connections` sockets and read everything."""
+    import selectors
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    print(srv.getsockname()[1], flush=True)
+    sel = selectors.DefaultSelector()
+    for _ in range(a["connections"]):
+        c, _addr = srv.accept()
+        c.setblocking(False)
+        sel.register(c, selectors.EVENT_READ)
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    open_ = a["connections"]
+    while open_:
+        for key, _ in sel.select():
+            try:
+                k = key.fileobj.recv_into(view)
+            except BlockingIOError:
+                continue
+            if k == 0:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                open_ -= 1
+    _out({"done": True})
+
+
+def source(a) -> None:
+    sock = socket.create_connection(("127.0.0.1", a["port"]))
+    chunk = b"\0" * (1 << 20)
+    _wait_go()
+    sent = 0
+    t0 = time.perf_counter()
+    t_end = t0 + a["seconds"]
+    while True:
+        sock.sendall(chunk)
+        sent += len(chunk)
+        now = time.perf_counter()
+        if now >= t_end:
+            break
+    sock.close()
+    _out({"seconds": now - t0, "bytes": sent})
+
+
+# ----------------------------------------------------------------------- latency
+
+def lat_consume(a) -> None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from kafkette.bench.histogram import LogHistogram
+    c = Consumer({"bootstrap.servers": a["bootstrap"], "group.id": "bench-lat",
+                  "enable.auto.commit": False, "log_level": 0,
+                  "fetch.wait.max.ms": 100})
+    topic, n = a["topic"], a["records"]
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    # Steady state first: "ready" once a warm-up record (key "w") has come through,
+    # so connection set-up and offset look-ups are not in the figures.
+    deadline = time.monotonic() + a["timeout"]
+    while time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None and m.key() == b"w":
+            break
+    print("ready", flush=True)
+    h = LogHistogram()
+    got = 0
+    mono = time.monotonic_ns
+    while got < n and time.monotonic() < deadline:
+        # poll(), not consume(n): consume waits until it has n messages, which at
+        # 10,000 rec/s would add up to n/10 ms of latency.
+        m = c.poll(0.5)
+        if m is None or m.error() is not None or m.key() == b"w":
+            continue
+        h.record((mono() - int.from_bytes(m.value()[:8], "big")) // 1000)  # µs
+        got += 1
+    c.close()
+    _out({"records": got, "p50_us": h.percentile(50), "p99_us": h.percentile(99),
+          "p999_us": h.percentile(99.9), "max_us": h.max})
+
+
+def lat_produce(a) -> None:
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": a["bootstrap"], "linger.ms": 0, "acks": "1",
+                  "log_level": 0})
+    topic, rate, n = a["topic"], a["rate"], a["records"]
+    pad = b"x" * 92
+    # Warm-up records (key "w", ignored by lat_consume) until the harness says go.
+    import select
+    while not select.select([sys.stdin], [], [], 0.01)[0]:
+        p.produce(topic, b"\0" * 100, key=b"w")
+        p.poll(0)
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit("no go")
+    mono = time.monotonic_ns
+    t0 = time.monotonic()
+    sent = 0
+    while sent < n:
+        due = min(n, int((time.monotonic() - t0) * rate) + 1)
+        while sent < due:
+            p.produce(topic, mono().to_bytes(8, "big") + pad)
+            sent += 1
+        p.poll(0)
+        # Pace to the target rate: sleep until the next record is due.
+        ahead = t0 + sent / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    left = p.flush(60)
+    _out({"sent": sent, "undelivered": left, "seconds": time.monotonic() - t0})
+
+
+ROLES = {f.__name__: f for f in (produce, consume, fetch, capacity, sink, source,
+                                 lat_consume, lat_produce)}
+
+if __name__ == "__main__":
+    ROLES[sys.argv[1]](json.loads(sys.argv[2]))
