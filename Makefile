@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
+	@# An editable install compiles no bytecode: without it every broker start compiles
+	@# kafkette from source (~120 ms more to the first answer).
+	$(PY) -m compileall -q kafkette >/dev/null
 	touch $@
 
 $(TSTAMP): $(STAMP) pyproject.toml
