@@ -94,6 +94,53 @@ def new_controller(cluster, via, old: int) -> int | None:
     return c if c not in (-1, old) else None
 
 
+# --------------------------------------------------------------------------- forwarding
+def test_admin_requests_to_a_broker_that_is_not_the_controller_are_forwarded(cluster):
+    """CreatePartitions, IncrementalAlterConfigs and DeleteTopics sent to a follower
+    node are run by the active controller, and every node sees the result; producer
+    ids handed out by a follower come from blocks the controller allocates."""
+    from kafkette.protocol.messages import (CreatePartitionsRequest, DeleteTopicsRequest,
+                                            IncrementalAlterConfigsRequest,
+                                            InitProducerIdRequest)
+    controller = whole(cluster)
+    via = next(n.node_id for n in cluster.brokers if n.node_id != controller)
+    name = unique_topic("forwarded")
+    cluster.create_topic(name, partitions=2)
+
+    T = CreatePartitionsRequest.CreatePartitionsTopic
+    r = cluster.request(CreatePartitionsRequest(topics=[T(name=name, count=5, assignments=None)],
+                                                timeout_ms=10000, validate_only=False), 3,
+                        via=via)
+    assert [(x.name, x.error_code) for x in r.results] == [(name, 0)]
+    for n in cluster.brokers:
+        wait_until(lambda n=n: len(cluster.leaders(name, via=n.node_id)) == 5, 15,
+                   message=f"node {n.node_id} sees 5 partitions")
+
+    R = IncrementalAlterConfigsRequest.AlterConfigsResource
+    r = cluster.request(IncrementalAlterConfigsRequest(resources=[R(
+        resource_type=2, resource_name=name,
+        configs=[R.AlterableConfig(name="retention.ms", config_operation=0,
+                                   value="3600000")])], validate_only=False), 1, via=via)
+    assert [x.error_code for x in r.responses] == [0]
+
+    pids = set()
+    for _ in range(3):
+        r = cluster.request(InitProducerIdRequest(transactional_id=None,
+                                                  transaction_timeout_ms=60000,
+                                                  producer_id=-1, producer_epoch=-1), 4,
+                            via=via)
+        assert r.error_code == 0
+        pids.add(r.producer_id)
+    assert len(pids) == 3
+
+    r = cluster.request(DeleteTopicsRequest(topic_names=[name], timeout_ms=10000), 5, via=via)
+    assert [(x.name, x.error_code) for x in r.responses] == [(name, 0)]
+    for n in cluster.brokers:
+        wait_until(lambda n=n: name not in {t.name for t in cluster.metadata(
+            via=n.node_id, topics=None).topics}, 15,
+                   message=f"node {n.node_id} dropped {name}")
+
+
 # --------------------------------------------------------------------------- placement
 
 def test_a_topic_has_leaders_on_all_three_brokers(cluster, topic6):
