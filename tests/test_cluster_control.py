@@ -166,3 +166,43 @@ def test_fetch_checks_the_clients_leader_epoch_kip_320(broker):
          "leader": 1, "leader_epoch": 3}])))
     assert fetch_with(1) == ErrorCode.FENCED_LEADER_EPOCH
     assert fetch_with(3) == 0
+
+
+def test_group_requests_for_groups_coordinated_elsewhere(make_broker):
+    """In a cluster, this node serves only the groups whose `__consumer_offsets`
+    partition it leads: multi-group requests are answered per group (KIP-709
+    OffsetFetch, DescribeGroups), single-group ones with NOT_COORDINATOR."""
+    from kafkette.broker.cluster import ClusterMember
+    from kafkette.protocol.messages import (DescribeGroupsRequest, FindCoordinatorRequest,
+                                            HeartbeatRequest, OffsetFetchRequest)
+    b = make_broker({"offsets.topic.num.partitions": "4"})
+    epoch = _register(b, 2, 9093)
+    _heartbeat(b, 2, epoch)
+    call(b, FindCoordinatorRequest(key_type=0, coordinator_keys=["x"]), 4)  # creates the topic
+    groups = [f"g{i}" for i in range(12)]
+    mine = [g for g in groups if b.group_coordinator_node(g) == 1]
+    theirs = [g for g in groups if b.group_coordinator_node(g) == 2]
+    assert mine and theirs
+    # The cluster side of this broker, not started: no quorum traffic is needed here.
+    b.cluster = ClusterMember(b, b.controller.quorum, {1: ("127.0.0.1", 1), 2: ("127.0.0.1", 2)})
+
+    G = OffsetFetchRequest.OffsetFetchRequestGroup
+    resp = call(b, OffsetFetchRequest(groups=[G(group_id=g, topics=None) for g in groups],
+                                      require_stable=False), 8)
+    assert [g.group_id for g in resp.groups] == groups
+    codes = {g.group_id: g.error_code for g in resp.groups}
+    assert all(codes[g] == 0 for g in mine)
+    assert all(codes[g] == ErrorCode.NOT_COORDINATOR for g in theirs)
+
+    resp = call(b, DescribeGroupsRequest(groups=groups, include_authorized_operations=False), 5)
+    codes = {g.group_id: g.error_code for g in resp.groups}
+    assert [g.group_id for g in resp.groups] == groups
+    assert all(codes[g] == 0 for g in mine)
+    assert all(codes[g] == ErrorCode.NOT_COORDINATOR for g in theirs)
+
+    hb = call(b, HeartbeatRequest(group_id=theirs[0], generation_id=1, member_id="m",
+                                  group_instance_id=None), 4)
+    assert hb.error_code == ErrorCode.NOT_COORDINATOR
+    hb = call(b, HeartbeatRequest(group_id=mine[0], generation_id=1, member_id="m",
+                                  group_instance_id=None), 4)
+    assert hb.error_code == ErrorCode.UNKNOWN_MEMBER_ID  # served here: no such member

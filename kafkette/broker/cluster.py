@@ -50,6 +50,7 @@ from kafkette.protocol.messages import (
     IncrementalAlterConfigsResponse,
     LeaveGroupResponse,
     OffsetDeleteResponse,
+    OffsetFetchResponse,
 )
 
 log = get_logger("kafkette.cluster")
@@ -222,9 +223,20 @@ class ClusterMember:
                                                                  error_code=codes[g])
                                                  for g in ids])
         if api_key == OFFSET_FETCH and ctx.api_version >= 8:
-            ids = [g.group_id for g in request.groups]
-        else:
-            ids = [request.group_id]
+            # Several groups (KIP-709): serve ours, answer the others per group.
+            codes = {g.group_id: self._group_error(g.group_id) for g in request.groups}
+            if not any(codes.values()):
+                return None
+            G = OffsetFetchResponse.OffsetFetchResponseGroup
+            ours = [g for g in request.groups if not codes[g.group_id]]
+            served = {}
+            if ours:
+                request.groups = ours
+                served = {g.group_id: g for g in handle(ctx, request).groups}
+            return OffsetFetchResponse(error_code=0, groups=[
+                served.get(g) or G(group_id=g, error_code=codes[g], topics=[])
+                for g in codes])
+        ids = [request.group_id]
         code = next((c for c in map(self._group_error, ids) if c), ErrorCode.NONE)
         if not code:
             return None
