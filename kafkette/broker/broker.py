@@ -104,8 +104,13 @@ class Broker:
         self.metrics = BrokerMetrics(self)
         self.faults = FaultInjector(self.clock, self.node_id)  # faults: broker/faults.py
         self.dispatcher = Dispatcher(self)
-        log.info("broker started", node_id=self.node_id, cluster_id=self.image.cluster_id,
-                 data_dir=str(self.data_dir), topics=len(self.image.topics), pid=os.getpid())
+        if self.cluster is None:
+            log.info("broker started", node_id=self.node_id, cluster_id=self.image.cluster_id,
+                     data_dir=str(self.data_dir), topics=len(self.image.topics),
+                     pid=os.getpid())
+        else:  # the image is replayed when the quorum starts ("metadata replayed")
+            log.info("broker started", node_id=self.node_id, data_dir=str(self.data_dir),
+                     voters=sorted(voters), pid=os.getpid())
 
     @property
     def image(self) -> MetadataImage:
