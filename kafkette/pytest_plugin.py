@@ -76,24 +76,21 @@ def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", "kafkette_topic(partitions=1, config=None): options of the topic "
                    "that the kafkette_topic fixture creates")
-    scope = _scope("kafkette_broker", config)
-    if scope not in SCOPES:
-        raise pytest.UsageError(f"kafkette_broker_scope: {scope!r} is not one of "
-                                f"{', '.join(SCOPES)}")
-    scope = _cluster_scope("kafkette_cluster", config)
-    if scope not in SCOPES:
-        raise pytest.UsageError(f"kafkette_cluster_scope: {scope!r} is not one of "
-                                f"{', '.join(SCOPES)}")
+    for fixture_name, (_, ini) in _SCOPE_OPTIONS.items():
+        scope = _scope(fixture_name, config)
+        if scope not in SCOPES:
+            raise pytest.UsageError(f"{ini}: {scope!r} is not one of {', '.join(SCOPES)}")
+
+
+# fixture name -> (command-line option dest, ini option) that choose its scope
+_SCOPE_OPTIONS = {"kafkette_broker": ("kafkette_scope", "kafkette_broker_scope"),
+                  "kafkette_cluster": ("kafkette_cluster_scope", "kafkette_cluster_scope")}
 
 
 def _scope(fixture_name: str, config) -> str:
-    return (config.getoption("kafkette_scope", None)
-            or str(config.getini("kafkette_broker_scope")).strip() or "session")
-
-
-def _cluster_scope(fixture_name: str, config) -> str:
-    return (config.getoption("kafkette_cluster_scope", None)
-            or str(config.getini("kafkette_cluster_scope")).strip() or "session")
+    option, ini = _SCOPE_OPTIONS[fixture_name]
+    return (config.getoption(option, None)
+            or str(config.getini(ini)).strip() or "session")
 
 
 def broker_config(config, ini: str = "kafkette_broker_config") -> dict[str, str]:
@@ -120,7 +117,7 @@ def kafkette_broker(pytestconfig):
         yield kb
 
 
-@pytest.fixture(scope=_cluster_scope)
+@pytest.fixture(scope=_scope)
 def kafkette_cluster(pytestconfig):
     """A running cluster of kafkette nodes (kafkette.EmbeddedCluster)."""
     from kafkette.embedded_cluster import EmbeddedCluster

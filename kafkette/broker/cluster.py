@@ -166,7 +166,7 @@ class ClusterMember:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         for ch in self._channels.values():
-            await _maybe_await(ch.close())
+            await ch.close()
         self._channels.clear()
         await self.quorum.close()
 
@@ -496,7 +496,3 @@ class ClusterMember:
         return AllocateProducerIdsResponse(error_code=0, producer_id_start=ids.start,
                                            producer_id_len=len(ids))
 
-
-async def _maybe_await(x):
-    if inspect.isawaitable(x):
-        await x

@@ -73,17 +73,13 @@ class LocalQuorum:
             data = self._log.read(offset, 1 << 20)
             if not data:
                 break
-            pending: list[bytes] = []
-            last = offset
+            # A batch was applied as one unit when written; applying its records one
+            # by one gives the same image (each record is an upsert or a removal).
             for rec in decode_records(data):
                 if rec.offset < offset:
                     continue
-                pending.append(bytes(rec.value))
-                last = offset = rec.offset + 1
-            # Batches are applied as one unit on write; applying the records of a read
-            # one by one gives the same image (records are idempotent upserts).
-            for i, v in enumerate(pending):
-                listener.apply(last - len(pending) + i, [v])
+                listener.apply(rec.offset, [bytes(rec.value)])
+                offset = rec.offset + 1
         listener.leader_changed(self.node_id, 0)
 
     async def start(self, listener: QuorumListener) -> None:
