@@ -58,17 +58,36 @@ def test_v3_to_v11_append_and_return_increasing_base_offsets(broker, acks):
     assert recs[-1].value == b"v11-2-" + b"x" * 10
 
 
-def test_several_batches_and_partitions_in_one_request(broker):
+def test_several_partitions_in_one_request(broker):
     create_topic(broker, "t", partitions=3)
-    req = produce_request("t", {0: batch(2) + batch(3), 2: batch(4)})
+    req = produce_request("t", {0: batch(2), 2: batch(4)})
     resp = call(broker, req, 11)
     (t,) = resp.responses
     assert t.name == "t"
     assert [(p.index, p.error_code, p.base_offset) for p in t.partition_responses] == [
         (0, 0, 0), (2, 0, 0)]
-    assert (leo(broker, "t", 0), leo(broker, "t", 1), leo(broker, "t", 2)) == (5, 0, 4)
+    assert (leo(broker, "t", 0), leo(broker, "t", 1), leo(broker, "t", 2)) == (2, 0, 4)
     r = produce(broker, "t", 0, batch(1))
-    assert r.base_offset == 5
+    assert r.base_offset == 2
+
+
+@pytest.mark.parametrize("version", [3, 7, 11])
+def test_two_batches_for_one_partition_are_invalid_record(broker, version):
+    """Kafka's ProduceRequest.validateRecords: v3+ carries exactly one batch per
+    partition. The other partitions of the request are appended."""
+    create_topic(broker, "t", partitions=3)
+    req = produce_request("t", {0: batch(2) + batch(3), 2: batch(4)})
+    resp = call(broker, req, version)
+    (t,) = resp.responses
+    assert [(p.index, p.error_code) for p in t.partition_responses] == [(0, 87), (2, 0)]
+    assert (leo(broker, "t", 0), leo(broker, "t", 2)) == (0, 4)
+
+
+def test_empty_record_set_is_invalid_record(broker):
+    create_topic(broker, "t")
+    r = produce(broker, "t", 0, b"")
+    assert r.error_code == 87
+    assert leo(broker, "t") == 0
 
 
 def test_acks_0_returns_no_response_but_appends(broker):
@@ -121,11 +140,11 @@ def test_corrupt_crc_header_field(broker):
     assert leo(broker, "t") == 0
 
 
-def test_one_corrupt_batch_rejects_the_whole_partition_request(broker):
-    """A request's batches for one partition are appended entirely or not at all."""
+def test_a_corrupt_second_batch_rejects_the_whole_partition_request(broker):
+    """Nothing of a refused partition request is appended."""
     create_topic(broker, "t")
     r = produce(broker, "t", 0, batch(2) + _corrupt(batch(2)))
-    assert r.error_code == 2
+    assert r.error_code == 87  # the one-batch rule is checked before any CRC
     assert leo(broker, "t") == 0
     r = produce(broker, "t", 0, batch(2))
     assert (r.error_code, r.base_offset) == (0, 0)

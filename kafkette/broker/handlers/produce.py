@@ -6,7 +6,9 @@ same and answer v0-2 with UNSUPPORTED_VERSION on every partition.
 
 The hot path: for each partition the record bytes (a memoryview into the request
 frame) go to PartitionLog.append, which checks each batch header and CRC, stamps
-offsets in place and writes them with one write. No record is decoded here.
+offsets in place and writes them with one write. No record is decoded here. As in
+Kafka, a partition's records must be exactly one batch (INVALID_RECORD otherwise);
+PartitionLog.append itself takes several, for internal writers.
 
 acks: 0 → no response at all; 1 and -1 → answered once appended (a single replica
 is the whole ISR, so acks=all is acks=1 until replication lands); anything else →
@@ -25,8 +27,9 @@ return -1 there (the original append time for LogAppendTime topics).
 from kafkette.broker.handlers.common import error_of, leader_endpoints
 from kafkette.broker.replica_manager import NotLeaderError
 from kafkette.broker.registry import handler
-from kafkette.errors import ErrorCode, KafkaError
+from kafkette.errors import ErrorCode, InvalidRecordError, KafkaError
 from kafkette.logging import get_logger
+from kafkette.protocol import records as rec
 from kafkette.protocol.messages import ProduceResponse
 
 log = get_logger("kafkette.produce")
@@ -48,6 +51,24 @@ def _error_response(request, error_code, ctx):
         for t in request.topic_data])
 
 
+def _check_one_batch(records, version: int) -> None:
+    """Produce v3+ carries exactly one record batch per partition, as Kafka's
+    ProduceRequest.validateRecords requires (INVALID_RECORD otherwise). Only the first
+    batch's length field is read: a first batch whose length is implausible is left to
+    PartitionLog.append, which answers CORRUPT_MESSAGE as Kafka's batch iterator does."""
+    n = 0 if records is None else len(records)
+    if n == 0:
+        raise InvalidRecordError(
+            f"Produce requests with version {version} must have at least one record batch per partition")
+    if n > rec.BATCH_HEADER_SIZE:
+        first = rec.LOG_OVERHEAD + int.from_bytes(
+            records[rec.BATCH_LENGTH_OFFSET:rec.BATCH_LENGTH_OFFSET + 4], "big", signed=True)
+        if rec.BATCH_HEADER_SIZE <= first < n:
+            raise InvalidRecordError(
+                f"Produce requests with version {version} are only allowed to contain exactly "
+                "one record batch per partition")
+
+
 @handler(0, 3, 11, advertised_min_version=0, error_response=_error_response)
 def handle(ctx, request):
     acks = request.acks
@@ -63,8 +84,7 @@ def handle(ctx, request):
         for p in t.partition_data:
             records = p.records
             try:
-                if records is None or len(records) == 0:
-                    raise KafkaError("empty record set", ErrorCode.CORRUPT_MESSAGE)
+                _check_one_batch(records, ctx.api_version)
                 res = rm.append(name, p.index, records, acks)
             except KafkaError as e:
                 code, msg = error_of(e)
