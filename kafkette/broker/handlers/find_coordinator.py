@@ -4,9 +4,8 @@ Group keys (key_type 0): the coordinator is the leader of the group's partition 
 `__consumer_offsets` (hash(group) % its partition count), as in Kafka: on one node
 that is this node; in a cluster, COORDINATOR_NOT_AVAILABLE while the topic is being
 created or the partition is offline (clients retry).
-Transaction keys (key_type 1): COORDINATOR_NOT_AVAILABLE until transactions land
-(what Kafka answers while it cannot host `__transaction_state`). Other key types
-(share groups, KIP-932): INVALID_REQUEST.
+Transaction keys (key_type 1): TRANSACTIONAL_ID_AUTHORIZATION_FAILED until
+transactions land (see _lookup). Other key types (share groups, KIP-932): INVALID_REQUEST.
 
 Listing FindCoordinator matters beyond groups: librdkafka enables lz4 only when the
 broker lists FindCoordinator v0 (its feature map ties lz4 to the 0.9 API set).
@@ -38,8 +37,14 @@ def _lookup(ctx, key: str, key_type: int):
                     "The coordinator is not available.", -1, "", -1)
         return ErrorCode.NONE, None, b.node_id, b.host, b.port
     if key_type == TRANSACTION:
-        return (ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported yet",
-                -1, "", -1)
+        # Kafka answers COORDINATOR_NOT_AVAILABLE only while `__transaction_state` is
+        # loading, which passes; here it never would, and transactional clients look the
+        # coordinator up before InitProducerId and retry that error forever (aiokafka's
+        # producer start() hung). Kafka's answer for a transactional id the principal
+        # may not DESCRIBE is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, fatal in every
+        # client, the same refusal InitProducerId gives a transactional id.
+        return (ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "transactions are not supported yet", -1, "", -1)
     return ErrorCode.INVALID_REQUEST, f"unsupported key type {key_type}", -1, "", -1
 
 
