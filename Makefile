@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m compileall -q kafkette >/dev/null
 	touch $@
 
-$(TSTAMP): $(STAMP) pyproject.toml
+$(TSTAMP): $(STAMP) pyproject.toml integration/kafkajs/package-lock.json
 	$(PY) -m pip install -q -e '.[test]'
 	@# kcat (librdkafka 2.0.2 on Debian 12) is an extra client for the integration
 	@# tests; its tests skip when it cannot be installed.
 	@command -v kcat >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	  (apt-get update -qq && apt-get install -y -qq kcat >/dev/null) || echo "kcat not installed: its tests will skip"; }
+	@# kafkajs (a Node.js client, pinned by integration/kafkajs/package-lock.json) for the
+	@# integration tests; they skip when Node.js and npm are missing.
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix integration/kafkajs --no-audit --no-fund --silent \
+	  || echo "npm ci failed: the kafkajs tests will skip"; else echo "npm not found: the kafkajs tests will skip"; fi
 	touch $@
 
 ## Start one broker on 127.0.0.1:9092 with data in ./kafkette-data
