@@ -61,10 +61,12 @@ echo "stopped in $(( ($(date +%s%N) - t1) / 1000000 )) ms with exit code $code"
 [ "$code" = 0 ] || { podman logs "$NAME" | tail -20; exit 1; }
 # conmon writes the container's log asynchronously: the last lines can reach
 # `podman logs` a moment after `podman stop` returns, so wait for them (with a deadline).
+# The log is read into a variable first: `podman logs | grep -q` under pipefail fails
+# when grep exits at the first match and podman, still writing, gets SIGPIPE.
+stopped_line() { local logs; logs=$(podman logs "$NAME" 2>&1) || return 1; grep -q "broker stopped" <<<"$logs"; }
 for _ in $(seq 50); do
-  if podman logs "$NAME" 2>&1 | grep -q "broker stopped"; then break; fi
+  if stopped_line; then break; fi
   sleep 0.1
 done
-podman logs "$NAME" 2>&1 | grep -q "broker stopped" \
-  || { podman logs "$NAME" 2>&1 | tail -20; echo "no clean-shutdown log line"; exit 1; }
+stopped_line || { podman logs "$NAME" 2>&1 | tail -20; echo "no clean-shutdown log line"; exit 1; }
 echo "container test passed"
