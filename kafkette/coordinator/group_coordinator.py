@@ -1233,8 +1233,10 @@ class GroupCoordinator:
                     self._reschedule_heartbeat(group, member)
                 if group.size > self.config.group_max_size:
                     self._prepare_rebalance(group, "loaded group is over group.max.size")
-            self._log.info("groups_loaded", groups=len(self._groups),
-                           offsets=sum(len(g.offsets) for g in self._groups.values()))
+            # Per __consumer_offsets partition (50 at start): the broker logs one summary
+            # line ("group coordinator ready"), so this one is debug.
+            self._log.debug("groups_loaded", groups=len(self._groups),
+                            offsets=sum(len(g.offsets) for g in self._groups.values()))
 
     def _group_from_metadata(self, group_id: str, value: GroupMetadataValue,
                              strict: bool) -> ClassicGroup | None:
