@@ -297,9 +297,16 @@ class KafkaPythonMember(GroupMember):
         # snapshot already matches), so a poll() that timed out never resumes it; the
         # member keeps no partitions and stops heartbeating until the session expires.
         # Seen with cooperative-sticky; the broker answered every SyncGroup correctly.
-        for t in self.topics:
-            c.partitions_for_topic(t)
+        # The metadata must arrive *after* subscribe(): the consumer's metadata snapshot
+        # is taken from the subscription on each update, and a leader stores it as its
+        # assignment snapshot. Fetched before subscribe(), the snapshot stays empty, and
+        # the next refresh (`{} != {topic: partitions}`) forces a second rebalance, whose
+        # pre-rebalance auto-commit writes offset 0 for every partition. `topics()`
+        # blocks on a fresh (all-topics) metadata update.
         c.subscribe(self.topics, listener=Listener())
+        known = c.topics()
+        missing = [t for t in self.topics if t not in known]
+        assert not missing, f"topics not in metadata before the first join: {missing}"
 
     def _poll(self, c):
         out = []

@@ -175,11 +175,12 @@ def test_groups_describe_lag_and_list(bootstrap):
                       client_id="cli-tools-consumer", enable_auto_commit=False,
                       auto_offset_reset="earliest", request_timeout_ms=15000)
     try:
-        # The topic's metadata first, then subscribe: otherwise kafka-python 3.0.12 can
-        # join with no metadata (empty assignment), rejoin when it arrives, and drop its
-        # own SyncGroup answer when a poll() times out mid-join (see it_clients.py).
-        assert c.partitions_for_topic(t) == {0, 1}
+        # Subscribe, then wait for fresh metadata before the first poll (which joins):
+        # otherwise kafka-python 3.0.12 can join with no metadata (empty assignment),
+        # rejoin when it arrives, and drop its own SyncGroup answer when a poll() times
+        # out mid-join (see KafkaPythonMember._subscribe in integration/it_clients.py).
         c.subscribe([t])
+        assert t in c.topics() and c.partitions_for_topic(t) == {0, 1}
         _wait(lambda: c.poll(timeout_ms=200) is not None and len(c.assignment()) == 2,
               what="consumer assignment")
         # read part of the topic: commit 2 of 6 on p0, 1 of 4 on p1
