@@ -52,6 +52,35 @@ def consumer(bootstrap: str, **kw):
         c.close()
 
 
+def read_to_eof_confluent(bootstrap: str, topic: str, timeout: float = 30.0,
+                          **conf) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of partition 0 from the beginning up to the end, read with
+    confluent-kafka (librdkafka: its own reader of batches, gaps and empty batches),
+    stopping at its partition-EOF event. `conf` adds consumer settings."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError
+    from confluent_kafka import TopicPartition as CTopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"it-eof-{topic}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "enable.partition.eof": True, **conf})
+    try:
+        c.assign([CTopicPartition(topic, 0, OFFSET_BEGINNING)])
+        out = []
+        deadline = time.monotonic() + timeout
+        while True:
+            assert time.monotonic() < deadline, f"timed out reading {topic}: {len(out)} so far"
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    return out
+                raise AssertionError(f"consumer error: {m.error()}")
+            out.append((m.offset(), m.key(), m.value()))
+    finally:
+        c.close()
+
+
 def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict | None = None):
     with admin(bootstrap) as a:
         spec = {"num_partitions": partitions, "replication_factor": 1}

@@ -4,12 +4,11 @@ produce to it and read it from the beginning."""
 from __future__ import annotations
 
 import collections
-import time
-import uuid
 
 import pytest
 
-from it_clients import create_topic, kafka_python_has_codec, producer, read_all
+from it_clients import (create_topic, kafka_python_has_codec, producer, read_all,
+                        read_to_eof_confluent)
 from itutil import PROJECT_ROOT, unique_topic, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -29,33 +28,6 @@ def compacting_broker(make_broker):
         pytest.skip("kafkette/server/server.py does not start LogMaintenance yet, so nothing "
                     "runs the log cleaner in a real broker")
     return make_broker({"log.cleaner.backoff.ms": "200"})
-
-
-def _read_with_librdkafka(bootstrap, topic, timeout=30.0):
-    """(offset, key, value) of partition 0 from the beginning to the end, with
-    confluent-kafka (librdkafka), which has its own reader of cleaned batches (gaps,
-    record counts below the offset range, empty batches)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"it-{uuid.uuid4().hex[:8]}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "enable.partition.eof": True})
-    try:
-        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        out = []
-        deadline = time.monotonic() + timeout
-        while True:
-            assert time.monotonic() < deadline, f"timed out reading {topic} with librdkafka"
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    return out
-                raise AssertionError(f"consumer error: {m.error()}")
-            out.append((m.offset(), m.key(), m.value()))
-    finally:
-        c.close()
 
 
 def _snapshot(bootstrap, topic):
@@ -152,4 +124,4 @@ def test_cleaner_keeps_the_latest_value_per_key(compacting_broker, compression):
     for k in KEYS[1:]:
         assert last_after[k] == acked[k]
     assert per_key[KEYS[0]] == 0
-    assert _read_with_librdkafka(b.bootstrap, t) == [(r.offset, r.key, r.value) for r in recs_after]
+    assert read_to_eof_confluent(b.bootstrap, t) == [(r.offset, r.key, r.value) for r in recs_after]

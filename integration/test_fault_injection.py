@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, Producer
 
 import it_clients
 from itutil import (BrokerProcess, frame, free_port, recv_frame, request_header_v1,
@@ -44,24 +44,7 @@ def _no_faults_left(admin_port, broker):
 
 
 def read_values(b: BrokerProcess, topic: str, timeout: float = 30.0) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"it-faults-{topic}",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        out: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            assert time.monotonic() < deadline, f"timed out reading {topic}: {len(out)} so far"
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    return out
-                raise AssertionError(f"consumer error: {m.error()}")
-            out.append(m.value())
-    finally:
-        c.close()
+    return [v for _o, _k, v in it_clients.read_to_eof_confluent(b.bootstrap, topic, timeout)]
 
 
 def test_admin_endpoint_list_and_clear(broker, admin_port):

@@ -15,10 +15,9 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
 import it_clients
 from itutil import BrokerProcess, free_port, unique_topic
@@ -211,26 +210,8 @@ def create_topic(b: BrokerProcess, topic: str) -> None:
 def read_values(b: BrokerProcess, topic: str, timeout: float = 30.0) -> list[bytes]:
     """Every record of partition 0, read through the proxy (it forwards everything
     once its drops are used up), until EOF."""
-    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"it-idem-{topic}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "enable.partition.eof": True, "socket.timeout.ms": 10000})
-    try:
-        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        out: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out reading {topic}: {len(out)} records so far")
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    return out
-                raise AssertionError(f"consumer error: {m.error()}")
-            out.append(m.value())
-    finally:
-        c.close()
+    return [v for _o, _k, v in it_clients.read_to_eof_confluent(
+        b.bootstrap, topic, timeout, **{"socket.timeout.ms": 10000})]
 
 
 def expected_values(n: int = N_RECORDS) -> list[bytes]:
