@@ -161,13 +161,11 @@ def test_compact_and_delete_policy_is_cleaned(tmp_path):
 
 def test_never_past_the_high_watermark(tmp_path):
     plog = open_log(tmp_path / "t-0")
-    plog.high_watermark_follows_log_end = False
     rows = fill(plog, 30)
-    plog.update_high_watermark(0)
-    assert clean_log(plog, TS) is None
+    assert clean_log(plog, TS, high_watermark=0) is None
     bases = plog.segment_base_offsets()
-    plog.update_high_watermark(bases[2] + 1)  # inside the third segment
-    assert clean_log(plog, TS)["end_offset"] == bases[2]
+    # a high watermark inside the third segment
+    assert clean_log(plog, TS, high_watermark=bases[2] + 1)["end_offset"] == bases[2]
     assert contents_all(plog) == latest_per_key(rows, bases[2])
 
 

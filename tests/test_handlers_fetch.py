@@ -271,7 +271,7 @@ async def test_long_poll_completes_promptly_after_produce(broker):
     for _ in range(5):
         await asyncio.sleep(0)
     assert not task.done()
-    assert len(broker.purgatory) == 1
+    assert len(broker.replica_manager.fetch_purgatory) == 1
     # A produce to another partition does not complete it.
     produce(broker, "lp", 1, mk_batch(1, "other"))
     for _ in range(5):
@@ -287,7 +287,7 @@ async def test_long_poll_completes_promptly_after_produce(broker):
     p = part(resp)
     assert (p.error_code, p.high_watermark) == (0, 2)
     assert rec_bytes(p) == stored(b, 0)
-    assert len(broker.purgatory) == 0
+    assert len(broker.replica_manager.fetch_purgatory) == 0
 
 
 async def test_long_poll_on_topic_id_completes(broker):
@@ -331,7 +331,7 @@ async def test_long_poll_times_out_empty(broker):
     p = part(resp)
     assert (p.error_code, p.high_watermark, rec_bytes(p)) == (0, 0, b"")
     assert 0.09 <= elapsed < 2.0
-    assert len(broker.purgatory) == 0
+    assert len(broker.replica_manager.fetch_purgatory) == 0
 
 
 async def test_fetch_with_data_answers_without_waiting(loaded):
@@ -384,7 +384,7 @@ async def test_two_long_polls_on_one_partition_both_complete(broker):
         result, finish = start(broker, fetch_request("lp", {0: 0}, min_bytes=1, max_wait_ms=5000), 12)
         pending.append((asyncio.ensure_future(result), finish))
     await asyncio.sleep(0)
-    assert len(broker.purgatory) == 2
+    assert len(broker.replica_manager.fetch_purgatory) == 2
     produce(broker, "lp", 0, mk_batch(1, "both"))
     for task, finish in pending:
         resp = finish(await asyncio.wait_for(task, timeout=2.0))

@@ -70,7 +70,7 @@ def test_append_multiple_batches_in_one_buffer_gets_contiguous_offsets(tmp_path)
     buf = batch(1, tag=1) + batch(3, tag=2) + batch(2, tag=3)
     res = plog.append(buf, partition_leader_epoch=4, now_ms=TS)
     assert (res.base_offset, res.last_offset, res.log_append_time_ms, res.log_start_offset) == (0, 5, -1, 0)
-    assert plog.log_end_offset == plog.high_watermark == 6
+    assert plog.log_end_offset == 6
     hs = headers(buf)  # stamped in place, CRCs still valid
     assert [h.base_offset for h in hs] == [0, 1, 4]
     assert {h.partition_leader_epoch for h in hs} == {4}
@@ -189,11 +189,9 @@ def test_read_stops_at_high_watermark(tmp_path):
     b0, b1 = append_together(plog, batch(2, tag=0), batch(2, tag=1))
     assert plog.read(0, 10000, max_offset=2) == b0
     assert plog.read(2, 10000, max_offset=2) == b""
-    plog.high_watermark_follows_log_end = False
-    plog.update_high_watermark(2)
     plog.append(batch(tag=2), 0, TS)
-    assert plog.high_watermark == 2 and plog.log_end_offset == 5
-    assert plog.read(0, 10000) == b0
+    assert plog.log_end_offset == 5
+    assert plog.read(0, 10000, max_offset=2) == b0
     assert plog.read(4, 10000, max_offset=5) != b""
 
 
@@ -384,7 +382,7 @@ def test_restart_keeps_data_and_log_end_offset(tmp_path):
     assert (d / CLEAN_SHUTDOWN_FILE).exists()
     plog = open_log(d, segment_bytes=500)
     assert not (d / CLEAN_SHUTDOWN_FILE).exists()
-    assert plog.log_end_offset == plog.high_watermark == 20
+    assert plog.log_end_offset == 20
     assert plog.segment_base_offsets() == segs
     assert plog.read(0, 1 << 20) == data
     res = plog.append(batch(tag=99), 0, TS)

@@ -185,7 +185,7 @@ def test_expired_active_segment_is_rolled_then_deleted(tmp_path):
     fill(plog, [T0, T0 + 1, T0 + 2])
     assert enforce_retention(plog, T0 + 60_000) == 3
     assert plog.segment_base_offsets() == [3]
-    assert (plog.log_start_offset, plog.log_end_offset, plog.high_watermark) == (3, 3, 3)
+    assert (plog.log_start_offset, plog.log_end_offset) == (3, 3)
     assert plog.read(3, 1 << 20) == b""
     with pytest.raises(OffsetOutOfRangeError):
         plog.read(2, 1 << 20)
@@ -201,14 +201,12 @@ def test_expired_active_segment_is_rolled_then_deleted(tmp_path):
 
 def test_nothing_at_or_past_the_high_watermark_is_deleted(tmp_path):
     plog = open_log(tmp_path / "t-0", retention_ms=10_000)
-    plog.high_watermark_follows_log_end = False
     fill(plog, [T0, T0, T0, T0])
-    plog.update_high_watermark(2)  # offsets 2 and 3 not yet replicated
-    assert enforce_retention(plog, T0 + 60_000) == 2
+    # offsets 2 and 3 not yet replicated
+    assert enforce_retention(plog, T0 + 60_000, high_watermark=2) == 2
     assert plog.segment_base_offsets() == [2, 3]
     assert plog.log_start_offset == 2
-    plog.update_high_watermark(4)
-    assert enforce_retention(plog, T0 + 60_000) == 2
+    assert enforce_retention(plog, T0 + 60_000, high_watermark=4) == 2
     assert plog.segment_base_offsets() == [4]
     plog.close()
 

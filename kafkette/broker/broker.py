@@ -10,7 +10,6 @@ from pathlib import Path
 from kafkette.broker.dispatcher import Dispatcher
 from kafkette.broker.faults import FaultInjector
 from kafkette.broker.metrics import BrokerMetrics
-from kafkette.broker.purgatory import FetchPurgatory
 from kafkette.broker.replica_manager import ReplicaManager, log_config_from_topic_configs
 from kafkette.clock import SystemClock
 from kafkette.config import (
@@ -55,7 +54,6 @@ class Broker:
         self.data_dir = Path(config.log_dirs[0])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._topic_defaults = topic_defaults(config)
-        self.purgatory = FetchPurgatory()
         self.log_manager = LogManager(self.data_dir, self.clock)
         self.log_manager.load_all()
         host, port = next(iter(advertised.values()))
@@ -74,8 +72,8 @@ class Broker:
         else:
             quorum = LocalQuorum(self.node_id, self.data_dir, self.clock)
         self.replica_manager = ReplicaManager(self.node_id, self.log_manager,
-                                              self.effective_topic_configs,
-                                              self.purgatory, self.clock)
+                                              self.effective_topic_configs, self.clock,
+                                              lag_time_max_ms=config["replica.lag.time.max.ms"])
         # LocalQuorum replays the metadata log inside the constructor; the listeners
         # see that replay only in cluster mode (added before the quorum starts), so
         # the single-node path applies the replayed image once, below.
@@ -240,7 +238,7 @@ class Broker:
     def close(self) -> None:
         if self._group_coordinator is not None:
             self._group_coordinator.close()
-        self.purgatory.wake_all()
+        self.replica_manager.close()
         self.log_manager.flush_all()
         self.log_manager.close_all()
         self.controller.close()

@@ -29,6 +29,10 @@ class LogOffsetStore:
     def __init__(self, broker):
         self.broker = broker
         self.num_partitions = broker.config["offsets.topic.num.partitions"]
+        # partition -> (leader epoch, offset after its last append): what an offset
+        # commit's answer waits for (ReplicaManager.await_replication), as Kafka's
+        # coordinator appends with acks=all.
+        self.appended: dict[int, tuple[int, int]] = {}
 
     def partition_for(self, group_id: str) -> int:
         return offsets_partition_for(group_id, self.num_partitions)
@@ -36,8 +40,26 @@ class LogOffsetStore:
     def append(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
         batch = bytearray(build_batch([(k, v, []) for k, v in records],
                                       timestamp_ms=self.broker.clock.time_ms()))
-        self.broker.replica_manager.append(OFFSETS_TOPIC, self.partition_for(group_id),
-                                           memoryview(batch))
+        p = self.partition_for(group_id)
+        rm = self.broker.replica_manager
+        results = rm.append_records([(OFFSETS_TOPIC, p, memoryview(batch))], 1)
+        if results[0].error:
+            raise KafkaError(results[0].message, results[0].error)
+        a = results[0].appended
+        if a is not None and a.last_offset >= 0:
+            self.appended[p] = (rm.partitions[(OFFSETS_TOPIC, p)].leader_epoch,
+                                a.last_offset + 1)
+
+    def await_replication(self, group_id: str, timeout_ms: int):
+        """None when the group's last append is already replicated to the ISR, else
+        an awaitable of the error code (0 once replicated), for answers that must wait
+        (OffsetCommit)."""
+        p = self.partition_for(group_id)
+        epoch, required = self.appended.get(p, (-1, -1))
+        if required < 0:
+            return None
+        return self.broker.replica_manager.await_replication(OFFSETS_TOPIC, p, required,
+                                                             epoch, timeout_ms)
 
 
 def offsets_topic_spec(broker) -> tuple[int, int, dict[str, str]]:
@@ -81,8 +103,9 @@ def load_offsets(broker, coordinator) -> int:
         plog = part.log
         offset = plog.log_start_offset
         records = []
-        while offset < plog.high_watermark:
-            data = plog.read(offset, 1 << 20)
+        hw = part.high_watermark
+        while offset < hw:
+            data = plog.read(offset, 1 << 20, max_offset=hw)
             start = offset
             for rec in decode_records(data) if data else ():
                 if rec.offset < offset:

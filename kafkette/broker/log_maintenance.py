@@ -28,7 +28,7 @@ class LogMaintenance:
         from kafkette.log.retention import enforce_retention
         deleted = 0
         for (topic, index), part in list(self.broker.replica_manager.partitions.items()):
-            n = enforce_retention(part.log, now_ms)
+            n = enforce_retention(part.log, now_ms, part.high_watermark)
             if n:
                 deleted += n
                 log.info("retention deleted segments", topic=topic, partition=index,
@@ -44,7 +44,7 @@ class LogMaintenance:
         for (topic, index), part in list(self.broker.replica_manager.partitions.items()):
             if not part.log.config.compact:
                 continue
-            stats = clean_log(part.log, now_ms)
+            stats = clean_log(part.log, now_ms, part.high_watermark)
             if stats is not None:
                 cleaned += 1
                 log.info("log cleaned", topic=topic, partition=index, **stats)
@@ -64,7 +64,7 @@ class LogMaintenance:
             plog = part.log
             if plog.closed or not plog.config.compact:
                 continue
-            task = plan_cleaning(plog, now_ms)
+            task = plan_cleaning(plog, now_ms, part.high_watermark)
             if task is None:
                 continue
             cleaned = await asyncio.to_thread(build_cleaned_segments, task)

@@ -186,7 +186,7 @@ class _StateCollector:
             labels = [topic, str(index)]
             size.add_metric(labels, plog.size_bytes)
             leo.add_metric(labels, plog.log_end_offset)
-            hws[(topic, index)] = hw = plog.high_watermark
+            hws[(topic, index)] = hw = part.high_watermark
             hwm.add_metric(labels, hw)
         lag = GaugeMetricFamily("kafka_consumergroup_lag",
                                 "Records between a group's committed offset and the high "

@@ -1,22 +1,48 @@
-"""The replica manager: the partitions this broker hosts, their logs, appends and
-reads. It follows the metadata image: when a topic appears its partition logs are
-created, when it is removed they are deleted.
+"""The replica manager: the partitions this broker hosts, and every append and read
+of their data (Kafka's ReplicaManager).
 
-Replication (followers, ISR, high watermark from the followers' log end offsets,
-acks=all in purgatory) lands here later; today every partition has one replica and
-the high watermark is the log end offset after each append.
+- It follows the metadata image: a partition assigned here gets a `Partition`
+  (broker/partition.py) over its log; a leadership change makes it leader or
+  follower (followers fetch from their leader: broker/replica_fetcher.py); a removed
+  topic's logs are deleted.
+- `append_records(entries, acks, timeout_ms)`: the Produce path. acks=0/1 answer once
+  appended; acks=all waits in the produce purgatory until the high watermark covers
+  the batch (REQUEST_TIMED_OUT at the timeout), as Kafka's DelayedProduce.
+- `fetch_messages(params, partitions)`: the Fetch path for consumers and followers,
+  with the KIP-74 byte budget, leader-epoch fencing (KIP-320), divergence answers for
+  followers (KIP-279) and the long poll in the fetch purgatory (DelayedFetch).
+- The high watermark of every partition is checkpointed in
+  `replication-offset-checkpoint` in the data directory (Kafka's file and format), so a
+  restarted broker does not expose more than was committed before it stopped.
+- ISR upkeep (leader side): followers that fall behind for replica.lag.time.max.ms are
+  proposed out of the ISR, caught-up ones back in, through `alter_isr` (the cluster
+  member sends AlterPartition to the active controller; on a single node every
+  partition has one replica and the ISR never changes).
+
+Everything here runs on the broker's one event loop; handlers call these methods and
+never reach into logs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Callable
 
+from kafkette.broker.partition import LEADER, NotLeaderError, Partition
+from kafkette.broker.purgatory import Purgatory, wait_until
 from kafkette.controller.metadata_image import MetadataImage
 from kafkette.errors import ErrorCode, KafkaError, UnknownTopicOrPartitionError
 from kafkette.log.log_manager import LogManager
-from kafkette.log.partition_log import LogConfig, PartitionLog
+from kafkette.log.partition_log import AppendResult, LogConfig
 from kafkette.logging import get_logger
 
 log = get_logger("kafkette.replica_manager")
+
+HW_CHECKPOINT_FILE = "replication-offset-checkpoint"
+
+__all__ = ["ReplicaManager", "NotLeaderError", "FetchParams", "FetchPartition",
+           "FetchResult", "ProduceResult", "log_config_from_topic_configs"]
 
 
 def log_config_from_topic_configs(cfg: dict[str, str]) -> LogConfig:
@@ -25,43 +51,111 @@ def log_config_from_topic_configs(cfg: dict[str, str]) -> LogConfig:
 
 
 @dataclass
-class Partition:
-    topic: str
-    index: int
-    log: PartitionLog
-    leader_epoch: int
-    leader: int
-    isr: tuple[int, ...] = ()
+class FetchParams:
+    """The request-level part of a Fetch (Kafka's FetchParams)."""
+    replica_id: int = -1          # >= 0: a follower's fetch
+    max_wait_ms: int = 0
+    min_bytes: int = 1
+    max_bytes: int = 1 << 30
+    isolation_level: int = 0      # 0 read_uncommitted, 1 read_committed
+
+    @property
+    def from_follower(self) -> bool:
+        return self.replica_id >= 0
 
 
-class NotLeaderError(KafkaError):
-    """This broker does not lead the partition. `leader`/`leader_epoch` are the
-    current leader as this broker's metadata knows it (-1: none), which Produce v10+
-    and Fetch v12+ put in the response so that clients re-route without a Metadata
-    round trip (KIP-951)."""
-    code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+@dataclass
+class FetchPartition:
+    topic: str | None             # None: an unknown topic id
+    partition: int
+    fetch_offset: int
+    partition_max_bytes: int
+    current_leader_epoch: int = -1
+    last_fetched_epoch: int = -1
 
-    def __init__(self, message: str | None = None, leader: int = -1, leader_epoch: int = -1):
-        super().__init__(message)
-        self.leader = leader
-        self.leader_epoch = leader_epoch
+
+@dataclass
+class FetchResult:
+    error: int = 0
+    message: str | None = None
+    high_watermark: int = -1
+    last_stable_offset: int = -1
+    log_start_offset: int = -1
+    records: object = b""
+    diverging_epoch: tuple[int, int] | None = None
+    current_leader: tuple[int, int] | None = None  # NOT_LEADER_OR_FOLLOWER: (id, epoch)
+
+
+@dataclass
+class ProduceResult:
+    error: int = 0
+    message: str | None = None
+    base_offset: int = -1
+    log_append_time_ms: int = -1
+    log_start_offset: int = -1
+    current_leader: tuple[int, int] | None = None
+    appended: AppendResult | None = field(default=None, repr=False)
+
+
+def read_hw_checkpoint(path: str) -> dict[tuple[str, int], int]:
+    """Kafka's checkpoint format: a version line (0), a count line, then one
+    `topic partition offset` line per partition. A torn or foreign file reads as
+    empty: the high watermarks then start at the log start offsets and move up again
+    as soon as the ISR confirms them."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+        if not lines or lines[0].strip() != "0":
+            return {}
+        count = int(lines[1])
+        out = {}
+        for line in lines[2:2 + count]:
+            topic, p, off = line.rsplit(" ", 2)
+            out[(topic, int(p))] = int(off)
+        return out if len(out) == count else {}
+    except (OSError, ValueError, IndexError):
+        return {}
+
+
+def write_hw_checkpoint(path: str, hws: dict[tuple[str, int], int]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"0\n{len(hws)}\n")
+        for (topic, p), off in sorted(hws.items()):
+            f.write(f"{topic} {p} {off}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class ReplicaManager:
-    def __init__(self, node_id: int, log_manager: LogManager, topic_configs, purgatory, clock):
+    def __init__(self, node_id: int, log_manager: LogManager, topic_configs, clock, *,
+                 lag_time_max_ms: int = 30000):
         self.node_id = node_id
         self.log_manager = log_manager
         self._topic_configs = topic_configs  # name -> effective config dict
-        self.purgatory = purgatory
         self.clock = clock
+        self.lag_time_max_ms = lag_time_max_ms
+        self.fetch_purgatory = Purgatory("fetch")
+        self.produce_purgatory = Purgatory("produce")
         self.partitions: dict[tuple[str, int], Partition] = {}
         # Every partition of the cluster -> (leader, leader epoch), hosted here or not:
         # a request for a partition led elsewhere is NOT_LEADER_OR_FOLLOWER, not
         # UNKNOWN_TOPIC_OR_PARTITION.
         self.leaders: dict[tuple[str, int], tuple[int, int]] = {}
+        self._checkpoint_path = os.path.join(str(log_manager.data_dir), HW_CHECKPOINT_FILE)
+        self._checkpointed = read_hw_checkpoint(self._checkpoint_path)
+        # Set by the cluster member: follower fetchers, and the AlterPartition sender.
+        self.fetchers = None
+        self.alter_isr: Callable[[Partition, tuple[int, ...]], None] | None = None
+        self.closing = False
+        self.image: MetadataImage | None = None
+        self._tasks: list[asyncio.Task] = []
 
     # -- metadata --------------------------------------------------------------
     def on_metadata_update(self, old: MetadataImage, new: MetadataImage) -> None:
+        self.image = new
+        now = self.clock.monotonic_ms()
         for name, t in old.topics.items():
             nt = new.topics.get(name)
             if nt is None or nt.topic_id != t.topic_id:
@@ -69,8 +163,10 @@ class ReplicaManager:
                     self.leaders.pop((name, p), None)
                     part = self.partitions.pop((name, p), None)
                     if part is not None:
+                        if self.fetchers is not None:
+                            self.fetchers.remove(part)
                         self.log_manager.delete(name, p)
-                        self.purgatory.notify((name, p))
+                        self._wake((name, p))
         for name, t in new.topics.items():
             ot = old.topics.get(name)
             if ot is not None and ot.topic_id == t.topic_id and ot.partitions == t.partitions \
@@ -78,20 +174,51 @@ class ReplicaManager:
                 continue
             lc = log_config_from_topic_configs(self._topic_configs(name, new))
             for p, pi in t.partitions.items():
-                self.leaders[(name, p)] = (pi.leader, pi.leader_epoch)
-                if self.node_id not in pi.replicas:
-                    continue
                 key = (name, p)
+                self.leaders[key] = (pi.leader, pi.leader_epoch)
                 part = self.partitions.get(key)
+                if self.node_id not in pi.replicas:
+                    if part is not None:
+                        # Reassigned away from us: stop serving it (the log stays
+                        # until the topic goes; reassignment is not implemented).
+                        if self.fetchers is not None:
+                            self.fetchers.remove(part)
+                        del self.partitions[key]
+                        self._wake(key)
+                    continue
                 if part is None:
                     # create() returns a log already opened at start-up with its config
                     # replaced: logs are loaded before the topic configs are known.
                     plog = self.log_manager.create(name, p, lc)
-                    self.partitions[key] = Partition(name, p, plog, pi.leader_epoch, pi.leader,
-                                                     pi.isr)
+                    part = self.partitions[key] = Partition(
+                        name, p, plog, self.node_id, self._checkpointed.get(key, 0))
                 else:
-                    part.leader_epoch, part.leader, part.isr = pi.leader_epoch, pi.leader, pi.isr
                     part.log.config = lc
+                changed = part.apply_metadata(pi.leader, pi.leader_epoch, pi.partition_epoch,
+                                              pi.replicas, pi.isr, now)
+                if changed is not None:
+                    self._on_role_change(part)
+                elif part.is_leader and part.maybe_increment_high_watermark():
+                    self._wake(key)
+
+    def _on_role_change(self, part: Partition) -> None:
+        if self.fetchers is not None:
+            if part.is_leader or part.leader < 0:
+                self.fetchers.remove(part)
+            else:
+                self.fetchers.add(part, part.leader)
+        # A single-replica partition has nothing to tell (a node with the 50 partitions
+        # of __consumer_offsets would log 50 lines at every start).
+        emit = log.info if len(part.replicas) > 1 else log.debug
+        emit("partition role changed", topic=part.topic, partition=part.index,
+                 role=part.role, leader=part.leader, leader_epoch=part.leader_epoch,
+                 isr=list(part.isr), log_end_offset=part.log_end_offset,
+                 high_watermark=part.high_watermark)
+        self._wake((part.topic, part.index))
+
+    def _wake(self, key) -> None:
+        self.fetch_purgatory.notify(key)
+        self.produce_purgatory.notify(key)
 
     def remove_stray_logs(self, image: MetadataImage) -> None:
         """Logs on disk for topics the metadata no longer has (deleted while down)."""
@@ -100,30 +227,312 @@ class ReplicaManager:
                 log.info("deleting stray log", topic=topic, partition=p)
                 self.log_manager.delete(topic, p)
 
-    # -- data path -------------------------------------------------------------
-    def partition(self, topic: str, index: int) -> Partition:
+    # -- lookups -----------------------------------------------------------------
+    def get_partition(self, topic: str, index: int) -> Partition:
+        """The hosted partition, leader or follower (UNKNOWN_TOPIC_OR_PARTITION, or
+        NOT_LEADER_OR_FOLLOWER when it exists but is not hosted here)."""
         part = self.partitions.get((topic, index))
         if part is None:
             known = self.leaders.get((topic, index))
             if known is None:
                 raise UnknownTopicOrPartitionError()
             raise NotLeaderError(None, *known)
-        if part.leader != self.node_id:
-            raise NotLeaderError(None, part.leader, part.leader_epoch)
         return part
 
-    def append(self, topic: str, index: int, records, required_acks: int = 1):
+    def partition(self, topic: str, index: int) -> Partition:
+        """The partition if this broker leads it (NOT_LEADER_OR_FOLLOWER otherwise)."""
+        part = self.get_partition(topic, index)
+        part.check_leader()
+        return part
+
+    # -- produce -----------------------------------------------------------------
+    def append_records(self, entries, required_acks: int, timeout_ms: int = 30000):
+        """Append `entries` ((topic, partition, records) triples) as leader. Returns a
+        list of ProduceResult, in order, or (acks=all, some not yet replicated) an
+        awaitable of it."""
+        now = self.clock.time_ms()
+        results = []
+        delayed = []
+        for i, (topic, index, records) in enumerate(entries):
+            try:
+                part = self.partition(topic, index)
+                res = part.append_as_leader(records, required_acks, now)
+            except KafkaError as e:
+                r = ProduceResult(error=int(e.code), message=e.message)
+                if isinstance(e, NotLeaderError):
+                    r.current_leader = (e.leader, e.leader_epoch)
+                results.append(r)
+                continue
+            results.append(ProduceResult(base_offset=res.base_offset,
+                                         log_append_time_ms=res.log_append_time_ms,
+                                         log_start_offset=res.log_start_offset, appended=res))
+            key = (topic, index)
+            self.fetch_purgatory.notify(key)  # followers and long polls wait for data
+            if part.high_watermark > res.last_offset or res.base_offset < 0:
+                self.produce_purgatory.notify(key)
+            elif required_acks == -1:
+                delayed.append((i, part, part.leader_epoch, res.last_offset + 1))
+        if not delayed:
+            return results
+        return self._await_replication(results, delayed, timeout_ms)
+
+    async def _await_replication(self, results, delayed, timeout_ms: int):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        keys = [(part.topic, part.index) for _, part, _, _ in delayed]
+
+        def check():
+            for i, part, epoch, required in delayed:
+                if results[i].error == 0 and results[i].appended is not None \
+                        and part.replication_error(required, epoch) is None:
+                    return None
+            return True
+
+        await wait_until(self.produce_purgatory, keys, check, deadline, lambda: self.closing)
+        for i, part, epoch, required in delayed:
+            code = part.replication_error(required, epoch)
+            if code is None:
+                code = ErrorCode.REQUEST_TIMED_OUT
+            if code:
+                results[i] = ProduceResult(error=int(code), base_offset=-1,
+                                           message=_produce_message(code, part))
+        return results
+
+    def await_replication(self, topic: str, index: int, required_offset: int,
+                          leader_epoch: int, timeout_ms: int):
+        """None when the high watermark already covers `required_offset` (with a
+        large enough ISR), else an awaitable of the error code: 0 once it does,
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER or REQUEST_TIMED_OUT.
+        For internal writers (the group coordinator's commits)."""
+        part = self.partitions.get((topic, index))
+        if part is None:
+            return None
+        if part.replication_error(required_offset, leader_epoch) == ErrorCode.NONE:
+            return None
+        return self._await_one(part, required_offset, leader_epoch, timeout_ms)
+
+    async def _await_one(self, part, required_offset, leader_epoch, timeout_ms) -> int:
+        loop = asyncio.get_running_loop()
+        code = await wait_until(self.produce_purgatory, [(part.topic, part.index)],
+                                lambda: part.replication_error(required_offset, leader_epoch),
+                                loop.time() + timeout_ms / 1000, lambda: self.closing)
+        return ErrorCode.REQUEST_TIMED_OUT if code is None else code
+
+    # -- fetch -------------------------------------------------------------------
+    def fetch_messages(self, params: FetchParams, partitions: list[FetchPartition]):
+        """Read every requested partition once; if fewer than min_bytes came back
+        (and no error), wait in the fetch purgatory for appends (followers) or
+        high-watermark moves (consumers) until max_wait_ms. Returns the list of
+        FetchResult, or an awaitable of it."""
+        results, total = self._read_all(params, partitions)
+        if total >= params.min_bytes or params.max_wait_ms <= 0 or not partitions \
+                or any(r.error or r.diverging_epoch for r in results):
+            return results
+        return self._delayed_fetch(params, partitions)
+
+    async def _delayed_fetch(self, params, partitions):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + params.max_wait_ms / 1000
+        keys = [(p.topic, p.partition) for p in partitions if p.topic is not None]
+        last = []
+
+        def check():
+            results, total = self._read_all(params, partitions)
+            last[:] = [results]
+            if total >= params.min_bytes or any(r.error or r.diverging_epoch for r in results):
+                return results
+            return None
+
+        found = await wait_until(self.fetch_purgatory, keys, check, deadline,
+                                 lambda: self.closing)
+        return found if found is not None else last[0]
+
+    def _read_all(self, params: FetchParams, partitions: list[FetchPartition]):
+        """One pass over the requested partitions: (results, bytes read)."""
+        # max_bytes 0 still returns one batch of the first partition with data (KIP-74).
+        remaining = params.max_bytes
+        total = 0
+        out = []
+        now = self.clock.monotonic_ms()
+        from_follower = params.from_follower
+        for p in partitions:
+            if p.topic is None:
+                out.append(FetchResult(error=ErrorCode.UNKNOWN_TOPIC_ID))
+                continue
+            try:
+                part = self.get_partition(p.topic, p.partition)
+                if from_follower or not part.is_leader:
+                    # Followers fetch from the leader only. A consumer may read from a
+                    # follower (KIP-392) up to the follower's high watermark.
+                    if from_follower:
+                        part.check_leader()
+                    elif part.role is None:
+                        raise NotLeaderError(None, part.leader, part.leader_epoch)
+                part.check_leader_epoch(p.current_leader_epoch)
+                if from_follower:
+                    diverging = part.diverging_epoch(p.fetch_offset, p.last_fetched_epoch)
+                    if diverging is not None:
+                        out.append(FetchResult(high_watermark=part.high_watermark,
+                                               last_stable_offset=part.high_watermark,
+                                               log_start_offset=part.log_start_offset,
+                                               diverging_epoch=diverging))
+                        continue
+                if remaining > 0 or total == 0:
+                    limit = min(p.partition_max_bytes, max(remaining, 0))
+                    # KIP-74: the first non-empty partition gets at least one batch.
+                    data = part.read(p.fetch_offset, limit, from_follower=from_follower,
+                                     min_one_batch=(total == 0))
+                else:
+                    if not part.log_start_offset <= p.fetch_offset <= part.log_end_offset:
+                        part.read(p.fetch_offset, 0, from_follower=from_follower,
+                                  min_one_batch=False)  # raises OFFSET_OUT_OF_RANGE
+                    data = b""
+                if from_follower:
+                    if part.update_follower_fetch(params.replica_id, p.fetch_offset, now):
+                        self._wake((p.topic, p.partition))
+                    if params.replica_id not in part.isr and self.alter_isr is not None:
+                        # Kafka checks maybeExpandIsr on every follower fetch: a
+                        # caught-up replica rejoins without waiting for the timer.
+                        new_isr = part.isr_to_expand()
+                        if new_isr is not None:
+                            part.pending_isr = new_isr
+                            self.alter_isr(part, new_isr)
+            except KafkaError as e:
+                part = self.partitions.get((p.topic, p.partition))
+                r = FetchResult(error=int(e.code), message=e.message,
+                                high_watermark=part.high_watermark if part else -1,
+                                log_start_offset=part.log_start_offset if part else -1)
+                if isinstance(e, NotLeaderError):
+                    r.current_leader = (e.leader, e.leader_epoch)
+                out.append(r)
+                continue
+            n = len(data)
+            total += n
+            remaining -= n
+            hw = part.high_watermark
+            out.append(FetchResult(high_watermark=hw, last_stable_offset=hw,
+                                   log_start_offset=part.log_start_offset, records=data))
+        return out, total
+
+    # -- offsets -------------------------------------------------------------------
+    def offset_for(self, topic: str, index: int, timestamp: int, current_leader_epoch: int = -1,
+                   replica_id: int = -1) -> tuple[int, int, int]:
+        """ListOffsets: (offset, timestamp, leader epoch) for a timestamp or one of the
+        special values (-1 latest, -2 earliest, -3 max timestamp, -4 earliest local,
+        -5 latest tiered). A consumer's "latest" is the high watermark, a follower's
+        (replica_id >= 0) the log end offset, as Kafka's fetchOffsetForTimestamp."""
         part = self.partition(topic, index)
-        if required_acks == -1 and len(part.isr) < part.log.config.min_insync_replicas:
-            # Kafka refuses acks=all before appending when the ISR is smaller than
-            # min.insync.replicas (Partition.appendRecordsToLeader).
-            raise KafkaError(
-                f"The size of the current ISR {set(part.isr)} is insufficient to satisfy "
-                f"the min.isr requirement of {part.log.config.min_insync_replicas} for "
-                f"partition {topic}-{index}", ErrorCode.NOT_ENOUGH_REPLICAS)
-        result = part.log.append(records, part.leader_epoch, self.clock.time_ms())
-        self.purgatory.notify((topic, index))
-        return result
+        part.check_leader_epoch(current_leader_epoch)
+        plog = part.log
+        offset, ts = -1, -1
+        if timestamp == -1:
+            offset = plog.log_end_offset if replica_id >= 0 else part.high_watermark
+        elif timestamp in (-2, -4):
+            offset = plog.log_start_offset
+        elif timestamp == -5:
+            offset = -1
+        elif timestamp == -3:
+            found = plog.max_timestamp()
+            if found is not None:
+                ts, offset = found
+        else:
+            found = plog.offset_for_timestamp(timestamp, max_offset=part.high_watermark)
+            if found is not None:
+                offset, ts = found
+        return offset, ts, part.leader_epoch
+
+    def delete_records(self, topic: str, index: int, offset: int) -> int:
+        """DeleteRecords on the leader: move the log start offset to `offset` (-1: the
+        high watermark) and return the new low watermark. Followers follow the leader's
+        log start offset in their next fetch. Kafka answers only once every replica has
+        moved (DelayedDeleteRecords); kafkette answers when the leader has."""
+        part = self.partition(topic, index)
+        plog = part.log
+        if not plog.config.delete:
+            raise KafkaError(f"Records of partition {topic}-{index} can not be deleted due to "
+                             "the configured policy", ErrorCode.POLICY_VIOLATION)
+        hw = part.high_watermark
+        low = plog.delete_records(hw if offset == -1 else offset, hw)
+        # Wake fetches waiting on this partition: one below the new start gets its
+        # OFFSET_OUT_OF_RANGE now rather than at max_wait_ms.
+        self.fetch_purgatory.notify((topic, index))
+        return low
+
+    # -- ISR upkeep ----------------------------------------------------------------
+    def maybe_update_isr(self) -> int:
+        """Leader side, every replica.lag.time.max.ms / 2 (Kafka's isr-expiration
+        task) and after follower fetches: propose ISR shrinks and expansions to the
+        controller. Returns the number of proposals."""
+        if self.alter_isr is None:
+            return 0
+        now = self.clock.monotonic_ms()
+        n = 0
+        for part in self.partitions.values():
+            if part.role != LEADER:
+                continue
+            new_isr = part.isr_to_shrink(now, self.lag_time_max_ms) or part.isr_to_expand()
+            if new_isr is not None:
+                part.pending_isr = new_isr
+                self.alter_isr(part, new_isr)
+                n += 1
+        return n
+
+    def on_isr_change(self, part: Partition, leader_epoch: int, partition_epoch: int, isr) -> None:
+        part.isr_change_done(leader_epoch, partition_epoch, isr)
+        self._wake((part.topic, part.index))
+
+    # -- checkpoints and lifecycle --------------------------------------------------
+    def start(self, checkpoint_interval_ms: int = 5000) -> None:
+        """Periodic work on the event loop: the high-watermark checkpoint
+        (replica.high.watermark.checkpoint.interval.ms, 5 s) and the ISR check every
+        replica.lag.time.max.ms / 2, as Kafka's isr-expiration task."""
+        self._tasks = [asyncio.ensure_future(self._every(checkpoint_interval_ms,
+                                                         self.checkpoint_high_watermarks)),
+                       asyncio.ensure_future(self._every(max(1, self.lag_time_max_ms // 2),
+                                                         self.maybe_update_isr))]
+
+    async def _every(self, interval_ms: int, fn) -> None:
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - the next pass must still run
+                log.exception("replica manager task failed", task=fn.__name__)
+
+    def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+
+    def checkpoint_high_watermarks(self) -> None:
+        hws = {key: part.high_watermark for key, part in self.partitions.items()}
+        if hws == self._checkpointed:
+            return
+        try:
+            write_hw_checkpoint(self._checkpoint_path, hws)
+            self._checkpointed = hws
+        except OSError as e:
+            log.warning("high watermark checkpoint failed", error=str(e))
+
+    def wake_all(self) -> None:
+        self.fetch_purgatory.wake_all()
+        self.produce_purgatory.wake_all()
+
+    def close(self) -> None:
+        self.closing = True
+        self.wake_all()
+        self.checkpoint_high_watermarks()
 
     def flush_all(self) -> None:
         self.log_manager.flush_all()
+
+
+def _produce_message(code: int, part: Partition) -> str | None:
+    if code == ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+        return (f"The size of the current ISR {set(part.isr)} is insufficient to satisfy the "
+                f"min.isr requirement of {part.log.config.min_insync_replicas} for partition "
+                f"{part.topic}-{part.index}; the records were appended")
+    if code == ErrorCode.REQUEST_TIMED_OUT:
+        return (f"Not replicated to the in-sync replicas of {part.topic}-{part.index} "
+                "within the request's timeout")
+    return None

@@ -200,6 +200,11 @@ class GroupCoordinator:
     def groups(self) -> dict[str, ClassicGroup]:
         return self._groups
 
+    @property
+    def store(self):
+        """The OffsetStore the coordinator writes through (None in some tests)."""
+        return self._store
+
     def close(self) -> None:
         """Cancel every timer (broker shutdown). Parked requests are not answered: their
         connections are closing."""

@@ -213,7 +213,8 @@ def _first_batch_max_timestamp(seg: "LogSegment") -> int:
     return _HEADER_UNPACK(head)[8]
 
 
-def plan_cleaning(plog: "PartitionLog", now_ms: int) -> CleaningTask | None:
+def plan_cleaning(plog: "PartitionLog", now_ms: int,
+                  high_watermark: int | None = None) -> CleaningTask | None:
     """Decide whether `plog` needs cleaning now and snapshot what the heavy step needs.
     Cheap (segment metadata, a checkpoint file, a few header reads); runs on the thread
     that owns the PartitionLog."""
@@ -230,7 +231,9 @@ def plan_cleaning(plog: "PartitionLog", now_ms: int) -> CleaningTask | None:
         first_dirty = log_start
     else:
         first_dirty = checkpoint
-    hw = plog.high_watermark
+    # Only below the high watermark (the partition owner's; default the log end):
+    # what a follower may still have to truncate is never compacted.
+    hw = plog.log_end_offset if high_watermark is None else high_watermark
     min_lag = config.min_compaction_lag_ms
     cleanable: list = []
     for seg in segments[:-1]:  # never the active segment
@@ -895,10 +898,10 @@ def recover_interrupted_swap(dir_path: str) -> None:
 
 # --------------------------------------------------------------------------- entry point
 
-def clean_log(plog: "PartitionLog", now_ms: int) -> dict | None:
+def clean_log(plog: "PartitionLog", now_ms: int, high_watermark: int | None = None) -> dict | None:
     """One cleaning pass over `plog` if it needs one (see the module docstring). Returns
     statistics, or None when there was nothing to clean (or the log changed under it)."""
-    task = plan_cleaning(plog, now_ms)
+    task = plan_cleaning(plog, now_ms, high_watermark)
     if task is None:
         return None
     return finish_cleaning(plog, task, build_cleaned_segments(task))

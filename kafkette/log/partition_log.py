@@ -221,16 +221,12 @@ class PartitionLog:
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self._leo = 0
-        self._hw = 0
         self._log_start_offset = 0
         self._recovery_point = 0
         self._size = 0
         self._unflushed_messages = 0
         self._last_flush_ms = 0
         self._closed = True
-        # On a single node the high watermark is the log end offset after every append.
-        # Replication turns this off and moves the high watermark itself.
-        self.high_watermark_follows_log_end = True
         self._open()
 
     # --- opening / recovery -------------------------------------------------------------
@@ -299,7 +295,6 @@ class PartitionLog:
         if stored_log_start != lso:
             _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), lso)
         self._recovery_point = min(recovery_point, self._leo)
-        self._hw = self._leo
         self._last_flush_ms = now
         # --- producer state --- (KIP-98): newest snapshot + batch headers after it
         self.producer_state = ProducerStateManager(self.dir, f"{self.topic}-{self.partition}")
@@ -337,14 +332,6 @@ class PartitionLog:
     def log_end_offset(self) -> int:
         """The next offset to assign."""
         return self._leo
-
-    @property
-    def high_watermark(self) -> int:
-        return self._hw
-
-    def update_high_watermark(self, offset: int) -> None:
-        """For replication: set the high watermark (clamped to [log start, log end])."""
-        self._hw = max(self._log_start_offset, min(offset, self._leo))
 
     @property
     def recovery_point(self) -> int:
@@ -456,8 +443,6 @@ class PartitionLog:
         if pending:  # --- producer state --- (before any flush snapshots it)
             self.producer_state.apply(pending)
         self._size += total
-        if self.high_watermark_follows_log_end:
-            self._hw = offset
         self._unflushed_messages += messages
         if (config.flush_messages is not None and self._unflushed_messages >= config.flush_messages) or (
                 config.flush_ms is not None and now_ms - self._last_flush_ms >= config.flush_ms):
@@ -499,7 +484,8 @@ class PartitionLog:
         """Whole batches from the one containing `offset`, up to max_bytes but at least
         one batch (KIP-74; min_one_batch=False for the later partitions of a Fetch,
         which Kafka fills strictly within max_bytes), never including a batch that
-        reaches `max_offset` (default: the high watermark). Continues into following segments while room is left (a
+        reaches `max_offset` (the high watermark, which the partition's owner passes;
+        default: the log end offset). Continues into following segments while room is left (a
         real Kafka broker stops at the end of a segment; the client just fetches again).
         Returns b"" at the end of the visible log. view=True (the Fetch handler) may
         return a memoryview over the bytes read instead of a trimmed copy of them."""
@@ -507,7 +493,7 @@ class PartitionLog:
         if offset < self._log_start_offset or offset > self._leo:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is outside [{self._log_start_offset}, {self._leo}] of {self.topic}-{self.partition}")
-        limit = self._hw if max_offset is None else min(max_offset, self._leo)
+        limit = self._leo if max_offset is None else min(max_offset, self._leo)
         if offset >= limit:
             return b""
         segments = self.segments
@@ -542,8 +528,8 @@ class PartitionLog:
     # --- timestamps ---------------------------------------------------------------------
     def offset_for_timestamp(self, timestamp_ms: int, *, max_offset: int | None = None) -> OffsetAndTimestamp | None:
         """ListOffsets by timestamp: the first record with timestamp >= timestamp_ms, as
-        (offset, timestamp), or None when there is none below `max_offset` (default:
-        the high watermark; Kafka likewise discards an answer at or past the high
+        (offset, timestamp), or None when there is none below `max_offset` (the high
+        watermark, passed by the partition's owner; default: the log end offset; Kafka likewise discards an answer at or past the high
         watermark / last stable offset).
 
         The segment is found by its max timestamp, the batch by the time index and a
@@ -555,7 +541,7 @@ class PartitionLog:
         """
         self._check_open()
         start = self._log_start_offset
-        limit = self._hw if max_offset is None else max_offset
+        limit = self._leo if max_offset is None else max_offset
         result = None
         for seg in self.segments:
             if seg.max_timestamp < timestamp_ms or seg.next_offset <= start:
@@ -640,20 +626,22 @@ class PartitionLog:
         seg.flush()
         self._leo = max(offset, seg.base_offset) if not seg.size else seg.next_offset
         self._size -= removed
-        self._hw = min(self._hw, self._leo)
         if self._recovery_point > self._leo:
             self._recovery_point = self._leo
             _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
         return removed
 
     # --- log start offset ---------------------------------------------------------------
-    def set_log_start_offset(self, offset: int) -> bool:
+    def set_log_start_offset(self, offset: int, high_watermark: int | None = None) -> bool:
         """Move the log start offset forward (DeleteRecords, retention). Persisted at
         once. Returns False when it would not move. Kafka refuses to go past the high
-        watermark with OFFSET_OUT_OF_RANGE; so do we. Segments are left for retention."""
+        watermark with OFFSET_OUT_OF_RANGE; so do we. The high watermark belongs to the
+        partition's owner (kafkette.broker.partition), which passes it; without one the
+        log end offset bounds the move. Segments are left for retention."""
         self._check_open()
-        if offset > self._hw:
-            raise OffsetOutOfRangeError(f"cannot move log start offset to {offset}, past the high watermark {self._hw}")
+        bound = self._leo if high_watermark is None else min(high_watermark, self._leo)
+        if offset > bound:
+            raise OffsetOutOfRangeError(f"cannot move log start offset to {offset}, past the high watermark {bound}")
         if offset <= self._log_start_offset:
             return False
         self._log_start_offset = offset
@@ -719,12 +707,14 @@ class PartitionLog:
     # Mechanics only; the policies (retention.ms, retention.bytes, log start offset) are
     # predicates in kafkette.log.retention. Kafka: UnifiedLog.deletableSegments /
     # deleteSegments / maybeIncrementLogStartOffset.
-    def deletable_segments(self, predicate) -> list[LogSegment]:
+    def deletable_segments(self, predicate, high_watermark: int | None = None) -> list[LogSegment]:
         """The oldest segments, in order, while `predicate(segment, next_segment or None)`
         holds (it is called once per segment, in order, and not after the first False, so
         it may keep state, as the retention.bytes one does). As Kafka: a segment is only a
         candidate when it lies wholly below the high watermark (so the log start offset
-        never passes it), and an empty active segment never is (it would be re-created)."""
+        never passes it), and an empty active segment never is (it would be re-created).
+        `high_watermark` comes from the partition's owner (default: the log end offset)."""
+        hw = self._leo if high_watermark is None else high_watermark
         segs = self.segments
         out: list[LogSegment] = []
         for i, seg in enumerate(segs):
@@ -732,7 +722,7 @@ class PartitionLog:
             if nxt is None and seg.size == 0:
                 break
             upper = nxt.base_offset if nxt is not None else self._leo
-            if self._hw < upper or not predicate(seg, nxt):
+            if hw < upper or not predicate(seg, nxt):
                 break
             out.append(seg)
         return out
@@ -775,15 +765,15 @@ class PartitionLog:
                  self.partition, self._log_start_offset)
         return n
 
-    def delete_segments_below_log_start(self) -> int:
+    def delete_segments_below_log_start(self, high_watermark: int | None = None) -> int:
         """Delete the segments that lie wholly below the log start offset (Kafka's
         deleteLogStartOffsetBreachedSegments: the next segment starts at or below it).
         Never the active segment."""
         start = self._log_start_offset
         return self.delete_segments(self.deletable_segments(
-            lambda seg, nxt: nxt is not None and nxt.base_offset <= start))
+            lambda seg, nxt: nxt is not None and nxt.base_offset <= start, high_watermark))
 
-    def delete_records(self, offset: int) -> int:
+    def delete_records(self, offset: int, high_watermark: int | None = None) -> int:
         """DeleteRecords: move the log start offset forward to `offset` (never back;
         OFFSET_OUT_OF_RANGE when negative or past the high watermark), delete the
         segments now wholly below it, and return the log start offset (the partition's
@@ -792,8 +782,8 @@ class PartitionLog:
         self._check_open()
         if offset < 0:
             raise OffsetOutOfRangeError(f"the offset {offset} of {self.topic}-{self.partition} is not valid")
-        self.set_log_start_offset(offset)
-        self.delete_segments_below_log_start()
+        self.set_log_start_offset(offset, high_watermark)
+        self.delete_segments_below_log_start(high_watermark)
         return self._log_start_offset
 
     # --- compaction ---------------------------------------------------------------------

@@ -43,15 +43,18 @@ def segment_largest_timestamp(seg: LogSegment) -> int:
     return ts if ts >= 0 else seg.last_modified_ms()
 
 
-def delete_retention_ms_breached(plog: PartitionLog, now_ms: int) -> int:
+def delete_retention_ms_breached(plog: PartitionLog, now_ms: int,
+                                 high_watermark: int | None = None) -> int:
     retention_ms = plog.config.retention_ms
     if retention_ms < 0:
         return 0
     return plog.delete_segments(plog.deletable_segments(
-        lambda seg, nxt: now_ms - segment_largest_timestamp(seg) > retention_ms), now_ms)
+        lambda seg, nxt: now_ms - segment_largest_timestamp(seg) > retention_ms,
+        high_watermark), now_ms)
 
 
-def delete_retention_size_breached(plog: PartitionLog, now_ms: int) -> int:
+def delete_retention_size_breached(plog: PartitionLog, now_ms: int,
+                                   high_watermark: int | None = None) -> int:
     retention_bytes = plog.config.retention_bytes
     size = plog.size_bytes
     if retention_bytes < 0 or size < retention_bytes:
@@ -65,15 +68,17 @@ def delete_retention_size_breached(plog: PartitionLog, now_ms: int) -> int:
             return True
         return False
 
-    return plog.delete_segments(plog.deletable_segments(breached), now_ms)
+    return plog.delete_segments(plog.deletable_segments(breached, high_watermark), now_ms)
 
 
-def enforce_retention(plog: PartitionLog, now_ms: int) -> int:
-    """One retention pass over one partition log; returns the segments deleted."""
+def enforce_retention(plog: PartitionLog, now_ms: int, high_watermark: int | None = None) -> int:
+    """One retention pass over one partition log; returns the segments deleted. Only
+    segments wholly below `high_watermark` (the partition owner's; default the log end)
+    may go: a follower that has not yet seen the high watermark move keeps them."""
     if plog.closed:
         return 0
-    deleted = plog.delete_segments_below_log_start()
+    deleted = plog.delete_segments_below_log_start(high_watermark)
     if plog.config.delete:
-        deleted += delete_retention_size_breached(plog, now_ms)
-        deleted += delete_retention_ms_breached(plog, now_ms)
+        deleted += delete_retention_size_breached(plog, now_ms, high_watermark)
+        deleted += delete_retention_ms_breached(plog, now_ms, high_watermark)
     return deleted

@@ -67,6 +67,7 @@ class KafkaServer:
         # Retention, the log cleaner and flush.ms, on this event loop.
         self.maintenance = LogMaintenance(self.broker)
         self.maintenance.start()
+        self.broker.replica_manager.start()
         if "__consumer_offsets" in self.broker.image.topics:
             # Replay committed offsets and groups now rather than on the first group
             # request, so that offset expiry and session timers run from the start.
@@ -99,13 +100,16 @@ class KafkaServer:
     async def stop(self) -> None:
         if self.maintenance is not None:
             self.maintenance.stop()
+        if self.broker is not None:
+            self.broker.replica_manager.stop()
         self._stopping = True
         log.info("shutting down", connections=len(self.connections))
         for srv in self._servers:
             srv.close()
         if self.broker is not None:
             self.broker.closing = True
-            self.broker.purgatory.wake_all()
+            self.broker.replica_manager.closing = True
+            self.broker.replica_manager.wake_all()
         # Let in-flight requests finish.
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for conn in list(self.connections):

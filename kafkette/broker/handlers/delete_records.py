@@ -13,9 +13,9 @@ OFFSET_OUT_OF_RANGE for an offset past the high watermark or negative (other tha
 An offset below the current log start offset is no error: nothing moves. Errors carry
 low_watermark -1.
 
-Not yet: with replication Kafka answers only once every replica's log start offset has
-reached the offset (DelayedDeleteRecords in purgatory, bounded by timeout_ms); with one
-replica the answer is immediate, so timeout_ms is unused. No authorization (ACLs).
+Kafka answers only once every replica's log start offset has reached the offset
+(DelayedDeleteRecords in purgatory, bounded by timeout_ms); kafkette answers once the
+leader has moved it (followers follow in their next fetch), so timeout_ms is unused. No authorization (ACLs).
 """
 from kafkette.broker.broker import INTERNAL_TOPICS
 from kafkette.broker.handlers.common import error_of
@@ -37,19 +37,7 @@ def _delete(ctx, name: str, index: int, offset: int) -> int:
     if name in INTERNAL_TOPICS:
         raise KafkaError(f"Cannot delete records of internal topic {name}",
                          ErrorCode.INVALID_TOPIC_EXCEPTION)
-    rm = ctx.broker.replica_manager
-    part = rm.partitions.get((name, index))
-    if part is None or part.leader != rm.node_id:
-        raise KafkaError(code=ErrorCode.NOT_LEADER_OR_FOLLOWER)
-    plog = part.log
-    if not plog.config.delete:
-        raise KafkaError(f"Records of partition {name}-{index} can not be deleted due to "
-                         "the configured policy", ErrorCode.POLICY_VIOLATION)
-    low = plog.delete_records(plog.high_watermark if offset == HIGH_WATERMARK else offset)
-    # Wake fetches waiting on this partition: one below the new start gets its
-    # OFFSET_OUT_OF_RANGE now rather than at max_wait_ms.
-    rm.purgatory.notify((name, index))
-    return low
+    return ctx.broker.replica_manager.delete_records(name, index, offset)
 
 
 @handler(21, 0, 2)

@@ -8,12 +8,11 @@ is >= it, found with the time index; none → offset -1, timestamp -1 (as Kafka)
 """
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import handler
-from kafkette.errors import ErrorCode, KafkaError
+from kafkette.errors import KafkaError
 from kafkette.protocol.messages import ListOffsetsResponse
 
 TopicResp = ListOffsetsResponse.ListOffsetsTopicResponse
 PartResp = ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse
-LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 
 
 @handler(2, 1, 9)
@@ -24,33 +23,11 @@ def handle(ctx, request):
         parts = []
         for p in t.partitions:
             try:
-                part = rm.partition(t.name, p.partition_index)
-                if p.current_leader_epoch >= 0 and p.current_leader_epoch != part.leader_epoch:
-                    # KIP-320: the client's view of the leader is stale or ahead.
-                    code = (ErrorCode.FENCED_LEADER_EPOCH
-                            if p.current_leader_epoch < part.leader_epoch
-                            else ErrorCode.UNKNOWN_LEADER_EPOCH)
-                    raise KafkaError(code=code)
-                plog = part.log
-                ts = p.timestamp
-                offset, timestamp = -1, -1
-                if ts == LATEST:
-                    offset = plog.high_watermark
-                elif ts in (EARLIEST, EARLIEST_LOCAL):
-                    offset = plog.log_start_offset
-                elif ts == LATEST_TIERED:
-                    offset = -1
-                elif ts == MAX_TIMESTAMP:
-                    found = plog.max_timestamp()
-                    if found is not None:
-                        timestamp, offset = found
-                else:
-                    found = plog.offset_for_timestamp(ts)
-                    if found is not None:
-                        offset, timestamp = found
+                offset, timestamp, epoch = rm.offset_for(t.name, p.partition_index, p.timestamp,
+                                                         p.current_leader_epoch,
+                                                         request.replica_id)
                 parts.append(PartResp(partition_index=p.partition_index, error_code=0,
-                                      timestamp=timestamp, offset=offset,
-                                      leader_epoch=part.leader_epoch))
+                                      timestamp=timestamp, offset=offset, leader_epoch=epoch))
             except KafkaError as e:
                 code, _ = error_of(e)
                 parts.append(PartResp(partition_index=p.partition_index, error_code=code,

@@ -4,7 +4,12 @@ Members commit with their generation and member id (checked: ILLEGAL_GENERATION,
 UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID); a client that assigns
 partitions itself commits with generation -1 and no member id ("simple" commits,
 allowed while the group has no members). Offsets are written to `__consumer_offsets`
-before the answer, so they survive a restart. The metadata string round-trips
+before the answer, and the answer waits until the in-sync replicas of its partition have
+them (as Kafka's coordinator appends with acks=all), so they survive a restart and the
+loss of the coordinator's broker. A commit that is not replicated within the request
+timeout is answered COORDINATOR_NOT_AVAILABLE (NOT_COORDINATOR when the leadership
+moved), as Kafka maps those append errors; the coordinator's in-memory state has the
+offset already (Kafka applies it only after the append succeeds). The metadata string round-trips
 through OffsetFetch. retention_time_ms (v2-4) is ignored, as Kafka does since 2.1
 (KIP-211): offsets.retention.minutes applies.
 """
@@ -36,10 +41,37 @@ def handle(ctx, request):
                 offset=p.committed_offset,
                 leader_epoch=p.committed_leader_epoch if ctx.api_version >= 6 else -1,
                 metadata=p.committed_metadata, commit_timestamp=now)
+    waiting = None
     if offsets:
         codes.update(coordinator.commit_offsets(
             request.group_id, request.generation_id_or_member_epoch, request.member_id,
             request.group_instance_id if ctx.api_version >= 7 else None, offsets))
+        if any(codes.get(tp) == ErrorCode.NONE for tp in offsets):
+            store = coordinator.store
+            if hasattr(store, "await_replication"):
+                waiting = store.await_replication(request.group_id, REPLICATION_TIMEOUT_MS)
+    if waiting is not None:
+        return _after_replication(request, codes, offsets, waiting)
+    return _response(request, codes)
+
+
+# Kafka's offset.commit.timeout.ms default.
+REPLICATION_TIMEOUT_MS = 5000
+# Append errors as Kafka's GroupMetadataManager maps them for a commit's answer.
+_COMMIT_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR}
+
+
+async def _after_replication(request, codes, offsets, waiting):
+    code = await waiting
+    if code:
+        mapped = _COMMIT_ERRORS.get(code, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        for tp in offsets:
+            if codes.get(tp) == ErrorCode.NONE:
+                codes[tp] = mapped
+    return _response(request, codes)
+
+
+def _response(request, codes):
     return OffsetCommitResponse(topics=[
         TopicResp(name=t.name, partitions=[
             PartResp(partition_index=p.partition_index,

@@ -10,9 +10,12 @@ offsets in place and writes them with one write. No record is decoded here. As i
 Kafka, a partition's records must be exactly one batch (INVALID_RECORD otherwise);
 PartitionLog.append itself takes several, for internal writers.
 
-acks: 0 → no response at all; 1 and -1 → answered once appended (a single replica
-is the whole ISR, so acks=all is acks=1 until replication lands); anything else →
-INVALID_REQUIRED_ACKS. Transactional produce comes with a later issue.
+acks: 0 → no response at all; 1 → answered once appended on the leader; -1 (all) →
+answered once the high watermark covers the batch, i.e. every in-sync replica has it
+(ReplicaManager.append_records waits in the produce purgatory; REQUEST_TIMED_OUT at the
+request's timeout_ms, NOT_ENOUGH_REPLICAS before appending when the ISR is smaller than
+min.insync.replicas, NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank meanwhile);
+anything else → INVALID_REQUIRED_ACKS. Transactional produce comes with a later issue.
 
 Idempotent producers (KIP-98; rules in kafkette.log.producer_state, checked on the
 batch header by PartitionLog.append): a retry of one of the producer's last five
@@ -24,9 +27,11 @@ response: KAFKA-10687); base_sequence < 0 → INVALID_RECORD. For a duplicate Ka
 returns the batch's max timestamp as log_append_time_ms even for CreateTime topics; we
 return -1 there (the original append time for LogAppendTime topics).
 """
+import inspect
+
 from kafkette.broker.handlers.common import error_of, leader_endpoints
-from kafkette.broker.replica_manager import NotLeaderError
 from kafkette.broker.registry import handler
+from kafkette.broker.replica_manager import ProduceResult
 from kafkette.errors import ErrorCode, InvalidRecordError, KafkaError
 from kafkette.logging import get_logger
 from kafkette.protocol import records as rec
@@ -74,40 +79,61 @@ def handle(ctx, request):
     acks = request.acks
     if acks not in (0, 1, -1):
         return _error_response(request, ErrorCode.INVALID_REQUIRED_ACKS, ctx)
-    rm = ctx.broker.replica_manager
-    metrics = ctx.broker.metrics  # kafkette.broker.metrics: per partition, never per record
-    responses = []
-    new_leaders: set[int] = set()
+    entries = []
+    early = {}  # position -> ProduceResult refused before the replica manager
     for t in request.topic_data:
-        parts = []
-        name = t.name
         for p in t.partition_data:
-            records = p.records
             try:
-                _check_one_batch(records, ctx.api_version)
-                res = rm.append(name, p.index, records, acks)
+                _check_one_batch(p.records, ctx.api_version)
             except KafkaError as e:
                 code, msg = error_of(e)
-                if code in _LOGGED_ERRORS:
-                    log.info("produce rejected", topic=name, partition=p.index,
-                             error=ErrorCode(code).name, client_id=ctx.header.client_id,
-                             reason=msg)
-                resp = PartResp(index=p.index, error_code=code, base_offset=-1,
-                                error_message=msg)
-                if isinstance(e, NotLeaderError) and ctx.api_version >= 10:
+                early[len(entries)] = ProduceResult(error=code, message=msg)
+            entries.append((t.name, p.index, p.records))
+    results = ctx.broker.replica_manager.append_records(
+        [e for i, e in enumerate(entries) if i not in early], acks, request.timeout_ms)
+    if inspect.isawaitable(results):
+        return _finish(ctx, request, entries, early, results)
+    return _response(ctx, request, entries, early, results)
+
+
+async def _finish(ctx, request, entries, early, awaitable):
+    return _response(ctx, request, entries, early, await awaitable)
+
+
+def _response(ctx, request, entries, early, results):
+    metrics = ctx.broker.metrics  # kafkette.broker.metrics: per partition, never per record
+    it = iter(results)
+    new_leaders: set[int] = set()
+    responses = []
+    i = 0
+    for t in request.topic_data:
+        parts = []
+        for p in t.partition_data:
+            r = early[i] if i in early else next(it)
+            i += 1
+            if r.error:
+                if r.error in _LOGGED_ERRORS:
+                    log.info("produce rejected", topic=t.name, partition=p.index,
+                             error=ErrorCode(r.error).name, client_id=ctx.header.client_id,
+                             reason=r.message)
+                resp = PartResp(index=p.index, error_code=r.error, base_offset=-1,
+                                error_message=r.message)
+                if r.current_leader is not None and ctx.api_version >= 10:
                     # KIP-951: say who leads now, with its address below.
                     resp.current_leader = PartResp.LeaderIdAndEpoch(
-                        leader_id=e.leader, leader_epoch=e.leader_epoch)
-                    if e.leader >= 0:
-                        new_leaders.add(e.leader)
+                        leader_id=r.current_leader[0], leader_epoch=r.current_leader[1])
+                    if r.current_leader[0] >= 0:
+                        new_leaders.add(r.current_leader[0])
                 parts.append(resp)
                 continue
-            metrics.record_append(name, len(records), res.base_offset, res.last_offset)
-            parts.append(PartResp(index=p.index, error_code=0, base_offset=res.base_offset,
-                                  log_append_time_ms=res.log_append_time_ms,
-                                  log_start_offset=res.log_start_offset))
-        responses.append(TopicResp(name=name, partition_responses=parts))
-    if acks == 0:
+            a = r.appended
+            if a is not None and a.base_offset >= 0:
+                metrics.record_append(t.name, len(p.records), a.base_offset, a.last_offset)
+            parts.append(PartResp(index=p.index, error_code=0, base_offset=r.base_offset,
+                                  log_append_time_ms=r.log_append_time_ms,
+                                  log_start_offset=r.log_start_offset))
+        responses.append(TopicResp(name=t.name, partition_responses=parts))
+    if request.acks == 0:
         return None
     if new_leaders:
         return ProduceResponse(responses=responses,

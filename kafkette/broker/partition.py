@@ -1,0 +1,321 @@
+"""One hosted partition and everything this broker knows of its replication: Kafka's
+`Partition` (Partition.scala), in miniature.
+
+A `Partition` owns its log and its replication state: the role (leader or follower),
+leader and partition epochs, the replica set and the ISR, the leader's view of each
+follower (log end offset, last caught-up time) and the high watermark. The high
+watermark lives here, not in the log: the log stores bytes, the partition decides how
+far they are committed.
+
+Rules, as Kafka's:
+- The leader's high watermark is the smallest log end offset over its ISR (the
+  "maximal" ISR while an expansion is in flight, so that a joining replica is waited
+  for before it counts), and never goes back.
+- A follower is caught up when a fetch asks for the leader's log end offset (or for
+  what the leader's log end was at its previous fetch); a follower that has not been
+  caught up for `replica.lag.time.max.ms` is proposed out of the ISR, and one whose log
+  end offset reaches the high watermark (and the start of the leader's epoch) is
+  proposed back in. Proposals go to the controller (AlterPartition); the ISR changes
+  here only when the controller answers or the metadata says so.
+- A follower's high watermark is what its leader last said, capped at its own log end.
+- A fetch from a follower that names the epoch of its last fetched batch gets the
+  end of that epoch on the leader when its log diverges (KIP-320 DivergingEpoch,
+  KIP-279), and no records.
+
+Sans-IO: no sockets and no awaits here. The replica manager (broker/replica_manager.py)
+drives it with the metadata, appends, fetches and the clock, and sends what it
+proposes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafkette.errors import ErrorCode, KafkaError
+from kafkette.log.partition_log import AppendResult, PartitionLog
+
+LEADER, FOLLOWER = "leader", "follower"
+
+
+class NotLeaderError(KafkaError):
+    """This broker does not lead the partition. `leader`/`leader_epoch` are the
+    current leader as this broker's metadata knows it (-1: none), which Produce v10+
+    and Fetch v12+ put in the response so that clients re-route without a Metadata
+    round trip (KIP-951)."""
+    code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+    def __init__(self, message: str | None = None, leader: int = -1, leader_epoch: int = -1):
+        super().__init__(message)
+        self.leader = leader
+        self.leader_epoch = leader_epoch
+
+
+@dataclass
+class FollowerState:
+    """The leader's view of one follower (Kafka's Replica / ReplicaState)."""
+    log_end_offset: int = -1           # -1: not fetched since this broker became leader
+    last_caught_up_ms: int = 0
+    last_fetch_ms: int = 0
+    last_fetch_leader_log_end: int = -1
+
+
+class Partition:
+    def __init__(self, topic: str, index: int, log: PartitionLog, node_id: int,
+                 high_watermark: int = 0):
+        self.topic = topic
+        self.index = index
+        self.log = log
+        self.node_id = node_id
+        self.role: str | None = None
+        self.leader = -1
+        self.leader_epoch = -1
+        self.partition_epoch = -1
+        self.replicas: tuple[int, ...] = ()
+        self.isr: tuple[int, ...] = ()
+        self.followers: dict[int, FollowerState] = {}
+        # An ISR change sent to the controller and not yet answered (one at a time,
+        # as Kafka's PendingExpandIsr / PendingShrinkIsr).
+        self.pending_isr: tuple[int, ...] | None = None
+        # Where this leader's epoch starts in its log: a follower joins the ISR only
+        # once it has reached it (Kafka: leaderEpochStartOffsetOpt).
+        self.leader_epoch_start_offset = -1
+        self.high_watermark = max(log.log_start_offset, min(high_watermark, log.log_end_offset))
+
+    def __repr__(self) -> str:
+        return (f"Partition({self.topic}-{self.index}, {self.role}, leader={self.leader}, "
+                f"epoch={self.leader_epoch}, isr={self.isr}, hw={self.high_watermark}, "
+                f"leo={self.log.log_end_offset})")
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role == LEADER
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.log.log_end_offset
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.log.log_start_offset
+
+    @property
+    def maximal_isr(self) -> tuple[int, ...]:
+        """The committed ISR plus a pending expansion: the replicas the high watermark
+        waits for."""
+        if self.pending_isr is None:
+            return self.isr
+        return self.isr + tuple(r for r in self.pending_isr if r not in self.isr)
+
+    # -- metadata ---------------------------------------------------------------------
+    def apply_metadata(self, leader: int, leader_epoch: int, partition_epoch: int,
+                       replicas, isr, now_ms: int) -> str | None:
+        """Take the partition's state from the metadata image. Returns LEADER or
+        FOLLOWER when this broker's role (or the leader epoch) changed, else None."""
+        replicas, isr = tuple(replicas), tuple(isr)
+        new_epoch = leader_epoch != self.leader_epoch
+        role = LEADER if leader == self.node_id else FOLLOWER
+        changed = new_epoch or role != self.role or leader != self.leader
+        if partition_epoch >= self.partition_epoch or new_epoch:
+            self.replicas, self.isr, self.partition_epoch = replicas, isr, partition_epoch
+            if self.pending_isr is not None and (new_epoch or self.pending_isr == isr):
+                self.pending_isr = None
+        self.leader, self.leader_epoch = leader, leader_epoch
+        if not changed:
+            self._sync_followers(now_ms)
+            return None
+        self.role = role
+        if role == LEADER:
+            self._become_leader(now_ms)
+        else:
+            self.followers = {}
+            self.pending_isr = None
+            self.leader_epoch_start_offset = -1
+        return role
+
+    def _become_leader(self, now_ms: int) -> None:
+        # The new epoch starts at our log end (Kafka: Partition.makeLeader assigns it
+        # in the leader-epoch cache), so that followers of older epochs find where
+        # their history and ours part.
+        leo = self.log.log_end_offset
+        cache = getattr(self.log, "leader_epoch_cache", None)
+        if cache is not None:
+            cache.assign(self.leader_epoch, leo)
+        self.leader_epoch_start_offset = leo
+        self.pending_isr = None
+        # Followers' log ends are unknown until they fetch; those in the ISR count as
+        # caught up now, so they are not dropped before they had a chance to fetch.
+        self.followers = {r: FollowerState(last_caught_up_ms=now_ms if r in self.isr else 0)
+                          for r in self.replicas if r != self.node_id}
+        self.maybe_increment_high_watermark()
+
+    def _sync_followers(self, now_ms: int) -> None:
+        if self.role != LEADER:
+            return
+        for r in self.replicas:
+            if r != self.node_id and r not in self.followers:
+                self.followers[r] = FollowerState()
+        for r in list(self.followers):
+            if r not in self.replicas:
+                del self.followers[r]
+
+    def check_leader(self) -> None:
+        if self.role != LEADER:
+            raise NotLeaderError(None, self.leader, self.leader_epoch)
+
+    def check_leader_epoch(self, current_leader_epoch: int) -> None:
+        """KIP-320: a client behind the leader epoch is fenced (it refreshes its
+        metadata); one ahead of ours waits for our metadata to catch up."""
+        if current_leader_epoch >= 0 and current_leader_epoch != self.leader_epoch:
+            raise KafkaError(None, ErrorCode.FENCED_LEADER_EPOCH
+                             if current_leader_epoch < self.leader_epoch
+                             else ErrorCode.UNKNOWN_LEADER_EPOCH)
+
+    # -- leader: appends ------------------------------------------------------------
+    def append_as_leader(self, records, required_acks: int, now_ms: int) -> AppendResult:
+        self.check_leader()
+        min_isr = self.log.config.min_insync_replicas
+        if required_acks == -1 and len(self.isr) < min_isr:
+            # Kafka refuses acks=all before appending when the ISR is smaller than
+            # min.insync.replicas (Partition.appendRecordsToLeader).
+            raise KafkaError(
+                f"The size of the current ISR {set(self.isr)} is insufficient to satisfy "
+                f"the min.isr requirement of {min_isr} for partition {self.topic}-{self.index}",
+                ErrorCode.NOT_ENOUGH_REPLICAS)
+        result = self.log.append(records, self.leader_epoch, now_ms)
+        self.maybe_increment_high_watermark()
+        return result
+
+    def replication_error(self, required_offset: int, leader_epoch: int) -> int | None:
+        """For a delayed acks=all produce: None while the high watermark has not reached
+        `required_offset`; else the error code to answer (Kafka's
+        checkEnoughReplicasReachOffset)."""
+        if self.role != LEADER or self.leader_epoch != leader_epoch:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if self.high_watermark < required_offset:
+            return None
+        if len(self.isr) < self.log.config.min_insync_replicas:
+            return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        return ErrorCode.NONE
+
+    def maybe_increment_high_watermark(self) -> bool:
+        """Leader: move the high watermark to the smallest log end offset of the
+        (maximal) ISR. Returns True when it moved."""
+        if self.role != LEADER:
+            return False
+        new_hw = self.log.log_end_offset
+        for r in self.maximal_isr:
+            if r == self.node_id:
+                continue
+            f = self.followers.get(r)
+            leo = f.log_end_offset if f is not None else -1
+            if leo < new_hw:
+                new_hw = leo
+        if new_hw > self.high_watermark:
+            self.high_watermark = new_hw
+            return True
+        return False
+
+    # -- leader: follower fetches -------------------------------------------------------
+    def diverging_epoch(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
+        """(epoch, end offset) when a follower's log, whose last batch is of
+        `last_fetched_epoch` and which ends at `fetch_offset`, has diverged from ours;
+        None when it is a prefix of ours (Kafka: validateFetchOffsetAndMaybeGetDivergingEpoch)."""
+        if last_fetched_epoch < 0:
+            return None
+        cache = getattr(self.log, "leader_epoch_cache", None)
+        if cache is None:
+            return None
+        epoch, end_offset = cache.end_offset_for(last_fetched_epoch, self.log.log_end_offset)
+        if epoch < last_fetched_epoch or end_offset < fetch_offset:
+            return epoch, end_offset
+        return None
+
+    def update_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int) -> bool:
+        """Record a follower's fetch at `fetch_offset` (its log end offset). Returns
+        True when the high watermark moved."""
+        f = self.followers.get(replica_id)
+        if f is None or self.role != LEADER:
+            return False
+        leader_leo = self.log.log_end_offset
+        # Kafka's ReplicaState.updateFetchState: caught up when the fetch reaches the
+        # leader's log end now, or its log end at the follower's previous fetch.
+        if fetch_offset >= leader_leo:
+            f.last_caught_up_ms = max(f.last_caught_up_ms, now_ms)
+        elif f.last_fetch_leader_log_end >= 0 and fetch_offset >= f.last_fetch_leader_log_end:
+            f.last_caught_up_ms = max(f.last_caught_up_ms, f.last_fetch_ms)
+        f.log_end_offset = fetch_offset
+        f.last_fetch_leader_log_end = leader_leo
+        f.last_fetch_ms = now_ms
+        return self.maybe_increment_high_watermark()
+
+    def isr_to_expand(self) -> tuple[int, ...] | None:
+        """The ISR with a caught-up follower added, or None (Kafka's maybeExpandIsr)."""
+        if self.role != LEADER or self.pending_isr is not None:
+            return None
+        for r, f in self.followers.items():
+            if r in self.isr or r not in self.replicas:
+                continue
+            if f.log_end_offset >= self.high_watermark and \
+                    f.log_end_offset >= self.leader_epoch_start_offset >= 0:
+                return self.isr + (r,)
+        return None
+
+    def isr_to_shrink(self, now_ms: int, lag_time_max_ms: int) -> tuple[int, ...] | None:
+        """The ISR without the followers that have not caught up for
+        `lag_time_max_ms`, or None (Kafka's maybeShrinkIsr / getOutOfSyncReplicas)."""
+        if self.role != LEADER or self.pending_isr is not None:
+            return None
+        leo = self.log.log_end_offset
+        out = [r for r in self.isr if r != self.node_id and r in self.followers
+               and self.followers[r].log_end_offset != leo
+               and now_ms - self.followers[r].last_caught_up_ms > lag_time_max_ms]
+        if not out:
+            return None
+        return tuple(r for r in self.isr if r not in out)
+
+    def isr_change_done(self, leader_epoch: int, partition_epoch: int, isr) -> None:
+        """The controller committed an ISR change (its AlterPartition answer)."""
+        self.pending_isr = None
+        if leader_epoch == self.leader_epoch and partition_epoch > self.partition_epoch:
+            self.isr, self.partition_epoch = tuple(isr), partition_epoch
+            self.maybe_increment_high_watermark()
+
+    # -- follower ---------------------------------------------------------------------
+    def append_as_follower(self, records, leader_high_watermark: int, leader_log_start: int,
+                           now_ms: int) -> None:
+        if records is not None and len(records):
+            self.log.append_as_follower(records, now_ms)
+        self.update_follower_high_watermark(leader_high_watermark)
+        if leader_log_start > self.log.log_start_offset:
+            # A follower moves its log start with its leader's (DeleteRecords,
+            # retention on the leader), as Kafka's maybeIncrementLogStartOffset.
+            bound = min(leader_log_start, self.high_watermark)
+            if bound > self.log.log_start_offset:
+                self.log.delete_records(bound, self.high_watermark)
+
+    def update_follower_high_watermark(self, leader_high_watermark: int) -> bool:
+        new_hw = min(leader_high_watermark, self.log.log_end_offset)
+        if new_hw > self.high_watermark:
+            self.high_watermark = new_hw
+            return True
+        return False
+
+    def truncate_to(self, offset: int) -> None:
+        """Follower: drop our log from `offset` on (divergence). The high watermark may
+        have to follow (Kafka truncates it too: what a follower believed committed but
+        its new leader lacks was never acknowledged to an acks=all producer)."""
+        self.log.truncate_to(offset)
+        if self.high_watermark > self.log.log_end_offset:
+            self.high_watermark = self.log.log_end_offset
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self.log.truncate_fully_and_start_at(offset)
+        self.high_watermark = offset
+
+    # -- reads ------------------------------------------------------------------------
+    def read(self, fetch_offset: int, max_bytes: int, *, from_follower: bool,
+             min_one_batch: bool):
+        """Whole batches from `fetch_offset`: a follower reads up to our log end, a
+        consumer up to the high watermark."""
+        max_offset = self.log.log_end_offset if from_follower else self.high_watermark
+        return self.log.read(fetch_offset, max_bytes, max_offset=max_offset,
+                             min_one_batch=min_one_batch, view=True)

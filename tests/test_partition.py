@@ -1,0 +1,159 @@
+"""The partition owner (broker/partition.py): roles, ISR upkeep and the high watermark,
+on real log files and a manual clock. No sockets: follower fetches are calls."""
+from __future__ import annotations
+
+import pytest
+
+from kafkette.broker.partition import FOLLOWER, LEADER, NotLeaderError, Partition
+from kafkette.errors import ErrorCode, KafkaError
+from kafkette.log import LogConfig, PartitionLog
+from kafkette.protocol.records import build_batch
+
+NOW = 1_700_000_000_000
+LAG = 30_000
+
+
+def batch(n: int = 1) -> bytearray:
+    return bytearray(build_batch([(b"k%d" % i, b"v%d" % i, []) for i in range(n)],
+                                 timestamp_ms=NOW))
+
+
+def leader(tmp_path, replicas=(1, 2, 3), isr=None, min_isr=1, epoch=0) -> Partition:
+    plog = PartitionLog(str(tmp_path / "t-0"), LogConfig(min_insync_replicas=min_isr))
+    part = Partition("t", 0, plog, node_id=1)
+    assert part.apply_metadata(1, epoch, 0, replicas, isr or replicas, NOW) == LEADER
+    return part
+
+
+def test_single_replica_high_watermark_follows_each_append(tmp_path):
+    part = leader(tmp_path, replicas=(1,))
+    res = part.append_as_leader(batch(3), 1, NOW)
+    assert (res.base_offset, res.last_offset) == (0, 2)
+    assert part.high_watermark == part.log_end_offset == 3
+
+
+def test_high_watermark_is_the_smallest_isr_log_end_and_never_goes_back(tmp_path):
+    part = leader(tmp_path)
+    part.append_as_leader(batch(5), 1, NOW)
+    assert part.high_watermark == 0  # followers' log ends unknown
+    assert part.update_follower_fetch(2, 3, NOW) is False  # follower 3 still unknown
+    assert part.update_follower_fetch(3, 5, NOW) is True
+    assert part.high_watermark == 3
+    assert part.update_follower_fetch(2, 5, NOW) is True and part.high_watermark == 5
+    # A follower that reports less (it truncated) does not move the watermark back.
+    part.update_follower_fetch(2, 4, NOW)
+    assert part.high_watermark == 5
+
+
+def test_followers_outside_the_isr_are_not_waited_for(tmp_path):
+    part = leader(tmp_path, isr=(1, 2))
+    part.append_as_leader(batch(2), 1, NOW)
+    part.update_follower_fetch(2, 2, NOW)
+    assert part.high_watermark == 2
+
+
+def test_acks_all_refused_below_min_isr_before_appending(tmp_path):
+    part = leader(tmp_path, isr=(1,), min_isr=2)
+    with pytest.raises(KafkaError) as e:
+        part.append_as_leader(batch(), -1, NOW)
+    assert e.value.code == ErrorCode.NOT_ENOUGH_REPLICAS
+    assert part.log_end_offset == 0
+    part.append_as_leader(batch(), 1, NOW)  # acks=1 is not refused
+    assert part.log_end_offset == 1
+
+
+def test_replication_error_answers_for_delayed_produce(tmp_path):
+    part = leader(tmp_path, min_isr=2)
+    res = part.append_as_leader(batch(2), -1, NOW)
+    required = res.last_offset + 1
+    assert part.replication_error(required, 0) is None  # still waiting
+    part.update_follower_fetch(2, 2, NOW)
+    part.update_follower_fetch(3, 2, NOW)
+    assert part.replication_error(required, 0) == ErrorCode.NONE
+    # The ISR shrank below min.insync.replicas after the append.
+    part.isr_change_done(0, 1, (1,))
+    assert part.replication_error(required, 0) == ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+    # A leadership change fails the waiting produce.
+    part.apply_metadata(2, 1, 2, (1, 2, 3), (2, 3), NOW)
+    assert part.replication_error(required, 0) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+def test_isr_shrinks_after_lag_time_and_expands_when_caught_up(tmp_path):
+    part = leader(tmp_path)
+    part.append_as_leader(batch(4), 1, NOW)
+    part.update_follower_fetch(2, 4, NOW)
+    part.update_follower_fetch(3, 1, NOW)
+    assert part.isr_to_shrink(NOW + LAG, LAG) is None  # not yet past the lag time
+    assert part.isr_to_shrink(NOW + LAG + 1, LAG) == (1, 2)
+    part.isr_change_done(0, 1, (1, 2))
+    assert part.isr == (1, 2) and part.high_watermark == 4
+    # Follower 3 comes back, below the high watermark: not yet in sync.
+    part.update_follower_fetch(3, 3, NOW + LAG + 2)
+    assert part.isr_to_expand() is None
+    part.update_follower_fetch(3, 4, NOW + LAG + 3)
+    assert part.isr_to_expand() == (1, 2, 3)
+
+
+def test_caught_up_follower_is_not_shrunk_even_without_new_fetches(tmp_path):
+    part = leader(tmp_path)
+    part.append_as_leader(batch(2), 1, NOW)
+    part.update_follower_fetch(2, 2, NOW)
+    part.update_follower_fetch(3, 2, NOW)
+    # Nothing appended since: both followers are at the log end, however old.
+    assert part.isr_to_shrink(NOW + 10 * LAG, LAG) is None
+
+
+def test_pending_expansion_counts_for_the_high_watermark(tmp_path):
+    part = leader(tmp_path, isr=(1, 2))
+    part.append_as_leader(batch(3), 1, NOW)
+    part.update_follower_fetch(2, 3, NOW)
+    part.update_follower_fetch(3, 3, NOW)
+    part.pending_isr = part.isr_to_expand()
+    assert part.maximal_isr == (1, 2, 3)
+    part.append_as_leader(batch(1), 1, NOW)
+    part.update_follower_fetch(2, 4, NOW)
+    assert part.high_watermark == 3  # waits for 3, which is joining
+    part.update_follower_fetch(3, 4, NOW)
+    assert part.high_watermark == 4
+
+
+def test_follower_refuses_produce_and_says_who_leads(tmp_path):
+    plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
+    part = Partition("t", 0, plog, node_id=2)
+    assert part.apply_metadata(1, 4, 0, (1, 2), (1, 2), NOW) == FOLLOWER
+    with pytest.raises(NotLeaderError) as e:
+        part.append_as_leader(batch(), 1, NOW)
+    assert (e.value.leader, e.value.leader_epoch) == (1, 4)
+
+
+def test_follower_high_watermark_is_capped_at_its_log_end(tmp_path):
+    plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
+    part = Partition("t", 0, plog, node_id=2)
+    part.apply_metadata(1, 0, 0, (1, 2), (1, 2), NOW)
+    assert part.update_follower_high_watermark(10) is False  # empty log
+    assert part.high_watermark == 0
+
+
+def test_leader_epoch_fencing(tmp_path):
+    part = leader(tmp_path, epoch=3)
+    part.check_leader_epoch(-1)
+    part.check_leader_epoch(3)
+    with pytest.raises(KafkaError) as e:
+        part.check_leader_epoch(2)
+    assert e.value.code == ErrorCode.FENCED_LEADER_EPOCH
+    with pytest.raises(KafkaError) as e:
+        part.check_leader_epoch(4)
+    assert e.value.code == ErrorCode.UNKNOWN_LEADER_EPOCH
+
+
+def test_new_leader_epoch_resets_follower_state(tmp_path):
+    part = leader(tmp_path)
+    part.append_as_leader(batch(2), 1, NOW)
+    part.update_follower_fetch(2, 2, NOW)
+    part.update_follower_fetch(3, 2, NOW)
+    assert part.high_watermark == 2
+    part.apply_metadata(1, 1, 1, (1, 2, 3), (1, 2, 3), NOW)  # re-elected, new epoch
+    assert part.leader_epoch_start_offset == 2
+    assert all(f.log_end_offset == -1 for f in part.followers.values())
+    part.append_as_leader(batch(1), 1, NOW)
+    assert part.high_watermark == 2  # kept, and waits for the followers again
