@@ -93,6 +93,11 @@ class Range:
         return f"[{lo}...{hi}]"
 
 
+# replica.selector.class values kafkette implements (KIP-392), by Kafka's class names.
+RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+LEADER_SELECTOR = "org.apache.kafka.common.replica.LeaderSelector"
+
+
 class Choices:
     """Allowed strings (case-sensitive, as Kafka's ValidString/ValidList). For a list
     config every element must be allowed, and the list must not be empty."""
@@ -277,6 +282,11 @@ _BROKER_KEYS: list[ConfigKey] = [
        "long is fenced and loses leadership of its partitions.", Range(1)),
     _k("broker.rack", STRING, None, "Rack of this broker, for rack-aware replica placement "
        "and follower fetching (KIP-392)."),
+    _k("replica.selector.class", STRING, None, "How a leader picks the replica a consumer "
+       "should fetch from (KIP-392): Kafka's RackAwareReplicaSelector sends a consumer "
+       "whose client.rack matches a caught-up follower's broker.rack to that follower; "
+       "unset (or LeaderSelector): always the leader. Kafka's class names are accepted, "
+       "no others.", Choices(RACK_AWARE_SELECTOR, LEADER_SELECTOR)),
     # --- network
     _k("listeners", LIST, ["PLAINTEXT://127.0.0.1:9092"], "Addresses to listen on, as "
        "NAME://host:port. An empty host or 0.0.0.0 binds every interface; port 0 picks a "

@@ -74,6 +74,8 @@ class Broker:
         self.replica_manager = ReplicaManager(self.node_id, self.log_manager,
                                               self.effective_topic_configs, self.clock,
                                               lag_time_max_ms=config["replica.lag.time.max.ms"])
+        self.replica_manager.rack_aware = bool(config["replica.selector.class"]) and \
+            config["replica.selector.class"].endswith("RackAwareReplicaSelector")
         # LocalQuorum replays the metadata log inside the constructor; the listeners
         # see that replay only in cluster mode (added before the quorum starts), so
         # the single-node path applies the replayed image once, below.

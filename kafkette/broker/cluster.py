@@ -138,6 +138,16 @@ class ClusterMember:
         self._stray_logs_checked = False
         self._creating: set[str] = set()
         self._closing = False
+        self._isr_tasks: set[asyncio.Task] = set()
+        # Set once a heartbeat answer says this broker has caught up with the metadata
+        # log: only then do the client listeners open (as a KRaft broker waits).
+        self.caught_up = asyncio.Event()
+        # Followers fetch from their leaders' client listeners (broker/replica_fetcher.py);
+        # leaders send their ISR changes to the active controller.
+        from kafkette.broker.replica_fetcher import ReplicaFetcherManager
+        rm = broker.replica_manager
+        rm.fetchers = ReplicaFetcherManager(rm, cfg, self._replica_channel)
+        rm.alter_isr = self._alter_isr
 
     # -- start / stop ---------------------------------------------------------
     async def start(self) -> None:
@@ -158,9 +168,10 @@ class ClusterMember:
                 await asyncio.wait_for(self._heartbeat(want_shutdown=True), 1.0)
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
-        for t in self._tasks:
+        await self.broker.replica_manager.fetchers.close()
+        for t in [*self._tasks, *self._isr_tasks]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._isr_tasks]:
             try:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
@@ -245,6 +256,59 @@ class ClusterMember:
         if api_key == OFFSET_DELETE:
             return OffsetDeleteResponse(error_code=code, topics=[])
         return error_response(api_key, request, code, ctx)
+
+    # -- replication ---------------------------------------------------------------
+    def _replica_channel(self, host: str, port: int):
+        from kafkette.controller.raft.transport import ControllerChannel
+        return ControllerChannel(host, port, backoff_max_ms=200,
+                                 request_timeout_ms=int(self.request_timeout_s * 1000) + 30000)
+
+    def _alter_isr(self, part, new_isr: tuple[int, ...]) -> None:
+        task = asyncio.ensure_future(self._alter_partition(part, new_isr))
+        self._isr_tasks.add(task)
+        task.add_done_callback(self._isr_tasks.discard)
+
+    async def _alter_partition(self, part, new_isr: tuple[int, ...]) -> None:
+        """Send one ISR change to the active controller (AlterPartition v3, with each
+        member's broker epoch, as KRaft brokers do) and apply its answer."""
+        from kafkette.protocol.messages import AlterPartitionRequest
+        rm = self.broker.replica_manager
+        image = self.broker.image
+        t = image.topics.get(part.topic)
+        code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        try:
+            if t is not None:
+                T = AlterPartitionRequest.TopicData
+                B = T.PartitionData.BrokerState
+                members = [B(broker_id=r, broker_epoch=image.brokers[r].epoch
+                             if r in image.brokers else -1) for r in new_isr]
+                req = AlterPartitionRequest(
+                    broker_id=self.broker.node_id, broker_epoch=self.broker_epoch,
+                    topics=[T(topic_id=t.topic_id, partitions=[T.PartitionData(
+                        partition_index=part.index, leader_epoch=part.leader_epoch,
+                        new_isr_with_epochs=members, leader_recovery_state=0,
+                        partition_epoch=part.partition_epoch)])])
+                resp = await self.controller_rpc(req, 3)
+                code = resp.error_code
+                if not code:
+                    p = resp.topics[0].partitions[0]
+                    code = p.error_code
+                    if not code:
+                        log.info("isr changed", topic=part.topic, partition=part.index,
+                                 isr=list(p.isr), leader_epoch=p.leader_epoch,
+                                 partition_epoch=p.partition_epoch)
+                        rm.on_isr_change(part, p.leader_epoch, p.partition_epoch, p.isr)
+                        return
+        except (ControllerUnavailable, KafkaError, IndexError) as e:
+            log.warning("isr change not sent", topic=part.topic, partition=part.index,
+                        isr=list(new_isr), error=str(e))
+            part.pending_isr = None
+            return
+        # Refused (a stale partition epoch, a newer leader epoch...): the metadata
+        # image brings the state the controller has; propose again from there.
+        log.info("isr change refused", topic=part.topic, partition=part.index,
+                 isr=list(new_isr), error=ErrorCode(code).name)
+        part.pending_isr = None
 
     # -- talking to the active controller ----------------------------------------
     def _channel(self, node_id: int):
@@ -413,6 +477,10 @@ class ClusterMember:
             self.fenced = resp.is_fenced
             log.info("broker fenced" if self.fenced else "broker unfenced",
                      node_id=self.broker.node_id)
+        if resp.is_caught_up and not self.caught_up.is_set():
+            self.caught_up.set()
+            log.info("metadata caught up", metadata_offset=self.broker.image.offset,
+                     topics=len(self.broker.image.topics))
         if resp.is_caught_up and not self._stray_logs_checked:
             # Only now is the image complete: a topic deleted while we were down is
             # gone from it, and its old log must go before a new topic of that name.

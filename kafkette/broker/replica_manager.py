@@ -58,6 +58,9 @@ class FetchParams:
     min_bytes: int = 1
     max_bytes: int = 1 << 30
     isolation_level: int = 0      # 0 read_uncommitted, 1 read_committed
+    # The consumer's client.rack (Fetch v11+; "" when unset). None: a pre-v11 fetch,
+    # which Kafka serves from the leader only.
+    rack_id: str | None = None
 
     @property
     def from_follower(self) -> bool:
@@ -84,6 +87,7 @@ class FetchResult:
     records: object = b""
     diverging_epoch: tuple[int, int] | None = None
     current_leader: tuple[int, int] | None = None  # NOT_LEADER_OR_FOLLOWER: (id, epoch)
+    preferred_read_replica: int = -1  # KIP-392: fetch from this replica instead
 
 
 @dataclass
@@ -151,6 +155,8 @@ class ReplicaManager:
         self.closing = False
         self.image: MetadataImage | None = None
         self._tasks: list[asyncio.Task] = []
+        # replica.selector.class is RackAwareReplicaSelector (KIP-392).
+        self.rack_aware = False
 
     # -- metadata --------------------------------------------------------------
     def on_metadata_update(self, old: MetadataImage, new: MetadataImage) -> None:
@@ -362,13 +368,20 @@ class ReplicaManager:
             try:
                 part = self.get_partition(p.topic, p.partition)
                 if from_follower or not part.is_leader:
-                    # Followers fetch from the leader only. A consumer may read from a
-                    # follower (KIP-392) up to the follower's high watermark.
-                    if from_follower:
+                    # Followers fetch from the leader only. A v11+ consumer may read
+                    # from a follower (KIP-392) up to the follower's high watermark.
+                    if from_follower or params.rack_id is None or part.role is None:
                         part.check_leader()
-                    elif part.role is None:
-                        raise NotLeaderError(None, part.leader, part.leader_epoch)
                 part.check_leader_epoch(p.current_leader_epoch)
+                if params.rack_id and part.is_leader and self.rack_aware:
+                    preferred = self._preferred_read_replica(part, p.fetch_offset,
+                                                             params.rack_id)
+                    if preferred >= 0:
+                        hw = part.high_watermark
+                        out.append(FetchResult(high_watermark=hw, last_stable_offset=hw,
+                                               log_start_offset=part.log_start_offset,
+                                               preferred_read_replica=preferred))
+                        continue
                 if from_follower:
                     diverging = part.diverging_epoch(p.fetch_offset, p.last_fetched_epoch)
                     if diverging is not None:
@@ -441,6 +454,14 @@ class ReplicaManager:
                 offset, ts = found
         return offset, ts, part.leader_epoch
 
+    def end_offset_for_epoch(self, topic: str, index: int, leader_epoch: int,
+                             current_leader_epoch: int = -1) -> tuple[int, int]:
+        """OffsetForLeaderEpoch on the leader: (epoch, end offset) of `leader_epoch`
+        in this log (Kafka's Partition.lastOffsetForLeaderEpoch)."""
+        part = self.partition(topic, index)
+        part.check_leader_epoch(current_leader_epoch)
+        return part.log.leader_epoch_cache.end_offset_for(leader_epoch, part.log_end_offset)
+
     def delete_records(self, topic: str, index: int, offset: int) -> int:
         """DeleteRecords on the leader: move the log start offset to `offset` (-1: the
         high watermark) and return the new low watermark. Followers follow the leader's
@@ -457,6 +478,23 @@ class ReplicaManager:
         # OFFSET_OUT_OF_RANGE now rather than at max_wait_ms.
         self.fetch_purgatory.notify((topic, index))
         return low
+
+    def _preferred_read_replica(self, part: Partition, fetch_offset: int, rack: str) -> int:
+        """KIP-392, as Kafka's RackAwareReplicaSelector: the leader when it is in the
+        consumer's rack; else the in-sync follower in that rack whose log reaches
+        furthest and holds `fetch_offset`; -1 (the leader serves) when none does."""
+        brokers = self.image.brokers if self.image is not None else {}
+        me = brokers.get(self.node_id)
+        if me is not None and me.rack == rack:
+            return -1
+        best, best_leo = -1, -1
+        for r, f in part.followers.items():
+            b = brokers.get(r)
+            if b is None or b.fenced or b.rack != rack or r not in part.isr:
+                continue
+            if f.log_end_offset >= fetch_offset and f.log_end_offset > best_leo:
+                best, best_leo = r, f.log_end_offset
+        return best
 
     # -- ISR upkeep ----------------------------------------------------------------
     def maybe_update_isr(self) -> int:

@@ -61,9 +61,13 @@ class KafkaServer:
                 host = "localhost"
             advertised[lst.name] = (host, adv_port)
         self.broker = Broker(self.config, advertised, self.clock)
-        # Cluster mode: join the quorum and register with the active controller (the
-        # client listeners open meanwhile; requests see the image as it catches up).
+        # Cluster mode: join the quorum and register with the active controller, then
+        # wait until this broker has caught up with the metadata log before the client
+        # listeners accept (as a KRaft broker does): a client that connects earlier
+        # waits in the listen backlog instead of getting a partial Metadata answer.
         await self.broker.start_cluster()
+        if self.broker.cluster is not None:
+            await self.broker.cluster.caught_up.wait()
         # Retention, the log cleaner and flush.ms, on this event loop.
         self.maintenance = LogMaintenance(self.broker)
         self.maintenance.start()

@@ -14,6 +14,11 @@ handed to the transport with writelines; nothing is decoded or re-encoded.
 - Followers (replica_id >= 0 up to v14, ReplicaState from v15) read up to the log end
   offset and, when they send last_fetched_epoch (v12+) and their log has diverged, get
   DivergingEpoch instead of records (KIP-279); consumers read up to the high watermark.
+- Fetch from the closest replica (KIP-392): with replica.selector.class =
+  RackAwareReplicaSelector, a v11+ consumer whose rack_id (client.rack) names the rack
+  of an in-sync follower that holds its offset gets that follower in
+  preferred_read_replica and no records; a follower serves v11+ consumers up to its
+  own high watermark.
 - Fetch sessions (KIP-227): the response carries session id 0, which tells the
   client no session was created, so every request is a full fetch. Kafka caches
   sessions to save request bytes; correctness is the same.
@@ -47,7 +52,8 @@ def handle(ctx, request):
         names = [t.topic for t in request.topics]
     params = FetchParams(replica_id=_replica_id(request, v), max_wait_ms=request.max_wait_ms,
                          min_bytes=request.min_bytes, max_bytes=request.max_bytes,
-                         isolation_level=request.isolation_level)
+                         isolation_level=request.isolation_level,
+                         rack_id=(request.rack_id or "") if v >= 11 else None)
     wanted = [FetchPartition(name, p.partition, p.fetch_offset, p.partition_max_bytes,
                              p.current_leader_epoch, p.last_fetched_epoch)
               for t, name in zip(request.topics, names) for p in t.partitions]
@@ -76,7 +82,7 @@ def _response(ctx, request, names, results):
                           high_watermark=r.high_watermark,
                           last_stable_offset=r.last_stable_offset if not r.error else -1,
                           log_start_offset=r.log_start_offset, aborted_transactions=None,
-                          records=r.records)
+                          preferred_read_replica=r.preferred_read_replica, records=r.records)
             if r.diverging_epoch is not None:
                 pd.diverging_epoch = PartData.EpochEndOffset(epoch=r.diverging_epoch[0],
                                                              end_offset=r.diverging_epoch[1])
