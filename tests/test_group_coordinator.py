@@ -1187,3 +1187,26 @@ def test_zero_initial_delay_completes_on_the_next_tick():
     assert box == []          # never answered from inside join_group's own call
     s.run_due()
     assert box.one().generation_id == 1
+
+
+# --- failover: a coordinator that loses its offsets partition unloads its groups -------
+
+def test_unload_groups_answers_parked_requests_and_forgets_the_group():
+    store = MemoryOffsetStore()
+    s, c = make(store)
+    results = form_group(c, s, "moving", 2)
+    leader = results[0].leader
+    follower = next(r.member_id for r in results if r.member_id != leader)
+    parked = sync(c, "moving", results[0].generation_id, follower)
+    assert not parked, "a follower's SyncGroup waits for the leader's assignment"
+    c.commit_offsets("other", -1, "", None, {("t", 0): OffsetCommit(7)})
+    assert c.unload_groups(lambda g: g == "moving") == 1
+    assert parked.one().error_code == E.NOT_COORDINATOR
+    assert "moving" not in c.groups and "other" in c.groups
+    # The new coordinator loads what was written (the rebalance never completed, so
+    # "moving" has no record yet) from the replicated records.
+    c.unload_groups(lambda g: True)
+    assert not c.groups
+    c.load(store.records())
+    assert set(c.groups) == {"other"}
+    assert c.groups["other"].offsets[("t", 0)].offset == 7

@@ -19,7 +19,12 @@ from kafkette.config import (
     validate_dynamic_broker_configs,
     validate_topic_configs,
 )
-from kafkette.broker.group_offsets import LogOffsetStore, ensure_offsets_topic, load_offsets
+from kafkette.broker.group_offsets import (
+    LogOffsetStore,
+    ensure_offsets_topic,
+    follow_offsets_leadership,
+    load_offsets,
+)
 from kafkette.controller.controller import Controller
 from kafkette.controller.quorum import LocalQuorum, run_now
 from kafkette.coordinator.group_coordinator import (
@@ -96,6 +101,9 @@ class Broker:
         # Before the replica manager's: it builds LogConfigs from the topic defaults.
         self.controller.add_listener(self._on_metadata_update)
         self.controller.add_listener(self.replica_manager.on_metadata_update)
+        # After the replica manager's: it decides who leads each offsets partition.
+        self.controller.add_listener(self._on_offsets_leadership)
+        self._offsets_loaded: set[int] = set()
         self._producer_ids = iter(())
         self._producer_id_lock = asyncio.Lock()
         self.closing = False
@@ -213,10 +221,18 @@ class Broker:
             coordinator = GroupCoordinator(LoopScheduler(clock=self.clock),
                                            GroupConfig.from_config(self.config),
                                            store=LogOffsetStore(self))
-            count = load_offsets(self, coordinator)
+            count = load_offsets(self, coordinator, self._offsets_loaded)
             self._group_coordinator = coordinator
             log.info("group coordinator ready", records_loaded=count)
         return self._group_coordinator
+
+    def _on_offsets_leadership(self, old: MetadataImage, new: MetadataImage) -> None:
+        if self._group_coordinator is None:
+            return
+        t_old, t_new = old.topics.get("__consumer_offsets"), new.topics.get("__consumer_offsets")
+        if t_new is not None and t_old is not None and t_old.partitions == t_new.partitions:
+            return
+        follow_offsets_leadership(self, self._group_coordinator, self._offsets_loaded)
 
     # -- producer ids ----------------------------------------------------------
     def next_producer_id(self):

@@ -90,22 +90,27 @@ def ensure_offsets_topic(broker) -> bool:
     return True
 
 
-def load_offsets(broker, coordinator) -> int:
-    """Replay `__consumer_offsets` into the coordinator; returns the record count."""
+def load_offsets(broker, coordinator, loaded: set[int]) -> int:
+    """Replay the `__consumer_offsets` partitions this broker leads and has not loaded
+    yet into the coordinator (adding them to `loaded`); returns the record count. A
+    leader reads its whole log, past the high watermark too: what it holds is what its
+    followers will have (a leader never truncates), as Kafka's coordinator loads to the
+    log end."""
     topic = broker.image.topics.get(OFFSETS_TOPIC)
     if topic is None:
         return 0
     count = 0
     for p in sorted(topic.partitions):
         part = broker.replica_manager.partitions.get((OFFSETS_TOPIC, p))
-        if part is None:
+        if part is None or not part.is_leader or p in loaded:
             continue
+        loaded.add(p)
         plog = part.log
         offset = plog.log_start_offset
         records = []
-        hw = part.high_watermark
-        while offset < hw:
-            data = plog.read(offset, 1 << 20, max_offset=hw)
+        end = plog.log_end_offset
+        while offset < end:
+            data = plog.read(offset, 1 << 20, max_offset=end)
             start = offset
             for rec in decode_records(data) if data else ():
                 if rec.offset < offset:
@@ -122,3 +127,23 @@ def load_offsets(broker, coordinator) -> int:
             raise
         count += len(records)
     return count
+
+
+def follow_offsets_leadership(broker, coordinator, loaded: set[int]) -> None:
+    """After a metadata change: load the groups of the `__consumer_offsets`
+    partitions this broker now leads, and unload those of partitions it no longer
+    leads (Kafka's onElection / onResignation), so a coordinator moves with its
+    partition's leadership and a new leader serves the groups from the replicated log."""
+    topic = broker.image.topics.get(OFFSETS_TOPIC)
+    n = len(topic.partitions) if topic is not None else 0
+    rm = broker.replica_manager
+    lost = {p for p in loaded
+            if not (part := rm.partitions.get((OFFSETS_TOPIC, p))) or not part.is_leader}
+    if lost:
+        loaded.difference_update(lost)
+        groups = coordinator.unload_groups(
+            lambda g: n > 0 and offsets_partition_for(g, n) in lost)
+        log.info("group coordinator resigned", partitions=sorted(lost), groups=groups)
+    gained = load_offsets(broker, coordinator, loaded) if topic is not None else 0
+    if gained:
+        log.info("group coordinator elected", records_loaded=gained)

@@ -1243,6 +1243,26 @@ class GroupCoordinator:
             self._log.debug("groups_loaded", groups=len(self._groups),
                             offsets=sum(len(g.offsets) for g in self._groups.values()))
 
+    def unload_groups(self, belongs: Callable[[str], bool]) -> int:
+        """Forget every group for which `belongs(group_id)` holds: this broker no
+        longer leads their `__consumer_offsets` partition (Kafka's onResignation). Parked
+        JoinGroup / SyncGroup requests are answered NOT_COORDINATOR, so their clients
+        find the new coordinator; nothing is written (the new leader has the log).
+        Returns the number of groups unloaded."""
+        with self._answering():
+            gone = [g for gid, g in self._groups.items() if belongs(gid)]
+            for group in gone:
+                for member in list(group.members.values()):
+                    if member.awaiting_join is not None:
+                        self._send(member.awaiting_join,
+                                   JoinResult(ErrorCode.NOT_COORDINATOR, member.member_id))
+                        member.awaiting_join = None
+                    if member.awaiting_sync is not None:
+                        self._send(member.awaiting_sync, SyncResult(ErrorCode.NOT_COORDINATOR))
+                        member.awaiting_sync = None
+                self._drop_group(group)
+            return len(gone)
+
     def _group_from_metadata(self, group_id: str, value: GroupMetadataValue,
                              strict: bool) -> ClassicGroup | None:
         state = STABLE if value.members else EMPTY
