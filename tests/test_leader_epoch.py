@@ -1,6 +1,8 @@
 """Leader-epoch cache (kafkette.log.leader_epoch, Kafka's LeaderEpochFileCache, KIP-101 /
 KIP-279): assign rules, every end_offset_for case, truncation from both ends, the
-`leader-epoch-checkpoint` file (round trip, torn or garbled files)."""
+`leader-epoch-checkpoint` file (round trip, torn or garbled files), and how PartitionLog
+keeps it: leader appends, rebuild from batch headers, restart after a lost tail,
+truncation and a moving log start offset."""
 from __future__ import annotations
 
 import os
@@ -8,6 +10,8 @@ import os
 import pytest
 from structlog.testing import capture_logs
 
+from kafkette.clock import ManualClock
+from kafkette.log import LogConfig, PartitionLog
 from kafkette.log.leader_epoch import (
     CHECKPOINT_FILE,
     UNDEFINED_EPOCH,
@@ -18,7 +22,9 @@ from kafkette.log.leader_epoch import (
     decode_checkpoint,
     encode_checkpoint,
 )
+from kafkette.protocol import records as rec
 
+TS = 1_700_000_000_000
 UNDEFINED = (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
 
 
@@ -36,6 +42,22 @@ def pairs(cache) -> list[tuple[int, int]]:
 def checkpoint_text(d) -> str:
     with open(os.path.join(d, CHECKPOINT_FILE)) as f:
         return f.read()
+
+
+def batch(n: int = 1, tag: int = 0) -> bytearray:
+    return bytearray(rec.build_batch([(b"k", b"v%d-%d" % (tag, i), []) for i in range(n)], timestamp_ms=TS))
+
+
+def open_log(path, **cfg) -> PartitionLog:
+    return PartitionLog(str(path), LogConfig(**cfg), clock=ManualClock(TS))
+
+
+def crash(plog: PartitionLog) -> None:
+    """A process death: fds closed, nothing flushed, no clean-shutdown marker."""
+    for seg in plog.segments:
+        os.close(seg.fd)
+        seg._closed = True
+    plog._closed = True
 
 
 # --- assign ------------------------------------------------------------------------------
@@ -230,3 +252,166 @@ def test_leftover_tmp_file_is_removed_on_load(tmp_path):
     cache = LeaderEpochCache(str(tmp_path), "t-0")
     assert cache.load() and pairs(cache) == [(2, 0)]
     assert not os.path.exists(tmp_path / (CHECKPOINT_FILE + ".tmp"))
+
+
+# --- PartitionLog: the leader append path ------------------------------------------------------
+
+def test_leader_appends_record_each_new_epoch_at_its_first_offset(tmp_path):
+    d = tmp_path / "t-0"
+    plog = open_log(d)
+    plog.append(batch(3), 0, TS)          # offsets 0-2
+    plog.append(batch(2), 0, TS)          # 3-4: same epoch, nothing new
+    plog.append(batch(1), 2, TS)          # 5
+    plog.append(batch(2) + batch(1), 5, TS)  # 6-8
+    assert pairs(plog.leader_epoch_cache) == [(0, 0), (2, 5), (5, 6)]
+    assert checkpoint_text(d) == "0\n3\n0 0\n2 5\n5 6\n"
+    assert plog.end_offset_for_epoch(0) == (0, 5)
+    assert plog.end_offset_for_epoch(5) == (5, 9)
+    plog.close()
+    plog = open_log(d)
+    assert pairs(plog.leader_epoch_cache) == [(0, 0), (2, 5), (5, 6)]
+    plog.close()
+
+
+def test_append_without_an_epoch_records_nothing(tmp_path):
+    plog = open_log(tmp_path / "t-0")
+    plog.append(batch(1), rec.NO_PARTITION_LEADER_EPOCH, TS)
+    assert plog.leader_epoch_cache.entries() == []
+    plog.close()
+
+
+def test_assign_epoch_start_offset_on_becoming_leader(tmp_path):
+    # Kafka's makeLeader records the new epoch at the log end before any data: a
+    # follower asking for the end of epoch 1 learns it is 2 at once.
+    plog = open_log(tmp_path / "t-0")
+    plog.append(batch(2), 1, TS)
+    assert plog.assign_epoch_start_offset(3)
+    assert not plog.assign_epoch_start_offset(3)
+    assert plog.end_offset_for_epoch(1) == (1, 2)
+    plog.append(batch(1), 3, TS)
+    assert pairs(plog.leader_epoch_cache) == [(1, 0), (3, 2)]
+    plog.close()
+
+
+def test_retention_and_delete_records_move_the_first_epoch_up(tmp_path):
+    plog = open_log(tmp_path / "t-0")
+    for offset, epoch in enumerate((1, 1, 2, 2, 4, 4)):
+        if offset in (2, 4, 5):
+            plog.roll()  # segments at 0, 2, 4 and 5
+        plog.append(batch(1), epoch, TS)
+    assert plog.segment_base_offsets() == [0, 2, 4, 5]
+    assert pairs(plog.leader_epoch_cache) == [(1, 0), (2, 2), (4, 4)]
+    plog.delete_records(3)  # DeleteRecords; also deletes the segment at 0
+    assert plog.segment_base_offsets() == [2, 4, 5]
+    assert pairs(plog.leader_epoch_cache) == [(2, 3), (4, 4)]
+    plog.delete_segments(plog.deletable_segments(lambda seg, nxt: nxt is not None and nxt.base_offset <= 5))
+    assert plog.log_start_offset == 5  # retention moved it to the segment left
+    assert pairs(plog.leader_epoch_cache) == [(4, 5)]
+    plog.close()
+    plog = open_log(tmp_path / "t-0")
+    assert pairs(plog.leader_epoch_cache) == [(4, 5)]
+    plog.close()
+
+
+def test_truncate_to_drops_the_epochs_at_or_after_the_offset(tmp_path):
+    plog = open_log(tmp_path / "t-0")
+    for epoch in (1, 2, 2, 3):
+        plog.append(batch(1), epoch, TS)
+    plog.truncate_to(3)
+    assert pairs(plog.leader_epoch_cache) == [(1, 0), (2, 1)]
+    plog.truncate_to(1)
+    assert pairs(plog.leader_epoch_cache) == [(1, 0)]
+    plog.append(batch(1), 4, TS)
+    assert pairs(plog.leader_epoch_cache) == [(1, 0), (4, 1)]
+    plog.close()
+
+
+# --- PartitionLog: opening --------------------------------------------------------------------
+
+def _log_with_epochs(d, segment_bytes=250):
+    plog = open_log(d, segment_bytes=segment_bytes)
+    for epoch in (0, 0, 1, 1, 1, 3, 3, 6):
+        plog.append(batch(2), epoch, TS)
+    expected = pairs(plog.leader_epoch_cache)
+    assert expected == [(0, 0), (1, 4), (3, 10), (6, 14)]
+    assert len(plog.segments) > 2
+    plog.close()
+    return expected
+
+
+def test_missing_checkpoint_is_rebuilt_from_batch_headers_only(tmp_path, monkeypatch):
+    d = tmp_path / "t-0"
+    expected = _log_with_epochs(d)
+    os.unlink(d / CHECKPOINT_FILE)  # a log written before epochs were kept
+
+    def no_record_decoding(*_a, **_k):
+        raise AssertionError("rebuilding leader epochs must not decode records")
+    monkeypatch.setattr(rec, "decode_records", no_record_decoding)
+    monkeypatch.setattr(rec, "_decode_batch", no_record_decoding)
+    with capture_logs() as logs:
+        plog = open_log(d, segment_bytes=250)
+    assert pairs(plog.leader_epoch_cache) == expected
+    assert "leader_epoch_cache_rebuilt" in [e["event"] for e in logs]
+    assert checkpoint_text(d) == encode_checkpoint(plog.leader_epoch_cache.entries()).decode()
+    plog.close()
+
+
+@pytest.mark.parametrize("content", [b"0\n4\n0 0\n1 4\n3 1", b"\x00\x00\x00\x00", b"7\n"])
+def test_torn_or_garbled_checkpoint_is_rebuilt_from_batch_headers(tmp_path, content):
+    d = tmp_path / "t-0"
+    expected = _log_with_epochs(d)
+    (d / CHECKPOINT_FILE).write_bytes(content)
+    plog = open_log(d, segment_bytes=250)
+    assert pairs(plog.leader_epoch_cache) == expected
+    plog.close()
+    assert checkpoint_text(d) == "0\n4\n0 0\n1 4\n3 10\n6 14\n"
+
+
+def test_rebuild_starts_at_the_log_start_offset(tmp_path):
+    d = tmp_path / "t-0"
+    _log_with_epochs(d)
+    plog = open_log(d, segment_bytes=250)
+    plog.delete_records(11)  # inside epoch 3's batch at 10-11
+    plog.close()
+    os.unlink(d / CHECKPOINT_FILE)
+    plog = open_log(d, segment_bytes=250)
+    assert pairs(plog.leader_epoch_cache) == [(3, 11), (6, 14)]
+    plog.close()
+
+
+def test_checkpoint_ahead_of_a_log_that_lost_its_tail_is_cut_back_on_open(tmp_path):
+    # The epoch is assigned (and fsynced) before its data is written; a crash that
+    # loses the unflushed data leaves the checkpoint ahead. Kafka's LogLoader cuts it
+    # back to the log end; so does open.
+    d = tmp_path / "t-0"
+    plog = open_log(d)
+    plog.append(batch(2), 1, TS)
+    plog.flush()
+    flushed = plog.size_bytes
+    plog.append(batch(2), 2, TS)
+    plog.append(batch(1), 5, TS)
+    assert pairs(plog.leader_epoch_cache) == [(1, 0), (2, 2), (5, 4)]
+    crash(plog)
+    os.truncate(d / ("0" * 20 + ".log"), flushed + 7)  # the tail is lost, a torn batch left
+    plog = open_log(d)
+    assert plog.log_end_offset == 2
+    assert pairs(plog.leader_epoch_cache) == [(1, 0)]
+    assert checkpoint_text(d) == "0\n1\n1 0\n"
+    plog.close()
+
+
+def test_metadata_log_epochs_follow_the_raft_log(tmp_path):
+    # The Raft log (kafkette.controller.raft.file_log) stamps its own epochs: the cache
+    # follows them and its truncations, as KRaft's metadata log cache does.
+    from kafkette.controller.raft.file_log import FileLog
+    from kafkette.controller.raft.messages import Entry
+
+    flog = FileLog(tmp_path / "__cluster_metadata-0", ManualClock(TS))
+    for i, epoch in enumerate((1, 1, 2, 4, 4)):
+        flog.append(Entry(i, epoch, (b"v%d" % i,)))
+    cache = flog.partition_log.leader_epoch_cache
+    assert pairs(cache) == [(1, 0), (2, 2), (4, 3)]
+    flog.truncate_to(3)
+    assert pairs(cache) == [(1, 0), (2, 2)]
+    assert flog.partition_log.end_offset_for_epoch(1) == (1, 2)
+    flog.close()

@@ -48,11 +48,16 @@ from kafkette.log.segment import (
     TIMEINDEX_SUFFIX,
     LogSegment,
 )
-from kafkette.log.producer_state import ProducerStateManager  # --- producer state ---
+from kafkette.log.leader_epoch import LeaderEpochCache
+from kafkette.log.producer_state import ProducerStateManager, iter_stored_headers
+from kafkette.logging import get_logger
 from kafkette.protocol import records as rec
 from kafkette.log.fsutil import fsync_path as _fsync_dir
 
 log = logging.getLogger(__name__)
+# The replication primitives (follower append, truncation, leader epochs) log through
+# structlog; configure_logging renders the stdlib lines above the same way.
+slog = get_logger(__name__)
 
 CLEAN_SHUTDOWN_FILE = ".kafkette_clean_shutdown"
 # Kafka keeps both in per-log-dir checkpoint files (log-start-offset-checkpoint,
@@ -300,7 +305,21 @@ class PartitionLog:
         self.producer_state = ProducerStateManager(self.dir, f"{self.topic}-{self.partition}")
         self.producer_state.load(self.segments, self._leo)
         # --- end producer state ---
+        self.leader_epoch_cache = self._load_leader_epochs()
         self._closed = False
+
+    def _load_leader_epochs(self) -> LeaderEpochCache:
+        """The checkpoint, cut to [log start, log end] as Kafka's LogLoader does (it may
+        run ahead of a log whose unflushed tail was lost). Missing (a log written before
+        leader epochs were kept) or unreadable: rebuilt from the batch headers. A new,
+        empty log gets no file until its first epoch (Kafka creates an empty one)."""
+        cache = LeaderEpochCache(self.dir, f"{self.topic}-{self.partition}")
+        if cache.load():
+            cache.truncate_from_end(self._leo)
+        elif self._size:
+            cache.rebuild(iter_stored_headers(self.segments, self._log_start_offset))
+        cache.truncate_from_start(self._log_start_offset)
+        return cache
 
     def _discover_segments(self) -> list[int]:
         bases: list[int] = []
@@ -436,6 +455,13 @@ class PartitionLog:
             # Kafka: RecordBatchTooLargeException, "larger than the segment size".
             raise KafkaError(f"records of {total} bytes exceed segment.bytes={config.segment_bytes}",
                              code=ErrorCode.RECORD_LIST_TOO_LARGE)
+        # KIP-101: the first append of a new leader epoch records where it starts, before
+        # the data (a crash leaves the checkpoint ahead of the log, which open cuts back,
+        # never behind it). One comparison per append; epochs < 0 (internal writers
+        # without a leader) are not recorded, where Kafka's assign would refuse them.
+        epoch_cache = self.leader_epoch_cache
+        if partition_leader_epoch != epoch_cache.latest_epoch and partition_leader_epoch >= 0:
+            epoch_cache.assign(partition_leader_epoch, base_offset)
         if self._should_roll(total, offset - 1, now_ms):
             self._roll(now_ms)
         self.segments[-1].append(mv, metas, config.index_interval_bytes, now_ms)
@@ -477,6 +503,22 @@ class PartitionLog:
         self._check_open()
         if self.segments[-1].size:
             self._roll(self._clock.time_ms() if now_ms is None else now_ms)
+
+    # --- leader epochs (KIP-101, KIP-279) -------------------------------------------------
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch on this log: (epoch, end offset) per
+        LeaderEpochCache.end_offset_for, with this log's end offset for the latest
+        epoch; (-1, -1) when unknown."""
+        self._check_open()
+        return self.leader_epoch_cache.end_offset_for(leader_epoch, self._leo)
+
+    def assign_epoch_start_offset(self, leader_epoch: int) -> bool:
+        """Record that `leader_epoch` starts at the log end offset, before it has
+        written anything: Kafka's Partition.makeLeader does this on every leader
+        election (KAFKA-7415), so a follower asking for the end of the previous epoch
+        learns it at once. Returns True when the cache changed."""
+        self._check_open()
+        return self.leader_epoch_cache.assign(leader_epoch, self._leo)
 
     # --- read ---------------------------------------------------------------------------
     def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None,
@@ -591,13 +633,14 @@ class PartitionLog:
                 offset = self._first_record_at_or_after(data, h, ts, h.base_offset).offset
         return TimestampAndOffset(ts, offset)
 
-    # --- truncation (Raft quorum: kafkette.controller.raft.file_log) ----------------------
+    # --- truncation (followers, and the Raft quorum: kafkette.controller.raft.file_log) ----
     def truncate_to(self, offset: int, now_ms: int | None = None) -> int:
         """Remove every batch at or after `offset`, which must be a batch boundary (or
         the log end), durably (fsync) before returning; returns the bytes removed.
         Kafka's UnifiedLog.truncateTo, used when a follower's log diverges from the
-        leader's. The producer state is not rewound (the metadata log, its one user so
-        far, has no producer ids; replication will need Kafka's truncateAndReload)."""
+        leader's. The leader epochs starting at or after `offset` go. The producer
+        state is not rewound yet (the metadata log, its one user so far, has no
+        producer ids; replication needs Kafka's truncateAndReload)."""
         self._check_open()
         if offset >= self._leo:
             return 0
@@ -629,6 +672,9 @@ class PartitionLog:
         if self._recovery_point > self._leo:
             self._recovery_point = self._leo
             _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
+        self.leader_epoch_cache.truncate_from_end(self._leo)
+        slog.info("log_truncated", partition=f"{self.topic}-{self.partition}", offset=self._leo,
+                  bytes_removed=removed, latest_epoch=self.leader_epoch_cache.latest_epoch)
         return removed
 
     # --- log start offset ---------------------------------------------------------------
@@ -646,6 +692,7 @@ class PartitionLog:
             return False
         self._log_start_offset = offset
         _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), offset)
+        self.leader_epoch_cache.truncate_from_start(offset)  # Kafka: maybeIncrementLogStartOffset
         return True
 
     # --- flush / close ------------------------------------------------------------------
