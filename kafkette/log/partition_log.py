@@ -178,6 +178,25 @@ class AppendResult(NamedTuple):
     log_start_offset: int
 
 
+class UnexpectedAppendOffsetError(KafkaStorageError):
+    """A follower append whose first batch starts below the log end offset (Kafka's
+    UnexpectedAppendOffsetException). `first_offset` is that batch's base offset: when
+    the log is empty at its log start offset and the batch contains it, Kafka's
+    Partition truncates fully to `first_offset` and appends again (KAFKA-6975: a leader
+    log start inside a batch, after DeleteRecords). A KafkaStorageError because Kafka's
+    replica fetcher treats it as one (the partition is marked failed, not retried)."""
+
+    def __init__(self, message: str, first_offset: int, last_offset: int):
+        super().__init__(message)
+        self.first_offset = first_offset
+        self.last_offset = last_offset
+
+
+class OffsetsOutOfOrderError(KafkaStorageError):
+    """Batches of a follower append that overlap or go backwards (Kafka's
+    OffsetsOutOfOrderException; handled by its fetcher like a storage error)."""
+
+
 class OffsetAndTimestamp(NamedTuple):
     offset: int
     timestamp: int
@@ -490,12 +509,17 @@ class PartitionLog:
         # Relative offsets in the .index are int32 (Kafka rolls for the same reason).
         return last_offset - seg.base_offset > INT32_MAX
 
-    def _roll(self, now_ms: int) -> None:
+    def _roll(self, now_ms: int, base_offset: int | None = None) -> None:
+        """New active segment at the log end, or at `base_offset` (> the log end: a
+        follower's next batch after a gap in a compacted leader log, as Kafka rolls at
+        the incoming batch's offset), which then becomes the log end."""
         self.producer_state.take_snapshot(self._leo)  # --- producer state --- (Kafka: on roll)
         self.segments[-1].on_roll()
-        seg = LogSegment.create(self.dir, self._leo, self.config.index_interval_bytes)
+        base = self._leo if base_offset is None else max(base_offset, self._leo)
+        seg = LogSegment.create(self.dir, base, self.config.index_interval_bytes)
         self.segments.append(seg)
         self._bases.append(seg.base_offset)
+        self._leo = base
         log.debug("rolled %s to a new segment at offset %d", self.dir, seg.base_offset)
 
     def roll(self, now_ms: int | None = None) -> None:
@@ -504,7 +528,119 @@ class PartitionLog:
         if self.segments[-1].size:
             self._roll(self._clock.time_ms() if now_ms is None else now_ms)
 
-    # --- leader epochs (KIP-101, KIP-279) -------------------------------------------------
+    # --- replication (KIP-101, KIP-279) ---------------------------------------------------
+    def append_as_follower(self, batches, now_ms: int | None = None, *,
+                           leader_epoch: int | None = None) -> AppendResult:
+        """Append batches fetched from the leader, as they are: whole v2 batches whose
+        offsets, partition leader epochs and (LogAppendTime) timestamps the leader
+        stamped. Kafka's UnifiedLog.appendAsFollower (AppendOrigin.REPLICATION).
+
+        Every batch is checked (length, magic, CRC: records.iter_batches) and the first
+        must start at or after the log end offset, each next one after the previous
+        one's last offset (gaps, from a compacted leader log, are fine). Any failure
+        raises before anything is written: CorruptRecordError, UnexpectedAppendOffsetError
+        or OffsetsOutOfOrderError (both KafkaStorageError). Nothing is re-stamped, and
+        neither max.message.bytes nor the record count is checked (Kafka skips both for
+        replication: the leader accepted the batch, and a compacted batch has fewer
+        records than offsets). The producer state takes each idempotent batch's header
+        without sequence checks, and the leader epoch cache each new epoch.
+
+        `leader_epoch` (the leader's epoch when it answered the fetch): batches of a
+        higher epoch, and everything after the first of them, are left out, as Kafka
+        does since KAFKA-18723 (a deposed leader may have appended them after it
+        answered). Returns base and last offset of what was appended, (-1, -1) for
+        nothing.
+
+        One write per segment touched: usually one. Unlike the leader path a fetch may
+        hold more than segment.bytes (many produce requests), so the batches are split
+        over as many segments as they need rather than refused (Kafka refuses any
+        append above segment.bytes, and relies on replica.fetch.max.bytes staying
+        below it)."""
+        self._check_open()
+        mv = batches if isinstance(batches, memoryview) else memoryview(batches)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        now = self._clock.time_ms() if now_ms is None else now_ms
+        accepted: list[tuple[int, rec.BatchHeader]] = []
+        expected = self._leo
+        for pos, h in rec.iter_batches(mv):
+            if leader_epoch is not None and h.partition_leader_epoch > leader_epoch:
+                slog.info("follower_append_skipped_newer_epoch", partition=f"{self.topic}-{self.partition}",
+                          offset=h.base_offset, batch_epoch=h.partition_leader_epoch,
+                          leader_epoch=leader_epoch)
+                break
+            if h.last_offset_delta < 0:
+                raise CorruptRecordError(f"record batch at offset {h.base_offset} has a negative "
+                                         f"last offset delta {h.last_offset_delta}")
+            if h.base_offset < expected:
+                if not accepted:
+                    raise UnexpectedAppendOffsetError(
+                        f"first batch of a follower append to {self.topic}-{self.partition} starts at "
+                        f"{h.base_offset}, below the log end offset {self._leo}", h.base_offset, h.last_offset)
+                raise OffsetsOutOfOrderError(
+                    f"batch at offset {h.base_offset} of a follower append to {self.topic}-{self.partition} "
+                    f"overlaps the previous batch, which ends at {expected - 1}")
+            expected = h.base_offset + h.last_offset_delta + 1
+            accepted.append((pos, h))
+        if not accepted:
+            return AppendResult(-1, -1, -1, self._log_start_offset)
+        epoch_cache = self.leader_epoch_cache
+        epoch_cache.assign_from_headers(h for _, h in accepted)  # before the data, as on the leader
+        try:
+            messages = self._write_follower_batches(mv, accepted, now)
+        except BaseException:
+            # Some runs may be in (each segment write is whole or nothing): the epochs
+            # assigned for the batches that are not must go.
+            epoch_cache.truncate_from_end(self._leo)
+            raise
+        self._unflushed_messages += messages
+        config = self.config
+        if (config.flush_messages is not None and self._unflushed_messages >= config.flush_messages) or (
+                config.flush_ms is not None and now - self._last_flush_ms >= config.flush_ms):
+            self.flush(now)
+        return AppendResult(accepted[0][1].base_offset, accepted[-1][1].last_offset, -1, self._log_start_offset)
+
+    def _write_follower_batches(self, mv: memoryview, accepted: list[tuple[int, rec.BatchHeader]],
+                                now_ms: int) -> int:
+        """Write validated follower batches in runs, one run per segment (rolling by
+        size, time and int32 relative offsets as the leader path does), updating the log
+        end offset and the producer state after each run. Returns the record count."""
+        seg_bytes = self.config.segment_bytes
+        interval = self.config.index_interval_bytes
+        producers = self.producer_state
+        messages = 0
+        i, n = 0, len(accepted)
+        while i < n:
+            start, first = accepted[i]
+            # (The second test: an EMPTY active segment too far below a batch after a
+            # gap, which _should_roll never rolls.)
+            if self._should_roll(first.size, first.last_offset, now_ms) or \
+                    first.last_offset - self.segments[-1].base_offset > INT32_MAX:
+                self._roll(now_ms, first.base_offset)
+            seg = self.segments[-1]
+            room = seg_bytes - seg.size
+            metas: list[tuple[int, int, int, int]] = []
+            run_bytes = 0
+            j = i
+            while j < n:
+                pos, h = accepted[j]
+                size = h.batch_length + rec.LOG_OVERHEAD
+                last = h.base_offset + h.last_offset_delta
+                if j > i and (run_bytes + size > room or last - seg.base_offset > INT32_MAX):
+                    break
+                metas.append((pos - start, size, last, h.max_timestamp))
+                run_bytes += size
+                messages += h.records_count
+                j += 1
+            seg.append(mv[start:start + run_bytes], metas, interval, now_ms)
+            self._leo = metas[-1][2] + 1
+            self._size += run_bytes
+            for _pos, h in accepted[i:j]:
+                if h.producer_id >= 0:
+                    producers.replay(h)
+            i = j
+        return messages
+
     def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch on this log: (epoch, end offset) per
         LeaderEpochCache.end_offset_for, with this log's end offset for the latest
