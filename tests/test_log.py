@@ -558,7 +558,7 @@ def test_log_config_from_properties():
         LogConfig(message_timestamp_type="Whenever")
 
 
-# --- replication: follower append -------------------------------------------------------
+# --- replication: follower append, truncation -------------------------------------------
 
 
 def leader_log_bytes(path, epochs=(1, 1, 3), **cfg) -> tuple[PartitionLog, bytes]:
@@ -740,6 +740,96 @@ def test_append_as_follower_updates_producer_state_without_sequence_checks(tmp_p
     dup = follower.append(bytearray(idem[1]), 1, TS)
     assert (dup.base_offset, follower.log_end_offset) == (2, 4)
     follower.close()
+
+
+def test_truncate_to_rewinds_producer_state_so_a_resent_batch_is_appended(tmp_path):
+    pid = 99
+
+    def idem(seq):
+        return bytearray(build_batch([(b"k", b"seq-%d" % seq, [])] * 2, timestamp_ms=TS, producer_id=pid,
+                                     producer_epoch=0, base_sequence=seq))
+    d = tmp_path / "t-0"
+    plog = open_log(d)
+    plog.append(idem(0), 1, TS)  # offsets 0-1
+    plog.flush()                 # a producer snapshot at 2
+    plog.append(idem(2), 1, TS)  # 2-3
+    plog.flush()                 # a snapshot at 4, which truncation must not trust
+    plog.append(idem(4), 1, TS)  # 4-5
+    assert plog.append(idem(2), 1, TS).base_offset == 2  # a retry: the original offset
+    plog.truncate_to(2)          # the follower's history diverged after offset 1
+    assert plog.producer_state.producers[pid].last_seq == 1
+    assert all(off <= 2 for off in plog.producer_state.snapshot_offsets())
+    # The producer (through the new leader) re-sends sequence 2: it must be appended,
+    # not answered as a duplicate at the offset that no longer holds it.
+    res = plog.append(idem(2), 2, TS)
+    assert (res.base_offset, plog.log_end_offset) == (2, 4)
+    assert [r.value for r in decode_records(plog.read(0, 1 << 20))] == [b"seq-0", b"seq-0", b"seq-2", b"seq-2"]
+    plog.close()
+    plog = open_log(d)
+    assert plog.producer_state.producers[pid].last_seq == 3
+    assert plog.append(idem(4), 2, TS).base_offset == 4
+    plog.close()
+
+
+def test_truncate_to_below_every_snapshot_replays_from_the_log_start(tmp_path):
+    pid = 5
+    plog = open_log(tmp_path / "t-0", segment_bytes=200)
+    for seq in range(6):
+        plog.append(bytearray(build_batch([(b"k", b"v", [])], timestamp_ms=TS, producer_id=pid,
+                                          producer_epoch=0, base_sequence=seq)), 0, TS)
+    assert len(plog.segments) > 2 and min(plog.producer_state.snapshot_offsets()) > 1
+    plog.truncate_to(1)
+    assert plog.producer_state.producers[pid].last_seq == 0
+    assert plog.producer_state.producers[pid].last_data_offset == 0
+    assert plog.append(bytearray(build_batch([(b"k", b"v", [])], timestamp_ms=TS, producer_id=pid,
+                                             producer_epoch=0, base_sequence=1)), 0, TS).base_offset == 1
+    plog.close()
+
+
+def test_truncate_fully_and_start_at(tmp_path):
+    d = tmp_path / "t-0"
+    plog = open_log(d, segment_bytes=200)
+    for seq in range(5):
+        plog.append(bytearray(build_batch([(b"k", b"v", [])], timestamp_ms=TS, producer_id=8,
+                                          producer_epoch=0, base_sequence=seq)), seq // 2, TS)
+    plog.flush()
+    assert len(plog.segments) > 1 and plog.leader_epoch_cache.entries()
+    plog.truncate_fully_and_start_at(100)
+    assert (plog.log_start_offset, plog.log_end_offset, plog.recovery_point) == (100, 100, 100)
+    assert plog.segment_base_offsets() == [100] and plog.size_bytes == 0
+    assert log_files(d) == ["%020d.log" % 100]
+    assert plog.leader_epoch_cache.entries() == []
+    assert plog.producer_state.producers == {} and plog.producer_state.snapshot_offsets() == []
+    assert not [n for n in os.listdir(d) if n.endswith((".snapshot", ".deleted"))]
+    assert plog.read(100, 1000) == b""
+    with pytest.raises(OffsetOutOfRangeError):
+        plog.read(0, 1000)
+    # The follower goes on fetching from the leader's log start.
+    fetched = build_batch([(b"k", b"v", [])] * 2, base_offset=100, timestamp_ms=TS, partition_leader_epoch=7)
+    plog.append_as_follower(fetched, TS)
+    assert plog.log_end_offset == 102
+    assert [tuple(e) for e in plog.leader_epoch_cache.entries()] == [(7, 100)]
+    plog.close()
+    plog = open_log(d, segment_bytes=200)
+    assert (plog.log_start_offset, plog.log_end_offset) == (100, 102)
+    assert plog.read(100, 1000) == fetched
+    assert plog.producer_state.producers == {}
+    plog.close()
+
+
+def test_truncate_fully_and_start_at_below_the_log_start(tmp_path):
+    # KAFKA-6975: an empty follower whose log start is inside the leader's first batch
+    # restarts at that batch's base offset.
+    d = tmp_path / "t-0"
+    plog = open_log(d)
+    plog.truncate_fully_and_start_at(105)
+    fetched = build_batch([(b"k", b"v", [])] * 10, base_offset=100, timestamp_ms=TS, partition_leader_epoch=1)
+    with pytest.raises(UnexpectedAppendOffsetError) as ei:
+        plog.append_as_follower(fetched, TS)
+    plog.truncate_fully_and_start_at(ei.value.first_offset)
+    plog.append_as_follower(fetched, TS)
+    assert (plog.log_start_offset, plog.log_end_offset) == (100, 110)
+    plog.close()
 
 
 # --- manager ------------------------------------------------------------------------

@@ -774,9 +774,14 @@ class PartitionLog:
         """Remove every batch at or after `offset`, which must be a batch boundary (or
         the log end), durably (fsync) before returning; returns the bytes removed.
         Kafka's UnifiedLog.truncateTo, used when a follower's log diverges from the
-        leader's. The leader epochs starting at or after `offset` go. The producer
-        state is not rewound yet (the metadata log, its one user so far, has no
-        producer ids; replication needs Kafka's truncateAndReload)."""
+        leader's. The leader epochs starting at or after `offset` go, and the producer
+        state is rewound as Kafka's truncateAndReload does: snapshots above the new end
+        are deleted, the newest one at or below it is loaded and the batch headers from
+        there to the new end replayed (kafkette.log.producer_state.load). What Kafka
+        does differently: an offset inside a batch removes that whole batch (here:
+        InvalidRecordError, nothing changes), and an offset below the first segment
+        empties the log (here: OffsetOutOfRangeError below the log start; see
+        truncate_fully_and_start_at)."""
         self._check_open()
         if offset >= self._leo:
             return 0
@@ -809,9 +814,45 @@ class PartitionLog:
             self._recovery_point = self._leo
             _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
         self.leader_epoch_cache.truncate_from_end(self._leo)
+        self.producer_state.load(self.segments, self._leo)
         slog.info("log_truncated", partition=f"{self.topic}-{self.partition}", offset=self._leo,
                   bytes_removed=removed, latest_epoch=self.leader_epoch_cache.latest_epoch)
         return removed
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Delete every segment and start an empty log at `offset`: log start = log end =
+        recovery point = `offset`, no leader epochs, no producers. Kafka's
+        UnifiedLog.truncateFullyAndStartAt, for a follower whose fetch offset is below
+        the leader's log start offset (OFFSET_OUT_OF_RANGE), or whose log must restart
+        inside the leader's first batch (KAFKA-6975). `offset` may be below the current
+        log start. (Kafka also moves the high watermark to `offset`: the partition's
+        owner does, kafkette.broker.partition.)
+
+        Order, for a crash half way when `offset` is at or past the old log end (both
+        replication cases): the log start offset file first, so a restart that still
+        finds old segments opens them with the log start clamped to their end (old data
+        hidden, the follower fetches again and lands here again); then the segments,
+        newest first; then a new empty segment at `offset`; then the epoch checkpoint
+        and the producer snapshots (open cuts both to the log anyway); then an fsync of
+        the directory. Kafka renames the segments to .deleted and removes them
+        asynchronously, with the same window."""
+        self._check_open()
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"cannot restart {self.topic}-{self.partition} at {offset}")
+        _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), offset)
+        _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), offset)
+        for seg in reversed(self.segments):
+            seg.delete()
+        seg = LogSegment.create(self.dir, offset, self.config.index_interval_bytes)
+        self.segments = [seg]
+        self._bases = [offset]
+        self._leo = self._log_start_offset = self._recovery_point = offset
+        self._size = 0
+        self._unflushed_messages = 0
+        self.leader_epoch_cache.clear()
+        self.producer_state.truncate_fully_and_start_at(offset)
+        _fsync_dir(self.dir)
+        slog.info("log_truncated_fully", partition=f"{self.topic}-{self.partition}", offset=offset)
 
     # --- log start offset ---------------------------------------------------------------
     def set_log_start_offset(self, offset: int, high_watermark: int | None = None) -> bool:
