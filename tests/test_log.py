@@ -786,6 +786,34 @@ def test_truncate_to_below_every_snapshot_replays_from_the_log_start(tmp_path):
     plog.close()
 
 
+def test_truncate_to_an_offset_in_a_gap_of_a_compacted_log(tmp_path):
+    # A follower's high watermark can fall between two batches of a compacted log.
+    d = tmp_path / "t-0"
+    plog = open_log(d)
+    kept = build_batch([(b"a", b"1", [])] * 3, base_offset=0, timestamp_ms=TS, partition_leader_epoch=1)
+    plog.append_as_follower(kept + build_batch([(b"b", b"2", [])], base_offset=10, timestamp_ms=TS,
+                                               partition_leader_epoch=2), TS)
+    assert plog.truncate_to(5) > 0
+    assert plog.log_end_offset == 3  # where the kept batches end
+    assert plog.read(0, 1 << 20) == kept
+    assert [tuple(e) for e in plog.leader_epoch_cache.entries()] == [(1, 0)]
+    plog.close()
+
+
+def test_truncate_to_inside_a_batch_only_when_allowed(tmp_path):
+    plog = open_log(tmp_path / "t-0")
+    first = append_together(plog, batch(2, tag=1))[0]
+    plog.append(batch(3, tag=2), 4, TS)  # offsets 2-4
+    with pytest.raises(InvalidRecordError):
+        plog.truncate_to(3)
+    assert plog.log_end_offset == 5
+    plog.truncate_to(3, allow_inside_batch=True)  # the whole batch 2-4 goes
+    assert plog.log_end_offset == 2
+    assert plog.read(0, 1 << 20) == first
+    assert [tuple(e) for e in plog.leader_epoch_cache.entries()] == [(0, 0)]
+    plog.close()
+
+
 def test_truncate_fully_and_start_at(tmp_path):
     d = tmp_path / "t-0"
     plog = open_log(d, segment_bytes=200)

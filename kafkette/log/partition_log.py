@@ -770,18 +770,25 @@ class PartitionLog:
         return TimestampAndOffset(ts, offset)
 
     # --- truncation (followers, and the Raft quorum: kafkette.controller.raft.file_log) ----
-    def truncate_to(self, offset: int, now_ms: int | None = None) -> int:
-        """Remove every batch at or after `offset`, which must be a batch boundary (or
-        the log end), durably (fsync) before returning; returns the bytes removed.
-        Kafka's UnifiedLog.truncateTo, used when a follower's log diverges from the
-        leader's. The leader epochs starting at or after `offset` go, and the producer
-        state is rewound as Kafka's truncateAndReload does: snapshots above the new end
-        are deleted, the newest one at or below it is loaded and the batch headers from
-        there to the new end replayed (kafkette.log.producer_state.load). What Kafka
-        does differently: an offset inside a batch removes that whole batch (here:
-        InvalidRecordError, nothing changes), and an offset below the first segment
-        empties the log (here: OffsetOutOfRangeError below the log start; see
-        truncate_fully_and_start_at)."""
+    def truncate_to(self, offset: int, now_ms: int | None = None, *,
+                    allow_inside_batch: bool = False) -> int:
+        """Remove every batch at or after `offset` durably (fsync) before returning;
+        returns the bytes removed. Kafka's UnifiedLog.truncateTo, used when a follower's
+        log diverges from the leader's. `offset` is a batch boundary, the log end, or an
+        offset in a gap between batches (a compacted log; the log end is then where the
+        kept batches end, at or below `offset`). An offset inside a batch is refused
+        (InvalidRecordError, nothing changes: the Raft log's entries are batches) unless
+        `allow_inside_batch`, when that whole batch goes and the log ends at its base
+        offset: Kafka removes the batch too but sets the log end to `offset`, leaving
+        the removed offsets as a hole the next fetch cannot fill; ending at the base is
+        simply fetched again.
+
+        The leader epochs starting at or after the new end go, and the producer state is
+        rewound as Kafka's truncateAndReload does: snapshots above the new end are
+        deleted, the newest one at or below it is loaded and the batch headers from there
+        to the new end replayed (kafkette.log.producer_state.load). Kafka empties the
+        log for an offset below its first segment; here that is OffsetOutOfRangeError
+        below the log start (see truncate_fully_and_start_at)."""
         self._check_open()
         if offset >= self._leo:
             return 0
@@ -791,8 +798,16 @@ class PartitionLog:
         now = self._clock.time_ms() if now_ms is None else now_ms
         i = max(0, bisect_right(self._bases, offset) - 1)
         check = self.segments[i].find_position(offset)
-        if check is not None and self.segments[i].read_batch_at(check)[1].base_offset != offset:
-            raise InvalidRecordError(f"{offset} is not a batch boundary of {self.dir}")
+        if check is not None:
+            base = self.segments[i].read_batch_at(check)[1].base_offset
+            if base < offset:  # (base > offset: `offset` is in a gap before that batch)
+                if not allow_inside_batch:
+                    raise InvalidRecordError(f"{offset} is not a batch boundary of {self.dir}")
+                offset = base
+                if offset < self._log_start_offset:
+                    raise OffsetOutOfRangeError(
+                        f"cannot truncate {self.dir} to {offset}, the start of the batch holding "
+                        f"the log start {self._log_start_offset}")
         removed = 0
         while len(self.segments) > 1 and self.segments[-1].base_offset >= offset:
             seg = self.segments.pop()
