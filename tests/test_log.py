@@ -22,8 +22,13 @@ from kafkette.errors import (
     OffsetOutOfRangeError,
 )
 from kafkette.log import LogConfig, LogManager, PartitionLog
-from kafkette.log.partition_log import CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE
-from kafkette.protocol.records import build_batch, decode_records, iter_batches, parse_header
+from kafkette.log.partition_log import (
+    CLEAN_SHUTDOWN_FILE,
+    LOG_START_OFFSET_FILE,
+    OffsetsOutOfOrderError,
+    UnexpectedAppendOffsetError,
+)
+from kafkette.protocol.records import build_batch, decode_records, iter_batches, parse_header, stamp_batch
 
 TS = 1_700_000_000_000
 DAY_MS = 24 * 3600 * 1000
@@ -551,6 +556,308 @@ def test_log_config_from_properties():
         LogConfig.from_properties({"segment.bytes": "lots"})
     with pytest.raises(InvalidConfigError):
         LogConfig(message_timestamp_type="Whenever")
+
+
+# --- replication: follower append, truncation -------------------------------------------
+
+
+def leader_log_bytes(path, epochs=(1, 1, 3), **cfg) -> tuple[PartitionLog, bytes]:
+    """A leader log with one 2-record batch per epoch in `epochs`; returns it and its
+    whole content as a follower would fetch it."""
+    leader = open_log(path, **cfg)
+    for i, epoch in enumerate(epochs):
+        leader.append(batch(2, tag=i), epoch, TS)
+    return leader, leader.read(0, 1 << 20)
+
+
+def test_append_as_follower_stores_the_leaders_bytes_unchanged(tmp_path):
+    leader, fetched = leader_log_bytes(tmp_path / "leader-0", message_timestamp_type="LogAppendTime")
+    follower = open_log(tmp_path / "t-0")
+    res = follower.append_as_follower(fetched, TS + 999)
+    assert (res.base_offset, res.last_offset, res.log_append_time_ms) == (0, 5, -1)
+    assert follower.log_end_offset == leader.log_end_offset == 6
+    assert follower.read(0, 1 << 20) == fetched  # offsets, epochs, timestamps, CRCs as sent
+    assert [tuple(e) for e in follower.leader_epoch_cache.entries()] == [(1, 0), (3, 4)]
+    assert follower.end_offset_for_epoch(1) == leader.end_offset_for_epoch(1) == (1, 4)
+    follower.close()
+    follower = open_log(tmp_path / "t-0")
+    assert follower.read(0, 1 << 20) == fetched
+    assert [tuple(e) for e in follower.leader_epoch_cache.entries()] == [(1, 0), (3, 4)]
+    follower.close()
+    leader.close()
+
+
+def test_append_as_follower_in_several_fetches_and_empty(tmp_path):
+    leader, fetched = leader_log_bytes(tmp_path / "leader-0", epochs=(0, 2, 2, 5))
+    follower = open_log(tmp_path / "t-0")
+    hs = headers(fetched)
+    cut = hs[2].size + hs[0].size + hs[1].size
+    follower.append_as_follower(fetched[:hs[0].size], TS)
+    follower.append_as_follower(fetched[hs[0].size:cut], TS)
+    assert follower.append_as_follower(b"", TS) == (-1, -1, -1, 0)
+    follower.append_as_follower(fetched[cut:], TS)
+    assert follower.read(0, 1 << 20) == fetched
+    assert [tuple(e) for e in follower.leader_epoch_cache.entries()] == [(0, 0), (2, 2), (5, 6)]
+    follower.close()
+    leader.close()
+
+
+def test_append_as_follower_accepts_gaps_of_a_compacted_leader(tmp_path):
+    d = tmp_path / "t-0"
+    follower = open_log(d)
+    fetched = (build_batch([(b"a", b"1", [])] * 3, base_offset=0, timestamp_ms=TS, partition_leader_epoch=2)
+               # offsets 3-9 were compacted away; a batch whose records lost offsets 11-12
+               + build_batch([(b"b", b"2", [])], base_offset=10, timestamp_ms=TS, partition_leader_epoch=2)
+               + build_batch([(b"c", b"3", [])] * 2, base_offset=20, timestamp_ms=TS, partition_leader_epoch=4))
+    res = follower.append_as_follower(fetched, TS)
+    assert (res.base_offset, res.last_offset) == (0, 21)
+    assert follower.log_end_offset == 22
+    assert [h.base_offset for h in headers(follower.read(3, 1 << 20))] == [10, 20]  # 3 is in the gap
+    assert [h.base_offset for h in headers(follower.read(11, 1 << 20))] == [20]
+    assert [tuple(e) for e in follower.leader_epoch_cache.entries()] == [(2, 0), (4, 20)]
+    follower.close()
+    follower = open_log(d)
+    assert follower.log_end_offset == 22
+    assert follower.read(0, 1 << 20) == fetched
+    follower.close()
+
+
+def test_append_as_follower_gap_wider_than_int32_starts_a_segment_at_the_batch(tmp_path):
+    # .index offsets are relative int32: a batch more than 2**31 offsets past the base of
+    # the active segment (even an empty one) needs a segment of its own.
+    d = tmp_path / "t-0"
+    follower = open_log(d)
+    far = 2**31 + 10
+    first = build_batch([(b"b", b"2", [])] * 2, base_offset=far, timestamp_ms=TS)
+    follower.append_as_follower(first, TS)  # into an empty log at 0
+    assert follower.segment_base_offsets() == [0, far]
+    second = build_batch([(b"c", b"3", [])], base_offset=2 * far, timestamp_ms=TS)
+    follower.append_as_follower(second, TS)  # past a non-empty segment
+    assert follower.segment_base_offsets() == [0, far, 2 * far]
+    assert follower.log_end_offset == 2 * far + 1
+    assert follower.read(far + 1, 1000) == first + second  # reads go on into the next segment
+    follower.close()
+    follower = open_log(d)
+    assert follower.log_end_offset == 2 * far + 1 and follower.read(0, 1 << 20) == first + second
+    follower.close()
+
+
+def test_append_as_follower_bad_crc_writes_nothing(tmp_path):
+    leader, fetched = leader_log_bytes(tmp_path / "leader-0")
+    follower = open_log(tmp_path / "t-0")
+    follower.append_as_follower(fetched[:headers(fetched)[0].size], TS)
+    before = (follower.log_end_offset, follower.size_bytes, follower.leader_epoch_cache.entries(),
+              os.path.getsize(follower.segments[-1].log_path))
+    bad = bytearray(fetched[headers(fetched)[0].size:])
+    bad[-1] ^= 0xFF  # a record byte of the LAST batch: the CRC no longer matches
+    with pytest.raises(CorruptRecordError):
+        follower.append_as_follower(bad, TS)
+    assert (follower.log_end_offset, follower.size_bytes, follower.leader_epoch_cache.entries(),
+            os.path.getsize(follower.segments[-1].log_path)) == before
+    with pytest.raises(CorruptRecordError):
+        follower.append_as_follower(bytes(bad[:-5]), TS)  # torn: runs past the buffer
+    assert follower.log_end_offset == before[0]
+    follower.close()
+    leader.close()
+
+
+def test_append_as_follower_refuses_offsets_below_the_log_end_or_overlapping(tmp_path):
+    leader, fetched = leader_log_bytes(tmp_path / "leader-0")
+    follower = open_log(tmp_path / "t-0")
+    first = fetched[:headers(fetched)[0].size]
+    follower.append_as_follower(first, TS)
+    with pytest.raises(UnexpectedAppendOffsetError) as ei:
+        follower.append_as_follower(fetched, TS)  # starts at 0, the log end is 2
+    assert isinstance(ei.value, KafkaStorageError) and ei.value.first_offset == 0
+    rest = fetched[len(first):]
+    with pytest.raises(OffsetsOutOfOrderError):
+        follower.append_as_follower(rest + first, TS)  # goes back to 0 after 2-5
+    overlapping = build_batch([(b"k", b"v", [])] * 2, base_offset=5, timestamp_ms=TS)  # 5-6 over 4-5
+    with pytest.raises(OffsetsOutOfOrderError):
+        follower.append_as_follower(rest + overlapping, TS)
+    assert follower.log_end_offset == 2 and follower.read(0, 1 << 20) == first
+    follower.append_as_follower(rest, TS)
+    assert follower.read(0, 1 << 20) == fetched
+    follower.close()
+    leader.close()
+
+
+def test_append_as_follower_rolls_and_splits_a_fetch_over_segments(tmp_path):
+    cfg = dict(segment_bytes=300, index_interval_bytes=1)
+    leader = open_log(tmp_path / "leader-0", **cfg)
+    for i in range(12):
+        leader.append(batch(1, value_size=40, tag=i), i // 4, TS)
+    fetched = leader.read(0, 1 << 20)
+    assert len(fetched) > 3 * 300  # more than one segment's worth in one fetch
+    follower = open_log(tmp_path / "t-0", **cfg)
+    follower.append_as_follower(fetched, TS)
+    assert len(follower.segments) > 3
+    assert all(s.size <= 300 for s in follower.segments)
+    assert follower.segment_base_offsets() == leader.segment_base_offsets()
+    assert follower.read(0, 1 << 20) == fetched
+    assert [follower.read(o, 1)[:8] for o in range(12)] == [leader.read(o, 1)[:8] for o in range(12)]
+    assert [tuple(e) for e in follower.leader_epoch_cache.entries()] == [(0, 0), (1, 4), (2, 8)]
+    follower.close()
+    follower = open_log(tmp_path / "t-0", **cfg)
+    assert follower.log_end_offset == 12 and follower.read(0, 1 << 20) == fetched
+    follower.close()
+    leader.close()
+
+
+def test_append_as_follower_leaves_out_batches_above_the_fetch_leader_epoch(tmp_path):
+    # KAFKA-18723: a deposed leader may answer a fetch with batches of a newer epoch
+    # appended after it lost leadership; the follower keeps only what the leader's epoch
+    # at fetch time covers.
+    leader, fetched = leader_log_bytes(tmp_path / "leader-0", epochs=(1, 2, 1))
+    follower = open_log(tmp_path / "t-0")
+    res = follower.append_as_follower(fetched, TS, leader_epoch=1)
+    assert (res.base_offset, res.last_offset) == (0, 1)  # the epoch-1 batch after the epoch-2 one goes too
+    assert follower.log_end_offset == 2
+    assert follower.append_as_follower(fetched[headers(fetched)[0].size:], TS, leader_epoch=1).base_offset == -1
+    follower.close()
+    leader.close()
+
+
+def test_append_as_follower_updates_producer_state_without_sequence_checks(tmp_path):
+    pid = 77
+    idem = [bytearray(build_batch([(b"k", b"v%d" % s, [])], timestamp_ms=TS, producer_id=pid,
+                                  producer_epoch=0, base_sequence=s)) for s in range(3)]
+    follower = open_log(tmp_path / "t-0")
+    # Offsets stamped as a leader would; sequence 2 before 1 would be refused on the
+    # leader path, and the repeated batch would be a duplicate: replication takes both.
+    stamped = bytearray()
+    for offset, b in enumerate((idem[0], idem[2], idem[1], idem[1])):
+        b = bytearray(b)
+        stamp_batch(b, 0, offset, 0)
+        stamped += b
+    follower.append_as_follower(stamped, TS)
+    assert follower.log_end_offset == 4
+    entry = follower.producer_state.producers[pid]
+    assert entry.last_seq == 1 and entry.last_data_offset == 3
+    assert [b.first_offset for b in entry.batches] == [0, 1, 2, 3]
+    # Become leader: a retry of sequence 1 is now a duplicate, answered with the first
+    # retained copy (Kafka's findDuplicateBatch), and nothing is appended.
+    dup = follower.append(bytearray(idem[1]), 1, TS)
+    assert (dup.base_offset, follower.log_end_offset) == (2, 4)
+    follower.close()
+
+
+def test_truncate_to_rewinds_producer_state_so_a_resent_batch_is_appended(tmp_path):
+    pid = 99
+
+    def idem(seq):
+        return bytearray(build_batch([(b"k", b"seq-%d" % seq, [])] * 2, timestamp_ms=TS, producer_id=pid,
+                                     producer_epoch=0, base_sequence=seq))
+    d = tmp_path / "t-0"
+    plog = open_log(d)
+    plog.append(idem(0), 1, TS)  # offsets 0-1
+    plog.flush()                 # a producer snapshot at 2
+    plog.append(idem(2), 1, TS)  # 2-3
+    plog.flush()                 # a snapshot at 4, which truncation must not trust
+    plog.append(idem(4), 1, TS)  # 4-5
+    assert plog.append(idem(2), 1, TS).base_offset == 2  # a retry: the original offset
+    plog.truncate_to(2)          # the follower's history diverged after offset 1
+    assert plog.producer_state.producers[pid].last_seq == 1
+    assert all(off <= 2 for off in plog.producer_state.snapshot_offsets())
+    # The producer (through the new leader) re-sends sequence 2: it must be appended,
+    # not answered as a duplicate at the offset that no longer holds it.
+    res = plog.append(idem(2), 2, TS)
+    assert (res.base_offset, plog.log_end_offset) == (2, 4)
+    assert [r.value for r in decode_records(plog.read(0, 1 << 20))] == [b"seq-0", b"seq-0", b"seq-2", b"seq-2"]
+    plog.close()
+    plog = open_log(d)
+    assert plog.producer_state.producers[pid].last_seq == 3
+    assert plog.append(idem(4), 2, TS).base_offset == 4
+    plog.close()
+
+
+def test_truncate_to_below_every_snapshot_replays_from_the_log_start(tmp_path):
+    pid = 5
+    plog = open_log(tmp_path / "t-0", segment_bytes=200)
+    for seq in range(6):
+        plog.append(bytearray(build_batch([(b"k", b"v", [])], timestamp_ms=TS, producer_id=pid,
+                                          producer_epoch=0, base_sequence=seq)), 0, TS)
+    assert len(plog.segments) > 2 and min(plog.producer_state.snapshot_offsets()) > 1
+    plog.truncate_to(1)
+    assert plog.producer_state.producers[pid].last_seq == 0
+    assert plog.producer_state.producers[pid].last_data_offset == 0
+    assert plog.append(bytearray(build_batch([(b"k", b"v", [])], timestamp_ms=TS, producer_id=pid,
+                                             producer_epoch=0, base_sequence=1)), 0, TS).base_offset == 1
+    plog.close()
+
+
+def test_truncate_to_an_offset_in_a_gap_of_a_compacted_log(tmp_path):
+    # A follower's high watermark can fall between two batches of a compacted log.
+    d = tmp_path / "t-0"
+    plog = open_log(d)
+    kept = build_batch([(b"a", b"1", [])] * 3, base_offset=0, timestamp_ms=TS, partition_leader_epoch=1)
+    plog.append_as_follower(kept + build_batch([(b"b", b"2", [])], base_offset=10, timestamp_ms=TS,
+                                               partition_leader_epoch=2), TS)
+    assert plog.truncate_to(5) > 0
+    assert plog.log_end_offset == 3  # where the kept batches end
+    assert plog.read(0, 1 << 20) == kept
+    assert [tuple(e) for e in plog.leader_epoch_cache.entries()] == [(1, 0)]
+    plog.close()
+
+
+def test_truncate_to_inside_a_batch_only_when_allowed(tmp_path):
+    plog = open_log(tmp_path / "t-0")
+    first = append_together(plog, batch(2, tag=1))[0]
+    plog.append(batch(3, tag=2), 4, TS)  # offsets 2-4
+    with pytest.raises(InvalidRecordError):
+        plog.truncate_to(3)
+    assert plog.log_end_offset == 5
+    plog.truncate_to(3, allow_inside_batch=True)  # the whole batch 2-4 goes
+    assert plog.log_end_offset == 2
+    assert plog.read(0, 1 << 20) == first
+    assert [tuple(e) for e in plog.leader_epoch_cache.entries()] == [(0, 0)]
+    plog.close()
+
+
+def test_truncate_fully_and_start_at(tmp_path):
+    d = tmp_path / "t-0"
+    plog = open_log(d, segment_bytes=200)
+    for seq in range(5):
+        plog.append(bytearray(build_batch([(b"k", b"v", [])], timestamp_ms=TS, producer_id=8,
+                                          producer_epoch=0, base_sequence=seq)), seq // 2, TS)
+    plog.flush()
+    assert len(plog.segments) > 1 and plog.leader_epoch_cache.entries()
+    plog.truncate_fully_and_start_at(100)
+    assert (plog.log_start_offset, plog.log_end_offset, plog.recovery_point) == (100, 100, 100)
+    assert plog.segment_base_offsets() == [100] and plog.size_bytes == 0
+    assert log_files(d) == ["%020d.log" % 100]
+    assert plog.leader_epoch_cache.entries() == []
+    assert plog.producer_state.producers == {} and plog.producer_state.snapshot_offsets() == []
+    assert not [n for n in os.listdir(d) if n.endswith((".snapshot", ".deleted"))]
+    assert plog.read(100, 1000) == b""
+    with pytest.raises(OffsetOutOfRangeError):
+        plog.read(0, 1000)
+    # The follower goes on fetching from the leader's log start.
+    fetched = build_batch([(b"k", b"v", [])] * 2, base_offset=100, timestamp_ms=TS, partition_leader_epoch=7)
+    plog.append_as_follower(fetched, TS)
+    assert plog.log_end_offset == 102
+    assert [tuple(e) for e in plog.leader_epoch_cache.entries()] == [(7, 100)]
+    plog.close()
+    plog = open_log(d, segment_bytes=200)
+    assert (plog.log_start_offset, plog.log_end_offset) == (100, 102)
+    assert plog.read(100, 1000) == fetched
+    assert plog.producer_state.producers == {}
+    plog.close()
+
+
+def test_truncate_fully_and_start_at_below_the_log_start(tmp_path):
+    # KAFKA-6975: an empty follower whose log start is inside the leader's first batch
+    # restarts at that batch's base offset.
+    d = tmp_path / "t-0"
+    plog = open_log(d)
+    plog.truncate_fully_and_start_at(105)
+    fetched = build_batch([(b"k", b"v", [])] * 10, base_offset=100, timestamp_ms=TS, partition_leader_epoch=1)
+    with pytest.raises(UnexpectedAppendOffsetError) as ei:
+        plog.append_as_follower(fetched, TS)
+    plog.truncate_fully_and_start_at(ei.value.first_offset)
+    plog.append_as_follower(fetched, TS)
+    assert (plog.log_start_offset, plog.log_end_offset) == (100, 110)
+    plog.close()
 
 
 # --- manager ------------------------------------------------------------------------

@@ -17,3 +17,22 @@ def fsync_path(path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_file_atomically(path, data, tmp_suffix: str = ".tmp") -> None:
+    """Replace the file at `path` with `data` crash-safely: write `path + tmp_suffix`,
+    fsync it, rename it over `path`, fsync the directory. A crash leaves the old file or
+    the new one, never a mix (the temporary file may be left behind: callers delete it
+    on start)."""
+    path = os.fspath(path)
+    tmp = path + tmp_suffix
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_path(os.path.dirname(path) or ".")

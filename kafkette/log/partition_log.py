@@ -48,11 +48,16 @@ from kafkette.log.segment import (
     TIMEINDEX_SUFFIX,
     LogSegment,
 )
-from kafkette.log.producer_state import ProducerStateManager  # --- producer state ---
+from kafkette.log.leader_epoch import LeaderEpochCache
+from kafkette.log.producer_state import ProducerStateManager, iter_stored_headers
+from kafkette.logging import get_logger
 from kafkette.protocol import records as rec
 from kafkette.log.fsutil import fsync_path as _fsync_dir
 
 log = logging.getLogger(__name__)
+# The replication primitives (follower append, truncation, leader epochs) log through
+# structlog; configure_logging renders the stdlib lines above the same way.
+slog = get_logger(__name__)
 
 CLEAN_SHUTDOWN_FILE = ".kafkette_clean_shutdown"
 # Kafka keeps both in per-log-dir checkpoint files (log-start-offset-checkpoint,
@@ -171,6 +176,25 @@ class AppendResult(NamedTuple):
     last_offset: int
     log_append_time_ms: int  # -1 unless message.timestamp.type=LogAppendTime
     log_start_offset: int
+
+
+class UnexpectedAppendOffsetError(KafkaStorageError):
+    """A follower append whose first batch starts below the log end offset (Kafka's
+    UnexpectedAppendOffsetException). `first_offset` is that batch's base offset: when
+    the log is empty at its log start offset and the batch contains it, Kafka's
+    Partition truncates fully to `first_offset` and appends again (KAFKA-6975: a leader
+    log start inside a batch, after DeleteRecords). A KafkaStorageError because Kafka's
+    replica fetcher treats it as one (the partition is marked failed, not retried)."""
+
+    def __init__(self, message: str, first_offset: int, last_offset: int):
+        super().__init__(message)
+        self.first_offset = first_offset
+        self.last_offset = last_offset
+
+
+class OffsetsOutOfOrderError(KafkaStorageError):
+    """Batches of a follower append that overlap or go backwards (Kafka's
+    OffsetsOutOfOrderException; handled by its fetcher like a storage error)."""
 
 
 class OffsetAndTimestamp(NamedTuple):
@@ -300,7 +324,21 @@ class PartitionLog:
         self.producer_state = ProducerStateManager(self.dir, f"{self.topic}-{self.partition}")
         self.producer_state.load(self.segments, self._leo)
         # --- end producer state ---
+        self.leader_epoch_cache = self._load_leader_epochs()
         self._closed = False
+
+    def _load_leader_epochs(self) -> LeaderEpochCache:
+        """The checkpoint, cut to [log start, log end] as Kafka's LogLoader does (it may
+        run ahead of a log whose unflushed tail was lost). Missing (a log written before
+        leader epochs were kept) or unreadable: rebuilt from the batch headers. A new,
+        empty log gets no file until its first epoch (Kafka creates an empty one)."""
+        cache = LeaderEpochCache(self.dir, f"{self.topic}-{self.partition}")
+        if cache.load():
+            cache.truncate_from_end(self._leo)
+        elif self._size:
+            cache.rebuild(iter_stored_headers(self.segments, self._log_start_offset))
+        cache.truncate_from_start(self._log_start_offset)
+        return cache
 
     def _discover_segments(self) -> list[int]:
         bases: list[int] = []
@@ -436,6 +474,13 @@ class PartitionLog:
             # Kafka: RecordBatchTooLargeException, "larger than the segment size".
             raise KafkaError(f"records of {total} bytes exceed segment.bytes={config.segment_bytes}",
                              code=ErrorCode.RECORD_LIST_TOO_LARGE)
+        # KIP-101: the first append of a new leader epoch records where it starts, before
+        # the data (a crash leaves the checkpoint ahead of the log, which open cuts back,
+        # never behind it). One comparison per append; epochs < 0 (internal writers
+        # without a leader) are not recorded, where Kafka's assign would refuse them.
+        epoch_cache = self.leader_epoch_cache
+        if partition_leader_epoch != epoch_cache.latest_epoch and partition_leader_epoch >= 0:
+            epoch_cache.assign(partition_leader_epoch, base_offset)
         if self._should_roll(total, offset - 1, now_ms):
             self._roll(now_ms)
         self.segments[-1].append(mv, metas, config.index_interval_bytes, now_ms)
@@ -464,12 +509,17 @@ class PartitionLog:
         # Relative offsets in the .index are int32 (Kafka rolls for the same reason).
         return last_offset - seg.base_offset > INT32_MAX
 
-    def _roll(self, now_ms: int) -> None:
+    def _roll(self, now_ms: int, base_offset: int | None = None) -> None:
+        """New active segment at the log end, or at `base_offset` (> the log end: a
+        follower's next batch after a gap in a compacted leader log, as Kafka rolls at
+        the incoming batch's offset), which then becomes the log end."""
         self.producer_state.take_snapshot(self._leo)  # --- producer state --- (Kafka: on roll)
         self.segments[-1].on_roll()
-        seg = LogSegment.create(self.dir, self._leo, self.config.index_interval_bytes)
+        base = self._leo if base_offset is None else max(base_offset, self._leo)
+        seg = LogSegment.create(self.dir, base, self.config.index_interval_bytes)
         self.segments.append(seg)
         self._bases.append(seg.base_offset)
+        self._leo = base
         log.debug("rolled %s to a new segment at offset %d", self.dir, seg.base_offset)
 
     def roll(self, now_ms: int | None = None) -> None:
@@ -477,6 +527,134 @@ class PartitionLog:
         self._check_open()
         if self.segments[-1].size:
             self._roll(self._clock.time_ms() if now_ms is None else now_ms)
+
+    # --- replication (KIP-101, KIP-279) ---------------------------------------------------
+    def append_as_follower(self, batches, now_ms: int | None = None, *,
+                           leader_epoch: int | None = None) -> AppendResult:
+        """Append batches fetched from the leader, as they are: whole v2 batches whose
+        offsets, partition leader epochs and (LogAppendTime) timestamps the leader
+        stamped. Kafka's UnifiedLog.appendAsFollower (AppendOrigin.REPLICATION).
+
+        Every batch is checked (length, magic, CRC: records.iter_batches) and the first
+        must start at or after the log end offset, each next one after the previous
+        one's last offset (gaps, from a compacted leader log, are fine). Any failure
+        raises before anything is written: CorruptRecordError, UnexpectedAppendOffsetError
+        or OffsetsOutOfOrderError (both KafkaStorageError). Nothing is re-stamped, and
+        neither max.message.bytes nor the record count is checked (Kafka skips both for
+        replication: the leader accepted the batch, and a compacted batch has fewer
+        records than offsets). The producer state takes each idempotent batch's header
+        without sequence checks, and the leader epoch cache each new epoch.
+
+        `leader_epoch` (the leader's epoch when it answered the fetch): batches of a
+        higher epoch, and everything after the first of them, are left out, as Kafka
+        does since KAFKA-18723 (a deposed leader may have appended them after it
+        answered). Returns base and last offset of what was appended, (-1, -1) for
+        nothing.
+
+        One write per segment touched: usually one. Unlike the leader path a fetch may
+        hold more than segment.bytes (many produce requests), so the batches are split
+        over as many segments as they need rather than refused (Kafka refuses any
+        append above segment.bytes, and relies on replica.fetch.max.bytes staying
+        below it)."""
+        self._check_open()
+        mv = batches if isinstance(batches, memoryview) else memoryview(batches)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        now = self._clock.time_ms() if now_ms is None else now_ms
+        accepted: list[tuple[int, rec.BatchHeader]] = []
+        expected = self._leo
+        for pos, h in rec.iter_batches(mv):
+            if leader_epoch is not None and h.partition_leader_epoch > leader_epoch:
+                slog.info("follower_append_skipped_newer_epoch", partition=f"{self.topic}-{self.partition}",
+                          offset=h.base_offset, batch_epoch=h.partition_leader_epoch,
+                          leader_epoch=leader_epoch)
+                break
+            if h.last_offset_delta < 0:
+                raise CorruptRecordError(f"record batch at offset {h.base_offset} has a negative "
+                                         f"last offset delta {h.last_offset_delta}")
+            if h.base_offset < expected:
+                if not accepted:
+                    raise UnexpectedAppendOffsetError(
+                        f"first batch of a follower append to {self.topic}-{self.partition} starts at "
+                        f"{h.base_offset}, below the log end offset {self._leo}", h.base_offset, h.last_offset)
+                raise OffsetsOutOfOrderError(
+                    f"batch at offset {h.base_offset} of a follower append to {self.topic}-{self.partition} "
+                    f"overlaps the previous batch, which ends at {expected - 1}")
+            expected = h.base_offset + h.last_offset_delta + 1
+            accepted.append((pos, h))
+        if not accepted:
+            return AppendResult(-1, -1, -1, self._log_start_offset)
+        epoch_cache = self.leader_epoch_cache
+        epoch_cache.assign_from_headers(h for _, h in accepted)  # before the data, as on the leader
+        try:
+            messages = self._write_follower_batches(mv, accepted, now)
+        except BaseException:
+            # Some runs may be in (each segment write is whole or nothing): the epochs
+            # assigned for the batches that are not must go.
+            epoch_cache.truncate_from_end(self._leo)
+            raise
+        self._unflushed_messages += messages
+        config = self.config
+        if (config.flush_messages is not None and self._unflushed_messages >= config.flush_messages) or (
+                config.flush_ms is not None and now - self._last_flush_ms >= config.flush_ms):
+            self.flush(now)
+        return AppendResult(accepted[0][1].base_offset, accepted[-1][1].last_offset, -1, self._log_start_offset)
+
+    def _write_follower_batches(self, mv: memoryview, accepted: list[tuple[int, rec.BatchHeader]],
+                                now_ms: int) -> int:
+        """Write validated follower batches in runs, one run per segment (rolling by
+        size, time and int32 relative offsets as the leader path does), updating the log
+        end offset and the producer state after each run. Returns the record count."""
+        seg_bytes = self.config.segment_bytes
+        interval = self.config.index_interval_bytes
+        producers = self.producer_state
+        messages = 0
+        i, n = 0, len(accepted)
+        while i < n:
+            start, first = accepted[i]
+            # (The second test: an EMPTY active segment too far below a batch after a
+            # gap, which _should_roll never rolls.)
+            if self._should_roll(first.size, first.last_offset, now_ms) or \
+                    first.last_offset - self.segments[-1].base_offset > INT32_MAX:
+                self._roll(now_ms, first.base_offset)
+            seg = self.segments[-1]
+            room = seg_bytes - seg.size
+            metas: list[tuple[int, int, int, int]] = []
+            run_bytes = 0
+            j = i
+            while j < n:
+                pos, h = accepted[j]
+                size = h.batch_length + rec.LOG_OVERHEAD
+                last = h.base_offset + h.last_offset_delta
+                if j > i and (run_bytes + size > room or last - seg.base_offset > INT32_MAX):
+                    break
+                metas.append((pos - start, size, last, h.max_timestamp))
+                run_bytes += size
+                messages += h.records_count
+                j += 1
+            seg.append(mv[start:start + run_bytes], metas, interval, now_ms)
+            self._leo = metas[-1][2] + 1
+            self._size += run_bytes
+            for _pos, h in accepted[i:j]:
+                if h.producer_id >= 0:
+                    producers.replay(h)
+            i = j
+        return messages
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch on this log: (epoch, end offset) per
+        LeaderEpochCache.end_offset_for, with this log's end offset for the latest
+        epoch; (-1, -1) when unknown."""
+        self._check_open()
+        return self.leader_epoch_cache.end_offset_for(leader_epoch, self._leo)
+
+    def assign_epoch_start_offset(self, leader_epoch: int) -> bool:
+        """Record that `leader_epoch` starts at the log end offset, before it has
+        written anything: Kafka's Partition.makeLeader does this on every leader
+        election (KAFKA-7415), so a follower asking for the end of the previous epoch
+        learns it at once. Returns True when the cache changed."""
+        self._check_open()
+        return self.leader_epoch_cache.assign(leader_epoch, self._leo)
 
     # --- read ---------------------------------------------------------------------------
     def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None,
@@ -591,13 +769,26 @@ class PartitionLog:
                 offset = self._first_record_at_or_after(data, h, ts, h.base_offset).offset
         return TimestampAndOffset(ts, offset)
 
-    # --- truncation (Raft quorum: kafkette.controller.raft.file_log) ----------------------
-    def truncate_to(self, offset: int, now_ms: int | None = None) -> int:
-        """Remove every batch at or after `offset`, which must be a batch boundary (or
-        the log end), durably (fsync) before returning; returns the bytes removed.
-        Kafka's UnifiedLog.truncateTo, used when a follower's log diverges from the
-        leader's. The producer state is not rewound (the metadata log, its one user so
-        far, has no producer ids; replication will need Kafka's truncateAndReload)."""
+    # --- truncation (followers, and the Raft quorum: kafkette.controller.raft.file_log) ----
+    def truncate_to(self, offset: int, now_ms: int | None = None, *,
+                    allow_inside_batch: bool = False) -> int:
+        """Remove every batch at or after `offset` durably (fsync) before returning;
+        returns the bytes removed. Kafka's UnifiedLog.truncateTo, used when a follower's
+        log diverges from the leader's. `offset` is a batch boundary, the log end, or an
+        offset in a gap between batches (a compacted log; the log end is then where the
+        kept batches end, at or below `offset`). An offset inside a batch is refused
+        (InvalidRecordError, nothing changes: the Raft log's entries are batches) unless
+        `allow_inside_batch`, when that whole batch goes and the log ends at its base
+        offset: Kafka removes the batch too but sets the log end to `offset`, leaving
+        the removed offsets as a hole the next fetch cannot fill; ending at the base is
+        simply fetched again.
+
+        The leader epochs starting at or after the new end go, and the producer state is
+        rewound as Kafka's truncateAndReload does: snapshots above the new end are
+        deleted, the newest one at or below it is loaded and the batch headers from there
+        to the new end replayed (kafkette.log.producer_state.load). Kafka empties the
+        log for an offset below its first segment; here that is OffsetOutOfRangeError
+        below the log start (see truncate_fully_and_start_at)."""
         self._check_open()
         if offset >= self._leo:
             return 0
@@ -607,8 +798,16 @@ class PartitionLog:
         now = self._clock.time_ms() if now_ms is None else now_ms
         i = max(0, bisect_right(self._bases, offset) - 1)
         check = self.segments[i].find_position(offset)
-        if check is not None and self.segments[i].read_batch_at(check)[1].base_offset != offset:
-            raise InvalidRecordError(f"{offset} is not a batch boundary of {self.dir}")
+        if check is not None:
+            base = self.segments[i].read_batch_at(check)[1].base_offset
+            if base < offset:  # (base > offset: `offset` is in a gap before that batch)
+                if not allow_inside_batch:
+                    raise InvalidRecordError(f"{offset} is not a batch boundary of {self.dir}")
+                offset = base
+                if offset < self._log_start_offset:
+                    raise OffsetOutOfRangeError(
+                        f"cannot truncate {self.dir} to {offset}, the start of the batch holding "
+                        f"the log start {self._log_start_offset}")
         removed = 0
         while len(self.segments) > 1 and self.segments[-1].base_offset >= offset:
             seg = self.segments.pop()
@@ -629,7 +828,46 @@ class PartitionLog:
         if self._recovery_point > self._leo:
             self._recovery_point = self._leo
             _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
+        self.leader_epoch_cache.truncate_from_end(self._leo)
+        self.producer_state.load(self.segments, self._leo)
+        slog.info("log_truncated", partition=f"{self.topic}-{self.partition}", offset=self._leo,
+                  bytes_removed=removed, latest_epoch=self.leader_epoch_cache.latest_epoch)
         return removed
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Delete every segment and start an empty log at `offset`: log start = log end =
+        recovery point = `offset`, no leader epochs, no producers. Kafka's
+        UnifiedLog.truncateFullyAndStartAt, for a follower whose fetch offset is below
+        the leader's log start offset (OFFSET_OUT_OF_RANGE), or whose log must restart
+        inside the leader's first batch (KAFKA-6975). `offset` may be below the current
+        log start. (Kafka also moves the high watermark to `offset`: the partition's
+        owner does, kafkette.broker.partition.)
+
+        Order, for a crash half way when `offset` is at or past the old log end (both
+        replication cases): the log start offset file first, so a restart that still
+        finds old segments opens them with the log start clamped to their end (old data
+        hidden, the follower fetches again and lands here again); then the segments,
+        newest first; then a new empty segment at `offset`; then the epoch checkpoint
+        and the producer snapshots (open cuts both to the log anyway); then an fsync of
+        the directory. Kafka renames the segments to .deleted and removes them
+        asynchronously, with the same window."""
+        self._check_open()
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"cannot restart {self.topic}-{self.partition} at {offset}")
+        _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), offset)
+        _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), offset)
+        for seg in reversed(self.segments):
+            seg.delete()
+        seg = LogSegment.create(self.dir, offset, self.config.index_interval_bytes)
+        self.segments = [seg]
+        self._bases = [offset]
+        self._leo = self._log_start_offset = self._recovery_point = offset
+        self._size = 0
+        self._unflushed_messages = 0
+        self.leader_epoch_cache.clear()
+        self.producer_state.truncate_fully_and_start_at(offset)
+        _fsync_dir(self.dir)
+        slog.info("log_truncated_fully", partition=f"{self.topic}-{self.partition}", offset=offset)
 
     # --- log start offset ---------------------------------------------------------------
     def set_log_start_offset(self, offset: int, high_watermark: int | None = None) -> bool:
@@ -646,6 +884,7 @@ class PartitionLog:
             return False
         self._log_start_offset = offset
         _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), offset)
+        self.leader_epoch_cache.truncate_from_start(offset)  # Kafka: maybeIncrementLogStartOffset
         return True
 
     # --- flush / close ------------------------------------------------------------------

@@ -388,6 +388,17 @@ class ProducerStateManager:
             self._last_snap_offset = log_end_offset
         return replayed
 
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """The log was emptied and restarts at `offset` (Kafka's
+        ProducerStateManager.truncateFullyAndStartAt): forget every producer and delete
+        every snapshot. The empty table is the state at `offset`; no file is needed."""
+        self.producers = {}
+        for off in self._list_snapshots():
+            self._delete_snapshot(off)
+        self._snapshots = []
+        self._last_snap_offset = offset
+        self._last_snap_synced = True
+
     # --- snapshots ------------------------------------------------------------------------
     def _path(self, offset: int) -> str:
         return os.path.join(self.dir, snapshot_file_name(offset))

@@ -31,7 +31,7 @@ from kafkette.clock import SystemClock
 from kafkette.controller.raft.core import CONTROL_KEY
 from kafkette.controller.raft.messages import Entry, SnapshotId
 from kafkette.controller.raft.storage import QuorumState, RaftLog
-from kafkette.log.fsutil import fsync_path
+from kafkette.log.fsutil import write_file_atomically
 from kafkette.log.partition_log import LogConfig, PartitionLog
 from kafkette.protocol import records as rec
 
@@ -61,17 +61,7 @@ def _parse_snapshot_name(name: str) -> SnapshotId | None:
 
 
 def _write_atomically(dir_path: Path, name: str, data: bytes) -> None:
-    tmp = dir_path / (name + PART_SUFFIX)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, dir_path / name)
-    fsync_path(dir_path)
+    write_file_atomically(dir_path / name, data, PART_SUFFIX)
 
 
 class FileLog(RaftLog):
