@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kafkette.errors import ErrorCode, KafkaError
-from kafkette.log.partition_log import AppendResult, PartitionLog
+from kafkette.errors import ErrorCode, KafkaError, OffsetOutOfRangeError
+from kafkette.log.partition_log import AppendResult, PartitionLog, UnexpectedAppendOffsetError
 
 LEADER, FOLLOWER = "leader", "follower"
 
@@ -136,9 +136,8 @@ class Partition:
         # in the leader-epoch cache), so that followers of older epochs find where
         # their history and ours part.
         leo = self.log.log_end_offset
-        cache = getattr(self.log, "leader_epoch_cache", None)
-        if cache is not None:
-            cache.assign(self.leader_epoch, leo)
+        if self.leader_epoch >= 0:
+            self.log.assign_epoch_start_offset(self.leader_epoch)
         self.leader_epoch_start_offset = leo
         self.pending_isr = None
         # Followers' log ends are unknown until they fetch; those in the ISR count as
@@ -221,10 +220,13 @@ class Partition:
         None when it is a prefix of ours (Kafka: validateFetchOffsetAndMaybeGetDivergingEpoch)."""
         if last_fetched_epoch < 0:
             return None
-        cache = getattr(self.log, "leader_epoch_cache", None)
-        if cache is None:
-            return None
-        epoch, end_offset = cache.end_offset_for(last_fetched_epoch, self.log.log_end_offset)
+        epoch, end_offset = self.log.end_offset_for_epoch(last_fetched_epoch)
+        if epoch < 0 or end_offset < 0:
+            # An epoch newer than any of ours (or no history at all): as Kafka, the
+            # follower's position is out of range and it asks for our log end.
+            raise OffsetOutOfRangeError(
+                f"epoch {last_fetched_epoch} of a follower of {self.topic}-{self.index} is "
+                f"unknown to its leader")
         if epoch < last_fetched_epoch or end_offset < fetch_offset:
             return epoch, end_offset
         return None
@@ -283,7 +285,16 @@ class Partition:
     def append_as_follower(self, records, leader_high_watermark: int, leader_log_start: int,
                            now_ms: int) -> None:
         if records is not None and len(records):
-            self.log.append_as_follower(records, now_ms)
+            try:
+                self.log.append_as_follower(records, now_ms, leader_epoch=self.leader_epoch)
+            except UnexpectedAppendOffsetError as e:
+                # KAFKA-6975: an empty log at its start offset and a leader whose log
+                # start is inside the first batch it sends: restart at that batch.
+                if self.log.log_end_offset != self.log.log_start_offset \
+                        or e.first_offset > self.log.log_end_offset:
+                    raise
+                self.log.truncate_fully_and_start_at(e.first_offset)
+                self.log.append_as_follower(records, now_ms, leader_epoch=self.leader_epoch)
         self.update_follower_high_watermark(leader_high_watermark)
         if leader_log_start > self.log.log_start_offset:
             # A follower moves its log start with its leader's (DeleteRecords,
@@ -303,7 +314,9 @@ class Partition:
         """Follower: drop our log from `offset` on (divergence). The high watermark may
         have to follow (Kafka truncates it too: what a follower believed committed but
         its new leader lacks was never acknowledged to an acks=all producer)."""
-        self.log.truncate_to(offset)
+        # Inside a batch (the leader's end falls in a batch we have and it lacks): the
+        # whole batch goes and the next fetch brings back what the leader has.
+        self.log.truncate_to(offset, allow_inside_batch=True)
         if self.high_watermark > self.log.log_end_offset:
             self.high_watermark = self.log.log_end_offset
 

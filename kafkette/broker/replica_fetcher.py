@@ -165,11 +165,11 @@ class ReplicaFetcher:
         by_topic: dict[str, list] = {}
         P = FetchRequest.FetchTopic.FetchPartition
         for (topic, index), (part, epoch) in snapshot.items():
-            cache = getattr(part.log, "leader_epoch_cache", None)
+            cache = part.log.leader_epoch_cache
             by_topic.setdefault(topic, []).append(P(
                 partition=index, current_leader_epoch=epoch,
                 fetch_offset=part.log_end_offset,
-                last_fetched_epoch=cache.latest_epoch if cache is not None else -1,
+                last_fetched_epoch=cache.latest_epoch,
                 log_start_offset=part.log_start_offset,
                 partition_max_bytes=cfg["replica.fetch.max.bytes"]))
         req = FetchRequest(
@@ -234,15 +234,14 @@ class ReplicaFetcher:
     def _truncate_on_divergence(self, part, leader_epoch: int, leader_end: int) -> None:
         """KIP-279: where our log and the leader's part, from the leader's answer."""
         leo = part.log_end_offset
-        cache = getattr(part.log, "leader_epoch_cache", None)
         if leader_end < 0:
             # The leader has no entry for our epoch (its history starts later): keep
             # only what was committed (Kafka truncates to the high watermark here).
             target = part.high_watermark
-        elif leader_epoch < 0 or cache is None:
+        elif leader_epoch < 0:
             target = min(leader_end, leo)
         else:
-            f_epoch, f_end = cache.end_offset_for(leader_epoch, leo)
+            f_epoch, f_end = part.log.end_offset_for_epoch(leader_epoch)
             if f_epoch < 0:
                 target = min(leader_end, leo)
             elif f_epoch != leader_epoch:

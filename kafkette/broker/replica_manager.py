@@ -460,7 +460,7 @@ class ReplicaManager:
         in this log (Kafka's Partition.lastOffsetForLeaderEpoch)."""
         part = self.partition(topic, index)
         part.check_leader_epoch(current_leader_epoch)
-        return part.log.leader_epoch_cache.end_offset_for(leader_epoch, part.log_end_offset)
+        return part.log.end_offset_for_epoch(leader_epoch)
 
     def delete_records(self, topic: str, index: int, offset: int) -> int:
         """DeleteRecords on the leader: move the log start offset to `offset` (-1: the
