@@ -9,6 +9,7 @@ sequence of faults, not the same interleaving; run it a few times.
 """
 from __future__ import annotations
 
+import os
 import random
 import shlex
 import shutil
@@ -61,7 +62,8 @@ class Options:
         """The command that runs this campaign again (every option that differs from
         its default, plus the seed and rounds)."""
         default = Options()
-        args = [sys.executable, "-m", "kafkette.chaos"]
+        env = os.environ.get("PYTHONPATH")
+        args = ([f"PYTHONPATH={env}"] if env else []) + [sys.executable, "-m", "kafkette.chaos"]
         for f in fields(self):
             value, base = getattr(self, f.name), getattr(default, f.name)
             if f.name in ("json", "keep"):
@@ -89,6 +91,52 @@ class Fault:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class RoundPlan:
+    """What the seed decides about one round; the target nodes are resolved from it
+    against the cluster as it is then (the leader of `partition`, or the active
+    controller; `pick` chooses among the others when needed)."""
+    kind: str
+    partition: int
+    pick: float        # in [0, 1)
+    isolate: bool      # a network partition cuts one node off from all, or one pair
+    seconds: float     # how long the fault lasts
+    settle: float      # quiet time after healing
+
+
+class FaultPlanner:
+    """The seeded sequence of rounds. Kinds come in shuffled cycles (every kind once
+    per len(kinds) rounds, so a short campaign still covers them all), and every round
+    draws the same number of values whatever its kind, so the stream of choices never
+    depends on the cluster."""
+
+    def __init__(self, kinds, partitions: int, replica_lag_time_max_ms: int,
+                 rng: random.Random):
+        self.kinds = list(kinds)
+        self.partitions = partitions
+        self.lag_s = replica_lag_time_max_ms / 1000
+        self.rng = rng
+        self._cycle: list[str] = []
+
+    def next(self) -> RoundPlan:
+        rng = self.rng
+        if not self._cycle:
+            self._cycle = list(self.kinds)
+            rng.shuffle(self._cycle)
+        kind = self._cycle.pop()
+        partition = rng.randrange(self.partitions)
+        pick = rng.random()
+        isolate = rng.random() < 0.5
+        seconds = {"kill": rng.uniform(1.0, 6.0),
+                   "kill_controller": rng.uniform(1.0, 5.0),
+                   # Longer than replica.lag.time.max.ms: the ISR must shrink (and the
+                   # broker session times out: it is fenced too).
+                   "pause": self.lag_s * rng.uniform(1.3, 2.2),
+                   "partition": self.lag_s * rng.uniform(1.3, 2.5)}[kind]
+        settle = rng.uniform(1.0, 3.0)
+        return RoundPlan(kind, partition, pick, isolate, round(seconds, 2), settle)
+
+
 class CampaignError(RuntimeError):
     """The campaign could not run (not a violation: nothing was checked)."""
 
@@ -109,7 +157,7 @@ class Campaign:
         self.interrupt = threading.Event()
         self.network = "loopback"
         self.kinds = list(options.faults)
-        self._cycle: list[str] = []
+        self.planner: FaultPlanner | None = None   # once the kinds are known
 
     # ------------------------------------------------------------------ setup
 
@@ -131,9 +179,13 @@ class Campaign:
                 reason = str(e)
         if want == "netns":
             raise CampaignError(f"--network netns: {reason}")
+        self._drop_partitions(f"no network namespaces ({reason})")
+
+    def _drop_partitions(self, why: str) -> None:
         if "partition" in self.kinds:
             self.kinds.remove("partition")
-            self.notes.append(f"network partitions left out: no network namespaces ({reason})")
+            self.notes.append(f"network partitions left out: {why}")
+            log.warning("network partitions left out", reason=why)
         if not self.kinds:
             raise CampaignError("no fault kind left to inject")
 
@@ -172,7 +224,18 @@ class Campaign:
         summary: dict = {}
         try:
             self._setup_network()
-            self._start_cluster(workdir)
+            try:
+                self._start_cluster(workdir / self.network)
+            except CampaignError as e:
+                if self.lab is None or self.o.network != "auto":
+                    raise
+                # e.g. a firewall between bridged namespaces: go on without partitions.
+                self.lab.close()
+                self.lab = None
+                self._drop_partitions(f"the cluster did not start in network namespaces "
+                                      f"({str(e).splitlines()[0]})")
+                self.network = "loopback"
+                self._start_cluster(workdir / self.network)
             summary = self._campaign()
             keep = keep or not summary["ok"]
         except BaseException:
@@ -194,6 +257,8 @@ class Campaign:
             self.notes.append(f"replication factor {rf}: only {o.brokers} brokers")
         kc.create_topic(TOPIC, partitions=o.partitions, replication_factor=rf,
                         config={"min.insync.replicas": min(o.min_insync_replicas, rf)})
+        self.planner = FaultPlanner(self.kinds, o.partitions, o.replica_lag_time_max_ms,
+                                    self.rng)
         log.info("campaign started", seed=o.seed, rounds=o.rounds, brokers=o.brokers,
                  network=self.network, faults=self.kinds, bootstrap=kc.bootstrap_servers)
         bootstrap = kc.bootstrap_servers
@@ -251,36 +316,23 @@ class Campaign:
         return self._summary(report, rounds_run, final_ok, isr_full)
 
     def _round(self, r: int) -> None:
-        o, rng = self.o, self.rng
-        # Every draw of the round first, so the random stream does not depend on what
-        # the cluster looks like.
-        # Kinds in a shuffled cycle: every kind once per len(kinds) rounds, so a short
-        # campaign still covers them all.
-        if not self._cycle:
-            self._cycle = list(self.kinds)
-            rng.shuffle(self._cycle)
-        kind = self._cycle.pop()
-        pi = rng.randrange(o.partitions)
-        pick = rng.random()
-        isolate = rng.random() < 0.5
-        lag_s = o.replica_lag_time_max_ms / 1000
-        seconds = {"kill": rng.uniform(1.0, 6.0), "kill_controller": rng.uniform(1.0, 5.0),
-                   # longer than replica.lag.time.max.ms: the ISR must shrink
-                   "pause": lag_s * rng.uniform(1.3, 2.2),
-                   "partition": lag_s * rng.uniform(1.3, 2.5)}[kind]
-        settle = rng.uniform(1.0, 3.0)
+        plan = self.planner.next()
+        kind, pi, pick, isolate, seconds, settle = (plan.kind, plan.partition, plan.pick,
+                                                    plan.isolate, plan.seconds, plan.settle)
         kc = self.cluster
         running = [n.node_id for n in kc.running()]
         if not running:
             raise CampaignError("no node is running")
-        target = self._leader(pi, running) or running[int(pick * len(running))]
+        target = self._leader(pi, running)
+        if target is None:
+            target = running[int(pick * len(running))]
         if kind == "kill_controller":
             try:
                 c = kc.controller_id()
             except Exception:  # noqa: BLE001 - no node answered: fall back to the leader
                 c = -1
             target = c if c in running else target
-        fault = Fault(r, kind, (target,), round(seconds, 2))
+        fault = Fault(r, kind, (target,), seconds)
         if kind in ("kill", "kill_controller"):
             kc.node(target).kill()
         elif kind == "pause":
