@@ -238,8 +238,9 @@ class Campaign:
                 self._start_cluster(workdir / self.network)
             summary = self._campaign()
             keep = keep or not summary["ok"]
-        except BaseException:
+        except BaseException as e:
             keep = True
+            log.error("campaign stopped before its check", error=repr(e), work_dir=str(workdir))
             raise
         finally:
             self._teardown()

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Iterable, Mapping
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as CTopicPartition
 
 from kafkette.chaos.checker import Produced, Read
@@ -60,6 +60,7 @@ class ProducerWorker(threading.Thread):
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.outcomes: list[Produced] = []
+        self._pending: dict[int, str] = {}   # seq -> value, produced and not reported
         self.sent = 0
         self.incarnations = 0
         self.fatal_errors: list[str] = []
@@ -86,14 +87,22 @@ class ProducerWorker(threading.Thread):
             out = Produced(self.producer_name, seq, value, False, part, None, str(err))
         with self.lock:
             self.outcomes.append(out)
+            self._pending.pop(seq, None)
 
     def run(self) -> None:
-        try:
-            while not self.stop_event.is_set():
+        while not self.stop_event.is_set():
+            try:
                 self._run_one()
-        except Exception as e:  # noqa: BLE001 - reported by the campaign
-            self.errors.append(repr(e))
-            log.error("producer worker failed", producer=self.producer_name, error=repr(e))
+            except KafkaException as e:
+                if self._fatal.is_set():
+                    continue   # produce() refused after the fatal error: a new instance
+                self.errors.append(repr(e))
+                log.error("producer worker failed", producer=self.producer_name, error=repr(e))
+                return
+            except Exception as e:  # noqa: BLE001 - reported by the campaign
+                self.errors.append(repr(e))
+                log.error("producer worker failed", producer=self.producer_name, error=repr(e))
+                return
 
     def _run_one(self) -> None:
         self.incarnations += 1
@@ -118,6 +127,12 @@ class ProducerWorker(threading.Thread):
             left = p.flush(self.message_timeout_ms / 1000 + 5)
             if left:
                 self.errors.append(f"{left} messages without a delivery report at close")
+            with self.lock:
+                # Not acknowledged, as far as the application knows.
+                self.outcomes += [Produced(self.producer_name, seq, value, False, None, None,
+                                           "no delivery report before close")
+                                  for seq, value in sorted(self._pending.items())]
+                self._pending.clear()
             if self._fatal.is_set():
                 log.warning("producer fatal error, starting a new instance",
                             producer=self.producer_name, error=self.fatal_errors[-1])
@@ -129,12 +144,16 @@ class ProducerWorker(threading.Thread):
         key = f"k{self.rng.randrange(self.keys)}"
         for _ in range(100):
             try:
+                with self.lock:
+                    self._pending[seq] = value
                 p.produce(self.topic, value=value.encode(), key=key.encode(),
                           on_delivery=lambda err, msg, v=value, s=seq:
                           self._on_delivery(err, msg, v, s))
                 self.sent += 1
                 return
             except BufferError:  # local queue full: serve callbacks, try again
+                with self.lock:
+                    self._pending.pop(seq, None)
                 p.poll(0.05)
         raise RuntimeError("producer queue stayed full for 5 s")
 
