@@ -12,12 +12,9 @@ lost writes (which shows that the checker catches them).
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+
+from itutil import chaos_fault_kinds, run_chaos
 
 pytestmark = [pytest.mark.skip(reason="enabled when replication lands (issue 10)"),
               pytest.mark.timeout(180)]
@@ -27,24 +24,15 @@ ROUNDS = 4   # one of each fault kind (they come in a shuffled cycle)
 
 
 def test_a_short_fault_campaign_loses_and_duplicates_nothing(tmp_path):
-    out = tmp_path / "chaos.json"
-    cmd = [sys.executable, "-m", "kafkette.chaos", "--seed", str(SEED), "--rounds",
-           str(ROUNDS), "--brokers", "3", "--partitions", "3", "--rate", "40",
-           "--isr-timeout", "10", "--max-seconds", "60", "--keep", str(tmp_path / "run"),
-           "--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170,
-                          env=dict(os.environ, KAFKETTE_LOG_FORMAT="json"))
-    report = proc.stdout + proc.stderr[-4000:]
-    assert out.exists(), f"no summary (exit code {proc.returncode}):\n{report}"
-    summary = json.loads(out.read_text())
-    print(proc.stdout)
+    summary, report = run_chaos(tmp_path, [
+        "--seed", str(SEED), "--rounds", str(ROUNDS), "--brokers", "3", "--partitions", "3",
+        "--rate", "40", "--isr-timeout", "10", "--max-seconds", "60"], timeout=170)
     assert summary["violations"] == {}, report
-    assert proc.returncode == 0, report
+    assert summary["exit_code"] == 0, report
     assert summary["rounds"] == ROUNDS, report
     assert sum(summary["faults"].values()) == ROUNDS
-    kinds = {"kill", "pause", "kill_controller"} | (
-        {"partition"} if summary["network"] == "netns" else set())
-    assert set(summary["faults"]) == kinds, summary["faults"]
+    assert set(summary["faults"]) == chaos_fault_kinds(summary), summary["faults"]
     assert summary["acknowledged"] > 500, summary
     assert summary["lost"] == summary["duplicated"] == 0
     assert summary["drained"] >= summary["acknowledged"]
+    assert summary["isr_full_at_end"], summary["notes"]
