@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit integration generate bench clean container-test sim cluster
+.PHONY: run test unit integration generate bench clean container-test sim cluster chaos
 
 $(STAMP): pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when we can.
@@ -28,6 +28,10 @@ $(TSTAMP): $(STAMP) pyproject.toml integration/kafkajs/package-lock.json
 	@# integration tests; they skip when Node.js and npm are missing.
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix integration/kafkajs --no-audit --no-fund --silent \
 	  || echo "npm ci failed: the kafkajs tests will skip"; else echo "npm not found: the kafkajs tests will skip"; fi
+	@# iptables: the fault campaign's network partitions (kafkette/chaos/netns.py); it
+	@# runs without partitions when it cannot be installed.
+	@command -v iptables >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && apt-get install -y -qq iptables >/dev/null) || echo "iptables not installed: no network partitions in the fault campaign"; }
 	touch $@
 
 ## Start one broker on 127.0.0.1:9092 with data in ./kafkette-data
@@ -66,6 +70,18 @@ clean:
 bench: $(TSTAMP)
 	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3} \
 	  --json $${BENCH_JSON:-bench-results.json} $(BENCH_ARGS)
+
+## Replication fault campaign (not part of `make test`, which runs a short fixed-seed one):
+## kill -9, SIGSTOP, controller kills and network partitions on a 3-node cluster, then a
+## check for lost and duplicated records; e.g. `make chaos SEED=7 ROUNDS=40`.
+## Summary on stdout, JSON in chaos-results.json; exits non-zero on any violation.
+SEED   ?= 1
+ROUNDS ?= 30
+chaos: $(TSTAMP)
+	@command -v iptables >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && apt-get install -y -qq iptables >/dev/null) || echo "iptables not installed: no network partitions"; }
+	$(PY) -m kafkette.chaos --seed $(SEED) --rounds $(ROUNDS) --json $${CHAOS_JSON:-chaos-results.json} \
+	  $(CHAOS_ARGS)
 
 ## Build the container image with podman and smoke-test it (CI runs this after `make test`)
 container-test: $(TSTAMP)

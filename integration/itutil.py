@@ -427,3 +427,28 @@ def record_timings(section: str, values: dict, env_var: str = "KAFKETTE_REBALANC
     tmp = p.with_name(p.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, p)
+
+
+# --------------------------------------------------------------------------- chaos
+
+def run_chaos(tmp_path: Path, args: list[str], timeout: float) -> tuple[dict, str]:
+    """Run `python -m kafkette.chaos` with `args` (data and node logs kept under
+    tmp_path/run); returns its JSON summary and its output for assertion messages."""
+    import json
+    out = tmp_path / "chaos.json"
+    cmd = [BROKER_PYTHON, "-m", "kafkette.chaos", *args, "--keep", str(tmp_path / "run"),
+           "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, KAFKETTE_LOG_FORMAT="json"))
+    report = f"exit code {proc.returncode}\n{proc.stdout}{proc.stderr[-4000:]}"
+    assert out.exists(), f"no summary: {report}"
+    print(proc.stdout)
+    summary = json.loads(out.read_text())
+    summary["exit_code"] = proc.returncode
+    return summary, report
+
+
+def chaos_fault_kinds(summary: dict) -> set[str]:
+    """The fault kinds a campaign injects: partitions only in network namespaces."""
+    return {"kill", "pause", "kill_controller"} | (
+        {"partition"} if summary["network"] == "netns" else set())

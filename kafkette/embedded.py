@@ -135,6 +135,9 @@ class EmbeddedBroker:
         self.stop_timeout = stop_timeout
         self._auto_port = port == 0
         self._port = port
+        # The address it listens on and is reached at; a ClusterNode in a network
+        # namespace (kafkette.chaos) has its own.
+        self._host = HOST
         self._own_data_dir = data_dir is None
         self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-embedded-"))
         self._data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
@@ -155,11 +158,11 @@ class EmbeddedBroker:
 
     @property
     def host(self) -> str:
-        return HOST
+        return self._host
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{HOST}:{self._port}"
+        return f"{self._host}:{self._port}"
 
     @property
     def data_dir(self) -> Path:
@@ -242,14 +245,14 @@ class EmbeddedBroker:
     # ------------------------------------------------------------------ child process
 
     def command(self) -> list[str]:
-        settings = {"listeners": f"PLAINTEXT://{HOST}:{self._port}",
+        settings = {"listeners": f"PLAINTEXT://{self._host}:{self._port}",
                     "log.dirs": str(self._data_dir), **self.config}
         # --- faults: the child serves POST/GET/DELETE /faults on its metrics.listener,
         # which inject_error() & co. use; one on a free port when none is configured.
         if not settings.get("metrics.listener"):
             if getattr(self, "_admin_port", None) is None:
                 self._admin_port = _free_port()
-            settings["metrics.listener"] = f"{HOST}:{self._admin_port}"
+            settings["metrics.listener"] = f"{self._host}:{self._admin_port}"
         # --- end faults ---
         cmd = [sys.executable, "-m", "kafkette", "serve"]
         for key, value in settings.items():
@@ -286,7 +289,7 @@ class EmbeddedBroker:
                 raise EmbeddedBrokerError(
                     f"kafkette exited with code {rc} before it was ready\n{tail}")
             try:
-                err = api_versions_probe(HOST, self._port, timeout=1.0)
+                err = api_versions_probe(self._host, self._port, timeout=1.0)
                 if err == 0:
                     return
                 last = f"ApiVersions error {err}"
@@ -407,7 +410,7 @@ class EmbeddedBroker:
         w = Writer()
         request.write(w, version)
         frame = encode_request_header(api_key, version, corr, "kafkette-embedded") + w.getvalue()
-        with socket.create_connection((HOST, self._port), timeout=timeout) as s:
+        with socket.create_connection((self._host, self._port), timeout=timeout) as s:
             s.sendall(struct.pack(">i", len(frame)) + frame)
             size = struct.unpack(">i", _recv_exact(s, 4))[0]
             data = _recv_exact(s, size)
@@ -507,7 +510,7 @@ class EmbeddedBroker:
         import urllib.error
         import urllib.request
         listener = str(self.config.get("metrics.listener") or "")
-        address = listener if listener else f"{HOST}:{self._admin_port}"
+        address = listener if listener else f"{self._host}:{self._admin_port}"
         host, _, port = address.rpartition(":")
         host = host.strip("[]") or HOST
         if host in ("0.0.0.0", "::"):

@@ -33,6 +33,7 @@ is asked of one running node, or of the node given.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -43,7 +44,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from kafkette.embedded import (
     HOST,
@@ -55,7 +56,7 @@ from kafkette.embedded import (
     _kafka_error,
 )
 
-__all__ = ["EmbeddedCluster", "ClusterNode", "CLUSTER_TEST_DEFAULTS"]
+__all__ = ["EmbeddedCluster", "ClusterNode", "PartitionState", "CLUSTER_TEST_DEFAULTS"]
 
 #: Test defaults of a cluster (under the caller's config): those of EmbeddedBroker, and
 #: short broker sessions so that a fenced broker is seen within seconds (Kafka's
@@ -69,6 +70,14 @@ CLUSTER_STARTUP_TIMEOUT = 60.0
 _PORT_RETRIES = 3
 
 
+class PartitionState(NamedTuple):
+    partition: int
+    leader: int          # -1: offline
+    leader_epoch: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
 class ClusterNode(EmbeddedBroker):
     """One node of an EmbeddedCluster: an EmbeddedBroker child process with a node id,
     a fixed client port and a fixed controller (Raft) port."""
@@ -76,9 +85,14 @@ class ClusterNode(EmbeddedBroker):
     def __init__(self, node_id: int, port: int, controller_port: int,
                  config: Mapping[str, Any], data_dir, *, test_defaults: bool = True,
                  log_path=None, startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
-                 stop_timeout: float = STOP_TIMEOUT):
+                 stop_timeout: float = STOP_TIMEOUT, host: str = HOST,
+                 launch_prefix: list[str] | None = None):
         super().__init__(config, data_dir=data_dir, port=port,
                          startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        self._host = host
+        # Put before `python -m kafkette serve`, e.g. ["ip", "netns", "exec", "ns1"]
+        # (which execs, so the child's pid is the broker's and signals reach it).
+        self.launch_prefix = list(launch_prefix or [])
         if not test_defaults:
             # `kafkette cluster`: Kafka's defaults, and no fault-injection endpoint.
             self.config = dict(config)
@@ -94,13 +108,13 @@ class ClusterNode(EmbeddedBroker):
 
     def command(self) -> list[str]:
         if self._fault_endpoint:
-            return super().command()
-        settings = {"listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            return self.launch_prefix + super().command()
+        settings = {"listeners": f"PLAINTEXT://{self.host}:{self.port}",
                     "log.dirs": str(self.data_dir), **self.config}
         cmd = [sys.executable, "-m", "kafkette", "serve"]
         for key, value in settings.items():
             cmd += ["--set", f"{key}={_format_value(value)}"]
-        return cmd
+        return self.launch_prefix + cmd
 
     def start(self) -> "ClusterNode":
         self._paused = False
@@ -184,15 +198,21 @@ class EmbeddedCluster:
     ``test_defaults``: apply ``CLUSTER_TEST_DEFAULTS`` under ``config`` and give each
     node a fault-injection endpoint (False for `kafkette cluster`: Kafka's defaults).
     ``log_dir``: where node-<id>.log go (default: a temporary directory).
+    ``hosts``: one listen address per node (default 127.0.0.1 for all), and
+    ``launch_prefix(node_id)``: a command put before each node's own, together used by
+    kafkette.chaos to run every node in its own network namespace.
     """
 
     def __init__(self, brokers: int = 3, config: Mapping[str, Any] | None = None, *,
                  data_dir=None, base_port: int = 0, controller_base_port: int | None = None,
                  cluster_id: str | None = None, test_defaults: bool = True, log_dir=None,
                  startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
-                 stop_timeout: float = STOP_TIMEOUT):
+                 stop_timeout: float = STOP_TIMEOUT, hosts: Sequence[str] | None = None,
+                 launch_prefix: Callable[[int], list[str]] | None = None):
         from kafkette import cluster_runner
         config = dict(config or {})
+        if hosts is not None and len(hosts) != brokers:
+            raise ValueError(f"{len(hosts)} hosts for {brokers} brokers")
         bad = sorted(k for k in config if k in cluster_runner.RESERVED_KEYS)
         if bad:
             raise ValueError(f"{bad[0]!r} is set per node by EmbeddedCluster")
@@ -210,6 +230,8 @@ class EmbeddedCluster:
         self._auto_ports = base_port == 0
         self._base_port = base_port
         self._controller_base_port = controller_base_port
+        self._hosts = list(hosts) if hosts is not None else [HOST] * brokers
+        self._launch_prefix = launch_prefix
         self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-cluster-"))
         self._own_data_dir = data_dir is None
         self.data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
@@ -225,12 +247,14 @@ class EmbeddedCluster:
         from kafkette import cluster_runner
         if self._auto_ports:
             ports = _free_ports(2 * self.size)
-            layout = [cluster_runner.NodeLayout(i + 1, HOST, ports[i], ports[self.size + i],
+            layout = [cluster_runner.NodeLayout(i + 1, self._hosts[i], ports[i],
+                                                ports[self.size + i],
                                                 self.data_dir / f"node-{i + 1}")
                       for i in range(self.size)]
         else:
-            layout = cluster_runner.plan(self.size, self._base_port,
-                                         self._controller_base_port, self.data_dir)
+            layout = [dataclasses.replace(n, host=self._hosts[n.node_id - 1]) for n in
+                      cluster_runner.plan(self.size, self._base_port,
+                                          self._controller_base_port, self.data_dir)]
         self.layout = layout
         self.brokers = [
             ClusterNode(n.node_id, n.port, n.controller_port,
@@ -238,7 +262,9 @@ class EmbeddedCluster:
                                                                     self.cluster_id)},
                         n.data_dir, test_defaults=self.test_defaults,
                         log_path=self.log_dir / f"node-{n.node_id}.log",
-                        startup_timeout=self.startup_timeout, stop_timeout=self.stop_timeout)
+                        startup_timeout=self.startup_timeout, stop_timeout=self.stop_timeout,
+                        host=n.host, launch_prefix=(self._launch_prefix(n.node_id)
+                                                    if self._launch_prefix else None))
             for n in layout]
 
     @property
@@ -320,6 +346,15 @@ class EmbeddedCluster:
         return [n.node_id for n in self.brokers if n.wait_exit(deadline)]
 
     stop = stop_all
+
+    def restore(self) -> list[BaseException]:
+        """Undo kill() and pause() of any node: SIGCONT the paused ones and start the
+        ones not running (in parallel, same ports and data). Returns the start errors;
+        wait_ready() then waits for the cluster."""
+        for n in self.brokers:
+            if n.paused:
+                n.resume()
+        return self._start_nodes([n for n in self.brokers if not n.is_running()])
 
     def close(self) -> None:
         """Stop every node and remove the temporary directories."""
@@ -438,6 +473,50 @@ class EmbeddedCluster:
         if t.error_code:
             raise _kafka_error(t.error_code, f"metadata of {topic!r}")
         return {p.partition_index: p.leader_id for p in t.partitions}
+
+    def partition_states(self, topic: str,
+                         via: ClusterNode | int | None = None) -> dict[int, "PartitionState"]:
+        """partition -> leader, leader epoch, replicas and ISR of `topic`, as Metadata
+        of `via` (or any running node) reports them."""
+        resp = self.metadata([topic], via=via)
+        t = resp.topics[0]
+        if t.error_code:
+            raise _kafka_error(t.error_code, f"metadata of {topic!r}")
+        return {p.partition_index: PartitionState(p.partition_index, p.leader_id,
+                                                  p.leader_epoch, tuple(p.replica_nodes),
+                                                  tuple(p.isr_nodes))
+                for p in t.partitions}
+
+    def list_offsets(self, topic: str, partitions: Iterable[int] | None = None,
+                     timestamp: int = -1, timeout: float = 5.0) -> dict[int, int | None]:
+        """partition -> offset from ListOffsets v7 (timestamp -1: latest, which for
+        read_uncommitted is the high watermark; -2: earliest), asked of each partition's
+        leader. None for a partition without a leader, whose leader does not answer,
+        or that answers with an error."""
+        from kafkette.protocol.messages import ListOffsetsRequest
+        T = ListOffsetsRequest.ListOffsetsTopic
+        P = T.ListOffsetsPartition
+        states = self.partition_states(topic)
+        wanted = sorted(states) if partitions is None else sorted(partitions)
+        out: dict[int, int | None] = {p: None for p in wanted}
+        by_leader: dict[int, list[int]] = {}
+        for p in wanted:
+            leader = states[p].leader if p in states else -1
+            if leader >= 0:
+                by_leader.setdefault(leader, []).append(p)
+        for leader, parts in by_leader.items():
+            req = ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=[T(
+                name=topic, partitions=[P(partition_index=p, timestamp=timestamp)
+                                        for p in parts])])
+            try:
+                resp = self.request(req, 7, via=leader, timeout=timeout)
+            except EmbeddedBrokerError:
+                continue
+            for rt in resp.topics:
+                for rp in rt.partitions:
+                    if rp.error_code == 0 and rp.partition_index in out:
+                        out[rp.partition_index] = rp.offset
+        return out
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
                      config: Mapping[str, Any] | None = None, *, exist_ok: bool = True,

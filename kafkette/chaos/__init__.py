@@ -1,0 +1,13 @@
+"""The replication fault campaign: real broker processes, stock clients, faults chosen
+by a seed, and a checker that counts lost and duplicated records.
+
+    python -m kafkette.chaos --seed 7 --rounds 20 --brokers 3      # or: make chaos
+
+Modules: `campaign` (the run: cluster, rounds, heal, drain, summary), `workload`
+(confluent-kafka producers and consumers in threads), `netns` (network namespaces and
+iptables rules for partitions between brokers), `replica_logs` (batch headers read
+from each node's segment files), `checker` (pure: histories in, violations out).
+
+The workload needs confluent-kafka (the `test` extra); the checker needs nothing, so
+this package imports no submodule: `from kafkette.chaos.campaign import Campaign`.
+"""
