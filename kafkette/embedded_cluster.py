@@ -201,6 +201,7 @@ class EmbeddedCluster:
     ``hosts``: one listen address per node (default 127.0.0.1 for all), and
     ``launch_prefix(node_id)``: a command put before each node's own, together used by
     kafkette.chaos to run every node in its own network namespace.
+    ``node_config(node_id)``: settings for one node over ``config`` (``broker.rack``).
     """
 
     def __init__(self, brokers: int = 3, config: Mapping[str, Any] | None = None, *,
@@ -208,7 +209,8 @@ class EmbeddedCluster:
                  cluster_id: str | None = None, test_defaults: bool = True, log_dir=None,
                  startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
                  stop_timeout: float = STOP_TIMEOUT, hosts: Sequence[str] | None = None,
-                 launch_prefix: Callable[[int], list[str]] | None = None):
+                 launch_prefix: Callable[[int], list[str]] | None = None,
+                 node_config: Callable[[int], Mapping[str, Any]] | None = None):
         from kafkette import cluster_runner
         config = dict(config or {})
         if hosts is not None and len(hosts) != brokers:
@@ -232,6 +234,7 @@ class EmbeddedCluster:
         self._controller_base_port = controller_base_port
         self._hosts = list(hosts) if hosts is not None else [HOST] * brokers
         self._launch_prefix = launch_prefix
+        self._node_config = node_config
         self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-cluster-"))
         self._own_data_dir = data_dir is None
         self.data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
@@ -258,8 +261,9 @@ class EmbeddedCluster:
         self.layout = layout
         self.brokers = [
             ClusterNode(n.node_id, n.port, n.controller_port,
-                        {**self.config, **cluster_runner.node_config(n, layout,
-                                                                    self.cluster_id)},
+                        {**self.config,
+                         **(self._node_config(n.node_id) if self._node_config else {}),
+                         **cluster_runner.node_config(n, layout, self.cluster_id)},
                         n.data_dir, test_defaults=self.test_defaults,
                         log_path=self.log_dir / f"node-{n.node_id}.log",
                         startup_timeout=self.startup_timeout, stop_timeout=self.stop_timeout,
