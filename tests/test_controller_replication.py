@@ -125,8 +125,9 @@ def test_placement_puts_replicas_on_distinct_racks_and_spreads_leaders(make_brok
         assert {racks[r] for r in p.replicas} == {"r1", "r2", "r3"}, p
         assert p.leader == p.replicas[0] and p.isr == p.replicas
     assert Counter(p.leader for p in parts) == {n: 2 for n in range(1, 7)}
-    # Followers do not always pair the same brokers either.
-    assert len({p.replicas for p in parts}) > 6
+    # Each broker's two partitions have different followers: a failure spreads its
+    # leaderships.
+    assert len({p.replicas for p in parts}) == 12
 
 
 def test_placement_with_fewer_racks_than_replicas_uses_every_rack():
@@ -137,13 +138,45 @@ def test_placement_with_fewer_racks_than_replicas_uses_every_rack():
     assert Counter(r[0] for r in placements) == {1: 2, 2: 2, 3: 2, 4: 2}
 
 
+class _Draws:
+    """A stand-in for random.Random that returns given draws (start, shift)."""
+
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def randrange(self, n):
+        return self.draws.pop(0) % n
+
+
+@pytest.mark.parametrize("live, count, rf", [
+    ([(1, "r1"), (2, "r1"), (3, "r2"), (4, "r2"), (5, "r3"), (6, "r3")], 12, 3),
+    ([(1, "a"), (2, "a"), (3, "a"), (4, "b")], 8, 3),
+    ([(1, None), (2, None), (3, None)], 6, 2),
+])
+def test_placement_properties_whatever_the_random_draws(live, count, rf):
+    racks = dict(live)
+    n = len(live)
+    for start in range(n):
+        for shift in range(n):
+            placements = place_replicas(live, count, rf, _Draws(start, shift))
+            for replicas in placements:
+                assert len(set(replicas)) == rf
+                assert len({racks[r] for r in replicas}) == min(rf, len(set(racks.values())))
+            leads = Counter(r[0] for r in placements)
+            assert set(leads) == set(racks) and max(leads.values()) - min(leads.values()) <= 1
+            followers = {}
+            for r in placements:
+                followers.setdefault(r[0], set()).add(tuple(r[1:]))
+            assert all(len(f) == 2 for f in followers.values()), (start, shift, placements)
+
+
 def test_placement_has_a_random_start(make_broker):
     b = make_broker()
     add_broker(b, 2)
     add_broker(b, 3)
-    for i in range(30):
+    for i in range(60):
         run_now(b.controller.create_topic(f"small{i}", 1, 1, {}))
-    leaders = {b.image.topics[f"small{i}"].partitions[0].leader for i in range(30)}
+    leaders = {b.image.topics[f"small{i}"].partitions[0].leader for i in range(60)}
     assert leaders == {1, 2, 3}
 
 

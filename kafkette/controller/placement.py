@@ -4,12 +4,13 @@ are enough racks (`broker.rack`; brokers without one form a rack of their own, a
 KRaft's Optional.empty), leaders spread evenly over the brokers, and a random
 start, so that many small topics do not all lead on the same broker.
 
-How: the live brokers are interleaved rack by rack (r1b1, r2b1, r3b1, r1b2, ...),
-so that neighbours in that ring are on different racks. Partition p's leader is the
-ring's (start + p)-th broker, which spreads leaders within one of each other.
-Followers are taken from the brokers after the leader, shifted by an offset that
-grows every full turn of the ring (so that turns do not repeat the same follower
-sets), first one per rack not yet used, then any.
+How: the live brokers are interleaved rack by rack (r1b1, r2b1, r3b1, r1b2, ...), and
+partition p's leader is the (start + p)-th broker of that ring, which spreads leaders
+within one of each other. Followers are then taken round-robin over the racks, the
+other racks first and the leader's own last, so the first replicas are all on
+different racks. Each full turn of the ring rotates the order of the racks and of the
+brokers within each rack, so that turns do not repeat the same follower sets (when
+a broker fails, its leaderships then move to several brokers, not one).
 
 Real Kafka differences: KRaft also places followers on fenced brokers (the ISR
 then leaves them out); kafkette places on live brokers only, so a new partition
@@ -54,24 +55,28 @@ def place_replicas(brokers: Iterable[tuple[int, str | None]], count: int,
             f"The target replication factor of {replication_factor} cannot be reached "
             f"because only {n} broker(s) are registered.")
     rng = rng or random.Random()
+    racks: dict[str | None, list[int]] = {}
+    for node_id, rack in ring:
+        racks.setdefault(rack, []).append(node_id)
     start, shift = rng.randrange(n), rng.randrange(n)
     out = []
     for p in range(count):
-        lead = (start + p) % n
-        turn_shift = (shift + (start + p) // n) % max(n - 1, 1)
-        others = [ring[(lead + 1 + (turn_shift + j) % (n - 1)) % n] for j in range(n - 1)]
-        chosen = [ring[lead]]
-        racks = {ring[lead][1]}
-        for b in others:  # first pass: one replica per rack
-            if len(chosen) == replication_factor:
-                break
-            if b[1] not in racks:
-                chosen.append(b)
-                racks.add(b[1])
-        for b in others:  # then fill up from any rack
-            if len(chosen) == replication_factor:
-                break
-            if b not in chosen:
-                chosen.append(b)
-        out.append([node_id for node_id, _ in chosen])
+        leader, leader_rack = ring[(start + p) % n]
+        turn = shift + (start + p) // n
+        others = [r for r in racks if r != leader_rack]
+        order = _rotated(others, turn) + [leader_rack]
+        queues = {r: _rotated([b for b in racks[r] if b != leader], turn) for r in order}
+        chosen = [leader]
+        while len(chosen) < replication_factor:  # one per rack and round
+            for r in order:
+                if queues[r] and len(chosen) < replication_factor:
+                    chosen.append(queues[r].pop(0))
+        out.append(chosen)
     return out
+
+
+def _rotated(items: list, k: int) -> list:
+    if not items:
+        return items
+    k %= len(items)
+    return items[k:] + items[:k]
