@@ -752,3 +752,53 @@ def test_balancer_runs_unclean_elections_once_a_topic_allows_them(three):
                                                  {"unclean.leader.election.enable": "true"}))
     assert run_now(three.controller.check_leader_balance()) == 1
     assert part(three, "late").leader == 3
+
+
+# -- the invariant: an election never loses an acknowledged acks=all write -------------
+
+@pytest.mark.parametrize("min_isr", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_elections_never_lose_an_acknowledged_write(make_broker, min_isr, seed):
+    """Random fencing, unfencing, ISR shrinks and expansions (by the leader, through
+    AlterPartition), preferred elections and acks=all writes on RF=3 partitions over
+    four brokers, unclean elections off. A write is acknowledged only while the ISR
+    has min.insync.replicas members (the leader's strict min ISR, KIP-966), and then
+    every ISR member has it; a follower joins the ISR only once caught up with the
+    leader. Whatever happens, the leader, the ISR and the ELR hold every
+    acknowledged write."""
+    rng = random.Random(seed * 10 + min_isr)
+    b = make_broker()
+    for n in (2, 3, 4):
+        add_broker(b, n)
+    topic(b, "inv", [1, 2, 3], [2, 3, 4], [4, 1, 2], configs={"min.insync.replicas": str(min_isr)})
+    parts = range(3)
+    has_all = {i: set(part(b, "inv", i).replicas) for i in parts}   # nothing written yet
+    for step in range(250):
+        i = rng.choice(parts)
+        p = part(b, "inv", i)
+        live = [n for n, x in b.image.brokers.items() if not x.fenced]
+        fenced = [n for n, x in b.image.brokers.items() if x.fenced]
+        op = rng.choice(["fence", "unfence", "shrink", "expand", "write", "write", "elect"])
+        if op == "fence" and len(live) > 1:
+            fence(b, rng.choice(live))
+        elif op == "unfence" and fenced:
+            unfence(b, rng.choice(fenced))
+        elif op == "shrink" and p.leader >= 0 and len(p.isr) > 1:
+            out = rng.choice([r for r in p.isr if r != p.leader])
+            assert alter(b, p.leader, "inv", [r for r in p.isr if r != out], i).error == E.NONE
+        elif op == "expand" and p.leader >= 0:
+            joiners = [r for r in p.replicas if r not in p.isr and r in live]
+            if joiners:
+                j = rng.choice(joiners)
+                if alter(b, p.leader, "inv", list(p.isr) + [j], i).error == E.NONE:
+                    if p.leader in has_all[i]:
+                        has_all[i].add(j)   # caught up with the leader's whole log
+        elif op == "write" and p.leader >= 0 and len(p.isr) >= min_isr:
+            has_all[i] &= set(p.isr)        # acknowledged: exactly the ISR has it
+        elif op == "elect":
+            elect(b, 0, {"inv": [i]})
+        for k in parts:
+            q = part(b, "inv", k)
+            assert set(q.isr) <= has_all[k] and set(q.elr) <= has_all[k], (step, op, q)
+            assert q.leader == -1 or q.leader in has_all[k], (step, op, q)
+            assert not set(q.isr) & set(q.elr)
