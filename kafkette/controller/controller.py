@@ -685,8 +685,8 @@ class Controller:
                 if change is not None:
                     records.append(self._change_record(t, p, change))
                     if change.get("leader", broker_id) != broker_id:
-                        # KRaft answers this when the change moved leadership (it can
-                        # with reassignments there); the change is committed anyway.
+                        # As KRaft when a change moves leadership (there: an ISR that
+                        # completes a reassignment); the change is committed anyway.
                         outcome.append((ErrorCode.FENCED_LEADER_EPOCH if legacy
                                         else ErrorCode.NEW_LEADER_ELECTED, None))
                         continue

@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from typing import Callable, Collection, Sequence
 
-from kafkette.controller.metadata_image import RECOVERED, RECOVERING, PartitionImage
+from kafkette.controller.metadata_image import RECOVERING, PartitionImage
 
 NO_LEADER = -1
 
