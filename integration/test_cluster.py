@@ -6,6 +6,8 @@ pytest plugin and the `kafkette cluster` command.
 The tests run in file order on one cluster; each disruptive test leaves it whole again
 (every node running, listed and unfenced) and starts by checking that it is.
 
+- CreateTopics with manual replica assignments and ElectLeaders, sent to a follower
+  node, are run by the active controller;
 - a 6-partition topic has leaders on all three brokers, the same on every node;
 - kafka-python and confluent-kafka produce to and consume from all six partitions;
 - a Produce to a broker that does not lead the partition gets NOT_LEADER_OR_FOLLOWER
@@ -48,6 +50,7 @@ pytestmark = pytest.mark.timeout(180)
 PARTITIONS = 6
 NOT_LEADER_OR_FOLLOWER = 6
 LEADER_NOT_AVAILABLE = 5
+UNKNOWN_TOPIC, ELECTION_NOT_NEEDED = 3, 84
 SESSION_S = CLUSTER_TEST_DEFAULTS["broker.session.timeout.ms"] / 1000
 
 
@@ -139,6 +142,33 @@ def test_admin_requests_to_a_broker_that_is_not_the_controller_are_forwarded(clu
         wait_until(lambda n=n: name not in {t.name for t in cluster.metadata(
             via=n.node_id, topics=None).topics}, 15,
                    message=f"node {n.node_id} dropped {name}")
+
+
+def test_manual_assignment_and_elect_leaders_through_a_follower(cluster):
+    """CreateTopics with replica assignments and ElectLeaders sent to a follower node
+    are run by the active controller (ElectLeaders is forwarded like CreateTopics)."""
+    from kafkette.protocol.messages import CreateTopicsRequest, ElectLeadersRequest
+    controller = whole(cluster)
+    via = next(n.node_id for n in cluster.brokers if n.node_id != controller)
+    name = unique_topic("assigned")
+    T = CreateTopicsRequest.CreatableTopic
+    A = T.CreatableReplicaAssignment
+    r = cluster.request(CreateTopicsRequest(topics=[T(
+        name=name, num_partitions=-1, replication_factor=-1, configs=[],
+        assignments=[A(partition_index=0, broker_ids=[via]),
+                     A(partition_index=1, broker_ids=[controller])])],
+        timeout_ms=10000, validate_only=False), 7, via=via)
+    assert (r.topics[0].error_code, r.topics[0].num_partitions) == (0, 2)
+    wait_until(lambda: cluster.leaders(name, via=via) == {0: via, 1: controller}, 15,
+               message="the assigned leaders")
+    TP = ElectLeadersRequest.TopicPartitions
+    r = cluster.request(ElectLeadersRequest(election_type=0, timeout_ms=10000,
+                                            topic_partitions=[TP(topic=name,
+                                                                 partitions=[0, 1, 9])]),
+                        2, via=via)
+    assert r.error_code == 0
+    assert [(p.partition_id, p.error_code) for p in r.replica_election_results[0].partition_result
+            ] == [(0, ELECTION_NOT_NEEDED), (1, ELECTION_NOT_NEEDED), (9, UNKNOWN_TOPIC)]
 
 
 # --------------------------------------------------------------------------- placement

@@ -16,8 +16,10 @@ What differs from Kafka on purpose:
   as such: without `advertised.listeners` kafkette advertises "localhost" and records a
   warning. Kafka would advertise the machine's canonical host name instead. Set
   `advertised.listeners` whenever clients connect from another machine or container.
-- `offsets.topic.replication.factor`, `transaction.state.log.replication.factor` and
-  `transaction.state.log.min.isr` default to 1, so that one node works out of the box.
+- `transaction.state.log.replication.factor` and `transaction.state.log.min.isr`
+  default to 1, so that one node works out of the box. `offsets.topic.replication.factor`
+  keeps Kafka's 3 but is capped at the live brokers when `__consumer_offsets` is
+  created (Kafka refuses to create it until that many brokers are up).
 - `node.id` defaults to 1 (Kafka requires it); `broker.id` and `log.dir` are plain
   aliases of `node.id` and `log.dirs`.
 - Thread-count keys (`num.io.threads`, ...) are accepted so that a Kafka properties file
@@ -402,7 +404,15 @@ _BROKER_KEYS: list[ConfigKey] = [
        "become leader (data loss) when no in-sync replica is left.",
        topic="unclean.leader.election.enable"),
     _k("auto.leader.rebalance.enable", BOOL, True, "Move leadership back to preferred "
-       "replicas."),
+       "replicas (the first of each partition's replicas) when they are live and in "
+       "sync, checked by the active controller."),
+    _k("leader.imbalance.check.interval.seconds", LONG, 300, "How often the active "
+       "controller checks whether leadership should move back to preferred replicas.",
+       Range(1)),
+    _k("leader.imbalance.per.broker.percentage", INT, 10, "Share of the partitions a "
+       "broker prefers but does not lead, in percent, above which their leadership "
+       "moves back to it (the rule of Kafka's ZooKeeper controller; KRaft moves every "
+       "partition it can)."),
     # --- replication
     _k("replica.lag.time.max.ms", LONG, 30000, "A follower that has not caught up for "
        "this long leaves the ISR.", Range(1)),
@@ -423,8 +433,10 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("group.max.size", INT, INT_MAX, "Most members of one group.", Range(1)),
     _k("offsets.topic.num.partitions", INT, 50, "Partitions of __consumer_offsets; "
        "cannot change once the topic exists.", Range(1)),
-    _k("offsets.topic.replication.factor", INT, 1, "Replication factor of "
-       "__consumer_offsets. kafkette defaults to 1 (Kafka: 3).", Range(1, 32767)),
+    _k("offsets.topic.replication.factor", INT, 3, "Replication factor of "
+       "__consumer_offsets, capped at the live brokers when the topic is created (with "
+       "a warning; Kafka refuses to create it until that many brokers are up).",
+       Range(1, 32767)),
     _k("offsets.topic.segment.bytes", INT, 104857600, "Segment size of "
        "__consumer_offsets.", Range(1)),
     _k("offsets.retention.minutes", INT, 10080, "Committed offsets of a group that has "

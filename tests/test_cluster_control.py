@@ -72,8 +72,9 @@ def test_session_timeout_fences_and_moves_leadership_then_unfence_restores(make_
     assert b.image.brokers[2].fenced
     for p in led_by_2:
         pi = b.image.topics["spread"].partitions[p]
-        # RF=1: no other replica, the partition is offline; the ISR keeps its last member.
-        assert (pi.leader, pi.isr) == (-1, (2,))
+        # RF=1: no other replica, the partition is offline. KIP-966 (Kafka 4.1): the
+        # last ISR member moves to the ELR, so it may lead again when it comes back.
+        assert (pi.leader, pi.isr, pi.elr) == (-1, (), (2,))
         assert pi.leader_epoch == epochs[p] + 1
     # Metadata: broker 2 is gone, its partitions are LEADER_NOT_AVAILABLE.
     md = call(b, MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="spread")],

@@ -43,7 +43,10 @@ def test_defaults():
     assert c["auto.create.topics.enable"] is True
     assert c["message.max.bytes"] == 1048588
     assert c["log.segment.bytes"] == 1024**3
-    assert c["offsets.topic.replication.factor"] == 1
+    assert c["offsets.topic.replication.factor"] == 3
+    assert c["auto.leader.rebalance.enable"] is True
+    assert c["leader.imbalance.check.interval.seconds"] == 300
+    assert c["leader.imbalance.per.broker.percentage"] == 10
     assert c["compression.type"] == "producer"
     assert c["log.cleanup.policy"] == ["delete"]
     assert c["process.roles"] == ["broker", "controller"]

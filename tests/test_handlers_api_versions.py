@@ -29,6 +29,7 @@ EXPECTED = {
     22: (0, 5),    # InitProducerId
     32: (1, 4),    # DescribeConfigs
     37: (0, 3),    # CreatePartitions
+    43: (0, 2),    # ElectLeaders
     60: (0, 1),    # DescribeCluster
 }
 

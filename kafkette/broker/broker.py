@@ -88,7 +88,8 @@ class Broker:
                                      self.clock, (host, port), config["broker.rack"],
                                      validate_configs=self._validate_topic_configs,
                                      validate_broker_configs=self._validate_broker_configs,
-                                     session_timeout_ms=config["broker.session.timeout.ms"])
+                                     session_timeout_ms=config["broker.session.timeout.ms"],
+                                     config=lambda: self.config)
         if voters:
             from kafkette.broker.cluster import ClusterMember
             self.cluster = ClusterMember(self, quorum, voters)

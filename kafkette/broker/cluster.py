@@ -10,11 +10,12 @@ voter, like `process.roles=broker,controller` in KRaft).
   partition is offline until it comes back). On SIGTERM a last heartbeat asks to shut
   down (KRaft's controlled shutdown), so the controller fences it at once.
 - Controller-side APIs on the controller listener (the Raft transport's server):
-  BrokerRegistration, BrokerHeartbeat, AllocateProducerIds, and the admin requests
-  forwarded by other brokers. Only the active controller serves them; the others
+  BrokerRegistration, BrokerHeartbeat, AllocateProducerIds, AlterPartition (ISR
+  changes from partition leaders), and the admin requests forwarded by other brokers. Only the active controller serves them; the others
   answer NOT_CONTROLLER and the sender retries against the new leader.
-- Forwarding: CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs and
-  IncrementalAlterConfigs sent to any broker reach the active controller. Kafka
+- Forwarding: CreateTopics, DeleteTopics, CreatePartitions, ElectLeaders,
+  AlterConfigs and IncrementalAlterConfigs sent to any broker reach the active
+  controller. Kafka
   wraps them in an Envelope (KIP-590) carrying the client's principal; kafkette has no
   principals, so it sends the request itself at the client's version and relays the
   response.
@@ -31,12 +32,14 @@ import inspect
 import time
 import uuid
 
+from kafkette.controller.controller import AlterPartitionItem
 from kafkette.errors import ErrorCode, KafkaError, NotControllerError
 from kafkette.logging import get_logger
 from kafkette.protocol.messages import (
     AllocateProducerIdsRequest,
     AllocateProducerIdsResponse,
     AlterConfigsResponse,
+    AlterPartitionResponse,
     BrokerHeartbeatRequest,
     BrokerHeartbeatResponse,
     BrokerRegistrationRequest,
@@ -56,14 +59,14 @@ from kafkette.protocol.messages import (
 log = get_logger("kafkette.cluster")
 
 CREATE_TOPICS, DELETE_TOPICS, ALTER_CONFIGS, CREATE_PARTITIONS = 19, 20, 33, 37
-INCREMENTAL_ALTER_CONFIGS = 44
+ELECT_LEADERS, INCREMENTAL_ALTER_CONFIGS, ALTER_PARTITION = 43, 44, 56
 OFFSET_COMMIT, OFFSET_FETCH, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 8, 9, 11, 12, 13, 14
 DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_DELETE = 15, 42, 47
 # Requests for one group (or a list of groups) that only its coordinator serves.
 GROUP_APIS = frozenset({OFFSET_COMMIT, OFFSET_FETCH, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP,
                         SYNC_GROUP, DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_DELETE})
 FORWARDED_APIS = frozenset({CREATE_TOPICS, DELETE_TOPICS, ALTER_CONFIGS, CREATE_PARTITIONS,
-                            INCREMENTAL_ALTER_CONFIGS})
+                            ELECT_LEADERS, INCREMENTAL_ALTER_CONFIGS})
 # Errors after which a controller RPC is retried against the (new) active controller.
 _RETRY_CODES = {ErrorCode.NOT_CONTROLLER, ErrorCode.REQUEST_TIMED_OUT}
 
@@ -113,6 +116,9 @@ def forwarded_error_response(api_key: int, request, code: int, message: str | No
         return IncrementalAlterConfigsResponse(responses=[
             R(error_code=code, error_message=message, resource_type=r.resource_type,
               resource_name=r.resource_name) for r in request.resources])
+    if api_key == ELECT_LEADERS:
+        from kafkette.broker.handlers.elect_leaders import error_response
+        return error_response(request, code, message)
     raise ValueError(f"api key {api_key} is not forwarded")
 
 
@@ -506,6 +512,7 @@ class ClusterMember:
         server.register(62, 0, 4, self._on_broker_registration)
         server.register(63, 0, 1, self._on_broker_heartbeat)
         server.register(67, 0, 0, self._on_allocate_producer_ids)
+        server.register(ALTER_PARTITION, 0, 3, self._on_alter_partition)
         for api_key in sorted(FORWARDED_APIS):
             spec = self.broker.dispatcher.handlers[api_key]
             server.register(api_key, spec.min_version, spec.max_version,
@@ -564,3 +571,29 @@ class ClusterMember:
         return AllocateProducerIdsResponse(error_code=0, producer_id_start=ids.start,
                                            producer_id_len=len(ids))
 
+    async def _on_alter_partition(self, request, api_version, header):
+        """AlterPartition (key 56, v0-3) from a partition leader: see
+        Controller.alter_partitions. v0-1 name topics, v2+ use topic ids; v3 carries
+        the broker epoch of each new ISR member (KIP-903)."""
+        T = AlterPartitionResponse.TopicData
+        P = AlterPartitionResponse.TopicData.PartitionData
+        per_topic = [(t, [AlterPartitionItem(
+            t.topic_name if api_version < 2 else t.topic_id, p.partition_index,
+            p.leader_epoch, p.partition_epoch,
+            [(m.broker_id, m.broker_epoch) for m in p.new_isr_with_epochs]
+            if api_version >= 3 else list(p.new_isr), p.leader_recovery_state)
+            for p in t.partitions]) for t in request.topics]
+        try:
+            results = iter(await self.broker.controller.alter_partitions(
+                request.broker_id, request.broker_epoch,
+                [item for _, items in per_topic for item in items]))
+        except KafkaError as e:
+            return AlterPartitionResponse(error_code=e.code, topics=[])
+        return AlterPartitionResponse(error_code=0, topics=[
+            T(topic_name=t.topic_name, topic_id=t.topic_id, partitions=[
+                P(partition_index=item.partition, error_code=r.error, leader_id=r.leader_id,
+                  leader_epoch=r.leader_epoch, isr=list(r.isr),
+                  leader_recovery_state=r.leader_recovery_state,
+                  partition_epoch=r.partition_epoch)
+                for item, r in zip(items, results)])
+            for t, items in per_topic])

@@ -13,6 +13,8 @@ durable-log issue; until then the topic only grows, by one small record per comm
 """
 from __future__ import annotations
 
+import weakref
+
 from kafkette.controller.quorum import run_now
 from kafkette.coordinator.group_coordinator import offsets_partition_for
 from kafkette.errors import KafkaError, TopicAlreadyExistsError
@@ -62,13 +64,26 @@ class LogOffsetStore:
                                                              epoch, timeout_ms)
 
 
+# Broker -> the (wanted, capped) replication factors last warned about, so that the
+# FindCoordinator retries of clients while the topic is being created warn once.
+_capped_warned: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def offsets_topic_spec(broker) -> tuple[int, int, dict[str, str]]:
-    """(partitions, replication factor, configs) of `__consumer_offsets`. Kafka caps
-    the replication factor at the live brokers too (it refuses below
-    offsets.topic.replication.factor only in strict mode)."""
+    """(partitions, replication factor, configs) of `__consumer_offsets`. The
+    replication factor is offsets.topic.replication.factor (Kafka's 3) capped at the
+    live brokers, with a warning when capped, so that one node or two work out of the
+    box. Kafka refuses instead: the topic is not created (and groups cannot work)
+    until that many brokers are up."""
     cfg = broker.config
-    rf = min(cfg["offsets.topic.replication.factor"], len(broker.controller.live_brokers()))
-    return (cfg["offsets.topic.num.partitions"], max(rf, 1),
+    wanted = cfg["offsets.topic.replication.factor"]
+    rf = max(min(wanted, len(broker.controller.live_brokers())), 1)
+    if rf < wanted and _capped_warned.get(broker) != (wanted, rf):
+        _capped_warned[broker] = (wanted, rf)
+        log.warning("offsets topic replication factor capped at the live brokers",
+                    topic=OFFSETS_TOPIC, offsets_topic_replication_factor=wanted,
+                    replication_factor=rf)
+    return (cfg["offsets.topic.num.partitions"], rf,
             {"cleanup.policy": "compact",
              "segment.bytes": str(cfg["offsets.topic.segment.bytes"])})
 

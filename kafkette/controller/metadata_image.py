@@ -33,6 +33,11 @@ class BrokerImage:
     epoch: int = -1
 
 
+# KIP-704 leader recovery state: RECOVERING after an unclean election until the new
+# leader says (AlterPartition) that it has recovered; the ISR may not grow meanwhile.
+RECOVERED, RECOVERING = 0, 1
+
+
 @dataclass(frozen=True)
 class PartitionImage:
     partition: int
@@ -40,7 +45,17 @@ class PartitionImage:
     leader_epoch: int
     replicas: tuple[int, ...]
     isr: tuple[int, ...]
+    # Bumped by every PartitionChangeRecord; AlterPartition carries the epoch it was
+    # based on (INVALID_UPDATE_VERSION when stale), as KRaft.
     partition_epoch: int = 0
+    # KIP-966 eligible leader replicas: replicas that left the ISR while it was below
+    # min.insync.replicas (so the high watermark could not move past what they have)
+    # and may be elected when the ISR is empty. last_known_elr holds the last leader
+    # once the ISR went empty (Kafka 4.x's "last known leader"), elected only when ISR
+    # and ELR are both empty.
+    elr: tuple[int, ...] = ()
+    last_known_elr: tuple[int, ...] = ()
+    leader_recovery_state: int = RECOVERED
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,9 @@ def image_to_records(image: MetadataImage) -> list[dict]:
             out.append({"type": "PartitionRecord", "topic_id": str(t.topic_id),
                         "partition": p.partition, "leader": p.leader,
                         "leader_epoch": p.leader_epoch, "replicas": list(p.replicas),
-                        "isr": list(p.isr), "partition_epoch": p.partition_epoch})
+                        "isr": list(p.isr), "partition_epoch": p.partition_epoch,
+                        "elr": list(p.elr), "last_known_elr": list(p.last_known_elr),
+                        "leader_recovery_state": p.leader_recovery_state})
         for k, v in t.configs.items():
             out.append({"type": "ConfigRecord", "resource_type": "topic",
                         "resource_name": t.name, "name": k, "value": v})
@@ -115,8 +132,9 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             if b is not None:
                 brokers[b.node_id] = replace(b, fenced=kind == "FenceBrokerRecord")
         elif kind == "PartitionChangeRecord":
-            # Leader and/or ISR change of an existing partition (KRaft: only the changed
-            # fields are present; leader_epoch is bumped by the controller).
+            # Leader, ISR and/or ELR change of an existing partition (KRaft: only the
+            # changed fields are present; the controller writes the bumped leader_epoch
+            # with a leader change, KRaft's replay bumps it itself).
             name = by_id.get(uuid.UUID(rec["topic_id"]))
             t = topics.get(name) if name is not None else None
             if t is None or rec["partition"] not in t.partitions:
@@ -128,6 +146,10 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
                 leader_epoch=rec.get("leader_epoch", old.leader_epoch),
                 isr=tuple(rec.get("isr", old.isr)),
                 replicas=tuple(rec.get("replicas", old.replicas)),
+                elr=tuple(rec.get("elr", old.elr)),
+                last_known_elr=tuple(rec.get("last_known_elr", old.last_known_elr)),
+                leader_recovery_state=rec.get("leader_recovery_state",
+                                              old.leader_recovery_state),
                 partition_epoch=old.partition_epoch + 1)
             topics[name] = replace(t, partitions=MappingProxyType(parts))
         elif kind == "ClusterIdRecord":
@@ -145,7 +167,9 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             parts = dict(t.partitions)
             parts[rec["partition"]] = PartitionImage(
                 rec["partition"], rec["leader"], rec["leader_epoch"], tuple(rec["replicas"]),
-                tuple(rec["isr"]), rec.get("partition_epoch", 0))
+                tuple(rec["isr"]), rec.get("partition_epoch", 0),
+                tuple(rec.get("elr", ())), tuple(rec.get("last_known_elr", ())),
+                rec.get("leader_recovery_state", RECOVERED))
             topics[name] = replace(t, partitions=MappingProxyType(parts))
         elif kind == "ConfigRecord" and rec["resource_type"] == "broker":
             cfg = dict(broker_configs.get(rec["resource_name"], {}))

@@ -3,7 +3,9 @@
 Fewer or equal partitions → INVALID_PARTITIONS; unknown topic →
 UNKNOWN_TOPIC_OR_PARTITION; validate_only creates nothing. Every topic of the
 request gets a result (Tansu once answered with an empty list and broke clients).
-Manual assignments are not honoured yet: new partitions are placed round-robin.
+New partitions are placed rack-aware by the controller, or as the request's
+assignments say (one per new partition, each checked as CreateTopics' manual
+assignments: INVALID_REPLICA_ASSIGNMENT).
 """
 from collections import Counter
 
@@ -26,7 +28,9 @@ async def handle(ctx, request):
             if counts[t.name] > 1:
                 raise KafkaError(f"Duplicate topic {t.name} in the request",
                                  ErrorCode.INVALID_REQUEST)
-            await controller.create_partitions(t.name, t.count,
+            assignments = (None if t.assignments is None
+                           else [a.broker_ids for a in t.assignments])
+            await controller.create_partitions(t.name, t.count, assignments=assignments,
                                                validate_only=request.validate_only)
         except KafkaError as e:
             res.error_code, res.error_message = error_of(e)

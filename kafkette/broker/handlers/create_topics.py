@@ -10,7 +10,9 @@ factor and every effective config of the topic.
 The topic is usable as soon as the response is sent: the controller commits the
 records and the replica manager creates the logs before this returns (some brokers
 answer first, and clients then see UNKNOWN_TOPIC_OR_PARTITION: rskafka #150).
-Manual replica assignments are accepted when they name live brokers.
+Replicas are placed rack-aware by the controller; manual replica assignments are
+checked there as KRaft does (INVALID_REPLICA_ASSIGNMENT, and INVALID_REQUEST when
+num_partitions or replication_factor is not -1 beside them).
 """
 from collections import Counter
 
@@ -25,26 +27,6 @@ from kafkette.protocol.messages import CreateTopicsResponse
 log = get_logger("kafkette.create_topics")
 Result = CreateTopicsResponse.CreatableTopicResult
 ConfigResult = CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs
-
-
-def _check_assignments(t, live) -> tuple[int, int]:
-    if t.num_partitions != -1 or t.replication_factor != -1:
-        raise KafkaError("Both numPartitions or replicationFactor and replicasAssignments "
-                         "were set. Both cannot be used at the same time.",
-                         ErrorCode.INVALID_REQUEST)
-    rfs = {len(a.broker_ids) for a in t.assignments}
-    indexes = sorted(a.partition_index for a in t.assignments)
-    if indexes != list(range(len(indexes))):
-        raise KafkaError("Partitions should be 0-based and consecutive.",
-                         ErrorCode.INVALID_REPLICA_ASSIGNMENT)
-    if len(rfs) != 1 or 0 in rfs:
-        raise KafkaError("All partitions should have the same number of replicas.",
-                         ErrorCode.INVALID_REPLICA_ASSIGNMENT)
-    for a in t.assignments:
-        if len(set(a.broker_ids)) != len(a.broker_ids) or not set(a.broker_ids) <= set(live):
-            raise KafkaError(f"Invalid replica assignment {a.broker_ids}: brokers must be "
-                             f"distinct and live ({live}).", ErrorCode.INVALID_REPLICA_ASSIGNMENT)
-    return len(indexes), rfs.pop()
 
 
 @handler(19, 2, 7)
@@ -62,13 +44,14 @@ async def handle(ctx, request):
                                  f"contains multiple entries for the following topics: {t.name}",
                                  ErrorCode.INVALID_REQUEST)
             num_partitions, rf = t.num_partitions, t.replication_factor
-            if t.assignments:
-                num_partitions, rf = _check_assignments(t, controller.live_brokers())
             configs = {c.name: c.value for c in t.configs}
             await controller.create_topic(
                 t.name, num_partitions, rf, configs, validate_only=request.validate_only,
                 default_partitions=broker.config["num.partitions"],
-                default_replication_factor=broker.config["default.replication.factor"])
+                default_replication_factor=broker.config["default.replication.factor"],
+                assignments=[(a.partition_index, a.broker_ids) for a in t.assignments])
+            if t.assignments:
+                num_partitions, rf = len(t.assignments), len(t.assignments[0].broker_ids)
             if num_partitions == -1:
                 num_partitions = broker.config["num.partitions"]
             if rf == -1:
