@@ -157,3 +157,24 @@ def test_new_leader_epoch_resets_follower_state(tmp_path):
     assert all(f.log_end_offset == -1 for f in part.followers.values())
     part.append_as_leader(batch(1), 1, NOW)
     assert part.high_watermark == 2  # kept, and waits for the followers again
+
+
+def test_high_watermark_holds_while_the_isr_is_below_min_isr(tmp_path):
+    # KIP-966: with one in-sync replica and min.insync.replicas 2, an acks=1 write is
+    # appended but not committed; it is once a second replica is back in the ISR.
+    part = leader(tmp_path, isr=(1,), min_isr=2)
+    part.append_as_leader(batch(3), 1, NOW)
+    assert part.high_watermark == 0
+    part.update_follower_fetch(2, 3, NOW)
+    part.isr_change_done(0, 1, (1, 2))
+    assert part.high_watermark == 3
+
+
+def test_unclean_leader_first_reports_its_recovery(tmp_path):
+    plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
+    part = Partition("t", 0, plog, node_id=1)
+    part.apply_metadata(1, 3, 0, (1, 2, 3), (1,), NOW, leader_recovery_state=1)
+    part.update_follower_fetch(2, 0, NOW)
+    assert part.isr_to_expand() == (1,)  # recovered, alone, before anyone joins
+    part.apply_metadata(1, 3, 1, (1, 2, 3), (1,), NOW, leader_recovery_state=0)
+    assert part.isr_to_expand() == (1, 2)

@@ -292,7 +292,10 @@ class ClusterMember:
                     broker_id=self.broker.node_id, broker_epoch=self.broker_epoch,
                     topics=[T(topic_id=t.topic_id, partitions=[T.PartitionData(
                         partition_index=part.index, leader_epoch=part.leader_epoch,
-                        new_isr_with_epochs=members, leader_recovery_state=0,
+                        new_isr_with_epochs=members,
+                        # An unclean leader recovers by saying so (RECOVERED = 0) with an
+                        # ISR of itself, before the ISR may grow (KIP-704).
+                        leader_recovery_state=0,
                         partition_epoch=part.partition_epoch)])])
                 resp = await self.controller_rpc(req, 3)
                 code = resp.error_code
@@ -499,6 +502,9 @@ class ClusterMember:
             await asyncio.sleep(0.25)
             try:
                 await controller.check_sessions()
+                # Preferred leaders back (auto.leader.rebalance.enable): at most once per
+                # leader.imbalance.check.interval.seconds, a no-op off the active controller.
+                await controller.check_leader_balance()
             except asyncio.CancelledError:
                 raise
             except NotControllerError:

@@ -79,6 +79,9 @@ class Partition:
         # once it has reached it (Kafka: leaderEpochStartOffsetOpt).
         self.leader_epoch_start_offset = -1
         self.high_watermark = max(log.log_start_offset, min(high_watermark, log.log_end_offset))
+        # KIP-704: 1 (RECOVERING) after an unclean election, until this leader tells the
+        # controller it has recovered.
+        self.leader_recovery_state = 0
 
     def __repr__(self) -> str:
         return (f"Partition({self.topic}-{self.index}, {self.role}, leader={self.leader}, "
@@ -107,10 +110,11 @@ class Partition:
 
     # -- metadata ---------------------------------------------------------------------
     def apply_metadata(self, leader: int, leader_epoch: int, partition_epoch: int,
-                       replicas, isr, now_ms: int) -> str | None:
+                       replicas, isr, now_ms: int, leader_recovery_state: int = 0) -> str | None:
         """Take the partition's state from the metadata image. Returns LEADER or
         FOLLOWER when this broker's role (or the leader epoch) changed, else None."""
         replicas, isr = tuple(replicas), tuple(isr)
+        self.leader_recovery_state = leader_recovery_state
         new_epoch = leader_epoch != self.leader_epoch
         role = LEADER if leader == self.node_id else FOLLOWER
         changed = new_epoch or role != self.role or leader != self.leader
@@ -200,6 +204,11 @@ class Partition:
         (maximal) ISR. Returns True when it moved."""
         if self.role != LEADER:
             return False
+        # KIP-966 (on by default in Kafka 4.1): the high watermark holds while the ISR
+        # is below min.insync.replicas, so that every committed record is on at least
+        # min.insync.replicas replicas, which the controller's ELR relies on.
+        if len(self.maximal_isr) < self.log.config.min_insync_replicas:
+            return False
         new_hw = self.log.log_end_offset
         for r in self.maximal_isr:
             if r == self.node_id:
@@ -250,9 +259,13 @@ class Partition:
         return self.maybe_increment_high_watermark()
 
     def isr_to_expand(self) -> tuple[int, ...] | None:
-        """The ISR with a caught-up follower added, or None (Kafka's maybeExpandIsr)."""
+        """The ISR with a caught-up follower added, or None (Kafka's maybeExpandIsr).
+        A leader still RECOVERING after an unclean election first proposes its ISR of
+        one as recovered (KIP-704)."""
         if self.role != LEADER or self.pending_isr is not None:
             return None
+        if self.leader_recovery_state == 1:
+            return (self.node_id,)
         for r, f in self.followers.items():
             if r in self.isr or r not in self.replicas:
                 continue

@@ -201,7 +201,8 @@ class ReplicaManager:
                 else:
                     part.log.config = lc
                 changed = part.apply_metadata(pi.leader, pi.leader_epoch, pi.partition_epoch,
-                                              pi.replicas, pi.isr, now)
+                                              pi.replicas, pi.isr, now,
+                                              pi.leader_recovery_state)
                 if changed is not None:
                     self._on_role_change(part)
                 elif part.is_leader and part.maybe_increment_high_watermark():

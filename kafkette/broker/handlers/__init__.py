@@ -11,6 +11,7 @@ from kafkette.broker.handlers import (  # noqa: F401
     describe_configs,
     describe_groups,
     describe_log_dirs,
+    describe_topic_partitions,
     elect_leaders,
     fetch,
     find_coordinator,
@@ -25,6 +26,7 @@ from kafkette.broker.handlers import (  # noqa: F401
     offset_commit,
     offset_delete,
     offset_fetch,
+    offset_for_leader_epoch,
     produce,
     sync_group,
 )
