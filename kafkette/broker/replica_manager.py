@@ -335,9 +335,9 @@ class ReplicaManager:
         if total >= params.min_bytes or params.max_wait_ms <= 0 or not partitions \
                 or any(r.error or r.diverging_epoch for r in results):
             return results
-        return self._delayed_fetch(params, partitions)
+        return self._delayed_fetch(params, partitions, [r.high_watermark for r in results])
 
-    async def _delayed_fetch(self, params, partitions):
+    async def _delayed_fetch(self, params, partitions, first_hws):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + params.max_wait_ms / 1000
         keys = [(p.topic, p.partition) for p in partitions if p.topic is not None]
@@ -347,6 +347,12 @@ class ReplicaManager:
             results, total = self._read_all(params, partitions)
             last[:] = [results]
             if total >= params.min_bytes or any(r.error or r.diverging_epoch for r in results):
+                return results
+            if params.from_follower and [r.high_watermark for r in results] != first_hws:
+                # A follower learns a new high watermark at once instead of at the end
+                # of its long poll: a follower that becomes leader then exposes (and
+                # keeps) everything that was acknowledged, even when the ISR left is
+                # below min.insync.replicas and its high watermark cannot move (KIP-966).
                 return results
             return None
 
