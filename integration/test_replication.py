@@ -24,12 +24,13 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition as CkTopicPartition
 
-from itutil import record_timings, unique_topic, wait_until
+from itutil import build_record_batch, record_timings, unique_topic, wait_until
 from kafkette.chaos.replica_logs import replica_logs
 
 pytestmark = pytest.mark.timeout(240)
 
 LAG_MS = 3000
+NOT_ENOUGH_REPLICAS = 19
 RACK_AWARE = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 
 
@@ -289,3 +290,73 @@ def test_group_offsets_survive_the_coordinators_broker(cluster):
         c.close()
         cluster.node(coordinator).start()
     whole(cluster)
+
+
+def test_unreplicated_tail_of_an_old_leader_is_truncated(cluster):
+    """RF 2, min.insync.replicas 2 on the two nodes that are not the controller. The
+    follower stops: the ISR shrinks to the leader, acks=all is refused
+    (NOT_ENOUGH_REPLICAS) and the high watermark stops, while acks=1 records still go to
+    the leader's log (its unreplicated tail). Then the leader stops and the follower
+    returns: it is elected from the ELR (KIP-966), and when the old leader comes back it
+    truncates the tail it alone had and follows."""
+    from kafkette.protocol.messages import CreateTopicsRequest
+    whole(cluster)
+    controller = cluster.controller_id()
+    a, b = [n.node_id for n in cluster.brokers if n.node_id != controller]
+    topic = unique_topic("tail")
+    T = CreateTopicsRequest.CreatableTopic
+    r = cluster.request(CreateTopicsRequest(topics=[T(
+        name=topic, num_partitions=-1, replication_factor=-1,
+        assignments=[T.CreatableReplicaAssignment(partition_index=0, broker_ids=[a, b])],
+        configs=[T.CreatableTopicConfig(name="min.insync.replicas", value="2")])],
+        timeout_ms=10000, validate_only=False), 5)
+    assert r.topics[0].error_code == 0, r
+    wait_until(lambda: cluster.partition_states(topic).get(0) is not None and
+               len(cluster.partition_states(topic)[0].isr) == 2, 30)
+    leader, follower = a, b
+    p = producer(cluster)
+    for i in range(20):
+        p.produce(topic, value=b"committed-%d" % i, partition=0)
+    assert p.flush(30) == 0
+    committed_end = cluster.list_offsets(topic)[0]
+    assert committed_end == 20
+
+    cluster.node(follower).pause()
+    try:
+        wait_until(lambda: cluster.partition_states(topic)[0].isr == (leader,), 30,
+                   message="the stopped follower leaves the ISR")
+        # acks=all is refused before appending (librdkafka would retry it until its
+        # message timeout; a raw Produce shows the broker's answer).
+        from kafkette.protocol.messages import ProduceRequest
+        TD = ProduceRequest.TopicProduceData
+        answer = cluster.request(ProduceRequest(transactional_id=None, acks=-1, timeout_ms=5000,
+                                                topic_data=[TD(name=topic, partition_data=[
+                                                    TD.PartitionProduceData(
+                                                        index=0, records=build_record_batch(
+                                                            [(None, b"refused")]))])]),
+                                 9, via=leader)
+        assert answer.responses[0].partition_responses[0].error_code == NOT_ENOUGH_REPLICAS
+        p1 = Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": 1,
+                       "enable.idempotence": False})
+        for i in range(10):
+            p1.produce(topic, value=b"tail-%d" % i, partition=0)
+        assert p1.flush(30) == 0
+        assert cluster.list_offsets(topic)[0] == committed_end, "the high watermark moved"
+        cluster.node(leader).pause()
+    finally:
+        cluster.node(follower).resume()
+    try:
+        wait_until(lambda: cluster.partition_states(topic, via=follower)[0].leader == follower,
+                   30, message="the follower is elected from the ELR")
+    finally:
+        cluster.node(leader).resume()
+    # The old leader truncates its tail and follows; the ISR is whole again.
+    wait_until(lambda: len(cluster.partition_states(topic)[0].isr) == 2, 60,
+               message="the old leader rejoins the ISR")
+    got = [v for _, v in read_partition(cluster, topic, 0, committed_end)]
+    assert [v for v in got if v.startswith(b"committed-")] == [b"committed-%d" % i
+                                                              for i in range(20)]
+    assert not [v for v in got if v.startswith(b"tail-")]
+    logs = replica_logs({n.node_id: n.data_dir for n in cluster.brokers}, topic, [0])[0]
+    ends = {n: (bs[-1].last_offset + 1 if bs else 0) for n, bs in logs.items()}
+    assert ends[leader] == ends[follower], ends
