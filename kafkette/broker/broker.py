@@ -260,5 +260,9 @@ class Broker:
         self.replica_manager.close()
         self.log_manager.flush_all()
         self.log_manager.close_all()
+        if self.cluster is not None and self.cluster.broker_epoch >= 0:
+            # Only now, with every log flushed and closed, is the shutdown clean (KIP-966).
+            from kafkette.broker.cluster import write_clean_shutdown_epoch
+            write_clean_shutdown_epoch(self.data_dir, self.cluster.broker_epoch)
         self.controller.close()
         log.info("broker stopped", node_id=self.node_id)

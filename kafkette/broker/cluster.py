@@ -75,6 +75,41 @@ class ControllerUnavailable(Exception):
     pass
 
 
+# Kafka's name for the file (KIP-966), in the data directory, with the same JSON.
+CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+
+
+def _take_clean_shutdown_epoch(data_dir) -> int:
+    """The broker epoch the last clean shutdown left, removing the file (so that a
+    crash from now on is seen as one); -1 when there is none."""
+    import json
+    import os
+    path = os.path.join(str(data_dir), CLEAN_SHUTDOWN_FILE)
+    try:
+        with open(path) as f:
+            epoch = int(json.load(f).get("broker_epoch", -1))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return -1
+    try:
+        os.unlink(path)
+        from kafkette.log.fsutil import fsync_path
+        fsync_path(str(data_dir))
+    except OSError:
+        pass
+    return epoch
+
+
+def write_clean_shutdown_epoch(data_dir, broker_epoch: int) -> None:
+    import json
+    import os
+    from kafkette.log.fsutil import write_file_atomically
+    try:
+        write_file_atomically(os.path.join(str(data_dir), CLEAN_SHUTDOWN_FILE),
+                              json.dumps({"version": 0, "broker_epoch": broker_epoch}).encode())
+    except OSError as e:
+        log.warning("clean shutdown file not written", error=str(e))
+
+
 class _Header:
     """A request header for handlers run on behalf of a forwarding broker."""
 
@@ -148,6 +183,10 @@ class ClusterMember:
         # Set once a heartbeat answer says this broker has caught up with the metadata
         # log: only then do the client listeners open (as a KRaft broker waits).
         self.caught_up = asyncio.Event()
+        # KIP-966: the broker epoch of the last clean shutdown (-1 after a crash), which
+        # the registration carries so that the controller can tell an unclean restart
+        # (whose unflushed tail may be gone) and keep such a broker out of the ELR.
+        self.previous_broker_epoch = _take_clean_shutdown_epoch(broker.data_dir)
         # Followers fetch from their leaders' client listeners (broker/replica_fetcher.py);
         # leaders send their ISR changes to the active controller.
         from kafkette.broker.replica_fetcher import ReplicaFetcherManager
@@ -466,8 +505,8 @@ class ClusterMember:
             broker_id=b.node_id, cluster_id=b.static_config["cluster.id"] or "",
             incarnation_id=self._incarnation, listeners=listeners, features=[],
             rack=b.static_config["broker.rack"], is_migrating_zk_broker=False,
-            log_dirs=[], previous_broker_epoch=-1)
-        resp = await self.controller_rpc(req, 0)
+            log_dirs=[], previous_broker_epoch=self.previous_broker_epoch)
+        resp = await self.controller_rpc(req, 3)
         if resp.error_code:
             raise KafkaError("broker registration refused", ErrorCode(resp.error_code))
         self.broker_epoch = resp.broker_epoch
@@ -543,7 +582,8 @@ class ClusterMember:
         try:
             epoch = await controller.register_broker(
                 request.broker_id, listener.host, listener.port, request.rack,
-                request.cluster_id or None)
+                request.cluster_id or None,
+                previous_broker_epoch=request.previous_broker_epoch if api_version >= 3 else None)
         except KafkaError as e:
             return BrokerRegistrationResponse(error_code=e.code)
         return BrokerRegistrationResponse(error_code=0, broker_epoch=epoch)
