@@ -118,6 +118,7 @@ def test_topics_create_list_describe_delete(bootstrap):
     assert [p["partition"] for p in d["partitions"]] == [0, 1, 2]
     for p in d["partitions"]:
         assert p["leader"] >= 0 and p["replicas"] == [p["leader"]] and p["isr"] == [p["leader"]]
+        assert p["leader_epoch"] == 0 and p["offline"] == []
     # only the overrides, not every default
     assert d["configs"] == {"cleanup.policy": "compact", "retention.ms": "123456"}
 
@@ -125,7 +126,8 @@ def test_topics_create_list_describe_delete(bootstrap):
     first, _, table = text.partition("\n")
     assert first.startswith(f"Topic: {t}\t") and "PartitionCount: 3" in first
     assert "cleanup.policy=compact" in first and "retention.ms=123456" in first
-    assert_aligned(table, ["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"])
+    assert_aligned(table, ["TOPIC", "PARTITION", "LEADER", "LEADER_EPOCH", "REPLICAS", "ISR",
+                           "OFFLINE"])
     assert len(table.splitlines()) == 4
 
     r = kcli("topics", "create", "--bootstrap-server", bootstrap, "--topic", t,

@@ -95,7 +95,9 @@ def _describe(admin: AdminClient, args) -> int:
             "replication_factor": len(parts[0].replica_nodes) if parts else 0,
             "configs": configs.get(t.name, {}),
             "partitions": [{"partition": p.partition_index, "leader": p.leader_id,
-                            "replicas": list(p.replica_nodes), "isr": list(p.isr_nodes)}
+                            "leader_epoch": p.leader_epoch,
+                            "replicas": list(p.replica_nodes), "isr": list(p.isr_nodes),
+                            "offline": list(p.offline_replicas or [])}
                            for p in parts],
         })
     if args.json:
@@ -107,11 +109,13 @@ def _describe(admin: AdminClient, args) -> int:
         head = (f"Topic: {t['topic']}\tTopicId: {t['topic_id']}\t"
                 f"PartitionCount: {t['partition_count']}\t"
                 f"ReplicationFactor: {t['replication_factor']}\tConfigs: {cfg}")
-        rows = [[t["topic"], p["partition"], p["leader"],
-                 ",".join(map(str, p["replicas"])), ",".join(map(str, p["isr"]))]
+        rows = [[t["topic"], p["partition"], p["leader"], p["leader_epoch"],
+                 ",".join(map(str, p["replicas"])), ",".join(map(str, p["isr"])),
+                 ",".join(map(str, p["offline"])) or "-"]
                 for p in t["partitions"]]
         blocks.append(head + "\n" + format_table(
-            ["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"], rows))
+            ["TOPIC", "PARTITION", "LEADER", "LEADER_EPOCH", "REPLICAS", "ISR", "OFFLINE"],
+            rows))
     print("\n\n".join(blocks))
     return 0
 
