@@ -71,7 +71,7 @@ class Dispatcher:
         self.handlers: dict[int, HandlerSpec] = load_handlers()
         self.metrics = broker.metrics
 
-    # --- metrics: count and time every request, awaited handlers included ---
+    # Every request is counted and timed, awaited handlers included (broker/metrics.py).
     def handle(self, frame, client_host: str = "", listener: str = "PLAINTEXT"):
         t0 = perf_counter()
         result = self._dispatch(frame, client_host, listener)
@@ -85,7 +85,6 @@ class Dispatcher:
             return await awaitable
         finally:
             self.metrics.record_request(api_key, perf_counter() - t0)
-    # --- end metrics ---
 
     def _dispatch(self, frame, client_host: str, listener: str):
         api_key, api_version, correlation_id = peek_header(frame)
@@ -124,13 +123,12 @@ class Dispatcher:
             # Cluster: admin requests go to the active controller, group requests to
             # the group's coordinator (broker/cluster.py).
             handle = cluster.handler_for(api_key, spec.handle)
-        # --- faults: injected errors / latency / unavailable leaders (broker/faults.py) ---
+        # Injected errors, latency and unavailable leaders for fault tests (broker/faults.py).
         faults = getattr(self.broker, "faults", None)
         if faults is not None and faults.active:
             result = apply_faults(faults, ctx, api_key, request, handle)
         else:
             result = handle(ctx, request)
-        # --- end faults ---
         if result is None:
             return None
         if inspect.isawaitable(result):

@@ -91,7 +91,7 @@ class LogConfig:
     file_delete_delay_ms: int = 60000  # file.delete.delay.ms
     # min.insync.replicas: checked by the replica manager for acks=all produces.
     min_insync_replicas: int = 1
-    # --- configs issue: timestamp windows checked per batch in append() (KIP-937).
+    # Timestamp windows checked per batch in append() (KIP-937).
     message_timestamp_before_max_ms: int = _LONG_MAX  # message.timestamp.before.max.ms
     message_timestamp_after_max_ms: int = 3600000  # message.timestamp.after.max.ms (Kafka 4.0: 1 h)
 
@@ -268,11 +268,10 @@ class PartitionLog:
         stored_log_start = _read_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE))
         recovery_point = _read_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE)) or 0
 
-        # --- compaction --- finish a committed cleaner swap (.swap files) or roll back
+        # Finish a committed cleaner swap (.swap files) or roll back
         # an uncommitted one (.cleaned files) before looking at the segments.
         from kafkette.log.cleaner import recover_interrupted_swap
         recover_interrupted_swap(self.dir)
-        # --- end compaction ---
         bases = self._discover_segments()
         segments: list[LogSegment] = []
         try:
@@ -320,10 +319,9 @@ class PartitionLog:
             _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), lso)
         self._recovery_point = min(recovery_point, self._leo)
         self._last_flush_ms = now
-        # --- producer state --- (KIP-98): newest snapshot + batch headers after it
+        # Idempotent producers (KIP-98): the newest snapshot + the batch headers after it.
         self.producer_state = ProducerStateManager(self.dir, f"{self.topic}-{self.partition}")
         self.producer_state.load(self.segments, self._leo)
-        # --- end producer state ---
         self.leader_epoch_cache = self._load_leader_epochs()
         self._closed = False
 
@@ -410,14 +408,14 @@ class PartitionLog:
         config = self.config
         max_message_bytes = config.max_message_bytes
         log_append_time = config.message_timestamp_type == "LogAppendTime"
-        # --- configs issue: KIP-937 timestamp windows (CreateTime topics only).
+        # KIP-937 timestamp windows (CreateTime topics only).
         ts_low = now_ms - config.message_timestamp_before_max_ms
         ts_high = now_ms + config.message_timestamp_after_max_ms
         stamp = rec.stamp_batch
         base_offset = offset = self._leo
         messages = 0
         metas: list[tuple[int, int, int, int]] = []
-        pending = None  # --- producer state ---: per producer id, applied after the write
+        pending = None  # producer state per producer id, applied after the write
         # One pass: validate (iter_batches: length, magic, CRC), check size and offset
         # range, stamp. A later invalid batch raises after earlier ones were stamped;
         # harmless, the buffer is the request's and nothing has been written yet.
@@ -433,7 +431,7 @@ class PartitionLog:
                 raise InvalidRecordError(
                     f"record batch count {count} inconsistent with last offset delta {h.last_offset_delta}")
             last = offset + h.last_offset_delta
-            # --- configs issue: message.timestamp.before/after.max.ms (KIP-937). Kafka's
+            # message.timestamp.before/after.max.ms (KIP-937). Kafka's
             # LogValidator checks every record's timestamp; we check the header's base
             # (first record's) and max timestamps, so a record older than the first one
             # of its batch can pass the "before" bound.
@@ -445,8 +443,7 @@ class PartitionLog:
                     f"Timestamp {bad} of message with offset {offset} is out of range. The "
                     f"timestamp should be within [{ts_low}, {ts_high}]",
                     code=ErrorCode.INVALID_TIMESTAMP)
-            # --- end configs issue
-            # --- producer state --- idempotence checks on header fields, before stamping
+            # Idempotence checks on header fields, before stamping (KIP-98).
             if h.producer_id >= 0:
                 if pending is None:
                     pending = {}
@@ -457,7 +454,6 @@ class PartitionLog:
                     # the original offsets (Kafka: UnifiedLog.append, maybeDuplicate).
                     return AppendResult(dup.first_offset, dup.last_offset,
                                         dup.timestamp if log_append_time else -1, self._log_start_offset)
-            # --- end producer state ---
             stamp(mv, pos, offset, partition_leader_epoch)
             if log_append_time:
                 rec.stamp_log_append_time(mv, pos, pos + size, now_ms)
@@ -485,7 +481,7 @@ class PartitionLog:
             self._roll(now_ms)
         self.segments[-1].append(mv, metas, config.index_interval_bytes, now_ms)
         self._leo = offset
-        if pending:  # --- producer state --- (before any flush snapshots it)
+        if pending:  # before any flush snapshots the producer state
             self.producer_state.apply(pending)
         self._size += total
         self._unflushed_messages += messages
@@ -513,7 +509,7 @@ class PartitionLog:
         """New active segment at the log end, or at `base_offset` (> the log end: a
         follower's next batch after a gap in a compacted leader log, as Kafka rolls at
         the incoming batch's offset), which then becomes the log end."""
-        self.producer_state.take_snapshot(self._leo)  # --- producer state --- (Kafka: on roll)
+        self.producer_state.take_snapshot(self._leo)  # as Kafka, on every roll
         self.segments[-1].on_roll()
         base = self._leo if base_offset is None else max(base_offset, self._leo)
         seg = LogSegment.create(self.dir, base, self.config.index_interval_bytes)
@@ -898,7 +894,7 @@ class PartitionLog:
         if self._recovery_point != self._leo:
             self._recovery_point = self._leo
             _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
-        self.producer_state.take_snapshot(self._leo)  # --- producer state ---
+        self.producer_state.take_snapshot(self._leo)
         self._unflushed_messages = 0
         self._last_flush_ms = self._clock.time_ms() if now_ms is None else now_ms
 
@@ -919,7 +915,7 @@ class PartitionLog:
         try:
             if clean:
                 self.flush()
-                self.producer_state.take_snapshot(self._leo, fsync=True)  # --- producer state ---
+                self.producer_state.take_snapshot(self._leo, fsync=True)
         finally:
             for seg in self.segments:
                 seg.close()
@@ -940,7 +936,6 @@ class PartitionLog:
         if self._closed:
             return 0
         return self.producer_state.remove_expired(now_ms, expiration_ms)
-    # --- end producer state ---------------------------------------------------------------
 
     # --- retention ----------------------------------------------------------------------
     # Mechanics only; the policies (retention.ms, retention.bytes, log start offset) are
@@ -1080,4 +1075,3 @@ class PartitionLog:
         self._bases = [s.base_offset for s in segs]
         self._size = sum(s.size for s in segs)
         return True
-    # --- end compaction -----------------------------------------------------------------

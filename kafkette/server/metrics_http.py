@@ -104,7 +104,7 @@ class MetricsHttpServer:
         finally:
             writer.close()
 
-    # --- faults: admin endpoints (kafkette.broker.faults) ---
+    # Admin endpoints of the fault injector (kafkette.broker.faults), for fault tests.
     def _injector(self):
         return self._faults_fn() if self._faults_fn is not None else None
 
@@ -149,7 +149,6 @@ class MetricsHttpServer:
             await reply(200, result if isinstance(result, dict) else {"id": result})
         else:
             await reply(405, {"error": "GET, POST or DELETE /faults; DELETE /faults/<id>"})
-    # --- end faults ---
 
     @staticmethod
     async def _reply(writer, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",

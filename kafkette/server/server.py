@@ -76,7 +76,7 @@ class KafkaServer:
             # Replay committed offsets and groups now rather than on the first group
             # request, so that offset expiry and session timers run from the start.
             self.broker.group_coordinator_ready()
-        # --- metrics: GET /metrics and /healthz when metrics.listener is set ---
+        # GET /metrics and /healthz when metrics.listener is set.
         # Up before the Kafka listeners accept: once a client gets an answer, the
         # admin endpoint (/faults) answers too (tests wait on the Kafka port).
         if self.config["metrics.listener"]:
@@ -85,7 +85,6 @@ class KafkaServer:
                 lambda: self.broker is not None and not self._stopping,
                 faults_fn=lambda: self.broker.faults)
             await self.metrics_http.start(self.config["metrics.listener"])
-        # --- end metrics ---
         self.dispatcher = self.broker.dispatcher
         for lst, sock in self._sockets:
             srv = await loop.create_server(
