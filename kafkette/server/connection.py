@@ -1,10 +1,10 @@
 """One client connection: Kafka framing over an asyncio BufferedProtocol.
 
-Framing: a 4-byte big-endian length, then that many bytes of request. Small frames
-are parsed out of one receive buffer; a frame larger than what is buffered gets a
-buffer of its own and the socket reads straight into it (no second copy of a big
-Produce request). Each frame is a bytearray the request owns, so Produce can stamp
-offsets into its record batches in place.
+Framing: kafkette.protocol.framing.FrameDecoder, driven through its BufferedProtocol
+interface: the socket reads straight into the decoder's memory (small frames out of
+one receive buffer, a large frame into a buffer of its own, grown as its bytes
+arrive). Each frame is a bytearray the request owns, so Produce can stamp offsets
+into its record batches in place.
 
 Ordering: requests on one connection are answered strictly in order, as Kafka does
 (it mutes a channel until its response is sent). Synchronous handlers run inline
@@ -27,10 +27,9 @@ from collections import deque
 
 from kafkette.errors import ProtocolError
 from kafkette.logging import get_logger
+from kafkette.protocol.framing import FrameDecoder, FrameError
 
 log = get_logger("kafkette.connection")
-_size = struct.Struct(">i")
-RECV_BUFFER = 256 * 1024
 MAX_QUEUED_REQUESTS = 64
 
 
@@ -42,13 +41,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.max_request_bytes = server.max_request_bytes
         self.transport = None
         self.peer = ""
-        self._buf = bytearray(RECV_BUFFER)
-        self._view = memoryview(self._buf)
-        self._start = 0
-        self._end = 0
-        self._frame: bytearray | None = None   # a large frame being filled
-        self._frame_view: memoryview | None = None
-        self._frame_filled = 0
+        self._decoder = FrameDecoder(self.max_request_bytes)
         self._queue: deque = deque()
         self._busy = False
         self._write_paused = False
@@ -88,56 +81,22 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._update_reading()
 
     def get_buffer(self, sizehint: int):
-        if self._frame is not None:
-            return self._frame_view[self._frame_filled:]
-        if self._end == len(self._buf):
-            # Move the partial frame to the front to make room.
-            n = self._end - self._start
-            self._buf[:n] = self._buf[self._start:self._end]
-            self._start, self._end = 0, n
-        return self._view[self._end:]
+        return self._decoder.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._frame is not None:
-            self._frame_filled += nbytes
-            if self._frame_filled == len(self._frame):
-                self._queue.append(self._frame)
-                self._frame = self._frame_view = None
-        else:
-            self._end += nbytes
-            if not self._parse_frames():
-                return
+        try:
+            frames = self._decoder.buffer_updated(nbytes)
+        except FrameError as e:
+            log.warning("closing connection: bad frame size", peer=self.peer, size=e.size,
+                        max=e.max_frame_bytes)
+            self._abort()
+            return
+        if frames:
+            self._queue.extend(frames)
         self._process()
 
     def eof_received(self):
         return False  # close our side too
-
-    # -- framing ---------------------------------------------------------------
-    def _parse_frames(self) -> bool:
-        buf, start, end = self._buf, self._start, self._end
-        while end - start >= 4:
-            size = _size.unpack_from(buf, start)[0]
-            if size < 0 or size > self.max_request_bytes:
-                log.warning("closing connection: bad frame size", peer=self.peer, size=size,
-                            max=self.max_request_bytes)
-                self._abort()
-                return False
-            avail = end - start - 4
-            if avail >= size:
-                self._queue.append(bytearray(self._view[start + 4:start + 4 + size]))
-                start += 4 + size
-                continue
-            if size + 4 > len(buf):
-                # Too big for the receive buffer: give it its own and read into that.
-                frame = bytearray(size)
-                frame[:avail] = self._view[start + 4:end]
-                self._frame, self._frame_view, self._frame_filled = frame, memoryview(frame), avail
-                start = end = 0
-            break
-        if start == end:
-            start = end = 0
-        self._start, self._end = start, end
-        return True
 
     # -- processing ------------------------------------------------------------
     def _process(self) -> None:
@@ -224,8 +183,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.transport.close()
 
 
-# --- faults: the client id of a request header (v1/v2: int16 length + bytes at offset 8)
 def _peek_client_id(frame) -> str:
+    """The client id of a request header (v1/v2: int16 length + bytes at offset 8), for
+    FaultInjector.close_connections(client_id)."""
     try:
         n = struct.unpack_from(">h", frame, 8)[0]
         return "" if n < 0 else bytes(frame[10:10 + n]).decode("utf-8", "replace")
