@@ -6,8 +6,13 @@ functions, relative imports and `importlib.import_module("...")` /
 
 - log/, coordinator/, controller/ never import the generated wire messages
   (kafkette.protocol.messages), the broker or the server;
-- protocol/ imports none of broker, server, log, coordinator, controller;
-- broker/ never imports server/.
+- protocol/ imports none of broker, server, log, coordinator, controller, client;
+- broker/ never imports server/;
+- kafkette.client (the one Kafka client) imports only protocol, errors, logging, clock
+  and config (an allow-list: it sits just above protocol); log/ and coordinator/
+  never talk to another node, so never import it; in controller/ only the Raft
+  transport does, in broker/ never the handlers (they stay thin: the replica
+  fetchers and controller forwarding live beside them).
 """
 from __future__ import annotations
 
@@ -19,12 +24,22 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "kafkette"
 
 RULES = {
-    "kafkette.log": ("kafkette.protocol.messages", "kafkette.broker", "kafkette.server"),
-    "kafkette.coordinator": ("kafkette.protocol.messages", "kafkette.broker", "kafkette.server"),
-    "kafkette.controller": ("kafkette.protocol.messages", "kafkette.broker", "kafkette.server"),
+    "kafkette.log": ("kafkette.protocol.messages", "kafkette.broker", "kafkette.server",
+                     "kafkette.client"),
+    "kafkette.coordinator": ("kafkette.protocol.messages", "kafkette.broker", "kafkette.server",
+                             "kafkette.client"),
+    "kafkette.controller": ("kafkette.protocol.messages", "kafkette.broker", "kafkette.server",
+                            "kafkette.client"),
     "kafkette.protocol": ("kafkette.broker", "kafkette.server", "kafkette.log",
-                          "kafkette.coordinator", "kafkette.controller"),
+                          "kafkette.coordinator", "kafkette.controller", "kafkette.client"),
     "kafkette.broker": ("kafkette.server",),
+    "kafkette.broker.handlers": ("kafkette.client",),
+}
+
+# Layers that may import nothing of kafkette but these (and themselves).
+ONLY = {
+    "kafkette.client": ("kafkette.protocol", "kafkette.errors", "kafkette.logging",
+                        "kafkette.clock", "kafkette.config"),
 }
 
 
@@ -74,7 +89,8 @@ def imported_names(source: str, module: str, is_package: bool = False) -> list[t
 
 # DESIGN.md: "Only broker/handlers/ (and the controller's transport) turn wire messages
 # into domain calls": the Raft transport maps the core's messages to Kafka's.
-EXEMPT = {"kafkette.controller.raft.transport": ("kafkette.protocol.messages",)}
+# It is also the controller's one client of other nodes (kafkette.client).
+EXEMPT = {"kafkette.controller.raft.transport": ("kafkette.protocol.messages", "kafkette.client")}
 
 
 def violations(source: str, module: str, is_package: bool = False) -> list[str]:
@@ -86,6 +102,14 @@ def violations(source: str, module: str, is_package: bool = False) -> list[str]:
             for bad in forbidden:
                 if _within(name, bad) and bad not in EXEMPT.get(module, ()):
                     found.append(f"{module}:{line} imports {name} ({layer} must not import {bad})")
+    for layer, allowed in ONLY.items():
+        if not _within(module, layer):
+            continue
+        for line, name in imported_names(source, module, is_package):
+            if _within(name, "kafkette") and not _within(name, layer) \
+                    and not any(_within(name, ok) for ok in allowed):
+                found.append(f"{module}:{line} imports {name} ({layer} may import only "
+                             f"{', '.join(allowed)})")
     return found
 
 
@@ -101,15 +125,21 @@ def test_the_layers_exist_and_are_scanned():
     assert len(present) >= 2
 
 
-@pytest.mark.parametrize("layer", sorted(RULES))
+def _layer_files(layer: str) -> list[Path]:
+    base = PACKAGE_DIR.joinpath(*layer.split(".")[1:])
+    if base.is_dir():
+        return sorted(p for p in base.rglob("*.py") if "__pycache__" not in p.parts)
+    module = base.with_suffix(".py")
+    return [module] if module.is_file() else []
+
+
+@pytest.mark.parametrize("layer", sorted(set(RULES) | set(ONLY)))
 def test_layer_imports(layer):
-    layer_dir = PACKAGE_DIR.joinpath(*layer.split(".")[1:])
-    if not layer_dir.is_dir():
+    files = _layer_files(layer)
+    if not files:
         pytest.skip(f"{layer} does not exist yet")
     problems = []
-    for path in sorted(layer_dir.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
+    for path in files:
         problems += violations(path.read_text(), module_name(path), path.name == "__init__.py")
     assert not problems, "\n".join(problems)
 
@@ -130,6 +160,13 @@ def test_layer_imports(layer):
     ("kafkette.protocol.messages.fetch", "from kafkette.coordinator import groups"),
     ("kafkette.broker.handlers.fetch", "from kafkette.server.server import Server"),
     ("kafkette.broker.handlers.fetch", "from ...server import connection"),
+    ("kafkette.client", "from kafkette.broker.cluster import ClusterState"),
+    ("kafkette.client", "from kafkette import EmbeddedBroker"),
+    ("kafkette.client", "import kafkette.tools.client"),
+    ("kafkette.protocol.framing", "from kafkette.client import KafkaConnection"),
+    ("kafkette.log.segment", "from kafkette.client import KafkaConnection"),
+    ("kafkette.controller.controller", "from kafkette.client import NodeChannel"),
+    ("kafkette.broker.handlers.produce", "from kafkette.client import KafkaClient"),
 ])
 def test_checker_flags_violations(module, source):
     assert violations(source, module, is_package=module.count(".") == 1), source
@@ -147,6 +184,11 @@ def test_checker_flags_violations(module, source):
     ("kafkette.server.server", "from kafkette.broker.broker import Broker"),
     ("kafkette.protocol.headers", "from kafkette.protocol.messages import API_MESSAGES"),
     ("kafkette.log.segment", "import kafkette.brokers_helper"),  # a prefix, not the package
+    ("kafkette.client", "from kafkette.protocol.framing import FrameDecoder"),
+    ("kafkette.client", "from kafkette.errors import KafkaError\nimport asyncio"),
+    ("kafkette.controller.raft.transport", "from kafkette.client import NodeChannel"),
+    ("kafkette.broker.replica_fetcher", "from kafkette.client import NodeChannel"),
+    ("kafkette.tools.client", "from kafkette.client import KafkaClient"),
 ])
 def test_checker_allows_downward_imports(module, source):
     assert not violations(source, module), source
