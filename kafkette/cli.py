@@ -8,8 +8,6 @@ num.partitions, ...). Unknown keys and bad values stop the start with a clear er
 from __future__ import annotations
 
 import argparse
-import socket
-import struct
 import sys
 
 from kafkette.config import BrokerConfig, ConfigError
@@ -34,27 +32,10 @@ def _serve(args) -> int:
 
 
 def api_versions_probe(host: str, port: int, timeout: float = 3.0) -> int:
-    """Send ApiVersions v0 and return the error code of the answer."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        body = struct.pack(">hhih", 18, 0, 1, len(b"healthcheck")) + b"healthcheck"
-        s.sendall(struct.pack(">i", len(body)) + body)
-        head = _recv_exact(s, 4)
-        size = struct.unpack(">i", head)[0]
-        data = _recv_exact(s, size)
-        corr, err = struct.unpack_from(">ih", data)
-        if corr != 1:
-            raise OSError("correlation id mismatch")
-        return err
-
-
-def _recv_exact(s, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        chunk = s.recv(n - len(out))
-        if not chunk:
-            raise OSError("connection closed")
-        out += chunk
-    return bytes(out)
+    """Send ApiVersions v0 and return the error code of the answer (OSError when
+    there is none)."""
+    from kafkette.client import probe_api_versions
+    return probe_api_versions(host, port, timeout)
 
 
 def _healthcheck(args) -> int:
@@ -87,15 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("healthcheck", help="exit 0 when a broker answers ApiVersions")
     h.add_argument("--bootstrap-server", default="127.0.0.1:9092")
     h.set_defaults(func=_healthcheck)
-    # --- benchmarks (kafkette/bench): `kafkette bench [options]` = `make bench` ---
+    # `kafkette bench [options]` = `make bench` (kafkette/bench)
     b = sub.add_parser("bench", help="benchmarks side by side with librdkafka's mock cluster",
                        add_help=False, prefix_chars="\0")
     b.add_argument("bench_args", nargs="*")
     b.set_defaults(func=_bench)
-    # --- local cluster (kafkette/cluster_runner.py): `cluster --brokers N` ---
+    # `kafkette cluster --brokers N` (kafkette/cluster_runner.py)
     from kafkette import cluster_runner as _cluster_runner
     _cluster_runner.add_parser(sub)
-    # --- admin tools (kafkette/tools): `topics`, `groups` ---
+    # `kafkette topics` and `kafkette groups` (kafkette/tools)
     from kafkette.tools import groups as _groups, topics as _topics
     _topics.add_parser(sub)
     _groups.add_parser(sub)

@@ -215,7 +215,9 @@ class KafkaConnection:
             raise NetworkError(f"cannot connect to {host}:{port}: "
                                f"timed out after {timeout:g} s") from None
         except OSError as e:
-            raise NetworkError(f"cannot connect to {host}:{port}: {e.strerror or e}") from e
+            # asyncio's message is "Connect call failed (address)"; the errno says why.
+            detail = os.strerror(e.errno) if e.errno else str(e)
+            raise NetworkError(f"cannot connect to {host}:{port}: {detail}") from e
         return conn
 
     def __repr__(self) -> str:
@@ -511,6 +513,12 @@ class NodeChannel:
                 if self.negotiate_versions:
                     try:
                         await conn.api_versions()
+                    except (KafkaError, ProtocolError) as e:
+                        conn.close()
+                        if isinstance(e, NetworkError):
+                            raise
+                        # Not a usable broker: back off and let a bootstrap list move on.
+                        raise NetworkError(f"{self.host}:{self.port}: {e}") from e
                     except BaseException:
                         conn.close()
                         raise

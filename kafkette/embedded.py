@@ -33,18 +33,16 @@ delay, a one-partition ``__consumer_offsets``, no metrics listener) under the
 caller's ``config``; a key in ``config`` always wins.
 
 Topic administration (``create_topic``/``delete_topic``) speaks CreateTopics v7 and
-DeleteTopics v4 directly over a socket with kafkette's generated messages, so no
-client library is needed.
+DeleteTopics v4 with kafkette's own client (kafkette.client), so no client library
+is needed.
 """
 from __future__ import annotations
 
 import atexit
-import itertools
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -102,16 +100,6 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        chunk = s.recv(n - len(out))
-        if not chunk:
-            raise ConnectionError(f"connection closed after {len(out)} of {n} bytes")
-        out += chunk
-    return bytes(out)
-
-
 class EmbeddedBroker:
     """A single kafkette broker on 127.0.0.1, as a context manager.
 
@@ -148,7 +136,6 @@ class EmbeddedBroker:
         self._loop = None
         self._server = None
         self._closed = False
-        self._correlation = itertools.count(1)
 
     # ------------------------------------------------------------------ properties
 
@@ -247,13 +234,12 @@ class EmbeddedBroker:
     def command(self) -> list[str]:
         settings = {"listeners": f"PLAINTEXT://{self._host}:{self._port}",
                     "log.dirs": str(self._data_dir), **self.config}
-        # --- faults: the child serves POST/GET/DELETE /faults on its metrics.listener,
-        # which inject_error() & co. use; one on a free port when none is configured.
+        # The child serves POST/GET/DELETE /faults on its metrics.listener, which
+        # inject_error() & co. use: one on a free port when none is configured.
         if not settings.get("metrics.listener"):
             if getattr(self, "_admin_port", None) is None:
                 self._admin_port = _free_port()
             settings["metrics.listener"] = f"{self._host}:{self._admin_port}"
-        # --- end faults ---
         cmd = [sys.executable, "-m", "kafkette", "serve"]
         for key, value in settings.items():
             cmd += ["--set", f"{key}={_format_value(value)}"]
@@ -276,7 +262,7 @@ class EmbeddedBroker:
             raise
 
     def _wait_ready(self) -> None:
-        from kafkette.cli import api_versions_probe
+        from kafkette.client import probe_api_versions
         deadline = time.monotonic() + self.startup_timeout
         last = "no answer yet"
         delay = 0.005
@@ -289,7 +275,7 @@ class EmbeddedBroker:
                 raise EmbeddedBrokerError(
                     f"kafkette exited with code {rc} before it was ready\n{tail}")
             try:
-                err = api_versions_probe(self._host, self._port, timeout=1.0)
+                err = probe_api_versions(self._host, self._port, timeout=1.0)
                 if err == 0:
                     return
                 last = f"ApiVersions error {err}"
@@ -401,26 +387,11 @@ class EmbeddedBroker:
     # ------------------------------------------------------------------ admin
 
     def _request(self, request, version: int, timeout: float = 30.0):
-        """Send one request on a fresh connection and decode the response."""
-        from kafkette.protocol.headers import encode_request_header, response_header_version
-        from kafkette.protocol.messages import API_MESSAGES
-        from kafkette.protocol.primitives import Reader, Writer
-        api_key = request.API_KEY
-        corr = next(self._correlation)
-        w = Writer()
-        request.write(w, version)
-        frame = encode_request_header(api_key, version, corr, "kafkette-embedded") + w.getvalue()
-        with socket.create_connection((self._host, self._port), timeout=timeout) as s:
-            s.sendall(struct.pack(">i", len(frame)) + frame)
-            size = struct.unpack(">i", _recv_exact(s, 4))[0]
-            data = _recv_exact(s, size)
-        r = Reader(memoryview(data))
-        got = r.int32()
-        if got != corr:
-            raise EmbeddedBrokerError(f"correlation id {got} != {corr}")
-        if response_header_version(api_key, version) >= 1:
-            r.skip_tagged_fields()
-        return API_MESSAGES[api_key][1].read(r, version)
+        """Send one request on a fresh connection and decode the response (OSError
+        when there is no answer)."""
+        from kafkette.client import request_once
+        return request_once(self._host, self._port, request, version,
+                            client_id="kafkette-embedded", timeout=timeout)
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
                      config: Mapping[str, Any] | None = None, *, exist_ok: bool = True,

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -29,28 +28,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _api_versions_ok(host: str, port: int) -> bool:
-    """One ApiVersions v0 round trip (the mock answers it too)."""
-    with socket.create_connection((host, port), timeout=1.0) as s:
-        body = struct.pack(">hhih", 18, 0, 1, 5) + b"bench"
-        s.sendall(struct.pack(">i", len(body)) + body)
-        data = b""
-        while len(data) < 4:
-            chunk = s.recv(4096)
-            if not chunk:
-                return False
-            data += chunk
-        return True
-
-
 def wait_ready(host: str, port: int, proc: subprocess.Popen, deadline_s: float = 30.0) -> float:
+    """When `proc` first answered an ApiVersions v0 (the mock answers it too)."""
+    from kafkette.client import probe_api_versions
     t_end = time.monotonic() + deadline_s
     while time.monotonic() < t_end:
         if proc.poll() is not None:
             raise RuntimeError(f"broker process exited with {proc.returncode} before answering")
         try:
-            if _api_versions_ok(host, port):
-                return time.monotonic()
+            probe_api_versions(host, port, timeout=1.0, client_id="bench")
+            return time.monotonic()
         except OSError:
             pass
         time.sleep(0.002)  # polling a port that is not listening yet: nothing to wait on
