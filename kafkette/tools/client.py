@@ -1,43 +1,36 @@
-"""A tiny synchronous Kafka admin client over plain sockets.
+"""A tiny synchronous Kafka admin client for the topics/groups commands.
 
-It speaks the generated wire messages (kafkette.protocol.messages). On connecting it
-sends ApiVersions v0 (which every broker answers, KIP-511) and then uses, per API,
-min(broker max, our max) — like Kafka's NetworkClient/NodeApiVersions
-(`latestUsableVersion`) — so it works against any Kafka-compatible broker, not only
-kafkette. Group calls go to the coordinator found with FindCoordinator; ListOffsets
-goes to each partition's leader, found with Metadata (as Kafka's AdminClient does).
+It runs kafkette's own client (kafkette.client.KafkaClient) through `run_sync`, and
+speaks the generated wire messages (kafkette.protocol.messages). Each connection
+starts with ApiVersions and then uses, per API, min(broker max, our max) - like
+Kafka's NetworkClient/NodeApiVersions (`latestUsableVersion`) - so it works against
+any Kafka-compatible broker, not only kafkette. Group calls go to the coordinator
+found with FindCoordinator; ListOffsets goes to each partition's leader, found with
+Metadata (as Kafka's AdminClient does).
 """
 from __future__ import annotations
 
-import socket
-import struct
-
-from kafkette.errors import ErrorCode
-from kafkette.protocol.headers import encode_request_header, response_header_version
+from kafkette.client import KafkaClient, parse_bootstrap, run_sync
+from kafkette.errors import ErrorCode, KafkaError, ProtocolError
 from kafkette.protocol.messages import (
-    ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, ListGroupsRequest,
-    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, OffsetFetchRequest, OffsetFetchResponse,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetFetchRequest,
 )
-from kafkette.protocol.primitives import Reader
 
 CLIENT_ID = "kafkette-tools"
-MAX_FRAME = 100 * 1024 * 1024
 
-# api key -> (request class, response class, lowest version this client can build)
-_APIS = {
-    MetadataRequest.API_KEY: (MetadataRequest, MetadataResponse, 1),
-    CreateTopicsRequest.API_KEY: (CreateTopicsRequest, CreateTopicsResponse, 0),
-    DeleteTopicsRequest.API_KEY: (DeleteTopicsRequest, DeleteTopicsResponse, 0),
-    DescribeConfigsRequest.API_KEY: (DescribeConfigsRequest, DescribeConfigsResponse, 0),
-    ListGroupsRequest.API_KEY: (ListGroupsRequest, ListGroupsResponse, 0),
-    DescribeGroupsRequest.API_KEY: (DescribeGroupsRequest, DescribeGroupsResponse, 0),
-    FindCoordinatorRequest.API_KEY: (FindCoordinatorRequest, FindCoordinatorResponse, 1),
-    OffsetFetchRequest.API_KEY: (OffsetFetchRequest, OffsetFetchResponse, 2),
-    ListOffsetsRequest.API_KEY: (ListOffsetsRequest, ListOffsetsResponse, 1),
+# api key -> the lowest version this client can build
+_MIN_VERSIONS = {
+    MetadataRequest.API_KEY: 1,
+    CreateTopicsRequest.API_KEY: 0,
+    DeleteTopicsRequest.API_KEY: 0,
+    DescribeConfigsRequest.API_KEY: 0,
+    ListGroupsRequest.API_KEY: 0,
+    DescribeGroupsRequest.API_KEY: 0,
+    FindCoordinatorRequest.API_KEY: 1,
+    OffsetFetchRequest.API_KEY: 2,
+    ListOffsetsRequest.API_KEY: 1,
 }
 
 
@@ -52,119 +45,23 @@ def error_name(code: int) -> str:
         return f"error {code}"
 
 
-def parse_bootstrap(server: str) -> list[tuple[str, int]]:
-    """HOST:PORT[,HOST:PORT...] as Kafka's bootstrap.servers."""
-    out = []
-    for item in server.split(","):
-        host, sep, port = item.strip().rpartition(":")
-        if not sep or not port.isdigit():
-            raise ToolError(f"bad --bootstrap-server {server!r}: expected HOST:PORT")
-        out.append((host.strip("[]") or "127.0.0.1", int(port)))
-    return out
-
-
-class Connection:
-    """One broker connection with negotiated API versions."""
-
-    def __init__(self, host: str, port: int, timeout: float = 10.0):
-        self.host, self.port = host, port
-        try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as e:
-            raise ToolError(f"cannot connect to {host}:{port}: {e.strerror or e}") from None
-        self._corr = 0
-        self.versions: dict[int, int] = {}
-        try:
-            resp = self._send(ApiVersionsRequest(), ApiVersionsRequest, ApiVersionsResponse, 0)
-        except Exception:
-            self.close()
-            raise
-        if resp.error_code != 0:
-            self.close()
-            raise ToolError(f"ApiVersions failed: {error_name(resp.error_code)}")
-        for k in resp.api_keys:
-            self.versions[k.api_key] = (k.min_version, k.max_version)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def version(self, api_key: int) -> int:
-        req_cls, _, our_min = _APIS[api_key]
-        theirs = self.versions.get(api_key)
-        if theirs is None:
-            raise ToolError(f"broker {self.host}:{self.port} does not support "
-                            f"{req_cls.NAME.removesuffix('Request')}")
-        v = min(theirs[1], req_cls.MAX_VERSION)
-        if v < max(theirs[0], our_min):
-            raise ToolError(f"no common version of {req_cls.NAME.removesuffix('Request')} "
-                            f"(broker {theirs[0]}-{theirs[1]})")
-        return v
-
-    def request(self, req, version: int | None = None):
-        req_cls, resp_cls, _ = _APIS[req.API_KEY]
-        if version is None:
-            version = self.version(req.API_KEY)
-        return self._send(req, req_cls, resp_cls, version)
-
-    def _send(self, req, req_cls, resp_cls, version: int):
-        self._corr += 1
-        corr = self._corr
-        payload = encode_request_header(req_cls.API_KEY, version, corr, CLIENT_ID) + \
-            req.encode(version)
-        try:
-            self.sock.sendall(struct.pack(">i", len(payload)) + payload)
-            size = struct.unpack(">i", self._recv(4))[0]
-            if size < 4 or size > MAX_FRAME:
-                raise ToolError(f"bad response frame size {size}")
-            data = self._recv(size)
-        except OSError as e:
-            raise ToolError(f"connection to {self.host}:{self.port} failed: {e}") from None
-        r = Reader(data)
-        got = r.int32()
-        if got != corr:
-            raise ToolError(f"correlation id mismatch ({got} != {corr})")
-        if response_header_version(req_cls.API_KEY, version) >= 1:
-            r.skip_tagged_fields()
-        return resp_cls.decode(r, version)
-
-    def _recv(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise OSError("connection closed by broker")
-            out += chunk
-        return bytes(out)
-
-
 class AdminClient:
-    """The calls kafkette's topics/groups commands need."""
+    """The calls kafkette's topics/groups commands need. A node is a broker id or a
+    (host, port) address; None is the bootstrap connection (the first server of the
+    list that answers)."""
 
     def __init__(self, bootstrap: str, timeout: float = 10.0):
         self.timeout = timeout
-        errors = []
-        for host, port in parse_bootstrap(bootstrap):   # first that answers
-            try:
-                self.bootstrap = Connection(host, port, timeout)
-                break
-            except ToolError as e:
-                errors.append(str(e))
-        else:
-            raise ToolError("; ".join(errors))
-        self._conns: dict[tuple[str, int], Connection] = {
-            (self.bootstrap.host, self.bootstrap.port): self.bootstrap}
-        self._brokers: dict[int, tuple[str, int]] = {}
+        try:
+            servers = parse_bootstrap(bootstrap)
+        except ValueError:
+            raise ToolError(f"bad --bootstrap-server {bootstrap!r}: expected HOST:PORT") from None
+        self._client = KafkaClient(servers, client_id=CLIENT_ID, connect_timeout=timeout,
+                                   request_timeout=timeout)
+        self._run(self._client.bootstrap_channel())
 
     def close(self) -> None:
-        for c in self._conns.values():
-            c.close()
-        self._conns.clear()
+        self._run(self._client.close())
 
     def __enter__(self):
         return self
@@ -172,31 +69,27 @@ class AdminClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _conn_to(self, host: str, port: int) -> Connection:
-        c = self._conns.get((host, port))
-        if c is None:
-            c = self._conns[(host, port)] = Connection(host, port, self.timeout)
-        return c
+    @staticmethod
+    def _run(coro):
+        try:
+            return run_sync(coro)
+        except (KafkaError, ProtocolError) as e:   # NetworkError, UnsupportedVersionError, ...
+            raise ToolError(str(e)) from None
 
-    def _node(self, node_id: int) -> Connection:
-        if node_id not in self._brokers:
-            self.metadata([])
-        if node_id not in self._brokers:
-            raise ToolError(f"broker {node_id} is not in the cluster metadata")
-        return self._conn_to(*self._brokers[node_id])
+    def version(self, api_key: int, node=None) -> int:
+        return self._run(self._client.version_for(api_key, node,
+                                                  min_version=_MIN_VERSIONS[api_key]))
+
+    def request(self, req, version: int | None = None, node=None):
+        if version is None:
+            version = self.version(req.API_KEY, node)
+        return self._run(self._client.send(req, version, node=node))
 
     # ------------------------------------------------------------------ topics
 
     def metadata(self, topics: list[str] | None = None):
         """topics None = all topics; [] = brokers only."""
-        req = MetadataRequest(
-            topics=None if topics is None else
-            [MetadataRequest.MetadataRequestTopic(name=t) for t in topics],
-            allow_auto_topic_creation=False)
-        resp = self.bootstrap.request(req)
-        for b in resp.brokers:
-            self._brokers[b.node_id] = (b.host, b.port)
-        return resp
+        return self._run(self._client.metadata(topics))
 
     def create_topic(self, name: str, partitions: int, replication_factor: int,
                      configs: dict[str, str]) -> None:
@@ -207,20 +100,20 @@ class AdminClient:
                       configs=[T.CreatableTopicConfig(name=k, value=v)
                                for k, v in configs.items()])],
             timeout_ms=int(self.timeout * 1000), validate_only=False)
-        resp = self.bootstrap.request(req)
+        resp = self.request(req)
         for t in resp.topics:
             if t.error_code != 0:
                 raise ToolError(f"cannot create topic {name!r}: {error_name(t.error_code)}"
                                 + (f": {t.error_message}" if t.error_message else ""))
 
     def delete_topic(self, name: str) -> None:
-        v = self.bootstrap.version(DeleteTopicsRequest.API_KEY)
+        v = self.version(DeleteTopicsRequest.API_KEY)
         if v >= 6:
             req = DeleteTopicsRequest(topics=[DeleteTopicsRequest.DeleteTopicState(name=name)])
         else:
             req = DeleteTopicsRequest(topic_names=[name])
         req.timeout_ms = int(self.timeout * 1000)
-        resp = self.bootstrap.request(req, v)
+        resp = self.request(req, v)
         for t in resp.responses:
             if t.error_code != 0:
                 raise ToolError(f"cannot delete topic {name!r}: {error_name(t.error_code)}"
@@ -236,8 +129,8 @@ class AdminClient:
             resources=[R(resource_type=2, resource_name=n, configuration_keys=None)
                        for n in names],
             include_synonyms=False, include_documentation=False)
-        v = self.bootstrap.version(DescribeConfigsRequest.API_KEY)
-        resp = self.bootstrap.request(req, v)
+        v = self.version(DescribeConfigsRequest.API_KEY)
+        resp = self.request(req, v)
         out = {}
         for res in resp.results:
             if res.error_code != 0:
@@ -255,8 +148,8 @@ class AdminClient:
         AdminClient.listConsumerGroups)."""
         self.metadata([])
         groups = {}
-        for node_id in sorted(self._brokers):
-            resp = self._node(node_id).request(ListGroupsRequest(states_filter=[], types_filter=[]))
+        for node_id in sorted(self._client.brokers):
+            resp = self.request(ListGroupsRequest(states_filter=[], types_filter=[]), node=node_id)
             if resp.error_code != 0:
                 raise ToolError(f"ListGroups failed on broker {node_id}: "
                                 f"{error_name(resp.error_code)}")
@@ -264,40 +157,40 @@ class AdminClient:
                 groups[g.group_id] = g
         return [groups[k] for k in sorted(groups)]
 
-    def coordinator(self, group: str) -> Connection:
-        c = self.bootstrap
-        v = c.version(FindCoordinatorRequest.API_KEY)
+    def coordinator(self, group: str) -> tuple[str, int]:
+        """The address of the group's coordinator."""
+        v = self.version(FindCoordinatorRequest.API_KEY)
         if v >= 4:
-            resp = c.request(FindCoordinatorRequest(key_type=0, coordinator_keys=[group]), v)
+            resp = self.request(FindCoordinatorRequest(key_type=0, coordinator_keys=[group]), v)
             if not resp.coordinators:
                 raise ToolError(f"no coordinator for group {group!r}")
             co = resp.coordinators[0]
             err, host, port, msg = co.error_code, co.host, co.port, co.error_message
         else:
-            resp = c.request(FindCoordinatorRequest(key=group, key_type=0), v)
+            resp = self.request(FindCoordinatorRequest(key=group, key_type=0), v)
             err, host, port, msg = resp.error_code, resp.host, resp.port, resp.error_message
         if err != 0:
             raise ToolError(f"cannot find the coordinator of group {group!r}: "
                             f"{error_name(err)}" + (f": {msg}" if msg else ""))
-        return self._conn_to(host, port)
+        return host, port
 
     def describe_group(self, group: str):
-        resp = self.coordinator(group).request(
-            DescribeGroupsRequest(groups=[group], include_authorized_operations=False))
+        resp = self.request(DescribeGroupsRequest(groups=[group], include_authorized_operations=False),
+                            node=self.coordinator(group))
         g = resp.groups[0]
         if g.error_code != 0:
             raise ToolError(f"cannot describe group {group!r}: {error_name(g.error_code)}")
         return g
 
     def committed_offsets(self, group: str) -> dict[tuple[str, int], int]:
-        conn = self.coordinator(group)
-        v = conn.version(OffsetFetchRequest.API_KEY)
+        coordinator = self.coordinator(group)
+        v = self.version(OffsetFetchRequest.API_KEY, coordinator)
         if v >= 8:
             req = OffsetFetchRequest(groups=[OffsetFetchRequest.OffsetFetchRequestGroup(
                 group_id=group, topics=None)], require_stable=False)
         else:
             req = OffsetFetchRequest(group_id=group, topics=None, require_stable=False)
-        resp = conn.request(req, v)
+        resp = self.request(req, v, coordinator)
         if v >= 8:
             g = resp.groups[0]
             err, topics = g.error_code, g.topics
@@ -334,7 +227,7 @@ class AdminClient:
                 T(name=name, partitions=[T.ListOffsetsPartition(
                     partition_index=i, current_leader_epoch=-1, timestamp=-1)
                     for i in parts]) for name, parts in topics.items()])
-            resp = self._node(leader).request(req)
+            resp = self.request(req, node=leader)
             for t in resp.topics:
                 for p in t.partitions:
                     if p.error_code == 0:
