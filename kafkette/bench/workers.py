@@ -8,11 +8,13 @@ the harness writes "go" to their stdin, so that their measuring windows overlap.
 
 - produce:    confluent-kafka producer, N records of 100 B, linger.ms=5
 - consume:    confluent-kafka consumer, assign() every partition from the start
-- fetch:      raw fetcher: Fetch v11 requests on one socket, batch headers only
+- fetch:      raw fetcher: Fetch v11 requests on one connection, batch headers only
 - capacity:   raw Produce v7 with one pre-built RecordBatch v2, re-sent pipelined
 - sink/source: loopback TCP bandwidth with the same connection count
 - lat_consume / lat_produce: end-to-end latency, CLOCK_MONOTONIC in the value
   (system-wide on Linux, so comparable across processes)
+
+The raw roles (fetch, capacity) use kafkette's own client (kafkette.client) on uvloop.
 """
 from __future__ import annotations
 
@@ -36,13 +38,21 @@ def _wait_go() -> None:
         raise SystemExit("no go")
 
 
-def _recv_exact_into(sock, view) -> None:
-    got, n = 0, len(view)
-    while got < n:
-        k = sock.recv_into(view[got:])
-        if k == 0:
-            raise ConnectionError("connection closed by broker")
-        got += k
+def _run(coro):
+    """Run a raw role's coroutine on uvloop (the broker's loop too) when installed."""
+    import asyncio
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+async def _connect(bootstrap: str):
+    from kafkette.client import KafkaConnection
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    return await KafkaConnection.connect(host, int(port), client_id="kafkette-bench")
 
 
 # ----------------------------------------------------------------------- real clients
@@ -109,28 +119,23 @@ def consume(a) -> None:
 
 # ----------------------------------------------------------------------- raw protocol
 
-def _request(api_key: int, version: int, body: bytes, corr: int = 0) -> bytes:
-    from kafkette.protocol.headers import encode_request_header
-    payload = encode_request_header(api_key, version, corr, "kafkette-bench") + body
-    return _i32.pack(len(payload)) + payload
-
-
 def fetch(a) -> None:
     """Fetch v11 (topic names, not flexible: served by both targets) from offset 0 of
     every partition until `records` records came back. Per batch, not per record:
     only the batch headers are read to find the next offset and the record count."""
-    from kafkette.protocol.messages import FetchRequest, FetchResponse
+    _out(_run(_fetch(a)))
+
+
+async def _fetch(a) -> dict:
+    from kafkette.protocol.messages import FetchRequest
     from kafkette.protocol.records import (BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET,
                                            LOG_OVERHEAD, RECORDS_COUNT_OFFSET)
-    host, port = a["bootstrap"].split(",")[0].rsplit(":", 1)
     topic, parts, n = a["topic"], a["partitions"], a["records"]
     offsets = {p: 0 for p in range(parts)}
-    sock = socket.create_connection((host, int(port)))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = await _connect(a["bootstrap"])
     FT, FP = FetchRequest.FetchTopic, FetchRequest.FetchTopic.FetchPartition
     q = struct.Struct(">q")
     got = nbytes = 0
-    head = bytearray(4)
     deadline = time.monotonic() + a.get("timeout", 300)
     t0 = time.perf_counter()
     while got < n and time.monotonic() < deadline:
@@ -140,11 +145,7 @@ def fetch(a) -> None:
                                FP(partition=p, fetch_offset=o, partition_max_bytes=4 << 20)
                                for p, o in offsets.items()])],
                            forgotten_topics_data=[])
-        sock.sendall(_request(1, 11, req.encode(11)))
-        _recv_exact_into(sock, memoryview(head))
-        buf = bytearray(_i32.unpack(head)[0])
-        _recv_exact_into(sock, memoryview(buf))
-        resp = FetchResponse.decode(memoryview(buf)[4:], 11)  # skip the correlation id
+        resp = await conn.send(req, 11)
         for t in resp.responses:
             for p in t.partitions:
                 if p.error_code:
@@ -165,17 +166,22 @@ def fetch(a) -> None:
                     pos += size
                 nbytes += pos
     dt = time.perf_counter() - t0
-    sock.close()
-    _out({"seconds": dt, "records": got, "bytes": nbytes})
+    conn.close()
+    return {"seconds": dt, "records": got, "bytes": nbytes}
 
 
 def capacity(a) -> None:
     """One connection, one pre-built batch (build_batch once), Produce v7 acks=1 re-sent
     with up to `depth` requests in flight. Counts the responses that arrive inside the
     measuring window; checks every response's error code at its fixed offset."""
+    _out(_run(_capacity(a)))
+
+
+async def _capacity(a) -> dict:
+    from collections import deque
+
     from kafkette.protocol.messages import ProduceRequest
     from kafkette.protocol.records import build_batch
-    host, port = a["bootstrap"].split(",")[0].rsplit(":", 1)
     topic, part, batch_bytes = a["topic"], a["partition"], a["batch_bytes"]
     value = b"v" * 1000 if batch_bytes >= 100_000 else b"v" * 100
     per = len(value) + 12  # rough encoded record size, to hit the batch size
@@ -185,47 +191,37 @@ def capacity(a) -> None:
     req = ProduceRequest(transactional_id=None, acks=1, timeout_ms=30000,
                          topic_data=[TD(name=topic, partition_data=[PD(index=part,
                                                                       records=batch)])])
-    frame = _request(0, 7, req.encode(7))
+    body = req.encode(7)
     # Response v7: corr(4) count(4) name(2+len) count(4) index(4) error_code(2)
     err_at = 4 + 4 + 2 + len(topic.encode()) + 4 + 4
-    sock = socket.create_connection((host, int(port)))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = await _connect(a["bootstrap"])
     depth, seconds = a["depth"], a["seconds"]
-    head = memoryview(bytearray(4))
-    rbuf = bytearray(4096)
-    # One warm-up round trip (also checks that the topic takes our batch).
-    sock.sendall(frame)
 
-    def read_response() -> None:
-        _recv_exact_into(sock, head)
-        size = _i32.unpack(head)[0]
-        view = memoryview(rbuf)[:size] if size <= len(rbuf) else memoryview(bytearray(size))
-        _recv_exact_into(sock, view)
-        err = struct.unpack_from(">h", view, err_at)[0]
+    def check(frame) -> None:
+        err = struct.unpack_from(">h", frame, err_at)[0]
         if err:
             raise RuntimeError(f"produce error {err}")
-    read_response()
-    _wait_go()
-    inflight = acked = 0
+    # One warm-up round trip (also checks that the topic takes our batch).
+    check(await conn.send_encoded(0, 7, body))
+    _wait_go()   # blocks the loop, which has nothing in flight
+    inflight: deque = deque()
+    acked = 0
     t0 = time.perf_counter()
     t_end = t0 + seconds
     while True:
-        while inflight < depth:
-            sock.sendall(frame)
-            inflight += 1
-        read_response()
-        inflight -= 1
+        while len(inflight) < depth:
+            inflight.append(conn.send_encoded(0, 7, body))
+        check(await inflight.popleft())
         now = time.perf_counter()
         if now >= t_end:
             break
         acked += 1
     dt = now - t0
     while inflight:
-        read_response()
-        inflight -= 1
-    sock.close()
-    _out({"seconds": dt, "batches": acked, "bytes": acked * len(batch),
-          "batch_bytes": len(batch)})
+        check(await inflight.popleft())
+    conn.close()
+    return {"seconds": dt, "batches": acked, "bytes": acked * len(batch),
+            "batch_bytes": len(batch)}
 
 
 def sink(a) -> None:
