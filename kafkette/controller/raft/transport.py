@@ -1,8 +1,8 @@
 """The controller listener: Kafka frames between the controller voters.
 
-`ControllerServer` is a small asyncio TCP server: 4-byte length-prefixed frames,
-request header v1/v2 (kafkette.protocol.headers), bodies as the generated classes of
-kafkette.protocol.messages. APIs are registered with
+`ControllerServer` is a small asyncio TCP server: Kafka frames cut by
+kafkette.protocol.framing's FrameDecoder, request header v1/v2, bodies as the
+generated classes of kafkette.protocol.messages. APIs are registered with
 `server.register(api_key, min_version, max_version, async fn(request, api_version, header))`;
 the Raft driver registers Vote (52), BeginQuorumEpoch (53), EndQuorumEpoch (54),
 DescribeQuorum (55), Fetch (1, KRaft's form: replica id, topic `__cluster_metadata`
@@ -11,9 +11,10 @@ listener. Each connection answers its requests in order (as every Kafka listener
 does), while the handlers of pipelined requests run concurrently. An unknown API or
 version, an oversized or undecodable frame closes the connection, as Kafka does.
 
-`ControllerChannel` is the client end: one connection to host:port, pipelined requests
-matched by correlation id, reconnect with exponential backoff, and a clear
-`ChannelError` (a KafkaError with NETWORK_EXCEPTION / REQUEST_TIMED_OUT) on a
+`ControllerChannel` is the client end, a thin wrapper of kafkette.client's NodeChannel:
+one connection to host:port, pipelined requests matched by correlation id, reconnect
+with exponential backoff, and a clear `ChannelError` (kafkette.client.NetworkError, a
+KafkaError with NETWORK_EXCEPTION; `ChannelTimeout` for REQUEST_TIMED_OUT) on a
 disconnect or timeout. It sends each request at the version the caller gives (the
 voters all run this code, so nothing is negotiated; real KRaft uses ApiVersions).
 
@@ -33,24 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import struct
-import time
 import uuid
 from typing import Awaitable, Callable
 
+from kafkette.client import NetworkError, NodeChannel, RequestTimeoutError
 from kafkette.controller.raft import messages as m
-from kafkette.errors import ErrorCode, KafkaError, ProtocolError
+from kafkette.errors import ErrorCode, ProtocolError
 from kafkette.logging import get_logger
 from kafkette.protocol import records as rec
-from kafkette.protocol.headers import (
-    decode_request_header,
-    encode_request_header,
-    encode_response_header,
-    peek_header,
-    response_header_version,
-)
+from kafkette.protocol.framing import FrameDecoder, decode_request, encode_response
+from kafkette.protocol.headers import peek_header
 from kafkette.protocol.messages import API_MESSAGES
-from kafkette.protocol.primitives import Reader
 
 log = get_logger("kafkette.controller.raft.transport")
 
@@ -60,20 +54,16 @@ METADATA_TOPIC_ID = uuid.UUID(int=1)
 MAX_FRAME = 64 * 1024 * 1024
 CLIENT_ID = "kafkette-raft"
 PRE_VOTE_CLIENT_ID = "kafkette-raft-prevote"
-_LEN = struct.Struct(">i")
+_READ_CHUNK = 256 * 1024
 
 Handler = Callable[..., Awaitable]
 
 
-class ChannelError(KafkaError, ConnectionError):
-    """A request that got no answer: the connection failed or closed, or it timed out.
-    Also a ConnectionError, so callers catching OSError-family errors see it."""
-
-    code = ErrorCode.NETWORK_EXCEPTION
-
-
-class ChannelTimeout(ChannelError, TimeoutError):
-    code = ErrorCode.REQUEST_TIMED_OUT
+#: A request that got no answer: the connection failed or closed, or it timed out.
+#: Also a ConnectionError, so callers catching OSError-family errors see it.
+ChannelError = NetworkError
+#: No answer within the timeout (REQUEST_TIMED_OUT); a ChannelError too.
+ChannelTimeout = RequestTimeoutError
 
 
 # --- server ------------------------------------------------------------------------------------
@@ -123,17 +113,14 @@ class ControllerServer:
         # In-order answers: a queue of pending responses, written by one writer task.
         out: asyncio.Queue = asyncio.Queue()
         writer_task = asyncio.create_task(self._write_loop(out, writer))
+        decoder = FrameDecoder(self.max_frame)
         try:
-            while True:
-                head = await reader.readexactly(4)
-                (n,) = _LEN.unpack(head)
-                if n < 8 or n > self.max_frame:
-                    raise ProtocolError(f"frame length {n} out of bounds")
-                frame = await reader.readexactly(n)
-                out.put_nowait(asyncio.ensure_future(self._dispatch(frame)))
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            while data := await reader.read(_READ_CHUNK):
+                for frame in decoder.feed(data):
+                    out.put_nowait(asyncio.ensure_future(self._dispatch(frame)))
+        except (ConnectionError, asyncio.CancelledError):
             pass
-        except ProtocolError as exc:
+        except ProtocolError as exc:   # a bad size prefix: FrameError
             log.warning("controller_listener_protocol_error", error=str(exc))
         finally:
             out.put_nowait(None)
@@ -155,29 +142,25 @@ class ControllerServer:
                 log.warning("controller_listener_request_failed", error=repr(exc))
                 writer.close()
                 return
-            writer.write(data)
+            writer.writelines(data)
             await writer.drain()
 
-    async def _dispatch(self, frame: bytes) -> bytes:
+    async def _dispatch(self, frame) -> list:
         api_key, api_version, _corr = peek_header(frame)
         entry = self._handlers.get(api_key)
         if entry is None or not entry[0] <= api_version <= entry[1]:
             raise ProtocolError(f"api {api_key} v{api_version} is not served on the controller listener")
-        r = Reader(frame)
-        header = decode_request_header(r)
-        req_cls, _ = API_MESSAGES[api_key]
-        request = req_cls.read(r, api_version)
+        header, request = decode_request(frame)
         result = entry[2](request, api_version, header)
         if inspect.isawaitable(result):
             result = await result
-        body = result.encode(api_version)
-        hdr = encode_response_header(header.correlation_id, response_header_version(api_key, api_version))
-        return _LEN.pack(len(hdr) + len(body)) + hdr + body
+        return encode_response(result, api_key, api_version, header.correlation_id)
 
 
 # --- client -------------------------------------------------------------------------------------
 class ControllerChannel:
-    """One pipelined connection to another controller's listener."""
+    """One pipelined connection to another controller's listener (a NodeChannel with
+    the controller's settings, in milliseconds)."""
 
     def __init__(self, host: str, port: int, *, request_timeout_ms: int = 5000,
                  connect_timeout_ms: int = 2000, backoff_ms: int = 50, backoff_max_ms: int = 1000,
@@ -185,134 +168,28 @@ class ControllerChannel:
         self.host = host
         self.port = port
         self.request_timeout_ms = request_timeout_ms
-        self.connect_timeout_ms = connect_timeout_ms
-        self.backoff_ms = backoff_ms
-        self.backoff_max_ms = backoff_max_ms
-        self.client_id = client_id
-        self.max_frame = max_frame
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task | None = None
-        self._pending: dict[int, tuple[asyncio.Future, type, int]] = {}
-        self._corr = 0
-        self._connecting: asyncio.Future | None = None
-        self._failures = 0
-        self._next_attempt = 0.0
-        self._closed = False
+        self._channel = NodeChannel(host, port, client_id=client_id,
+                                    connect_timeout=connect_timeout_ms / 1000,
+                                    request_timeout=request_timeout_ms / 1000,
+                                    backoff=backoff_ms / 1000, backoff_max=backoff_max_ms / 1000,
+                                    max_response_bytes=max_frame)
 
     def __repr__(self) -> str:
         return f"ControllerChannel({self.host}:{self.port})"
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None
-
-    async def _connect(self) -> None:
-        if self._writer is not None:
-            return
-        if self._connecting is not None:
-            await asyncio.shield(self._connecting)
-            return
-        fut = self._connecting = asyncio.get_running_loop().create_future()
-        try:
-            wait = self._next_attempt - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)  # reconnect backoff
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self.connect_timeout_ms / 1000)
-            except (OSError, asyncio.TimeoutError) as exc:
-                self._failures += 1
-                backoff = min(self.backoff_max_ms, self.backoff_ms * 2 ** min(self._failures - 1, 16))
-                self._next_attempt = time.monotonic() + backoff / 1000
-                raise ChannelError(f"cannot connect to controller {self.host}:{self.port}: {exc}") from None
-            self._failures = 0
-            self._writer = writer
-            self._reader_task = asyncio.create_task(self._read_loop(reader, writer))
-            fut.set_result(None)
-        except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc if isinstance(exc, Exception) else ChannelError("cancelled"))
-                fut.exception()  # mark retrieved
-            raise
-        finally:
-            self._connecting = None
-
-    async def _read_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        error: Exception = ChannelError(f"connection to controller {self.host}:{self.port} closed")
-        try:
-            while True:
-                (n,) = _LEN.unpack(await reader.readexactly(4))
-                if n < 4 or n > self.max_frame:
-                    error = ChannelError(f"bad frame length {n} from {self.host}:{self.port}")
-                    return
-                frame = await reader.readexactly(n)
-                (corr,) = _LEN.unpack_from(frame, 0)
-                entry = self._pending.pop(corr, None)
-                if entry is None:
-                    continue  # the caller timed out already
-                fut, resp_cls, version, api_key = entry
-                try:
-                    r = Reader(frame, 4)
-                    if response_header_version(api_key, version) >= 1:
-                        r.skip_tagged_fields()
-                    resp = resp_cls.read(r, version)
-                except Exception as exc:
-                    if not fut.done():
-                        fut.set_exception(ChannelError(f"undecodable response from {self.host}:{self.port}: {exc}"))
-                    continue
-                if not fut.done():
-                    fut.set_result(resp)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._drop(writer, error)
-
-    def _drop(self, writer, error: Exception) -> None:
-        if self._writer is writer:
-            self._writer = None
-            self._next_attempt = time.monotonic() + self.backoff_ms / 1000
-        try:
-            writer.close()
-        except Exception:
-            pass
-        pending, self._pending = self._pending, {}
-        for fut, *_ in pending.values():
-            if not fut.done():
-                fut.set_exception(error)
-                fut.exception()
+        return self._channel.connected
 
     async def request(self, request, version: int, *, timeout_ms: int | None = None,
                       client_id: str | None = None):
         """Send `request` (a generated request object) at `version`; the decoded
         response, or ChannelError / ChannelTimeout."""
-        if self._closed:
-            raise ChannelError(f"channel to {self.host}:{self.port} is closed")
-        await self._connect()
-        writer = self._writer
-        if writer is None:
-            raise ChannelError(f"connection to controller {self.host}:{self.port} closed")
-        api_key = request.API_KEY
-        _, resp_cls = API_MESSAGES[api_key]
-        self._corr = (self._corr + 1) & 0x7FFFFFFF
-        corr = self._corr
-        body = request.encode(version)
-        hdr = encode_request_header(api_key, version, corr, client_id or self.client_id)
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[corr] = (fut, resp_cls, version, api_key)
-        writer.write(_LEN.pack(len(hdr) + len(body)) + hdr + body)
-        timeout = (self.request_timeout_ms if timeout_ms is None else timeout_ms) / 1000
+        timeout = None if timeout_ms is None else timeout_ms / 1000
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            self._pending.pop(corr, None)
-            # As Kafka's NetworkClient: a timed-out request closes the connection, so a
-            # late answer cannot be mistaken for another.
-            if self._writer is writer:
-                self._drop(writer, ChannelError("closed after a request timeout"))
-            raise ChannelTimeout(f"request {api_key} v{version} to {self.host}:{self.port} timed out "
-                                 f"after {timeout * 1000:.0f} ms") from None
+            return await self._channel.send(request, version, timeout, client_id=client_id)
+        except ProtocolError as exc:   # an undecodable answer: no answer, to the Raft core
+            raise ChannelError(str(exc)) from None
 
     async def send(self, request, version: int, *, timeout_ms: int | None = None,
                    client_id: str | None = None):
@@ -320,16 +197,7 @@ class ControllerChannel:
         return await self.request(request, version, timeout_ms=timeout_ms, client_id=client_id)
 
     async def close(self) -> None:
-        self._closed = True
-        w = self._writer
-        if w is not None:
-            self._drop(w, ChannelError("channel closed"))
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            try:
-                await self._reader_task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self._channel.close()
 
 
 # --- core message <-> wire message ---------------------------------------------------------------
