@@ -22,9 +22,10 @@ the sockets.
   synchronous code (tools, EmbeddedBroker, tests), on one private event-loop thread,
   so they work whether or not the caller's thread runs a loop of its own.
 
-The reads use asyncio.BufferedProtocol rather than StreamReader: the socket reads
-straight into the FrameDecoder (one copy less for a large Fetch response), exactly
-as the broker's own connections read requests.
+The reads use asyncio.BufferedProtocol (`FrameProtocol`) rather than StreamReader:
+the socket reads straight into the FrameDecoder (one copy less for a large Fetch
+response). The broker's own connections (kafkette.server.connection) read their
+requests with the same FrameProtocol.
 
 Layering (tests/test_layers.py): this module imports only protocol, errors, logging,
 clock and config; broker/ and controller/ use it only where they talk to another
@@ -135,30 +136,51 @@ class _Pending:
         self.timeout = timeout
 
 
-class _Protocol(asyncio.BufferedProtocol):
+class FrameProtocol(asyncio.BufferedProtocol):
+    """An asyncio BufferedProtocol that reads Kafka frames through a FrameDecoder, so
+    the socket reads straight into the decoder's buffers. After every read
+    `frames_received(frames)` gets the frames it completed (maybe none); a bad size
+    prefix goes to `bad_frame(error)` instead. The broker's connections
+    (kafkette.server.connection) read requests this way, KafkaConnection responses."""
+
+    def __init__(self, max_frame_bytes: int):
+        self._decoder = FrameDecoder(max_frame_bytes)
+
+    def get_buffer(self, sizehint: int):
+        return self._decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            frames = self._decoder.buffer_updated(nbytes)
+        except FrameError as e:
+            self.bad_frame(e)
+            return
+        self.frames_received(frames)
+
+    def frames_received(self, frames: list) -> None:
+        raise NotImplementedError
+
+    def bad_frame(self, error: FrameError) -> None:
+        raise NotImplementedError
+
+
+class _Protocol(FrameProtocol):
     """asyncio callbacks of one KafkaConnection (kept off its public surface)."""
 
-    __slots__ = ("conn", "decoder")
-
-    def __init__(self, conn: "KafkaConnection"):
+    def __init__(self, conn: "KafkaConnection", max_frame_bytes: int):
+        super().__init__(max_frame_bytes)
         self.conn = conn
-        self.decoder = conn._decoder
 
     def connection_made(self, transport) -> None:
         self.conn._transport = transport
 
-    def get_buffer(self, sizehint: int):
-        return self.decoder.get_buffer()
-
-    def buffer_updated(self, nbytes: int) -> None:
-        try:
-            frames = self.decoder.buffer_updated(nbytes)
-        except FrameError as e:
-            self.conn._protocol_violation(f"bad response frame size {e.size} "
-                                          f"(max {e.max_frame_bytes})")
-            return
+    def frames_received(self, frames: list) -> None:
         if frames:
             self.conn._on_frames(frames)
+
+    def bad_frame(self, error: FrameError) -> None:
+        self.conn._protocol_violation(f"bad response frame size {error.size} "
+                                      f"(max {error.max_frame_bytes})")
 
     def eof_received(self):
         return False  # close our side too: connection_lost follows
@@ -189,7 +211,7 @@ class KafkaConnection:
         #: api key -> (min, max) the broker serves, after api_versions().
         self.versions: dict[int, tuple[int, int]] | None = None
         self.closed_at: float | None = None     # time.monotonic() of the loss or close
-        self._decoder = FrameDecoder(max_response_bytes)
+        self.max_response_bytes = max_response_bytes
         self._transport = None
         self._pending: dict[int, _Pending] = {}
         self._correlation = 0
@@ -210,7 +232,8 @@ class KafkaConnection:
         loop = conn._loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(conn), host, port), timeout)
+                loop.create_connection(lambda: _Protocol(conn, max_response_bytes), host, port),
+                timeout)
         except asyncio.TimeoutError:
             raise NetworkError(f"cannot connect to {host}:{port}: "
                                f"timed out after {timeout:g} s") from None

@@ -275,22 +275,18 @@ async def test_api_versions_retries_at_the_brokers_version_kip_511():
             conn.close()
 
 
-async def test_oversized_response_frame_closes_the_connection():
-    async with FakeBroker(lambda h, r: struct.pack(">i", 10_000) + b"\0" * 100) as fb:
+@pytest.mark.parametrize("answer, error", [
+    (struct.pack(">i", 10_000) + b"\0" * 100, "bad response frame size 10000"),  # > 4096
+    (struct.pack(">i", -3), "bad response frame size -3"),
+    (struct.pack(">ii", 4, 12345), "unknown correlation id 12345"),
+])
+async def test_a_broken_answer_closes_the_connection(answer, error):
+    async with FakeBroker(lambda h, r: answer) as fb:
         conn = await KafkaConnection.connect("127.0.0.1", fb.port, max_response_bytes=4096)
         try:
-            with pytest.raises(NetworkError, match="bad response frame size 10000"):
+            with pytest.raises(NetworkError, match=error):
                 await conn.send(metadata(), 9, timeout=5)
-        finally:
-            conn.close()
-
-
-async def test_unknown_correlation_id_closes_the_connection():
-    async with FakeBroker(lambda h, r: struct.pack(">ii", 4, 12345)) as fb:
-        conn = await KafkaConnection.connect("127.0.0.1", fb.port)
-        try:
-            with pytest.raises(NetworkError, match="unknown correlation id 12345"):
-                await conn.send(metadata(), 9, timeout=5)
+            assert conn.is_closed
         finally:
             conn.close()
 

@@ -40,8 +40,7 @@ from kafkette.protocol.headers import (
 from kafkette.protocol.messages import API_MESSAGES
 from kafkette.protocol.primitives import Reader, Writer
 
-SIZE = struct.Struct(">i")
-_corr = struct.Struct(">i")
+SIZE = struct.Struct(">i")      # the size prefix; the correlation id is an int32 too
 _error_code = struct.Struct(">h")
 
 #: The receive buffer of small frames (one recv_into fills it).
@@ -211,7 +210,7 @@ def response_correlation_id(frame) -> int:
     """The correlation id a response frame starts with (every header version)."""
     if len(frame) < 4:
         raise ProtocolError(f"response frame of {len(frame)} bytes has no correlation id")
-    return _corr.unpack_from(frame, 0)[0]
+    return SIZE.unpack_from(frame, 0)[0]
 
 
 def response_body(frame, api_key: int, version: int) -> Reader:

@@ -1,10 +1,10 @@
 """One client connection: Kafka framing over an asyncio BufferedProtocol.
 
-Framing: kafkette.protocol.framing.FrameDecoder, driven through its BufferedProtocol
-interface: the socket reads straight into the decoder's memory (small frames out of
-one receive buffer, a large frame into a buffer of its own, grown as its bytes
-arrive). Each frame is a bytearray the request owns, so Produce can stamp offsets
-into its record batches in place.
+Framing: kafkette.protocol.framing.FrameDecoder, driven by kafkette.client's
+FrameProtocol (the reader of the client's connections too): the socket reads straight
+into the decoder's memory (small frames out of one receive buffer, a large frame into
+a buffer of its own, grown as its bytes arrive). Each frame is a bytearray the
+request owns, so Produce can stamp offsets into its record batches in place.
 
 Ordering: requests on one connection are answered strictly in order, as Kafka does
 (it mutes a channel until its response is sent). Synchronous handlers run inline
@@ -25,23 +25,23 @@ import asyncio
 import struct
 from collections import deque
 
+from kafkette.client import FrameProtocol
 from kafkette.errors import ProtocolError
 from kafkette.logging import get_logger
-from kafkette.protocol.framing import FrameDecoder, FrameError
 
 log = get_logger("kafkette.connection")
 MAX_QUEUED_REQUESTS = 64
 
 
-class KafkaConnection(asyncio.BufferedProtocol):
+class KafkaConnection(FrameProtocol):
     def __init__(self, server, listener_name: str):
+        super().__init__(server.max_request_bytes)
         self.server = server
         self.dispatcher = server.dispatcher
         self.listener = listener_name
         self.max_request_bytes = server.max_request_bytes
         self.transport = None
         self.peer = ""
-        self._decoder = FrameDecoder(self.max_request_bytes)
         self._queue: deque = deque()
         self._busy = False
         self._write_paused = False
@@ -80,20 +80,15 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._write_paused = False
         self._update_reading()
 
-    def get_buffer(self, sizehint: int):
-        return self._decoder.get_buffer()
-
-    def buffer_updated(self, nbytes: int) -> None:
-        try:
-            frames = self._decoder.buffer_updated(nbytes)
-        except FrameError as e:
-            log.warning("closing connection: bad frame size", peer=self.peer, size=e.size,
-                        max=e.max_frame_bytes)
-            self._abort()
-            return
+    def frames_received(self, frames: list) -> None:
         if frames:
             self._queue.extend(frames)
         self._process()
+
+    def bad_frame(self, error) -> None:
+        log.warning("closing connection: bad frame size", peer=self.peer, size=error.size,
+                    max=error.max_frame_bytes)
+        self._abort()
 
     def eof_received(self):
         return False  # close our side too
