@@ -385,14 +385,20 @@ class KafkaConnection:
                       peer=f"{self.host}:{self.port}", in_flight=len(self._pending),
                       error=str(exc) if exc else None)
         detail = f": {exc}" if exc else ""
-        self._shutdown(f"connection to {self.host}:{self.port} lost{detail}", transport_gone=True)
+        self._shutdown(f"connection to {self.host}:{self.port} lost{detail}", transport=None)
 
-    def _shutdown(self, reason: str, transport_gone: bool = False) -> None:
+    def _shutdown(self, reason: str, transport: str | None = "abort") -> None:
+        """Fail what is in flight; then the transport is aborted (unsent bytes
+        dropped: the stream is no longer trusted), closed (they are sent first), or
+        (None) already gone."""
         if self._error is None:
             self._error = reason
             self.closed_at = time.monotonic()
-        if not transport_gone and self._transport is not None:
-            self._transport.abort()
+        if transport is not None and self._transport is not None:
+            if transport == "close":
+                self._transport.close()
+            else:
+                self._transport.abort()
         pending, self._pending = self._pending, {}
         for p in pending.values():
             if p.timer is not None:
@@ -413,8 +419,9 @@ class KafkaConnection:
                     fut.exception()
 
     def close(self) -> None:
-        """Close the connection; requests still in flight fail with NetworkError."""
-        self._shutdown(f"connection to {self.host}:{self.port} closed")
+        """Close the connection after sending what is buffered (an acks=0 Produce is
+        not lost); requests still waiting for an answer fail with NetworkError."""
+        self._shutdown(f"connection to {self.host}:{self.port} closed", transport="close")
 
     # ------------------------------------------------------------------ versions
 

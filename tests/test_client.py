@@ -43,6 +43,7 @@ def kb():
         b.create_topic("pipelined", partitions=3)
         b.create_topic("parked", partitions=1)
         b.create_topic("acks0", partitions=1)
+        b.create_topic("closing", partitions=1)
         yield b
 
 
@@ -125,6 +126,28 @@ async def test_produce_acks0_gets_no_response_and_is_written(kb):
         assert len(list(iter_batches(memoryview(records)))) == 3
     finally:
         conn.close()
+
+
+async def test_close_sends_what_is_buffered_first(kb):
+    conn = await connect(kb)
+    TD = ProduceRequest.TopicProduceData
+    req = ProduceRequest(acks=0, timeout_ms=1000, topic_data=[TD(
+        name="closing", partition_data=[TD.PartitionProduceData(
+            index=0, records=build_batch([(None, b"x" * 100, [])] * 10))])])
+    for _ in range(50):
+        conn.send_no_response(req, 9)
+    conn.close()
+    check = await connect(kb)
+    try:
+        async def count():
+            resp = await check.send(parked_fetch("closing", max_wait_ms=0), 12)
+            return len(list(iter_batches(memoryview(resp.responses[0].partitions[0].records))))
+        deadline = time.monotonic() + 5
+        while (n := await count()) < 50 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert n == 50
+    finally:
+        check.close()
 
 
 # --------------------------------------------------------------------------- losses

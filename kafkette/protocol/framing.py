@@ -65,7 +65,7 @@ class FrameDecoder:
     re-synchronised; the connection must be closed)."""
 
     __slots__ = ("max_frame_bytes", "_buf", "_view", "_start", "_end",
-                 "_frame", "_frame_size", "_filled", "_error")
+                 "_frame", "_frame_view", "_frame_size", "_filled", "_error")
 
     def __init__(self, max_frame_bytes: int, *, buffer_size: int = RECV_BUFFER_BYTES):
         if buffer_size < SIZE.size:
@@ -76,6 +76,7 @@ class FrameDecoder:
         self._start = 0
         self._end = 0
         self._frame: bytearray | None = None   # a large frame being filled
+        self._frame_view: memoryview | None = None
         self._frame_size = 0                   # its claimed size
         self._filled = 0
         self._error: FrameError | None = None
@@ -111,8 +112,9 @@ class FrameDecoder:
                 # The bytes so far have arrived: double the buffer, up to the claim.
                 grown = bytearray(min(self._frame_size, 2 * len(frame)))
                 grown[:filled] = frame
-                self._frame = frame = grown
-            return memoryview(frame)[filled:]
+                self._frame = grown
+                self._frame_view = memoryview(grown)
+            return self._frame_view[filled:]
         if self._end == len(self._buf):
             # Move the partial frame to the front to make room (it fits: a frame
             # larger than the buffer gets a buffer of its own).
@@ -127,7 +129,7 @@ class FrameDecoder:
             self._filled += nbytes
             if self._filled < self._frame_size:
                 return []
-            frame, self._frame = self._frame, None
+            frame, self._frame, self._frame_view = self._frame, None, None
             return [frame]
         self._end += nbytes
         return self._parse()
@@ -151,7 +153,8 @@ class FrameDecoder:
                 # bytes arrive (see the module docstring).
                 frame = bytearray(min(size, max(EAGER_FRAME_BYTES, 2 * avail)))
                 frame[:avail] = view[start + 4:end]
-                self._frame, self._frame_size, self._filled = frame, size, avail
+                self._frame, self._frame_view = frame, memoryview(frame)
+                self._frame_size, self._filled = size, avail
                 start = end = 0
             break
         if start == end:
