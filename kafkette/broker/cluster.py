@@ -304,9 +304,13 @@ class ClusterMember:
 
     # -- replication ---------------------------------------------------------------
     def _replica_channel(self, host: str, port: int):
-        from kafkette.controller.raft.transport import ControllerChannel
-        return ControllerChannel(host, port, backoff_max_ms=200,
-                                 request_timeout_ms=int(self.request_timeout_s * 1000) + 30000)
+        # A follower's connection to its leader's client listener. A timed-out request
+        # closes the connection, so the timeout is well past replica.fetch.wait.max.ms.
+        from kafkette.client import NodeChannel
+        return NodeChannel(host, port, client_id=f"kafkette-replica-{self.broker.node_id}",
+                           backoff_max=0.2,
+                           request_timeout=self.broker.config["replica.fetch.wait.max.ms"] / 1000
+                           + 30)
 
     def _alter_isr(self, part, new_isr: tuple[int, ...]) -> None:
         task = asyncio.ensure_future(self._alter_partition(part, new_isr))
