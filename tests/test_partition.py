@@ -178,3 +178,37 @@ def test_unclean_leader_first_reports_its_recovery(tmp_path):
     assert part.isr_to_expand() == (1,)  # recovered, alone, before anyone joins
     part.apply_metadata(1, 3, 1, (1, 2, 3), (1,), NOW, leader_recovery_state=0)
     assert part.isr_to_expand() == (1, 2)
+
+
+def test_follower_drops_an_empty_epoch_at_its_log_end_on_divergence(tmp_path):
+    """A broker that led an epoch for a moment without writing (or replayed the metadata
+    through such a leadership at start-up) has that epoch at its log end. Its new leader
+    never had it and answers DivergingEpoch(0, end): the follower must drop the empty
+    epoch, or it asks with it again and never makes progress."""
+    from types import SimpleNamespace
+
+    from kafkette.broker.replica_fetcher import ReplicaFetcher
+    plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
+    part = Partition("t", 0, plog, node_id=2)
+    part.apply_metadata(2, 0, 0, (1, 2), (1, 2), NOW)      # led epoch 0, wrote 3 records
+    part.append_as_leader(batch(3), 1, NOW)
+    part.apply_metadata(2, 1, 1, (1, 2), (1, 2), NOW)      # led epoch 1, wrote nothing
+    part.apply_metadata(1, 2, 2, (1, 2), (1, 2), NOW)      # now follows node 1
+    assert plog.leader_epoch_cache.latest_epoch == 1
+    fetcher = ReplicaFetcher(SimpleNamespace(), source_id=1)
+    fetcher._truncate_on_divergence(part, 0, 3)             # the leader: epoch 0 ends at 3
+    assert plog.leader_epoch_cache.latest_epoch == 0
+    assert part.log_end_offset == 3
+
+
+def test_replayed_old_leadership_does_not_rewrite_the_epoch_history(tmp_path):
+    plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
+    part = Partition("t", 0, plog, node_id=2)
+    part.apply_metadata(2, 1, 0, (1, 2), (1, 2), NOW)
+    part.append_as_leader(batch(2), 1, NOW)
+    part.apply_metadata(2, 3, 1, (1, 2), (1, 2), NOW)
+    part.append_as_leader(batch(2), 1, NOW)
+    history = list(plog.leader_epoch_cache.entries())
+    # Start-up replay of the metadata log walks through epoch 1 again.
+    part.apply_metadata(2, 1, 0, (1, 2), (1, 2), NOW)
+    assert list(plog.leader_epoch_cache.entries()) == history

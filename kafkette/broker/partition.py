@@ -140,7 +140,10 @@ class Partition:
         # in the leader-epoch cache), so that followers of older epochs find where
         # their history and ours part.
         leo = self.log.log_end_offset
-        if self.leader_epoch >= 0:
+        # Only an epoch newer than any in the log: a broker replaying the metadata log at
+        # start-up passes through old leaderships, whose epochs its log already has (or
+        # had) and which must not rewrite its history.
+        if self.leader_epoch > self.log.leader_epoch_cache.latest_epoch:
             self.log.assign_epoch_start_offset(self.leader_epoch)
         self.leader_epoch_start_offset = leo
         self.pending_isr = None
@@ -329,6 +332,13 @@ class Partition:
         its new leader lacks was never acknowledged to an acks=all producer)."""
         # Inside a batch (the leader's end falls in a batch we have and it lacks): the
         # whole batch goes and the next fetch brings back what the leader has.
+        if offset >= self.log.log_end_offset:
+            # Nothing to cut from the log, but an epoch that starts at its end and wrote
+            # nothing (this broker led it for a moment, or replayed the metadata through
+            # such a leadership at start-up) must go, or the next fetch names that epoch
+            # again and the leader answers the same divergence forever.
+            self.log.leader_epoch_cache.truncate_from_end(offset)
+            return
         self.log.truncate_to(offset, allow_inside_batch=True)
         if self.high_watermark > self.log.log_end_offset:
             self.high_watermark = self.log.log_end_offset

@@ -254,7 +254,7 @@ class ReplicaFetcher:
             log.info("follower truncating", topic=part.topic, partition=part.index,
                      from_offset=leo, to_offset=target, leader=self.source_id,
                      leader_epoch=leader_epoch, leader_end_offset=leader_end)
-            part.truncate_to(target)
+        part.truncate_to(target)
 
     async def _truncate_to_leader_end(self, part) -> None:
         ch = self._channel
