@@ -17,6 +17,8 @@
 //   longpoll topic, groupId, maxWaitTimeInMs, timeoutMs
 //   admin    ops[]: {op, args[]} run in order on one admin client
 //   produceAcrossRestart  topic, first[], second[]  (idempotent; waits for a stdin line)
+//   produceStream  topic, partition, idempotent, batch, max  (sends until a stdin line;
+//            one {"acked": [first, count], "offset": base} line per acknowledged send)
 // With "expectError": true a command that throws prints {"error": {...}} instead of failing.
 'use strict'
 
@@ -173,6 +175,46 @@ async function produceAcrossRestart(cmd) {
     await nextLine()
     const second = await send(cmd.second)
     return { first, second }
+  } finally {
+    await producer.disconnect()
+  }
+}
+
+// Sends `batch` messages "s<seq>" per send, one send at a time, until a line arrives on
+// stdin (or `max` messages). Each acknowledged send is reported on its own stdout line
+// at once, so the test can time a failover; a send that fails after kafkajs's retries
+// is reported as {"failed": [first, count], "error": ...} and the stream goes on.
+async function produceStream(cmd) {
+  const kafka = makeKafka(cmd)
+  const producer = kafka.producer({ idempotent: !!cmd.idempotent,
+    maxInFlightRequests: cmd.idempotent ? 1 : undefined, allowAutoTopicCreation: false })
+  track(producer)
+  await producer.connect()
+  let stop = false
+  nextLine().then(() => { stop = true }, () => { stop = true })
+  const write = obj => new Promise(resolve => process.stdout.write(JSON.stringify(obj) + '\n', resolve))
+  const batch = cmd.batch || 1
+  let seq = 0
+  let acked = 0
+  let failed = 0
+  try {
+    while (!stop && seq < (cmd.max || 1e9)) {
+      const first = seq
+      const messages = []
+      for (let i = 0; i < batch; i++) {
+        messages.push({ partition: cmd.partition || 0, value: `s${String(seq).padStart(6, '0')}` })
+        seq++
+      }
+      try {
+        const [r] = await producer.send({ topic: cmd.topic, messages, acks: -1 })
+        await write({ acked: [first, batch], offset: Number(r.baseOffset) })
+        acked += batch
+      } catch (e) {
+        await write({ failed: [first, batch], error: `${e.name}: ${e.message}` })
+        failed += batch
+      }
+    }
+    return { sent: seq, ackedRecords: acked, failedRecords: failed }
   } finally {
     await producer.disconnect()
   }
@@ -402,7 +444,7 @@ async function adminOps(cmd) {
 
 // ------------------------------------------------------------------------- main
 
-const COMMANDS = { produce, produceAcrossRestart, consume, group, longpoll, admin: adminOps }
+const COMMANDS = { produce, produceAcrossRestart, produceStream, consume, group, longpoll, admin: adminOps }
 
 // stdin: the first line is the command; later lines are signals a command may wait for
 // (nextLine), e.g. "the broker has been restarted, go on".
