@@ -67,7 +67,28 @@ def _auto_create(broker, name: str) -> bool:
     return True
 
 
-@handler(3, 0, 12)
+def _touches(ctx, request):
+    if request.topics is None:
+        return [(name, None) for name in ctx.broker.image.topics]
+    return [(t.name, None) for t in request.topics]
+
+
+def _mark_faults(resp, unavailable: set, error_code: int, error_scope):
+    """Injected faults (broker/faults.py) show per topic: the handler answers and the
+    matching topics get the error code (brokers and cluster id stay, so clients keep
+    their bootstrap); a partition without a leader shows leader -1 with
+    LEADER_NOT_AVAILABLE, as while Kafka elects a new leader."""
+    for t in resp.topics:
+        if error_code and (error_scope is None or error_scope.covers(t.name, None)):
+            t.error_code = error_code
+        for p in t.partitions:
+            if (t.name, p.partition_index) in unavailable:
+                p.leader_id = -1
+                p.error_code = ErrorCode.LEADER_NOT_AVAILABLE
+    return resp
+
+
+@handler(3, 0, 12, touches=_touches, mark_faults=_mark_faults)
 def handle(ctx, request):
     broker = ctx.broker
     version = ctx.api_version

@@ -7,11 +7,20 @@ INVALID_REQUEST there, which kafka-python and aiokafka treat as fatal.
 v5 echoes protocol type and name (and checks them when sent).
 """
 from kafkette.broker.handlers.groups import delayed_response, ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import SyncGroupResponse
 
 
-@handler(14, 0, 5)
+def _group_ids(ctx, request):
+    return [request.group_id]
+
+
+def _error_response(request, code, ctx, message=None):
+    return SyncGroupResponse(error_code=code, assignment=b"")
+
+
+@handler(14, 0, 5, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
     fut, respond = delayed_response()
