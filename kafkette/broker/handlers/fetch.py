@@ -96,7 +96,8 @@ def handle(ctx, request):
                          isolation_level=request.isolation_level,
                          rack_id=(request.rack_id or "") if v >= 11 else None)
     wanted = [FetchPartition(name, p.partition, p.fetch_offset, p.partition_max_bytes,
-                             p.current_leader_epoch, p.last_fetched_epoch)
+                             p.current_leader_epoch, p.last_fetched_epoch,
+                             p.log_start_offset)
               for t, name in zip(request.topics, names) for p in t.partitions]
     results = ctx.broker.replica_manager.fetch_messages(params, wanted)
     if inspect.isawaitable(results):
