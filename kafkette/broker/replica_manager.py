@@ -101,6 +101,8 @@ class ProduceResult:
     log_start_offset: int = -1
     current_leader: tuple[int, int] | None = None
     appended: AppendResult | None = field(default=None, repr=False)
+    # KIP-467: (index of the record in its batch, message) per refused record.
+    record_errors: list[tuple[int, str]] | None = None
 
 
 def read_hw_checkpoint(path: str) -> dict[tuple[str, int], int]:
@@ -267,7 +269,8 @@ class ReplicaManager:
                 part = self.partition(topic, index)
                 res = part.append_as_leader(records, required_acks, now)
             except KafkaError as e:
-                r = ProduceResult(error=int(e.code), message=e.message)
+                r = ProduceResult(error=int(e.code), message=e.message,
+                                  record_errors=getattr(e, "record_errors", None))
                 if isinstance(e, NotLeaderError):
                     r.current_leader = (e.leader, e.leader_epoch)
                 results.append(r)

@@ -51,9 +51,9 @@ when a cleaning runs, i.e. when there is new dirty data (or max.compaction.lag.m
 Records with a null key: Kafka rejects them at produce time for compacted topics
 (LogValidator.validateKey: InvalidRecordException, error INVALID_RECORD), and its cleaner
 drops any it finds (Cleaner.shouldRetainRecord counts it as an invalid message and does
-not retain it). kafkette's produce path does not look inside batches (DESIGN.md, "The
-hot path"), so such records can reach a compacted log; the cleaner drops them like
-Kafka's.
+not retain it). kafkette refuses them on produce too (PartitionLog.append, KIP-467
+record errors); they still reach a compacted log that was not compacted when they were
+written (cleanup.policy changed later), and the cleaner drops them like Kafka's.
 
 Compressed batches are decompressed and, when something is removed, recompressed with
 the same codec (cramjam: gzip, snappy, lz4 frame, zstd). Snappy is rewritten as a raw

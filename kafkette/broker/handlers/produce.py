@@ -17,6 +17,12 @@ request's timeout_ms, NOT_ENOUGH_REPLICAS before appending when the ISR is small
 min.insync.replicas, NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank meanwhile);
 anything else → INVALID_REQUIRED_ACKS. Transactional produce comes with a later issue.
 
+Compacted topics refuse records without a key, as Kafka's LogValidator does:
+INVALID_RECORD with KIP-467 record_errors (each bad record's index in the batch and
+Kafka's message) and Kafka's summary as error_message, so clients fail exactly those
+records. It is the one produce-path check that reads records (PartitionLog.append);
+topics that are not compacted keep the bytes-only path.
+
 Idempotent producers (KIP-98; rules in kafkette.log.producer_state, checked on the
 batch header by PartitionLog.append): a retry of one of the producer's last five
 batches is answered with error NONE and the ORIGINAL base offset (Kafka >= 1.0; the old
@@ -136,6 +142,11 @@ def _response(ctx, request, entries, early, results):
                              reason=r.message)
                 resp = PartResp(index=p.index, error_code=r.error, base_offset=-1,
                                 error_message=r.message)
+                if r.record_errors:
+                    # KIP-467 (v8+; older versions carry only the error code): the client
+                    # fails exactly these records of the batch.
+                    resp.record_errors = [PartResp.BatchIndexAndErrorMessage(
+                        batch_index=i, batch_index_error_message=m) for i, m in r.record_errors]
                 if r.current_leader is not None and ctx.api_version >= 10:
                     # KIP-951: say who leads now, with its address below.
                     resp.current_leader = PartResp.LeaderIdAndEpoch(
