@@ -176,3 +176,75 @@ def test_a_broker_started_after_the_cluster_catches_up_and_leads(tmp_path):
         # And the topic written while it was away is readable from the others as before.
         got_away = _read_all(kc.bootstrap_servers, while_away, 0, len(acked_away))
         assert all(got_away.get(v) == o for v, o in acked_away)
+
+
+def test_the_cluster_command_with_dedicated_controllers(tmp_path):
+    """`kafkette cluster --brokers 2 --controllers 3`: five processes, clients see two
+    brokers, and an admin client (which sends CreateTopics to Metadata's controller id)
+    gets a broker that forwards to the dedicated controller."""
+    import os
+    import random
+    import re
+    import signal
+    import socket
+    import subprocess
+
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from itutil import BROKER_PYTHON, PROJECT_ROOT
+
+    def free_base():
+        for _ in range(50):
+            base = random.randrange(20000, 60000)
+            socks = []
+            try:
+                for port in [base, base + 1] + [base + 100 + i for i in range(3)]:
+                    s = socket.socket()
+                    socks.append(s)
+                    s.bind(("127.0.0.1", port))
+                return base
+            except OSError:
+                continue
+            finally:
+                for s in socks:
+                    s.close()
+        raise RuntimeError("no free ports")
+
+    base = free_base()
+    out = tmp_path / "run.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([BROKER_PYTHON, "-m", "kafkette", "cluster", "--brokers", "2",
+                                 "--controllers", "3", "--base-port", str(base),
+                                 "--dir", str(tmp_path / "kc")],
+                                cwd=str(PROJECT_ROOT), stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        def ready():
+            assert proc.poll() is None, out.read_text()
+            text = out.read_text()
+            return text if "bootstrap servers:" in text else None
+        text = wait_until(ready, timeout=60, message="`kafkette cluster` to be ready")
+        assert "starting 2 broker(s) and 3 controller(s)" in text
+        assert f"bootstrap servers: 127.0.0.1:{base},127.0.0.1:{base + 1}\n" in text
+        for cid in (3001, 3002, 3003):
+            assert f"node {cid} (controller): controller port {base + 100 + cid - 3001}" in text
+        active = int(re.search(r"active controller (\d+)", text).group(1))
+        assert active in CONTROLLERS
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{base}", request_timeout_ms=15000)
+        try:
+            desc = admin.describe_cluster()
+            assert sorted(b["broker_id"] for b in desc["brokers"]) == [1, 2]
+            assert desc["controller_id"] in (1, 2)
+            topic = unique_topic("cmd-dedicated")
+            admin.create_topics([NewTopic(topic, 2, 2)])
+            wait_until(lambda: topic in admin.list_topics(), 15, message="the new topic")
+        finally:
+            admin.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, out.read_text()
+        assert "stopping 5 node(s)" in out.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
