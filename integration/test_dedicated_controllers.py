@@ -248,3 +248,48 @@ def test_the_cluster_command_with_dedicated_controllers(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_brokers_follow_a_new_active_controller_after_kill_9(tmp_path):
+    """kill -9 of the active controller: the two voters left elect another, the brokers
+    (observers) find it from their fetch answers, keep heartbeating (none is fenced),
+    and admin requests and consumer groups work through it."""
+    from kafkette.embedded_cluster import EmbeddedCluster
+    with EmbeddedCluster(3, controllers=3, log_dir=tmp_path) as kc:
+        topic = unique_topic("ctl-failover")
+        kc.create_topic(topic, partitions=3, replication_factor=3)
+        old = kc.active_controller()
+        kc.node(old).kill()
+        t0 = time.monotonic()
+        new = wait_until(lambda: (lambda c: c if c not in (-1, old) else None)(
+            kc.active_controller()), 30, message="a new active controller")
+        elected_s = time.monotonic() - t0
+
+        def brokers_follow():
+            q = kc.describe_quorum(via=new)
+            return {o.replica_id for o in q.observers} >= BROKERS and all(
+                o.log_end_offset == q.high_watermark for o in q.observers
+                if o.replica_id in BROKERS)
+        wait_until(brokers_follow, 30, message="every broker fetching from the new leader")
+        followed_s = time.monotonic() - t0
+        assert new in CONTROLLERS
+        assert _brokers_listed(kc) == BROKERS       # no broker lost its session
+        second = unique_topic("after-failover")
+        kc.create_topic(second, partitions=2, replication_factor=3)
+        acked = _produce(kc.bootstrap_servers, second, 1, 100, b"f")
+        c = Consumer({"bootstrap.servers": kc.bootstrap_servers, "group.id": unique_topic("g"),
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        got = set()
+        try:
+            c.subscribe([second])
+            deadline = time.monotonic() + 60
+            while len(got) < len(acked) and time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and not m.error():
+                    got.add(m.value())
+            c.commit(asynchronous=False)
+        finally:
+            c.close()
+        assert got == {v for v, _ in acked}
+        print(f"\nactive controller {old} killed: {new} elected after {elected_s:.1f} s, "
+              f"every broker following it after {followed_s:.1f} s")
