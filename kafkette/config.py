@@ -1008,6 +1008,14 @@ class BrokerConfig:
                     f"listeners, which a controller-only node does not open (it serves its "
                     f"controller.quorum.voters address only); list only listeners named in "
                     f"controller.listener.names, or leave listeners unset", key="listeners")
+            me = next(q for q in self._voters if q.node_id == node_id)
+            moved = [str(l) for l in listeners if (l.host, l.port) != (me.host, me.port)]
+            if moved:
+                # kafkette binds the controller listener at the voter entry itself.
+                raise ConfigError(
+                    f"process.roles=controller: listener {moved[0]} is not this node's "
+                    f"controller.quorum.voters address {me.host}:{me.port}, where kafkette's "
+                    f"controller listens; make them the same", key="listeners")
 
     def _check_listener_set(self, key: str, listeners: list[Listener]) -> None:
         seen_names: set[str] = set()

@@ -560,6 +560,11 @@ def test_controller_only_node_refuses_client_listeners():
                                  "listeners=CONTROLLER://127.0.0.1:9301",
                                  "controller.listener.names=CONTROLLER"])
     assert c.process_roles == ["controller"]
+    # The controller binds its voter address: another address would not be honoured.
+    with pytest.raises(ConfigError, match="not this node's controller.quorum.voters address"):
+        BrokerConfig.load(None, ["process.roles=controller", "node.id=3001", VOTERS,
+                                 "listeners=CONTROLLER://0.0.0.0:9301",
+                                 "controller.listener.names=CONTROLLER"])
 
 
 def test_voter_ids_are_unique_and_roles_not_repeated():
