@@ -668,3 +668,18 @@ def test_observer_replicates_and_applies_the_committed_log_in_a_three_voter_net(
     assert applied == [(b"new",), (b"topic-a",)] or applied[-1] == (b"topic-a",)
     assert nodes[9].high_watermark == nodes[1].high_watermark
     assert not any(isinstance(a, Send) and isinstance(a.message, m.VoteRequest) for a in net.seen[9])
+
+
+def test_leader_forgets_an_observer_silent_for_the_observer_session_timeout():
+    n = node(observer_session_timeout_ms=5000)
+    make_leader(n)
+    n.flush(1)
+    n.receive(9, m.FetchRequest(60, 1, 9, 0, 0), 10)
+    t = 10
+    while t < 10 + 6000:                     # voters keep it leader, the observer is silent
+        t += 400
+        n.receive(2, m.FetchRequest(t, 1, 2, 1, 1, 0), t)
+        n.tick(t)
+        if t < 10 + 4000:
+            assert 9 in n.describe(t)["observers"]
+    assert n.is_leader and n.describe(t)["observers"] == {}

@@ -110,6 +110,9 @@ class RaftConfig:
     # metadata.log.max.record.bytes.between.snapshots (Kafka: 20 MiB). Smaller here: a
     # kafkette cluster's metadata is small and a snapshot is cheap.
     max_bytes_between_snapshots: int = 1 << 20
+    # The leader forgets an observer that has not fetched this long (KRaft's
+    # LeaderState.OBSERVER_SESSION_TIMEOUT_MS), so DescribeQuorum stops listing it.
+    observer_session_timeout_ms: int = 300_000
 
     @classmethod
     def from_properties(cls, props: dict) -> "RaftConfig":
@@ -778,6 +781,11 @@ class RaftNode:
                 self._become_resigned(now)
                 return
             r.deadline = now + max(1, t // 4)
+            gone = [k for k, rs in r.replicas.items() if k not in self.voters and k not in r.parked
+                    and (rs.last_fetch_ms is None
+                         or now - rs.last_fetch_ms >= self.config.observer_session_timeout_ms)]
+            for k in gone:
+                del r.replicas[k]
 
     # --- fetch: follower side -----------------------------------------------------------------------
     def _send_fetch(self, now: int) -> None:
