@@ -683,3 +683,22 @@ def test_leader_forgets_an_observer_silent_for_the_observer_session_timeout():
         if t < 10 + 4000:
             assert 9 in n.describe(t)["observers"]
     assert n.is_leader and n.describe(t)["observers"] == {}
+
+
+def test_observer_does_not_go_back_to_a_silent_leader_on_hearsay():
+    n = observer()
+    n.start(0)
+    (dst, probe), = sends(n.tick(n.next_deadline()))
+    n.receive(dst, m.FetchResponse(probe.rid, 2, 1, m.NOT_LEADER_OR_FOLLOWER), 5)
+    n.tick(5 + 2000)                                  # leader 1 silent: probing
+    (dst, p2), = sends(n.tick(n.next_deadline()), m.FetchRequest)
+    if dst != 1:
+        # A voter that has not timed out yet still names 1: not followed again.
+        n.receive(dst, m.FetchResponse(p2.rid, 2, 1, m.NOT_LEADER_OR_FOLLOWER), n.next_deadline() - 1)
+        assert isinstance(n.role, Unattached)
+        (dst, p2), = sends(n.tick(n.next_deadline()), m.FetchRequest)
+    # A newer epoch's leader is followed at once; so is 1 when it answers itself.
+    other = next(v for v in (1, 2, 3) if v != 1)
+    acts = n.receive(dst, m.FetchResponse(p2.rid, 3, other, m.NOT_LEADER_OR_FOLLOWER), n.next_deadline() - 1)
+    assert isinstance(n.role, Follower) and (n.leader_id, n.epoch) == (other, 3)
+    assert sends(acts, m.FetchRequest)[0][0] == other

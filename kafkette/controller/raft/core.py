@@ -272,6 +272,10 @@ class RaftNode:
         self._probe_order: list[int] = []
         self._probe_rid: int | None = None
         self._probe_dst: int | None = None
+        # (epoch, leader) the observer gave up on: voters that have not timed out yet
+        # still name it, which must not send the observer back to it (as Prospective's
+        # lost_leader for a voter).
+        self._lost_leader: tuple[int, int] | None = None
 
     # --- helpers ---------------------------------------------------------------------------
     @property
@@ -499,6 +503,8 @@ class RaftNode:
         r = self.role
         if self.observer:
             # An observer that lost its leader looks for the next one; it never runs.
+            if isinstance(r, Follower):
+                self._lost_leader = (r.epoch, r.leader_id)
             self._become_unattached(r.epoch, now)
             return
         self._leave_role(now)
@@ -826,6 +832,8 @@ class RaftNode:
         r = self.role
         self._probe_rid = None
         leader = resp.leader_id
+        if (resp.epoch, leader) == self._lost_leader and src != leader:
+            leader = None   # hearsay about the leader we gave up on: ask the next voter
         if leader is not None and leader != self.node_id and leader in self.voters and resp.epoch >= r.epoch:
             # Follower(e', L) sends its first real Fetch; the probe's entries, if any,
             # are simply fetched again.
