@@ -1,5 +1,14 @@
-"""The broker's side of a cluster (combined mode: every node is broker and controller
-voter, like `process.roles=broker,controller` in KRaft).
+"""A node's side of a cluster, for each `process.roles` of KRaft:
+
+- broker,controller (combined): both halves below on one node, the quorum voter's
+  controller listener serving the controller-side APIs;
+- broker: only the broker half. The node is a Raft observer of the metadata log (not
+  in controller.quorum.voters, it never votes) and sends its controller requests to
+  the active controller, found through the quorum, at that voter's address in
+  controller.quorum.voters;
+- controller: only the controller half. A voter that serves the controller-side APIs
+  and checks broker sessions, but never registers or heartbeats, has no replica
+  fetchers and leads no partition.
 
 - Lifecycle: register with the active controller (BrokerRegistration, key 62), then
   heartbeat every `broker.heartbeat.interval.ms` (BrokerHeartbeat, key 63) with the
@@ -22,8 +31,10 @@ voter, like `process.roles=broker,controller` in KRaft).
 
 Real Kafka differences: KRaft also has a separate controller listener per
 `controller.listener.names`; here the controller listener is the address of the node
-in `controller.quorum.voters`. No UnregisterBroker, no broker-only or controller-only
-nodes (process.roles must include both).
+in `controller.quorum.voters`. No UnregisterBroker. A KRaft controller-only node
+registers itself with the quorum as a controller (ControllerRegistration, KIP-919)
+and DescribeCluster can list controllers; kafkette's controllers are known from
+controller.quorum.voters only.
 """
 from __future__ import annotations
 
@@ -126,6 +137,8 @@ class ClusterMember:
         self.broker = broker
         self.quorum = quorum
         self.voters = voters
+        self.is_broker = broker.is_broker
+        self.is_controller = broker.is_controller
         cfg = broker.config
         self.heartbeat_interval_s = cfg["broker.heartbeat.interval.ms"] / 1000
         self.request_timeout_s = cfg["controller.quorum.request.timeout.ms"] / 1000
@@ -157,10 +170,15 @@ class ClusterMember:
         await self.quorum.start(self.broker.controller)
         image = self.broker.image
         log.info("metadata replayed", metadata_offset=image.offset, topics=len(image.topics),
-                 brokers=len(image.brokers), cluster_id=image.cluster_id or None)
-        self._register_controller_apis()
-        self._tasks.append(asyncio.ensure_future(self._lifecycle()))
-        self._tasks.append(asyncio.ensure_future(self._session_checker()))
+                 brokers=len(image.brokers), cluster_id=image.cluster_id or None,
+                 observer=getattr(self.quorum, "observer", False))
+        if self.is_controller:
+            # Only voters can become the active controller: only they serve its APIs
+            # and watch broker sessions.
+            self._register_controller_apis()
+            self._tasks.append(asyncio.ensure_future(self._session_checker()))
+        if self.is_broker:
+            self._tasks.append(asyncio.ensure_future(self._lifecycle()))
 
     async def close(self) -> None:
         self._closing = True

@@ -18,6 +18,7 @@ from kafkette.broker.handlers.common import (
     CLUSTER_AUTHORIZED_OPERATIONS,
     NO_OPERATIONS,
     TOPIC_AUTHORIZED_OPERATIONS,
+    client_controller_id,
     error_of,
 )
 from kafkette.broker.registry import handler
@@ -156,7 +157,7 @@ def handle(ctx, request):
         brokers.append(MetadataResponse.MetadataResponseBroker(
             node_id=b.node_id, host=host, port=port, rack=b.rack))
     return MetadataResponse(
-        brokers=brokers, cluster_id=image.cluster_id, controller_id=image.controller_id,
+        brokers=brokers, cluster_id=image.cluster_id, controller_id=client_controller_id(image),
         topics=topics,
         cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS
                                        if request.include_cluster_authorized_operations
