@@ -47,9 +47,10 @@ import sys
 import time
 
 from kafkette.bench.harness import Results, progress, run_group, run_worker, topic_name
-from kafkette.bench.replication import RF1, RF3, suite_replication  # noqa: F401 (run by name)
+from kafkette.bench.replication import RF1, RF3, suite_replication
 from kafkette.bench.targets import (PY, Kafkette, MockPeer, RevisionUnavailable,
                                     compile_bytecode, export_revision, use_own_source)
+from kafkette.logging import configure_logging
 
 SUITES = ("produce", "capacity", "consume", "latency", "replication", "base")
 DEFAULT_BASE_REV = "3dc167e"  # the last commit before the replication work
@@ -206,10 +207,13 @@ def suite_base(args, res: Results) -> None:
                                  f"run {i + 1}/{args.repeat} ({args.records:,} x 100 B)")
                         res.add(f"base_produce_acks{acks}_rec_s", t.name,
                                 produce_run(t, args, acks))
-        for make in targets(0):
-            with make() as t:
-                topic, parts = fill_consume_topic(t, args)
-                for i in range(args.repeat):
+        # Both brokers up at once, their consume runs interleaved: drift in the machine's
+        # load (it is shared) then hits both alike instead of one broker's whole series.
+        with Kafkette() as cur, Kafkette(source=src, name=BASE) as base:
+            filled = {t.name: fill_consume_topic(t, args) for t in (cur, base)}
+            for i in range(args.repeat):
+                for t in ((cur, base) if i % 2 == 0 else (base, cur)):
+                    topic, parts = filled[t.name]
                     for kind in ("client", "raw"):
                         progress(f"{res.labels.get(t.name, t.name)}: consume ({kind}) run "
                                  f"{i + 1}/{args.repeat}")
@@ -269,6 +273,10 @@ def suite_latency(args, res: Results) -> None:
                     res.notes.append(note)
                 for p in ("p50", "p99", "p999"):
                     res.add(f"e2e_{p}_ms", t.name, r[f"{p}_us"] / 1000)
+
+
+SUITE_RUNS = {"produce": suite_produce, "capacity": suite_capacity, "consume": suite_consume,
+              "latency": suite_latency, "replication": suite_replication, "base": suite_base}
 
 
 # --------------------------------------------------------------------------- report
@@ -424,11 +432,14 @@ def main(argv=None) -> int:
     res = Results()
     t0 = time.monotonic()
     Kafkette.data_parent = args.tmpdir
+    # kafkette's own client logs (e.g. the cluster's readiness probes timing out) would
+    # go to stdout, unconfigured structlog's default, in the middle of the table.
+    configure_logging("WARNING", stream=sys.stderr)
     use_own_source()  # brokers and workers run this checkout, whatever the venv has
     compile_bytecode()
     for s in SUITES:
         if s in suites:
-            globals()[f"suite_{s}"](args, res)
+            SUITE_RUNS[s](args, res)
     rows = build_rows(res)
     table = format_table(rows)
     print(table)

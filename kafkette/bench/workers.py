@@ -425,4 +425,7 @@ ROLES = {f.__name__: f for f in (produce, consume, fetch, capacity, sink, source
                                  lat_consume, lat_produce, failover_produce, readback)}
 
 if __name__ == "__main__":
+    # stdout carries the result line: kafkette's client logs go to stderr.
+    from kafkette.logging import configure_logging
+    configure_logging("WARNING", stream=sys.stderr)
     ROLES[sys.argv[1]](json.loads(sys.argv[2]))
