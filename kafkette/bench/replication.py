@@ -22,6 +22,11 @@ Rows (medians over --repeat unless said otherwise):
   percentiles are over all (sample, partition, follower) points of all runs; a
   sampled gauge misses spikes shorter than the interval, so max is a lower bound. The
   same sampler runs during the RF1 produce too, so its cost is in both throughputs.
+  Caveat of the ms figure (Kafka's rule, kept as is): a follower whose fetch was
+  parked at the leader's log end counts as caught up at the time the fetch *started*,
+  so in the first fetch round after an idle spell (the start of a run) it reads up to
+  replica.fetch.wait.max.ms (500 ms) too high; the records figure has no such
+  artefact. Those points are rare (p50 is unaffected) but can be the max.
 - failover_ms: an idempotent acks=all producer (linger.ms=5) sends --failover-rate
   records/s to one partition of an RF 3, min.insync.replicas=2 topic whose leader is
   not the active controller (so the figure is a partition failover, not a controller
