@@ -174,7 +174,6 @@ def _failover_once(args, kc: KafketteCluster, res: Results, run: int) -> None:
     topic = topic_name("failover")
     kc.create_topic(topic, 3, 3, {"min.insync.replicas": 2})
     controller = cluster.controller_id()
-    states = cluster.partition_states(topic)
     # Wait for a full ISR: a follower outside it would make min.insync.replicas=2 with
     # one node down depend on which node we kill.
     cluster.wait_for(lambda: all(len(st.isr) == 3 for st in
