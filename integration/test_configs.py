@@ -242,3 +242,30 @@ def test_confluent_dynamic_broker_config_and_restart(fresh_broker):
     p.produce(t, b"z" * 300000, on_delivery=lambda err, msg: errors.append(err))
     assert p.flush(20) == 0
     assert [e.code() if e else None for e in errors] == [KafkaError.MSG_SIZE_TOO_LARGE]
+
+
+# ------------------------------------------------------- settings Kafka 3.x still accepts
+
+def test_kafka_3_topic_settings_with_both_admin_clients(broker):
+    """message.format.version and message.downconversion.enable, which clients written
+    for Kafka 3.x still send, are accepted (and described) rather than INVALID_CONFIG."""
+    from confluent_kafka.admin import NewTopic
+    t = unique_topic("cfg-3x")
+    create_topic(broker.bootstrap, t, configs={"message.format.version": "2.8"})
+    with admin(broker.bootstrap) as a:
+        assert _kp_topic_configs(a, t)["message.format.version"]["value"] == "2.8"
+    ck = _ck_admin(broker)
+    t2 = unique_topic("cfg-3x-ck")
+    (f,) = ck.create_topics([NewTopic(t2, 1, 1, config={
+        "message.downconversion.enable": "false",
+        "message.timestamp.difference.max.ms": "86400000"})]).values()
+    assert f.result(timeout=20) is None
+    (f,) = ck.incremental_alter_configs([CkResource(ResourceType.TOPIC, t2, incremental_configs=[
+        ConfigEntry("message.format.version", "3.0-IV1",
+                    incremental_operation=AlterConfigOpType.SET)])]).values()
+    assert f.result(timeout=20) is None
+    cfg = _ck_describe(ck, ResourceType.TOPIC, t2)
+    assert cfg["message.format.version"].value == "3.0-IV1"
+    assert cfg["message.downconversion.enable"].value == "false"
+    assert cfg["message.timestamp.difference.max.ms"].value == "86400000"
+    assert cfg["message.timestamp.difference.max.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value

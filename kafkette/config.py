@@ -100,6 +100,18 @@ RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 LEADER_SELECTOR = "org.apache.kafka.common.replica.LeaderSelector"
 
 
+class VersionString:
+    """A Kafka version as message.format.version and inter.broker.protocol.version take
+    it (MetadataVersion.fromVersionString: "0.10.2", "2.8", "3.0-IV1", ...)."""
+
+    _RE = re.compile(r"[0-9]+\.[0-9]+(\.[0-9]+)?(-IV[0-9]+)?")
+
+    def __call__(self, value: Any) -> str | None:
+        if value is None or self._RE.fullmatch(str(value)):
+            return None
+        return "a Kafka version such as 3.0-IV1"
+
+
 class Choices:
     """Allowed strings (case-sensitive, as Kafka's ValidString/ValidList). For a list
     config every element must be allowed, and the list must not be empty."""
@@ -254,6 +266,8 @@ def _k(name: str, type_: str, default: Any, doc: str, validator=None, topic=None
 
 
 _IGNORED_DOC = " Accepted for compatibility with Kafka config files and ignored: kafkette is single-threaded asyncio."
+_DEPRECATED_DOC = ("Accepted as Kafka 3.9 accepts it and not acted on (only RecordBatch "
+                   "v2, magic 2, exists in Kafka 4.x).")
 
 _BROKER_KEYS: list[ConfigKey] = [
     # --- identity and cluster
@@ -377,6 +391,21 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("log.message.timestamp.after.max.ms", LONG, 3600000, "Largest amount a batch "
        "timestamp may lie in the future (CreateTime). Kafka 4.0's default: one hour.",
        Range(0), topic="message.timestamp.after.max.ms"),
+    # Kafka 3.9 settings that Kafka 4.0 removed (KIP-724, KIP-937): clients and config
+    # files written for 3.x still send them, so they are accepted. Only the timestamp
+    # difference still acts, as in 3.9.
+    _k("log.message.timestamp.difference.max.ms", LONG, LONG_MAX, "Deprecated (Kafka "
+       "3.6; removed in 4.0): bounds a timestamp's distance from the broker's clock on "
+       "a side whose before/after setting is Long.MAX_VALUE, as Kafka 3.9 does.",
+       Range(0), topic="message.timestamp.difference.max.ms"),
+    _k("log.message.format.version", STRING, "3.0-IV1", "Deprecated; " + _DEPRECATED_DOC,
+       VersionString(), topic="message.format.version", ignored=True),
+    _k("log.message.downconversion.enable", BOOL, True, "Deprecated; kafkette serves "
+       "Fetch v4+ only, which never needs down-conversion. " + _DEPRECATED_DOC,
+       topic="message.downconversion.enable", ignored=True),
+    _k("inter.broker.protocol.version", STRING, "3.9-IV0", "Deprecated; KRaft uses "
+       "metadata.version instead (Kafka 3.9 ignores it in KRaft mode). " + _DEPRECATED_DOC,
+       VersionString(), ignored=True),
     _k("log.cleanup.policy", LIST, ["delete"], "delete (retention), compact (keep the "
        "latest value per key), or both: compact,delete.", Choices(*CLEANUP_POLICIES),
        topic="cleanup.policy"),
@@ -529,6 +558,15 @@ _TOPIC_KEYS: list[TopicConfigKey] = [
        "may lie in the past.", Range(0), ["log.message.timestamp.before.max.ms"]),
     _t("message.timestamp.after.max.ms", LONG, 3600000, "Largest amount a timestamp may "
        "lie in the future.", Range(0), ["log.message.timestamp.after.max.ms"]),
+    _t("message.timestamp.difference.max.ms", LONG, LONG_MAX, "Deprecated (removed in "
+       "Kafka 4.0): the largest distance of a timestamp from the broker's clock, on a "
+       "side whose before/after setting is Long.MAX_VALUE (Kafka 3.9's rule).", Range(0),
+       ["log.message.timestamp.difference.max.ms"]),
+    _t("message.format.version", STRING, "3.0-IV1", "Deprecated; " + _DEPRECATED_DOC,
+       VersionString(), ["log.message.format.version"]),
+    _t("message.downconversion.enable", BOOL, True, "Deprecated; kafkette serves Fetch "
+       "v4+ only, which never needs down-conversion. " + _DEPRECATED_DOC, None,
+       ["log.message.downconversion.enable"]),
     _t("min.cleanable.dirty.ratio", DOUBLE, 0.5, "Dirty ratio that makes a log "
        "cleanable.", Range(0, 1), ["log.cleaner.min.cleanable.ratio"]),
     _t("min.compaction.lag.ms", LONG, 0, "Youngest age a message must reach before "
@@ -553,6 +591,9 @@ _TOPIC_KEYS: list[TopicConfigKey] = [
 ]
 
 TOPIC_CONFIGS: dict[str, TopicConfigKey] = {k.name: k for k in _TOPIC_KEYS}
+# Topic configs Kafka 3.9 accepts and no longer acts on (nor does kafkette): accepted,
+# stored and described, and logged once when a topic sets them.
+IGNORED_TOPIC_CONFIGS = frozenset({"message.format.version", "message.downconversion.enable"})
 # broker key -> topic config name, for hints ("retention.ms is the topic name of ...").
 _BROKER_TO_TOPIC = {bk: t.name for t in _TOPIC_KEYS for bk in t.synonyms}
 

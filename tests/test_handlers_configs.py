@@ -636,3 +636,54 @@ def test_api_versions_lists_the_config_apis(broker):
     assert listed[33] == (0, 2)  # AlterConfigs
     assert listed[44] == (0, 1)  # IncrementalAlterConfigs
     assert listed[35] == (1, 4)  # DescribeLogDirs (Kafka 4.0, KIP-896: no v0)
+
+
+# -- settings Kafka 3.9 still accepts (removed in 4.0) ---------------------------------
+
+def test_kafka_3_settings_are_accepted_and_described(broker):
+    create_topic(broker, "old", configs={"message.format.version": "2.8",
+                                         "message.downconversion.enable": "false"})
+    d = describe(broker, TOPIC, "old", ["message.format.version",
+                                        "message.downconversion.enable",
+                                        "message.timestamp.difference.max.ms"])
+    assert (d["message.format.version"].value, d["message.format.version"].config_source) == \
+        ("2.8", DYNAMIC_TOPIC)
+    assert d["message.downconversion.enable"].value == "false"
+    diff = d["message.timestamp.difference.max.ms"]
+    assert (diff.value, diff.config_source) == (str(2**63 - 1), DEFAULT)
+    assert [s.name for s in diff.synonyms] == ["log.message.timestamp.difference.max.ms"]
+    assert one(alter(broker, [(TOPIC, "old", {"message.format.version": "3.0-IV1"})])
+               ).error_code == NONE
+    r = one(ialter(broker, [(TOPIC, "old", [("message.format.version", SET, "three")])]))
+    assert r.error_code == INVALID_CONFIG and "message.format.version" in r.error_message
+    # The refused change left the value the legacy AlterConfigs set.
+    d = describe(broker, TOPIC, "old", ["message.format.version"])
+    assert d["message.format.version"].value == "3.0-IV1"
+
+
+def test_message_timestamp_difference_max_ms_bounds_a_side_left_at_long_max(broker):
+    # Kafka 3.9's LogConfig: difference.max.ms applies where before/after is Long.MAX;
+    # Kafka 4.0's after default is one hour, so by default it bounds only the past.
+    create_topic(broker, "diff", configs={"message.timestamp.difference.max.ms": "60000"})
+    assert produce(broker, "diff", 0, batch_of_size(100, ts=START_MS - 120_000)).error_code == \
+        ErrorCode.INVALID_TIMESTAMP
+    assert produce(broker, "diff", 0, batch_of_size(100, ts=START_MS - 30_000)).error_code == NONE
+    assert produce(broker, "diff", 0, batch_of_size(100, ts=START_MS + 600_000)).error_code == NONE
+    assert one(ialter(broker, [(TOPIC, "diff", [("message.timestamp.after.max.ms", SET,
+                                                  str(2**63 - 1))])])).error_code == NONE
+    assert produce(broker, "diff", 0, batch_of_size(100, ts=START_MS + 600_000)).error_code == \
+        ErrorCode.INVALID_TIMESTAMP
+    # An explicit before wins over the difference.
+    assert one(ialter(broker, [(TOPIC, "diff", [("message.timestamp.before.max.ms", SET,
+                                                  "600000")])])).error_code == NONE
+    assert produce(broker, "diff", 0, batch_of_size(100, ts=START_MS - 120_000)).error_code == NONE
+
+
+def test_kafka_3_broker_settings_are_accepted_with_a_warning():
+    cfg = BrokerConfig({"inter.broker.protocol.version": "3.9", "log.message.format.version":
+                        "2.8", "log.message.downconversion.enable": "false"})
+    assert cfg["inter.broker.protocol.version"] == "3.9"
+    assert any("inter.broker.protocol.version" in w for w in cfg.warnings)
+    assert any("log.message.format.version" in w for w in cfg.warnings)
+    with pytest.raises(Exception, match="inter.broker.protocol.version"):
+        BrokerConfig({"inter.broker.protocol.version": "latest"})

@@ -30,6 +30,7 @@ from kafkette.config import (
     ConfigError,
     topic_defaults,
     validate_dynamic_broker_configs,
+    IGNORED_TOPIC_CONFIGS,
     validate_topic_configs,
 )
 from kafkette.broker.group_offsets import (
@@ -74,6 +75,7 @@ class Broker:
         self.data_dir = Path(config.log_dirs[0])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._topic_defaults = topic_defaults(config)
+        self._ignored_configs_logged: set[str] = set()   # logged once per process
         self.log_manager = LogManager(self.data_dir, self.clock)
         self.log_manager.load_all()
         host, port = next(iter(advertised.values()))
@@ -142,9 +144,15 @@ class Broker:
     # -- configs ---------------------------------------------------------------
     def _validate_topic_configs(self, configs: dict) -> dict:
         try:
-            return validate_topic_configs(configs, self.config)
+            valid = validate_topic_configs(configs, self.config)
         except ConfigError as e:
             raise InvalidConfigError(str(e)) from None
+        for name in sorted(IGNORED_TOPIC_CONFIGS & {k for k, v in valid.items() if v is not None}):
+            if name not in self._ignored_configs_logged:
+                self._ignored_configs_logged.add(name)
+                log.warning("topic config accepted and not acted on (Kafka 3.9 ignores it too)",
+                            config=name, value=valid[name])
+        return valid
 
     def effective_topic_configs(self, name: str, image: MetadataImage | None = None) -> dict:
         """A topic's configs as strings: its overrides > dynamic broker configs (this

@@ -95,6 +95,9 @@ class LogConfig:
     # Timestamp windows checked per batch in append() (KIP-937).
     message_timestamp_before_max_ms: int = _LONG_MAX  # message.timestamp.before.max.ms
     message_timestamp_after_max_ms: int = 3600000  # message.timestamp.after.max.ms (Kafka 4.0: 1 h)
+    # message.timestamp.difference.max.ms: Kafka 3.9's older bound (removed in 4.0), used
+    # on a side whose before/after setting is Long.MAX_VALUE, as 3.9's LogConfig does.
+    message_timestamp_difference_max_ms: int = _LONG_MAX
 
     # Kafka property name -> field
     PROPERTIES = {
@@ -116,11 +119,25 @@ class LogConfig:
         "min.insync.replicas": "min_insync_replicas",
         "message.timestamp.before.max.ms": "message_timestamp_before_max_ms",
         "message.timestamp.after.max.ms": "message_timestamp_after_max_ms",
+        "message.timestamp.difference.max.ms": "message_timestamp_difference_max_ms",
     }
 
     @property
     def compact(self) -> bool:
         return "compact" in self.cleanup_policy
+
+    @property
+    def timestamp_before_bound_ms(self) -> int:
+        """How far in the past a CreateTime timestamp may lie (KIP-937, with Kafka 3.9's
+        fallback to message.timestamp.difference.max.ms)."""
+        before = self.message_timestamp_before_max_ms
+        return self.message_timestamp_difference_max_ms if before == _LONG_MAX else before
+
+    @property
+    def timestamp_after_bound_ms(self) -> int:
+        """How far in the future a CreateTime timestamp may lie (same fallback)."""
+        after = self.message_timestamp_after_max_ms
+        return self.message_timestamp_difference_max_ms if after == _LONG_MAX else after
 
     @property
     def delete(self) -> bool:
@@ -410,8 +427,8 @@ class PartitionLog:
         max_message_bytes = config.max_message_bytes
         log_append_time = config.message_timestamp_type == "LogAppendTime"
         # KIP-937 timestamp windows (CreateTime topics only).
-        ts_low = now_ms - config.message_timestamp_before_max_ms
-        ts_high = now_ms + config.message_timestamp_after_max_ms
+        ts_low = now_ms - config.timestamp_before_bound_ms
+        ts_high = now_ms + config.timestamp_after_bound_ms
         stamp = rec.stamp_batch
         base_offset = offset = self._leo
         messages = 0
