@@ -243,3 +243,24 @@ async def test_delete_records_waiting_when_leadership_moves_is_not_leader(rm):
         await asyncio.sleep(0)
     rm.on_metadata_update(rm.image, change(rm.image, leader=2, leader_epoch=1))
     assert await asyncio.wait_for(task, 2) == (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)
+
+
+def test_held_metadata_is_applied_once_with_its_end_state(rm):
+    """A broker replaying its metadata log at start-up holds the changes: the partition
+    goes from what it was straight to the last recorded state, without taking the
+    leaderships recorded on the way."""
+    part = rm.partitions[("t", 0)]
+    assert (part.role, part.leader_epoch) == ("leader", 0)
+    rm.hold_metadata()
+    img = rm.image
+    a = change(img, leader=2, leader_epoch=1)
+    b = change(a, leader=1, leader_epoch=2)
+    c = change(b, leader=3, leader_epoch=3)
+    for old, new in ((img, a), (a, b), (b, c)):
+        rm.on_metadata_update(old, new)
+    assert rm.image is img and (part.role, part.leader_epoch) == ("leader", 0)
+    rm.release_metadata()
+    assert rm.image is c
+    assert (part.role, part.leader_epoch, part.leader) == ("follower", 3, 3)
+    rm.release_metadata()          # nothing held: a no-op
+    assert part.leader_epoch == 3

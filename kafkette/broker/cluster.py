@@ -167,7 +167,14 @@ class ClusterMember:
 
     # -- start / stop ---------------------------------------------------------
     async def start(self) -> None:
-        await self.quorum.start(self.broker.controller)
+        # The local metadata log is replayed in quorum.start: the partitions see only
+        # its end state, not each leadership it recorded on the way.
+        rm = self.broker.replica_manager
+        rm.hold_metadata()
+        try:
+            await self.quorum.start(self.broker.controller)
+        finally:
+            rm.release_metadata()
         image = self.broker.image
         log.info("metadata replayed", metadata_offset=image.offset, topics=len(image.topics),
                  brokers=len(image.brokers), cluster_id=image.cluster_id or None,

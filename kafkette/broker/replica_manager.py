@@ -141,6 +141,7 @@ class ReplicaManager:
                  lag_time_max_ms: int = 30000):
         self.node_id = node_id
         self.log_manager = log_manager
+        self._held: list | None = None   # see hold_metadata
         self._topic_configs = topic_configs  # name -> effective config dict
         self.clock = clock
         self.lag_time_max_ms = lag_time_max_ms
@@ -163,7 +164,25 @@ class ReplicaManager:
         self.rack_aware = False
 
     # -- metadata --------------------------------------------------------------
+    def hold_metadata(self) -> None:
+        """Until `release_metadata`, metadata changes are collected, not applied: a
+        broker replaying its local metadata log at start-up would otherwise take every
+        leadership the log ever recorded for a moment, in order (Kafka's broker publishes
+        to its ReplicaManager only once it has caught up)."""
+        self._held = [None, None]   # [image before the first held change, latest image]
+
+    def release_metadata(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and held[0] is not None:
+            self.on_metadata_update(held[0], held[1])
+
     def on_metadata_update(self, old: MetadataImage, new: MetadataImage) -> None:
+        held = self._held
+        if held is not None:
+            if held[0] is None:
+                held[0] = old
+            held[1] = new
+            return
         self.image = new
         now = self.clock.monotonic_ms()
         for name, t in old.topics.items():
