@@ -23,6 +23,8 @@ CLIENT_ID = "kafkette-tools"
 
 # api key -> the lowest version this client can build
 _MIN_VERSIONS = {
+    0: 3,    # Produce: RecordBatch v2 only
+    1: 4,    # Fetch: RecordBatch v2 only
     MetadataRequest.API_KEY: 1,
     CreateTopicsRequest.API_KEY: 0,
     DeleteTopicsRequest.API_KEY: 0,

@@ -120,7 +120,8 @@ def parse_key_values(items: list[str], option: str) -> dict[str, str]:
         k, sep, v = item.partition("=")
         if not sep or not k.strip():
             raise UsageError(f"Invalid {option} '{item}': expected key=value")
-        out[k.strip()] = v.strip()
+        # the value as given (Kafka's parseKeyValueArgs does not trim: key.separator=" | ")
+        out[k.strip()] = v
     return out
 
 
