@@ -227,7 +227,9 @@ def run(a) -> int:
                 raise ToolError(f"Partition {a.partition} of topic {a.topic} does not exist")
             partitions = [a.partition]
         positions = start_positions(admin, a, group, reset, partitions, leaders, isolation)
-        committed_at = dict(positions) if group else {}
+        # commit every start position too (Kafka's consumer commits its position for each
+        # assigned partition, even one that got no records)
+        committed_at: dict[int, int] = {}
         last_commit = time.monotonic()
         last_record = time.monotonic()
         while True:
