@@ -98,10 +98,10 @@ def check_args(a) -> str:
     def only(flag, value, allowed):
         if value and action not in allowed:
             raise UsageError(f"Option \"[{flag}]\" can't be used with option \"[{action}]\"")
-    only("config", a.config, ("create",))
     if action == "alter" and a.config:
         raise UsageError("Option \"[config]\" can't be used with option \"[alter]\" "
                          "(To alter topic configurations, the kafka-configs tool can be used.)")
+    only("config", a.config, ("create",))
     only("partitions", a.partitions is not None, ("alter", "create"))
     only("replication-factor", a.replication_factor is not None, ("create",))
     only("replica-assignment", a.replica_assignment, ("alter", "create"))
@@ -170,10 +170,23 @@ def topic_filter(pattern: str | None, exclude_internal: bool):
     return allowed
 
 
-def get_topics(admin: AdminClient, pattern, exclude_internal) -> list[str]:
+def all_topics(admin: AdminClient, include_internal: bool):
+    """(Metadata response, every topic's metadata). Internal topics are asked for by
+    name too: some brokers (kafkette among them) leave them out of an all-topics
+    Metadata answer, which Kafka's brokers do not, and kafka-topics.sh lists them."""
     md = admin.metadata(None)
+    found = [t for t in md.topics if t.error_code == 0]
+    if include_internal:
+        names = {t.name for t in found}
+        missing = sorted(INTERNAL_TOPICS - names)
+        if missing:
+            found += [t for t in admin.metadata(missing).topics if t.error_code == 0]
+    return md, found
+
+
+def get_topics(admin: AdminClient, pattern, exclude_internal) -> list[str]:
     allowed = topic_filter(pattern, exclude_internal)
-    return sorted(t.name for t in md.topics if t.error_code == 0 and allowed(t.name))
+    return sorted(t.name for t in all_topics(admin, not exclude_internal)[1] if allowed(t.name))
 
 
 def ensure_exists(found: list, requested: str | None, require: bool) -> None:
@@ -247,24 +260,22 @@ def _ids(nodes) -> str:
 
 
 def describe(admin: AdminClient, a) -> None:
-    md = admin.metadata(None)
+    md, known = all_topics(admin, not a.exclude_internal)
     live = {b.node_id for b in md.brokers}
     allowed = topic_filter(a.topic, a.exclude_internal)
     if a.topic_id and a.topic_id != "AAAAAAAAAAAAAAAAAAAAAA":
-        names = sorted(t.name for t in md.topics if t.error_code == 0 and
-                       kafka_uuid(t.topic_id) == a.topic_id and
-                       not (a.exclude_internal and t.name in INTERNAL_TOPICS))
+        names = sorted(t.name for t in known if kafka_uuid(t.topic_id) == a.topic_id)
         if not names and not a.if_exists:
             raise ToolError(f"TopicId '{a.topic_id}' does not exist as expected")
     else:
-        names = sorted(t.name for t in md.topics if t.error_code == 0 and allowed(t.name))
+        names = sorted(t.name for t in known if allowed(t.name))
         ensure_exists(names, a.topic, not a.if_exists)
     if not names:
         return
     described = admin.describe_topic_partitions(names)
     has_elr = described is not None
     if described is None:
-        described = [t for t in md.topics if t.name in set(names)]
+        described = [t for t in known if t.name in set(names)]
     by_name = {t.name: t for t in described}
     configs = admin.describe_configs(2, names)
     reports = any(getattr(a, r) for r in _REPORTS)
