@@ -373,11 +373,14 @@ def test_consumer_groups_with_an_active_member(broker):
                       client_id="member-one", auto_offset_reset="earliest",
                       enable_auto_commit=False)
     try:
-        def stable():
-            c.poll(timeout_ms=200)
+        seen = []
+
+        def stable_and_read():
+            for recs in c.poll(timeout_ms=200).values():
+                seen.extend(recs)
             out = ok(groups(broker, "--describe", "--group", g, "--state"))
-            return "Stable" in out and c.assignment()
-        wait_until(stable, 30, message="the group to be Stable")
+            return "Stable" in out and len(seen) == 3
+        wait_until(stable_and_read, 30, message="the group to be Stable, 3 records read")
         c.commit()
         members = ok(groups(broker, "--describe", "--group", g, "--members", "--verbose"))
         lines = members.split("\n")
@@ -524,3 +527,46 @@ def test_command_config_file(broker, tmp_path):
     r = topics(broker, "--list", "--command-config", str(conf))
     assert r.returncode == 1
     assert "security.protocol=SASL_SSL" in r.stdout and "not supported" in r.stdout
+
+
+def test_console_consumers_share_a_group(broker):
+    """Two console consumers with one --group split the partitions (range assignor),
+    show up as members while they run, and commit what they read."""
+    t = unique_topic("sg")
+    g = f"share-{uuid.uuid4().hex[:8]}"
+    ok(topics(broker, "--create", "--topic", t, "--partitions", "2"))
+    cmd = [PY, "-m", "kafkette.tools.kafka_console_consumer", "--bootstrap-server",
+           broker.bootstrap, "--topic", t, "--group", g, "--property", "print.partition=true",
+           "--consumer-property", "heartbeat.interval.ms=200", "--timeout-ms", "6000"]
+    procs = []
+    try:
+        procs.append(subprocess.Popen(cmd + ["--consumer-property", "client.id=c-one"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+
+        def member_rows():
+            out = ok(groups(broker, "--describe", "--group", g, "--members"))
+            return [re.split(r" +", ln.strip()) for ln in out.split("\n")[2:] if ln.strip()]
+        wait_until(lambda: [r[3] for r in member_rows()] == ["c-one"], 30,
+                   message="the first console consumer to be the group's member")
+        procs.append(subprocess.Popen(cmd + ["--consumer-property", "client.id=c-two"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        wait_until(lambda: sorted((r[3], r[4]) for r in member_rows()) ==
+                   [("c-one", "1"), ("c-two", "1")], 30,
+                   message="two members with one partition each")
+        produce(broker, t, [f"k{i}\tv{i}" for i in range(20)], "--property", "parse.key=true")
+        outs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lines = [out.split() for out, _err in outs]
+    assert all(p.returncode == 0 for p in procs)
+    parts = [{ln.split("\t")[0] for ln in out.splitlines()} for out, _err in outs]
+    assert parts[0] and parts[1] and parts[0].isdisjoint(parts[1])   # one partition each
+    values = sorted(ln.split("\t")[1] for out, _err in outs for ln in out.splitlines())
+    assert values == sorted(f"v{i}" for i in range(20))
+    assert sum(len(x) for x in lines) == 40
+    # both left the group; their commits cover every record
+    rows = _committed_rows(broker, g)
+    assert sum(int(r[3]) for r in rows) == 20 and all(r[5] == "0" for r in rows)

@@ -136,10 +136,12 @@ class AdminClient:
                                                   min_version=_MIN_VERSIONS.get(api_key, 0),
                                                   max_version=_MAX_VERSIONS.get(api_key)))
 
-    def request(self, req, version: int | None = None, node=None):
+    def request(self, req, version: int | None = None, node=None, timeout: float | None = None):
+        """`timeout` (s): for requests the broker may hold longer than the client's
+        request timeout (JoinGroup waits for the rebalance)."""
         if version is None:
             version = self.version(req.API_KEY, node)
-        return self._run(self._client.send(req, version, node=node))
+        return self._run(self._client.send(req, version, node=node, timeout=timeout))
 
     # ------------------------------------------------------------------ topics
 
@@ -474,10 +476,11 @@ class AdminClient:
                                  for t in resp.topics for p in t.partitions}
 
 
-    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int]):
-        """OffsetCommit as a standalone (non-member) client: generation -1, no member id,
-        which a coordinator accepts for a group with no active members (Kafka's admin
-        alterConsumerGroupOffsets does the same)."""
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int],
+                       generation: int = -1, member_id: str = ""):
+        """OffsetCommit; by default as a standalone (non-member) client: generation -1,
+        no member id, which a coordinator accepts for a group with no active members
+        (Kafka's admin alterConsumerGroupOffsets does the same)."""
         T = messages.OffsetCommitRequest.OffsetCommitRequestTopic
         topics: dict[str, list] = {}
         for (t, p), off in sorted(offsets.items()):
@@ -488,7 +491,7 @@ class AdminClient:
         v = self._run(self._client.version_for(messages.OffsetCommitRequest.API_KEY, coordinator,
                                                min_version=2, max_version=9))
         resp = self.request(messages.OffsetCommitRequest(
-            group_id=group, generation_id_or_member_epoch=-1, member_id="",
+            group_id=group, generation_id_or_member_epoch=generation, member_id=member_id,
             group_instance_id=None, retention_time_ms=-1,
             topics=[T(name=t, partitions=ps) for t, ps in topics.items()]), v, coordinator)
         errors = {(t.name, p.partition_index): p.error_code

@@ -14,12 +14,14 @@ print.partition, print.offset, print.headers, print.key, print.value (default tr
 key.separator (TAB), line.separator (newline), headers.separator (','), null.literal
 ('null').
 
-Differs from Kafka: with --group it does not join the group (no JoinGroup/SyncGroup):
-it reads the group's committed offsets, consumes every partition itself and commits
-its position as a standalone client (generation -1) every auto.commit.interval.ms and
-at the end; it does not show up as a group member and two console consumers of one
-group do not share the partitions. Transactions do not exist in kafkette, so
---isolation-level is passed to the broker but control records are only skipped.
+With --group it is a member of the classic consumer group (kafkette.tools.group_member:
+JoinGroup with the range assignor, heartbeats between fetches, rejoining on a
+rebalance), starts at the group's committed offsets and commits its position every
+auto.commit.interval.ms, before a rebalance and at the end, then leaves the group.
+
+Differs from Kafka: only the range assignor, no static membership, no KIP-848 groups.
+kafkette has no transactions: --isolation-level is passed to the broker and control
+batches are skipped, nothing more.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from kafkette.tools.common import (
     ToolParser, UsageError, add_bootstrap, check_client_config, client_settings,
     load_properties, parse_key_values, run_tool,
 )
+from kafkette.tools.group_member import GroupMember
 
 CONSUMER_KEYS = {"group.id", "auto.offset.reset", "enable.auto.commit",
                  "auto.commit.interval.ms", "isolation.level", "fetch.max.wait.ms",
@@ -71,8 +74,7 @@ def build_parser(prog="kafka-console-consumer.sh") -> ToolParser:
     p.add_argument("--timeout-ms", type=int, metavar="timeout_ms",
                    help="Exit if no message is available for this many milliseconds.")
     p.add_argument("--group", metavar="consumer group id",
-                   help="The consumer group id (offsets are read from and committed to it; "
-                        "the tool does not join the group).")
+                   help="The consumer group id of the consumer (it joins the group).")
     p.add_argument("--property", "--formatter-property", dest="property", action="append",
                    metavar="prop", help="Formatter properties: " + ", ".join(sorted(FORMATTER_KEYS)))
     p.add_argument("--consumer-property", action="append", metavar="consumer_prop",
@@ -218,6 +220,7 @@ def run(a) -> int:
     admin = AdminClient(servers, timeout=timeout, client_id=client_id or "console-consumer")
     positions: dict[int, int] = {}
     committed_at: dict[int, int] = {}
+    member: GroupMember | None = None
     timed_out = False
     try:
         leaders = wait_for_topic(admin, a.topic)
@@ -226,6 +229,12 @@ def run(a) -> int:
             if a.partition not in leaders:
                 raise ToolError(f"Partition {a.partition} of topic {a.topic} does not exist")
             partitions = [a.partition]
+        if group is not None:
+            member = GroupMember(admin, group, [a.topic],
+                                 session_timeout_ms=int(props.get("session.timeout.ms", 45000)),
+                                 heartbeat_interval_ms=int(props.get("heartbeat.interval.ms",
+                                                                     3000)))
+            partitions = sorted(p for t, p in member.join() if t == a.topic)
         positions = start_positions(admin, a, group, reset, partitions, leaders, isolation)
         # commit every start position too (Kafka's consumer commits its position for each
         # assigned partition, even one that got no records)
@@ -264,8 +273,24 @@ def run(a) -> int:
                 timed_out = True
                 break
             if commit and time.monotonic() - last_commit >= commit_interval:
-                committed_at = maybe_commit(admin, group, a.topic, positions, committed_at)
+                committed_at = maybe_commit(member, a.topic, positions, committed_at)
                 last_commit = time.monotonic()
+            if member is not None and not member.heartbeat_if_due():
+                # a rebalance: commit what we consumed (Kafka's consumer does so before it
+                # gives its partitions up), join again, go on from the committed offsets
+                if commit:
+                    try:
+                        maybe_commit(member, a.topic, positions, committed_at)
+                    except ToolError:
+                        pass   # the generation is gone: the next owner re-reads a little
+                partitions = sorted(p for t, p in member.join() if t == a.topic)
+                leaders = wait_for_topic(admin, a.topic)
+                positions = start_positions(admin, a, group, reset, partitions, leaders,
+                                            isolation)
+                committed_at = {}
+            if not positions:
+                # no partition for us (more members than partitions): wait as a fetch would
+                time.sleep(max_wait / 1000.0)
     except (KeyboardInterrupt, Stop):
         pass
     finally:
@@ -279,9 +304,13 @@ def run(a) -> int:
                   f"(org.apache.kafka.tools.consumer.ConsoleConsumer)\n"
                   f"org.apache.kafka.common.errors.TimeoutException", file=sys.stderr)
         try:
-            if commit and positions:
-                maybe_commit(admin, group, a.topic, positions, committed_at)
+            if commit and positions and member is not None:
+                maybe_commit(member, a.topic, positions, committed_at)
+        except ToolError as e:
+            print(f"ERROR could not commit the offsets of group {group}: {e}", file=sys.stderr)
         finally:
+            if member is not None:
+                member.leave()
             print(f"Processed a total of {count} messages", file=sys.stderr)
             admin.close()
     return 0
@@ -385,10 +414,10 @@ def fetch_once(admin, topic, positions, leaders, isolation, max_wait, part_bytes
     return got, errors, ends
 
 
-def maybe_commit(admin, group, topic, positions, committed_at) -> dict[int, int]:
+def maybe_commit(member, topic, positions, committed_at) -> dict[int, int]:
     changed = {p: o for p, o in positions.items() if committed_at.get(p) != o}
     if changed:
-        admin.commit_offsets(group, {(topic, p): o for p, o in changed.items()})
+        member.commit({(topic, p): o for p, o in changed.items()})
     return dict(positions)
 
 
