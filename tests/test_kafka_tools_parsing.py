@@ -143,3 +143,29 @@ def test_parser_refuses_unknown_and_abbreviated_options():
     with pytest.raises(HelpRequested):
         p.parse(["--list", "--help"])
     assert p.parse(["--list", "--topic=a.*"]).topic == "a.*"
+
+
+def test_console_consumer_skips_a_corrupt_batch_only_when_asked():
+    """A batch whose CRC does not match stops the consumer, or with
+    --skip-message-on-error is reported and stepped over (fetch_once against a fake
+    broker answer: a real broker refuses such a batch on produce)."""
+    from kafkette.protocol.messages import FetchResponse
+    from kafkette.tools.kafka_console_consumer import FetchSettings, fetch_once
+    good = build_batch([(b"k", b"v0", [])], base_offset=0)
+    bad = bytearray(build_batch([(b"k", b"v1", [])], base_offset=1))
+    bad[-1] ^= 0xFF
+    last = build_batch([(b"k", b"v2", [])], base_offset=2)
+    R = FetchResponse.FetchableTopicResponse
+
+    class FakeAdmin:
+        def request(self, req, node=None):
+            return FetchResponse(responses=[R(topic="t", partitions=[R.PartitionData(
+                partition_index=0, error_code=0, high_watermark=3,
+                records=good + bytes(bad) + last)])])
+    settings = FetchSettings(100, 1, 1 << 20, 1 << 20, skip_bad_records=False)
+    with pytest.raises(ToolError, match="terminating consumer process"):
+        fetch_once(FakeAdmin(), "t", {0: 0}, {0: 1}, 0, settings)
+    got, errors, ends = fetch_once(FakeAdmin(), "t", {0: 0}, {0: 1}, 0,
+                                   settings._replace(skip_bad_records=True))
+    assert [r.value for _p, _ts, r in got] == [b"v0", b"v2"]
+    assert errors == {} and ends == {0: 3}

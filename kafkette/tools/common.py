@@ -57,6 +57,11 @@ def run_tool(parser: ToolParser, argv, body, *, error_prefix: str = "Error: ",
     and for --help, 1 for a usage error (message and --help pointer on stderr) and
     for a failed command (`error_prefix` + message on `error_stream`, stderr unless
     the tool is one of Kafka's that print errors on stdout, as TopicCommand does)."""
+    # kafkette's client logs through structlog, whose unconfigured default prints every
+    # level on stdout: a tool's stdout is its output, so warnings and worse go to stderr
+    # (Kafka's tools: tools-log4j.properties, WARN to stderr), nothing else
+    from kafkette.logging import configure_logging
+    configure_logging("WARNING", stream=sys.stderr)
     try:
         args = parser.parse(argv)
         if args.version:
@@ -157,12 +162,16 @@ def client_settings(props: dict[str, str], bootstrap: str | None) -> tuple[str, 
     return servers, props.get("client.id"), timeout
 
 
-def admin_from_args(args, config_attr: str = "command_config") -> AdminClient:
-    """The AdminClient of a tool's --bootstrap-server and --command-config."""
+def admin_from_args(args, config_attr: str = "command_config",
+                    timeout_ms: int | None = None) -> AdminClient:
+    """The AdminClient of a tool's --bootstrap-server and --command-config;
+    `timeout_ms`: a tool's own timeout flag, which wins over the config file."""
     path = getattr(args, config_attr, None)
     props = load_properties(path) if path else {}
     check_client_config(props, set(), path or "")
     servers, client_id, timeout = client_settings(props, args.bootstrap_server)
+    if timeout_ms is not None:
+        timeout = timeout_ms / 1000.0
     return AdminClient(servers, timeout=timeout, client_id=client_id)
 
 

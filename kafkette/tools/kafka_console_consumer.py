@@ -29,10 +29,13 @@ import datetime
 import signal
 import sys
 import time
+from typing import NamedTuple
 
 from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import FetchRequest
-from kafkette.protocol.records import BATCH_HEADER_SIZE, LOG_OVERHEAD, decode_records, iter_batches
+from kafkette.protocol.records import (
+    BATCH_HEADER_SIZE, LOG_OVERHEAD, CorruptRecordError, decode_records, iter_batches,
+)
 from kafkette.tools.client import AdminClient, ToolError, kafka_message
 from kafkette.tools.common import (
     ToolParser, UsageError, add_bootstrap, check_client_config, client_settings,
@@ -44,7 +47,7 @@ CONSUMER_KEYS = {"group.id", "auto.offset.reset", "enable.auto.commit",
                  "auto.commit.interval.ms", "isolation.level", "fetch.max.wait.ms",
                  "fetch.min.bytes", "max.partition.fetch.bytes", "fetch.max.bytes",
                  "key.deserializer", "value.deserializer", "session.timeout.ms",
-                 "heartbeat.interval.ms", "max.poll.records"}
+                 "heartbeat.interval.ms"}
 FORMATTER_KEYS = {"print.timestamp", "print.partition", "print.offset", "print.headers",
                   "print.key", "print.value", "key.separator", "line.separator",
                   "headers.separator", "null.literal"}
@@ -85,7 +88,8 @@ def build_parser(prog="kafka-console-consumer.sh") -> ToolParser:
     p.add_argument("--isolation-level", metavar="isolation_level",
                    help="read_committed or read_uncommitted (default).")
     p.add_argument("--skip-message-on-error", action="store_true",
-                   help="Skip a record that cannot be decoded instead of stopping.")
+                   help="Skip a batch that cannot be decoded (bad CRC, bad compression) "
+                        "instead of stopping.")
     return p
 
 
@@ -209,6 +213,9 @@ def run(a) -> int:
     commit_interval = int(props.get("auto.commit.interval.ms", "5000")) / 1000.0
     max_wait = int(props.get("fetch.max.wait.ms", "500"))
     part_bytes = int(props.get("max.partition.fetch.bytes", str(1 << 20)))
+    fetch = FetchSettings(max_wait, int(props.get("fetch.min.bytes", "1")),
+                          int(props.get("fetch.max.bytes", str(50 * 1024 * 1024))), part_bytes,
+                          a.skip_message_on_error)
     servers, client_id, timeout = client_settings(props, a.bootstrap_server)
 
     count = 0
@@ -244,8 +251,7 @@ def run(a) -> int:
         while True:
             if a.max_messages is not None and count >= a.max_messages:
                 break
-            got, errors, ends = fetch_once(admin, a.topic, positions, leaders, isolation, max_wait,
-                                     part_bytes)
+            got, errors, ends = fetch_once(admin, a.topic, positions, leaders, isolation, fetch)
             for p, code in errors.items():
                 if code == ErrorCode.OFFSET_OUT_OF_RANGE and reset != "none":
                     positions[p] = list_one(admin, a.topic, p, -2 if reset == "earliest" else -1,
@@ -369,7 +375,15 @@ def start_positions(admin, a, group, reset, partitions, leaders, isolation) -> d
     return out
 
 
-def fetch_once(admin, topic, positions, leaders, isolation, max_wait, part_bytes):
+class FetchSettings(NamedTuple):
+    max_wait_ms: int
+    min_bytes: int
+    max_bytes: int
+    partition_max_bytes: int
+    skip_bad_records: bool
+
+
+def fetch_once(admin, topic, positions, leaders, isolation, fetch: FetchSettings):
     """One Fetch per leader, asked one after the other: [(partition, timestamp type,
     record)] in offset order per partition, {partition: error code}, and {partition:
     the offset after the last batch read}."""
@@ -378,15 +392,17 @@ def fetch_once(admin, topic, positions, leaders, isolation, max_wait, part_bytes
         by_leader.setdefault(leaders[p], []).append(p)
     got, errors, ends = [], {}, {}
     T = FetchRequest.FetchTopic
-    wait = max_wait // max(1, len(by_leader))
+    # the leaders are asked one after the other: share the wait between them
+    wait = fetch.max_wait_ms // max(1, len(by_leader))
     for leader, parts in by_leader.items():
-        req = FetchRequest(replica_id=-1, max_wait_ms=wait, min_bytes=1,
-                           max_bytes=50 * 1024 * 1024, isolation_level=isolation,
+        req = FetchRequest(replica_id=-1, max_wait_ms=wait, min_bytes=fetch.min_bytes,
+                           max_bytes=fetch.max_bytes, isolation_level=isolation,
                            session_id=0, session_epoch=-1,
                            topics=[T(topic=topic, partitions=[T.FetchPartition(
                                partition=p, current_leader_epoch=-1, fetch_offset=positions[p],
                                last_fetched_epoch=-1, log_start_offset=-1,
-                               partition_max_bytes=part_bytes) for p in parts])],
+                               partition_max_bytes=fetch.partition_max_bytes)
+                               for p in parts])],
                            forgotten_topics_data=[], rack_id="")
         try:
             resp = admin.request(req, node=leader)
@@ -401,16 +417,29 @@ def fetch_once(admin, topic, positions, leaders, isolation, max_wait, part_bytes
                     continue
                 data = whole_batches(pd.records)
                 start = positions[pd.partition_index]
-                for pos, h in iter_batches(data):
-                    if h.is_control:
-                        continue
-                    ts_type = "LogAppendTime" if h.is_log_append_time else "CreateTime"
-                    for rec in decode_records(data[pos:pos + h.size]):
-                        # a batch may begin before the fetch offset (compressed batches)
-                        if rec.offset >= start:
-                            got.append((pd.partition_index, ts_type, rec))
-                    # past control batches and records before the fetch offset too
-                    ends[pd.partition_index] = h.next_offset
+                try:
+                    for pos, h in iter_batches(data, validate_crc=False):
+                        ends[pd.partition_index] = h.next_offset
+                        if h.is_control:
+                            continue
+                        ts_type = "LogAppendTime" if h.is_log_append_time else "CreateTime"
+                        try:
+                            recs = decode_records(data[pos:pos + h.size])
+                        except CorruptRecordError as e:
+                            if not fetch.skip_bad_records:
+                                raise
+                            print(f"ERROR Error processing message, skipping this message: "
+                                  f"{topic}-{pd.partition_index} offsets {h.base_offset}-"
+                                  f"{h.last_offset}: {e}", file=sys.stderr)
+                            continue
+                        for rec in recs:
+                            # a batch may begin before the fetch offset (compressed batches)
+                            if rec.offset >= start:
+                                got.append((pd.partition_index, ts_type, rec))
+                except CorruptRecordError as e:
+                    raise ToolError(f"Error processing message, terminating consumer process: "
+                                    f"{topic}-{pd.partition_index} at offset {start}: {e} "
+                                    f"(--skip-message-on-error skips such batches)") from None
     return got, errors, ends
 
 

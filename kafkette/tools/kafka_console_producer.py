@@ -44,8 +44,8 @@ from kafkette.tools.common import (
 CODECS = {"none": CODEC_NONE, "gzip": CODEC_GZIP, "snappy": CODEC_SNAPPY,
           "lz4": CODEC_LZ4, "zstd": CODEC_ZSTD}
 PRODUCER_KEYS = {"acks", "compression.type", "linger.ms", "batch.size", "retries",
-                 "retry.backoff.ms", "enable.idempotence", "delivery.timeout.ms",
-                 "max.block.ms", "key.serializer", "value.serializer"}
+                 "retry.backoff.ms", "enable.idempotence", "key.serializer",
+                 "value.serializer"}
 READER_KEYS = {"parse.key", "key.separator", "ignore.error", "parse.headers",
                "headers.delimiter", "headers.separator", "headers.key.separator",
                "null.marker"}

@@ -104,7 +104,7 @@ def build_parser(prog="kafka-consumer-groups.sh") -> ToolParser:
                    help="Reset to the offsets of a CSV file (topic,partition,offset or "
                         "group,topic,partition,offset).")
     p.add_argument("--timeout", type=int, default=5000, metavar="timeout (ms)",
-                   help="Timeout of some requests (default 5000).")
+                   help="Timeout of the requests, in ms (default 5000).")
     return p
 
 
@@ -207,7 +207,7 @@ def error_line(msg: str) -> None:
 
 # --------------------------------------------------------------------------- data
 
-def consumer_groups(admin: AdminClient, states: list[str] | None = None):
+def consumer_groups(admin: AdminClient):
     """ListGroups entries of consumer (classic) groups: protocol type 'consumer', or ''
     for a group that only ever had offsets committed to it."""
     out = []
@@ -311,14 +311,6 @@ def do_list(admin: AdminClient, a) -> None:
         print(gid.ljust(width) + " " + state.ljust(20))
 
 
-def _describe_one(admin: AdminClient, group: str):
-    try:
-        g = admin.describe_group(group)
-    except ToolError as e:
-        raise ToolError(str(e)) from None
-    return g
-
-
 def state_check(group: str, state: str, num: int | None) -> bool:
     """Kafka's shouldPrintMemberState."""
     if num is None:
@@ -338,7 +330,7 @@ def describe(admin: AdminClient, a) -> int:
         else sorted(set(a.group))
     failed = False
     for group in groups:
-        g = _describe_one(admin, group)
+        g = admin.describe_group(group)
         if g.group_state == "Dead":
             failed = True
         if a.members:
@@ -757,7 +749,7 @@ _RUN = {"list": do_list, "describe": describe, "delete": delete,
 def main(argv: list[str] | None = None, prog: str = "kafka-consumer-groups.sh") -> int:
     def body(a):
         action = check_args(a)
-        with admin_from_args(a) as admin:
+        with admin_from_args(a, timeout_ms=a.timeout) as admin:
             return _RUN[action](admin, a) or 0
     return run_tool(build_parser(prog), argv, body,
                     error_prefix="\nError: Executing consumer group command failed due to ",
