@@ -83,6 +83,33 @@ KAFKA_MESSAGES = {
 }
 
 
+#: The Java exception class Kafka's tools name for a code ("...: GroupNotEmptyException:
+#: The group is not empty.").
+_EXCEPTION_CLASSES = {
+    ErrorCode.NON_EMPTY_GROUP: "GroupNotEmptyException",
+    ErrorCode.GROUP_ID_NOT_FOUND: "GroupIdNotFoundException",
+    ErrorCode.INVALID_GROUP_ID: "InvalidGroupIdException",
+    ErrorCode.COORDINATOR_NOT_AVAILABLE: "CoordinatorNotAvailableException",
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: "UnknownTopicOrPartitionException",
+    ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC: "GroupSubscribedToTopicException",
+    ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE: "PreferredLeaderNotAvailableException",
+    ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE: "EligibleLeadersNotAvailableException",
+    ErrorCode.INVALID_TOPIC_EXCEPTION: "InvalidTopicException",
+    ErrorCode.CLUSTER_AUTHORIZATION_FAILED: "ClusterAuthorizationException",
+    ErrorCode.OFFSET_OUT_OF_RANGE: "OffsetOutOfRangeException",
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: "NotLeaderOrFollowerException",
+    ErrorCode.LEADER_NOT_AVAILABLE: "LeaderNotAvailableException",
+    ErrorCode.POLICY_VIOLATION: "PolicyViolationException",
+}
+
+
+def kafka_exception(code: int, message: str | None = None) -> str:
+    """`org.apache.kafka.common.errors.X: message`, as a Java tool prints an exception."""
+    cls = _EXCEPTION_CLASSES.get(code)
+    name = f"org.apache.kafka.common.errors.{cls}" if cls else "org.apache.kafka.common.KafkaException"
+    return f"{name}: {kafka_message(code, message)}"
+
+
 def kafka_message(code: int, message: str | None = None) -> str:
     if message:
         return message

@@ -362,7 +362,7 @@ def start_positions(admin, a, group, reset, partitions, leaders, isolation) -> d
             missing.append(p)
     if missing:
         if reset == "none":
-            raise ToolError(f"Undefined offset with no reset policy for partitions: "
+            raise ToolError("Undefined offset with no reset policy for partitions: "
                             + ", ".join(f"{a.topic}-{p}" for p in missing))
         spec = -2 if reset == "earliest" else -1
         res = admin.list_offsets({(a.topic, p): spec for p in missing}, isolation,

@@ -29,7 +29,9 @@ import sys
 
 from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import FindCoordinatorRequest, OffsetFetchRequest
-from kafkette.tools.client import AdminClient, BrokerError, ToolError, kafka_message
+from kafkette.tools.client import (
+    AdminClient, BrokerError, ToolError, kafka_exception, kafka_message,
+)
 from kafkette.tools.common import (
     ToolParser, UsageError, add_bootstrap, add_command_config, admin_from_args, run_tool,
 )
@@ -37,17 +39,6 @@ from kafkette.tools.groups import decode_assignment
 
 MISSING = "-"
 STATES = ["PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty"]
-_EXCEPTIONS = {
-    ErrorCode.NON_EMPTY_GROUP: "org.apache.kafka.common.errors.GroupNotEmptyException",
-    ErrorCode.GROUP_ID_NOT_FOUND: "org.apache.kafka.common.errors.GroupIdNotFoundException",
-    ErrorCode.INVALID_GROUP_ID: "org.apache.kafka.common.errors.InvalidGroupIdException",
-    ErrorCode.COORDINATOR_NOT_AVAILABLE:
-        "org.apache.kafka.common.errors.CoordinatorNotAvailableException",
-    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
-        "org.apache.kafka.common.errors.UnknownTopicOrPartitionException",
-    ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC:
-        "org.apache.kafka.common.errors.GroupSubscribedToTopicException",
-}
 
 
 class PrintedError(ToolError):
@@ -461,8 +452,7 @@ def delete(admin: AdminClient, a) -> int:
     error_line("Deletion of some consumer groups failed:")
     for g in bad:
         code = results[g]
-        cls = _EXCEPTIONS.get(code, "org.apache.kafka.common.KafkaException")
-        print(f"* Group '{g}' could not be deleted due to: {cls}: {kafka_message(code)}")
+        print(f"* Group '{g}' could not be deleted due to: {kafka_exception(code)}")
     if ok:
         print("\nThese consumer groups were deleted successfully: "
               + ", ".join(f"'{g}'" for g in ok))
@@ -490,8 +480,7 @@ def _parse_topic_args(admin: AdminClient, topics: list[str]) -> list[tuple[str, 
         md = admin.metadata(whole)
         for t in md.topics:
             if t.error_code:
-                raise ToolError(f"{_EXCEPTIONS.get(t.error_code, 'KafkaException')}: "
-                                f"{kafka_message(t.error_code)}")
+                raise ToolError(kafka_exception(t.error_code))
             out.extend((t.name, p.partition_index) for p in t.partitions)
     return out
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import sys
 
-from kafkette.tools.client import kafka_message, ToolError
+from kafkette.tools.client import ToolError, kafka_exception
 from kafkette.tools.common import (
     ToolParser, UsageError, add_bootstrap, add_command_config, admin_from_args, run_tool,
 )
-from kafkette.tools.kafka_consumer_groups import _EXCEPTIONS
 
 
 def build_parser(prog="kafka-delete-records.sh") -> ToolParser:
@@ -79,8 +78,7 @@ def run(a) -> int:
                 print(f"partition: {tp[0]}-{tp[1]}\tlow_watermark: {low}")
             else:
                 rc = 1
-                cls = _EXCEPTIONS.get(code, "org.apache.kafka.common.KafkaException")
-                print(f"partition: {tp[0]}-{tp[1]}\terror: {cls}: {kafka_message(code)}")
+                print(f"partition: {tp[0]}-{tp[1]}\terror: {kafka_exception(code)}")
     return rc
 
 

@@ -15,22 +15,11 @@ import json
 import sys
 
 from kafkette.errors import ErrorCode
-from kafkette.tools.client import ToolError, kafka_message
+from kafkette.tools.client import ToolError, kafka_exception
 from kafkette.tools.common import (
     ToolParser, UsageError, admin_from_args, run_tool,
 )
 
-_EXCEPTIONS = {
-    ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE:
-        "org.apache.kafka.common.errors.PreferredLeaderNotAvailableException",
-    ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE:
-        "org.apache.kafka.common.errors.EligibleLeadersNotAvailableException",
-    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
-        "org.apache.kafka.common.errors.UnknownTopicOrPartitionException",
-    ErrorCode.INVALID_TOPIC_EXCEPTION: "org.apache.kafka.common.errors.InvalidTopicException",
-    ErrorCode.CLUSTER_AUTHORIZATION_FAILED:
-        "org.apache.kafka.common.errors.ClusterAuthorizationException",
-}
 TYPES = {"PREFERRED": 0, "UNCLEAN": 1}
 
 
@@ -112,9 +101,8 @@ def run(a) -> int:
         print(f"Valid replica already elected for partitions {names(noop)}")
     if failed:
         for (t, p), code, msg in failed:
-            cls = _EXCEPTIONS.get(code, "org.apache.kafka.common.KafkaException")
             print(f"Error completing leader election ({etype}) for partition: {t}-{p}: "
-                  f"{cls}: {kafka_message(code, msg)}")
+                  f"{kafka_exception(code, msg)}")
         print("Error while making request")
         print(f"org.apache.kafka.server.common.AdminCommandFailedException: {len(failed)} "
               f"replica(s) could not be elected")
