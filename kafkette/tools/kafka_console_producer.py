@@ -311,12 +311,15 @@ class Sender:
         self.admin._run(fire())
 
 
-def read_lines(fd: int, linger: float):
+def read_lines(fd: int, linger: float, prompt: bool = False):
     """Yield lists of lines (without their end of line) from fd: what is there when
     no more input arrives within `linger` seconds, or at end of input. select() on the
-    fd rather than a buffered readline, so that a pause in the input is seen."""
+    fd rather than a buffered readline, so that a pause in the input is seen.
+    `prompt`: print Kafka's ">" prompt when more input is awaited (a terminal)."""
     buf = b""
     pending: list[bytes] = []
+    if prompt:
+        print(">", end="", flush=True)
     while True:
         ready = True
         if pending:
@@ -333,6 +336,8 @@ def read_lines(fd: int, linger: float):
                 yield pending
             return
         buf += chunk
+        if prompt and b"\n" in chunk:
+            print(">", end="", flush=True)
         lines = buf.split(b"\n")
         buf = lines.pop()
         pending.extend(line[:-1] if line.endswith(b"\r") else line for line in lines)
@@ -375,7 +380,9 @@ def run(a) -> int:
         sender = Sender(admin, a.topic, acks, CODECS[codec_name], request_timeout_ms,
                         retries, backoff)
         fd = sys.stdin.fileno()
-        for lines in read_lines(fd, 0.0 if a.sync else linger):
+        # Kafka's LineMessageReader prompts only when there is a console (System.console)
+        prompt = os.isatty(fd) and sys.stdout.isatty()
+        for lines in read_lines(fd, 0.0 if a.sync else linger, prompt):
             records = [reader.parse(line) for line in lines]
             if a.sync:
                 for r in records:
