@@ -185,9 +185,7 @@ def test_follower_drops_an_empty_epoch_at_its_log_end_on_divergence(tmp_path):
     through such a leadership at start-up) has that epoch at its log end. Its new leader
     never had it and answers DivergingEpoch(0, end): the follower must drop the empty
     epoch, or it asks with it again and never makes progress."""
-    from types import SimpleNamespace
-
-    from kafkette.broker.replica_fetcher import ReplicaFetcher
+    from kafkette.broker.replica_fetcher import truncate_on_divergence
     plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
     part = Partition("t", 0, plog, node_id=2)
     part.apply_metadata(2, 0, 0, (1, 2), (1, 2), NOW)      # led epoch 0, wrote 3 records
@@ -195,8 +193,7 @@ def test_follower_drops_an_empty_epoch_at_its_log_end_on_divergence(tmp_path):
     part.apply_metadata(2, 1, 1, (1, 2), (1, 2), NOW)      # led epoch 1, wrote nothing
     part.apply_metadata(1, 2, 2, (1, 2), (1, 2), NOW)      # now follows node 1
     assert plog.leader_epoch_cache.latest_epoch == 1
-    fetcher = ReplicaFetcher(SimpleNamespace(), source_id=1)
-    fetcher._truncate_on_divergence(part, 0, 3)             # the leader: epoch 0 ends at 3
+    truncate_on_divergence(part, 0, 3)                      # the leader: epoch 0 ends at 3
     assert plog.leader_epoch_cache.latest_epoch == 0
     assert part.log_end_offset == 3
 
