@@ -170,6 +170,24 @@ def test_high_watermark_holds_while_the_isr_is_below_min_isr(tmp_path):
     assert part.high_watermark == 3
 
 
+def test_a_pending_isr_expansion_does_not_lift_the_min_isr_hold(tmp_path):
+    # Found by the replication simulation (seed 72): ISR (1,) below min.insync.replicas
+    # 2, follower 2 caught up and proposed back in. Until the controller commits that
+    # expansion the high watermark must hold: the controller may refuse it, and then
+    # the records above the old high watermark are on a replica that is neither in the
+    # ISR nor in the ELR, so the leader's crash elects an ELR member without them.
+    part = leader(tmp_path, isr=(1,), min_isr=2)
+    part.append_as_leader(batch(3), 1, NOW)
+    part.update_follower_fetch(2, 3, NOW)
+    new_isr = part.isr_to_expand()
+    assert new_isr == (1, 2)
+    part.pending_isr = new_isr              # what maybe_update_isr does before sending it
+    assert part.update_follower_fetch(2, 3, NOW) is False
+    assert part.high_watermark == 0
+    part.isr_change_done(0, 1, (1, 2))      # committed: now it counts
+    assert part.high_watermark == 3
+
+
 def test_unclean_leader_first_reports_its_recovery(tmp_path):
     plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
     part = Partition("t", 0, plog, node_id=1)

@@ -10,7 +10,8 @@ far they are committed.
 Rules, as Kafka's:
 - The leader's high watermark is the smallest log end offset over its ISR (the
   "maximal" ISR while an expansion is in flight, so that a joining replica is waited
-  for before it counts), and never goes back.
+  for before it counts), and never goes back. It holds while the committed ISR is
+  below min.insync.replicas (KIP-966).
 - A follower is caught up when a fetch asks for the leader's log end offset (or for
   what the leader's log end was at its previous fetch); a follower that has not been
   caught up for `replica.lag.time.max.ms` is proposed out of the ISR, and one whose log
@@ -209,8 +210,12 @@ class Partition:
             return False
         # KIP-966 (on by default in Kafka 4.1): the high watermark holds while the ISR
         # is below min.insync.replicas, so that every committed record is on at least
-        # min.insync.replicas replicas, which the controller's ELR relies on.
-        if len(self.maximal_isr) < self.log.config.min_insync_replicas:
+        # min.insync.replicas replicas, which the controller's ELR relies on. The
+        # committed ISR, not the maximal one (Kafka's isUnderMinIsr reads
+        # partitionState.isr): a pending expansion may yet be refused, and the
+        # controller keeps its ELR from the ISR it committed; counting the joining
+        # replica would commit records on a replica the controller cannot elect.
+        if len(self.isr) < self.log.config.min_insync_replicas:
             return False
         new_hw = self.log.log_end_offset
         for r in self.maximal_isr:
