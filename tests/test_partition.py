@@ -227,3 +227,34 @@ def test_replayed_old_leadership_does_not_rewrite_the_epoch_history(tmp_path):
     # Start-up replay of the metadata log walks through epoch 1 again.
     part.apply_metadata(2, 1, 0, (1, 2), (1, 2), NOW)
     assert list(plog.leader_epoch_cache.entries()) == history
+
+
+def test_a_late_answer_for_an_earlier_isr_proposal_leaves_the_pending_one(tmp_path):
+    # Found by the replication simulation (seed 1300 at 4000 steps): the shrink to
+    # (1, 2) commits and the metadata image says so before the AlterPartition answer
+    # arrives; the leader then proposes (1, 2, 3) for the caught-up follower 3. The
+    # late answer for the shrink must not clear that pending expansion: the high
+    # watermark would stop waiting for 3 and move past its log end, and the expansion
+    # then commits a replica without the committed records into the ISR. Kafka ignores
+    # an answer whose proposal is not the pending one (Partition.handleAlterPartitionUpdate).
+    part = leader(tmp_path)
+    part.append_as_leader(batch(2), 1, NOW)
+    part.update_follower_fetch(2, 2, NOW)
+    part.update_follower_fetch(3, 2, NOW)
+    assert part.high_watermark == 2
+    part.pending_isr = shrink = (1, 2)
+    part.apply_metadata(1, 0, 1, (1, 2, 3), shrink, NOW)   # the image is first
+    assert part.pending_isr is None
+    assert part.isr_to_expand() == (1, 2, 3)
+    part.pending_isr = expand = (1, 2, 3)
+    part.isr_change_done(0, 1, shrink, proposed=shrink)   # the shrink's late answer
+    assert part.pending_isr == expand
+    part.append_as_leader(batch(3), 1, NOW)
+    part.update_follower_fetch(2, 5, NOW)
+    assert part.high_watermark == 2                       # still waits for 3
+    part.isr_change_failed(shrink)                        # nor does a late refusal clear it
+    assert part.pending_isr == expand
+    part.isr_change_done(0, 2, expand, proposed=expand)
+    assert part.pending_isr is None and part.isr == expand
+    part.update_follower_fetch(3, 5, NOW)
+    assert part.high_watermark == 5

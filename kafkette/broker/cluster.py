@@ -349,18 +349,19 @@ class ClusterMember:
                         log.info("isr changed", topic=part.topic, partition=part.index,
                                  isr=list(p.isr), leader_epoch=p.leader_epoch,
                                  partition_epoch=p.partition_epoch)
-                        rm.on_isr_change(part, p.leader_epoch, p.partition_epoch, p.isr)
+                        rm.on_isr_change(part, p.leader_epoch, p.partition_epoch, p.isr,
+                                         proposed=new_isr)
                         return
         except (ControllerUnavailable, KafkaError, IndexError) as e:
             log.warning("isr change not sent", topic=part.topic, partition=part.index,
                         isr=list(new_isr), error=str(e))
-            part.pending_isr = None
+            part.isr_change_failed(new_isr)
             return
         # Refused (a stale partition epoch, a newer leader epoch...): the metadata
         # image brings the state the controller has; propose again from there.
         log.info("isr change refused", topic=part.topic, partition=part.index,
                  isr=list(new_isr), error=ErrorCode(code).name)
-        part.pending_isr = None
+        part.isr_change_failed(new_isr)
 
     # -- talking to the active controller ----------------------------------------
     def _channel(self, node_id: int):

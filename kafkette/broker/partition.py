@@ -295,12 +295,26 @@ class Partition:
             return None
         return tuple(r for r in self.isr if r not in out)
 
-    def isr_change_done(self, leader_epoch: int, partition_epoch: int, isr) -> None:
-        """The controller committed an ISR change (its AlterPartition answer)."""
+    def isr_change_done(self, leader_epoch: int, partition_epoch: int, isr,
+                        proposed=None) -> None:
+        """The controller committed an ISR change (its AlterPartition answer).
+        `proposed`: the ISR that request proposed. An answer for another proposal than
+        the pending one is stale and ignored, as Kafka's handleAlterPartitionUpdate
+        does: the metadata image may have brought the change first (clearing it), and a
+        new proposal may be in flight whose pending state the high watermark relies on.
+        None: an answer not tied to a proposal (tests)."""
+        if proposed is not None and tuple(proposed) != self.pending_isr:
+            return
         self.pending_isr = None
         if leader_epoch == self.leader_epoch and partition_epoch > self.partition_epoch:
             self.isr, self.partition_epoch = tuple(isr), partition_epoch
             self.maybe_increment_high_watermark()
+
+    def isr_change_failed(self, proposed) -> None:
+        """The AlterPartition for `proposed` was refused or got no answer: propose again
+        from the state the metadata brings. Only if it is still the pending one."""
+        if self.pending_isr == tuple(proposed):
+            self.pending_isr = None
 
     # -- follower ---------------------------------------------------------------------
     def append_as_follower(self, records, leader_high_watermark: int, leader_log_start: int,

@@ -200,7 +200,7 @@ class SimBroker:
     tasks: set = field(default_factory=set)
     fetching: dict = field(default_factory=dict)   # partition -> id of the fetch in flight
     fetch_parts: dict = field(default_factory=dict)  # fetch id -> (Partition, leader epoch)
-    pending_alter: dict = field(default_factory=dict)  # AlterPartition id -> Partition
+    pending_alter: dict = field(default_factory=dict)  # request id -> (Partition, ISR)
     previous_epoch: int = -1           # from the clean-shutdown file at start
 
 
@@ -446,7 +446,7 @@ class Simulation:
         broker's metadata has it (ClusterMember._alter_partition)."""
         t = b.image.topics.get(part.topic)
         if t is None or b.broker_epoch < 0:
-            part.pending_isr = None
+            part.isr_change_failed(new_isr)  # not registered: nothing to send it to
             return
         members = [(r, b.image.brokers[r].epoch if r in b.image.brokers else -1) for r in new_isr]
         item = AlterPartitionItem(t.topic_id, part.index, part.leader_epoch,
@@ -457,19 +457,20 @@ class Simulation:
                   f"(epochs {part.leader_epoch}/{part.partition_epoch})")
         self._send(b.node_id, CONTROLLER, "alter_partition", inc, req_id, b.broker_epoch, item)
         # As controller_rpc: no answer within the timeout, and the change is given up.
-        self._push(self.request_timeout_ms, "alter_timeout", b.node_id, inc, req_id, part)
-        b.pending_alter[req_id] = part
+        self._push(self.request_timeout_ms, "alter_timeout", b.node_id, inc, req_id)
+        b.pending_alter[req_id] = (part, tuple(new_isr))
 
     def _on_alter_answer(self, b: SimBroker, req_id: int, res) -> None:
-        part = b.pending_alter.pop(req_id, None)
+        part, proposed = b.pending_alter.pop(req_id, (None, None))
         if part is None or b.rm.partitions.get((part.topic, part.index)) is not part:
             return
         if res is not None and res.error == ErrorCode.NONE:
             self.isr_changes += 1
-            b.rm.on_isr_change(part, res.leader_epoch, res.partition_epoch, res.isr)
+            b.rm.on_isr_change(part, res.leader_epoch, res.partition_epoch, res.isr,
+                               proposed=proposed)
         else:
             # Refused: the metadata brings the controller's state; propose again from there.
-            part.pending_isr = None
+            part.isr_change_failed(proposed)
 
     def _fetch_tick(self, b: SimBroker, p: int) -> None:
         """One follower fetch of partition p from its leader, if none is in flight."""
@@ -937,9 +938,10 @@ class Simulation:
             p, fid, _part, _epoch = rest
             self._next_fetch(b, p, fid, self.fetch_backoff_ms)
         elif kind == "alter_timeout":
-            req_id, part = rest
-            if b.pending_alter.pop(req_id, None) is not None:
-                part.pending_isr = None
+            (req_id,) = rest
+            part, proposed = b.pending_alter.pop(req_id, (None, None))
+            if part is not None:
+                part.isr_change_failed(proposed)
 
     def _next_seq(self) -> int:
         self._seq += 1
