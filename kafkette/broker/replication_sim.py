@@ -197,7 +197,7 @@ class SimBroker:
     image: MetadataImage | None = None
     applied: int = -1                  # index of the last controller image applied
     paused_until: int = -1             # SIGSTOP: events for it wait until then
-    tasks: set = field(default_factory=set)
+    tasks: dict = field(default_factory=dict)  # its coroutines on the loop (ordered)
     fetching: dict = field(default_factory=dict)   # partition -> id of the fetch in flight
     fetch_parts: dict = field(default_factory=dict)  # fetch id -> (Partition, leader epoch)
     pending_alter: dict = field(default_factory=dict)  # request id -> (Partition, ISR)
@@ -307,11 +307,11 @@ class Simulation:
         """Run a coroutine of broker `b` on the virtual loop; `done(result)` when it
         finishes. A crash of `b` cancels it (the process is gone)."""
         task = self.loop.create_task(awaitable)
-        b.tasks.add(task)
+        b.tasks[task] = None
         inc = b.incarnation
 
         def finished(t):
-            b.tasks.discard(t)
+            b.tasks.pop(t, None)
             if t.cancelled():
                 return
             exc = t.exception()
