@@ -223,15 +223,17 @@ def _batches(plog, start: int, end: int) -> list[BatchInfo]:
 
 class Simulation:
     def __init__(self, seed: int, *, steps: int = 1500, heal_ms: int = 30000,
-                 brokers: int = 3, partitions: int | None = None, trace: bool = False,
-                 base_dir: str | None = None):
+                 brokers: int | None = None, partitions: int | None = None,
+                 trace: bool = False, base_dir: str | None = None):
         self.seed = seed
         self.rng = random.Random(seed)
         rng = self.rng
         self.steps = steps
         self.heal_ms = heal_ms
         self.trace = trace
-        self.n = brokers
+        # Replication factor 3 on 3 brokers mostly; on 4 or 5 the controller places the
+        # replicas and some brokers host no replica of a partition.
+        self.n = brokers if brokers is not None else rng.choice([3, 3, 4, 5])
         self.partitions = partitions if partitions is not None else rng.choice([1, 2])
         self.clock = ManualClock(1_700_000_000_000)
         self.t0 = self.clock.now_ms
@@ -255,6 +257,7 @@ class Simulation:
         self.blocked: set[tuple[int, int]] = set()
         # Counters for the report.
         self.crashes = self.restarts = self.elections = self.acked = self.produced = 0
+        self.elr_elections = 0  # leaders elected from outside the last ISR (KIP-966 ELR)
         self.truncations = self.isr_changes = 0
         self._base_dir = tempfile.mkdtemp(prefix=f"repsim-{seed}-", dir=base_dir or _tmp_base())
         cfg = BrokerConfig({"min.insync.replicas": MIN_ISR,
@@ -277,6 +280,7 @@ class Simulation:
         self.epoch_leaders: dict[tuple[int, int], int] = {}  # (p, epoch) -> broker
         self.verified: dict[tuple, tuple[int, int]] = {}  # (broker, inc, p) -> (upto, leo seen)
         self.last_partition_state: dict[int, tuple] = {}
+        self.broker_epochs: dict[tuple, int] = {}    # (broker, incarnation, p) -> leader epoch
         self.errors: list[str] = []
         self.healed_at: int | None = None
 
@@ -677,15 +681,18 @@ class Simulation:
                 self.fail(f"{where}: leader {pi.leader} not in the ISR")
             prev = self.last_partition_state.get(p)
             if prev is not None:
-                leader, epoch, pepoch = prev
+                leader, epoch, pepoch, isr = prev
                 if pi.leader_epoch < epoch or pi.partition_epoch < pepoch:
                     self.fail(f"{where}: epochs went back from {epoch}/{pepoch}")
                 if pi.leader != leader and pi.leader_epoch == epoch:
                     self.fail(f"{where}: leader changed {leader} -> {pi.leader} without a new "
                               f"leader epoch")
-                if pi.leader_epoch > epoch and pi.leader >= 0:
+                if pi.leader_epoch > epoch and pi.leader >= 0 and pi.leader != leader:
                     self.elections += 1
-            self.last_partition_state[p] = (pi.leader, pi.leader_epoch, pi.partition_epoch)
+                    if pi.leader not in isr:
+                        self.elr_elections += 1
+            self.last_partition_state[p] = (pi.leader, pi.leader_epoch, pi.partition_epoch,
+                                            pi.isr)
 
     def check(self) -> None:
         if self.errors:
@@ -727,6 +734,10 @@ class Simulation:
         where = f"broker {node} p{p} ({part.role}, epoch {part.leader_epoch})"
         if not set(part.isr) <= set(part.replicas):
             self.fail(f"{where}: ISR {part.isr} not within the replicas {part.replicas}")
+        ekey = (node, b.incarnation, p)
+        if part.leader_epoch < self.broker_epochs.get(ekey, -1):
+            self.fail(f"{where}: leader epoch went back from {self.broker_epochs[ekey]}")
+        self.broker_epochs[ekey] = part.leader_epoch
         hw = part.high_watermark
         leo = part.log_end_offset
         if hw > leo:
@@ -1016,6 +1027,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=int, default=0, help="first seed")
     p.add_argument("--seed", type=int, help="run this one seed")
     p.add_argument("--steps", type=int, default=1500, help="events per seed before healing")
+    p.add_argument("--brokers", type=int, choices=(3, 4, 5),
+                   help="default: chosen by the seed (3, 4 or 5; replication factor 3)")
     p.add_argument("--trace", action="store_true", help="print every fault and decision")
     a = p.parse_args(argv)
     from kafkette.logging import configure_logging
@@ -1023,25 +1036,28 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [a.seed] if a.seed is not None else range(a.start, a.start + a.seeds)
     t0 = time.perf_counter()
     failures = 0
-    events = elections = crashes = acked = truncations = 0
+    events = elections = elr = crashes = acked = truncations = 0
     for s in seeds:
         try:
-            sim = run_seed(s, steps=a.steps, trace=a.trace)
+            sim = run_seed(s, steps=a.steps, trace=a.trace, brokers=a.brokers)
         except Exception as exc:  # an invariant, or the broker code itself blowing up
             failures += 1
             if not isinstance(exc, InvariantViolation):
                 exc = f"seed {s}: {type(exc).__name__}: {exc}"
+            extra = f" --brokers {a.brokers}" if a.brokers else ""
             print(f"FAIL {exc}\n  reproduce: python -m kafkette.broker.replication_sim "
-                  f"--seed {s} --steps {a.steps} --trace", file=sys.stderr)
+                  f"--seed {s} --steps {a.steps}{extra} --trace", file=sys.stderr)
             continue
         events += sim.events
         elections += sim.elections
+        elr += sim.elr_elections
         crashes += sim.crashes
         acked += sim.acked
         truncations += sim.truncations
     dt = time.perf_counter() - t0
     print(f"{len(seeds)} seeds, {a.steps} steps each before healing, {events} events in total, "
-          f"{elections} elections, {crashes} crashes, {truncations} truncations, {acked} acks=all "
+          f"{elections} elections ({elr} from the ELR), {crashes} crashes, {truncations} "
+          f"truncations, {acked} acks=all "
           f"records acknowledged; {failures} invariant violations; {dt:.1f} s")
     return 1 if failures else 0
 
