@@ -252,9 +252,73 @@ def test_a_late_answer_for_an_earlier_isr_proposal_leaves_the_pending_one(tmp_pa
     part.append_as_leader(batch(3), 1, NOW)
     part.update_follower_fetch(2, 5, NOW)
     assert part.high_watermark == 2                       # still waits for 3
-    part.isr_change_failed(shrink)                        # nor does a late refusal clear it
+    part.isr_change_failed(shrink, ErrorCode.INELIGIBLE_REPLICA)  # nor a late refusal
     assert part.pending_isr == expand
     part.isr_change_done(0, 2, expand, proposed=expand)
     assert part.pending_isr is None and part.isr == expand
     part.update_follower_fetch(3, 5, NOW)
+    assert part.high_watermark == 5
+
+
+def _expanding(tmp_path):
+    """Leader 1 with ISR (1, 2), follower 3 caught up and proposed back in; follower 2
+    then fetches everything: the high watermark waits for 3 while the expansion is
+    pending (3 is at offset 2, the log ends at 5)."""
+    part = leader(tmp_path, isr=(1, 2))
+    part.append_as_leader(batch(2), 1, NOW)
+    part.update_follower_fetch(2, 2, NOW)
+    part.update_follower_fetch(3, 2, NOW)
+    part.pending_isr = expand = part.isr_to_expand()
+    assert expand == (1, 2, 3)
+    part.append_as_leader(batch(3), 1, NOW)
+    part.update_follower_fetch(2, 5, NOW)
+    assert part.high_watermark == 2
+    return part, expand
+
+
+def test_an_unanswered_isr_proposal_stays_pending_and_is_sent_again(tmp_path):
+    # Found by the replication simulation (seed 5323 at 5000 steps): the AlterPartition
+    # adding 3 timed out, the leader dropped it and moved its high watermark past 3's
+    # log end, but the controller HAD committed it: 3 was in the ISR without the
+    # committed records. No answer says nothing about what the controller did; Kafka's
+    # AlterPartitionManager keeps the change pending and sends it again.
+    part, expand = _expanding(tmp_path)
+    assert part.isr_change_failed(expand, None) is True      # send it again
+    assert part.pending_isr == expand
+    part.update_follower_fetch(2, 5, NOW)
+    assert part.high_watermark == 2                          # still waits for 3
+
+
+@pytest.mark.parametrize("code", [ErrorCode.INVALID_UPDATE_VERSION, ErrorCode.FENCED_LEADER_EPOCH,
+                                  ErrorCode.NEW_LEADER_ELECTED, ErrorCode.INVALID_REQUEST,
+                                  ErrorCode.UNKNOWN_TOPIC_OR_PARTITION])
+def test_an_isr_proposal_refused_as_out_of_date_waits_for_the_metadata(tmp_path, code):
+    # INVALID_UPDATE_VERSION may answer a retry of a request the controller already
+    # applied: the state stays pending until the metadata brings the controller's, as
+    # Kafka's handleAlterPartitionError ("awaiting the latest metadata").
+    part, expand = _expanding(tmp_path)
+    assert part.isr_change_failed(expand, code) is False     # not sent again either
+    assert part.pending_isr == expand
+    part.apply_metadata(1, 0, 1, (1, 2, 3), (1, 2, 3), NOW)  # it was applied after all
+    assert part.pending_isr is None and part.isr == (1, 2, 3)
+    assert part.high_watermark == 2
+
+
+def test_a_newer_partition_epoch_in_the_metadata_ends_a_pending_isr_proposal(tmp_path):
+    # The controller committed some other change (here: 2 fenced): our proposal, based
+    # on the older partition epoch, can no longer be applied; propose again from the
+    # controller's state (Kafka's makeLeader resets the state to the committed one).
+    part, expand = _expanding(tmp_path)
+    part.apply_metadata(1, 0, 1, (1, 2, 3), (1,), NOW)
+    assert part.pending_isr is None and part.isr == (1,)
+
+
+@pytest.mark.parametrize("code", [ErrorCode.INELIGIBLE_REPLICA, ErrorCode.OPERATION_NOT_ATTEMPTED])
+def test_an_isr_proposal_the_controller_did_not_apply_is_dropped(tmp_path, code):
+    # The controller says explicitly that it did not apply the change: back to the
+    # committed ISR, and the high watermark over it (Kafka resets to lastCommittedState).
+    part, expand = _expanding(tmp_path)
+    assert part.isr_change_failed(expand, code) is False
+    assert part.pending_isr is None
+    part.update_follower_fetch(2, 5, NOW)
     assert part.high_watermark == 5

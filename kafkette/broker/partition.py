@@ -36,6 +36,15 @@ from kafkette.log.partition_log import AppendResult, PartitionLog, UnexpectedApp
 
 LEADER, FOLLOWER = "leader", "follower"
 
+# AlterPartition answers (Kafka's Partition.handleAlterPartitionError): the controller
+# did not apply the change; or the request was out of date, and the metadata will tell.
+_ISR_CHANGE_NOT_APPLIED = frozenset({ErrorCode.INELIGIBLE_REPLICA,
+                                     ErrorCode.OPERATION_NOT_ATTEMPTED})
+_ISR_CHANGE_AWAITS_METADATA = frozenset({
+    ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.INVALID_UPDATE_VERSION,
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID,
+    ErrorCode.INVALID_REQUEST, ErrorCode.NEW_LEADER_ELECTED})
+
 
 class NotLeaderError(KafkaError):
     """This broker does not lead the partition. `leader`/`leader_epoch` are the
@@ -120,9 +129,14 @@ class Partition:
         role = LEADER if leader == self.node_id else FOLLOWER
         changed = new_epoch or role != self.role or leader != self.leader
         if partition_epoch >= self.partition_epoch or new_epoch:
-            self.replicas, self.isr, self.partition_epoch = replicas, isr, partition_epoch
-            if self.pending_isr is not None and (new_epoch or self.pending_isr == isr):
+            # A newer partition epoch is the controller's committed state: a pending
+            # proposal was either applied (and this is its result, or later) or can no
+            # longer be, being based on an older epoch. Either way propose again from
+            # here (Kafka's makeLeader resets to the committed state).
+            if self.pending_isr is not None and (new_epoch or self.pending_isr == isr
+                                                 or partition_epoch > self.partition_epoch):
                 self.pending_isr = None
+            self.replicas, self.isr, self.partition_epoch = replicas, isr, partition_epoch
         self.leader, self.leader_epoch = leader, leader_epoch
         if not changed:
             self._sync_followers(now_ms)
@@ -310,11 +324,22 @@ class Partition:
             self.isr, self.partition_epoch = tuple(isr), partition_epoch
             self.maybe_increment_high_watermark()
 
-    def isr_change_failed(self, proposed) -> None:
-        """The AlterPartition for `proposed` was refused or got no answer: propose again
-        from the state the metadata brings. Only if it is still the pending one."""
-        if self.pending_isr == tuple(proposed):
+    def isr_change_failed(self, proposed, error: int | None) -> bool:
+        """The AlterPartition for `proposed` got `error`, or no answer at all (None).
+        Returns True when it should be sent again. As Kafka's handleAlterPartitionError:
+        only an answer that says the change was NOT applied (INELIGIBLE_REPLICA,
+        OPERATION_NOT_ATTEMPTED) drops it; an out-of-date request (a stale partition or
+        leader epoch, a new leader, an unknown partition...) stays pending until the
+        metadata image brings the controller's state (apply_metadata), since a retry
+        may be refused because its first attempt WAS applied; no answer, or any other
+        error, is retried. Dropping it too early lets the high watermark stop waiting
+        for a replica the controller may have put in the ISR."""
+        if proposed is None or self.pending_isr != tuple(proposed):
+            return False  # not the pending proposal any more
+        if error in _ISR_CHANGE_NOT_APPLIED:
             self.pending_isr = None
+            return False
+        return error not in _ISR_CHANGE_AWAITS_METADATA
 
     # -- follower ---------------------------------------------------------------------
     def append_as_follower(self, records, leader_high_watermark: int, leader_log_start: int,

@@ -89,7 +89,6 @@ from dataclasses import dataclass, field
 
 from kafkette.broker import replica_fetcher as follower
 from kafkette.broker.cluster import _take_clean_shutdown_epoch, write_clean_shutdown_epoch
-from kafkette.broker.partition import LEADER
 from kafkette.broker.replica_manager import FetchParams, FetchPartition, ReplicaManager
 from kafkette.clock import ManualClock
 from kafkette.config import BrokerConfig
@@ -449,8 +448,8 @@ class Simulation:
         """The alter_isr hook: AlterPartition v3 with each member's broker epoch as this
         broker's metadata has it (ClusterMember._alter_partition)."""
         t = b.image.topics.get(part.topic)
-        if t is None or b.broker_epoch < 0:
-            part.isr_change_failed(new_isr)  # not registered: nothing to send it to
+        if t is None:
+            part.isr_change_failed(new_isr, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             return
         members = [(r, b.image.brokers[r].epoch if r in b.image.brokers else -1) for r in new_isr]
         item = AlterPartitionItem(t.topic_id, part.index, part.leader_epoch,
@@ -459,8 +458,10 @@ class Simulation:
         req_id = self._seq
         self._log(f"broker {b.node_id} proposes ISR {list(new_isr)} for p{part.index} "
                   f"(epochs {part.leader_epoch}/{part.partition_epoch})")
-        self._send(b.node_id, CONTROLLER, "alter_partition", inc, req_id, b.broker_epoch, item)
-        # As controller_rpc: no answer within the timeout, and the change is given up.
+        if b.broker_epoch >= 0:  # (not registered: the controller would refuse it)
+            self._send(b.node_id, CONTROLLER, "alter_partition", inc, req_id, b.broker_epoch,
+                       item)
+        # No answer within the request timeout: sent again (ClusterMember._alter_partition).
         self._push(self.request_timeout_ms, "alter_timeout", b.node_id, inc, req_id)
         b.pending_alter[req_id] = (part, tuple(new_isr))
 
@@ -472,9 +473,8 @@ class Simulation:
             self.isr_changes += 1
             b.rm.on_isr_change(part, res.leader_epoch, res.partition_epoch, res.isr,
                                proposed=proposed)
-        else:
-            # Refused: the metadata brings the controller's state; propose again from there.
-            part.isr_change_failed(proposed)
+        elif part.isr_change_failed(proposed, res.error if res is not None else None):
+            self._send_alter(b, b.incarnation, part, proposed)
 
     def _fetch_tick(self, b: SimBroker, p: int) -> None:
         """One follower fetch of partition p from its leader, if none is in flight."""
@@ -951,8 +951,9 @@ class Simulation:
         elif kind == "alter_timeout":
             (req_id,) = rest
             part, proposed = b.pending_alter.pop(req_id, (None, None))
-            if part is not None:
-                part.isr_change_failed(proposed)
+            if part is not None and b.rm.partitions.get((part.topic, part.index)) is part \
+                    and part.isr_change_failed(proposed, None):
+                self._send_alter(b, inc, part, proposed)
 
     def _next_seq(self) -> int:
         self._seq += 1
