@@ -57,9 +57,10 @@ seed and the event number):
     process incarnation, leader epoch); the committed ledger, every batch below the
     largest high watermark any replica ever had (a follower's comes from its leader,
     and consumers may read up to it, KIP-392), never changes, and every live
-    member of the controller's ISR holds all of it (that is what lets any ISR member
-    be elected without losing committed data; Kafka's ISR rule with KIP-966's "the high
-    watermark waits while the ISR is below min.insync.replicas").
+    member of the controller's ISR and ELR holds all of it (that is what lets any of
+    them be elected without losing committed data: Kafka's ISR rule, and KIP-966's "the
+    high watermark waits while the ISR is below min.insync.replicas", which is what
+    makes the replicas that left the ISR meanwhile, the ELR, safe leaders).
 (c) replicas agree up to their high watermark: every live broker's batches below its
     own high watermark are the ledger's, batch by batch (base offset, last offset,
     leader epoch, CRC).
@@ -754,15 +755,18 @@ class Simulation:
                 self.fail(f"{where}: leader high watermark went back from {prev} to {hw}")
             self.leader_hw[key] = hw
         # How far this log must match the ledger: its own high watermark (c); the whole
-        # ledger for the controller's current leader and live ISR members (a, b).
+        # ledger for the controller's current leader and live ISR and ELR members (a, b).
         must = hw
         current_leader = cp is not None and part.is_leader and cp.leader == node \
             and cp.leader_epoch == part.leader_epoch
-        in_isr = cp is not None and node in cp.isr
+        # KIP-966: an ELR member left the ISR while it was below min.insync.replicas, so
+        # the high watermark has not moved past its log end since: it is a safe leader.
+        in_isr = cp is not None and (node in cp.isr or node in cp.elr)
         if current_leader or in_isr:
             must = max(must, self.ledger_end[p])
             if leo < self.ledger_end[p]:
-                what = "the current leader" if current_leader else "an ISR member"
+                what = "the current leader" if current_leader else \
+                    "an ISR member" if node in cp.isr else "an ELR member"
                 self.fail(f"{where}: {what} ends at {leo}, below the committed offset "
                           f"{self.ledger_end[p]} (controller: {cp})")
         vkey = (node, b.incarnation, p)
