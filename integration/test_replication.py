@@ -189,6 +189,36 @@ def test_kill_leader_during_idempotent_acks_all_produce(cluster):
     assert states[0].leader_epoch > 0
 
 
+def test_delete_records_answers_once_every_replica_moved_its_log_start(cluster):
+    """DeleteRecords on an RF 3 topic is answered once every replica's log start
+    offset has reached the offset (Kafka's DelayedDeleteRecords), and the followers'
+    logs then start there too: after a failover the new leader serves from it."""
+    from kafkette.protocol.messages import DeleteRecordsRequest
+    whole(cluster)
+    topic = rf3_topic(cluster, "delrec")
+    full_isr(cluster, topic)
+    p = producer(cluster)
+    for i in range(20):
+        p.produce(topic, value=b"d%d" % i, partition=0)
+    assert p.flush(30) == 0
+    state = cluster.partition_states(topic)[0]
+    T = DeleteRecordsRequest.DeleteRecordsTopic
+    r = cluster.request(DeleteRecordsRequest(topics=[T(name=topic, partitions=[
+        T.DeleteRecordsPartition(partition_index=0, offset=12)])], timeout_ms=10000), 2,
+                        via=state.leader)
+    part = r.topics[0].partitions[0]
+    assert (part.error_code, part.low_watermark) == (0, 12)
+    # Every replica holds only offsets from 12 on: a leader elected now starts there.
+    cluster.node(state.leader).stop()
+    try:
+        wait_until(lambda: cluster.partition_states(topic)[0].leader not in (-1, state.leader),
+                   30, message="a new leader")
+        got = read_partition(cluster, topic, 0, 20, **{"auto.offset.reset": "earliest"})
+        assert [o for o, _ in got] == list(range(12, 20))
+    finally:
+        cluster.node(state.leader).start()
+
+
 def test_stopped_follower_leaves_the_isr_and_rejoins(cluster):
     whole(cluster)
     topic = rf3_topic(cluster, "lagging")

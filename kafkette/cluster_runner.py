@@ -1,13 +1,23 @@
-"""`kafkette cluster`: a local cluster of N combined nodes in one command.
+"""`kafkette cluster`: a local cluster in one command.
 
     kafkette cluster --brokers 3            # 127.0.0.1:9092-9094, Ctrl-C stops them all
     kafkette cluster --brokers 3 --base-port 19092 --dir /tmp/kc --set num.partitions=6
+    kafkette cluster --brokers 3 --controllers 3   # dedicated controllers (KRaft's
+                                                   # process.roles=controller)
 
 Layout (every value derived from the options, so a second run reuses the same data):
 
 - node ids 1..N; node i listens for clients on 127.0.0.1:<base-port + i - 1>;
-- its controller listener (the Raft transport, named in controller.quorum.voters) is
-  127.0.0.1:<controller-base-port + i - 1>, by default base-port + 100 (9192..);
+- with --controllers 0 (the default) every node is combined (process.roles=
+  broker,controller) and its controller listener (the Raft transport, named in
+  controller.quorum.voters) is 127.0.0.1:<controller-base-port + i - 1>, by default
+  base-port + 100 (9192..);
+- with --controllers M > 0 the N nodes are broker-only (process.roles=broker, Raft
+  observers of the metadata log) and M more nodes, ids 3001..3000+M (the numbering of
+  Kafka's KRaft examples), are controller-only voters: controller j listens on
+  127.0.0.1:<controller-base-port + j - 1> and opens no client port. Then the
+  controller quorum outlives its brokers: with 3 controllers and 3 brokers, two
+  brokers can die and the survivor still gets every leadership it is eligible for;
 - its data dir is <dir>/node-<i>, its log <dir>/node-<i>.log (the log file sits next
   to the data dir, not in it: log.dirs holds only partition directories);
 - every node gets the same controller.quorum.voters and the same cluster.id, generated
@@ -44,7 +54,11 @@ CLUSTER_ID_FILE = "cluster.id"
 #: Keys the layout sets per node; `--set` may not override them (the same value on
 #: every node would be wrong for all of them).
 RESERVED_KEYS = frozenset({"node.id", "broker.id", "listeners", "advertised.listeners",
-                           "log.dirs", "log.dir", "controller.quorum.voters"})
+                           "log.dirs", "log.dir", "controller.quorum.voters",
+                           "process.roles"})
+#: Node ids of dedicated controllers: 3001, 3002, ...
+CONTROLLER_ID_BASE = 3000
+COMBINED, BROKER, CONTROLLER = "broker,controller", "broker", "controller"
 
 
 class ClusterLayoutError(ValueError):
@@ -58,10 +72,21 @@ class NodeLayout:
     port: int
     controller_port: int
     data_dir: Path
+    roles: str = COMBINED           # process.roles
+
+    @property
+    def is_broker(self) -> bool:
+        return self.roles != CONTROLLER
+
+    @property
+    def is_controller(self) -> bool:
+        return self.roles != BROKER
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """The client address of a broker; the controller listener of a controller-only
+        node (which has no client listener)."""
+        return f"{self.host}:{self.port if self.is_broker else self.controller_port}"
 
     @property
     def voter(self) -> str:
@@ -71,14 +96,17 @@ class NodeLayout:
 
 def plan(brokers: int, base_port: int = DEFAULT_BASE_PORT,
          controller_base_port: int | None = None, data_root: Path | str = DEFAULT_DIR,
-         host: str = HOST) -> list[NodeLayout]:
-    """The nodes of a cluster: ids 1..N on consecutive ports (see the module doc)."""
+         host: str = HOST, controllers: int = 0) -> list[NodeLayout]:
+    """The nodes of a cluster: brokers 1..N on consecutive ports, then (controllers > 0)
+    the controller-only nodes 3001.. (see the module doc)."""
     if brokers < 1:
         raise ClusterLayoutError(f"--brokers must be at least 1, got {brokers}")
+    if controllers < 0:
+        raise ClusterLayoutError(f"--controllers must be 0 (combined nodes) or more, got {controllers}")
     if controller_base_port is None:
         controller_base_port = base_port + CONTROLLER_PORT_OFFSET
     ports = [base_port + i for i in range(brokers)]
-    cports = [controller_base_port + i for i in range(brokers)]
+    cports = [controller_base_port + i for i in range(controllers or brokers)]
     for name, first, last in (("--base-port", ports[0], ports[-1]),
                               ("--controller-base-port", cports[0], cports[-1])):
         if first < 1 or last > 65535:
@@ -90,17 +118,24 @@ def plan(brokers: int, base_port: int = DEFAULT_BASE_PORT,
                                  "choose a --controller-base-port at least --brokers "
                                  "away from --base-port")
     root = Path(data_root)
-    return [NodeLayout(i + 1, host, ports[i], cports[i], root / f"node-{i + 1}")
-            for i in range(brokers)]
+    if not controllers:
+        return [NodeLayout(i + 1, host, ports[i], cports[i], root / f"node-{i + 1}")
+                for i in range(brokers)]
+    return ([NodeLayout(i + 1, host, ports[i], 0, root / f"node-{i + 1}", BROKER)
+             for i in range(brokers)]
+            + [NodeLayout(CONTROLLER_ID_BASE + j + 1, host, 0, cports[j],
+                          root / f"node-{CONTROLLER_ID_BASE + j + 1}", CONTROLLER)
+               for j in range(controllers)])
 
 
 def voters_string(nodes: list[NodeLayout]) -> str:
-    """controller.quorum.voters for the whole cluster: 1@127.0.0.1:9192,2@..."""
-    return ",".join(n.voter for n in nodes)
+    """controller.quorum.voters for the whole cluster: 1@127.0.0.1:9192,2@... (the
+    nodes with the controller role)."""
+    return ",".join(n.voter for n in nodes if n.is_controller)
 
 
 def bootstrap_string(nodes: list[NodeLayout]) -> str:
-    return ",".join(n.address for n in nodes)
+    return ",".join(n.address for n in nodes if n.is_broker)
 
 
 def node_config(node: NodeLayout, nodes: list[NodeLayout], cluster_id: str,
@@ -112,8 +147,15 @@ def node_config(node: NodeLayout, nodes: list[NodeLayout], cluster_id: str,
     bad = sorted(k for k in extra if k in RESERVED_KEYS)
     if bad:
         raise ClusterLayoutError(f"--set {bad[0]}: set by `kafkette cluster` per node")
-    return {"node.id": str(node.node_id), "controller.quorum.voters": voters_string(nodes),
-            "cluster.id": cluster_id, **extra}
+    out = {"node.id": str(node.node_id), "controller.quorum.voters": voters_string(nodes),
+           "cluster.id": cluster_id, **extra}
+    if node.roles != COMBINED:
+        out["process.roles"] = node.roles
+    if not node.is_broker:
+        # The launcher's `listeners` for it is CONTROLLER://<its voter address>: a
+        # controller-only node opens no client listener (config.py).
+        out["controller.listener.names"] = "CONTROLLER"
+    return out
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:
@@ -154,13 +196,17 @@ def load_or_create_cluster_id(root: Path | str) -> str:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     c = sub.add_parser("cluster", help="run a local cluster of N nodes (Ctrl-C stops it)",
-                       description="Start N combined broker+controller nodes on "
-                                   "127.0.0.1 and stop them all on Ctrl-C.")
-    c.add_argument("--brokers", "-n", type=int, default=3, help="number of nodes (3)")
+                       description="Start N combined broker+controller nodes (or N brokers "
+                                   "and M dedicated controllers) on 127.0.0.1 and stop "
+                                   "them all on Ctrl-C.")
+    c.add_argument("--brokers", "-n", type=int, default=3, help="number of brokers (3)")
+    c.add_argument("--controllers", type=int, default=0,
+                   help="dedicated controller-only nodes, ids 3001..; 0 (the default): "
+                        "every broker is also a controller voter")
     c.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
                    help="client port of node 1; node i uses base-port + i - 1 (9092)")
     c.add_argument("--controller-base-port", type=int, default=None,
-                   help="controller (Raft) port of node 1 (default: base-port + 100)")
+                   help="controller (Raft) port of the first voter (default: base-port + 100)")
     c.add_argument("--dir", "-d", default=DEFAULT_DIR,
                    help=f"data root: node-<id>/ data dirs and logs ({DEFAULT_DIR})")
     c.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
@@ -179,14 +225,16 @@ def run(args) -> int:
     from kafkette.embedded_cluster import EmbeddedCluster
     try:
         extra = parse_sets(args.set)
-        plan(args.brokers, args.base_port, args.controller_base_port, args.dir)  # validates
+        plan(args.brokers, args.base_port, args.controller_base_port, args.dir,
+             controllers=args.controllers)  # validates
         cluster_id = extra.pop("cluster.id", None) or load_or_create_cluster_id(args.dir)
     except (ClusterLayoutError, OSError) as e:
         print(f"kafkette cluster: {e}", file=sys.stderr)
         return 2
 
     cluster = EmbeddedCluster(
-        args.brokers, extra, data_dir=args.dir, base_port=args.base_port,
+        args.brokers, extra, controllers=args.controllers, data_dir=args.dir,
+        base_port=args.base_port,
         controller_base_port=args.controller_base_port, cluster_id=cluster_id,
         test_defaults=False, log_dir=args.dir, startup_timeout=args.startup_timeout,
         stop_timeout=args.stop_timeout)
@@ -200,7 +248,9 @@ def run(args) -> int:
         stop.set()
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"kafkette cluster: starting {args.brokers} node(s), cluster id {cluster_id}, "
+        what = (f"{args.brokers} broker(s) and {args.controllers} controller(s)"
+                if args.controllers else f"{args.brokers} node(s)")
+        print(f"kafkette cluster: starting {what}, cluster id {cluster_id}, "
               f"data and logs in {Path(args.dir).resolve()}", flush=True)
         t0 = time.monotonic()
         try:
@@ -211,11 +261,18 @@ def run(args) -> int:
                 return 0
             print(f"kafkette cluster: {e}", file=sys.stderr)
             return 1
-        for n in cluster.brokers:
-            print(f"  node {n.node_id}: {n.bootstrap_servers} (controller port "
-                  f"{n.controller_port}, pid {n.pid}, log {n.log_path})")
+        for n in cluster.nodes:
+            if n.roles == CONTROLLER:
+                print(f"  node {n.node_id} (controller): controller port {n.controller_port}, "
+                      f"pid {n.pid}, log {n.log_path}")
+            elif n.roles == BROKER:
+                print(f"  node {n.node_id} (broker): {n.bootstrap_servers} (pid {n.pid}, "
+                      f"log {n.log_path})")
+            else:
+                print(f"  node {n.node_id}: {n.bootstrap_servers} (controller port "
+                      f"{n.controller_port}, pid {n.pid}, log {n.log_path})")
         try:
-            controller = cluster.controller_id()
+            controller = cluster.active_controller()
         except EmbeddedBrokerError as e:  # a node died since: reported by the loop below
             controller = f"unknown ({e})"
         print(f"kafkette cluster: ready in {time.monotonic() - t0:.1f}s, active controller "
@@ -223,14 +280,14 @@ def run(args) -> int:
         print(f"bootstrap servers: {cluster.bootstrap_servers}", flush=True)
         reported: set[int] = set()
         while not stop.wait(0.5):
-            for n in cluster.brokers:
+            for n in cluster.nodes:
                 rc = n.returncode()
                 if rc is not None and n.node_id not in reported:
                     reported.add(n.node_id)
                     print(f"kafkette cluster: node {n.node_id} exited with code {rc} "
                           f"(log {n.log_path})", file=sys.stderr, flush=True)
         print(f"kafkette cluster: {signal.Signals(got[0]).name}: stopping "
-              f"{len(cluster.brokers)} node(s)", flush=True)
+              f"{len(cluster.nodes)} node(s)", flush=True)
         return 0
     finally:
         killed = cluster.stop_all()

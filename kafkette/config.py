@@ -262,7 +262,11 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("cluster.id", STRING, None, "Cluster id. When unset, kafkette generates one on "
        "first start and keeps it in the data directory."),
     _k("process.roles", LIST, ["broker", "controller"], "Roles of this node: broker, "
-       "controller, or both (a combined node).", Choices(*PROCESS_ROLES)),
+       "controller, or both (a combined node). A node with the controller role must be "
+       "in controller.quorum.voters; a broker-only node must not be, and needs them "
+       "(it follows the metadata log as an observer). A controller-only node hosts no "
+       "partitions and opens no client listener: it serves only its controller "
+       "listener, its own controller.quorum.voters address.", Choices(*PROCESS_ROLES)),
     _k("controller.quorum.voters", LIST, [], "Controller quorum voters as id@host:port "
        "entries. Empty: this node alone is the quorum."),
     _k("controller.quorum.bootstrap.servers", LIST, [], "host:port of controllers to "
@@ -951,6 +955,7 @@ class BrokerConfig:
                               f"({','.join(v['listeners'])})", key="inter.broker.listener.name")
 
         self._voters = parse_quorum_voters(v["controller.quorum.voters"])
+        self._check_roles(listeners)
         if v["group.min.session.timeout.ms"] > v["group.max.session.timeout.ms"]:
             raise ConfigError("group.min.session.timeout.ms must not exceed "
                               "group.max.session.timeout.ms", key="group.min.session.timeout.ms")
@@ -958,6 +963,59 @@ class BrokerConfig:
             raise ConfigError("log.cleaner.min.compaction.lag.ms must not exceed "
                               "log.cleaner.max.compaction.lag.ms",
                               key="log.cleaner.min.compaction.lag.ms")
+
+    def _check_roles(self, listeners: list[Listener]) -> None:
+        """process.roles against controller.quorum.voters, as Kafka's KafkaConfig
+        (validateAdvertisedControllerListenersNonEmptyForKRaftController & co.)."""
+        v = self._values
+        roles = set(v["process.roles"])
+        node_id = v["node.id"]
+        voter_ids = [q.node_id for q in self._voters]
+        voters = ",".join(v["controller.quorum.voters"])
+        if not roles:
+            raise ConfigError("'process.roles' must name broker, controller or both",
+                              key="process.roles")
+        if not self._voters:
+            # No voters: a quorum of one, which only a combined node can be (it must
+            # both order the metadata and serve it).
+            if roles == {"broker"}:
+                raise ConfigError("process.roles=broker needs controller.quorum.voters: a "
+                                  "broker-only node follows the metadata log of the "
+                                  "controllers listed there", key="controller.quorum.voters")
+            if roles == {"controller"}:
+                raise ConfigError("process.roles=controller needs controller.quorum.voters "
+                                  "(with this node in it): a lone controller-only node would "
+                                  "serve no clients; leave process.roles at broker,controller "
+                                  "for a single node", key="controller.quorum.voters")
+            return
+        if "controller" in roles and node_id not in voter_ids:
+            raise ConfigError(f"If process.roles contains the 'controller' role, the node id "
+                              f"{node_id} must be included in the set of voters "
+                              f"controller.quorum.voters={voters}", key="controller.quorum.voters")
+        if roles == {"broker"} and node_id in voter_ids:
+            raise ConfigError(f"If process.roles contains just the 'broker' role, the node id "
+                              f"{node_id} must not be included in the set of voters "
+                              f"controller.quorum.voters={voters}", key="controller.quorum.voters")
+        if roles == {"controller"} and "listeners" in self._explicit:
+            # Kafka: a controller-only node's listeners must all be controller listeners.
+            # kafkette's controller serves on its controller.quorum.voters address and
+            # binds nothing else, so any other listener would be a promise not kept.
+            names = set(self._controller_listener_names)
+            others = [str(l) for l in listeners if l.name not in names]
+            if others:
+                raise ConfigError(
+                    f"process.roles=controller: listeners {','.join(others)} would be client "
+                    f"listeners, which a controller-only node does not open (it serves its "
+                    f"controller.quorum.voters address only); list only listeners named in "
+                    f"controller.listener.names, or leave listeners unset", key="listeners")
+            me = next(q for q in self._voters if q.node_id == node_id)
+            moved = [str(l) for l in listeners if (l.host, l.port) != (me.host, me.port)]
+            if moved:
+                # kafkette binds the controller listener at the voter entry itself.
+                raise ConfigError(
+                    f"process.roles=controller: listener {moved[0]} is not this node's "
+                    f"controller.quorum.voters address {me.host}:{me.port}, where kafkette's "
+                    f"controller listens; make them the same", key="listeners")
 
     def _check_listener_set(self, key: str, listeners: list[Listener]) -> None:
         seen_names: set[str] = set()
@@ -989,6 +1047,16 @@ class BrokerConfig:
     @property
     def process_roles(self) -> list[str]:
         return list(self._values["process.roles"])
+
+    @property
+    def is_broker(self) -> bool:
+        """The node has the broker role: hosts partitions, serves clients."""
+        return "broker" in self._values["process.roles"]
+
+    @property
+    def is_controller(self) -> bool:
+        """The node has the controller role: a voter of the metadata quorum."""
+        return "controller" in self._values["process.roles"]
 
     @property
     def broker_rack(self) -> str | None:

@@ -231,8 +231,11 @@ class EmbeddedBroker:
 
     # ------------------------------------------------------------------ child process
 
+    def listeners_setting(self) -> str:
+        return f"PLAINTEXT://{self._host}:{self._port}"
+
     def command(self) -> list[str]:
-        settings = {"listeners": f"PLAINTEXT://{self._host}:{self._port}",
+        settings = {"listeners": self.listeners_setting(),
                     "log.dirs": str(self._data_dir), **self.config}
         # The child serves POST/GET/DELETE /faults on its metrics.listener, which
         # inject_error() & co. use: one on a free port when none is configured.

@@ -10,8 +10,22 @@
         kc.wait_for(lambda: kc.controller_id() not in (-1, old))
         kc.node(old).start()                         # same ports, same data dir
 
-Every node is a combined broker + controller voter (process.roles=broker,controller):
-node ids 1..N, the same controller.quorum.voters and cluster.id on all. Each node is a
+By default every node is a combined broker + controller voter (process.roles=
+broker,controller): node ids 1..N, the same controller.quorum.voters and cluster.id on
+all. With ``controllers=M`` (M > 0) the N brokers 1..N are broker-only (Raft observers
+of the metadata log) and M controller-only voters 3001..3000+M hold the quorum, the
+layout of `kafkette cluster --controllers M`:
+
+    with EmbeddedCluster(brokers=3, controllers=3) as kc:
+        kc.kill_brokers(2, 3)                        # the quorum is untouched
+        kc.wait_for(lambda: kc.leaders("orders")[0] == 1)
+
+``brokers`` are then the broker nodes only (what clients, Metadata and ``running()``
+see), ``controllers`` the controller-only ones, ``nodes`` all of them; a controller
+node has no client port (its ``port`` is its controller port, where it answers
+ApiVersions, so that readiness works as for brokers). ``active_controller()`` asks the
+quorum itself (DescribeQuorum on a controller listener); Metadata's controller id
+is a broker's with dedicated controllers (brokers/handlers/common.py). Each node is a
 `ClusterNode`, an `EmbeddedBroker` child process (its own interpreter and event loop)
 with a fixed client port, a fixed controller port, and signals for fault tests:
 ``stop()`` (SIGTERM, graceful), ``kill()`` (SIGKILL), ``pause()`` / ``resume()``
@@ -86,8 +100,10 @@ class ClusterNode(EmbeddedBroker):
                  config: Mapping[str, Any], data_dir, *, test_defaults: bool = True,
                  log_path=None, startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
                  stop_timeout: float = STOP_TIMEOUT, host: str = HOST,
-                 launch_prefix: list[str] | None = None):
-        super().__init__(config, data_dir=data_dir, port=port,
+                 launch_prefix: list[str] | None = None, roles: str = "broker,controller"):
+        # A controller-only node is probed (ApiVersions) on its controller listener.
+        super().__init__(config, data_dir=data_dir,
+                         port=port if roles != "controller" else controller_port,
                          startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self._host = host
         # Put before `python -m kafkette serve`, e.g. ["ip", "netns", "exec", "ns1"]
@@ -99,6 +115,7 @@ class ClusterNode(EmbeddedBroker):
         self._fault_endpoint = test_defaults
         self.node_id = node_id
         self.controller_port = controller_port
+        self.roles = roles
         self._paused = False
         if log_path is not None:
             self.log_path = Path(log_path)
@@ -109,12 +126,18 @@ class ClusterNode(EmbeddedBroker):
     def command(self) -> list[str]:
         if self._fault_endpoint:
             return self.launch_prefix + super().command()
-        settings = {"listeners": f"PLAINTEXT://{self.host}:{self.port}",
+        settings = {"listeners": self.listeners_setting(),
                     "log.dirs": str(self.data_dir), **self.config}
         cmd = [sys.executable, "-m", "kafkette", "serve"]
         for key, value in settings.items():
             cmd += ["--set", f"{key}={_format_value(value)}"]
         return self.launch_prefix + cmd
+
+    def listeners_setting(self) -> str:
+        if self.roles == "controller":
+            # Its only listener: the controller's (no client listener, config.py).
+            return f"CONTROLLER://{self.host}:{self.controller_port}"
+        return super().listeners_setting()
 
     def start(self) -> "ClusterNode":
         self._paused = False
@@ -185,8 +208,16 @@ class ClusterNode(EmbeddedBroker):
 
     def __repr__(self) -> str:
         state = "paused" if self._paused else f"running={self.is_running()}"
-        return (f"<ClusterNode {self.node_id} {self.bootstrap_servers} "
+        return (f"<ClusterNode {self.node_id} {self.roles} {self.bootstrap_servers} "
                 f"controller={self.controller_port} pid={self.pid} {state}>")
+
+    @property
+    def is_broker(self) -> bool:
+        return self.roles != "controller"
+
+    @property
+    def is_controller(self) -> bool:
+        return self.roles != "broker"
 
 
 class EmbeddedCluster:
@@ -202,9 +233,12 @@ class EmbeddedCluster:
     ``launch_prefix(node_id)``: a command put before each node's own, together used by
     kafkette.chaos to run every node in its own network namespace.
     ``node_config(node_id)``: settings for one node over ``config`` (``broker.rack``).
+    ``controllers``: 0 (combined nodes) or the number of controller-only voters
+    (see the module doc).
     """
 
     def __init__(self, brokers: int = 3, config: Mapping[str, Any] | None = None, *,
+                 controllers: int = 0,
                  data_dir=None, base_port: int = 0, controller_base_port: int | None = None,
                  cluster_id: str | None = None, test_defaults: bool = True, log_dir=None,
                  startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
@@ -213,8 +247,10 @@ class EmbeddedCluster:
                  node_config: Callable[[int], Mapping[str, Any]] | None = None):
         from kafkette import cluster_runner
         config = dict(config or {})
-        if hosts is not None and len(hosts) != brokers:
-            raise ValueError(f"{len(hosts)} hosts for {brokers} brokers")
+        if hosts is not None and len(hosts) != brokers + controllers:
+            raise ValueError(f"{len(hosts)} hosts for {brokers + controllers} nodes")
+        if controllers < 0:
+            raise ValueError("controllers must be 0 (combined nodes) or more")
         bad = sorted(k for k in config if k in cluster_runner.RESERVED_KEYS)
         if bad:
             raise ValueError(f"{bad[0]!r} is set per node by EmbeddedCluster")
@@ -226,20 +262,23 @@ class EmbeddedCluster:
                               or cluster_runner.new_cluster_id())
         self.config.pop("cluster.id", None)
         self.size = brokers
+        self.controller_count = controllers
         self.test_defaults = test_defaults
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self._auto_ports = base_port == 0
         self._base_port = base_port
         self._controller_base_port = controller_base_port
-        self._hosts = list(hosts) if hosts is not None else [HOST] * brokers
+        self._hosts = list(hosts) if hosts is not None else [HOST] * (brokers + controllers)
         self._launch_prefix = launch_prefix
         self._node_config = node_config
         self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-cluster-"))
         self._own_data_dir = data_dir is None
         self.data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir is not None else self._workdir
-        self.brokers: list[ClusterNode] = []
+        self.nodes: list[ClusterNode] = []         # all of them
+        self.brokers: list[ClusterNode] = []       # those with the broker role
+        self.controllers: list[ClusterNode] = []   # controller-only ones
         self.startup_seconds: float | None = None   # of the last start()
         self._closed = False
         self._build_nodes()
@@ -248,18 +287,25 @@ class EmbeddedCluster:
 
     def _build_nodes(self) -> None:
         from kafkette import cluster_runner
+        m = self.controller_count
+        planned = cluster_runner.plan(self.size, self._base_port or 1,
+                                      self._controller_base_port or
+                                      (self._base_port or 1) + max(self.size, m) + 1,
+                                      self.data_dir, controllers=m)
         if self._auto_ports:
-            ports = _free_ports(2 * self.size)
-            layout = [cluster_runner.NodeLayout(i + 1, self._hosts[i], ports[i],
-                                                ports[self.size + i],
-                                                self.data_dir / f"node-{i + 1}")
-                      for i in range(self.size)]
+            ports = _free_ports(self.size + (m or self.size))
+            client, ctl = iter(ports[:self.size]), iter(ports[self.size:])
+            layout = [dataclasses.replace(n, host=self._hosts[i],
+                                          port=next(client) if n.is_broker else 0,
+                                          controller_port=next(ctl) if n.is_controller else 0)
+                      for i, n in enumerate(planned)]
         else:
-            layout = [dataclasses.replace(n, host=self._hosts[n.node_id - 1]) for n in
-                      cluster_runner.plan(self.size, self._base_port,
-                                          self._controller_base_port, self.data_dir)]
+            layout = [dataclasses.replace(n, host=self._hosts[i]) for i, n in
+                      enumerate(cluster_runner.plan(self.size, self._base_port,
+                                                    self._controller_base_port, self.data_dir,
+                                                    controllers=m))]
         self.layout = layout
-        self.brokers = [
+        self.nodes = [
             ClusterNode(n.node_id, n.port, n.controller_port,
                         {**self.config,
                          **(self._node_config(n.node_id) if self._node_config else {}),
@@ -268,8 +314,11 @@ class EmbeddedCluster:
                         log_path=self.log_dir / f"node-{n.node_id}.log",
                         startup_timeout=self.startup_timeout, stop_timeout=self.stop_timeout,
                         host=n.host, launch_prefix=(self._launch_prefix(n.node_id)
-                                                    if self._launch_prefix else None))
+                                                    if self._launch_prefix else None),
+                        roles=n.roles)
             for n in layout]
+        self.brokers = [n for n in self.nodes if n.is_broker]
+        self.controllers = [n for n in self.nodes if not n.is_broker]
 
     @property
     def bootstrap_servers(self) -> str:
@@ -281,14 +330,35 @@ class EmbeddedCluster:
         return cluster_runner.voters_string(self.layout)
 
     def node(self, node_id: int) -> ClusterNode:
-        for n in self.brokers:
+        for n in self.nodes:
             if n.node_id == node_id:
                 return n
-        raise KeyError(f"no node {node_id} (nodes {[n.node_id for n in self.brokers]})")
+        raise KeyError(f"no node {node_id} (nodes {[n.node_id for n in self.nodes]})")
 
     def running(self) -> list[ClusterNode]:
-        """The nodes whose process runs and is not paused."""
+        """The broker nodes whose process runs and is not paused."""
         return [n for n in self.brokers if n.is_running() and not n.paused]
+
+    def running_controllers(self) -> list[ClusterNode]:
+        """The controller-only nodes whose process runs and is not paused."""
+        return [n for n in self.controllers if n.is_running() and not n.paused]
+
+    def kill_brokers(self, *node_ids: int) -> None:
+        """SIGKILL these brokers (all of them when none is given); controllers untouched."""
+        for n in self._broker_nodes(node_ids):
+            n.kill()
+
+    def stop_brokers(self, *node_ids: int) -> None:
+        """SIGTERM and wait for these brokers (all when none is given); controllers untouched."""
+        for n in self._broker_nodes(node_ids):
+            n.stop()
+
+    def _broker_nodes(self, node_ids) -> list[ClusterNode]:
+        nodes = [self.node(i) for i in node_ids] if node_ids else list(self.brokers)
+        bad = [n.node_id for n in nodes if not n.is_broker]
+        if bad:
+            raise ValueError(f"nodes {bad} are controllers, not brokers")
+        return nodes
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -305,19 +375,19 @@ class EmbeddedCluster:
         t0 = time.monotonic()
         attempts = _PORT_RETRIES if self._auto_ports else 1
         for attempt in range(attempts):
-            errors = self._start_nodes(self.brokers)
+            errors = self._start_nodes(self.nodes)
             if not errors:
                 break
             self.stop_all()
             in_use = any("in use" in str(e).lower() for e in errors)
             if not in_use or attempt + 1 >= attempts or (interrupt and interrupt.is_set()):
                 raise errors[0]
-            for n in self.brokers:
+            for n in self.nodes:
                 n.close()
             self._build_nodes()  # another process took a port: new ports, same dirs
         try:
             self.wait_ready(timeout=max(1.0, self.startup_timeout - (time.monotonic() - t0)),
-                            interrupt=interrupt, nodes=self.brokers)
+                            interrupt=interrupt, nodes=self.nodes)
         except BaseException:
             self.stop_all()
             raise
@@ -344,10 +414,10 @@ class EmbeddedCluster:
     def stop_all(self) -> list[int]:
         """SIGTERM every node, wait for all (one shared deadline), SIGKILL the ones
         still running after it. Returns the ids of the killed nodes."""
-        for n in self.brokers:
+        for n in self.nodes:
             n.terminate()
         deadline = time.monotonic() + self.stop_timeout
-        return [n.node_id for n in self.brokers if n.wait_exit(deadline)]
+        return [n.node_id for n in self.nodes if n.wait_exit(deadline)]
 
     stop = stop_all
 
@@ -355,10 +425,10 @@ class EmbeddedCluster:
         """Undo kill() and pause() of any node: SIGCONT the paused ones and start the
         ones not running (in parallel, same ports and data). Returns the start errors;
         wait_ready() then waits for the cluster."""
-        for n in self.brokers:
+        for n in self.nodes:
             if n.paused:
                 n.resume()
-        return self._start_nodes([n for n in self.brokers if not n.is_running()])
+        return self._start_nodes([n for n in self.nodes if not n.is_running()])
 
     def close(self) -> None:
         """Stop every node and remove the temporary directories."""
@@ -368,14 +438,14 @@ class EmbeddedCluster:
             self.stop_all()
         finally:
             self._closed = True
-            for n in self.brokers:
+            for n in self.nodes:
                 n.close()  # its own temporary directory; the data dirs are ours
             shutil.rmtree(self._workdir, ignore_errors=True)
             if self._own_data_dir:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __repr__(self) -> str:
-        return f"<EmbeddedCluster {self.bootstrap_servers} nodes={self.brokers}>"
+        return f"<EmbeddedCluster {self.bootstrap_servers} nodes={self.nodes}>"
 
     # ------------------------------------------------------------------ waiting
 
@@ -413,12 +483,15 @@ class EmbeddedCluster:
     def wait_ready(self, timeout: float | None = None,
                    interrupt: threading.Event | None = None,
                    nodes: list[ClusterNode] | None = None) -> int:
-        """Wait until every one of `nodes` (default: the running ones) lists exactly
-        those nodes in Metadata, and the same active controller; returns its id. A
-        node of `nodes` whose process exits fails the wait at once."""
+        """Wait until every one of `nodes` (default: the running brokers) lists exactly
+        those brokers in Metadata, and the same active controller; returns its id (as
+        Metadata says: a broker's id with dedicated controllers). A node of `nodes`
+        whose process exits fails the wait at once; controller-only nodes in `nodes`
+        are only checked for that (they answer no Metadata)."""
         def agreed():
-            nodes_ = self.running() if nodes is None else nodes
-            for n in nodes_:
+            all_ = self.running() + self.running_controllers() if nodes is None else nodes
+            nodes_ = [n for n in all_ if n.is_broker]
+            for n in all_:
                 if n.returncode() is not None:
                     e = EmbeddedBrokerError(f"node {n.node_id} exited with code "
                                             f"{n.returncode()}\n{n._log_tail()}")
@@ -467,8 +540,36 @@ class EmbeddedCluster:
         return self.request(req, 12, via=via, timeout=timeout)
 
     def controller_id(self, via: ClusterNode | int | None = None) -> int:
-        """The active controller as Metadata reports it (-1: none known)."""
+        """The active controller as Metadata reports it (-1: none known). With dedicated
+        controllers that is a broker (see the module doc): active_controller() asks
+        the quorum."""
         return self.metadata(topics=[], via=via).controller_id
+
+    def describe_quorum(self, via: ClusterNode | int | None = None, timeout: float = 5.0):
+        """DescribeQuorum v2 from a voter's controller listener (default: the first
+        running voter that answers): its partition answer (leader_id, leader_epoch,
+        high_watermark; voters and observers when asked of the leader)."""
+        from kafkette.client import request_once
+        from kafkette.protocol.messages import DescribeQuorumRequest
+        T = DescribeQuorumRequest.TopicData
+        req = DescribeQuorumRequest(topics=[T(topic_name="__cluster_metadata", partitions=[
+            T.PartitionData(partition_index=0)])])
+        if via is not None:
+            voters = [self.node(via) if isinstance(via, int) else via]
+        else:
+            voters = [n for n in self.nodes if n.is_controller and n.is_running() and not n.paused]
+        last: BaseException | None = None
+        for n in voters:
+            try:
+                resp = request_once(n.host, n.controller_port, req, 2, timeout=timeout)
+                return resp.topics[0].partitions[0]
+            except (OSError, EOFError, IndexError) as e:
+                last = e
+        raise EmbeddedBrokerError(f"no controller answered DescribeQuorum: {last!r}")
+
+    def active_controller(self, via: ClusterNode | int | None = None) -> int:
+        """The quorum's leader, the active controller (-1: none), from DescribeQuorum."""
+        return self.describe_quorum(via=via).leader_id
 
     def leaders(self, topic: str, via: ClusterNode | int | None = None) -> dict[int, int]:
         """partition -> leader id (-1 when offline) of `topic`, from Metadata."""
@@ -576,7 +677,7 @@ class EmbeddedCluster:
 
     def log_tails(self, lines: int = 40) -> str:
         return "\n".join(f"----- node {n.node_id} ({n.log_path}) -----\n{n._log_tail(lines)}"
-                         for n in self.brokers)
+                         for n in self.nodes)
 
 
 def _free_ports(n: int) -> list[int]:

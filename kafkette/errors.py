@@ -173,5 +173,20 @@ KafkaStorageError = _error("KafkaStorageError", ErrorCode.KAFKA_STORAGE_ERROR)
 NotControllerError = _error("NotControllerError", ErrorCode.NOT_CONTROLLER)
 
 
+class RecordValidationError(InvalidRecordError):
+    """Records of a batch refused one by one (Kafka's RecordValidationException, KIP-467):
+    `record_errors` holds (index of the record in its batch, message); the message is
+    Kafka's summary of them, which Produce v8+ answers as the partition's error_message
+    beside the per-record list."""
+
+    def __init__(self, record_errors: list[tuple[int, str]]):
+        shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')"
+                          for i, m in record_errors[:3])
+        super().__init__(f"One or more records have been rejected due to {len(record_errors)} "
+                         f"record errors in total, and only showing the first three errors "
+                         f"at most: [{shown}]")
+        self.record_errors = record_errors
+
+
 class ProtocolError(Exception):
     """A frame that cannot be decoded. The server closes the connection, as Kafka does."""

@@ -23,6 +23,9 @@ Registered through the ``pytest11`` entry point, so installing kafkette is enoug
     ``kafkette.embedded_cluster.CLUSTER_TEST_DEFAULTS`` (3 s broker sessions, 500 ms
     heartbeats, no initial rebalance delay). Scope ``session`` by default; choose
     another with the ini option ``kafkette_cluster_scope`` or ``--kafkette-cluster-scope``.
+    The ini option ``kafkette_cluster_controllers`` (0 by default: combined nodes) adds
+    that many controller-only voters, the brokers then being broker-only
+    (``.controllers``, ``.kill_brokers()``, ``.active_controller()``).
 
 ini options:
 
@@ -70,6 +73,8 @@ def pytest_addoption(parser) -> None:
                   "key=value a line", type="linelist", default=[])
     parser.addini("kafkette_cluster_brokers", "number of kafkette_cluster nodes",
                   default="3")
+    parser.addini("kafkette_cluster_controllers", "dedicated controller-only nodes of "
+                  "kafkette_cluster (0: every node is broker and controller)", default="0")
 
 
 def pytest_configure(config) -> None:
@@ -121,12 +126,16 @@ def kafkette_broker(pytestconfig):
 def kafkette_cluster(pytestconfig):
     """A running cluster of kafkette nodes (kafkette.EmbeddedCluster)."""
     from kafkette.embedded_cluster import EmbeddedCluster
-    raw = str(pytestconfig.getini("kafkette_cluster_brokers")).strip() or "3"
-    try:
-        brokers = int(raw)
-    except ValueError:
-        raise pytest.UsageError(f"kafkette_cluster_brokers: {raw!r} is not a number") from None
-    with EmbeddedCluster(brokers, broker_config(pytestconfig, "kafkette_cluster_config")) as kc:
+    counts = {}
+    for name, default in (("kafkette_cluster_brokers", "3"), ("kafkette_cluster_controllers", "0")):
+        raw = str(pytestconfig.getini(name)).strip() or default
+        try:
+            counts[name] = int(raw)
+        except ValueError:
+            raise pytest.UsageError(f"{name}: {raw!r} is not a number") from None
+    with EmbeddedCluster(counts["kafkette_cluster_brokers"],
+                         broker_config(pytestconfig, "kafkette_cluster_config"),
+                         controllers=counts["kafkette_cluster_controllers"]) as kc:
         yield kc
 
 

@@ -1,16 +1,19 @@
 """Smoke run of the benchmark harness (`make bench`) with tiny sizes, so that it keeps
 working: every row must come back for kafkette and for librdkafka's mock cluster with
-a positive figure. Benchmarks themselves are not tests; this checks the harness only.
+a positive figure; the replication suite's rows (3-node cluster, failover with no
+acknowledged record lost) and the base-revision comparison likewise. Benchmarks
+themselves are not tests; this checks the harness only, never a speed.
 Plus the latency histogram's percentiles, which the harness reports."""
 import json
 import math
 import random
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from kafkette.bench.__main__ import ROWS
+from kafkette.bench.__main__ import BASE_ROWS, REPLICATION_ROWS, ROWS
 from kafkette.bench.histogram import LogHistogram
 
 
@@ -42,7 +45,8 @@ def test_bench_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "kafkette.bench", "--records", "2000", "--repeat", "1",
          "--seconds", "0.5", "--connections", "2", "--latency-seconds", "1",
-         "--rate", "2000", "--json", str(out)],
+         "--rate", "2000", "--only", "produce,capacity,consume,latency",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "[bench" in proc.stderr  # progress lines while it runs
@@ -57,6 +61,69 @@ def test_bench_smoke(tmp_path):
     # Each row with a target says whether kafkette met it.
     assert all("met" in r for r in doc["rows"] if r["target"])
     assert "| produce_acks1_rec_s" in proc.stdout
+
+
+def _bench(tmp_path, *args, timeout=240):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "kafkette.bench", "--repeat", "1",
+                           "--json", str(out), *args],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc, json.loads(out.read_text())
+
+
+def test_bench_replication_smoke(tmp_path):
+    """A 3-node cluster: throughput RF3 acks=all vs RF1 acks=1, sampled follower lag, and
+    one kill -9 failover (with the `kafkette cluster` session timeout, ~10 s)."""
+    pytest.importorskip("confluent_kafka")
+    # 30,000 records and 5 ms samples: the timed produce lasts long enough for the
+    # sampler to see it on this machine, or the lag rows would be missing (and fail).
+    proc, doc = _bench(tmp_path, "--only", "replication", "--records", "30000",
+                       "--lag-interval-ms", "5", "--failover-rate", "500")
+    rows = {r["metric"]: r for r in doc["rows"]}
+    assert set(rows) == {m[0] for m in REPLICATION_ROWS}
+    assert all(r["table"] == "replication" for r in rows.values())
+    tput = rows["repl_produce_rec_s"]
+    assert tput["kafkette"] > 0 and tput["peer"] > 0 and tput["ratio"] > 0
+    assert "met" in tput
+    assert rows["repl_lag_samples"]["kafkette"] > 0
+    for kind in ("records", "ms"):
+        vals = [rows[f"repl_lag_{kind}_{p}"]["kafkette"] for p in ("p50", "p99", "max")]
+        assert all(v is not None and v >= 0 for v in vals) and vals == sorted(vals), vals
+    assert rows["failover_ms"]["kafkette"] > 0
+    assert rows["failover_lost"]["kafkette"] == 0, rows["failover_lost"]
+    assert rows["failover_dup"]["kafkette"] == 0, rows["failover_dup"]
+    assert rows["failover_lost"]["met"] and rows["failover_dup"]["met"]
+    assert doc["config"]["broker.session.timeout.ms"] > 0
+    assert "| repl_produce_rec_s" in proc.stdout and "RF3 acks=all" in proc.stdout
+
+
+def test_bench_base_revision_smoke(tmp_path):
+    """The single-node comparison against the default base revision: a broker from the
+    exported tree next to this checkout's, each row with both figures."""
+    pytest.importorskip("confluent_kafka")
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    from kafkette.bench.__main__ import DEFAULT_BASE_REV
+    from kafkette.bench.targets import source_root
+    if subprocess.run(["git", "-C", source_root(), "rev-parse", "--verify", "--quiet",
+                       f"{DEFAULT_BASE_REV}^{{commit}}"], capture_output=True).returncode:
+        pytest.skip(f"{DEFAULT_BASE_REV} not in this checkout's history")
+    proc, doc = _bench(tmp_path, "--only", "base", "--records", "2000")
+    rows = {r["metric"]: r for r in doc["rows"]}
+    assert set(rows) == {m[0] for m in BASE_ROWS}
+    for name, row in rows.items():
+        assert row["kafkette"] > 0 and row["peer"] > 0 and row["ratio"] > 0, (name, row)
+        assert row["columns"][1].startswith("kafkette@")
+    assert doc["config"]["base_commit"].startswith(DEFAULT_BASE_REV)
+
+
+def test_bench_base_revision_missing_fails_softly(tmp_path):
+    proc, doc = _bench(tmp_path, "--only", "base", "--base-rev", "no-such-rev-x",
+                       "--records", "100", timeout=60)
+    assert doc["rows"] == []
+    assert "base comparison skipped" in proc.stdout
+    assert "no-such-rev-x" in proc.stdout
 
 
 # --- the connection loop the profile led to: responses of one pass go out together,

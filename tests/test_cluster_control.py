@@ -174,8 +174,9 @@ def test_group_requests_for_groups_coordinated_elsewhere(make_broker):
     partition it leads: multi-group requests are answered per group (KIP-709
     OffsetFetch, DescribeGroups), single-group ones with NOT_COORDINATOR."""
     from kafkette.broker.cluster import ClusterMember
-    from kafkette.protocol.messages import (DescribeGroupsRequest, FindCoordinatorRequest,
-                                            HeartbeatRequest, OffsetFetchRequest)
+    from kafkette.protocol.messages import (DeleteGroupsRequest, DescribeGroupsRequest,
+                                            FindCoordinatorRequest, HeartbeatRequest,
+                                            LeaveGroupRequest, OffsetFetchRequest)
     b = make_broker({"offsets.topic.num.partitions": "4"})
     epoch = _register(b, 2, 9093)
     _heartbeat(b, 2, epoch)
@@ -207,3 +208,12 @@ def test_group_requests_for_groups_coordinated_elsewhere(make_broker):
     hb = call(b, HeartbeatRequest(group_id=mine[0], generation_id=1, member_id="m",
                                   group_instance_id=None), 4)
     assert hb.error_code == ErrorCode.UNKNOWN_MEMBER_ID  # served here: no such member
+
+    resp = call(b, DeleteGroupsRequest(groups_names=groups), 2)
+    codes = {r.group_id: r.error_code for r in resp.results}
+    assert [r.group_id for r in resp.results] == groups
+    assert all(codes[g] == ErrorCode.GROUP_ID_NOT_FOUND for g in mine)
+    assert all(codes[g] == ErrorCode.NOT_COORDINATOR for g in theirs)
+    L = LeaveGroupRequest.MemberIdentity
+    resp = call(b, LeaveGroupRequest(group_id=theirs[0], members=[L(member_id="m")]), 3)
+    assert (resp.error_code, resp.members) == (ErrorCode.NOT_COORDINATOR, [])

@@ -232,3 +232,65 @@ def test_node_lookup(tmp_path):
             kc.node(3)
     finally:
         kc.close()
+
+
+# --------------------------------------------------------------------------- dedicated controllers
+
+def test_dedicated_layout_brokers_then_controllers_3001(tmp_path):
+    nodes = cr.plan(3, 9092, None, tmp_path, controllers=3)
+    assert [(n.node_id, n.roles) for n in nodes] == [
+        (1, "broker"), (2, "broker"), (3, "broker"),
+        (3001, "controller"), (3002, "controller"), (3003, "controller")]
+    assert [n.port for n in nodes[:3]] == [9092, 9093, 9094]
+    assert [n.controller_port for n in nodes[3:]] == [9192, 9193, 9194]
+    assert cr.voters_string(nodes) == "3001@127.0.0.1:9192,3002@127.0.0.1:9193,3003@127.0.0.1:9194"
+    assert cr.bootstrap_string(nodes) == "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+    assert nodes[4].data_dir == tmp_path / "node-3002"
+    # Every node's settings pass BrokerConfig's role checks.
+    for n in nodes:
+        s = cr.node_config(n, nodes, "abc")
+        assert s["process.roles"] == n.roles
+        listeners = (f"PLAINTEXT://127.0.0.1:{n.port}" if n.is_broker
+                     else f"CONTROLLER://127.0.0.1:{n.controller_port}")
+        config = BrokerConfig({**s, "listeners": listeners, "log.dirs": str(n.data_dir)})
+        assert config.is_broker == n.is_broker and config.is_controller == n.is_controller
+    assert "process.roles" not in cr.node_config(cr.plan(1)[0], cr.plan(1), "abc")  # combined
+
+
+def test_dedicated_layout_refuses_bad_counts_and_overlaps():
+    with pytest.raises(cr.ClusterLayoutError, match="--controllers"):
+        cr.plan(3, 9092, None, "r", controllers=-1)
+    with pytest.raises(cr.ClusterLayoutError, match="overlap"):
+        cr.plan(3, 9092, 9094, "r", controllers=3)
+    args = parse(["cluster", "--brokers", "2", "--controllers", "3"])
+    assert (args.brokers, args.controllers) == (2, 3)
+    assert parse(["cluster"]).controllers == 0
+
+
+def test_embedded_cluster_with_dedicated_controllers_layout(tmp_path):
+    kc = EmbeddedCluster(2, controllers=3, data_dir=tmp_path / "data")
+    try:
+        assert [n.node_id for n in kc.nodes] == [1, 2, 3001, 3002, 3003]
+        assert [n.node_id for n in kc.brokers] == [1, 2]
+        assert [n.node_id for n in kc.controllers] == [3001, 3002, 3003]
+        assert kc.bootstrap_servers == ",".join(f"127.0.0.1:{n.port}" for n in kc.brokers)
+        voters = kc.voters
+        assert [v.split("@")[0] for v in voters.split(",")] == ["3001", "3002", "3003"]
+        ports = [n.port for n in kc.brokers] + [n.controller_port for n in kc.controllers]
+        assert len(set(ports)) == 5 and all(p > 0 for p in ports)
+        for n in kc.brokers:
+            s = sets_of(n.command())
+            assert s["process.roles"] == "broker"
+            assert s["listeners"] == f"PLAINTEXT://127.0.0.1:{n.port}"
+            assert s["controller.quorum.voters"] == voters
+        for n in kc.controllers:
+            s = sets_of(n.command())
+            assert s["process.roles"] == "controller"
+            assert s["listeners"] == f"CONTROLLER://127.0.0.1:{n.controller_port}"
+            assert n.port == n.controller_port          # readiness: ApiVersions there
+            assert f"{n.node_id}@127.0.0.1:{n.controller_port}" in voters.split(",")
+        with pytest.raises(ValueError, match="controllers, not brokers"):
+            kc.kill_brokers(3001)
+        assert kc.running() == [] and kc.running_controllers() == []
+    finally:
+        kc.close()

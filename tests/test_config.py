@@ -521,3 +521,55 @@ def test_describe_topic_configs_sources_and_synonyms():
 
     pol = entries["cleanup.policy"]
     assert (pol.value, pol.source, pol.is_default) == ("delete", "DEFAULT_CONFIG", True)
+
+
+# --- process.roles against controller.quorum.voters (Kafka's KafkaConfig checks) ---------
+VOTERS = "controller.quorum.voters=3001@127.0.0.1:9301,3002@127.0.0.1:9302,3003@127.0.0.1:9303"
+
+
+def test_broker_only_node_must_not_be_a_voter_and_needs_voters():
+    c = BrokerConfig.load(None, ["process.roles=broker", "node.id=1", VOTERS])
+    assert c.is_broker and not c.is_controller
+    with pytest.raises(ConfigError, match="just the 'broker' role, the node id 3001 must not be "
+                                          "included in the set of voters") as e:
+        BrokerConfig.load(None, ["process.roles=broker", "node.id=3001", VOTERS])
+    assert e.value.key == "controller.quorum.voters"
+    with pytest.raises(ConfigError, match="process.roles=broker needs controller.quorum.voters"):
+        BrokerConfig.load(None, ["process.roles=broker"])
+
+
+def test_a_node_with_the_controller_role_must_be_a_voter():
+    c = BrokerConfig.load(None, ["process.roles=controller", "node.id=3002", VOTERS])
+    assert c.is_controller and not c.is_broker
+    for roles in ("controller", "broker,controller"):
+        with pytest.raises(ConfigError, match="contains the 'controller' role, the node id 7 must "
+                                              "be included in the set of voters"):
+            BrokerConfig.load(None, [f"process.roles={roles}", "node.id=7", VOTERS])
+    # A lone controller-only node would serve nobody; a lone combined node is a quorum of one.
+    with pytest.raises(ConfigError, match="process.roles=controller needs controller.quorum.voters"):
+        BrokerConfig.load(None, ["process.roles=controller"])
+    assert BrokerConfig.load(None, []).is_controller
+
+
+def test_controller_only_node_refuses_client_listeners():
+    with pytest.raises(ConfigError, match="controller-only node does not open") as e:
+        BrokerConfig.load(None, ["process.roles=controller", "node.id=3001", VOTERS,
+                                 "listeners=PLAINTEXT://127.0.0.1:9092"])
+    assert e.value.key == "listeners"
+    c = BrokerConfig.load(None, ["process.roles=controller", "node.id=3001", VOTERS,
+                                 "listeners=CONTROLLER://127.0.0.1:9301",
+                                 "controller.listener.names=CONTROLLER"])
+    assert c.process_roles == ["controller"]
+    # The controller binds its voter address: another address would not be honoured.
+    with pytest.raises(ConfigError, match="not this node's controller.quorum.voters address"):
+        BrokerConfig.load(None, ["process.roles=controller", "node.id=3001", VOTERS,
+                                 "listeners=CONTROLLER://0.0.0.0:9301",
+                                 "controller.listener.names=CONTROLLER"])
+
+
+def test_voter_ids_are_unique_and_roles_not_repeated():
+    with pytest.raises(ConfigError, match="lists a node id twice"):
+        BrokerConfig.load(None, ["process.roles=broker", "node.id=1",
+                                 "controller.quorum.voters=3001@a:1,3001@b:2"])
+    with pytest.raises(ConfigError, match="lists a role twice"):
+        BrokerConfig.load(None, ["process.roles=broker,broker", "node.id=1", VOTERS])

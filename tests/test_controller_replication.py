@@ -15,7 +15,8 @@ from collections import Counter
 import pytest
 
 from handler_harness import broker, call, make_broker  # noqa: F401
-from kafkette.broker.cluster import ELECT_LEADERS, ClusterMember, forwarded_error_response
+from kafkette.broker.cluster import ClusterMember, forwarded_error_response
+from kafkette.broker.registry import load_handlers
 from kafkette.controller.controller import AlterPartitionItem
 from kafkette.controller.metadata_image import (
     RECOVERED,
@@ -695,7 +696,7 @@ def test_unknown_election_type_is_an_invalid_request(three):
 def test_elect_leaders_forwarding_error_answers_every_partition():
     TP = ElectLeadersRequest.TopicPartitions
     req = ElectLeadersRequest(election_type=0, topic_partitions=[TP(topic="t", partitions=[0, 1])])
-    resp = forwarded_error_response(ELECT_LEADERS, req, E.NOT_CONTROLLER, "no controller")
+    resp = forwarded_error_response(load_handlers()[ElectLeadersRequest.API_KEY], req, E.NOT_CONTROLLER, "no controller")
     assert resp.error_code == E.NOT_CONTROLLER
     assert codes(resp) == {("t", 0): E.NOT_CONTROLLER, ("t", 1): E.NOT_CONTROLLER}
 

@@ -10,7 +10,8 @@ import pytest
 
 from handler_harness import (acall, broker, call, create_topic, fetch_request,  # noqa: F401
                              make_broker, produce, produce_request, start)
-from kafkette.broker.faults import FaultError, error_response
+from kafkette.broker.faults import FaultError
+from kafkette.broker.registry import load_handlers
 from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import (HeartbeatRequest, JoinGroupRequest, ListOffsetsRequest,
                                         MetadataRequest, OffsetCommitRequest,
@@ -172,7 +173,7 @@ def _group_requests():
 @pytest.mark.parametrize("request_, version", _group_requests())
 def test_error_responses_for_other_apis(broker, request_, version):
     code = ErrorCode.COORDINATOR_NOT_AVAILABLE
-    assert error_response(request_.API_KEY, request_, code) is not None
+    assert load_handlers()[request_.API_KEY].error_response(request_, code, None) is not None
     broker.faults.inject_error(request_.API_KEY, code, count=1)
     resp = call(broker, request_, version)    # decodes the wire bytes strictly
     codes = []
@@ -187,6 +188,19 @@ def test_error_responses_for_other_apis(broker, request_, version):
         codes.append(c.error_code)
     assert codes and set(codes) == {code}
 
+
+def test_error_on_admin_requests_answers_every_topic_and_creates_nothing(broker):
+    """Admin APIs take an injected error too: their registration names their error
+    response, so CreateTopics fails per topic and nothing is created."""
+    from kafkette.protocol.messages import CreateTopicsRequest
+    T = CreateTopicsRequest.CreatableTopic
+    req = CreateTopicsRequest(topics=[T(name="x", num_partitions=1, replication_factor=1,
+                                        assignments=[], configs=[])], timeout_ms=5000)
+    broker.faults.inject_error(19, ErrorCode.NOT_CONTROLLER, count=1)
+    resp = call(broker, req, 7)
+    assert [(t.name, t.error_code) for t in resp.topics] == [("x", ErrorCode.NOT_CONTROLLER)]
+    assert "x" not in broker.image.topics
+    assert create_topic(broker, "x").error_code == 0      # the rule is used up
 
 def test_metadata_error_per_topic(broker):
     create_topic(broker, "a")

@@ -236,3 +236,22 @@ def test_authorized_operations_when_asked(broker):
     assert resp.topics[0].topic_authorized_operations not in (0, -2147483648)
     resp = call(broker, MetadataRequest(topics=[RT(name="ops")]), 10)
     assert resp.topics[0].topic_authorized_operations == -2147483648
+
+
+def test_a_dedicated_controller_is_never_named_to_clients():
+    """With process.roles=controller nodes the active controller is no broker (clients
+    cannot reach it): Metadata and DescribeCluster name the lowest live broker, which
+    forwards. A controller that is a registered broker (combined) is named as itself."""
+    from types import MappingProxyType
+
+    from kafkette.broker.handlers.common import client_controller_id
+    from kafkette.controller.metadata_image import BrokerImage, MetadataImage
+
+    def image(controller, brokers):
+        return MetadataImage("c", controller, MappingProxyType(
+            {i: BrokerImage(i, "h", 9000 + i, fenced=f) for i, f in brokers.items()}))
+    assert client_controller_id(image(3001, {1: True, 2: False, 3: False})) == 2
+    assert client_controller_id(image(3001, {1: True})) == -1
+    assert client_controller_id(image(-1, {1: False})) == -1
+    assert client_controller_id(image(2, {1: False, 2: False})) == 2
+    assert client_controller_id(image(2, {1: False, 2: True})) == 2   # combined, fenced: itself

@@ -296,3 +296,41 @@ def test_min_insync_replicas_refuses_acks_all_only(broker):
     assert leo(broker, "misr") == 1
     create_topic(broker, "misr1")
     assert produce(broker, "misr1", 0, batch(1), acks=-1).error_code == 0
+
+
+# -- compacted topics refuse records without a key (LogValidator.validateKey, KIP-467) --
+
+def _keyed(*keys, codec=0) -> bytearray:
+    return bytearray(build_batch([(k, b"v", []) for k in keys], timestamp_ms=START_MS,
+                                 codec=codec))
+
+
+@pytest.mark.parametrize("codec", [0, CODEC_GZIP])
+def test_compacted_topic_refuses_records_without_a_key_naming_each(broker, codec):
+    create_topic(broker, "cmp", configs={"cleanup.policy": "compact"})
+    r = call(broker, produce_request("cmp", {0: _keyed(None, b"k1", None, codec=codec)}), 9)
+    p = r.responses[0].partition_responses[0]
+    msg = "Compacted topic cannot accept message without key in topic partition cmp-0."
+    assert p.error_code == 87 and p.base_offset == -1       # INVALID_RECORD
+    assert [(e.batch_index, e.batch_index_error_message) for e in p.record_errors] == \
+        [(0, msg), (2, msg)]
+    assert p.error_message == (
+        "One or more records have been rejected due to 2 record errors in total, and only "
+        f"showing the first three errors at most: [RecordError(batchIndex=0, message='{msg}'), "
+        f"RecordError(batchIndex=2, message='{msg}')]")
+    assert leo(broker, "cmp") == 0                           # nothing of the batch written
+    ok = call(broker, produce_request("cmp", {0: _keyed(b"a", b"b", codec=codec)}), 9)
+    assert ok.responses[0].partition_responses[0].error_code == 0 and leo(broker, "cmp") == 2
+
+
+def test_compacted_topic_refusal_before_v8_is_the_error_code_alone(broker):
+    create_topic(broker, "cmp7", configs={"cleanup.policy": "compact,delete"})
+    r = call(broker, produce_request("cmp7", {0: _keyed(None)}), 7)
+    p = r.responses[0].partition_responses[0]
+    assert p.error_code == 87 and p.record_errors == [] and p.error_message is None
+
+
+def test_records_without_a_key_are_fine_on_a_topic_that_is_not_compacted(broker):
+    create_topic(broker, "del")
+    r = call(broker, produce_request("del", {0: _keyed(None, None)}), 9)
+    assert r.responses[0].partition_responses[0].error_code == 0 and leo(broker, "del") == 2

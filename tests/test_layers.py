@@ -12,7 +12,19 @@ functions, relative imports and `importlib.import_module("...")` /
   and config (an allow-list: it sits just above protocol); log/ and coordinator/
   never talk to another node, so never import it; in controller/ only the Raft
   transport does, in broker/ never the handlers (they stay thin: the replica
-  fetchers and controller forwarding live beside them).
+  fetchers and controller forwarding live beside them);
+- log/ sits below coordinator/ and controller/: it imports neither;
+- `config`, `errors`, `clock` and `logging` are leaves: they import nothing of
+  kafkette but one another;
+- the core is sans-IO: log/, protocol/, coordinator/ and the controller's state
+  machines (the Raft core, the metadata image, election and placement rules) neither
+  import asyncio nor define coroutines; only server/, broker/ and the drivers await;
+- no threads below server/: log/, protocol/, coordinator/, controller/, broker/ and
+  server/ never import threading (one event loop owns the state);
+- per-API facts live in the API's handler module (broker/registry.py's HandlerSpec):
+  no module of broker/ outside handlers/ compares an `api_key` with a constant (the
+  dispatcher may, for ApiVersions' KIP-511 fallback, which it answers before any
+  handler can).
 """
 from __future__ import annotations
 
@@ -35,11 +47,15 @@ RULES = {
     "kafkette.broker": ("kafkette.server",),
     "kafkette.broker.handlers": ("kafkette.client",),
 }
+# log/ is the lowest domain layer (DESIGN.md's diagram).
+RULES["kafkette.log"] += ("kafkette.coordinator", "kafkette.controller")
 
 # Layers that may import nothing of kafkette but these (and themselves).
+LEAVES = ("kafkette.config", "kafkette.errors", "kafkette.clock", "kafkette.logging")
 ONLY = {
     "kafkette.client": ("kafkette.protocol", "kafkette.errors", "kafkette.logging",
                         "kafkette.clock", "kafkette.config"),
+    **{leaf: LEAVES for leaf in LEAVES},
 }
 
 
@@ -204,3 +220,118 @@ def test_relative_imports_resolve():
     # in a package's __init__, "." is the package itself
     names = [n for _, n in imported_names("from . import segment", "kafkette.log", True)]
     assert "kafkette.log.segment" in names
+
+
+# --------------------------------------------------------------------------- sans-IO core
+SANS_IO = ("kafkette.log", "kafkette.protocol", "kafkette.coordinator",
+           "kafkette.controller.raft.core", "kafkette.controller.metadata_image",
+           "kafkette.controller.partition_change", "kafkette.controller.placement")
+# Drivers inside a sans-IO layer: LoopScheduler puts the coordinators' timers on the
+# asyncio loop; the coordinators themselves see only the Scheduler protocol.
+SANS_IO_DRIVERS = ("kafkette.coordinator.scheduler",)
+NO_THREADS = ("kafkette.log", "kafkette.protocol", "kafkette.coordinator",
+              "kafkette.controller", "kafkette.broker", "kafkette.server")
+
+
+def io_violations(source: str, module: str) -> list[str]:
+    found = []
+    tree = ast.parse(source)
+    names = [n for _, n in imported_names(source, module)]
+    if any(_within(module, layer) for layer in SANS_IO) and module not in SANS_IO_DRIVERS:
+        if any(_within(n, "asyncio") for n in names):
+            found.append(f"{module} imports asyncio (a sans-IO core module)")
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.AsyncFunctionDef, ast.Await)):
+                found.append(f"{module}:{node.lineno} awaits (a sans-IO core module)")
+    if any(_within(module, layer) for layer in NO_THREADS):
+        if any(_within(n, "threading") or _within(n, "concurrent.futures") for n in names):
+            found.append(f"{module} imports threading (one event loop owns the state)")
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(set(SANS_IO) | set(NO_THREADS)))
+def test_core_is_sans_io_and_single_threaded(layer):
+    files = _layer_files(layer)
+    assert files, f"{layer} does not exist"
+    problems = []
+    for path in files:
+        problems += io_violations(path.read_text(), module_name(path))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("module,source", [
+    ("kafkette.log.segment", "import asyncio"),
+    ("kafkette.coordinator.group_coordinator", "async def join(self):\n    pass\n"),
+    ("kafkette.controller.raft.core", "def f():\n    from asyncio import sleep\n"),
+    ("kafkette.broker.replica_manager", "import threading"),
+    ("kafkette.server.connection", "from concurrent.futures import ThreadPoolExecutor"),
+])
+def test_io_checker_flags(module, source):
+    assert io_violations(source, module), source
+
+
+@pytest.mark.parametrize("module,source", [
+    ("kafkette.broker.replica_manager", "import asyncio\nasync def f():\n    await g()\n"),
+    ("kafkette.controller.raft.driver", "import asyncio"),
+    ("kafkette.embedded", "import threading"),
+])
+def test_io_checker_allows(module, source):
+    assert not io_violations(source, module), source
+
+
+# --------------------------------------------------------------------------- per-API facts
+def _is_constant(node) -> bool:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return True
+    if isinstance(node, ast.Name) and node.id.isupper():
+        return True
+    if isinstance(node, ast.Attribute) and node.attr.isupper():
+        return True
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return any(_is_constant(e) for e in node.elts)
+    return False
+
+
+def _is_api_key(node) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "api_key") or \
+        (isinstance(node, ast.Attribute) and node.attr in ("api_key", "request_api_key"))
+
+
+def api_switches(source: str, module: str) -> list[str]:
+    """`api_key == 3`, `api_key in (FETCH, PRODUCE)`, `spec.api_key != METADATA` ...:
+    a fact about one API kept outside its handler."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(_is_api_key(x) for x in sides) and any(_is_constant(x) for x in sides):
+                found.append(f"{module}:{node.lineno} switches on an api key")
+    return found
+
+
+def test_per_api_facts_live_in_the_handlers():
+    files = [p for p in _layer_files("kafkette.broker")
+             if "handlers" not in p.parts and p.name != "dispatcher.py"]
+    assert any(p.name == "cluster.py" for p in files) and any(p.name == "faults.py" for p in files)
+    problems = []
+    for path in files:
+        problems += api_switches(path.read_text(), module_name(path))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("source", [
+    "if api_key == 3:\n    pass\n",
+    "x = api_key in (PRODUCE, FETCH)\n",
+    "x = spec.api_key != METADATA\n",
+    "x = ELECT_LEADERS == header.request_api_key\n",
+])
+def test_api_switch_checker_flags(source):
+    assert api_switches(source, "kafkette.broker.cluster"), source
+
+
+@pytest.mark.parametrize("source", [
+    "x = self.api_key is not None and api_key != self.api_key\n",
+    "x = spec.route == ROUTE_CONTROLLER\n",
+])
+def test_api_switch_checker_allows(source):
+    assert not api_switches(source, "kafkette.broker.faults"), source

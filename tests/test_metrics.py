@@ -206,3 +206,41 @@ async def test_no_metrics_listener_by_default(tmp_path):
         assert server.metrics_http is None
     finally:
         await server.stop()
+
+
+def test_follower_lag_gauges_on_the_leader(tmp_path):
+    """One series per follower that has fetched, on the leader only: records behind the
+    leader's log end, and ms since the follower last had the leader's whole log."""
+    from types import SimpleNamespace
+
+    from kafkette.broker.metrics import _StateCollector
+    from kafkette.broker.partition import Partition
+    from kafkette.clock import ManualClock
+    from kafkette.log import LogConfig, PartitionLog
+
+    clock = ManualClock()
+    t0 = clock.monotonic_ms()
+    part = Partition("t", 0, PartitionLog(str(tmp_path / "t-0"), LogConfig()), node_id=1)
+    part.apply_metadata(1, 0, 0, (1, 2, 3), (1, 2, 3), t0)
+    part.append_as_leader(bytearray(batch(5)), 1, t0)
+    part.update_follower_fetch(2, 5, t0)          # caught up
+    part.update_follower_fetch(3, 2, t0)          # 3 behind, has not caught up since t0
+    fake = SimpleNamespace(replica_manager=SimpleNamespace(
+        partitions={("t", 0): part}, clock=clock))
+    clock.advance(250)
+    reg = CollectorRegistry()
+    reg.register(_StateCollector(fake))
+
+    def gauge(name, replica):
+        return reg.get_sample_value(name, {"topic": "t", "partition": "0",
+                                           "replica": str(replica)})
+    assert gauge("kafka_cluster_partition_followerlag", 2) == 0
+    assert gauge("kafka_cluster_partition_followerlag", 3) == 3
+    assert gauge("kafka_cluster_partition_followertimelagms", 2) == 0
+    assert gauge("kafka_cluster_partition_followertimelagms", 3) == 250
+    # A follower exports nothing: the leader's view is the one the high watermark uses.
+    part.apply_metadata(2, 1, 1, (1, 2, 3), (1, 2, 3), clock.monotonic_ms())
+    reg2 = CollectorRegistry()
+    reg2.register(_StateCollector(fake))
+    assert reg2.get_sample_value("kafka_cluster_partition_followerlag",
+                                 {"topic": "t", "partition": "0", "replica": "3"}) is None

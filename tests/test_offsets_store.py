@@ -332,3 +332,32 @@ def test_offsets_partition_for_uses_kafkas_abs():
                for g in negatives)
     with pytest.raises(ValueError):
         offsets_partition_for("g", 0)
+
+
+def test_replay_keeps_the_last_record_per_key_and_honours_tombstones():
+    from kafkette.coordinator.offsets_store import (
+        GroupMetadataValue, OffsetCommitValue, encode_group_metadata_key,
+        encode_group_metadata_value, encode_offset_commit_key, encode_offset_commit_value,
+        replay)
+    k = encode_offset_commit_key("g", "t", 0)
+    records = [
+        (k, encode_offset_commit_value(OffsetCommitValue(1, -1, "", 10))),
+        (encode_offset_commit_key("g", "t", 1), encode_offset_commit_value(
+            OffsetCommitValue(5, -1, "", 10))),
+        (k, encode_offset_commit_value(OffsetCommitValue(2, 3, "m", 20))),
+        (encode_offset_commit_key("g", "t", 1), None),                 # deleted
+        (encode_group_metadata_key("h"), encode_group_metadata_value(GroupMetadataValue(
+            protocol_type="consumer", generation=4, protocol=None, leader=None,
+            current_state_timestamp=30, members=[]))),
+        (b"\x00\x09\x00\x01g", b""),                                    # key version 9
+    ]
+    out = replay(records)
+    assert {g: {tp: (v.offset, v.leader_epoch, v.metadata) for tp, v in o.items()}
+            for g, o in out.offsets.items()} == {"g": {("t", 0): (2, 3, "m")}}
+    assert out.metadata["h"].generation == 4 and out.unknown_keys == [9]
+    corrupt = records + [(k, b"\x00\x03\x00")]
+    with pytest.raises(CoordinatorRecordError):
+        replay(corrupt)
+    seen = []
+    assert replay(corrupt, strict=False, on_corrupt=seen.append).offsets == out.offsets
+    assert len(seen) == 1

@@ -531,3 +531,174 @@ def test_restart_remembers_the_vote_so_it_cannot_vote_twice_in_an_epoch():
     n2.start(5)
     assert isinstance(n2.role, Unattached) and n2.epoch == 3 and n2.role.voted_for == 2
     assert not sends(n2.receive(3, m.VoteRequest(1, 3, 3, 0, 0), 6), m.VoteResponse)[0][1].granted
+
+
+# --- observers (broker-only nodes, process.roles=broker) --------------------------------------------------
+def observer(node_id=9, voters=(1, 2, 3), log=None, **kw) -> RaftNode:
+    return node(node_id, voters, log, **kw)
+
+
+def test_observer_probes_a_voter_at_once_and_follows_the_leader_it_names():
+    n = observer()
+    assert n.observer
+    acts = n.start(0)
+    assert isinstance(n.role, Unattached)
+    assert not sends(acts)                         # the probe waits for the first tick
+    acts = n.tick(n.next_deadline())
+    (dst, probe), = sends(acts)
+    assert isinstance(probe, m.FetchRequest) and probe.replica_id == 9 and probe.max_wait_ms == 0
+    assert dst in (1, 2, 3)
+    # A voter that does not lead answers NOT_LEADER_OR_FOLLOWER naming the leader (KRaft's
+    # FetchResponse CurrentLeader): the observer follows it, fetching from it.
+    leader = 2 if dst != 2 else 3
+    acts = n.receive(dst, m.FetchResponse(probe.rid, 4, leader, m.NOT_LEADER_OR_FOLLOWER), 10)
+    assert isinstance(n.role, Follower) and (n.leader_id, n.epoch) == (leader, 4)
+    (dst2, f), = sends(acts, m.FetchRequest)
+    assert dst2 == leader and f.replica_id == 9 and f.max_wait_ms > 0
+    assert of(acts, LeaderChanged) == [LeaderChanged(leader, 4)]
+
+
+def test_observer_tries_every_voter_in_a_shuffled_round_when_none_answers():
+    seen = []
+    n = observer()
+    n.start(0)
+    t = 0
+    for _ in range(6):
+        t = n.next_deadline()
+        (dst, probe), = sends(n.tick(t))
+        seen.append(dst)
+    assert sorted(seen[:3]) == [1, 2, 3] and sorted(seen[3:]) == [1, 2, 3]
+    assert isinstance(n.role, Unattached) and n.epoch == 0
+    # Different seeds give different orders (no observer always hammers voter 1 first).
+    firsts = set()
+    for seed in range(8):
+        k = RaftNode(9, (1, 2, 3), MemoryLog(), cfg(), random.Random(seed))
+        k.start(0)
+        firsts.add(sends(k.tick(k.next_deadline()))[0][0])
+    assert len(firsts) > 1
+
+
+def test_observer_never_votes_never_runs_and_refuses_vote_requests():
+    n = observer()
+    n.start(0)
+    # Hours of silence: it keeps probing and never asks anyone for a vote.
+    t, kinds = 0, set()
+    for _ in range(200):
+        t = n.next_deadline()
+        for _, msg in sends(n.tick(t)):
+            kinds.add(type(msg))
+    assert kinds == {m.FetchRequest}
+    assert isinstance(n.role, Unattached)
+    acts = n.receive(1, m.VoteRequest(7, 5, 1, 0, 0), t + 1)
+    (_, resp), = sends(acts, m.VoteResponse)
+    assert not resp.granted and resp.error == m.INCONSISTENT_VOTER_SET
+    acts = n.receive(1, m.VoteRequest(8, 5, 1, 0, 0, pre_vote=True), t + 2)
+    (_, resp), = sends(acts, m.VoteResponse)
+    assert not resp.granted
+    assert n.log.read_quorum_state().voted_for is None
+
+
+def test_observer_whose_leader_goes_silent_probes_again_instead_of_electing():
+    n = observer()
+    n.start(0)
+    (dst, probe), = sends(n.tick(n.next_deadline()))
+    n.receive(dst, m.FetchResponse(probe.rid, 2, 1, m.NOT_LEADER_OR_FOLLOWER), 5)
+    assert isinstance(n.role, Follower) and n.leader_id == 1
+    acts = n.tick(5 + 2000)                         # fetch.timeout without an answer
+    assert isinstance(n.role, Unattached) and n.epoch == 2
+    assert not sends(acts, m.VoteRequest)
+    (_, p2), = sends(n.tick(n.next_deadline()), m.FetchRequest)
+    assert p2.epoch == 2
+    # Its leader saying "I no longer lead" sends it probing at once too.
+    n2 = observer()
+    n2.start(0)
+    (dst, probe), = sends(n2.tick(n2.next_deadline()))
+    acts = n2.receive(dst, m.FetchResponse(probe.rid, 2, 1, m.NOT_LEADER_OR_FOLLOWER), 5)
+    (_, f), = sends(acts, m.FetchRequest)
+    n2.receive(1, m.FetchResponse(f.rid, 2, None, m.NOT_LEADER_OR_FOLLOWER), 6)
+    assert isinstance(n2.role, Unattached) and not n2.is_leader
+
+
+def test_leader_serves_an_observer_but_does_not_count_it_towards_the_high_watermark():
+    log = MemoryLog()
+    n = node(log=log)
+    make_leader(n)
+    n.flush(1)                                       # the control entry is durable here
+    # The observer has everything; no voter has fetched: nothing may commit.
+    acts = n.receive(9, m.FetchRequest(60, 1, 9, 0, 0), 10)
+    (dst, resp), = sends(acts, m.FetchResponse)
+    assert dst == 9 and resp.error == m.NONE and resp.entries and resp.leader_id == 1
+    acts = n.receive(9, m.FetchRequest(61, 1, 9, 1, 1), 11)
+    assert not of(acts, HighWatermark) and n.high_watermark == 0
+    assert n.describe(12)["observers"] == {9: {"log_end_offset": 1, "last_fetch_ms": 11}}
+    # One voter fetching past the entry makes a majority (leader + 2): now it commits, and
+    # the observer learns the new high watermark from its next answer.
+    acts = n.receive(2, m.FetchRequest(62, 1, 2, 1, 1), 13)
+    assert of(acts, HighWatermark) == [HighWatermark(1)]
+    # The observer does not keep the leader in office either (check-quorum counts voters).
+    for t in range(14, 14 + 3 * 2000, 100):
+        n.receive(9, m.FetchRequest(100 + t, 1, 9, 1, 1, 0), t)
+        n.tick(t)
+    assert isinstance(n.role, Resigned)
+
+
+def test_observer_replicates_and_applies_the_committed_log_in_a_three_voter_net():
+    logs = {i: MemoryLog() for i in (1, 2, 3, 9)}
+    nodes = {i: RaftNode(i, (1, 2, 3), logs[i], cfg(), random.Random(i)) for i in (1, 2, 3, 9)}
+    net = Net(list(nodes.values()))
+    make_leader(nodes[1])
+    for i in (2, 3, 9):
+        net.run(i, nodes[i].start(0), 0)
+    net.run(1, nodes[1].tick(1000), 1000)           # BeginQuorumEpoch to the voters only
+    assert all(not isinstance(a.message, m.BeginQuorumEpochRequest) or a.dst != 9
+               for a in net.seen[1] if isinstance(a, Send))
+    t = 1000
+    for _ in range(4):                               # the observer probes until it finds 1
+        t += 500
+        for i in (2, 3, 9):
+            net.run(i, nodes[i].tick(t), t)
+        net.run(1, nodes[1].tick(t), t)
+    net.run(1, nodes[1].propose([b"topic-a"], t), t)
+    for _ in range(6):
+        t += 100
+        for i in (1, 2, 3, 9):
+            net.run(i, nodes[i].tick(t), t)
+    assert nodes[9].leader_id == 1 and isinstance(nodes[9].role, Follower)
+    applied = [x.entry.values for x in net.seen[9] if isinstance(x, Apply)]
+    assert applied == [(b"new",), (b"topic-a",)] or applied[-1] == (b"topic-a",)
+    assert nodes[9].high_watermark == nodes[1].high_watermark
+    assert not any(isinstance(a, Send) and isinstance(a.message, m.VoteRequest) for a in net.seen[9])
+
+
+def test_leader_forgets_an_observer_silent_for_the_observer_session_timeout():
+    n = node(observer_session_timeout_ms=5000)
+    make_leader(n)
+    n.flush(1)
+    n.receive(9, m.FetchRequest(60, 1, 9, 0, 0), 10)
+    t = 10
+    while t < 10 + 6000:                     # voters keep it leader, the observer is silent
+        t += 400
+        n.receive(2, m.FetchRequest(t, 1, 2, 1, 1, 0), t)
+        n.tick(t)
+        if t < 10 + 4000:
+            assert 9 in n.describe(t)["observers"]
+    assert n.is_leader and n.describe(t)["observers"] == {}
+
+
+def test_observer_does_not_go_back_to_a_silent_leader_on_hearsay():
+    n = observer()
+    n.start(0)
+    (dst, probe), = sends(n.tick(n.next_deadline()))
+    n.receive(dst, m.FetchResponse(probe.rid, 2, 1, m.NOT_LEADER_OR_FOLLOWER), 5)
+    n.tick(5 + 2000)                                  # leader 1 silent: probing
+    (dst, p2), = sends(n.tick(n.next_deadline()), m.FetchRequest)
+    if dst != 1:
+        # A voter that has not timed out yet still names 1: not followed again.
+        n.receive(dst, m.FetchResponse(p2.rid, 2, 1, m.NOT_LEADER_OR_FOLLOWER), n.next_deadline() - 1)
+        assert isinstance(n.role, Unattached)
+        (dst, p2), = sends(n.tick(n.next_deadline()), m.FetchRequest)
+    # A newer epoch's leader is followed at once; so is 1 when it answers itself.
+    other = next(v for v in (1, 2, 3) if v != 1)
+    acts = n.receive(dst, m.FetchResponse(p2.rid, 3, other, m.NOT_LEADER_OR_FOLLOWER), n.next_deadline() - 1)
+    assert isinstance(n.role, Follower) and (n.leader_id, n.epoch) == (other, 3)
+    assert sends(acts, m.FetchRequest)[0][0] == other

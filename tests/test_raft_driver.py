@@ -318,3 +318,65 @@ def test_failover_after_the_leader_dies_without_resigning(tmp_path):
                     q._log.close()         # ... whose log is still open (idempotent)
 
     asyncio.run(main())
+
+
+def test_an_observer_follows_over_tcp_survives_a_leader_change_and_never_counts(tmp_path):
+    """Three voters and one observer (node 9, not in the voters: a broker-only node).
+    The observer has no controller listener, applies every committed entry, finds the
+    new leader after a failover, and is listed by DescribeQuorum as an observer. The
+    controller listener answers ApiVersions with the APIs it serves."""
+    from kafkette.client import request_once
+    from kafkette.protocol.messages import ApiVersionsRequest
+
+    async def main():
+        ids = (1, 2, 3)
+        voters = dict(zip(ids, (("127.0.0.1", p) for p in free_ports(3))))
+        listeners = {i: Listener() for i in (*ids, 9)}
+        quorums = {i: RaftQuorum(i, voters, tmp_path / f"n{i}", SystemClock(), config=CONFIG,
+                                 rng=random.Random(i)) for i in (*ids, 9)}
+        obs = quorums[9]
+        try:
+            for i in (*ids, 9):
+                await quorums[i].start(listeners[i])
+            assert obs.observer and obs._server is None
+            with pytest.raises(RuntimeError, match="observer"):
+                obs.server
+            await wait_until(lambda: len(leaders(quorums)) == 1, what="a leader")
+            leader = leaders(quorums)[0]
+            await asyncio.wait_for(leader.append([b"a"]), 5)
+            await wait_until(lambda: listeners[9].values == [b"a"], what="the observer applies")
+            await wait_until(lambda: obs.leader_id == leader.node_id, what="the observer's leader")
+            with pytest.raises(NotControllerError):
+                await obs.append([b"x"])
+            d = leader.describe()
+            assert 9 in d["observers"] and 9 not in d["voters"]
+            await wait_until(lambda: leader.describe()["observers"][9]["log_end_offset"]
+                             == leader.high_watermark, what="the observer's offset at the leader")
+
+            versions = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: request_once(*voters[leader.node_id], ApiVersionsRequest(), 0))
+            keys = {v.api_key for v in versions.api_keys}
+            assert versions.error_code == 0 and {1, 18, 52, 53, 54, 55, 59} <= keys
+            assert 0 not in keys                       # no Produce on a controller listener
+
+            old = leader.node_id
+            await leader.close()
+            rest = {i: q for i, q in quorums.items() if i not in (old, 9)}
+            await wait_until(lambda: len(leaders(rest)) == 1, what="a new leader")
+            new = leaders(rest)[0]
+            await asyncio.wait_for(new.append([b"b"]), 5)
+            await wait_until(lambda: listeners[9].values == [b"a", b"b"],
+                             what="the observer follows the new leader")
+            assert obs.leader_id == new.node_id and not obs.is_leader()
+            # With one voter of three down and the observer up, commit still needs the
+            # two live voters: the observer never stands in for a missing voter.
+            other = next(q for q in rest.values() if q is not new)
+            await other.close()
+            with pytest.raises((asyncio.TimeoutError, NotControllerError)):
+                await asyncio.wait_for(new.append([b"c"]), 1.5)
+            assert listeners[9].values == [b"a", b"b"]
+        finally:
+            for q in quorums.values():
+                await q.close()
+
+    asyncio.run(main())

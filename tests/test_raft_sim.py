@@ -114,3 +114,43 @@ def test_command_line_prints_the_seed_and_a_command_to_reproduce(capsys, monkeyp
     assert S.main(["--seed", "2", "--steps", "600"]) == 1
     err = capsys.readouterr().err
     assert "seed 2" in err and "python -m kafkette.controller.raft.sim --seed 2 --steps 600" in err
+
+
+def test_observers_follow_the_committed_log_and_never_vote():
+    """200 seeds with two observers each (crashed, isolated, restarted on their own
+    schedule): every invariant holds for them too, and at the end each has applied
+    the committed sequence (invariant 3) up to the final value, as the voters did."""
+    observed = 0
+    for seed in range(200):
+        sim = S.run_seed(seed, steps=STEPS, observers=2)
+        final = f"{seed}-final".encode()
+        for i in sim.obs_ids:
+            obs = sim.nodes[i]
+            assert obs.raft.observer and obs.raft.role.name in ("Follower", "Unattached")
+            assert any(final in vs for _, vs in obs.applied), (seed, i)
+            observed += len(obs.applied)
+    assert observed > 200 * 2 * 10   # they did follow a real log, not only the last value
+
+
+class ObserverRuns(RaftNode):
+    """Broken on purpose: an observer that stands for election when its leader is silent."""
+
+    def _become_prospective(self, now):
+        if self.observer:
+            self.observer = False
+            try:
+                super()._become_prospective(now)
+            finally:
+                self.observer = True
+            return
+        super()._become_prospective(now)
+
+
+def test_checker_catches_an_observer_that_asks_for_votes():
+    found = []
+    for seed in range(40):
+        try:
+            S.run_seed(seed, steps=STEPS, observers=2, node_cls=ObserverRuns)
+        except S.InvariantViolation as exc:
+            found.append(str(exc))
+    assert found and all("observer" in f for f in found), found[:3]

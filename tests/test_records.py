@@ -220,3 +220,26 @@ def test_varint_extremes_round_trip():
     ts_far = 2**40
     raw = build_batch([(b"a", b"b", [], 0), (b"c", b"d", [], ts_far)], timestamp_ms=0)
     assert [r.timestamp for r in decode_records(raw)] == [0, ts_far]
+
+
+def test_scan_records_gives_each_records_key_offset_and_span():
+    """The cleaner's view of a payload (records.scan_records) agrees with the decoder:
+    keys, offset deltas, null keys and tombstones; spans tile the payload."""
+    from kafkette.protocol.records import (HEADER_STRUCT, batch_payload, is_tombstone,
+                                           scan_records)
+    big = b"x" * 300          # a key past the one- and two-byte varint fast paths
+    batch = build_batch([(b"a", b"1", []), (None, b"2", []), (b"b", None, []),
+                         (big, b"3", [("h", b"v")])], base_offset=10, codec=rec.CODEC_GZIP)
+    h = HEADER_STRUCT.unpack_from(batch, 0)
+    data = batch_payload(batch, 0, h)
+    layout = scan_records(data, h[12])
+    assert [(bytes(data[kp:kp + kl]) if kl >= 0 else None, od)
+            for _s, _e, _a, _t, _tsd, od, kp, kl in layout] == \
+        [(b"a", 0), (None, 1), (b"b", 2), (big, 3)]
+    assert [is_tombstone(data, r[6], r[7]) for r in layout] == [False, False, True, False]
+    assert layout[0][0] == 0 and all(a[1] == b[0] for a, b in zip(layout, layout[1:]))
+    assert layout[-1][1] == len(data)
+    with pytest.raises(CorruptRecordError):
+        scan_records(data, h[12] + 1)
+    with pytest.raises(CorruptRecordError):
+        scan_records(data, h[12] - 1)

@@ -184,3 +184,62 @@ def test_restarted_leader_starts_from_the_checkpointed_high_watermark(tmp_path):
     part = rm2.partitions[("t", 0)]
     assert part.log_end_offset == 4 and part.high_watermark == 2
     lm2.close_all()
+
+
+# -- DeleteRecords waits for the followers' log start offsets (DelayedDeleteRecords) ----
+
+def with_brokers(img, fenced=()):
+    recs = [{"type": "RegisterBrokerRecord", "broker_id": b, "host": "h", "port": 9000 + b,
+             "fenced": b in fenced} for b in (1, 2, 3)]
+    return apply_records(img, recs, img.offset + 1)
+
+
+def report_start(rm, replica_id, log_start):
+    """A follower's fetch at the log end, reporting its own log start offset."""
+    end = rm.partitions[("t", 0)].log_end_offset
+    return rm.fetch_messages(FetchParams(replica_id=replica_id, max_wait_ms=0),
+                             [FetchPartition("t", 0, end, 1 << 20, log_start_offset=log_start)])
+
+
+async def _replicated(rm, n):
+    rm.append_records([("t", 0, batch(n))], 1)
+    for r in (2, 3):
+        follower_fetch(rm, r, 0)
+        report_start(rm, r, 0)
+    assert rm.partitions[("t", 0)].high_watermark == n
+
+
+async def test_delete_records_waits_for_every_live_followers_log_start(rm):
+    rm.on_metadata_update(rm.image, with_brokers(rm.image))
+    await _replicated(rm, 10)
+    pending = rm.delete_records("t", 0, 6, timeout_ms=5000)
+    assert inspect.isawaitable(pending)
+    task = asyncio.ensure_future(pending)
+    assert rm.partitions[("t", 0)].log_start_offset == 6   # the leader moved at once
+    report_start(rm, 2, 6)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done(), "answered before follower 3 moved its log start"
+    report_start(rm, 3, 6)
+    assert await asyncio.wait_for(task, 2) == (ErrorCode.NONE, 6)
+
+
+async def test_delete_records_ignores_fenced_followers_and_times_out_on_live_ones(rm):
+    rm.on_metadata_update(rm.image, with_brokers(rm.image, fenced={3}))
+    await _replicated(rm, 10)
+    assert inspect.isawaitable(waiting := rm.delete_records("t", 0, 4, timeout_ms=50))
+    assert await waiting == (ErrorCode.REQUEST_TIMED_OUT, -1)   # follower 2 never moved
+    report_start(rm, 2, 4)
+    # Broker 3 is fenced: its replica does not hold the answer back (Kafka counts
+    # only replicas on live brokers).
+    assert rm.delete_records("t", 0, 4, timeout_ms=50) == 4
+
+
+async def test_delete_records_waiting_when_leadership_moves_is_not_leader(rm):
+    rm.on_metadata_update(rm.image, with_brokers(rm.image))
+    await _replicated(rm, 10)
+    task = asyncio.ensure_future(rm.delete_records("t", 0, 3, timeout_ms=5000))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    rm.on_metadata_update(rm.image, change(rm.image, leader=2, leader_epoch=1))
+    assert await asyncio.wait_for(task, 2) == (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)

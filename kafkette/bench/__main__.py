@@ -15,10 +15,21 @@ port with its own temp data dir, and the mock in kafkette.bench.mock_launcher):
 - latency:  --rate records/s for --latency-seconds with linger.ms=0, p50/p99/p99.9
             from the produce call to consumer receipt (log-bucketed histogram);
 - footprint: start-up (process start to the first ApiVersions answer, every start
-            counted), idle RSS right after start-up, peak RSS of the produce brokers.
+            counted), idle RSS right after start-up, peak RSS of the produce brokers;
+- replication: a real 3-node kafkette cluster: produce to RF 3 acks=all next to RF 1
+            acks=1, follower lag under that load, and failover after kill -9 of a
+            leader with lost/duplicated acknowledged records (its own table; rows
+            defined in kafkette.bench.replication);
+- base:     single-node no-regression: the produce (acks=1, acks=all) and consume runs
+            above against a broker started from --base-rev (default 3dc167e, the last
+            commit before replication; exported with `git archive` into a temp dir,
+            PYTHONPATH pointing there), next to this checkout's broker, runs
+            alternating; ratio = current / base. Skipped with a message when git or
+            the revision is missing, or with --base-rev none.
 
-Figures are medians over --repeat runs. One table on stdout, JSON to --json, progress
-on stderr. The machine is noisy: the ratios within one run are what counts.
+Figures are medians over --repeat runs. Tables on stdout (one per comparison), JSON to
+--json, progress on stderr. The machine is noisy: the ratios within one run are what
+counts.
 
     python -m kafkette.bench [--records N] [--repeat R] [--json FILE] [--only produce,...]
 """
@@ -30,73 +41,20 @@ import json
 import math
 import os
 import platform
-import statistics
+import shutil
 import subprocess
 import sys
 import time
 
-from kafkette.bench.targets import PY, Kafkette, MockPeer, compile_bytecode
+from kafkette.bench.harness import Results, progress, run_group, run_worker, topic_name
+from kafkette.bench.replication import RF1, RF3, suite_replication
+from kafkette.bench.targets import (PY, Kafkette, MockPeer, RevisionUnavailable,
+                                    compile_bytecode, export_revision, use_own_source)
+from kafkette.logging import configure_logging
 
-SUITES = ("produce", "capacity", "consume", "latency")
-
-
-def progress(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def run_worker(role: str, args: dict, timeout: float = 900) -> dict:
-    out = subprocess.run([PY, "-m", "kafkette.bench.workers", role, json.dumps(args)],
-                         capture_output=True, text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {role} failed: {out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def run_group(role: str, arg_list: list[dict], timeout: float = 300) -> list[dict]:
-    """Start workers, wait until each printed "ready", then say "go" to all at once."""
-    procs = [subprocess.Popen([PY, "-m", "kafkette.bench.workers", role, json.dumps(a)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for a in arg_list]
-    try:
-        for p in procs:
-            line = p.stdout.readline().strip()
-            if line != "ready":
-                raise RuntimeError(f"worker {role} did not get ready: {line!r} "
-                                   f"{p.stderr.read()[-3000:]}")
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=timeout)
-            if p.returncode != 0:
-                raise RuntimeError(f"worker {role} failed: {err[-3000:]}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-
-
-class Results:
-    """metric -> target name -> list of values (one per run)."""
-
-    def __init__(self):
-        self.values: dict[str, dict[str, list[float]]] = {}
-        self.notes: list[str] = []
-
-    def add(self, metric: str, target: str, value: float) -> None:
-        self.values.setdefault(metric, {}).setdefault(target, []).append(value)
-
-    def median(self, metric: str, target: str) -> float | None:
-        vals = self.values.get(metric, {}).get(target)
-        return statistics.median(vals) if vals else None
-
-
-def _topic(kind: str) -> str:
-    return f"bench-{kind}-{time.time_ns()}"
+SUITES = ("produce", "capacity", "consume", "latency", "replication", "base")
+DEFAULT_BASE_REV = "3dc167e"  # the last commit before the replication work
+BASE = "kafkette base"        # the base revision's target name in Results
 
 
 def started(target, res: Results) -> None:
@@ -106,6 +64,18 @@ def started(target, res: Results) -> None:
 
 # --------------------------------------------------------------------------- suites
 
+def produce_run(t, args, acks: str) -> float:
+    """One timed produce suite run on target `t` (a fresh topic); records/s."""
+    topic = topic_name("produce")
+    t.create_topic(topic, 6)
+    r = run_worker("produce", {"bootstrap": t.bootstrap, "topic": topic,
+                               "records": args.records, "acks": acks})
+    if r["errors"] or r["undelivered"]:
+        raise RuntimeError(f"{t.name}: {r['errors']} delivery errors "
+                           f"{r['first_error']}, {r['undelivered']} undelivered")
+    return args.records / r["seconds"]
+
+
 def suite_produce(args, res: Results) -> None:
     for acks in ("1", "all"):
         for cls in (Kafkette, MockPeer):
@@ -114,14 +84,7 @@ def suite_produce(args, res: Results) -> None:
                 for i in range(args.repeat):
                     progress(f"{t.name}: produce acks={acks} run {i + 1}/{args.repeat} "
                              f"({args.records:,} x 100 B, 6 partitions)")
-                    topic = _topic("produce")
-                    t.create_topic(topic, 6)
-                    r = run_worker("produce", {"bootstrap": t.bootstrap, "topic": topic,
-                                               "records": args.records, "acks": acks})
-                    if r["errors"] or r["undelivered"]:
-                        raise RuntimeError(f"{t.name}: {r['errors']} delivery errors "
-                                           f"{r['first_error']}, {r['undelivered']} undelivered")
-                    rate = args.records / r["seconds"]
+                    rate = produce_run(t, args, acks)
                     res.add(f"produce_acks{acks}_rec_s", t.name, rate)
                     res.add(f"produce_acks{acks}_mb_s", t.name, rate * 100 / 1e6)
                 res.add("peak_rss_mb", t.name, t.peak_rss_mb())
@@ -159,7 +122,7 @@ def suite_capacity(args, res: Results) -> None:
                     progress(f"{t.name}: capacity {label} batches run {i + 1}/{args.repeat} "
                              f"({args.connections} connections x depth {args.depth}, "
                              f"{args.seconds}s)")
-                    topic = _topic("capacity")
+                    topic = topic_name("capacity")
                     t.create_topic(topic, args.connections)
                     rs = run_group("capacity", [
                         {"bootstrap": t.bootstrap, "topic": topic, "partition": p,
@@ -178,31 +141,87 @@ def consume_partitions(records: int) -> int:
     return max(6, math.ceil(records / 30_000))
 
 
-def suite_consume(args, res: Results) -> None:
+def fill_consume_topic(t, args) -> tuple[str, int]:
+    """The consume suite's topic on target `t`, filled (untimed)."""
     parts = consume_partitions(args.records)
+    topic = topic_name("consume")
+    t.create_topic(topic, parts)
+    progress(f"{t.name}: filling {topic} with {args.records:,} records ({parts} partitions)")
+    r = run_worker("produce", {"bootstrap": t.bootstrap, "topic": topic,
+                               "records": args.records, "acks": "1", "spread": parts})
+    if r["errors"] or r["undelivered"]:
+        raise RuntimeError(f"{t.name}: fill failed {r}")
+    return topic, parts
+
+
+def consume_run(t, args, kind: str, topic: str, parts: int) -> dict:
+    r = run_worker("consume" if kind == "client" else "fetch",
+                   {"bootstrap": t.bootstrap, "topic": topic, "partitions": parts,
+                    "records": args.records})
+    if r["records"] < args.records:
+        raise RuntimeError(f"{t.name}: consume ({kind}) got {r['records']} "
+                           f"of {args.records} records")
+    return r
+
+
+def suite_consume(args, res: Results) -> None:
     for kind in ("client", "raw"):
         for cls in (Kafkette, MockPeer):
             with cls() as t:
                 started(t, res)
-                topic = _topic("consume")
-                t.create_topic(topic, parts)
-                progress(f"{t.name}: filling {topic} with {args.records:,} records "
-                         f"({parts} partitions)")
-                r = run_worker("produce", {"bootstrap": t.bootstrap, "topic": topic,
-                                           "records": args.records, "acks": "1",
-                                           "spread": parts})
-                if r["errors"] or r["undelivered"]:
-                    raise RuntimeError(f"{t.name}: fill failed {r}")
+                topic, parts = fill_consume_topic(t, args)
                 for i in range(args.repeat):
                     progress(f"{t.name}: consume ({kind}) run {i + 1}/{args.repeat}")
-                    r = run_worker("consume" if kind == "client" else "fetch",
-                                   {"bootstrap": t.bootstrap, "topic": topic,
-                                    "partitions": parts, "records": args.records})
-                    if r["records"] < args.records:
-                        raise RuntimeError(f"{t.name}: consume ({kind}) got {r['records']} "
-                                           f"of {args.records} records")
+                    r = consume_run(t, args, kind, topic, parts)
                     res.add(f"consume_{kind}_rec_s", t.name, r["records"] / r["seconds"])
                     res.add(f"consume_{kind}_mb_s", t.name, r["bytes"] / r["seconds"] / 1e6)
+
+
+def suite_base(args, res: Results) -> None:
+    """Single-node no-regression: this checkout's broker next to --base-rev's."""
+    rev = (args.base_rev or "").strip()
+    if not rev or rev.lower() == "none":
+        progress("base: skipped (--base-rev none)")
+        return
+    try:
+        src, commit = export_revision(rev, args.tmpdir)
+    except RevisionUnavailable as e:
+        msg = f"base comparison skipped: {e}"
+        progress("WARNING " + msg)
+        res.notes.append(msg)
+        return
+    res.labels[BASE] = f"kafkette@{commit[:7]}"
+    res.config["base_commit"] = commit
+    progress(f"base: {rev} = {commit[:12]} exported to {src}")
+    try:
+        compile_bytecode(src)  # as for the current tree: start-up without compiling
+
+        def targets(i):
+            pair = [lambda: Kafkette(), lambda: Kafkette(source=src, name=BASE)]
+            return pair if i % 2 == 0 else pair[::-1]  # alternate who runs first
+        for acks in ("1", "all"):
+            for i in range(args.repeat):
+                for make in targets(i):
+                    with make() as t:
+                        progress(f"{res.labels.get(t.name, t.name)}: produce acks={acks} "
+                                 f"run {i + 1}/{args.repeat} ({args.records:,} x 100 B)")
+                        res.add(f"base_produce_acks{acks}_rec_s", t.name,
+                                produce_run(t, args, acks))
+        # Both brokers up at once, their consume runs interleaved: drift in the machine's
+        # load (it is shared) then hits both alike instead of one broker's whole series.
+        with Kafkette() as cur, Kafkette(source=src, name=BASE) as base:
+            filled = {t.name: fill_consume_topic(t, args) for t in (cur, base)}
+            for i in range(args.repeat):
+                for t in ((cur, base) if i % 2 == 0 else (base, cur)):
+                    topic, parts = filled[t.name]
+                    for kind in ("client", "raw"):
+                        progress(f"{res.labels.get(t.name, t.name)}: consume ({kind}) run "
+                                 f"{i + 1}/{args.repeat}")
+                        r = consume_run(t, args, kind, topic, parts)
+                        res.add(f"base_consume_{kind}_rec_s", t.name,
+                                r["records"] / r["seconds"])
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
 
 
 def suite_latency(args, res: Results) -> None:
@@ -213,7 +232,7 @@ def suite_latency(args, res: Results) -> None:
             for i in range(args.repeat):
                 progress(f"{t.name}: end-to-end latency run {i + 1}/{args.repeat} "
                          f"({args.rate:,} rec/s for {args.latency_seconds}s, linger.ms=0)")
-                topic = _topic("latency")
+                topic = topic_name("latency")
                 t.create_topic(topic, 1)
                 base = {"bootstrap": t.bootstrap, "topic": topic, "records": n}
                 cons = subprocess.Popen(
@@ -256,6 +275,10 @@ def suite_latency(args, res: Results) -> None:
                     res.add(f"e2e_{p}_ms", t.name, r[f"{p}_us"] / 1000)
 
 
+SUITE_RUNS = {"produce": suite_produce, "capacity": suite_capacity, "consume": suite_consume,
+              "latency": suite_latency, "replication": suite_replication, "base": suite_base}
+
+
 # --------------------------------------------------------------------------- report
 
 # (metric, unit, higher is better, target description, check(kafkette, peer) -> bool)
@@ -283,22 +306,67 @@ ROWS = [
 ]
 
 
+# Replication: "kafkette" = the RF 3 acks=all figure, "peer" = RF 1 acks=1 on the same
+# cluster (throughput only); lag and failover rows have one column.
+REPLICATION_ROWS = [
+    ("repl_produce_rec_s", "rec/s", True, ">= 0.5x RF1", lambda k, p: k >= 0.5 * p),
+    ("repl_produce_mb_s", "MB/s", True, None, None),
+    ("repl_lag_records_p50", "records", False, None, None),
+    ("repl_lag_records_p99", "records", False, None, None),
+    ("repl_lag_records_max", "records", False, None, None),
+    ("repl_lag_ms_p50", "ms", False, None, None),
+    ("repl_lag_ms_p99", "ms", False, None, None),
+    ("repl_lag_ms_max", "ms", False, None, None),
+    ("repl_lag_samples", "points", True, None, None),
+    ("failover_ms", "ms", False, None, None),
+    ("failover_lost", "records", False, "== 0", lambda k, p: k == 0),
+    ("failover_dup", "records", False, "== 0", lambda k, p: k == 0),
+]
+
+# Single node, this checkout vs --base-rev. 0.9x, not 1.0x: run-to-run spread on the
+# shared 2-core machine is about that large; a real regression shows in every run.
+BASE_ROWS = [
+    ("base_produce_acks1_rec_s", "rec/s", True, ">= 0.9x base", lambda k, p: k >= 0.9 * p),
+    ("base_produce_acksall_rec_s", "rec/s", True, ">= 0.9x base", lambda k, p: k >= 0.9 * p),
+    ("base_consume_client_rec_s", "rec/s", True, ">= 0.9x base", lambda k, p: k >= 0.9 * p),
+    ("base_consume_raw_rec_s", "rec/s", True, ">= 0.9x base", lambda k, p: k >= 0.9 * p),
+]
+
+# Counts summed over the runs (one lost record in any run is a loss), not medians.
+SUMMED = {"failover_lost", "failover_dup"}
+
+# (table, first target, second target, rows)
+TABLES = [
+    ("main", Kafkette.name, MockPeer.name, ROWS),
+    ("replication", RF3, RF1, REPLICATION_ROWS),
+    ("base", Kafkette.name, BASE, BASE_ROWS),
+]
+
+
+def _value(res: Results, metric: str, target: str) -> float | None:
+    if metric in SUMMED:
+        vals = res.values.get(metric, {}).get(target)
+        return float(sum(vals)) if vals else None
+    return res.median(metric, target)
+
+
 def build_rows(res: Results) -> list[dict]:
     rows = []
-    for metric, unit, higher, target, check in ROWS:
-        k = res.median(metric, Kafkette.name)
-        p = res.median(metric, MockPeer.name)
-        if k is None and p is None:
-            continue
-        row = {"metric": metric, "unit": unit, "higher_is_better": higher,
-               "kafkette": k, "peer": p,
-               "ratio": (k / p) if (k is not None and p) else None,
-               "runs": {n: res.values.get(metric, {}).get(n, [])
-                        for n in (Kafkette.name, MockPeer.name)},
-               "target": target}
-        if check is not None and k is not None and p is not None:
-            row["met"] = bool(check(k, p))
-        rows.append(row)
+    for table, first, second, specs in TABLES:
+        for metric, unit, higher, target, check in specs:
+            k = _value(res, metric, first)
+            p = _value(res, metric, second)
+            if k is None and p is None:
+                continue
+            row = {"metric": metric, "unit": unit, "higher_is_better": higher,
+                   "kafkette": k, "peer": p,
+                   "ratio": (k / p) if (k is not None and p) else None,
+                   "runs": {n: res.values.get(metric, {}).get(n, []) for n in (first, second)},
+                   "target": target, "table": table,
+                   "columns": [res.labels.get(first, first), res.labels.get(second, second)]}
+            if check is not None and k is not None and (p is not None or second == RF1):
+                row["met"] = bool(check(k, p))
+            rows.append(row)
     return rows
 
 
@@ -309,15 +377,23 @@ def _fmt(v) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"| {'metric':<27} | {'unit':<7} | {'kafkette':>11} | {'librdkafka mock':>15} "
-            f"| {'ratio':>6} | {'target':<16} | met |")
-    lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
-    for r in rows:
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        met = {True: "yes", False: "NO"}.get(r.get("met"), "")
-        lines.append(f"| {r['metric']:<27} | {r['unit']:<7} | {_fmt(r['kafkette']):>11} | "
-                     f"{_fmt(r['peer']):>15} | {ratio:>6} | {r['target'] or '':<16} | {met:<3} |")
-    return "\n".join(lines)
+    """One markdown table per comparison (main, replication, base), each headed by its
+    two columns; a blank line between them."""
+    out = []
+    for table in dict.fromkeys(r.get("table", "main") for r in rows):
+        trows = [r for r in rows if r.get("table", "main") == table]
+        first, second = trows[0].get("columns", ["kafkette", "librdkafka mock"])
+        head = (f"| {'metric':<27} | {'unit':<7} | {first:>16} | {second:>16} "
+                f"| {'ratio':>6} | {'target':<16} | met |")
+        lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
+        for r in trows:
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+            met = {True: "yes", False: "NO"}.get(r.get("met"), "")
+            lines.append(f"| {r['metric']:<27} | {r['unit']:<7} | {_fmt(r['kafkette']):>16} | "
+                         f"{_fmt(r['peer']):>16} | {ratio:>6} | {r['target'] or '':<16} | "
+                         f"{met:<3} |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def main(argv=None) -> int:
@@ -337,6 +413,16 @@ def main(argv=None) -> int:
     ap.add_argument("--tmpdir", default=None,
                     help="parent of kafkette's data dirs (default: the system temp dir); "
                          "e.g. /dev/shm to take the disk out of the figures")
+    ap.add_argument("--lag-interval-ms", type=int, default=20,
+                    help="replication: follower-lag sampling interval (20)")
+    ap.add_argument("--failover-rate", type=int, default=2000,
+                    help="replication: records/s of the failover producer (2000)")
+    ap.add_argument("--session-timeout-ms", type=int, default=None,
+                    help="replication: broker.session.timeout.ms of the cluster "
+                         "(default: kafkette's default, as `kafkette cluster` runs)")
+    ap.add_argument("--base-rev", default=DEFAULT_BASE_REV,
+                    help=f"base: git revision to compare the single node against "
+                         f"({DEFAULT_BASE_REV}); 'none' skips it")
     ap.add_argument("--json", default="bench-results.json")
     args = ap.parse_args(argv)
     suites = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -346,25 +432,31 @@ def main(argv=None) -> int:
     res = Results()
     t0 = time.monotonic()
     Kafkette.data_parent = args.tmpdir
+    # kafkette's own client logs (e.g. the cluster's readiness probes timing out) would
+    # go to stdout, unconfigured structlog's default, in the middle of the table.
+    configure_logging("WARNING", stream=sys.stderr)
+    use_own_source()  # brokers and workers run this checkout, whatever the venv has
     compile_bytecode()
     for s in SUITES:
         if s in suites:
-            globals()[f"suite_{s}"](args, res)
+            SUITE_RUNS[s](args, res)
     rows = build_rows(res)
     table = format_table(rows)
     print(table)
     for note in res.notes:
         print(f"NOTE: {note}")
-    print("\nratio = kafkette / peer (lower is better for ms and MB rows). The peer's "
-          "start-up and RSS are of a Python process hosting librdkafka's in-memory mock, "
-          "not a broker-to-broker comparison; kafkette writes every byte to disk, the "
-          "mock keeps ~5 MB per partition in memory.")
+    print("\nratio = first column / second (lower is better for ms and MB rows). The "
+          "mock's start-up and RSS are of a Python process hosting librdkafka's in-memory "
+          "mock, not a broker-to-broker comparison; kafkette writes every byte to disk, "
+          "the mock keeps ~5 MB per partition in memory. Replication rows: see "
+          "kafkette.bench.replication; base rows: current / base revision, single node.")
     import confluent_kafka
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                        "python": platform.python_version(),
                        "librdkafka": confluent_kafka.libversion()[0]},
-           "config": {k: v for k, v in vars(args).items() if k != "json"},
+           "config": {**{k: v for k, v in vars(args).items() if k != "json"},
+                      **res.config},
            "elapsed_s": time.monotonic() - t0,
            "targets": [Kafkette.name, MockPeer.name], "rows": rows, "table": table,
            "notes": res.notes}

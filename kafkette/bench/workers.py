@@ -13,6 +13,11 @@ the harness writes "go" to their stdin, so that their measuring windows overlap.
 - sink/source: loopback TCP bandwidth with the same connection count
 - lat_consume / lat_produce: end-to-end latency, CLOCK_MONOTONIC in the value
   (system-wide on Linux, so comparable across processes)
+- failover_produce: idempotent acks=all producer at a steady rate to one partition,
+  a sequence number in each value, every acknowledgement's (seq, offset, CLOCK_MONOTONIC
+  time) reported; runs on until a record produced after the harness's kill is acked
+- readback:   confluent-kafka consumer reading one partition from the start to its high
+  watermark: (offset, seq, leader epoch) of each record
 
 The raw roles (fetch, capacity) use kafkette's own client (kafkette.client) on uvloop.
 """
@@ -61,7 +66,7 @@ def produce(a) -> None:
     from confluent_kafka import Producer
     p = Producer({"bootstrap.servers": a["bootstrap"], "linger.ms": 5, "acks": a["acks"],
                   "queue.buffering.max.messages": 2_000_000, "batch.size": 1_000_000,
-                  "log_level": 0})
+                  "log_level": 0, **a.get("config", {})})
     topic, n = a["topic"], a["records"]
     v = b"x" * a.get("size", 100)
     errors = []
@@ -333,8 +338,94 @@ def lat_produce(a) -> None:
     _out({"sent": sent, "undelivered": left, "seconds": time.monotonic() - t0})
 
 
+# ----------------------------------------------------------------------- failover
+
+def failover_produce(a) -> None:
+    """Protocol with the harness: "ready" once acks have flowed for `warmup` s; then the
+    harness kills the partition's leader and writes "killed <monotonic ns>". Records
+    produced after that line was read can only be acknowledged by a new leader; the
+    worker stops `tail` s after the first such ack (or at `deadline`) and flushes."""
+    import select
+
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": a["bootstrap"], "linger.ms": 5, "acks": "all",
+                  "enable.idempotence": True, "message.timeout.ms": 120_000,
+                  "log_level": 0})
+    topic, part, rate = a["topic"], a["partition"], a["rate"]
+    pad = b"x" * 92
+    acks: list = []
+    errors: list = []
+    mono = time.monotonic_ns
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(str(err))
+        else:
+            acks.append((int.from_bytes(msg.value()[:8], "big"), msg.offset(), mono()))
+    p.list_topics(topic, timeout=30)
+    t0 = time.monotonic()
+    deadline = t0 + a.get("deadline", 120)
+    seq = 0
+    ready_at = kill_seq = None
+    killed_ns = None
+    stop_at = None
+    while time.monotonic() < deadline:
+        due = int((time.monotonic() - t0) * rate) + 1
+        while seq < due:
+            try:
+                p.produce(topic, seq.to_bytes(8, "big") + pad, partition=part, on_delivery=cb)
+            except BufferError:
+                break
+            seq += 1
+        p.poll(0.002)
+        now = time.monotonic()
+        if ready_at is None and acks:
+            ready_at = now + a.get("warmup", 0.5)
+        elif ready_at is not None and kill_seq is None and now >= ready_at:
+            print("ready", flush=True)
+            ready_at = float("inf")
+        if ready_at == float("inf") and kill_seq is None and \
+                select.select([sys.stdin], [], [], 0)[0]:
+            word, _, ns = sys.stdin.readline().strip().partition(" ")
+            if word != "killed":
+                raise SystemExit(f"expected 'killed <ns>', got {word!r}")
+            killed_ns, kill_seq = int(ns), seq
+        if kill_seq is not None and stop_at is None and acks and acks[-1][0] >= kill_seq:
+            stop_at = now + a.get("tail", 1.0)
+        if stop_at is not None and now >= stop_at:
+            break
+    left = p.flush(120)
+    _out({"acks": acks, "errors": len(errors), "first_error": errors[:1],
+          "undelivered": left, "produced": seq, "kill_seq": kill_seq, "killed_ns": killed_ns})
+
+
+def readback(a) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": a["bootstrap"], "group.id": "bench-readback",
+                  "enable.auto.commit": False, "log_level": 0,
+                  "auto.offset.reset": "earliest"})
+    topic, part = a["topic"], a["partition"]
+    tp = TopicPartition(topic, part, 0)
+    _low, high = c.get_watermark_offsets(tp, timeout=30)
+    c.assign([tp])
+    out = []
+    pos = 0
+    deadline = time.monotonic() + a.get("timeout", 120)
+    while pos < high and time.monotonic() < deadline:
+        for m in c.consume(10000, 0.5):
+            if m.error() is None:
+                out.append((m.offset(), int.from_bytes(m.value()[:8], "big"),
+                            m.leader_epoch()))
+                pos = m.offset() + 1
+    c.close()
+    _out({"high_watermark": high, "records": out})
+
+
 ROLES = {f.__name__: f for f in (produce, consume, fetch, capacity, sink, source,
-                                 lat_consume, lat_produce)}
+                                 lat_consume, lat_produce, failover_produce, readback)}
 
 if __name__ == "__main__":
+    # stdout carries the result line: kafkette's client logs go to stderr.
+    from kafkette.logging import configure_logging
+    configure_logging("WARNING", stream=sys.stderr)
     ROLES[sys.argv[1]](json.loads(sys.argv[2]))

@@ -1,5 +1,18 @@
 """The broker: wires the log store, the controller, the replica manager and the
 dispatcher together for one node. The server owns the sockets; this owns the state.
+
+`process.roles` (KRaft) decides what the node does in a cluster (config.py checks it
+against controller.quorum.voters):
+- broker,controller (combined, the default): a voter of the metadata quorum that also
+  registers as a broker, hosts partitions and serves clients;
+- broker: not a voter; it follows the metadata log as a Raft observer, and registers,
+  heartbeats and sends every controller request to the active controller over the
+  voters' controller listeners;
+- controller: a voter that runs the Controller and serves the controller-side APIs on
+  its controller listener, but never registers as a broker, so it hosts no partitions
+  and Metadata never lists it. The object is still a Broker (the forwarded admin
+  requests run through the same handlers), with a replica manager that hosts nothing;
+  the server opens no client listener for it (kafkette/server/server.py).
 """
 from __future__ import annotations
 
@@ -55,6 +68,8 @@ class Broker:
         self.config = config
         self.clock = clock or SystemClock()
         self.node_id = config.node_id
+        self.is_broker = config.is_broker
+        self.is_controller = config.is_controller
         self.advertised = advertised
         self.data_dir = Path(config.log_dirs[0])
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -67,10 +82,8 @@ class Broker:
         # for a single node without controller.quorum.voters (a quorum of one).
         self.cluster = None
         if voters:
-            if self.node_id not in voters:
-                raise ConfigError(f"node.id {self.node_id} is not one of the voters in "
-                                  "controller.quorum.voters (kafkette runs combined nodes, "
-                                  "process.roles=broker,controller)")
+            # A broker-only node (not in the voters) gets an observer quorum: BrokerConfig
+            # has checked that roles and voters agree.
             from kafkette.controller.raft.quorum import RaftQuorum
             quorum = RaftQuorum(self.node_id, voters, self.data_dir, self.clock,
                                 config=config)
@@ -119,7 +132,8 @@ class Broker:
                      pid=os.getpid())
         else:  # the image is replayed when the quorum starts ("metadata replayed")
             log.info("broker started", node_id=self.node_id, data_dir=str(self.data_dir),
-                     voters=sorted(voters), pid=os.getpid())
+                     voters=sorted(voters), process_roles=",".join(config.process_roles),
+                     pid=os.getpid())
 
     @property
     def image(self) -> MetadataImage:

@@ -1,5 +1,14 @@
-"""The broker's side of a cluster (combined mode: every node is broker and controller
-voter, like `process.roles=broker,controller` in KRaft).
+"""A node's side of a cluster, for each `process.roles` of KRaft:
+
+- broker,controller (combined): both halves below on one node, the quorum voter's
+  controller listener serving the controller-side APIs;
+- broker: only the broker half. The node is a Raft observer of the metadata log (not
+  in controller.quorum.voters, it never votes) and sends its controller requests to
+  the active controller, found through the quorum, at that voter's address in
+  controller.quorum.voters;
+- controller: only the controller half. A voter that serves the controller-side APIs
+  and checks broker sessions, but never registers or heartbeats, has no replica
+  fetchers and leads no partition.
 
 - Lifecycle: register with the active controller (BrokerRegistration, key 62), then
   heartbeat every `broker.heartbeat.interval.ms` (BrokerHeartbeat, key 63) with the
@@ -22,8 +31,10 @@ voter, like `process.roles=broker,controller` in KRaft).
 
 Real Kafka differences: KRaft also has a separate controller listener per
 `controller.listener.names`; here the controller listener is the address of the node
-in `controller.quorum.voters`. No UnregisterBroker, no broker-only or controller-only
-nodes (process.roles must include both).
+in `controller.quorum.voters`. No UnregisterBroker. A KRaft controller-only node
+registers itself with the quorum as a controller (ControllerRegistration, KIP-919)
+and DescribeCluster can list controllers; kafkette's controllers are known from
+controller.quorum.voters only.
 """
 from __future__ import annotations
 
@@ -35,38 +46,25 @@ import uuid
 from kafkette.controller.controller import AlterPartitionItem
 from kafkette.errors import ErrorCode, KafkaError, NotControllerError
 from kafkette.logging import get_logger
+from kafkette.broker.registry import ROUTE_CONTROLLER, ROUTE_COORDINATOR
 from kafkette.protocol.messages import (
     AllocateProducerIdsRequest,
     AllocateProducerIdsResponse,
-    AlterConfigsResponse,
+    AlterPartitionRequest,
     AlterPartitionResponse,
     BrokerHeartbeatRequest,
     BrokerHeartbeatResponse,
     BrokerRegistrationRequest,
     BrokerRegistrationResponse,
-    CreatePartitionsResponse,
     CreateTopicsRequest,
-    CreateTopicsResponse,
-    DeleteGroupsResponse,
-    DeleteTopicsResponse,
-    DescribeGroupsResponse,
-    IncrementalAlterConfigsResponse,
-    LeaveGroupResponse,
-    OffsetDeleteResponse,
-    OffsetFetchResponse,
 )
 
 log = get_logger("kafkette.cluster")
 
-CREATE_TOPICS, DELETE_TOPICS, ALTER_CONFIGS, CREATE_PARTITIONS = 19, 20, 33, 37
-ELECT_LEADERS, INCREMENTAL_ALTER_CONFIGS, ALTER_PARTITION = 43, 44, 56
-OFFSET_COMMIT, OFFSET_FETCH, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 8, 9, 11, 12, 13, 14
-DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_DELETE = 15, 42, 47
-# Requests for one group (or a list of groups) that only its coordinator serves.
-GROUP_APIS = frozenset({OFFSET_COMMIT, OFFSET_FETCH, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP,
-                        SYNC_GROUP, DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_DELETE})
-FORWARDED_APIS = frozenset({CREATE_TOPICS, DELETE_TOPICS, ALTER_CONFIGS, CREATE_PARTITIONS,
-                            ELECT_LEADERS, INCREMENTAL_ALTER_CONFIGS})
+CREATE_TOPICS = CreateTopicsRequest.API_KEY   # the broker's own auto-creation requests
+# Controller-side APIs only the active controller serves (KRaft's ControllerApis).
+BROKER_REGISTRATION, BROKER_HEARTBEAT = BrokerRegistrationRequest.API_KEY, BrokerHeartbeatRequest.API_KEY
+ALLOCATE_PRODUCER_IDS, ALTER_PARTITION = AllocateProducerIdsRequest.API_KEY, AlterPartitionRequest.API_KEY
 # Errors after which a controller RPC is retried against the (new) active controller.
 _RETRY_CODES = {ErrorCode.NOT_CONTROLLER, ErrorCode.REQUEST_TIMED_OUT}
 
@@ -121,40 +119,11 @@ class _Header:
         self.client_id = client_id
 
 
-def forwarded_error_response(api_key: int, request, code: int, message: str | None):
+def forwarded_error_response(spec, request, code: int, message: str | None):
     """What the client gets when no controller could serve its forwarded request:
-    every topic/resource fails with `code` (NOT_CONTROLLER is retriable for clients)."""
-    if api_key == CREATE_TOPICS:
-        R = CreateTopicsResponse.CreatableTopicResult
-        return CreateTopicsResponse(topics=[
-            R(name=t.name, error_code=code, error_message=message, num_partitions=-1,
-              replication_factor=-1, configs=None) for t in request.topics])
-    if api_key == DELETE_TOPICS:
-        R = DeleteTopicsResponse.DeletableTopicResult
-        if request.topics:
-            return DeleteTopicsResponse(responses=[
-                R(name=t.name, topic_id=t.topic_id, error_code=code, error_message=message)
-                for t in request.topics])
-        return DeleteTopicsResponse(responses=[
-            R(name=n, error_code=code, error_message=message) for n in request.topic_names])
-    if api_key == CREATE_PARTITIONS:
-        R = CreatePartitionsResponse.CreatePartitionsTopicResult
-        return CreatePartitionsResponse(results=[
-            R(name=t.name, error_code=code, error_message=message) for t in request.topics])
-    if api_key == ALTER_CONFIGS:
-        R = AlterConfigsResponse.AlterConfigsResourceResponse
-        return AlterConfigsResponse(responses=[
-            R(error_code=code, error_message=message, resource_type=r.resource_type,
-              resource_name=r.resource_name) for r in request.resources])
-    if api_key == INCREMENTAL_ALTER_CONFIGS:
-        R = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
-        return IncrementalAlterConfigsResponse(responses=[
-            R(error_code=code, error_message=message, resource_type=r.resource_type,
-              resource_name=r.resource_name) for r in request.resources])
-    if api_key == ELECT_LEADERS:
-        from kafkette.broker.handlers.elect_leaders import error_response
-        return error_response(request, code, message)
-    raise ValueError(f"api key {api_key} is not forwarded")
+    every topic/resource fails with `code` (NOT_CONTROLLER is retriable for clients).
+    `spec`: the API's HandlerSpec, which knows the shape of its error response."""
+    return spec.error_response(request, code, None, message)
 
 
 class _LocalContext:
@@ -168,6 +137,8 @@ class ClusterMember:
         self.broker = broker
         self.quorum = quorum
         self.voters = voters
+        self.is_broker = broker.is_broker
+        self.is_controller = broker.is_controller
         cfg = broker.config
         self.heartbeat_interval_s = cfg["broker.heartbeat.interval.ms"] / 1000
         self.request_timeout_s = cfg["controller.quorum.request.timeout.ms"] / 1000
@@ -199,10 +170,15 @@ class ClusterMember:
         await self.quorum.start(self.broker.controller)
         image = self.broker.image
         log.info("metadata replayed", metadata_offset=image.offset, topics=len(image.topics),
-                 brokers=len(image.brokers), cluster_id=image.cluster_id or None)
-        self._register_controller_apis()
-        self._tasks.append(asyncio.ensure_future(self._lifecycle()))
-        self._tasks.append(asyncio.ensure_future(self._session_checker()))
+                 brokers=len(image.brokers), cluster_id=image.cluster_id or None,
+                 observer=getattr(self.quorum, "observer", False))
+        if self.is_controller:
+            # Only voters can become the active controller: only they serve its APIs
+            # and watch broker sessions.
+            self._register_controller_apis()
+            self._tasks.append(asyncio.ensure_future(self._session_checker()))
+        if self.is_broker:
+            self._tasks.append(asyncio.ensure_future(self._lifecycle()))
 
     async def close(self) -> None:
         self._closing = True
@@ -227,26 +203,29 @@ class ClusterMember:
         await self.quorum.close()
 
     # -- requests this node must not serve itself ------------------------------------
-    def handler_for(self, api_key: int, handle):
-        if api_key not in FORWARDED_APIS and api_key not in GROUP_APIS:
+    def handler_for(self, spec, handle):
+        """The handler to run for `spec`'s API on this node: `handle` itself, or a
+        wrapper that routes the request first (see `intercept`)."""
+        if spec.route is None:
             return handle
 
         def checked(ctx, request):
-            early = self.intercept(ctx, api_key, request, handle)
+            early = self.intercept(ctx, spec, request, handle)
             return handle(ctx, request) if early is None else early
         return checked
 
-    def intercept(self, ctx, api_key: int, request, handle):
-        """Called by the dispatcher before the handler: a forwarded admin request, a
-        group request for a group this node does not coordinate (NOT_COORDINATOR, or
-        COORDINATOR_NOT_AVAILABLE while `__consumer_offsets` is missing or its
-        partition offline), or None to let the handler serve it."""
-        if api_key in FORWARDED_APIS:
+    def intercept(self, ctx, spec, request, handle):
+        """Called by the dispatcher before the handler: a forwarded admin request
+        (ROUTE_CONTROLLER), a group request for a group this node does not coordinate
+        (ROUTE_COORDINATOR: NOT_COORDINATOR, or COORDINATOR_NOT_AVAILABLE while
+        `__consumer_offsets` is missing or its partition offline), or None to let the
+        handler serve it."""
+        if spec.route == ROUTE_CONTROLLER:
             if self.broker.controller.is_active:
                 return None
-            return self.forward(ctx, api_key, request)
-        if api_key in GROUP_APIS:
-            return self._check_groups(ctx, api_key, request, handle)
+            return self.forward(ctx, spec, request)
+        if spec.route == ROUTE_COORDINATOR:
+            return self._check_groups(ctx, spec, request, handle)
         return None
 
     def _group_error(self, group_id: str) -> int:
@@ -255,52 +234,17 @@ class ClusterMember:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         return ErrorCode.NONE if node == self.broker.node_id else ErrorCode.NOT_COORDINATOR
 
-    def _check_groups(self, ctx, api_key: int, request, handle):
-        from kafkette.broker.faults import error_response
-        if api_key in (DESCRIBE_GROUPS, DELETE_GROUPS):
-            # Several groups: serve ours, answer the others per group (as KafkaApis).
-            attr = "groups" if api_key == DESCRIBE_GROUPS else "groups_names"
-            ids = list(getattr(request, attr))
-            codes = {g: self._group_error(g) for g in ids}
-            if not any(codes.values()):
-                return None
-            setattr(request, attr, [g for g in ids if not codes[g]])
-            resp = handle(ctx, request) if any(not c for c in codes.values()) else None
-            if api_key == DESCRIBE_GROUPS:
-                D = DescribeGroupsResponse.DescribedGroup
-                got = {d.group_id: d for d in (resp.groups if resp else [])}
-                groups = [got.get(g) or D(error_code=codes[g], group_id=g, group_state="",
-                                          protocol_type="", protocol_data="", members=[])
-                          for g in ids]
-                return DescribeGroupsResponse(groups=groups)
-            R = DeleteGroupsResponse.DeletableGroupResult
-            got = {r.group_id: r for r in (resp.results if resp else [])}
-            return DeleteGroupsResponse(results=[got.get(g) or R(group_id=g,
-                                                                 error_code=codes[g])
-                                                 for g in ids])
-        if api_key == OFFSET_FETCH and ctx.api_version >= 8:
-            # Several groups (KIP-709): serve ours, answer the others per group.
-            codes = {g.group_id: self._group_error(g.group_id) for g in request.groups}
-            if not any(codes.values()):
-                return None
-            G = OffsetFetchResponse.OffsetFetchResponseGroup
-            ours = [g for g in request.groups if not codes[g.group_id]]
-            served = {}
-            if ours:
-                request.groups = ours
-                served = {g.group_id: g for g in handle(ctx, request).groups}
-            return OffsetFetchResponse(error_code=0, groups=[
-                served.get(g) or G(group_id=g, error_code=codes[g], topics=[])
-                for g in codes])
-        ids = [request.group_id]
-        code = next((c for c in map(self._group_error, ids) if c), ErrorCode.NONE)
-        if not code:
+    def _check_groups(self, ctx, spec, request, handle):
+        codes = {g: self._group_error(g) for g in spec.group_ids(ctx, request)}
+        if not any(codes.values()):
             return None
-        if api_key == LEAVE_GROUP:
-            return LeaveGroupResponse(error_code=code, members=[])
-        if api_key == OFFSET_DELETE:
-            return OffsetDeleteResponse(error_code=code, topics=[])
-        return error_response(api_key, request, code, ctx)
+        if spec.per_group_response is not None:
+            # Several groups in one request: serve ours, answer the others per group.
+            resp = spec.per_group_response(ctx, request, handle, codes)
+            if resp is not None:
+                return resp
+        code = next(c for c in codes.values() if c)
+        return spec.error_response(request, code, ctx)
 
     # -- replication ---------------------------------------------------------------
     def _replica_channel(self, host: str, port: int):
@@ -414,14 +358,15 @@ class ClusterMember:
                 raise ControllerUnavailable(last_error)
             await asyncio.sleep(0.05)
 
-    async def forward(self, ctx, api_key: int, request):
+    async def forward(self, ctx, spec, request):
         """Run an admin request on the active controller (ourselves included)."""
         try:
             deadline = max(1.0, getattr(request, "timeout_ms", 30000) / 1000)
-            return await self._forward_once(ctx, api_key, request, deadline)
+            return await self._forward_once(ctx, spec.api_key, request, deadline)
         except ControllerUnavailable as e:
-            log.warning("forwarding to the controller failed", api_key=api_key, error=str(e))
-            return forwarded_error_response(api_key, request, ErrorCode.NOT_CONTROLLER,
+            log.warning("forwarding to the controller failed", api_key=spec.api_key,
+                        error=str(e))
+            return forwarded_error_response(spec, request, ErrorCode.NOT_CONTROLLER,
                                             "The active controller could not be reached.")
 
     async def _forward_once(self, ctx, api_key, request, timeout_s):
@@ -571,21 +516,21 @@ class ClusterMember:
     # -- controller-side APIs -----------------------------------------------------
     def _register_controller_apis(self) -> None:
         server = self.quorum.server
-        server.register(62, 0, 4, self._on_broker_registration)
-        server.register(63, 0, 1, self._on_broker_heartbeat)
-        server.register(67, 0, 0, self._on_allocate_producer_ids)
+        server.register(BROKER_REGISTRATION, 0, 4, self._on_broker_registration)
+        server.register(BROKER_HEARTBEAT, 0, 1, self._on_broker_heartbeat)
+        server.register(ALLOCATE_PRODUCER_IDS, 0, 0, self._on_allocate_producer_ids)
         server.register(ALTER_PARTITION, 0, 3, self._on_alter_partition)
-        for api_key in sorted(FORWARDED_APIS):
-            spec = self.broker.dispatcher.handlers[api_key]
-            server.register(api_key, spec.min_version, spec.max_version,
-                            self._forwarded_handler(api_key))
+        for spec in sorted(self.broker.dispatcher.handlers.values(), key=lambda s: s.api_key):
+            if spec.route == ROUTE_CONTROLLER:
+                server.register(spec.api_key, spec.min_version, spec.max_version,
+                                self._forwarded_handler(spec))
 
-    def _forwarded_handler(self, api_key: int):
+    def _forwarded_handler(self, spec):
         async def handle(request, api_version, header):
             if not self.broker.controller.is_active:
-                return forwarded_error_response(api_key, request, ErrorCode.NOT_CONTROLLER,
+                return forwarded_error_response(spec, request, ErrorCode.NOT_CONTROLLER,
                                                 "This node is not the active controller.")
-            return await self._run_local(api_key, request, api_version,
+            return await self._run_local(spec.api_key, request, api_version,
                                          getattr(header, "client_id", None))
         return handle
 

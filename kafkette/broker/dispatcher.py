@@ -32,7 +32,7 @@ from kafkette.protocol.headers import (
 from kafkette.protocol.messages import API_MESSAGES
 from kafkette.protocol.primitives import Reader, Writer
 from kafkette.broker.registry import HandlerSpec, load_handlers
-from kafkette.broker.faults import apply_faults  # faults
+from kafkette.broker.faults import apply_faults
 
 _size = struct.Struct(">i")
 _api_key = struct.Struct(">h")
@@ -107,7 +107,10 @@ class Dispatcher:
         ctx = RequestContext(self.broker, header, client_host, listener)
         request = req_cls.read(r, api_version)
         if not (spec.min_version <= api_version <= spec.max_version):
-            if spec.error_response is not None:
+            if spec.error_response is not None and \
+                    spec.advertised_min_version <= api_version < spec.min_version:
+                # Listed in ApiVersions but refused (Produce v0-2): every partition
+                # says UNSUPPORTED_VERSION, as Kafka 4.0 answers.
                 resp = spec.error_response(request, ErrorCode.UNSUPPORTED_VERSION, ctx)
             elif _carries_error_code(resp_cls, api_version):
                 # A response with a top-level error code can say it directly.
@@ -122,11 +125,11 @@ class Dispatcher:
         if cluster is not None:
             # Cluster: admin requests go to the active controller, group requests to
             # the group's coordinator (broker/cluster.py).
-            handle = cluster.handler_for(api_key, spec.handle)
+            handle = cluster.handler_for(spec, spec.handle)
         # Injected errors, latency and unavailable leaders for fault tests (broker/faults.py).
         faults = getattr(self.broker, "faults", None)
         if faults is not None and faults.active:
-            result = apply_faults(faults, ctx, api_key, request, handle)
+            result = apply_faults(faults, ctx, spec, request, handle)
         else:
             result = handle(ctx, request)
         if result is None:

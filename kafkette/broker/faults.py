@@ -39,26 +39,8 @@ from dataclasses import dataclass, field
 
 from kafkette.errors import ErrorCode
 from kafkette.logging import get_logger
-from kafkette.protocol.messages import (
-    FetchResponse,
-    FindCoordinatorResponse,
-    HeartbeatResponse,
-    InitProducerIdResponse,
-    JoinGroupResponse,
-    ListOffsetsResponse,
-    OffsetCommitResponse,
-    OffsetFetchResponse,
-    ProduceResponse,
-    SyncGroupResponse,
-)
 
 log = get_logger("kafkette.faults")
-
-PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
-OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
-JOIN_GROUP, HEARTBEAT, SYNC_GROUP, INIT_PRODUCER_ID = 11, 12, 14, 22
-# APIs that a leader-unavailable rule fails per partition (Kafka: only the leader serves them).
-LEADER_APIS = frozenset({PRODUCE, FETCH, LIST_OFFSETS})
 
 
 class FaultError(ValueError):
@@ -251,15 +233,17 @@ class FaultInjector:
                 log.info("fault expired", id=r.id, kind=r.kind, topic=r.topic,
                          partition=r.partition)
 
-    def decide(self, api_key: int, touched: list) -> Decision:
+    def decide(self, api_key: int, touched: list, leaderless: bool = False) -> Decision:
         """`touched`: the (topic, partition) pairs of the request (partition None for a
-        topic-level request such as Metadata). Consumes rule counts."""
+        topic-level request such as Metadata). `leaderless`: whether the API can show a
+        partition without a leader (those a leader serves, and Metadata). Consumes rule
+        counts."""
         self._expire()
         d = Decision()
         used = []
         for r in self._rules:
             if r.kind == "leader_unavailable":
-                if api_key in LEADER_APIS or api_key == METADATA:
+                if leaderless:
                     d.unavailable.update((t, r.partition if p is None else p)
                                          for t, p in touched if r.covers(t, p))
                 continue
@@ -288,131 +272,10 @@ def _check_count(count) -> None:
 
 
 # ==================================================================================
-# Applying a decision to a request (the dispatcher's side).
+# Applying a decision to a request (the dispatcher's side). What each API looks like
+# (its partitions, its error response) is in its handler's registration
+# (broker/registry.py: touches, partition_scope, error_response, mark_faults).
 # ==================================================================================
-
-# api key -> (request topics attr, request partitions attr, partition index attr,
-#             response topics attr, response partitions attr, response index attr)
-_SPLIT = {
-    PRODUCE: ("topic_data", "partition_data", "index", "responses", "partition_responses", "index"),
-    FETCH: ("topics", "partitions", "partition", "responses", "partitions", "partition_index"),
-    LIST_OFFSETS: ("topics", "partitions", "partition_index", "topics", "partitions",
-                   "partition_index"),
-}
-
-
-def _topic_name(ctx, api_key, t):
-    if api_key == FETCH:
-        if ctx.api_version >= 13:
-            return ctx.broker.image.topics_by_id.get(t.topic_id)
-        return t.topic
-    return t.name
-
-
-def touched_partitions(ctx, api_key: int, request) -> list:
-    if api_key in _SPLIT:
-        tattr, pattr, iattr = _SPLIT[api_key][:3]
-        return [(_topic_name(ctx, api_key, t), getattr(p, iattr))
-                for t in getattr(request, tattr) for p in getattr(t, pattr)]
-    if api_key == METADATA:
-        if request.topics is None:
-            return [(name, None) for name in ctx.broker.image.topics]
-        return [(t.name, None) for t in request.topics]
-    if api_key == OFFSET_COMMIT:
-        return [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
-    if api_key == OFFSET_FETCH:
-        topic_lists = [request.topics or []] + [g.topics or [] for g in (request.groups or [])]
-        return [(t.name, p) for ts in topic_lists for t in ts for p in t.partition_indexes]
-    return []
-
-
-# -- per-API error responses (mirror the request, like AbstractRequest.getErrorResponse)
-def _part_error(api_key: int, index: int, code: int):
-    if api_key == PRODUCE:
-        return ProduceResponse.TopicProduceResponse.PartitionProduceResponse(
-            index=index, error_code=code, base_offset=-1, log_append_time_ms=-1,
-            log_start_offset=-1)
-    if api_key == FETCH:
-        return FetchResponse.FetchableTopicResponse.PartitionData(
-            partition_index=index, error_code=code, high_watermark=-1, last_stable_offset=-1,
-            log_start_offset=-1, aborted_transactions=None, records=b"")
-    return ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse(
-        partition_index=index, error_code=code, timestamp=-1, offset=-1, leader_epoch=-1)
-
-
-def _topic_resp(api_key: int, t, parts):
-    if api_key == PRODUCE:
-        return ProduceResponse.TopicProduceResponse(name=t.name, partition_responses=parts)
-    if api_key == FETCH:
-        return FetchResponse.FetchableTopicResponse(topic=t.topic, topic_id=t.topic_id,
-                                                    partitions=parts)
-    return ListOffsetsResponse.ListOffsetsTopicResponse(name=t.name, partitions=parts)
-
-
-def _empty_resp(api_key: int):
-    if api_key == PRODUCE:
-        return ProduceResponse(responses=[])
-    if api_key == FETCH:
-        return FetchResponse(error_code=0, session_id=0, responses=[])
-    return ListOffsetsResponse(topics=[])
-
-
-def error_response(api_key: int, request, code: int, ctx=None):
-    """The response to `request` with every topic/partition (or the top level) failing
-    with `code`; None for an API without a builder here (Metadata: see apply_faults)."""
-    if api_key in _SPLIT:
-        tattr, pattr, iattr = _SPLIT[api_key][:3]
-        resp = _empty_resp(api_key)
-        setattr(resp, _SPLIT[api_key][3], [
-            _topic_resp(api_key, t, [_part_error(api_key, getattr(p, iattr), code)
-                                     for p in getattr(t, pattr)])
-            for t in getattr(request, tattr)])
-        return resp
-    if api_key == OFFSET_COMMIT:
-        T = OffsetCommitResponse.OffsetCommitResponseTopic
-        return OffsetCommitResponse(topics=[
-            T(name=t.name, partitions=[T.OffsetCommitResponsePartition(
-                partition_index=p.partition_index, error_code=code) for p in t.partitions])
-            for t in request.topics])
-    if api_key == OFFSET_FETCH:
-        T = OffsetFetchResponse.OffsetFetchResponseTopic
-        G = OffsetFetchResponse.OffsetFetchResponseGroup
-        GT = G.OffsetFetchResponseTopics
-
-        def part(cls, i):
-            return cls(partition_index=i, committed_offset=-1, committed_leader_epoch=-1,
-                       metadata="", error_code=code)
-        if request.groups:   # v8+: one entry per group
-            return OffsetFetchResponse(error_code=code, groups=[
-                G(group_id=g.group_id, error_code=code, topics=[
-                    GT(name=t.name, partitions=[part(GT.OffsetFetchResponsePartitions, i)
-                                                for i in t.partition_indexes])
-                    for t in (g.topics or [])])
-                for g in request.groups])
-        return OffsetFetchResponse(error_code=code, topics=[
-            T(name=t.name, partitions=[part(T.OffsetFetchResponsePartition, i)
-                                       for i in t.partition_indexes])
-            for t in (request.topics or [])])
-    if api_key == FIND_COORDINATOR:
-        C = FindCoordinatorResponse.Coordinator
-        keys = list(request.coordinator_keys or [])
-        return FindCoordinatorResponse(error_code=code, node_id=-1, host="", port=-1,
-                                       coordinators=[C(key=k, node_id=-1, host="", port=-1,
-                                                       error_code=code) for k in keys])
-    if api_key == JOIN_GROUP:
-        # protocol_name is nullable from v7 only (Kafka's JoinGroupRequest.getErrorResponse).
-        nullable = ctx is not None and ctx.api_version >= 7
-        return JoinGroupResponse(error_code=code, generation_id=-1,
-                                 protocol_name=None if nullable else "",
-                                 leader="", member_id=request.member_id or "", members=[])
-    if api_key == SYNC_GROUP:
-        return SyncGroupResponse(error_code=code, assignment=b"")
-    if api_key == HEARTBEAT:
-        return HeartbeatResponse(error_code=code)
-    if api_key == INIT_PRODUCER_ID:
-        return InitProducerIdResponse(error_code=code, producer_id=-1, producer_epoch=-1)
-    return None
-
 
 def _then(result, fn):
     """Apply fn to a handler result that may be an awaitable."""
@@ -426,63 +289,47 @@ def _then(result, fn):
     return fn(result)
 
 
-def _split_and_serve(ctx, api_key, request, handle, failing: dict):
+def _split_and_serve(ctx, scope, request, handle, failing: dict):
     """Serve the partitions not in `failing` ((topic, partition) -> code) through the
     handler, and merge error entries for the others into its response."""
-    tattr, pattr, iattr, rtattr, rpattr, riattr = _SPLIT[api_key]
     errors = []   # (request topic, [partition error entries])
     kept_topics = []
-    for t in getattr(request, tattr):
-        name = _topic_name(ctx, api_key, t)
+    for t in getattr(request, scope.request_topics):
+        name = scope.topic_name(ctx, t)
         keep, errs = [], []
-        for p in getattr(t, pattr):
-            code = failing.get((name, getattr(p, iattr)))
+        for p in getattr(t, scope.request_partitions):
+            index = getattr(p, scope.request_index)
+            code = failing.get((name, index))
             if code:
-                errs.append(_part_error(api_key, getattr(p, iattr), code))
+                errs.append(scope.partition_error(index, code))
             else:
                 keep.append(p)
         if errs:
             errors.append((t, errs))
         if keep:
-            setattr(t, pattr, keep)
+            setattr(t, scope.request_partitions, keep)
             kept_topics.append(t)
     if not kept_topics:
-        if api_key == PRODUCE and request.acks == 0:
+        if not scope.wants_response(request):
             return None
-        resp = _empty_resp(api_key)
-        result = resp
+        result = scope.empty_response()
     else:
-        setattr(request, tattr, kept_topics)
-        if api_key == FETCH:
-            request.min_bytes = 0   # a partition error answers the fetch at once
+        setattr(request, scope.request_topics, kept_topics)
+        scope.answer_now(request)
         result = handle(ctx, request)
 
     def merge(resp):
-        topics = getattr(resp, rtattr)
+        topics = getattr(resp, scope.response_topics)
         for t, errs in errors:
-            key = (t.topic_id if api_key == FETCH and ctx.api_version >= 13
-                   else (t.topic if api_key == FETCH else t.name))
+            key = scope.topic_key(ctx, t)
             for rt in topics:
-                rkey = (rt.topic_id if api_key == FETCH and ctx.api_version >= 13
-                        else (rt.topic if api_key == FETCH else rt.name))
-                if rkey == key:
-                    getattr(rt, rpattr).extend(errs)
+                if scope.topic_key(ctx, rt) == key:
+                    getattr(rt, scope.response_partitions).extend(errs)
                     break
             else:
-                topics.append(_topic_resp(api_key, t, errs))
+                topics.append(scope.topic_response(t, errs))
         return resp
     return _then(result, merge)
-
-
-def _mark_metadata(resp, unavailable: set, error_code: int, error_scope):
-    for t in resp.topics:
-        if error_code and (error_scope is None or error_scope.covers(t.name, None)):
-            t.error_code = error_code
-        for p in t.partitions:
-            if (t.name, p.partition_index) in unavailable:
-                p.leader_id = -1
-                p.error_code = ErrorCode.LEADER_NOT_AVAILABLE
-    return resp
 
 
 async def _delayed(delay_ms: int, fn):
@@ -493,38 +340,40 @@ async def _delayed(delay_ms: int, fn):
     return result
 
 
-def apply_faults(faults: FaultInjector, ctx, api_key: int, request, handle):
-    """Run `handle(ctx, request)` under the active rules; returns what a handler returns
-    (a response, an awaitable of one, or None)."""
-    touched = touched_partitions(ctx, api_key, request)
-    d = faults.decide(api_key, touched)
+def apply_faults(faults: FaultInjector, ctx, spec, request, handle):
+    """Run `handle(ctx, request)` under the active rules for the API of `spec` (its
+    HandlerSpec); returns what a handler returns (a response, an awaitable of one, or
+    None)."""
+    touched = spec.touches(ctx, request) if spec.touches is not None else []
+    d = faults.decide(spec.api_key, touched, leaderless=spec.partition_scope is not None
+                      or spec.mark_faults is not None)
     if not d.error_code and not d.unavailable and not d.delay_ms:
         return handle(ctx, request)
+    scope = spec.partition_scope
 
     def serve():
-        if api_key == METADATA:
+        if spec.mark_faults is not None:
             if not d.error_code and not d.unavailable:
                 return handle(ctx, request)
             return _then(handle(ctx, request),
-                         lambda r: _mark_metadata(r, d.unavailable, d.error_code, d.error_scope))
-        if api_key in _SPLIT and (d.unavailable or (d.error_code and d.error_scope is not None)):
+                         lambda r: spec.mark_faults(r, d.unavailable, d.error_code,
+                                                    d.error_scope))
+        if scope is not None and (d.unavailable or (d.error_code and d.error_scope is not None)):
             failing = {tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in d.unavailable}
             if d.error_code:
                 for tp in touched:
                     if d.error_scope is None or d.error_scope.covers(*tp):
                         failing[tp] = d.error_code
-            return _split_and_serve(ctx, api_key, request, handle, failing)
+            return _split_and_serve(ctx, scope, request, handle, failing)
         if d.error_code:
-            resp = error_response(api_key, request, d.error_code, ctx)
-            if resp is not None:
-                if api_key == PRODUCE and request.acks == 0:
+            if spec.error_response is not None:
+                if scope is not None and not scope.wants_response(request):
                     return None
-                return resp
+                return spec.error_response(request, d.error_code, ctx)
             log.warning("no error response for this api; request served normally",
-                        api_key=api_key, error_code=d.error_code)
+                        api_key=spec.api_key, error_code=d.error_code)
         return handle(ctx, request)
 
     if d.delay_ms:
         return _delayed(d.delay_ms, serve)
     return serve()
-

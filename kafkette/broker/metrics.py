@@ -20,6 +20,8 @@ exporter rules (lower-cased `domain_type_name`), so existing dashboards mostly w
   kafka_log_log_size{topic,partition}                       bytes on disk
   kafka_log_log_logendoffset{topic,partition}
   kafka_log_log_highwatermark{topic,partition}              (kafkette extra)
+  kafka_cluster_partition_followerlag{topic,partition,replica}       (kafkette extra)
+  kafka_cluster_partition_followertimelagms{topic,partition,replica} (kafkette extra)
   kafka_consumergroup_lag{group,topic,partition}
 
 Where kafkette differs from Kafka:
@@ -38,6 +40,15 @@ Where kafkette differs from Kafka:
   exports (it names the label `consumergroup`; we use `group`). It is computed at
   scrape time from the group coordinator's committed offsets and each local
   partition's high watermark (lag = max(0, HW - committed)): no per-request work.
+- followerlag / followertimelagms are exported by a partition's leader, one series per
+  follower, from the state the high watermark is computed from (Partition.followers):
+  records = the leader's log end offset minus the follower's log end offset as of its
+  last fetch; ms = how long ago the follower last had everything the leader had (Kafka's
+  lastCaughtUpTime, the clock replica.lag.time.max.ms runs on), 0 while caught up. A
+  follower that has not fetched since this broker became leader has no series. Kafka
+  has no leader-side lag metric; its followers export FetcherLagMetrics ConsumerLag
+  (the leader's high watermark minus the fetch offset), which cannot see a follower
+  that stopped fetching.
 - Per-topic series of a deleted topic stay until the broker restarts (Kafka removes
   them when the topic goes).
 """
@@ -180,6 +191,15 @@ class _StateCollector:
                                 labels=["topic", "partition"])
         hwm = GaugeMetricFamily("kafka_log_log_highwatermark", "High watermark",
                                 labels=["topic", "partition"])
+        flag = GaugeMetricFamily("kafka_cluster_partition_followerlag",
+                                 "Leader's log end offset minus a follower's, as of the "
+                                 "follower's last fetch (on the leader)",
+                                 labels=["topic", "partition", "replica"])
+        ftime = GaugeMetricFamily("kafka_cluster_partition_followertimelagms",
+                                  "Milliseconds since a follower last had the leader's "
+                                  "whole log, 0 while caught up (on the leader)",
+                                  labels=["topic", "partition", "replica"])
+        now_ms = rm.clock.monotonic_ms() if rm is not None else 0
         hws = {}
         for (topic, index), part in sorted(partitions.items()):
             plog = part.log
@@ -188,6 +208,15 @@ class _StateCollector:
             leo.add_metric(labels, plog.log_end_offset)
             hws[(topic, index)] = hw = part.high_watermark
             hwm.add_metric(labels, hw)
+            if part.is_leader:
+                end = plog.log_end_offset
+                for replica, f in sorted(part.followers.items()):
+                    if f.log_end_offset < 0:
+                        continue  # not fetched since this broker became leader
+                    rl = labels + [str(replica)]
+                    flag.add_metric(rl, max(0, end - f.log_end_offset))
+                    ftime.add_metric(rl, 0 if f.log_end_offset >= end
+                                     else max(0, now_ms - f.last_caught_up_ms))
         lag = GaugeMetricFamily("kafka_consumergroup_lag",
                                 "Records between a group's committed offset and the high "
                                 "watermark", labels=["group", "topic", "partition"])
@@ -200,4 +229,4 @@ class _StateCollector:
                     if hw is None or om.offset < 0:
                         continue  # not hosted here, or no real position
                     lag.add_metric([group_id, topic, str(index)], max(0, hw - om.offset))
-        yield from (count, size, leo, hwm, lag)
+        yield from (count, size, leo, hwm, flag, ftime, lag)

@@ -66,6 +66,7 @@ class FollowerState:
     last_caught_up_ms: int = 0
     last_fetch_ms: int = 0
     last_fetch_leader_log_end: int = -1
+    log_start_offset: int = -1         # as the follower last reported it (Fetch v5+)
 
 
 class Partition:
@@ -262,12 +263,17 @@ class Partition:
             return epoch, end_offset
         return None
 
-    def update_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int) -> bool:
-        """Record a follower's fetch at `fetch_offset` (its log end offset). Returns
-        True when the high watermark moved."""
+    def update_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int,
+                              log_start_offset: int = -1) -> bool:
+        """Record a follower's fetch at `fetch_offset` (its log end offset) with its log
+        start offset. Returns True when the high watermark or the follower's log start
+        offset moved (what waiting produces and DeleteRecords depend on)."""
         f = self.followers.get(replica_id)
         if f is None or self.role != LEADER:
             return False
+        start_moved = log_start_offset > f.log_start_offset
+        if log_start_offset >= 0:
+            f.log_start_offset = log_start_offset
         leader_leo = self.log.log_end_offset
         # Kafka's ReplicaState.updateFetchState: caught up when the fetch reaches the
         # leader's log end now, or its log end at the follower's previous fetch.
@@ -278,7 +284,7 @@ class Partition:
         f.log_end_offset = fetch_offset
         f.last_fetch_leader_log_end = leader_leo
         f.last_fetch_ms = now_ms
-        return self.maybe_increment_high_watermark()
+        return self.maybe_increment_high_watermark() or start_moved
 
     def isr_to_expand(self) -> tuple[int, ...] | None:
         """The ISR with a caught-up follower added, or None (Kafka's maybeExpandIsr).

@@ -75,6 +75,8 @@ class FetchPartition:
     partition_max_bytes: int
     current_leader_epoch: int = -1
     last_fetched_epoch: int = -1
+    # A follower's own log start offset (Fetch v5+), which DeleteRecords waits for.
+    log_start_offset: int = -1
 
 
 @dataclass
@@ -99,6 +101,8 @@ class ProduceResult:
     log_start_offset: int = -1
     current_leader: tuple[int, int] | None = None
     appended: AppendResult | None = field(default=None, repr=False)
+    # KIP-467: (index of the record in its batch, message) per refused record.
+    record_errors: list[tuple[int, str]] | None = None
 
 
 def read_hw_checkpoint(path: str) -> dict[tuple[str, int], int]:
@@ -265,7 +269,8 @@ class ReplicaManager:
                 part = self.partition(topic, index)
                 res = part.append_as_leader(records, required_acks, now)
             except KafkaError as e:
-                r = ProduceResult(error=int(e.code), message=e.message)
+                r = ProduceResult(error=int(e.code), message=e.message,
+                                  record_errors=getattr(e, "record_errors", None))
                 if isinstance(e, NotLeaderError):
                     r.current_leader = (e.leader, e.leader_epoch)
                 results.append(r)
@@ -408,7 +413,8 @@ class ReplicaManager:
                                   min_one_batch=False)  # raises OFFSET_OUT_OF_RANGE
                     data = b""
                 if from_follower:
-                    if part.update_follower_fetch(params.replica_id, p.fetch_offset, now):
+                    if part.update_follower_fetch(params.replica_id, p.fetch_offset, now,
+                                                  p.log_start_offset):
                         self._wake((p.topic, p.partition))
                     if params.replica_id not in part.isr and self.alter_isr is not None:
                         # Kafka checks maybeExpandIsr on every follower fetch: a
@@ -469,22 +475,54 @@ class ReplicaManager:
         part.check_leader_epoch(current_leader_epoch)
         return part.log.end_offset_for_epoch(leader_epoch)
 
-    def delete_records(self, topic: str, index: int, offset: int) -> int:
+    def delete_records(self, topic: str, index: int, offset: int, timeout_ms: int):
         """DeleteRecords on the leader: move the log start offset to `offset` (-1: the
-        high watermark) and return the new low watermark. Followers follow the leader's
-        log start offset in their next fetch. Kafka answers only once every replica has
-        moved (DelayedDeleteRecords); kafkette answers when the leader has."""
+        high watermark). Returns the low watermark (the smallest log start offset over
+        the replicas on live brokers) once it has reached that offset, or an awaitable
+        of (error code, low watermark) that waits for the followers, which take the
+        leader's log start offset in their next fetch and report theirs in the one
+        after (Kafka's DelayedDeleteRecords; REQUEST_TIMED_OUT after `timeout_ms`,
+        NOT_LEADER_OR_FOLLOWER when the leadership moves meanwhile)."""
         part = self.partition(topic, index)
         plog = part.log
         if not plog.config.delete:
             raise KafkaError(f"Records of partition {topic}-{index} can not be deleted due to "
                              "the configured policy", ErrorCode.POLICY_VIOLATION)
         hw = part.high_watermark
-        low = plog.delete_records(hw if offset == -1 else offset, hw)
+        required = hw if offset == -1 else offset
+        plog.delete_records(required, hw)
         # Wake fetches waiting on this partition: one below the new start gets its
-        # OFFSET_OUT_OF_RANGE now rather than at max_wait_ms.
+        # OFFSET_OUT_OF_RANGE now rather than at max_wait_ms; followers' long polls
+        # answer with the new log start offset.
         self.fetch_purgatory.notify((topic, index))
+        low = self.low_watermark(part)
+        if low >= required:
+            return low
+        return self._await_low_watermark(part, required, part.leader_epoch, timeout_ms)
+
+    def low_watermark(self, part: Partition) -> int:
+        """Kafka's Partition.lowWatermarkIfLeader: the leader's log start offset, or a
+        smaller one of a follower on a live broker (a follower that has not reported
+        one yet counts as 0: it may still hold everything)."""
+        low = part.log_start_offset
+        brokers = self.image.brokers if self.image is not None else {}
+        for r, f in part.followers.items():
+            b = brokers.get(r)
+            if b is not None and not b.fenced:
+                low = min(low, max(f.log_start_offset, 0))
         return low
+
+    async def _await_low_watermark(self, part, required, leader_epoch, timeout_ms):
+        loop = asyncio.get_running_loop()
+
+        def check():
+            if part.role != LEADER or part.leader_epoch != leader_epoch:
+                return ErrorCode.NOT_LEADER_OR_FOLLOWER
+            return ErrorCode.NONE if self.low_watermark(part) >= required else None
+        code = await wait_until(self.produce_purgatory, [(part.topic, part.index)], check,
+                                loop.time() + timeout_ms / 1000, lambda: self.closing)
+        code = ErrorCode.REQUEST_TIMED_OUT if code is None else code
+        return code, (self.low_watermark(part) if code == ErrorCode.NONE else -1)
 
     def _preferred_read_replica(self, part: Partition, fetch_offset: int, rack: str) -> int:
         """KIP-392, as Kafka's RackAwareReplicaSelector: the leader when it is in the

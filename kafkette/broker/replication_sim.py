@@ -498,7 +498,8 @@ class Simulation:
         params = FetchParams(replica_id=src, max_wait_ms=self.fetch_wait_ms, min_bytes=1,
                              max_bytes=self.rng.choice([600, 4096, 1 << 20]))
         fp = FetchPartition(TOPIC, p, pos.fetch_offset, params.max_bytes,
-                            pos.current_leader_epoch, pos.last_fetched_epoch)
+                            pos.current_leader_epoch, pos.last_fetched_epoch,
+                            log_start_offset=pos.log_start_offset)
         out = leader.rm.fetch_messages(params, [fp])
 
         def answer(results):

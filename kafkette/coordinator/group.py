@@ -213,6 +213,30 @@ class OffsetAndMetadata:
 
 
 class ClassicGroup:
+    @classmethod
+    def from_metadata(cls, group_id: str, value, now_ms: int) -> "ClassicGroup":
+        """The group a GroupMetadataValue record describes (a coordinator loading it
+        after a failover or restart): Stable with its members and assignments, or
+        Empty. Raises CoordinatorRecordError (or ValueError) for members without a
+        protocol or members that do not fit together."""
+        group = cls(group_id, now_ms, STABLE if value.members else EMPTY)
+        group.generation_id = value.generation
+        group.protocol_type = value.protocol_type or None
+        group.protocol_name = value.protocol
+        group.state_timestamp_ms = (value.current_state_timestamp
+                                    if value.current_state_timestamp >= 0 else None)
+        if value.members and (value.protocol is None or not value.protocol_type):
+            raise CoordinatorRecordError(f"group {group_id}: members without a protocol")
+        for mv in value.members:
+            group.add(ClassicGroupMember(
+                mv.member_id, mv.group_instance_id, mv.client_id, mv.client_host,
+                mv.rebalance_timeout, mv.session_timeout, value.protocol_type,
+                [(value.protocol, mv.subscription)], mv.assignment))
+        if value.leader in group.members:
+            group.leader_id = value.leader
+        group.subscribed_topics = group.compute_subscribed_topics()
+        return group
+
     def __init__(self, group_id: str, now_ms: int, state: GroupState = EMPTY):
         self.group_id = group_id
         self.state = state

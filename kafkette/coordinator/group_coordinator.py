@@ -15,11 +15,17 @@ member's request). Answers are queued and delivered after the coordinator has
 finished updating its state, so a `respond` that calls back into the coordinator sees
 a consistent group.
 
+What lives elsewhere: the group state machine and a group rebuilt from its metadata
+record (group.py), the record formats of `__consumer_offsets` and their replay
+(offsets_store.py), timers (scheduler.py).
+
+Failover: one coordinator per broker holds the groups of the `__consumer_offsets`
+partitions that broker leads; `load` adds a partition's groups when it becomes leader
+and `unload_groups` drops them when it stops leading (broker/group_offsets.py).
+
 Not done (yet): the KIP-848 consumer protocol (ConsumerGroupHeartbeat) and its
 records; transactional offset commits (TxnOffsetCommit, KIP-447 require_stable);
-unloading groups when the broker loses leadership of an offsets partition (there is
-one coordinator per broker and `load` rebuilds it at start); quotas on metadata size
-other than offset.metadata.max.bytes.
+quotas on metadata size other than offset.metadata.max.bytes.
 """
 from __future__ import annotations
 
@@ -45,10 +51,9 @@ from kafkette.coordinator.group import (
     ClassicGroup, ClassicGroupMember, GroupState, JoinCallback, JoinMember, JoinResult,
     OffsetAndMetadata, SyncCallback, SyncResult)
 from kafkette.coordinator.offsets_store import (
-    GroupMetadataKey, GroupMetadataValue, MemberMetadataValue, OffsetCommitKey,
-    OffsetCommitValue, OffsetStore, decode_group_metadata_value, decode_key,
-    decode_offset_commit_value, encode_group_metadata_key, encode_group_metadata_value,
-    encode_offset_commit_key, encode_offset_commit_value)
+    GroupMetadataValue, MemberMetadataValue, OffsetCommitValue, OffsetStore,
+    encode_group_metadata_key, encode_group_metadata_value, encode_offset_commit_key,
+    encode_offset_commit_value, replay)
 from kafkette.coordinator.partitioning import offsets_partition_for
 from kafkette.coordinator.scheduler import Scheduler
 from kafkette.coordinator.wire import CoordinatorRecordError
@@ -1191,39 +1196,19 @@ class GroupCoordinator:
         undecodable record raises CoordinatorRecordError (strict) or is skipped with a
         warning. A group already in memory is kept (Kafka keeps its cached group)."""
         with self._answering():
-            offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
-            metadata: dict[str, GroupMetadataValue] = {}
-            for key_bytes, value_bytes in records:
-                try:
-                    key = decode_key(key_bytes)
-                    if isinstance(key, OffsetCommitKey):
-                        value = decode_offset_commit_value(value_bytes)
-                        group_offsets = offsets.setdefault(key.group, {})
-                        tp = (key.topic, key.partition)
-                        if value is None:
-                            group_offsets.pop(tp, None)
-                        else:
-                            group_offsets[tp] = OffsetAndMetadata(
-                                value.offset, value.leader_epoch, value.metadata,
-                                value.commit_timestamp,
-                                value.expire_timestamp if value.expire_timestamp >= 0 else None)
-                    elif isinstance(key, GroupMetadataKey):
-                        gvalue = decode_group_metadata_value(value_bytes)
-                        if gvalue is None:
-                            metadata.pop(key.group, None)
-                        else:
-                            metadata[key.group] = gvalue
-                    else:
-                        self._log.warning("offsets_record_unknown_key", version=key.version)
-                except CoordinatorRecordError:
-                    if strict:
-                        raise
-                    self._log.warning("offsets_record_corrupt", exc_info=True)
+            loaded = replay(records, strict, on_corrupt=lambda e: self._log.warning(
+                "offsets_record_corrupt", error=str(e)))
+            for version in loaded.unknown_keys:
+                self._log.warning("offsets_record_unknown_key", version=version)
+            offsets, metadata = loaded.offsets, loaded.metadata
             for group_id in [*metadata, *(g for g in offsets if g not in metadata)]:
                 if group_id in self._groups:
                     self._log.info("group_load_skipped_cached", group_id=group_id)
                     continue
-                group_offsets = offsets.get(group_id, {})
+                group_offsets = {tp: OffsetAndMetadata(
+                    v.offset, v.leader_epoch, v.metadata, v.commit_timestamp,
+                    v.expire_timestamp if v.expire_timestamp >= 0 else None)
+                    for tp, v in offsets.get(group_id, {}).items()}
                 if group_id in metadata:
                     group = self._group_from_metadata(group_id, metadata[group_id], strict)
                     if group is None:
@@ -1265,30 +1250,13 @@ class GroupCoordinator:
 
     def _group_from_metadata(self, group_id: str, value: GroupMetadataValue,
                              strict: bool) -> ClassicGroup | None:
-        state = STABLE if value.members else EMPTY
-        group = ClassicGroup(group_id, self._now(), state)
-        group.generation_id = value.generation
-        group.protocol_type = value.protocol_type or None
-        group.protocol_name = value.protocol
-        group.state_timestamp_ms = (value.current_state_timestamp
-                                    if value.current_state_timestamp >= 0 else None)
         try:
-            if value.members and (value.protocol is None or not value.protocol_type):
-                raise CoordinatorRecordError(f"group {group_id}: members without a protocol")
-            for mv in value.members:
-                group.add(ClassicGroupMember(
-                    mv.member_id, mv.group_instance_id, mv.client_id, mv.client_host,
-                    mv.rebalance_timeout, mv.session_timeout, value.protocol_type,
-                    [(value.protocol, mv.subscription)], mv.assignment))
+            return ClassicGroup.from_metadata(group_id, value, self._now())
         except (ValueError, CoordinatorRecordError) as e:
             if strict:
                 raise CoordinatorRecordError(f"group {group_id}: {e}") from None
             self._log.warning("group_metadata_invalid", group_id=group_id, error=str(e))
             return None
-        if value.leader in group.members:
-            group.leader_id = value.leader
-        group.subscribed_topics = group.compute_subscribed_topics()
-        return group
 
     # ================================================================ plumbing
 

@@ -287,26 +287,59 @@ class MemoryOffsetStore:
 
     def decoded(self) -> list[tuple[object, object]]:
         """(key, value) decoded, for assertions."""
-        out = []
-        for _, k, v in self.log:
-            key = decode_key(k)
-            if isinstance(key, OffsetCommitKey):
-                out.append((key, decode_offset_commit_value(v)))
-            elif isinstance(key, GroupMetadataKey):
-                out.append((key, decode_group_metadata_value(v)))
-            else:
-                out.append((key, v))
-        return out
+        return [(key, value) for key, value, _ in iter_decoded(self.records())]
 
 
 def iter_decoded(records: Iterable[tuple[bytes, bytes | None]]):
-    """Decode (key, value) pairs; unknown key versions come back as UnknownKey with the
-    raw value."""
+    """(key, value, error) per record: values decoded by their key's kind (None for a
+    tombstone); unknown key versions come back as UnknownKey with the raw value; a
+    record that cannot be decoded comes back as (None, None, the CoordinatorRecordError)."""
     for k, v in records:
-        key = decode_key(k)
-        if isinstance(key, OffsetCommitKey):
-            yield key, decode_offset_commit_value(v)
+        try:
+            key = decode_key(k)
+            if isinstance(key, OffsetCommitKey):
+                yield key, decode_offset_commit_value(v), None
+            elif isinstance(key, GroupMetadataKey):
+                yield key, decode_group_metadata_value(v), None
+            else:
+                yield key, v, None
+        except CoordinatorRecordError as e:
+            yield None, None, e
+
+
+@dataclass
+class ReplayedGroups:
+    """What `__consumer_offsets` records say, the last record per key winning and a
+    tombstone deleting: committed offsets per group and (topic, partition), and each
+    group's metadata (generation, protocol, members with their assignments)."""
+    offsets: dict[str, dict[tuple[str, int], OffsetCommitValue]] = field(default_factory=dict)
+    metadata: dict[str, GroupMetadataValue] = field(default_factory=dict)
+    unknown_keys: list[int] = field(default_factory=list)   # key versions skipped
+
+
+def replay(records: Iterable[tuple[bytes, bytes | None]], strict: bool = True,
+           on_corrupt=None) -> ReplayedGroups:
+    """Replay records in log order (a coordinator loading its partitions). An
+    undecodable record raises CoordinatorRecordError when `strict`, else is passed to
+    `on_corrupt(error)` and skipped."""
+    out = ReplayedGroups()
+    for key, value, error in iter_decoded(records):
+        if error is not None:
+            if strict:
+                raise error
+            if on_corrupt is not None:
+                on_corrupt(error)
+        elif isinstance(key, OffsetCommitKey):
+            group_offsets = out.offsets.setdefault(key.group, {})
+            if value is None:
+                group_offsets.pop((key.topic, key.partition), None)
+            else:
+                group_offsets[(key.topic, key.partition)] = value
         elif isinstance(key, GroupMetadataKey):
-            yield key, decode_group_metadata_value(v)
+            if value is None:
+                out.metadata.pop(key.group, None)
+            else:
+                out.metadata[key.group] = value
         else:
-            yield key, v
+            out.unknown_keys.append(key.version)
+    return out

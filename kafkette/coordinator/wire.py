@@ -1,21 +1,18 @@
-"""Bounded big-endian readers and writers for the coordinator's own byte formats
-(the `__consumer_offsets` record keys and values, the consumer protocol's
-subscription). These are not wire messages, so they do not go through the generated
-protocol classes (which coordinator/ may not import anyway).
+"""Readers and writers for the coordinator's own byte formats (the `__consumer_offsets`
+record keys and values, the consumer protocol's subscription), over the Kafka
+primitives of protocol/primitives.py. These are not wire messages, so they do not go
+through the generated protocol classes (which coordinator/ may not import anyway).
 
+What this adds to the primitives: errors are `CoordinatorRecordError` (CORRUPT_MESSAGE)
+naming what was being read, a null where a record needs a value is an error, an array
+count must fit the bytes left at its smallest element size, and the writer chains.
 Every length and count is checked against the bytes that remain before anything is
-allocated: a corrupt record raises `CoordinatorRecordError`, it never triggers a huge
-allocation.
+allocated: a corrupt record never triggers a huge allocation.
 """
 from __future__ import annotations
 
-import struct
-
-from kafkette.errors import ErrorCode, KafkaError
-
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
+from kafkette.errors import ErrorCode, KafkaError, ProtocolError
+from kafkette.protocol import primitives
 
 
 class CoordinatorRecordError(KafkaError, ValueError):
@@ -26,153 +23,114 @@ class CoordinatorRecordError(KafkaError, ValueError):
 
 
 class Reader:
-    __slots__ = ("buf", "pos", "what")
+    __slots__ = ("_r", "what")
 
     def __init__(self, data, what: str = "record"):
         if data is None:
             raise CoordinatorRecordError(f"{what}: no bytes")
-        self.buf = memoryview(bytes(data)) if not isinstance(data, (bytes, bytearray)) else memoryview(data)
-        self.pos = 0
+        self._r = primitives.Reader(data if isinstance(data, (bytes, bytearray, memoryview))
+                                    else bytes(data))
         self.what = what
 
     def remaining(self) -> int:
-        return len(self.buf) - self.pos
+        return self._r.remaining()
 
-    def _take(self, n: int) -> memoryview:
-        if n < 0 or n > self.remaining():
-            raise CoordinatorRecordError(
-                f"{self.what}: needs {n} bytes at position {self.pos}, "
-                f"{self.remaining()} left")
-        out = self.buf[self.pos:self.pos + n]
-        self.pos += n
-        return out
+    def _read(self, fn, *args):
+        try:
+            return fn(*args)
+        except ProtocolError as e:
+            raise CoordinatorRecordError(f"{self.what}: {e}") from None
+
+    def _required(self, value, kind: str):
+        if value is None:
+            raise CoordinatorRecordError(f"{self.what}: null where {kind} is required")
+        return value
 
     def int16(self) -> int:
-        return _I16.unpack(self._take(2))[0]
+        return self._read(self._r.int16)
 
     def int32(self) -> int:
-        return _I32.unpack(self._take(4))[0]
+        return self._read(self._r.int32)
 
     def int64(self) -> int:
-        return _I64.unpack(self._take(8))[0]
+        return self._read(self._r.int64)
 
-    def _utf8(self, raw: memoryview) -> str:
-        try:
-            return bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise CoordinatorRecordError(f"{self.what}: string is not UTF-8 ({e})") from None
+    def uvarint(self) -> int:
+        return self._read(self._r.uvarint)
 
     def string(self) -> str:
-        n = self.int16()
-        if n < 0:
-            raise CoordinatorRecordError(f"{self.what}: null where a string is required")
-        return self._utf8(self._take(n))
+        return self._required(self._read(self._r.string, False, True), "a string")
 
     def nullable_string(self) -> str | None:
-        n = self.int16()
-        if n == -1:
-            return None
-        if n < 0:
-            raise CoordinatorRecordError(f"{self.what}: string length {n}")
-        return self._utf8(self._take(n))
+        return self._read(self._r.string, False, True)
 
     def bytes_(self) -> bytes:
-        n = self.int32()
-        if n < 0:
-            raise CoordinatorRecordError(f"{self.what}: bytes length {n}")
-        return bytes(self._take(n))
+        return self._required(self._read(self._r.bytes, False, True), "bytes")
 
-    def array_count(self, min_element_size: int) -> int:
-        n = self.int32()
-        if n < 0:
-            raise CoordinatorRecordError(f"{self.what}: array count {n}")
+    def _fitting(self, n: int, min_element_size: int) -> int:
         if n * max(1, min_element_size) > self.remaining():
             raise CoordinatorRecordError(
                 f"{self.what}: array of {n} elements cannot fit in {self.remaining()} bytes")
         return n
+
+    def array_count(self, min_element_size: int) -> int:
+        return self._fitting(self._read(self._r.array_len, False), min_element_size)
 
     # --- flexible versions (KIP-482): unsigned varints, compact strings, tagged fields
 
-    def uvarint(self) -> int:
-        value = 0
-        for shift in range(0, 35, 7):
-            b = self._take(1)[0]
-            value |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return value
-        raise CoordinatorRecordError(f"{self.what}: unsigned varint longer than 5 bytes")
-
     def compact_string(self) -> str:
-        n = self.uvarint() - 1
-        if n < 0:
-            raise CoordinatorRecordError(f"{self.what}: null where a string is required")
-        return self._utf8(self._take(n))
+        return self._required(self._read(self._r.string, True, True), "a string")
 
     def compact_nullable_string(self) -> str | None:
-        n = self.uvarint() - 1
-        if n < 0:
-            return None
-        return self._utf8(self._take(n))
+        return self._read(self._r.string, True, True)
 
     def compact_bytes(self) -> bytes:
-        n = self.uvarint() - 1
-        if n < 0:
-            raise CoordinatorRecordError(f"{self.what}: null where bytes are required")
-        return bytes(self._take(n))
+        return self._required(self._read(self._r.bytes, True, True), "bytes")
 
     def compact_array_count(self, min_element_size: int) -> int:
-        n = self.uvarint() - 1
+        n = self._read(self._r.array_len, True, True)
         if n < 0:
             raise CoordinatorRecordError(f"{self.what}: null where an array is required")
-        if n * max(1, min_element_size) > self.remaining():
-            raise CoordinatorRecordError(
-                f"{self.what}: array of {n} elements cannot fit in {self.remaining()} bytes")
-        return n
+        return self._fitting(n, min_element_size)
 
     def skip_tagged_fields(self) -> None:
-        count = self.uvarint()
-        if count > self.remaining():
-            raise CoordinatorRecordError(f"{self.what}: {count} tagged fields cannot fit")
-        for _ in range(count):
-            self.uvarint()  # tag
-            self._take(self.uvarint())
+        self._read(self._r.skip_tagged_fields)
 
 
 class Writer:
-    __slots__ = ("out",)
+    """A chaining writer: `Writer().int16(1).string(g).getvalue()`."""
+    __slots__ = ("_w",)
 
     def __init__(self):
-        self.out = bytearray()
+        self._w = primitives.Writer()
 
     def int16(self, v: int) -> "Writer":
-        self.out += _I16.pack(v)
+        self._w.int16(v)
         return self
 
     def int32(self, v: int) -> "Writer":
-        self.out += _I32.pack(v)
+        self._w.int32(v)
         return self
 
     def int64(self, v: int) -> "Writer":
-        self.out += _I64.pack(v)
+        self._w.int64(v)
         return self
 
     def string(self, s: str) -> "Writer":
-        raw = s.encode("utf-8")
-        if len(raw) > 0x7FFF:
-            raise ValueError(f"string of {len(raw)} bytes does not fit an int16 length")
-        self.int16(len(raw))
-        self.out += raw
+        if len(s) > 0x7FFF // 4 and len(s.encode("utf-8")) > 0x7FFF:
+            raise ValueError("string does not fit an int16 length")
+        self._w.string(s, False)
         return self
 
     def nullable_string(self, s: str | None) -> "Writer":
         if s is None:
-            return self.int16(-1)
+            self._w.string(None, False)
+            return self
         return self.string(s)
 
     def bytes_(self, b: bytes) -> "Writer":
-        self.int32(len(b))
-        self.out += b
+        self._w.bytes(b, False)
         return self
 
     def getvalue(self) -> bytes:
-        return bytes(self.out)
+        return self._w.getvalue()

@@ -51,9 +51,9 @@ when a cleaning runs, i.e. when there is new dirty data (or max.compaction.lag.m
 Records with a null key: Kafka rejects them at produce time for compacted topics
 (LogValidator.validateKey: InvalidRecordException, error INVALID_RECORD), and its cleaner
 drops any it finds (Cleaner.shouldRetainRecord counts it as an invalid message and does
-not retain it). kafkette's produce path does not look inside batches (DESIGN.md, "The
-hot path"), so such records can reach a compacted log; the cleaner drops them like
-Kafka's.
+not retain it). kafkette refuses them on produce too (PartitionLog.append, KIP-467
+record errors); they still reach a compacted log that was not compacted when they were
+written (cleanup.policy changed later), and the cleaner drops them like Kafka's.
 
 Compressed batches are decompressed and, when something is removed, recompressed with
 the same codec (cramjam: gzip, snappy, lz4 frame, zstd). Snappy is rewritten as a raw
@@ -82,9 +82,7 @@ What kafkette does differently from Kafka, for now:
 """
 from __future__ import annotations
 
-import logging
 import os
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
@@ -92,6 +90,7 @@ from typing import TYPE_CHECKING, Iterator
 from crc32c import crc32c as _crc32c
 
 from kafkette.errors import CorruptRecordError
+from kafkette.logging import get_logger
 from kafkette.log.segment import INDEX_SUFFIX, INT32_MAX, LOG_SUFFIX, TIMEINDEX_SUFFIX, segment_file_name
 from kafkette.protocol import records as rec
 from kafkette.log.fsutil import fsync_path as _fsync_dir
@@ -100,7 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kafkette.log.partition_log import PartitionLog
     from kafkette.log.segment import LogSegment
 
-log = logging.getLogger(__name__)
+log = get_logger("kafkette.cleaner")
 
 CHECKPOINT_FILE = "cleaner-offset-checkpoint"
 SWAP_MANIFEST_FILE = "cleaner-swap-manifest"
@@ -113,10 +112,7 @@ OFFSET_MAP_MAX_ENTRIES = 2_000_000
 READ_CHUNK = 4 * 1024 * 1024  # bytes per pread while reading a segment
 WRITE_CHUNK = 1024 * 1024  # output is written in pieces of about this size
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte v2 batch header (records.py)
-_HEADER_UNPACK = _HEADER.unpack_from
-_HEADER_PACK_INTO = _HEADER.pack_into
-_UINT32 = struct.Struct(">I")
+_HEADER_UNPACK = rec.HEADER_STRUCT.unpack_from
 _O_BINARY = getattr(os, "O_BINARY", 0)
 
 _HEADER_SIZE = rec.BATCH_HEADER_SIZE
@@ -323,93 +319,18 @@ def _iter_file_batches(fd: int, size: int, path: str, validate: bool = True) -> 
         pos += p
 
 
-def _payload(buf: bytes, pos: int, h: tuple) -> bytes:
-    """The records of a batch, decompressed."""
-    data = buf[pos + _HEADER_SIZE:pos + h[1] + _LOG_OVERHEAD]
-    codec = h[5] & rec.CODEC_MASK
-    if codec == rec.CODEC_NONE:
-        return data
-    return rec._decompress(codec, data)
-
-
 # --------------------------------------------------------------------------- records
-#
-# Per-record work (this is the one place that looks inside batches). A record is
-#   length varint | attributes int8 | timestampDelta varlong | offsetDelta varint |
-#   keyLength varint | key | valueLength varint | value | headers...
-# with zig-zag varints. The loops inline the one- and two-byte varint cases.
+# Per-record work (this is the one place that looks inside batches); the record codec
+# is protocol/records.py's (scan_records, rebuild_batch).
 
-def _varint_raw(buf, p: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[p]
-        p += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, p
-        shift += 7
-        if shift > 63:
-            raise CorruptRecordError("varint too long")
-
-
-def _map_records(data: bytes, count: int, base_offset: int, min_offset: int) -> list[tuple[bytes, int]]:
+def _map_records(data, count: int, base_offset: int, min_offset: int) -> list[tuple[bytes, int]]:
     """(key, offset) of the keyed records of one batch's payload with offset >= min_offset."""
-    out = []
-    append = out.append
-    n = len(data)
-    p = 0
-    for _ in range(count):
-        b = data[p]
-        if b < 0x80:
-            v = b
-            p += 1
-        else:
-            c = data[p + 1]
-            if c < 0x80:
-                v = (b & 0x7F) | (c << 7)
-                p += 2
-            else:
-                v, p = _varint_raw(data, p)
-        end = p + ((v >> 1) ^ -(v & 1))
-        if end > n or end <= p:
-            raise CorruptRecordError("record length runs past the end of the batch")
-        q = p + 1  # attributes
-        while data[q] >= 0x80:  # timestamp delta: skipped
-            q += 1
-        q += 1
-        b = data[q]
-        if b < 0x80:
-            od = (b >> 1) ^ -(b & 1)
-            q += 1
-        else:
-            c = data[q + 1]
-            if c < 0x80:
-                v = (b & 0x7F) | (c << 7)
-                q += 2
-            else:
-                v, q = _varint_raw(data, q)
-            od = (v >> 1) ^ -(v & 1)
-        b = data[q]
-        if b < 0x80:
-            kl = (b >> 1) ^ -(b & 1)
-            q += 1
-        else:
-            v, q = _varint_raw(data, q)
-            kl = (v >> 1) ^ -(v & 1)
-        if kl >= 0:
-            if q + kl > end:
-                raise CorruptRecordError("record key runs past the end of the record")
-            offset = base_offset + od
-            if offset >= min_offset:
-                append((data[q:q + kl], offset))
-        p = end
-    if p != n:
-        raise CorruptRecordError("record count does not match the batch payload")
-    return out
+    return [(data[kp:kp + kl], base_offset + od)
+            for _s, _e, _a, _t, _tsd, od, kp, kl in rec.scan_records(data, count)
+            if kl >= 0 and base_offset + od >= min_offset]
 
 
-def _filter_records(data: bytes, count: int, base_offset: int, offset_map: dict,
+def _filter_records(data, count: int, base_offset: int, offset_map: dict,
                     drop_tombstones: bool):
     """Which records of one batch's payload to keep. Returns (kept, removed, tombstones,
     max_ts_delta): kept is a list of (start, end, attributes position, timestamp delta
@@ -421,107 +342,24 @@ def _filter_records(data: bytes, count: int, base_offset: int, offset_map: dict,
     removed = 0
     tombstones = False
     max_tsd = None
-    n = len(data)
-    p = 0
-    for _ in range(count):
-        start = p
-        b = data[p]
-        if b < 0x80:
-            v = b
-            p += 1
-        else:
-            c = data[p + 1]
-            if c < 0x80:
-                v = (b & 0x7F) | (c << 7)
-                p += 2
-            else:
-                v, p = _varint_raw(data, p)
-        end = p + ((v >> 1) ^ -(v & 1))
-        if end > n or end <= p:
-            raise CorruptRecordError("record length runs past the end of the batch")
-        q = p + 1
-        b = data[q]
-        if b < 0x80:
-            v = b
-            q += 1
-        else:
-            v, q = _varint_raw(data, q)
-        tsd = (v >> 1) ^ -(v & 1)
-        ts_end = q
-        b = data[q]
-        if b < 0x80:
-            od = (b >> 1) ^ -(b & 1)
-            q += 1
-        else:
-            c = data[q + 1]
-            if c < 0x80:
-                v = (b & 0x7F) | (c << 7)
-                q += 2
-            else:
-                v, q = _varint_raw(data, q)
-            od = (v >> 1) ^ -(v & 1)
-        b = data[q]
-        if b < 0x80:
-            kl = (b >> 1) ^ -(b & 1)
-            q += 1
-        else:
-            v, q = _varint_raw(data, q)
-            kl = (v >> 1) ^ -(v & 1)
+    for start, end, attr_pos, ts_end, tsd, od, kp, kl in rec.scan_records(data, count):
         if kl < 0:
             # Null key: Kafka's cleaner drops it (Cleaner.shouldRetainRecord).
             removed += 1
-            p = end
             continue
-        kq = q + kl
-        if kq >= end:
-            raise CorruptRecordError("record key runs past the end of the record")
-        found = get(data[q:kq])
+        found = get(data[kp:kp + kl])
         if found is not None and base_offset + od < found:
             removed += 1
-            p = end
             continue
-        if data[kq] == 1:  # value length -1 (zig-zag 1): a tombstone
+        if rec.is_tombstone(data, kp, kl):
             if drop_tombstones:
                 removed += 1
-                p = end
                 continue
             tombstones = True
-        append((start, end, p, ts_end, tsd))
+        append((start, end, attr_pos, ts_end, tsd))
         if max_tsd is None or tsd > max_tsd:
             max_tsd = tsd
-        p = end
-    if p != n:
-        raise CorruptRecordError("record count does not match the batch payload")
     return kept, removed, tombstones, max_tsd
-
-
-def _put_varint(out: bytearray, value: int) -> None:
-    v = (value << 1) ^ (value >> 63)
-    while v > 0x7F:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-
-
-def _build_batch(h: tuple, attributes: int, base_ts: int, max_ts: int, count: int, payload: bytes) -> bytes:
-    """A v2 batch with header fields from `h` (base offset, leader epoch, last offset
-    delta, producer id/epoch/base sequence) and the given rest; payload uncompressed."""
-    codec = attributes & rec.CODEC_MASK
-    if codec != rec.CODEC_NONE and payload:
-        payload = rec._compress(codec, payload)
-    out = bytearray(_HEADER_SIZE + len(payload))
-    _HEADER_PACK_INTO(out, 0, h[0], rec.MIN_BATCH_LENGTH + len(payload), h[2], rec.MAGIC, 0,
-                      attributes, h[6], base_ts, max_ts, h[9], h[10], h[11], count)
-    out[_HEADER_SIZE:] = payload
-    _UINT32.pack_into(out, rec.CRC_OFFSET, _crc32c(memoryview(out)[rec.ATTRIBUTES_OFFSET:]))
-    return bytes(out)
-
-
-def _empty_batch(h: tuple) -> bytes:
-    """Header only, no records (Kafka's DefaultRecordBatch.writeEmptyHeader): keeps a
-    producer's last sequence and offset range after its records were removed."""
-    attributes = h[5] & (rec.TIMESTAMP_TYPE_BIT | rec.TRANSACTIONAL_BIT)
-    return _build_batch(h, attributes, h[8], h[8], 0, b"")
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -619,12 +457,12 @@ def build_cleaned_segments(task: CleaningTask) -> CleanedLog | None:
                 if last < first_dirty or h[5] & _SKIP_VERBATIM or h[12] == 0:
                     continue
                 try:
-                    pairs = _map_records(_payload(buf, pos, h), h[12], h[0], first_dirty)
+                    pairs = _map_records(rec.batch_payload(buf, pos, h), h[12], h[0], first_dirty)
                 except (CorruptRecordError, IndexError) as exc:
                     # Records a producer sent malformed (the produce path trusts headers):
                     # the batch is copied as it is and its keys are not mapped.
-                    log.warning("cannot read the records of the batch at offset %d of %s: %s",
-                                h[0], ref.path, exc)
+                    log.warning("batch records unreadable, copied as they are",
+                                base_offset=h[0], segment=ref.path, error=str(exc))
                     continue
                 offset_map.update(pairs)
             result.map_bytes_read += ref.size
@@ -691,7 +529,7 @@ def _clean_segment(fd: int, ref: SegmentRef, out: _Output, offset_map: dict, pro
         base_ts = h[7]
         has_horizon = attributes & _HORIZON_BIT
         try:
-            data = _payload(buf, pos, h)
+            data = rec.batch_payload(buf, pos, h)
             kept, removed, tombstones, max_tsd = _filter_records(
                 data, count, h[0], offset_map, bool(has_horizon) and now_ms >= base_ts)
         except (CorruptRecordError, IndexError):
@@ -701,7 +539,7 @@ def _clean_segment(fd: int, ref: SegmentRef, out: _Output, offset_map: dict, pro
         removed_total += removed
         if not kept:
             if pid >= 0 and producer_last.get(pid) == h[0] + h[6]:
-                out.add(_empty_batch(h))
+                out.add(rec.empty_batch_like(h))
             continue
         kept_total += len(kept)
         set_horizon = tombstones and not has_horizon
@@ -721,9 +559,9 @@ def _clean_segment(fd: int, ref: SegmentRef, out: _Output, offset_map: dict, pro
             for start, end, attr_pos, ts_end, tsd in kept:
                 rec_buf.clear()
                 rec_buf.append(data[attr_pos])
-                _put_varint(rec_buf, tsd + shift)
+                rec.put_varint(rec_buf, tsd + shift)
                 rec_buf += data[ts_end:end]
-                _put_varint(body, len(rec_buf))
+                rec.put_varint(body, len(rec_buf))
                 body += rec_buf
             payload = bytes(body)
             attributes |= _HORIZON_BIT
@@ -732,7 +570,7 @@ def _clean_segment(fd: int, ref: SegmentRef, out: _Output, offset_map: dict, pro
             payload = data[kept[0][0]:kept[0][1]]
         else:
             payload = b"".join([data[k[0]:k[1]] for k in kept])
-        out.add(_build_batch(h, attributes, base_ts, max_ts, len(kept), payload))
+        out.add(rec.rebuild_batch(h, attributes, base_ts, max_ts, len(kept), payload))
     result.records_kept += kept_total
     result.records_removed += removed_total
 
@@ -859,7 +697,8 @@ def complete_swaps(dir_path: str) -> int:
         swap = _swap_path(dir_path, base)
         end = manifest.get(base)
         if end is None:
-            log.warning("%s has no entry in the cleaner swap manifest; using its last offset", swap)
+            log.warning("cleaner swap file not in the manifest, using its last offset",
+                        swap=swap)
             end = max(_end_offset_of_file(swap), base + 1)
         for b in logs:
             if base <= b < end:
@@ -890,10 +729,10 @@ def recover_interrupted_swap(dir_path: str) -> None:
             _unlink(os.path.join(dir_path, name))  # indexes are rebuilt from the log
             removed = True
     if removed:
-        log.warning("removed leftovers of an interrupted log cleaning in %s", dir_path)
+        log.warning("leftovers of an interrupted log cleaning removed", dir=dir_path)
     n = complete_swaps(dir_path)
     if n:
-        log.warning("finished %d interrupted cleaner swap(s) in %s", n, dir_path)
+        log.warning("interrupted cleaner swaps finished", swaps=n, dir=dir_path)
 
 
 # --------------------------------------------------------------------------- entry point

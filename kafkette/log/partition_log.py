@@ -40,6 +40,7 @@ from kafkette.errors import (
     KafkaStorageError,
     MessageTooLargeError,
     OffsetOutOfRangeError,
+    RecordValidationError,
 )
 from kafkette.log.segment import (
     INDEX_SUFFIX,
@@ -431,6 +432,8 @@ class PartitionLog:
                 raise InvalidRecordError(
                     f"record batch count {count} inconsistent with last offset delta {h.last_offset_delta}")
             last = offset + h.last_offset_delta
+            if config.compact and not h.is_control:
+                self._check_keys(mv, pos, h)
             # message.timestamp.before/after.max.ms (KIP-937). Kafka's
             # LogValidator checks every record's timestamp; we check the header's base
             # (first record's) and max timestamps, so a record older than the first one
@@ -489,6 +492,21 @@ class PartitionLog:
                 config.flush_ms is not None and now_ms - self._last_flush_ms >= config.flush_ms):
             self.flush(now_ms)
         return AppendResult(base_offset, offset - 1, now_ms if log_append_time else -1, self._log_start_offset)
+
+    def _check_keys(self, mv, pos: int, h) -> None:
+        """A compacted log refuses records without a key (Kafka's LogValidator
+        validateKey): the only produce-path check that reads records, so only compacted
+        topics pay for it; every bad record of the batch is named (KIP-467)."""
+        try:
+            layout = rec.scan_records(rec.batch_payload(mv, pos, h), h.records_count)
+        except CorruptRecordError as e:
+            raise InvalidRecordError(f"records of a batch for {self.topic}-{self.partition} "
+                                     f"cannot be read: {e}") from None
+        message = (f"Compacted topic cannot accept message without key in topic partition "
+                   f"{self.topic}-{self.partition}.")
+        bad = [(i, message) for i, r in enumerate(layout) if r[7] < 0]
+        if bad:
+            raise RecordValidationError(bad)
 
     def _should_roll(self, incoming_bytes: int, last_offset: int, now_ms: int) -> bool:
         seg = self.segments[-1]

@@ -74,6 +74,11 @@ NO_PARTITION_LEADER_EPOCH = -1
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 assert _HEADER.size == BATCH_HEADER_SIZE
+# The header as one struct, for readers that want its fields as a plain tuple (the
+# cleaner): base_offset, batch_length, partition_leader_epoch, magic, crc, attributes,
+# last_offset_delta, base_timestamp, max_timestamp, producer_id, producer_epoch,
+# base_sequence, records_count.
+HEADER_STRUCT = _HEADER
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
@@ -435,3 +440,141 @@ def decode_records(buf) -> list[Record]:
     for pos, header in iter_batches(mv):
         out.extend(_decode_batch(mv, pos, header))
     return out
+
+
+# --------------------------------------------------------------------------- the cleaner's view
+#
+# Compaction is the one reader of records inside the log (DESIGN.md, "The hot path"):
+# it needs each record's key and offset, and rewrites batches from the records it keeps
+# without decoding them into objects. These helpers keep that codec here, next to the
+# builder and decoder, instead of in log/. A record is
+#   length varint | attributes int8 | timestampDelta varlong | offsetDelta varint |
+#   keyLength varint | key | valueLength varint | value | headers...
+# with zig-zag varints; the loop below inlines the one- and two-byte varint cases.
+
+put_varint = _put_varint
+compress = _compress
+decompress = _decompress
+
+
+def _varint_raw(buf, p: int) -> tuple[int, int]:
+    """A varint without the zig-zag step, and the position after it."""
+    result = 0
+    shift = 0
+    while True:
+        b = buf[p]
+        p += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, p
+        shift += 7
+        if shift > 63:
+            raise CorruptRecordError("varint too long")
+
+
+def batch_payload(buf, pos: int, h: tuple) -> bytes:
+    """The records of the batch at `pos` whose HEADER_STRUCT tuple is `h`, decompressed."""
+    data = buf[pos + BATCH_HEADER_SIZE:pos + h[1] + LOG_OVERHEAD]
+    codec = h[5] & CODEC_MASK
+    if codec == CODEC_NONE:
+        return data
+    return _decompress(codec, data)
+
+
+def scan_records(data, count: int) -> list[tuple[int, int, int, int, int, int, int, int]]:
+    """The layout of each of the `count` records of an uncompressed payload:
+    (start, end, attributes position, end of the timestamp delta, timestamp delta,
+    offset delta, key position, key length (-1: null key)). Raises CorruptRecordError
+    when the records do not fill the payload exactly."""
+    try:
+        return _scan_records(data, count)
+    except IndexError as exc:
+        raise CorruptRecordError("record runs past the end of the batch") from exc
+
+
+def _scan_records(data, count: int) -> list[tuple[int, int, int, int, int, int, int, int]]:
+    out = []
+    append = out.append
+    n = len(data)
+    p = 0
+    for _ in range(count):
+        start = p
+        b = data[p]
+        if b < 0x80:
+            v = b
+            p += 1
+        else:
+            c = data[p + 1]
+            if c < 0x80:
+                v = (b & 0x7F) | (c << 7)
+                p += 2
+            else:
+                v, p = _varint_raw(data, p)
+        end = p + ((v >> 1) ^ -(v & 1))
+        if end > n or end <= p:
+            raise CorruptRecordError("record length runs past the end of the batch")
+        q = p + 1
+        b = data[q]
+        if b < 0x80:
+            v = b
+            q += 1
+        else:
+            v, q = _varint_raw(data, q)
+        tsd = (v >> 1) ^ -(v & 1)
+        ts_end = q
+        b = data[q]
+        if b < 0x80:
+            od = (b >> 1) ^ -(b & 1)
+            q += 1
+        else:
+            c = data[q + 1]
+            if c < 0x80:
+                v = (b & 0x7F) | (c << 7)
+                q += 2
+            else:
+                v, q = _varint_raw(data, q)
+            od = (v >> 1) ^ -(v & 1)
+        b = data[q]
+        if b < 0x80:
+            kl = (b >> 1) ^ -(b & 1)
+            q += 1
+        else:
+            v, q = _varint_raw(data, q)
+            kl = (v >> 1) ^ -(v & 1)
+        if kl >= 0 and q + kl >= end:
+            raise CorruptRecordError("record key runs past the end of the record")
+        append((start, end, p, ts_end, tsd, od, q, kl))
+        p = end
+    if p != n:
+        raise CorruptRecordError("record count does not match the batch payload")
+    return out
+
+
+def is_tombstone(data, key_pos: int, key_length: int) -> bool:
+    """Whether the record whose key is at `key_pos` has a null value (length -1 is
+    zig-zag 1, one byte)."""
+    return data[key_pos + max(key_length, 0)] == 1
+
+
+def rebuild_batch(h: tuple, attributes: int, base_ts: int, max_ts: int, count: int,
+                  payload: bytes) -> bytes:
+    """A v2 batch with the header fields of `h` (base offset, leader epoch, last offset
+    delta, producer id/epoch/base sequence) and the given rest; `payload` uncompressed,
+    compressed here with the codec of `attributes`. The offset range stays that of `h`
+    (Kafka keeps a cleaned batch's last offset delta, so producer state survives)."""
+    codec = attributes & CODEC_MASK
+    if codec != CODEC_NONE and payload:
+        payload = _compress(codec, payload)
+    out = bytearray(BATCH_HEADER_SIZE + len(payload))
+    _HEADER.pack_into(out, 0, h[0], MIN_BATCH_LENGTH + len(payload), h[2], MAGIC, 0,
+                      attributes, h[6], base_ts, max_ts, h[9], h[10], h[11], count)
+    out[BATCH_HEADER_SIZE:] = payload
+    _UINT32.pack_into(out, CRC_OFFSET, _crc32c(memoryview(out)[ATTRIBUTES_OFFSET:]))
+    return bytes(out)
+
+
+def empty_batch_like(h: tuple) -> bytes:
+    """Header only, no records (Kafka's DefaultRecordBatch.writeEmptyHeader): keeps a
+    producer's last sequence and offset range after its records were removed."""
+    attributes = h[5] & (TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT)
+    return rebuild_batch(h, attributes, h[8], h[8], 0, b"")

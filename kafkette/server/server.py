@@ -5,6 +5,10 @@ port before it is advertised), then open the broker's state, then accept.
 Shutdown (SIGTERM/SIGINT, or `stop()`): stop accepting, wake waiting fetches,
 let each connection finish the request it is on (bounded wait), close the sockets,
 then flush and close every log file.
+
+A controller-only node (process.roles=controller) binds no client listener: it serves
+only its controller listener (its controller.quorum.voters address, opened by the Raft
+quorum), where Kafka's controllers also answer ApiVersions but no produce or fetch.
 """
 from __future__ import annotations
 
@@ -43,8 +47,9 @@ class KafkaServer:
     async def start(self) -> None:
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
+        controller_only = not self.config.is_broker
         # Bind first: the real ports must be known before they are advertised.
-        for lst in self.config.listeners:
+        for lst in ([] if controller_only else self.config.listeners):
             sock = socket.create_server((lst.host or "0.0.0.0", lst.port), reuse_port=False,
                                         backlog=1024)
             sock.setblocking(False)
@@ -60,19 +65,23 @@ class KafkaServer:
             if host in ("", "0.0.0.0", "::"):
                 host = "localhost"
             advertised[lst.name] = (host, adv_port)
+        if controller_only:
+            me = next(v for v in self.config.controller_quorum_voters
+                      if v.node_id == self.config.node_id)
+            advertised = {"CONTROLLER": (me.host, me.port)}
         self.broker = Broker(self.config, advertised, self.clock)
         # Cluster mode: join the quorum and register with the active controller, then
         # wait until this broker has caught up with the metadata log before the client
         # listeners accept (as a KRaft broker does): a client that connects earlier
         # waits in the listen backlog instead of getting a partial Metadata answer.
         await self.broker.start_cluster()
-        if self.broker.cluster is not None:
+        if self.broker.cluster is not None and not controller_only:
             await self.broker.cluster.caught_up.wait()
         # Retention, the log cleaner and flush.ms, on this event loop.
         self.maintenance = LogMaintenance(self.broker)
         self.maintenance.start()
         self.broker.replica_manager.start()
-        if "__consumer_offsets" in self.broker.image.topics:
+        if "__consumer_offsets" in self.broker.image.topics and not controller_only:
             # Replay committed offsets and groups now rather than on the first group
             # request, so that offset expiry and session timers run from the start.
             self.broker.group_coordinator_ready()
@@ -93,7 +102,11 @@ class KafkaServer:
             host, port = sock.getsockname()[:2]
             log.info("listener started", listener=lst.name, host=host, port=port,
                      advertised=f"{advertised[lst.name][0]}:{advertised[lst.name][1]}")
-        log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1))
+        if controller_only:
+            host, port = self.broker.cluster.quorum.voters[self.config.node_id]
+            log.info("controller listener only (process.roles=controller)", host=host, port=port)
+        log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1),
+                 process_roles=",".join(self.config.process_roles))
 
     def request_stop(self) -> None:
         if not self._stopping:

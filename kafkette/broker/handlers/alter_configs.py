@@ -27,7 +27,7 @@ import re
 from collections import Counter
 
 from kafkette.broker.handlers.common import error_of
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.config import LIST, TOPIC_CONFIGS, BROKER_CONFIGS
 from kafkette.errors import InvalidConfigError, InvalidRequestError, KafkaError
 from kafkette.protocol.messages import AlterConfigsResponse
@@ -171,7 +171,16 @@ async def alter_all(broker, resources, ops_of, *, validate_only: bool, increment
     return results
 
 
-@handler(33, 0, 2)
+def _error_response(request, code, ctx, message=None):
+    R = AlterConfigsResponse.AlterConfigsResourceResponse
+    return AlterConfigsResponse(responses=[
+        R(error_code=code, error_message=message, resource_type=r.resource_type,
+          resource_name=r.resource_name) for r in request.resources])
+
+
+# Sent to the active controller by the broker that receives it (broker/cluster.py); the
+# error response is what the client gets when no controller could serve it.
+@handler(33, 0, 2, route=ROUTE_CONTROLLER, error_response=_error_response)
 async def handle(ctx, request):
     results = await alter_all(
         ctx.broker, request.resources,

@@ -31,3 +31,17 @@ def leader_endpoints(ctx, node_ids, endpoint_cls) -> list:
             continue
         out.append(endpoint_cls(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack))
     return out
+
+
+def client_controller_id(image) -> int:
+    """The controller id a client is given (Metadata, DescribeCluster). With dedicated
+    controllers (process.roles=controller) the active controller is no broker, and a
+    client cannot reach it (it opens no client listener): name the lowest-id live broker
+    instead, which forwards admin requests to the controller. Kafka names a random
+    alive broker in KRaft mode for the same reason (KIP-590); the lowest id keeps every
+    broker's answer the same. -1 when there is no active controller or no live broker."""
+    c = image.controller_id
+    if c < 0 or c in image.brokers:
+        return c
+    live = sorted(b.node_id for b in image.brokers.values() if not b.fenced)
+    return live[0] if live else -1

@@ -10,14 +10,21 @@ assignments: INVALID_REPLICA_ASSIGNMENT).
 from collections import Counter
 
 from kafkette.broker.handlers.common import error_of
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import CreatePartitionsResponse
 
 Result = CreatePartitionsResponse.CreatePartitionsTopicResult
 
 
-@handler(37, 0, 3)
+def _error_response(request, code, ctx, message=None):
+    return CreatePartitionsResponse(results=[
+        Result(name=t.name, error_code=code, error_message=message) for t in request.topics])
+
+
+# Sent to the active controller by the broker that receives it (broker/cluster.py); the
+# error response is what the client gets when no controller could serve it.
+@handler(37, 0, 3, route=ROUTE_CONTROLLER, error_response=_error_response)
 async def handle(ctx, request):
     controller = ctx.broker.controller
     counts = Counter(t.name for t in request.topics)

@@ -18,7 +18,7 @@ from collections import Counter
 
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.handlers.describe_configs import topic_config_entries
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.config import describe_topic_configs
 from kafkette.errors import ErrorCode, KafkaError
 from kafkette.logging import get_logger
@@ -29,7 +29,15 @@ Result = CreateTopicsResponse.CreatableTopicResult
 ConfigResult = CreateTopicsResponse.CreatableTopicResult.CreatableTopicConfigs
 
 
-@handler(19, 2, 7)
+def _error_response(request, code, ctx, message=None):
+    return CreateTopicsResponse(topics=[
+        Result(name=t.name, error_code=code, error_message=message, num_partitions=-1,
+               replication_factor=-1, configs=None) for t in request.topics])
+
+
+# Sent to the active controller by the broker that receives it (broker/cluster.py); the
+# error response is what the client gets when no controller could serve it.
+@handler(19, 2, 7, route=ROUTE_CONTROLLER, error_response=_error_response)
 async def handle(ctx, request):
     broker = ctx.broker
     controller = broker.controller

@@ -2,13 +2,32 @@
 otherwise); their committed offsets go with them (tombstones in
 `__consumer_offsets`). GROUP_ID_NOT_FOUND for unknown groups."""
 from kafkette.broker.handlers.groups import ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import DeleteGroupsResponse
 
 Result = DeleteGroupsResponse.DeletableGroupResult
 
 
-@handler(42, 0, 2)
+def _group_ids(ctx, request):
+    return list(request.groups_names)
+
+
+def _error_response(request, code, ctx, message=None):
+    return DeleteGroupsResponse(results=[Result(group_id=g, error_code=code)
+                                         for g in request.groups_names])
+
+
+def _per_group_response(ctx, request, handle, codes):
+    """Serve the groups this node coordinates, answer the others per group (as KafkaApis)."""
+    ids = list(request.groups_names)
+    request.groups_names = [g for g in ids if not codes[g]]
+    got = {r.group_id: r for r in (handle(ctx, request).results if request.groups_names else [])}
+    return DeleteGroupsResponse(results=[got.get(g) or Result(group_id=g, error_code=codes[g])
+                                         for g in ids])
+
+
+@handler(42, 0, 2, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         per_group_response=_per_group_response, error_response=_error_response)
 def handle(ctx, request):
     codes = ensure_coordinator(ctx).delete_groups(list(request.groups_names))
     return DeleteGroupsResponse(results=[Result(group_id=g, error_code=codes[g])

@@ -7,7 +7,7 @@ renames them with a `-delete` suffix and deletes them later). With
 import uuid
 
 from kafkette.broker.handlers.common import error_of
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import DeleteTopicsResponse
 
@@ -15,7 +15,18 @@ Result = DeleteTopicsResponse.DeletableTopicResult
 ZERO = uuid.UUID(int=0)
 
 
-@handler(20, 1, 6)
+def _error_response(request, code, ctx, message=None):
+    if request.topics:   # v6+: by name or id
+        return DeleteTopicsResponse(responses=[
+            Result(name=t.name, topic_id=t.topic_id, error_code=code, error_message=message)
+            for t in request.topics])
+    return DeleteTopicsResponse(responses=[
+        Result(name=n, error_code=code, error_message=message) for n in request.topic_names])
+
+
+# Sent to the active controller by the broker that receives it (broker/cluster.py); the
+# error response is what the client gets when no controller could serve it.
+@handler(20, 1, 6, route=ROUTE_CONTROLLER, error_response=_error_response)
 async def handle(ctx, request):
     broker = ctx.broker
     if ctx.api_version >= 6:

@@ -1,10 +1,15 @@
 """DescribeCluster (key 60), versions 0-1: cluster id, controller id, brokers.
 
 endpoint_type 2 (controllers, KIP-919) is answered with UNSUPPORTED_ENDPOINT_TYPE:
-kafkette's controllers share the broker listeners. Authorized operations are all
+controllers are reached through the brokers (forwarding). With dedicated controllers
+the controller id is a live broker's (see common.client_controller_id). Authorized operations are all
 allowed (no ACLs yet).
 """
-from kafkette.broker.handlers.common import CLUSTER_AUTHORIZED_OPERATIONS, NO_OPERATIONS
+from kafkette.broker.handlers.common import (
+    CLUSTER_AUTHORIZED_OPERATIONS,
+    NO_OPERATIONS,
+    client_controller_id,
+)
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import DescribeClusterResponse
@@ -22,7 +27,7 @@ def handle(ctx, request):
         for b in sorted(image.brokers.values(), key=lambda b: b.node_id) if not b.fenced]
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE, endpoint_type=1, cluster_id=image.cluster_id,
-        controller_id=image.controller_id, brokers=brokers,
+        controller_id=client_controller_id(image), brokers=brokers,
         cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS
                                        if request.include_cluster_authorized_operations
                                        else NO_OPERATIONS))

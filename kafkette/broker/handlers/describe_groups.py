@@ -3,7 +3,7 @@ metadata and assignments. An unknown group is described as state "Dead" with no
 error, as Kafka does before v6."""
 from kafkette.broker.handlers.common import NO_OPERATIONS
 from kafkette.broker.handlers.groups import ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import DescribeGroupsResponse
 
 Described = DescribeGroupsResponse.DescribedGroup
@@ -12,7 +12,29 @@ Member = Described.DescribedGroupMember
 GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 8) | (1 << 6)
 
 
-@handler(15, 0, 5)
+def _group_ids(ctx, request):
+    return list(request.groups)
+
+
+def _failed(group_id, code):
+    return Described(error_code=code, group_id=group_id, group_state="", protocol_type="",
+                     protocol_data="", members=[])
+
+
+def _error_response(request, code, ctx, message=None):
+    return DescribeGroupsResponse(groups=[_failed(g, code) for g in request.groups])
+
+
+def _per_group_response(ctx, request, handle, codes):
+    """Serve the groups this node coordinates, answer the others per group (as KafkaApis)."""
+    ids = list(request.groups)
+    request.groups = [g for g in ids if not codes[g]]
+    got = {d.group_id: d for d in (handle(ctx, request).groups if request.groups else [])}
+    return DescribeGroupsResponse(groups=[got.get(g) or _failed(g, codes[g]) for g in ids])
+
+
+@handler(15, 0, 5, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         per_group_response=_per_group_response, error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
     groups = []

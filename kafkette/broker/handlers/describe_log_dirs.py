@@ -3,9 +3,12 @@ request closes the connection, since its response has no error field to refuse i
 
 kafkette has one log directory (the first of log.dirs): one result, error NONE, its
 absolute path, and for each hosted partition asked for (null topics = all) its size
-in bytes (the sum of its segment files), offset_lag 0 (no replica of this broker is
-behind: there are no future replicas, as there is no AlterReplicaLogDirs) and
-is_future_key false. v4+ adds the file system's total and usable bytes (os.statvfs;
+in bytes (the sum of its segment files), offset_lag as Kafka's
+ReplicaManager.getLogEndOffsetLag computes it for a current replica (the high watermark
+minus the log end offset, at least 0: a follower's log end never trails its own high
+watermark, so this is 0 unless its log was cut below it) and is_future_key false
+(there are no future replicas, as there is no AlterReplicaLogDirs). Each broker
+answers for the replicas it hosts, leaders and followers alike. v4+ adds the file system's total and usable bytes (os.statvfs;
 Kafka's FileStore getTotalSpace / getUsableSpace). Topics or partitions this broker
 does not host are left out, as Kafka does. The metadata log (__cluster_metadata) is
 not a partition and is not listed, as in Kafka where it lives in metadata.log.dir.
@@ -34,7 +37,8 @@ def handle(ctx, request):
         if wanted is not None and index not in wanted.get(topic, ()):
             continue
         by_topic.setdefault(topic, []).append(Partition(
-            partition_index=index, partition_size=part.log.size_bytes, offset_lag=0,
+            partition_index=index, partition_size=part.log.size_bytes,
+            offset_lag=max(part.high_watermark - part.log_end_offset, 0),
             is_future_key=False))
     log_dir = os.path.abspath(broker.data_dir)
     st = os.statvfs(log_dir)

@@ -12,7 +12,7 @@ In a cluster it is forwarded to the active controller like CreateTopics
 (broker/cluster.py FORWARDED_APIS). Not done: ACLs (Kafka needs ALTER on CLUSTER).
 """
 from kafkette.broker.handlers.common import error_of
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.errors import KafkaError
 from kafkette.protocol.messages import ElectLeadersResponse
 
@@ -20,7 +20,7 @@ Result = ElectLeadersResponse.ReplicaElectionResult
 PartitionResult = ElectLeadersResponse.ReplicaElectionResult.PartitionResult
 
 
-def error_response(request, code: int, message: str | None) -> ElectLeadersResponse:
+def error_response(request, code: int, ctx=None, message: str | None = None) -> ElectLeadersResponse:
     """Every partition asked for fails with `code` (Kafka's getErrorResponse)."""
     return ElectLeadersResponse(error_code=code, replica_election_results=[
         Result(topic=t.topic, partition_result=[
@@ -29,7 +29,9 @@ def error_response(request, code: int, message: str | None) -> ElectLeadersRespo
         for t in request.topic_partitions or []])
 
 
-@handler(43, 0, 2)
+# Sent to the active controller by the broker that receives it (broker/cluster.py); the
+# error response is what the client gets when no controller could serve it.
+@handler(43, 0, 2, route=ROUTE_CONTROLLER, error_response=error_response)
 async def handle(ctx, request):
     wanted = None
     if request.topic_partitions is not None:
@@ -40,7 +42,8 @@ async def handle(ctx, request):
     try:
         results = await ctx.broker.controller.elect_leaders(election_type, wanted)
     except KafkaError as e:
-        return error_response(request, *error_of(e))
+        code, message = error_of(e)
+        return error_response(request, code, ctx, message)
     return ElectLeadersResponse(error_code=0, replica_election_results=[
         Result(topic=topic, partition_result=[
             PartitionResult(partition_id=p, error_code=code, error_message=message)

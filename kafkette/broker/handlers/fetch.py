@@ -28,7 +28,7 @@ handed to the transport with writelines; nothing is decoded or re-encoded.
 import inspect
 
 from kafkette.broker.handlers.common import leader_endpoints
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import PartitionScope, handler
 from kafkette.broker.replica_manager import FetchParams, FetchPartition
 from kafkette.protocol.messages import FetchResponse
 
@@ -42,20 +42,62 @@ def _replica_id(request, version: int) -> int:
     return request.replica_id
 
 
-@handler(1, 4, 17)
+def _topic_name(ctx, t):
+    # Fetch v13+ names topics by id (KIP-516).
+    if ctx.api_version >= 13:
+        return ctx.broker.image.topics_by_id.get(t.topic_id)
+    return t.topic
+
+
+def _part_error(index, code):
+    return PartData(partition_index=index, error_code=code, high_watermark=-1,
+                    last_stable_offset=-1, log_start_offset=-1, aborted_transactions=None,
+                    records=b"")
+
+
+def _answer_now(request):
+    request.min_bytes = 0
+
+
+# Partition by partition, for fault rules that fail some partitions (broker/faults.py).
+# A fetch with a partition error is answered at once, as Kafka does.
+SCOPE = PartitionScope(
+    request_topics="topics", request_partitions="partitions", request_index="partition",
+    response_topics="responses", response_partitions="partitions",
+    topic_name=_topic_name,
+    topic_key=lambda ctx, t: t.topic_id if ctx.api_version >= 13 else t.topic,
+    partition_error=_part_error,
+    topic_response=lambda t, parts: TopicResp(topic=t.topic, topic_id=t.topic_id,
+                                              partitions=parts),
+    empty_response=lambda: FetchResponse(error_code=0, session_id=0, responses=[]),
+    answer_now=_answer_now)
+
+
+def _touches(ctx, request):
+    return [(_topic_name(ctx, t), p.partition) for t in request.topics for p in t.partitions]
+
+
+def _error_response(request, code, ctx, message=None):
+    # The error goes on the partitions; the top-level error code stays 0 (Kafka's
+    # FetchRequest.getErrorResponse sets both; clients read the partition's).
+    return FetchResponse(error_code=0, session_id=0, responses=[
+        TopicResp(topic=t.topic, topic_id=t.topic_id,
+                  partitions=[_part_error(p.partition, code) for p in t.partitions])
+        for t in request.topics])
+
+
+@handler(1, 4, 17, error_response=_error_response, touches=_touches,
+         partition_scope=SCOPE)
 def handle(ctx, request):
     v = ctx.api_version
-    if v >= 13:
-        by_id = ctx.broker.image.topics_by_id
-        names = [by_id.get(t.topic_id) for t in request.topics]
-    else:
-        names = [t.topic for t in request.topics]
+    names = [_topic_name(ctx, t) for t in request.topics]
     params = FetchParams(replica_id=_replica_id(request, v), max_wait_ms=request.max_wait_ms,
                          min_bytes=request.min_bytes, max_bytes=request.max_bytes,
                          isolation_level=request.isolation_level,
                          rack_id=(request.rack_id or "") if v >= 11 else None)
     wanted = [FetchPartition(name, p.partition, p.fetch_offset, p.partition_max_bytes,
-                             p.current_leader_epoch, p.last_fetched_epoch)
+                             p.current_leader_epoch, p.last_fetched_epoch,
+                             p.log_start_offset)
               for t, name in zip(request.topics, names) for p in t.partitions]
     results = ctx.broker.replica_manager.fetch_messages(params, wanted)
     if inspect.isawaitable(results):

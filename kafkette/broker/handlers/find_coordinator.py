@@ -48,7 +48,16 @@ def _lookup(ctx, key: str, key_type: int):
     return ErrorCode.INVALID_REQUEST, f"unsupported key type {key_type}", -1, "", -1
 
 
-@handler(10, 0, 6)
+def _error_response(request, code, ctx, message=None):
+    C = FindCoordinatorResponse.Coordinator
+    return FindCoordinatorResponse(error_code=code, error_message=message, node_id=-1,
+                                   host="", port=-1,
+                                   coordinators=[C(key=k, node_id=-1, host="", port=-1,
+                                                   error_code=code, error_message=message)
+                                                 for k in (request.coordinator_keys or [])])
+
+
+@handler(10, 0, 6, error_response=_error_response)
 def handle(ctx, request):
     if ctx.api_version >= 4:
         coordinators = []

@@ -1,5 +1,13 @@
-"""Shared by the group handlers: the coordinator lookup and delayed answers."""
+"""Shared by the group handlers: the coordinator lookup, delayed answers, and waiting
+for the group's writes to `__consumer_offsets` to reach the in-sync replicas."""
 import asyncio
+
+from kafkette.errors import ErrorCode
+
+# Kafka's offset.commit.timeout.ms default: how long an answer waits for replication.
+REPLICATION_TIMEOUT_MS = 5000
+# Append errors as Kafka's GroupMetadataManager maps them for a group's answers.
+_APPEND_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR}
 
 
 def ensure_coordinator(ctx):
@@ -17,3 +25,21 @@ def delayed_response():
             fut.set_result(result)
 
     return fut, respond
+
+
+def await_group_replication(coordinator, group_id: str):
+    """None when the group's last write is replicated already (or the store does not
+    replicate), else an awaitable of the error code the answer carries: 0 once the ISR
+    has it, else COORDINATOR_NOT_AVAILABLE (NOT_COORDINATOR when the leadership moved),
+    as Kafka's coordinator maps a failed acks=all append of its own."""
+    store = coordinator.store
+    if not hasattr(store, "await_replication"):
+        return None
+    waiting = store.await_replication(group_id, REPLICATION_TIMEOUT_MS)
+    if waiting is None:
+        return None
+
+    async def code():
+        c = await waiting
+        return _APPEND_ERRORS.get(c, ErrorCode.COORDINATOR_NOT_AVAILABLE) if c else 0
+    return code()

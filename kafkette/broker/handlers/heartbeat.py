@@ -1,11 +1,20 @@
 """Heartbeat (key 12), versions 0-4. REBALANCE_IN_PROGRESS tells a member to rejoin;
 every heartbeat pushes the member's session expiry forward."""
 from kafkette.broker.handlers.groups import ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import HeartbeatResponse
 
 
-@handler(12, 0, 4)
+def _group_ids(ctx, request):
+    return [request.group_id]
+
+
+def _error_response(request, code, ctx, message=None):
+    return HeartbeatResponse(error_code=code)
+
+
+@handler(12, 0, 4, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         error_response=_error_response)
 def handle(ctx, request):
     code = ensure_coordinator(ctx).heartbeat(
         request.group_id, request.generation_id, request.member_id,

@@ -10,11 +10,20 @@ their values. BROKER_LOGGER resources (KIP-412 log levels) are refused with
 INVALID_REQUEST: kafkette's log level is process-wide (KAFKETTE_LOG_LEVEL).
 """
 from kafkette.broker.handlers.alter_configs import alter_all
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.protocol.messages import IncrementalAlterConfigsResponse
 
 
-@handler(44, 0, 1)
+def _error_response(request, code, ctx, message=None):
+    R = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+    return IncrementalAlterConfigsResponse(responses=[
+        R(error_code=code, error_message=message, resource_type=r.resource_type,
+          resource_name=r.resource_name) for r in request.resources])
+
+
+# Sent to the active controller by the broker that receives it (broker/cluster.py); the
+# error response is what the client gets when no controller could serve it.
+@handler(44, 0, 1, route=ROUTE_CONTROLLER, error_response=_error_response)
 async def handle(ctx, request):
     results = await alter_all(
         ctx.broker, request.resources,

@@ -23,7 +23,11 @@ from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import InitProducerIdResponse
 
 
-@handler(22, 0, 5)
+def _error_response(request, code, ctx, message=None):
+    return InitProducerIdResponse(error_code=code, producer_id=-1, producer_epoch=-1)
+
+
+@handler(22, 0, 5, error_response=_error_response)
 def handle(ctx, request):
     if request.transactional_id == "":
         # Kafka: an empty transactional id is invalid (clients send null instead).

@@ -13,13 +13,26 @@ skip_assignment (always false here: no server-side assignors). JoinGroup v0/v1 a
 kept: Kafka 4.0.0 dropped them and re-added them in 4.0.1 (KAFKA-19444).
 """
 from kafkette.broker.handlers.groups import delayed_response, ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import JoinGroupResponse
 
 Member = JoinGroupResponse.JoinGroupResponseMember
 
 
-@handler(11, 0, 9)
+def _group_ids(ctx, request):
+    return [request.group_id]
+
+
+def _error_response(request, code, ctx, message=None):
+    # protocol_name is nullable from v7 only (Kafka's JoinGroupRequest.getErrorResponse).
+    nullable = ctx is not None and ctx.api_version >= 7
+    return JoinGroupResponse(error_code=code, generation_id=-1,
+                             protocol_name=None if nullable else "",
+                             leader="", member_id=request.member_id or "", members=[])
+
+
+@handler(11, 0, 9, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
     version = ctx.api_version

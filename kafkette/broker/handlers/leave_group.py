@@ -1,13 +1,22 @@
 """LeaveGroup (key 13), versions 0-5. v0-2 name one member; v3+ a batch of members
 by member id and/or group.instance.id (KIP-345), each with its own error."""
 from kafkette.broker.handlers.groups import ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import LeaveGroupResponse
 
 MemberResponse = LeaveGroupResponse.MemberResponse
 
 
-@handler(13, 0, 5)
+def _group_ids(ctx, request):
+    return [request.group_id]
+
+
+def _error_response(request, code, ctx, message=None):
+    return LeaveGroupResponse(error_code=code, members=[])
+
+
+@handler(13, 0, 5, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
     if ctx.api_version < 3:

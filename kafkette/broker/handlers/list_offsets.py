@@ -7,7 +7,7 @@ earliest without tiered storage); any other value: the first offset whose timest
 is >= it, found with the time index; none → offset -1, timestamp -1 (as Kafka).
 """
 from kafkette.broker.handlers.common import error_of
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import PartitionScope, handler
 from kafkette.errors import KafkaError
 from kafkette.protocol.messages import ListOffsetsResponse
 
@@ -15,7 +15,34 @@ TopicResp = ListOffsetsResponse.ListOffsetsTopicResponse
 PartResp = ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse
 
 
-@handler(2, 1, 9)
+def _part_error(index, code):
+    return PartResp(partition_index=index, error_code=code, timestamp=-1, offset=-1,
+                    leader_epoch=-1)
+
+
+# Partition by partition, for fault rules that fail some partitions (broker/faults.py).
+SCOPE = PartitionScope(
+    request_topics="topics", request_partitions="partitions", request_index="partition_index",
+    response_topics="topics", response_partitions="partitions",
+    topic_name=lambda ctx, t: t.name, topic_key=lambda ctx, t: t.name,
+    partition_error=_part_error,
+    topic_response=lambda t, parts: TopicResp(name=t.name, partitions=parts),
+    empty_response=lambda: ListOffsetsResponse(topics=[]))
+
+
+def _touches(ctx, request):
+    return [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
+
+
+def _error_response(request, code, ctx, message=None):
+    return ListOffsetsResponse(topics=[
+        TopicResp(name=t.name, partitions=[_part_error(p.partition_index, code)
+                                           for p in t.partitions])
+        for t in request.topics])
+
+
+@handler(2, 1, 9, error_response=_error_response, touches=_touches,
+         partition_scope=SCOPE)
 def handle(ctx, request):
     rm = ctx.broker.replica_manager
     topics = []

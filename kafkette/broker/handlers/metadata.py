@@ -18,6 +18,7 @@ from kafkette.broker.handlers.common import (
     CLUSTER_AUTHORIZED_OPERATIONS,
     NO_OPERATIONS,
     TOPIC_AUTHORIZED_OPERATIONS,
+    client_controller_id,
     error_of,
 )
 from kafkette.broker.registry import handler
@@ -67,7 +68,28 @@ def _auto_create(broker, name: str) -> bool:
     return True
 
 
-@handler(3, 0, 12)
+def _touches(ctx, request):
+    if request.topics is None:
+        return [(name, None) for name in ctx.broker.image.topics]
+    return [(t.name, None) for t in request.topics]
+
+
+def _mark_faults(resp, unavailable: set, error_code: int, error_scope):
+    """Injected faults (broker/faults.py) show per topic: the handler answers and the
+    matching topics get the error code (brokers and cluster id stay, so clients keep
+    their bootstrap); a partition without a leader shows leader -1 with
+    LEADER_NOT_AVAILABLE, as while Kafka elects a new leader."""
+    for t in resp.topics:
+        if error_code and (error_scope is None or error_scope.covers(t.name, None)):
+            t.error_code = error_code
+        for p in t.partitions:
+            if (t.name, p.partition_index) in unavailable:
+                p.leader_id = -1
+                p.error_code = ErrorCode.LEADER_NOT_AVAILABLE
+    return resp
+
+
+@handler(3, 0, 12, touches=_touches, mark_faults=_mark_faults)
 def handle(ctx, request):
     broker = ctx.broker
     version = ctx.api_version
@@ -135,7 +157,7 @@ def handle(ctx, request):
         brokers.append(MetadataResponse.MetadataResponseBroker(
             node_id=b.node_id, host=host, port=port, rack=b.rack))
     return MetadataResponse(
-        brokers=brokers, cluster_id=image.cluster_id, controller_id=image.controller_id,
+        brokers=brokers, cluster_id=image.cluster_id, controller_id=client_controller_id(image),
         topics=topics,
         cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS
                                        if request.include_cluster_authorized_operations

@@ -13,8 +13,8 @@ offset already (Kafka applies it only after the append succeeds). The metadata s
 through OffsetFetch. retention_time_ms (v2-4) is ignored, as Kafka does since 2.1
 (KIP-211): offsets.retention.minutes applies.
 """
-from kafkette.broker.handlers.groups import ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.handlers.groups import await_group_replication, ensure_coordinator
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.coordinator.group_coordinator import OffsetCommit
 from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import OffsetCommitResponse
@@ -23,7 +23,24 @@ TopicResp = OffsetCommitResponse.OffsetCommitResponseTopic
 PartResp = TopicResp.OffsetCommitResponsePartition
 
 
-@handler(8, 2, 9)
+def _group_ids(ctx, request):
+    return [request.group_id]
+
+
+def _touches(ctx, request):
+    return [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
+
+
+def _error_response(request, code, ctx, message=None):
+    return OffsetCommitResponse(topics=[
+        TopicResp(name=t.name, partitions=[PartResp(partition_index=p.partition_index,
+                                                    error_code=code)
+                                           for p in t.partitions])
+        for t in request.topics])
+
+
+@handler(8, 2, 9, route=ROUTE_COORDINATOR, group_ids=_group_ids, touches=_touches,
+         error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
     image = ctx.broker.image
@@ -47,27 +64,18 @@ def handle(ctx, request):
             request.group_id, request.generation_id_or_member_epoch, request.member_id,
             request.group_instance_id if ctx.api_version >= 7 else None, offsets))
         if any(codes.get(tp) == ErrorCode.NONE for tp in offsets):
-            store = coordinator.store
-            if hasattr(store, "await_replication"):
-                waiting = store.await_replication(request.group_id, REPLICATION_TIMEOUT_MS)
+            waiting = await_group_replication(coordinator, request.group_id)
     if waiting is not None:
         return _after_replication(request, codes, offsets, waiting)
     return _response(request, codes)
 
 
-# Kafka's offset.commit.timeout.ms default.
-REPLICATION_TIMEOUT_MS = 5000
-# Append errors as Kafka's GroupMetadataManager maps them for a commit's answer.
-_COMMIT_ERRORS = {ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR}
-
-
 async def _after_replication(request, codes, offsets, waiting):
     code = await waiting
     if code:
-        mapped = _COMMIT_ERRORS.get(code, ErrorCode.COORDINATOR_NOT_AVAILABLE)
         for tp in offsets:
             if codes.get(tp) == ErrorCode.NONE:
-                codes[tp] = mapped
+                codes[tp] = code
     return _response(request, codes)
 
 

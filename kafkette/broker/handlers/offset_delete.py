@@ -2,14 +2,23 @@
 for partitions it is not subscribed to (GROUP_SUBSCRIBED_TO_TOPIC otherwise);
 GROUP_ID_NOT_FOUND for an unknown group."""
 from kafkette.broker.handlers.groups import ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import OffsetDeleteResponse
 
 Topic = OffsetDeleteResponse.OffsetDeleteResponseTopic
 Part = Topic.OffsetDeleteResponsePartition
 
 
-@handler(47, 0, 0)
+def _group_ids(ctx, request):
+    return [request.group_id]
+
+
+def _error_response(request, code, ctx, message=None):
+    return OffsetDeleteResponse(error_code=code, topics=[])
+
+
+@handler(47, 0, 0, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         error_response=_error_response)
 def handle(ctx, request):
     wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
     code, codes = ensure_coordinator(ctx).delete_offsets(request.group_id, wanted)

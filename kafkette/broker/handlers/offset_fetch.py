@@ -7,7 +7,7 @@ effect until transactional offset commits exist (nothing is ever pending).
 """
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.handlers.groups import ensure_coordinator
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.errors import KafkaError
 from kafkette.protocol.messages import OffsetFetchResponse
 
@@ -37,7 +37,48 @@ def _fetch(coordinator, group_id, topics):
     return code, list(by_topic.items())
 
 
-@handler(9, 1, 9)
+def _group_ids(ctx, request):
+    if ctx.api_version >= 8:   # several groups per request (KIP-709)
+        return [g.group_id for g in request.groups]
+    return [request.group_id]
+
+
+def _per_group_response(ctx, request, handle, codes):
+    """v8+: serve the groups this node coordinates, answer the others per group."""
+    if ctx.api_version < 8:
+        return None
+    ours = [g for g in request.groups if not codes[g.group_id]]
+    served = {}
+    if ours:
+        request.groups = ours
+        served = {g.group_id: g for g in handle(ctx, request).groups}
+    return OffsetFetchResponse(error_code=0, groups=[
+        served.get(g) or Group(group_id=g, error_code=codes[g], topics=[]) for g in codes])
+
+
+def _touches(ctx, request):
+    topic_lists = [request.topics or []] + [g.topics or [] for g in (request.groups or [])]
+    return [(t.name, p) for ts in topic_lists for t in ts for p in t.partition_indexes]
+
+
+def _error_response(request, code, ctx, message=None):
+    def part(cls, i):
+        return cls(partition_index=i, committed_offset=-1, committed_leader_epoch=-1,
+                   metadata="", error_code=code)
+    if request.groups:   # v8+: one entry per group
+        return OffsetFetchResponse(error_code=code, groups=[
+            Group(group_id=g.group_id, error_code=code, topics=[
+                GTopic(name=t.name, partitions=[part(GPart, i) for i in t.partition_indexes])
+                for t in (g.topics or [])])
+            for g in request.groups])
+    return OffsetFetchResponse(error_code=code, topics=[
+        Topic(name=t.name, partitions=[part(Part, i) for i in t.partition_indexes])
+        for t in (request.topics or [])])
+
+
+@handler(9, 1, 9, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         per_group_response=_per_group_response, touches=_touches,
+         error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
     if ctx.api_version >= 8:

@@ -17,6 +17,12 @@ request's timeout_ms, NOT_ENOUGH_REPLICAS before appending when the ISR is small
 min.insync.replicas, NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank meanwhile);
 anything else → INVALID_REQUIRED_ACKS. Transactional produce comes with a later issue.
 
+Compacted topics refuse records without a key, as Kafka's LogValidator does:
+INVALID_RECORD with KIP-467 record_errors (each bad record's index in the batch and
+Kafka's message) and Kafka's summary as error_message, so clients fail exactly those
+records. It is the one produce-path check that reads records (PartitionLog.append);
+topics that are not compacted keep the bytes-only path.
+
 Idempotent producers (KIP-98; rules in kafkette.log.producer_state, checked on the
 batch header by PartitionLog.append): a retry of one of the producer's last five
 batches is answered with error NONE and the ORIGINAL base offset (Kafka >= 1.0; the old
@@ -30,7 +36,7 @@ return -1 there (the original append time for LogAppendTime topics).
 import inspect
 
 from kafkette.broker.handlers.common import error_of, leader_endpoints
-from kafkette.broker.registry import handler
+from kafkette.broker.registry import PartitionScope, handler
 from kafkette.broker.replica_manager import ProduceResult
 from kafkette.errors import ErrorCode, InvalidRecordError, KafkaError
 from kafkette.logging import get_logger
@@ -48,10 +54,11 @@ _LOGGED_ERRORS = frozenset({
 })
 
 
-def _error_response(request, error_code, ctx):
+def _error_response(request, error_code, ctx, message=None):
     return ProduceResponse(responses=[
         TopicResp(name=t.name, partition_responses=[
-            PartResp(index=p.index, error_code=error_code, base_offset=-1)
+            PartResp(index=p.index, error_code=error_code, base_offset=-1,
+                     log_append_time_ms=-1, log_start_offset=-1)
             for p in t.partition_data])
         for t in request.topic_data])
 
@@ -74,7 +81,24 @@ def _check_one_batch(records, version: int) -> None:
                 "one record batch per partition")
 
 
-@handler(0, 3, 11, advertised_min_version=0, error_response=_error_response)
+# Partition by partition, for fault rules that fail some partitions (broker/faults.py).
+SCOPE = PartitionScope(
+    request_topics="topic_data", request_partitions="partition_data", request_index="index",
+    response_topics="responses", response_partitions="partition_responses",
+    topic_name=lambda ctx, t: t.name, topic_key=lambda ctx, t: t.name,
+    partition_error=lambda index, code: PartResp(index=index, error_code=code, base_offset=-1,
+                                                 log_append_time_ms=-1, log_start_offset=-1),
+    topic_response=lambda t, parts: TopicResp(name=t.name, partition_responses=parts),
+    empty_response=lambda: ProduceResponse(responses=[]),
+    wants_response=lambda request: request.acks != 0)
+
+
+def _touches(ctx, request):
+    return [(t.name, p.index) for t in request.topic_data for p in t.partition_data]
+
+
+@handler(0, 3, 11, advertised_min_version=0, error_response=_error_response,
+         touches=_touches, partition_scope=SCOPE)
 def handle(ctx, request):
     acks = request.acks
     if acks not in (0, 1, -1):
@@ -118,6 +142,11 @@ def _response(ctx, request, entries, early, results):
                              reason=r.message)
                 resp = PartResp(index=p.index, error_code=r.error, base_offset=-1,
                                 error_message=r.message)
+                if r.record_errors:
+                    # KIP-467 (v8+; older versions carry only the error code): the client
+                    # fails exactly these records of the batch.
+                    resp.record_errors = [PartResp.BatchIndexAndErrorMessage(
+                        batch_index=i, batch_index_error_message=m) for i, m in r.record_errors]
                 if r.current_leader is not None and ctx.api_version >= 10:
                     # KIP-951: say who leads now, with its address below.
                     resp.current_leader = PartResp.LeaderIdAndEpoch(

@@ -29,6 +29,23 @@ Roles and transitions (epoch = KRaft's leader epoch = Raft's term):
     Unattached/Prospective/Candidate(e) --learns leader L of epoch e-->   Follower(e, L)
     Follower(e, L)         --EndQuorumEpoch(e, L)-->        Unattached(e) (short timeout)
 
+Observers (a node whose id is not in the voter set: a broker-only node,
+`process.roles=broker`) use two roles only, and never vote, never become Prospective or
+Candidate, and never count towards the high watermark:
+
+    Unattached(e)  --probe timer-->  Fetch to the next voter (a shuffled round; KRaft's
+                                     observers fetch from a random bootstrap voter)
+    Unattached(e)  --an answer naming leader L of epoch e' >= e-->  Follower(e', L)
+    Follower(e, L) --no answer from L for fetch.timeout, or L says it does not lead
+                     (NOT_LEADER_OR_FOLLOWER without a leader)-->  Unattached(e), probing
+    Follower(e, L) --an answer naming leader L' of epoch e' > e-->  Follower(e', L')
+
+An observer learns the leader only from Fetch answers (KRaft's FetchResponse
+CurrentLeader: a voter that does not lead answers NOT_LEADER_OR_FOLLOWER with the leader
+id and epoch it knows); voters never send it Vote, BeginQuorumEpoch or EndQuorumEpoch.
+A voter that gets a Vote from it refuses (INCONSISTENT_VOTER_SET). The leader tracks an
+observer's fetch offset (DescribeQuorum shows it) but the commit counts voters only.
+
 A pre-vote (KIP-996) asks "would you vote for me?" without bumping the epoch; a voter
 says yes only when the candidate's log is at least as up to date as its own AND it has
 not heard from a leader within fetch.timeout. So a node that was partitioned away and
@@ -93,6 +110,9 @@ class RaftConfig:
     # metadata.log.max.record.bytes.between.snapshots (Kafka: 20 MiB). Smaller here: a
     # kafkette cluster's metadata is small and a snapshot is cheap.
     max_bytes_between_snapshots: int = 1 << 20
+    # The leader forgets an observer that has not fetched this long (KRaft's
+    # LeaderState.OBSERVER_SESSION_TIMEOUT_MS), so DescribeQuorum stops listing it.
+    observer_session_timeout_ms: int = 300_000
 
     @classmethod
     def from_properties(cls, props: dict) -> "RaftConfig":
@@ -231,8 +251,10 @@ class RaftNode:
                  config: RaftConfig | None = None, rng: random.Random | None = None):
         self.node_id = node_id
         self.voters = tuple(sorted(set(voters)))
-        if node_id not in self.voters:
-            raise ValueError(f"node {node_id} is not one of the voters {self.voters}")
+        if not self.voters:
+            raise ValueError("a Raft node needs at least one voter")
+        # Not a voter: an observer (KRaft's broker-only node) that follows the log only.
+        self.observer = node_id not in self.voters
         self.log = log
         self.config = config or RaftConfig()
         self.rng = rng or random.Random()
@@ -246,6 +268,14 @@ class RaftNode:
         self._announced: tuple[int | None, int] | None = None
         self._needs_flush = False
         self.started = False
+        # Observer only: voters still to try in this round, and the outstanding probe.
+        self._probe_order: list[int] = []
+        self._probe_rid: int | None = None
+        self._probe_dst: int | None = None
+        # (epoch, leader) the observer gave up on: voters that have not timed out yet
+        # still name it, which must not send the observer back to it (as Prospective's
+        # lost_leader for a voter).
+        self._lost_leader: tuple[int, int] | None = None
 
     # --- helpers ---------------------------------------------------------------------------
     @property
@@ -334,6 +364,15 @@ class RaftNode:
             # A log whose start moved without a snapshot (cannot happen with our own
             # writes): nothing below the start can be applied.
             self.high_watermark = self.applied_end = self.log.log_start_offset
+        if self.observer:
+            # An observer resumes following the leader it knew (its fetches say soon
+            # enough whether that one still leads), else probes the voters at once.
+            if qs.leader_id is not None and qs.leader_id in self.voters:
+                self.role = Follower(qs.epoch, None, qs.leader_id, now + self.config.fetch_timeout_ms)
+                self._send_fetch(now)
+            else:
+                self.role = Unattached(qs.epoch, None, None, now)
+            return self._drain()
         if qs.leader_id == self.node_id:
             # KRaft: a restarted leader comes back Resigned, never Leader of the same epoch.
             self.role = Resigned(qs.epoch, qs.voted_for, None, self._election_timeout(now))
@@ -360,6 +399,9 @@ class RaftNode:
         elif isinstance(r, Candidate):
             if now >= r.deadline:
                 self._become_prospective(now)
+        elif self.observer:
+            if isinstance(r, Unattached) and now >= r.deadline:
+                self._probe(now)
         elif isinstance(r, Prospective) and r.lost_leader is not None:
             if now >= r.deadline:
                 # KIP-996: a pre-vote round that did not win goes back to the leader we
@@ -442,6 +484,10 @@ class RaftNode:
     def _become_unattached(self, epoch: int, now: int, voted_for: int | None = None,
                            deadline: int | None = None) -> None:
         self._leave_role(now)
+        if self.observer:
+            # No election to wait for: probe the voters again after a short backoff.
+            self._probe_rid = None
+            deadline = now + self.rng.randrange(self.config.begin_epoch_retry_ms + 1)
         self.role = Unattached(epoch, voted_for, None,
                                self._election_timeout(now) if deadline is None else deadline)
         self._persist()
@@ -455,6 +501,12 @@ class RaftNode:
 
     def _become_prospective(self, now: int) -> None:
         r = self.role
+        if self.observer:
+            # An observer that lost its leader looks for the next one; it never runs.
+            if isinstance(r, Follower):
+                self._lost_leader = (r.epoch, r.leader_id)
+            self._become_unattached(r.epoch, now)
+            return
         self._leave_role(now)
         lost = r.leader_id if isinstance(r, (Follower, Resigned)) else getattr(r, "lost_leader", None)
         p = Prospective(r.epoch, r.voted_for, None, self._election_timeout(now), lost_leader=lost)
@@ -472,6 +524,7 @@ class RaftNode:
         return len(granted)
 
     def _become_candidate(self, now: int) -> None:
+        assert not self.observer, "an observer never becomes a candidate"
         self._leave_role(now)
         c = Candidate(self.role.epoch + 1, self.node_id, None, self._election_timeout(now))
         c.granted.add(self.node_id)
@@ -534,7 +587,9 @@ class RaftNode:
     # --- vote -------------------------------------------------------------------------------
     def _on_vote_request(self, src: int, req: m.VoteRequest, now: int) -> None:
         r = self.role
-        if req.candidate_id not in self.voters:
+        if req.candidate_id not in self.voters or self.observer:
+            # From a non-voter, or to one (an observer has no vote to give): refused, as
+            # KRaft does, whatever the epoch.
             self._send(src, m.VoteResponse(req.rid, r.epoch, self.leader_id, False, req.pre_vote,
                                            m.INCONSISTENT_VOTER_SET))
             return
@@ -631,6 +686,13 @@ class RaftNode:
     # --- fetch: leader side ----------------------------------------------------------------------
     def _on_fetch(self, src: int, req: m.FetchRequest, now: int) -> None:
         r = self.role
+        if req.epoch > r.epoch and req.replica_id not in self.voters:
+            # An observer already knows a newer epoch than ours: we learn epochs from
+            # voters only (as KRaft, which answers UNKNOWN_LEADER_EPOCH and changes
+            # nothing); the observer asks another voter.
+            self._send(src, m.FetchResponse(req.rid, r.epoch, self.leader_id, m.UNKNOWN_LEADER_EPOCH,
+                                            self.high_watermark))
+            return
         if req.epoch > r.epoch:
             self._observe(req.epoch, None, now)
             r = self.role
@@ -672,9 +734,11 @@ class RaftNode:
             return
         # A valid position: the replica has everything below fetch_offset, durably.
         # (Only forward: a duplicated old request must not move it back.)
-        if req.replica_id in self.voters and req.fetch_offset > rs.end_offset:
+        # Observers' offsets are kept for DescribeQuorum but never count for commit.
+        if req.fetch_offset > rs.end_offset:
             rs.end_offset = req.fetch_offset
-            self._maybe_advance_hw(now)
+            if req.replica_id in self.voters:
+                self._maybe_advance_hw(now)
         if req.fetch_offset >= log.log_end_offset and not force and rs.last_sent_hw == self.high_watermark:
             r.parked[req.replica_id] = Parked(src, req, now + min(req.max_wait_ms, self.config.fetch_max_wait_ms))
             return
@@ -723,6 +787,11 @@ class RaftNode:
                 self._become_resigned(now)
                 return
             r.deadline = now + max(1, t // 4)
+            gone = [k for k, rs in r.replicas.items() if k not in self.voters and k not in r.parked
+                    and (rs.last_fetch_ms is None
+                         or now - rs.last_fetch_ms >= self.config.observer_session_timeout_ms)]
+            for k in gone:
+                del r.replicas[k]
 
     # --- fetch: follower side -----------------------------------------------------------------------
     def _send_fetch(self, now: int) -> None:
@@ -741,8 +810,49 @@ class RaftNode:
                                                last if last is not None else 0,
                                                self.config.fetch_max_wait_ms))
 
+    def _probe(self, now: int) -> None:
+        """Observer without a leader: Fetch from the next voter of a shuffled round. The
+        answer names the leader (the leader itself answers, another voter says
+        NOT_LEADER_OR_FOLLOWER with the leader it knows); no answer within the request
+        timeout moves on to the next voter."""
+        r = self.role
+        if not self._probe_order:
+            self._probe_order = list(self.voters)
+            self.rng.shuffle(self._probe_order)
+        dst = self._probe_order.pop()
+        self._probe_rid, self._probe_dst = self._next_rid(), dst
+        end = self.log.log_end_offset
+        last = self.log.epoch_at(end - 1) if end > 0 else 0
+        # max_wait 0: the leader answers at once instead of parking the probe.
+        self._send(dst, m.FetchRequest(self._probe_rid, r.epoch, self.node_id, end,
+                                       last if last is not None else 0, 0))
+        r.deadline = now + self.config.request_timeout_ms
+
+    def _on_probe_response(self, src: int, resp: m.FetchResponse, now: int) -> None:
+        r = self.role
+        self._probe_rid = None
+        leader = resp.leader_id
+        if (resp.epoch, leader) == self._lost_leader and src != leader:
+            leader = None   # hearsay about the leader we gave up on: ask the next voter
+        if leader is not None and leader != self.node_id and leader in self.voters and resp.epoch >= r.epoch:
+            # Follower(e', L) sends its first real Fetch; the probe's entries, if any,
+            # are simply fetched again.
+            self._observe(resp.epoch, leader, now)
+            if not isinstance(self.role, Follower):
+                self._become_follower(resp.epoch, leader, now)
+            return
+        if resp.epoch > r.epoch:
+            self._observe(resp.epoch, None, now)   # Unattached(e'), probing after a backoff
+            return
+        # This voter knows no leader (an election is on): the next one after a backoff.
+        r.deadline = now + self.rng.randrange(self.config.begin_epoch_retry_ms + 1)
+
     def _on_fetch_response(self, src: int, resp: m.FetchResponse, now: int) -> None:
         r = self.role
+        if self.observer and isinstance(r, Unattached):
+            if resp.rid == self._probe_rid and src == self._probe_dst:
+                self._on_probe_response(src, resp, now)
+            return
         if resp.epoch > r.epoch or (resp.error and resp.epoch >= r.epoch):
             self._observe(resp.epoch, resp.leader_id if resp.leader_id != self.node_id else None, now)
         r = self.role
@@ -882,7 +992,7 @@ class RaftNode:
             for k, rs in r.replicas.items():
                 if k not in self.voters:
                     observers[k] = {"log_end_offset": rs.end_offset, "last_fetch_ms": rs.last_fetch_ms}
-        return {"node_id": self.node_id, "role": r.name, "leader_id": self.leader_id, "epoch": r.epoch,
+        return {"node_id": self.node_id, "role": r.name, "observer": self.observer, "leader_id": self.leader_id, "epoch": r.epoch,
                 "high_watermark": self.high_watermark, "log_start_offset": self.log.log_start_offset,
                 "log_end_offset": self.log.log_end_offset, "voters": voters, "observers": observers}
 

@@ -41,7 +41,7 @@ RAFT_APIS = {52: (0, 1), 53: (0, 1), 54: (0, 1), 1: (12, 17), 59: (0, 1)}
 
 
 class RaftDriver:
-    def __init__(self, node: RaftNode, server: ControllerServer, peers: dict[int, tuple[str, int]],
+    def __init__(self, node: RaftNode, server: ControllerServer | None, peers: dict[int, tuple[str, int]],
                  clock, on_actions: Callable[[list], None], *, request_timeout_ms: int = 2000,
                  retry_backoff_ms: int = 20):
         self.node = node
@@ -60,8 +60,10 @@ class RaftDriver:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
-        for api_key, (lo, hi) in RAFT_APIS.items():
-            server.register(api_key, lo, hi, self._handler(api_key))
+        # An observer (server None) only sends: nobody fetches from it or asks its vote.
+        if server is not None:
+            for api_key, (lo, hi) in RAFT_APIS.items():
+                server.register(api_key, lo, hi, self._handler(api_key))
 
     def now(self) -> int:
         return self.clock.monotonic_ms()

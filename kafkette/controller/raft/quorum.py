@@ -13,6 +13,11 @@ applied as the high watermark becomes known: at once for a quorum of one (it ele
 itself and commits everything in its log), after the first fetch from the leader
 otherwise (a node does not know on its own which of its entries are committed).
 
+An observer (`node_id` not in `voters`: a broker-only node, process.roles=broker) opens
+no controller listener: it fetches the log from the leader with its own replica id
+(kafkette.controller.raft.core, "Observers"), applies it like any voter, and never
+votes or leads; `server` raises on it.
+
 append() resolves once the entry is committed and applied here; it fails with
 NotControllerError when this node is not the leader, or loses leadership before the
 commit (the entry may still commit under the next leader, as in KRaft: the controller
@@ -95,9 +100,11 @@ class RaftQuorum:
 
     def __init__(self, node_id: int, voters: dict[int, tuple[str, int]], data_dir: Path, clock=None, *,
                  config=None, rng: random.Random | None = None):
-        if node_id not in voters:
-            raise ValueError(f"node {node_id} is not one of the voters {sorted(voters)}")
+        if not voters:
+            raise ValueError("a Raft quorum needs at least one voter")
         self.node_id = node_id
+        # Not a voter: an observer that follows the log (KRaft's broker-only node).
+        self.observer = node_id not in voters
         self.voters = dict(voters)
         self.data_dir = Path(data_dir)
         self.clock = clock or SystemClock()
@@ -132,7 +139,8 @@ class RaftQuorum:
     @property
     def server(self) -> ControllerServer:
         if self._server is None:
-            raise RuntimeError("RaftQuorum.start() first")
+            raise RuntimeError("an observer has no controller listener" if self.observer
+                               else "RaftQuorum.start() first")
         return self._server
 
     @property
@@ -142,18 +150,21 @@ class RaftQuorum:
 
     async def start(self, listener: QuorumListener) -> None:
         self._listener = listener
-        host, port = self.voters[self.node_id]
-        self._server = ControllerServer(host, port)
-        await self._server.start()
-        self.voters[self.node_id] = (host, self._server.port)
+        if not self.observer:
+            host, port = self.voters[self.node_id]
+            self._server = ControllerServer(host, port)
+            await self._server.start()
+            self.voters[self.node_id] = (host, self._server.port)
         self._log = FileLog(self.data_dir / f"{METADATA_TOPIC}-0", self.clock)
         self.node = RaftNode(self.node_id, self.voters, self._log, self.config, self._rng)
         self._driver = RaftDriver(self.node, self._server, self.voters, self.clock, self._on_actions,
                                   request_timeout_ms=self._request_timeout_ms,
                                   retry_backoff_ms=self._retry_backoff_ms)
-        self._server.register(55, 0, 2, self._on_describe_quorum)
+        if self._server is not None:
+            self._server.register(55, 0, 2, self._on_describe_quorum)
+        listener = None if self._server is None else f"{self.voters[self.node_id][0]}:{self._server.port}"
         log.info("raft_quorum_starting", node_id=self.node_id, voters=sorted(self.voters),
-                 listener=f"{host}:{self._server.port}", log_start_offset=self._log.log_start_offset,
+                 observer=self.observer, listener=listener, log_start_offset=self._log.log_start_offset,
                  log_end_offset=self._log.log_end_offset, epoch=self._log.read_quorum_state().epoch)
         self._driver.start()
 

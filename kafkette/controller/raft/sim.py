@@ -27,9 +27,17 @@ Invariants, checked after every event:
    persisted: after a restart it starts at the node's snapshot end and is relearned
    from the leader (so across restarts it may be lower for a while, but committed
    entries themselves never change: invariant 2).
+5. observers (non-voting replicas, KRaft's broker-only nodes: 0-2 per seed, ids 101..)
+   never send Vote, BeginQuorumEpoch or EndQuorumEpoch, are never sent anything but
+   fetch answers, and never take a Prospective, Candidate or Leader role; invariants
+   2-4 hold for them as for voters.
+Observers have their own random stream (their network, flushes, crashes and
+isolation), and `steps` counts voters' events only, so that adding observers draws
+nothing from the voters' stream (a seed's voter trajectory still shifts a little: a
+leader that answers observers ticks at other times).
 Liveness: after `steps` events the network heals (no drops, partitions or duplicates;
 crashed nodes restart); within `heal_ms` of virtual time a leader must be ready and a
-fresh proposal must be applied on every node.
+fresh proposal must be applied on every node, observers included.
 """
 from __future__ import annotations
 
@@ -47,8 +55,10 @@ from kafkette.controller.raft.core import (
     Apply,
     HighWatermark,
     LeaderChanged,
+    Candidate,
     Leader,
     LoadSnapshot,
+    Prospective,
     RaftConfig,
     RaftNode,
     Send,
@@ -84,7 +94,8 @@ class SimNode:
 
 class Simulation:
     def __init__(self, seed: int, *, voters: int | None = None, steps: int = 400, heal_ms: int = 6000,
-                 node_cls=RaftNode, trace: bool = False, config: RaftConfig | None = None):
+                 node_cls=RaftNode, trace: bool = False, config: RaftConfig | None = None,
+                 observers: int | None = None):
         self.seed = seed
         self.rng = random.Random(seed)
         self.n = voters if voters is not None else (3 if seed % 2 == 0 else 5)
@@ -98,6 +109,13 @@ class Simulation:
         self.heap: list = []
         self.ids = list(range(1, self.n + 1))
         self.nodes = {i: SimNode(i) for i in self.ids}
+        # Observers draw from their own stream: the voters' events stay those of the seed.
+        self.orng = random.Random(seed * 7919 + 17)
+        n_obs = observers if observers is not None else self.orng.choice([0, 1, 2])
+        self.obs_ids = [101 + k for k in range(n_obs)]
+        for i in self.obs_ids:
+            self.nodes[i] = SimNode(i)
+        self.obs_blocked: set[int] = set()
         # network
         self.drop = self.rng.choice([0.0, 0.02, 0.1, 0.25])
         self.dup = self.rng.choice([0.0, 0.05, 0.15])
@@ -111,6 +129,8 @@ class Simulation:
         self.committed_end = 0
         self.proposed = 0
         self.events = 0
+        self.voter_events = 0     # `steps` counts these: observers do not move the heal
+        self._in_observer_event = False
         self.elections = 0
         self.crashes = 0
 
@@ -174,19 +194,35 @@ class Simulation:
             elif isinstance(a, Appended):
                 pass
         if raft is not None and raft.needs_flush:
-            self._push(self.now + self.rng.randrange(self.flush_delay), "flush", sn.node_id, sn.incarnation)
+            if sn.node_id in self.obs_ids:
+                self._push(self.now + self.orng.randrange(self.flush_delay), "flush", sn.node_id, sn.incarnation)
+            elif not self._in_observer_event:
+                # (An observer's fetch never makes a voter append: its flush, if one is
+                # pending, was scheduled by the voters' event that appended.)
+                self._push(self.now + self.rng.randrange(self.flush_delay), "flush", sn.node_id, sn.incarnation)
         self._schedule_tick(sn)
 
     def _send(self, src: int, dst: int, msg) -> None:
-        if (src, dst) in self.blocked or self.rng.random() < self.drop:
+        rng = self.rng
+        if src in self.obs_ids or dst in self.obs_ids:
+            if src in self.obs_ids and not isinstance(msg, (m.FetchRequest, m.FetchSnapshotRequest)):
+                self.fail(f"observer {src} sent {msg}")
+            if dst in self.obs_ids and not isinstance(msg, (m.FetchResponse, m.FetchSnapshotResponse)):
+                self.fail(f"node {src} sent {msg} to observer {dst}")
+            if src in self.obs_blocked or dst in self.obs_blocked:
+                return
+            rng = self.orng
+        if (src, dst) in self.blocked or rng.random() < self.drop:
             return
-        copies = 2 if self.rng.random() < self.dup else 1
+        copies = 2 if rng.random() < self.dup else 1
         for _ in range(copies):
-            self._push(self.now + 1 + self.rng.randrange(self.max_delay), "deliver", src, dst, msg)
+            self._push(self.now + 1 + rng.randrange(self.max_delay), "deliver", src, dst, msg)
 
     # --- invariants ---------------------------------------------------------------------------
     def _check_leader(self, sn: SimNode) -> None:
         r = sn.raft.role if sn.raft else None
+        if sn.node_id in self.obs_ids and isinstance(r, (Leader, Candidate, Prospective)):
+            self.fail(f"observer {sn.node_id} became {r.name} in epoch {r.epoch}")
         if isinstance(r, Leader):
             other = self.leaders.setdefault(r.epoch, sn.node_id)
             if other != sn.node_id:
@@ -261,7 +297,7 @@ class Simulation:
     # --- the run ------------------------------------------------------------------------------
     def _fault(self) -> None:
         rng = self.rng
-        up = [sn for sn in self.nodes.values() if sn.raft is not None]
+        up = [sn for sn in self.nodes.values() if sn.raft is not None and sn.node_id in self.ids]
         kind = rng.random()
         if kind < 0.35:
             # Partition: isolate one node, or split into two sides.
@@ -295,6 +331,8 @@ class Simulation:
             self._start_node(sn)
         self._push(rng.randrange(50, 400), "fault")
         self._push(rng.randrange(10, 100), "propose")
+        if self.obs_ids:
+            self._push(self.orng.randrange(50, 600), "obs_fault")
         healed_at = None
         final_value = None
         final_at = 0
@@ -302,7 +340,10 @@ class Simulation:
             t, _, kind, data = heapq.heappop(self.heap)
             self.now = t
             self.events += 1
-            if healed_at is None and self.events >= self.steps:
+            self._in_observer_event = self._observer_event(kind, data)
+            if not self._in_observer_event:
+                self.voter_events += 1
+            if healed_at is None and self.voter_events >= self.steps:
                 healed_at = self.now
                 self._heal_all()
                 final_value = None
@@ -328,6 +369,15 @@ class Simulation:
         self.fail("ran out of events")
         return self
 
+    def _observer_event(self, kind: str, data: tuple) -> bool:
+        if kind in ("obs_fault", "obs_heal"):
+            return True
+        if kind == "deliver":
+            return data[0] in self.obs_ids or data[1] in self.obs_ids
+        if kind in ("tick", "flush", "restart"):
+            return data[0] in self.obs_ids
+        return False
+
     def _committed_value(self, value: bytes | None) -> bool:
         if value is None:
             return False
@@ -336,6 +386,7 @@ class Simulation:
     def _heal_all(self) -> None:
         self._log("HEAL ALL")
         self.blocked.clear()
+        self.obs_blocked.clear()
         self.drop = 0.0
         self.dup = 0.0
         for sn in self.nodes.values():
@@ -393,6 +444,21 @@ class Simulation:
         elif kind == "heal":
             if not healed:
                 self.blocked.clear()
+        elif kind == "obs_fault":
+            if not healed:
+                orng = self.orng
+                sn = self.nodes[orng.choice(self.obs_ids)]
+                if orng.random() < 0.5 and sn.raft is not None:
+                    self._crash(sn)
+                    self.crashes -= 1   # the figures count voter crashes
+                    self._push(self.now + orng.randrange(10, 800), "restart", sn.node_id)
+                else:
+                    self._log(f"ISOLATE observer {sn.node_id}")
+                    self.obs_blocked.add(sn.node_id)
+                    self._push(self.now + orng.randrange(100, 1500), "obs_heal", sn.node_id)
+                self._push(self.now + orng.randrange(100, 1000), "obs_fault")
+        elif kind == "obs_heal":
+            self.obs_blocked.discard(data[0])
         elif kind == "crash":
             sn = self.nodes[data[0]]
             if not healed and sn.raft is not None and sn.incarnation == data[1]:
@@ -418,8 +484,9 @@ class Simulation:
 
 
 def run_seed(seed: int, *, steps: int = 400, voters: int | None = None, node_cls=RaftNode,
-             trace: bool = False) -> Simulation:
-    return Simulation(seed, voters=voters, steps=steps, node_cls=node_cls, trace=trace).run()
+             trace: bool = False, observers: int | None = None) -> Simulation:
+    return Simulation(seed, voters=voters, steps=steps, node_cls=node_cls, trace=trace,
+                      observers=observers).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, help="run this one seed")
     p.add_argument("--steps", type=int, default=1000, help="events per seed before the network heals")
     p.add_argument("--voters", type=int, choices=(3, 5), help="default: 3 for even seeds, 5 for odd")
+    p.add_argument("--observers", type=int, choices=(0, 1, 2, 3),
+                   help="non-voting replicas per seed (default: 0-2, chosen by the seed)")
     p.add_argument("--trace", action="store_true", help="print every event")
     a = p.parse_args(argv)
     seeds = [a.seed] if a.seed is not None else range(a.start, a.start + a.seeds)
@@ -438,12 +507,13 @@ def main(argv: list[str] | None = None) -> int:
     events = elections = crashes = commits = 0
     for s in seeds:
         try:
-            sim = run_seed(s, steps=a.steps, voters=a.voters, trace=a.trace)
+            sim = run_seed(s, steps=a.steps, voters=a.voters, trace=a.trace, observers=a.observers)
         except Exception as exc:  # an invariant, or the core itself blowing up
             failures += 1
             if not isinstance(exc, InvariantViolation):
                 exc = f"seed {s}: {type(exc).__name__}: {exc}"
             extra = f" --voters {a.voters}" if a.voters else ""
+            extra += f" --observers {a.observers}" if a.observers is not None else ""
             print(f"FAIL {exc}\n  reproduce: python -m kafkette.controller.raft.sim --seed {s} "
                   f"--steps {a.steps}{extra} --trace", file=sys.stderr)
             continue

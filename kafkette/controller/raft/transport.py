@@ -7,7 +7,10 @@ generated classes of kafkette.protocol.messages. APIs are registered with
 the Raft driver registers Vote (52), BeginQuorumEpoch (53), EndQuorumEpoch (54),
 DescribeQuorum (55), Fetch (1, KRaft's form: replica id, topic `__cluster_metadata`
 partition 0) and FetchSnapshot (59); the broker side may register more on the same
-listener. Each connection answers its requests in order (as every Kafka listener
+listener. ApiVersions (18, v0-4) is always served, listing exactly what is
+registered, as a Kafka controller's listener answers it (clients and `kafkette`'s own
+readiness probes use it; a request above v4 closes the connection instead of getting
+KIP-511's v0 answer). Each connection answers its requests in order (as every Kafka listener
 does), while the handlers of pipelined requests run concurrently. An unknown API or
 version, an oversized or undecodable frame closes the connection, as Kafka does.
 
@@ -75,6 +78,14 @@ class ControllerServer:
         self._handlers: dict[int, tuple[int, int, Handler]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task] = set()
+        self._handlers[18] = (0, 4, self._api_versions)
+
+    def _api_versions(self, request, api_version, header):
+        from kafkette.protocol.messages import ApiVersionsResponse
+        V = ApiVersionsResponse.ApiVersion
+        return ApiVersionsResponse(error_code=0, api_keys=[
+            V(api_key=k, min_version=lo, max_version=hi)
+            for k, (lo, hi, _) in sorted(self._handlers.items())])
 
     def register(self, api_key: int, min_version: int, max_version: int, fn: Handler) -> None:
         """Serve `api_key` at versions min..max with `fn(request, api_version, header)`,
