@@ -37,7 +37,10 @@ What is real and what is simulated:
   timeout, unfenced when it is back), from the other brokers, or both; a pause of one
   broker, and a jump of the whole clock, past replica.lag.time.max.ms (ISR shrink);
   producers appending with acks=all and acks=1 (min.insync.replicas=2, RF=3) to the
-  broker their metadata says leads, which may be stale.
+  broker their metadata says leads, which may be stale; in some seeds an admin client's
+  DeleteRecords (log start offsets move; a lagging follower restarts its log at the
+  leader's log start), which must be acknowledged only once every replica on a live
+  broker has moved its log start (Kafka's DelayedDeleteRecords).
 
 A broker crash here is kill -9, not a power loss: written data is in the page cache
 and survives (files are written with os.write). Kafka does not promise anything about
@@ -251,6 +254,11 @@ class Simulation:
         self.request_timeout_ms = 400 + self.fetch_wait_ms
         self.checkpoint_ms = rng.choice([50, 200, 1000])
         self.segment_bytes = rng.choice([1 << 30, 2048, 700])
+        # An admin client deleting records now and then (DeleteRecords): log start
+        # offsets move on the leader, followers follow, a lagging follower restarts its
+        # log at the leader's log start.
+        self.delete_records = rng.random() < 0.3
+        self.deletes_done = 0
         # The network.
         self.drop = rng.choice([0.0, 0.01, 0.05, 0.15])
         self.max_delay = rng.choice([2, 10, 40])
@@ -600,6 +608,53 @@ class Simulation:
         else:
             self._spawn(b, out, done)
 
+    def _delete_records(self) -> None:
+        """DeleteRecords from an admin client to the partition's leader as some broker's
+        metadata has it, up to an offset it saw committed (or -1: the high watermark)."""
+        rng = self.rng
+        p = rng.randrange(self.partitions)
+        live = [b for b in self.brokers.values() if b.up and b.image is not None]
+        if not live:
+            return
+        view = rng.choice(live).image.topics.get(TOPIC)
+        if view is None or p not in view.partitions or view.partitions[p].leader < 0:
+            return
+        end = self.ledger_end[p]
+        offset = -1 if rng.random() < 0.2 else rng.randrange(0, end + 1)
+        self._send(-1, view.partitions[p].leader, "delete_records", p, offset)
+
+    def _serve_delete_records(self, b: SimBroker, p: int, offset: int) -> None:
+        part = b.rm.partitions.get((TOPIC, p))
+        try:
+            hw = part.high_watermark if part is not None else -1
+            out = b.rm.delete_records(TOPIC, p, offset, self.rng.choice([200, 2000]))
+        except KafkaError:
+            return  # not the leader, or an offset past its high watermark
+        required = hw if offset == -1 else offset
+
+        def done(result):
+            code = ErrorCode.NONE if isinstance(result, int) else result[0]
+            if code != ErrorCode.NONE:
+                return
+            self.deletes_done += 1
+            self._log(f"DELETE RECORDS p{p} below {required} acknowledged by broker {b.node_id}")
+            # Kafka's DelayedDeleteRecords: answered once every replica on a live
+            # broker (as the leader's metadata has it) has its log start there.
+            for r in part.replicas:
+                rb = self.brokers[r]
+                bi = b.image.brokers.get(r)
+                rpart = rb.rm.partitions.get((TOPIC, p)) if rb.up else None
+                if rpart is None or bi is None or bi.fenced or r == b.node_id:
+                    continue
+                # (A restarted replica keeps its log start: the file survives a kill.)
+                if rpart.log_start_offset < required:
+                    self.fail(f"DeleteRecords below {required} of p{p} acknowledged by broker "
+                              f"{b.node_id} while replica {r} starts at {rpart.log_start_offset}")
+        if isinstance(out, int):
+            done(out)
+        else:
+            self._spawn(b, out, done)
+
     # -- faults -------------------------------------------------------------------------------
     def _fault(self) -> None:
         rng = self.rng
@@ -811,7 +866,6 @@ class Simulation:
                 return f"p{p} leader {cp.leader} has not taken over"
             if lpart.high_watermark != lpart.log_end_offset:
                 return f"p{p} leader high watermark {lpart.high_watermark} below {lpart.log_end_offset}"
-            want = _batches(lpart.log, lpart.log_start_offset, lpart.log_end_offset)
             for r in cp.replicas:
                 b = self.brokers[r]
                 part = b.rm.partitions.get((TOPIC, p)) if b.up else None
@@ -819,8 +873,12 @@ class Simulation:
                     return f"p{p} replica {r} not at the leader's log end"
                 if part.high_watermark != lpart.high_watermark:
                     return f"p{p} replica {r} high watermark {part.high_watermark}"
-                if r != cp.leader and _batches(part.log, lpart.log_start_offset,
-                                               part.log_end_offset) != want:
+                # Log starts may differ: a follower keeps a log start its old leader moved
+                # for a DeleteRecords that was never acknowledged (Kafka's too); what both
+                # hold must be the same batches.
+                start = max(part.log_start_offset, lpart.log_start_offset)
+                if r != cp.leader and _batches(part.log, start, part.log_end_offset) != \
+                        _batches(lpart.log, start, lpart.log_end_offset):
                     return f"p{p} replica {r} differs from the leader"
         return None
 
@@ -845,6 +903,8 @@ class Simulation:
         run_now(c.create_topic(TOPIC, self.partitions, 3, {}))
         self._push(50, "controller_tick")
         self._push(rng.randrange(1, 30), "produce_tick")
+        if self.delete_records:
+            self._push(rng.randrange(200, 1500), "delete_records_tick")
         self._push(rng.randrange(100, 600), "fault")
         final_value = None
         final_at = 0
@@ -889,6 +949,11 @@ class Simulation:
         if kind == "controller_tick":
             self._on_controller_tick()
             return
+        if kind == "delete_records_tick":
+            if not healed:
+                self._delete_records()
+                self._push(rng.randrange(200, 1500), "delete_records_tick")
+            return
         if kind == "produce_tick":
             if not healed:
                 self._produce()
@@ -919,7 +984,8 @@ class Simulation:
             self._controller_receive(src, kind, tuple(rest))
             return
         if kind in ("registered", "heartbeat_answer", "alter_answer", "fetch", "fetch_answer",
-                    "list_offsets", "list_offsets_answer", "produce", "meta_deliver"):
+                    "list_offsets", "list_offsets_answer", "produce", "meta_deliver",
+                    "delete_records"):
             src, dst, *rest = data
             b = self.brokers.get(dst)
             if b is None or not b.up or (src, dst) in self.blocked:
@@ -968,6 +1034,10 @@ class Simulation:
         if kind == "produce":
             p, acks, batch, value = rest
             self._serve_produce(b, p, acks, batch, value)
+            return
+        if kind == "delete_records":
+            p, offset = rest
+            self._serve_delete_records(b, p, offset)
             return
         inc, *rest = rest
         if kind in ("fetch", "list_offsets"):
@@ -1042,7 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [a.seed] if a.seed is not None else range(a.start, a.start + a.seeds)
     t0 = time.perf_counter()
     failures = 0
-    events = elections = elr = crashes = acked = truncations = 0
+    events = elections = elr = crashes = acked = truncations = deletes = 0
     for s in seeds:
         try:
             sim = run_seed(s, steps=a.steps, trace=a.trace, brokers=a.brokers)
@@ -1060,10 +1130,11 @@ def main(argv: list[str] | None = None) -> int:
         crashes += sim.crashes
         acked += sim.acked
         truncations += sim.truncations
+        deletes += sim.deletes_done
     dt = time.perf_counter() - t0
     print(f"{len(seeds)} seeds, {a.steps} steps each before healing, {events} events in total, "
           f"{elections} elections ({elr} from the ELR), {crashes} crashes, {truncations} "
-          f"truncations, {acked} acks=all "
+          f"truncations, {deletes} DeleteRecords, {acked} acks=all "
           f"records acknowledged; {failures} invariant violations; {dt:.1f} s")
     return 1 if failures else 0
 
