@@ -322,3 +322,45 @@ def test_an_isr_proposal_the_controller_did_not_apply_is_dropped(tmp_path, code)
     assert part.pending_isr is None
     part.update_follower_fetch(2, 5, NOW)
     assert part.high_watermark == 5
+
+
+def test_a_follower_below_its_leaders_log_start_restarts_at_the_batch_holding_it(tmp_path):
+    # Found by the replication simulation (seed 30118 at 5000 steps): DeleteRecords
+    # moved the leader's log start to 6, inside its batch [4, 7]; the leader-epoch cache
+    # then starts its earliest epoch at 6, so a diverged follower is told "your epoch 3
+    # ends at 6" and truncates to 6. Its next fetch at 6 gets the batch from 4, below
+    # its log end: the append was refused, and the follower never moved again (Kafka's
+    # follower would fail the partition; it restarts only an empty log, KAFKA-6975).
+    # Everything the follower holds is below the leader's log start, so it restarts its
+    # log at that batch, as for an empty log.
+    plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
+    part = Partition("t", 0, plog, node_id=2)
+    part.apply_metadata(2, 3, 0, (1, 2), (1, 2), NOW)       # its own epoch-3 history
+    part.append_as_leader(batch(3), 1, NOW)
+    part.append_as_leader(batch(3), 1, NOW)
+    part.apply_metadata(1, 7, 1, (1, 2), (1, 2), NOW)       # now follows 1
+    assert part.log_end_offset == 6
+    leaders = bytearray(build_batch([(b"k", b"v%d" % i, []) for i in range(4)],
+                                    base_offset=4, timestamp_ms=NOW, partition_leader_epoch=7))
+    part.append_as_follower(leaders, 6, 6, NOW)
+    # Restarted at 4 with the leader's batch, then its log start follows the leader's.
+    assert (part.log_start_offset, part.log_end_offset) == (6, 8)
+    assert part.high_watermark == 6
+    assert plog.read(6, 1 << 20) == bytes(leaders)
+    assert plog.leader_epoch_cache.latest_epoch == 7
+
+
+def test_a_follower_refuses_a_batch_below_its_log_end_it_holds_data_for(tmp_path):
+    # Not restarted when the follower holds offsets the leader still has (at or above
+    # the leader's log start): that is a real ordering error.
+    plog = PartitionLog(str(tmp_path / "t-0"), LogConfig())
+    part = Partition("t", 0, plog, node_id=2)
+    part.apply_metadata(2, 3, 0, (1, 2), (1, 2), NOW)
+    part.append_as_leader(batch(6), 1, NOW)
+    part.apply_metadata(1, 7, 1, (1, 2), (1, 2), NOW)
+    leaders = bytearray(build_batch([(b"k", b"v%d" % i, []) for i in range(4)],
+                                    base_offset=4, timestamp_ms=NOW, partition_leader_epoch=7))
+    from kafkette.log.partition_log import UnexpectedAppendOffsetError
+    with pytest.raises(UnexpectedAppendOffsetError):
+        part.append_as_follower(leaders, 6, 2, NOW)
+    assert part.log_end_offset == 6

@@ -354,12 +354,18 @@ class Partition:
             try:
                 self.log.append_as_follower(records, now_ms, leader_epoch=self.leader_epoch)
             except UnexpectedAppendOffsetError as e:
-                # KAFKA-6975: an empty log at its start offset and a leader whose log
-                # start is inside the first batch it sends: restart at that batch.
-                if self.log.log_end_offset != self.log.log_start_offset \
-                        or e.first_offset > self.log.log_end_offset:
+                # The leader's log start is inside the first batch it sends (DeleteRecords
+                # at an offset inside a batch): restart our log at that batch when we hold
+                # nothing the leader still has. KAFKA-6975: an empty log at its start
+                # offset. Also (Kafka's follower fails the partition here) a log that ends
+                # at or below the leader's log start: a divergence answer truncates to
+                # the start of the leader's earliest epoch, which after DeleteRecords is
+                # its log start, inside that batch, and our next fetch gets the batch.
+                leo = self.log.log_end_offset
+                if not e.first_offset < leo <= e.last_offset or \
+                        not (leo == self.log.log_start_offset or leo <= leader_log_start):
                     raise
-                self.log.truncate_fully_and_start_at(e.first_offset)
+                self.truncate_fully_and_start_at(e.first_offset)
                 self.log.append_as_follower(records, now_ms, leader_epoch=self.leader_epoch)
         self.update_follower_high_watermark(leader_high_watermark)
         if leader_log_start > self.log.log_start_offset:
