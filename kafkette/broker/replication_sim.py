@@ -1,5 +1,6 @@
 """Deterministic simulation of partition replication: the real ReplicaManager,
-Partition and PartitionLog of 3 brokers (each with its own data directory), the real
+Partition and PartitionLog of 3 to 5 brokers (each with its own data directory; one
+topic of 1 or 2 partitions, replication factor 3, min.insync.replicas 2), the real
 Controller (partition_change elections, AlterPartition validation, KIP-966 ELR,
 broker registration, heartbeats and session fencing) on an in-memory quorum of one,
 and a simulated network between them. One seed fixes everything, and nothing reads
@@ -126,7 +127,10 @@ class _NoSelector:
 class VirtualTimeLoop(asyncio.BaseEventLoop):
     """An asyncio loop whose time is the simulation's ManualClock. `run_due()` runs
     every callback that is ready and every timer that is due, and never sleeps; the
-    simulation moves the clock to the next event (its own or `next_timer_ms()`)."""
+    simulation moves the clock to the next event (its own or `next_timer_ms()`).
+    It steps CPython's BaseEventLoop by its internals (_run_once, _ready, _scheduled;
+    as of 3.11): the price of running the broker's real coroutines, purgatory and
+    asyncio.wait_for timeouts included, in virtual time without a thread or a sleep."""
 
     def __init__(self, clock: ManualClock):
         super().__init__()
@@ -590,15 +594,15 @@ class Simulation:
         return value
 
     def _serve_produce(self, b: SimBroker, p: int, acks: int, batch: bytes, value: bytes) -> None:
-        crc = rec.iter_batches(batch).__next__()[1].crc
+        (_, h), = rec.iter_batches(batch)  # (the CRC does not cover the stamped fields)
         timeout = self.rng.choice([200, 1000, 5000])
         out = b.rm.append_records([(TOPIC, p, bytearray(batch))], acks, timeout)
 
         def done(results):
             r = results[0]
             if r.error == 0 and acks == -1:
-                info = BatchInfo(r.base_offset, r.base_offset + rec.iter_batches(batch)
-                                 .__next__()[1].last_offset_delta, -2, crc)
+                # (epoch -2: the acked check compares offsets and CRC, not the epoch)
+                info = BatchInfo(r.base_offset, r.base_offset + h.last_offset_delta, -2, h.crc)
                 self.acked_batches.append((p, info, value))
                 self._new_acks.append((p, info, value))
                 self.acked += 1
