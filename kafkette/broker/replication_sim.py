@@ -67,7 +67,11 @@ seed and the event number):
     makes the replicas that left the ISR meanwhile, the ELR, safe leaders).
 (c) replicas agree up to their high watermark: every live broker's batches below its
     own high watermark are the ledger's, batch by batch (base offset, last offset,
-    leader epoch, CRC).
+    leader epoch, CRC). Batches below the largest log start offset a leader had
+    (DeleteRecords) are exempt from (b) and (c): they are deleted, and a follower that
+    diverged below its leader's log start keeps its own until its log start follows
+    (Kafka's leader-epoch cache starts the earliest epoch at the log start, so the
+    divergence answer does not reach below it).
 (d) the controller's partitions: ISR and ELR within the replicas and disjoint, the
     leader in the ISR, leader and partition epochs never go back and a new leader
     always comes with a new leader epoch; on the brokers: the ISR a partition holds
@@ -286,6 +290,9 @@ class Simulation:
         # What the invariants remember.
         self.ledger: dict[int, list[BatchInfo]] = {p: [] for p in range(self.partitions)}
         self.ledger_end: dict[int, int] = {p: 0 for p in range(self.partitions)}
+        # The largest log start offset any leader had (DeleteRecords): below it records
+        # are deleted, and a replica may keep other ones there (see _check_replica).
+        self.deleted_below: dict[int, int] = {p: 0 for p in range(self.partitions)}
         self.acked_batches: list[tuple[int, BatchInfo, bytes]] = []
         self._new_acks: list[tuple[int, BatchInfo, bytes]] = []
         self.leader_hw: dict[tuple, int] = {}        # (broker, incarnation, p, epoch) -> hw
@@ -806,6 +813,7 @@ class Simulation:
         if part.is_leader:
             if node not in part.isr:
                 self.fail(f"{where}: a leader outside its own ISR {part.isr}")
+            self.deleted_below[p] = max(self.deleted_below[p], part.log_start_offset)
             other = self.epoch_leaders.setdefault((p, part.leader_epoch), node)
             if other != node:
                 self.fail(f"{where}: two leaders of epoch {part.leader_epoch}: {other} and {node}")
@@ -837,6 +845,13 @@ class Simulation:
         if must > upto:
             ledger_end = self.ledger_end[p]
             for bi in _batches(part.log, upto, must):
+                if bi.last_offset < self.deleted_below[p]:
+                    # Deleted on the leader: a follower that diverged below its leader's
+                    # log start is not truncated there (the leader's earliest epoch
+                    # starts at its log start, Kafka's truncateFromStart, so the
+                    # divergence answer ends there) and may keep other records until its
+                    # own log start follows; Kafka promises nothing about deleted ones.
+                    continue
                 if bi.base_offset < ledger_end:
                     led = self._ledger_batch(p, bi.base_offset)
                     if led != bi:
