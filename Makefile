@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit integration generate bench clean container-test sim cluster chaos
+.PHONY: run test unit integration generate bench clean container-test sim sim-replication cluster chaos
 
 $(STAMP): pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when we can.
@@ -57,6 +57,12 @@ integration: $(TSTAMP)
 SEEDS ?= 10000
 sim: $(STAMP)
 	$(PY) -m kafkette.controller.raft.sim --seeds $(SEEDS)
+
+## Deterministic simulation of partition replication (real replica manager, logs and
+## controller; seeded network and faults): make sim-replication SEEDS=N STEPS=K
+STEPS ?= 1500
+sim-replication: $(STAMP)
+	$(PY) -m kafkette.broker.replication_sim --seeds $(SEEDS) --steps $(STEPS)
 
 ## Regenerate kafkette/protocol/messages from protocol_specs/*.yaml
 generate: $(STAMP)

@@ -269,49 +269,62 @@ class ClusterMember:
         task.add_done_callback(self._isr_tasks.discard)
 
     async def _alter_partition(self, part, new_isr: tuple[int, ...]) -> None:
-        """Send one ISR change to the active controller (AlterPartition v3, with each
-        member's broker epoch, as KRaft brokers do) and apply its answer."""
+        """Send one ISR change to the active controller and apply its answer. Without
+        an answer (or with an unexpected error) the change stays pending and is sent
+        again, as Kafka's AlterPartitionManager does: the controller may have applied
+        it, and the high watermark must keep waiting for a joining replica until the
+        answer or the metadata image says which (Partition.isr_change_failed)."""
+        # Kafka retries after retry.backoff.ms (100 ms by default); kafkette has no
+        # such broker config, so the default it is.
+        backoff = 0.1
+        while not self._closing:
+            code = await self._alter_partition_once(part, new_isr)
+            if code == ErrorCode.NONE or not part.isr_change_failed(new_isr, code):
+                return
+            await asyncio.sleep(backoff)
+
+    async def _alter_partition_once(self, part, new_isr: tuple[int, ...]) -> int | None:
+        """One AlterPartition (v3, with each member's broker epoch, as KRaft brokers
+        do): its error code (NONE once applied here), or None without an answer."""
         from kafkette.protocol.messages import AlterPartitionRequest
         rm = self.broker.replica_manager
         image = self.broker.image
         t = image.topics.get(part.topic)
-        code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        if t is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         try:
-            if t is not None:
-                T = AlterPartitionRequest.TopicData
-                B = T.PartitionData.BrokerState
-                members = [B(broker_id=r, broker_epoch=image.brokers[r].epoch
-                             if r in image.brokers else -1) for r in new_isr]
-                req = AlterPartitionRequest(
-                    broker_id=self.broker.node_id, broker_epoch=self.broker_epoch,
-                    topics=[T(topic_id=t.topic_id, partitions=[T.PartitionData(
-                        partition_index=part.index, leader_epoch=part.leader_epoch,
-                        new_isr_with_epochs=members,
-                        # An unclean leader recovers by saying so (RECOVERED = 0) with an
-                        # ISR of itself, before the ISR may grow (KIP-704).
-                        leader_recovery_state=0,
-                        partition_epoch=part.partition_epoch)])])
-                resp = await self.controller_rpc(req, 3)
-                code = resp.error_code
+            T = AlterPartitionRequest.TopicData
+            B = T.PartitionData.BrokerState
+            members = [B(broker_id=r, broker_epoch=image.brokers[r].epoch
+                         if r in image.brokers else -1) for r in new_isr]
+            req = AlterPartitionRequest(
+                broker_id=self.broker.node_id, broker_epoch=self.broker_epoch,
+                topics=[T(topic_id=t.topic_id, partitions=[T.PartitionData(
+                    partition_index=part.index, leader_epoch=part.leader_epoch,
+                    new_isr_with_epochs=members,
+                    # An unclean leader recovers by saying so (RECOVERED = 0) with an
+                    # ISR of itself, before the ISR may grow (KIP-704).
+                    leader_recovery_state=0,
+                    partition_epoch=part.partition_epoch)])])
+            resp = await self.controller_rpc(req, 3)
+            code = resp.error_code
+            if not code:
+                p = resp.topics[0].partitions[0]
+                code = p.error_code
                 if not code:
-                    p = resp.topics[0].partitions[0]
-                    code = p.error_code
-                    if not code:
-                        log.info("isr changed", topic=part.topic, partition=part.index,
-                                 isr=list(p.isr), leader_epoch=p.leader_epoch,
-                                 partition_epoch=p.partition_epoch)
-                        rm.on_isr_change(part, p.leader_epoch, p.partition_epoch, p.isr)
-                        return
+                    log.info("isr changed", topic=part.topic, partition=part.index,
+                             isr=list(p.isr), leader_epoch=p.leader_epoch,
+                             partition_epoch=p.partition_epoch)
+                    rm.on_isr_change(part, p.leader_epoch, p.partition_epoch, p.isr,
+                                     proposed=new_isr)
+                    return ErrorCode.NONE
         except (ControllerUnavailable, KafkaError, IndexError) as e:
             log.warning("isr change not sent", topic=part.topic, partition=part.index,
                         isr=list(new_isr), error=str(e))
-            part.pending_isr = None
-            return
-        # Refused (a stale partition epoch, a newer leader epoch...): the metadata
-        # image brings the state the controller has; propose again from there.
+            return None
         log.info("isr change refused", topic=part.topic, partition=part.index,
                  isr=list(new_isr), error=ErrorCode(code).name)
-        part.pending_isr = None
+        return code
 
     # -- talking to the active controller ----------------------------------------
     def _channel(self, node_id: int):

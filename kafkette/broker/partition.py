@@ -10,7 +10,8 @@ far they are committed.
 Rules, as Kafka's:
 - The leader's high watermark is the smallest log end offset over its ISR (the
   "maximal" ISR while an expansion is in flight, so that a joining replica is waited
-  for before it counts), and never goes back.
+  for before it counts), and never goes back. It holds while the committed ISR is
+  below min.insync.replicas (KIP-966).
 - A follower is caught up when a fetch asks for the leader's log end offset (or for
   what the leader's log end was at its previous fetch); a follower that has not been
   caught up for `replica.lag.time.max.ms` is proposed out of the ISR, and one whose log
@@ -34,6 +35,15 @@ from kafkette.errors import ErrorCode, KafkaError, OffsetOutOfRangeError
 from kafkette.log.partition_log import AppendResult, PartitionLog, UnexpectedAppendOffsetError
 
 LEADER, FOLLOWER = "leader", "follower"
+
+# AlterPartition answers (Kafka's Partition.handleAlterPartitionError): the controller
+# did not apply the change; or the request was out of date, and the metadata will tell.
+_ISR_CHANGE_NOT_APPLIED = frozenset({ErrorCode.INELIGIBLE_REPLICA,
+                                     ErrorCode.OPERATION_NOT_ATTEMPTED})
+_ISR_CHANGE_AWAITS_METADATA = frozenset({
+    ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.INVALID_UPDATE_VERSION,
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID,
+    ErrorCode.INVALID_REQUEST, ErrorCode.NEW_LEADER_ELECTED})
 
 
 class NotLeaderError(KafkaError):
@@ -120,9 +130,14 @@ class Partition:
         role = LEADER if leader == self.node_id else FOLLOWER
         changed = new_epoch or role != self.role or leader != self.leader
         if partition_epoch >= self.partition_epoch or new_epoch:
-            self.replicas, self.isr, self.partition_epoch = replicas, isr, partition_epoch
-            if self.pending_isr is not None and (new_epoch or self.pending_isr == isr):
+            # A newer partition epoch is the controller's committed state: a pending
+            # proposal was either applied (and this is its result, or later) or can no
+            # longer be, being based on an older epoch. Either way propose again from
+            # here (Kafka's makeLeader resets to the committed state).
+            if self.pending_isr is not None and (new_epoch or self.pending_isr == isr
+                                                 or partition_epoch > self.partition_epoch):
                 self.pending_isr = None
+            self.replicas, self.isr, self.partition_epoch = replicas, isr, partition_epoch
         self.leader, self.leader_epoch = leader, leader_epoch
         if not changed:
             self._sync_followers(now_ms)
@@ -210,8 +225,12 @@ class Partition:
             return False
         # KIP-966 (on by default in Kafka 4.1): the high watermark holds while the ISR
         # is below min.insync.replicas, so that every committed record is on at least
-        # min.insync.replicas replicas, which the controller's ELR relies on.
-        if len(self.maximal_isr) < self.log.config.min_insync_replicas:
+        # min.insync.replicas replicas, which the controller's ELR relies on. The
+        # committed ISR, not the maximal one (Kafka's isUnderMinIsr reads
+        # partitionState.isr): a pending expansion may yet be refused, and the
+        # controller keeps its ELR from the ISR it committed; counting the joining
+        # replica would commit records on a replica the controller cannot elect.
+        if len(self.isr) < self.log.config.min_insync_replicas:
             return False
         new_hw = self.log.log_end_offset
         for r in self.maximal_isr:
@@ -296,12 +315,37 @@ class Partition:
             return None
         return tuple(r for r in self.isr if r not in out)
 
-    def isr_change_done(self, leader_epoch: int, partition_epoch: int, isr) -> None:
-        """The controller committed an ISR change (its AlterPartition answer)."""
+    def isr_change_done(self, leader_epoch: int, partition_epoch: int, isr,
+                        proposed=None) -> None:
+        """The controller committed an ISR change (its AlterPartition answer).
+        `proposed`: the ISR that request proposed. An answer for another proposal than
+        the pending one is stale and ignored, as Kafka's handleAlterPartitionUpdate
+        does: the metadata image may have brought the change first (clearing it), and a
+        new proposal may be in flight whose pending state the high watermark relies on.
+        None: an answer not tied to a proposal (tests)."""
+        if proposed is not None and tuple(proposed) != self.pending_isr:
+            return
         self.pending_isr = None
         if leader_epoch == self.leader_epoch and partition_epoch > self.partition_epoch:
             self.isr, self.partition_epoch = tuple(isr), partition_epoch
             self.maybe_increment_high_watermark()
+
+    def isr_change_failed(self, proposed, error: int | None) -> bool:
+        """The AlterPartition for `proposed` got `error`, or no answer at all (None).
+        Returns True when it should be sent again. As Kafka's handleAlterPartitionError:
+        only an answer that says the change was NOT applied (INELIGIBLE_REPLICA,
+        OPERATION_NOT_ATTEMPTED) drops it; an out-of-date request (a stale partition or
+        leader epoch, a new leader, an unknown partition...) stays pending until the
+        metadata image brings the controller's state (apply_metadata), since a retry
+        may be refused because its first attempt WAS applied; no answer, or any other
+        error, is retried. Dropping it too early lets the high watermark stop waiting
+        for a replica the controller may have put in the ISR."""
+        if proposed is None or self.pending_isr != tuple(proposed):
+            return False  # not the pending proposal any more
+        if error in _ISR_CHANGE_NOT_APPLIED:
+            self.pending_isr = None
+            return False
+        return error not in _ISR_CHANGE_AWAITS_METADATA
 
     # -- follower ---------------------------------------------------------------------
     def append_as_follower(self, records, leader_high_watermark: int, leader_log_start: int,
@@ -310,12 +354,18 @@ class Partition:
             try:
                 self.log.append_as_follower(records, now_ms, leader_epoch=self.leader_epoch)
             except UnexpectedAppendOffsetError as e:
-                # KAFKA-6975: an empty log at its start offset and a leader whose log
-                # start is inside the first batch it sends: restart at that batch.
-                if self.log.log_end_offset != self.log.log_start_offset \
-                        or e.first_offset > self.log.log_end_offset:
+                # The leader's log start is inside the first batch it sends (DeleteRecords
+                # at an offset inside a batch): restart our log at that batch when we hold
+                # nothing the leader still has. KAFKA-6975: an empty log at its start
+                # offset. Also (Kafka's follower fails the partition here) a log that ends
+                # at or below the leader's log start: a divergence answer truncates to
+                # the start of the leader's earliest epoch, which after DeleteRecords is
+                # its log start, inside that batch, and our next fetch gets the batch.
+                leo = self.log.log_end_offset
+                if not e.first_offset < leo <= e.last_offset or \
+                        not (leo == self.log.log_start_offset or leo <= leader_log_start):
                     raise
-                self.log.truncate_fully_and_start_at(e.first_offset)
+                self.truncate_fully_and_start_at(e.first_offset)
                 self.log.append_as_follower(records, now_ms, leader_epoch=self.leader_epoch)
         self.update_follower_high_watermark(leader_high_watermark)
         if leader_log_start > self.log.log_start_offset:

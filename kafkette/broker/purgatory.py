@@ -20,13 +20,18 @@ import asyncio
 class Purgatory:
     def __init__(self, name: str = ""):
         self.name = name
-        self._waiters: dict[tuple[str, int], set[asyncio.Future]] = {}
+        # Per key, the waiting futures in the order they started waiting (a dict as an
+        # ordered set): a notify wakes the oldest first, the same order every run. A
+        # set would wake them in the order of their addresses, which differs from run
+        # to run and made the seeded simulations (broker/replication_sim.py) replay
+        # differently.
+        self._waiters: dict[tuple[str, int], dict[asyncio.Future, None]] = {}
 
     def watch(self, keys) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         keys = tuple(keys)
         for key in keys:
-            self._waiters.setdefault(key, set()).add(fut)
+            self._waiters.setdefault(key, {})[fut] = None
         fut.add_done_callback(lambda f: self._forget(f, keys))
         return fut
 
@@ -34,7 +39,7 @@ class Purgatory:
         for key in keys:
             s = self._waiters.get(key)
             if s is not None:
-                s.discard(fut)
+                s.pop(fut, None)
                 if not s:
                     del self._waiters[key]
 

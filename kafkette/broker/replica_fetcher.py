@@ -17,6 +17,10 @@ follower does not have the leader's epoch, it truncates to the end of its own la
 epoch below it and asks again. OFFSET_OUT_OF_RANGE below the leader's log start
 offset restarts the follower's log at that offset (truncate fully).
 
+The follower's rules (what to ask for, what to do with each partition's answer) are
+sans-IO functions at the top of this module, shared with the replication simulation
+(broker/replication_sim.py); the fetcher classes only add the requests and the loop.
+
 Errors (the leader moved, is fenced, its metadata is behind ours, a connection
 dropped) back off for replica.fetch.backoff.ms; a leadership change reaches us through
 the metadata image and moves the partition to another fetcher.
@@ -24,6 +28,7 @@ the metadata image and moves the partition to another fetcher.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from kafkette.errors import ErrorCode, KafkaError
 from kafkette.logging import get_logger
@@ -33,6 +38,109 @@ log = get_logger("kafkette.replica_fetcher")
 
 FETCH_VERSION = 12
 LIST_OFFSETS_VERSION = 4
+
+
+# -- the follower's side of a fetch, sans-IO ------------------------------------------
+# What a follower asks for and what it does with the leader's answer, as plain
+# functions of the Partition: the fetcher below wraps them in Fetch requests over a
+# connection, and the replication simulation (broker/replication_sim.py) calls them
+# with answers its simulated network delivers, so both run the same rules.
+
+# Outcomes of handle_fetch_answer.
+APPENDED = "appended"            # records (maybe none) appended, high watermark followed
+TRUNCATED = "truncated"          # DivergingEpoch: truncated, fetch again at once
+RESTARTED = "restarted"          # below the leader's log start: log restarted there
+AHEAD_OF_LEADER = "ahead"        # OFFSET_OUT_OF_RANGE above the leader's log end: look up
+                                 # the leader's log end offset, then truncate_to_leader_end
+BACK_OFF = "back_off"            # an error: wait replica.fetch.backoff.ms
+
+
+@dataclass(frozen=True)
+class FollowerFetchPosition:
+    """One partition of a follower's Fetch (v12+: last_fetched_epoch, KIP-320)."""
+    current_leader_epoch: int
+    fetch_offset: int
+    last_fetched_epoch: int
+    log_start_offset: int
+
+
+def follower_fetch_position(part) -> FollowerFetchPosition:
+    """Where a follower fetches from: its log end offset, with the epoch of its last
+    batch so that the leader can tell a diverged log (KIP-279 through Fetch)."""
+    return FollowerFetchPosition(part.leader_epoch, part.log_end_offset,
+                                 part.log.leader_epoch_cache.latest_epoch,
+                                 part.log_start_offset)
+
+
+def handle_fetch_answer(part, error_code: int, high_watermark: int, log_start_offset: int,
+                        records, diverging_epoch: tuple[int, int] | None, now_ms: int,
+                        source_id: int = -1) -> str:
+    """Apply the leader's answer for one partition to the follower's Partition; returns
+    one of the outcomes above. The caller has checked that the answer is for the
+    partition's current leader epoch (a re-election while the fetch was in flight makes
+    it stale)."""
+    if error_code == ErrorCode.NONE:
+        if diverging_epoch is not None:
+            truncate_on_divergence(part, diverging_epoch[0], diverging_epoch[1], source_id)
+            return TRUNCATED
+        part.append_as_follower(records, high_watermark, log_start_offset, now_ms)
+        return APPENDED
+    if error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
+        if log_start_offset >= 0 and part.log_end_offset < log_start_offset:
+            log.warning("follower log below the leader's log start: restarting it",
+                        topic=part.topic, partition=part.index,
+                        log_end_offset=part.log_end_offset,
+                        leader_log_start_offset=log_start_offset)
+            part.truncate_fully_and_start_at(log_start_offset)
+            return RESTARTED
+        # Ahead of the leader (it lost a tail we have): the leader's log end offset is
+        # where we must go back to.
+        return AHEAD_OF_LEADER
+    if error_code not in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH,
+                          ErrorCode.UNKNOWN_LEADER_EPOCH, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                          ErrorCode.UNKNOWN_TOPIC_ID):
+        # (Those are the metadata moving; the next image tells us where to go.)
+        log.warning("replica fetch error", topic=part.topic, partition=part.index,
+                    source=source_id, error=ErrorCode(error_code).name)
+    return BACK_OFF
+
+
+def truncate_on_divergence(part, leader_epoch: int, leader_end: int, source_id: int = -1) -> None:
+    """KIP-279: where our log and the leader's part, from the leader's answer."""
+    leo = part.log_end_offset
+    if leader_end < 0:
+        # The leader has no entry for our epoch (its history starts later): keep
+        # only what was committed (Kafka truncates to the high watermark here).
+        target = part.high_watermark
+    elif leader_epoch < 0:
+        target = min(leader_end, leo)
+    else:
+        f_epoch, f_end = part.log.end_offset_for_epoch(leader_epoch)
+        if f_epoch < 0:
+            target = min(leader_end, leo)
+        elif f_epoch != leader_epoch:
+            # We never had the leader's epoch: go back to the end of our last epoch
+            # below it; the next fetch names that epoch and may truncate further.
+            target = f_end
+        else:
+            target = min(leader_end, f_end)
+    if target < leo:
+        log.info("follower truncating", topic=part.topic, partition=part.index,
+                 from_offset=leo, to_offset=target, leader=source_id,
+                 leader_epoch=leader_epoch, leader_end_offset=leader_end)
+    part.truncate_to(target)
+
+
+def truncate_to_leader_end(part, leader_end: int) -> bool:
+    """After AHEAD_OF_LEADER: the leader's log end offset (ListOffsets latest with our
+    replica id) is below ours; cut our log back to it. True when it truncated."""
+    if 0 <= leader_end < part.log_end_offset:
+        log.warning("follower ahead of its leader: truncating", topic=part.topic,
+                    partition=part.index, from_offset=part.log_end_offset,
+                    to_offset=leader_end)
+        part.truncate_to(leader_end)
+        return True
+    return False
 
 
 class ReplicaFetcherManager:
@@ -165,12 +273,12 @@ class ReplicaFetcher:
         by_topic: dict[str, list] = {}
         P = FetchRequest.FetchTopic.FetchPartition
         for (topic, index), (part, epoch) in snapshot.items():
-            cache = part.log.leader_epoch_cache
+            pos = follower_fetch_position(part)
             by_topic.setdefault(topic, []).append(P(
                 partition=index, current_leader_epoch=epoch,
-                fetch_offset=part.log_end_offset,
-                last_fetched_epoch=cache.latest_epoch,
-                log_start_offset=part.log_start_offset,
+                fetch_offset=pos.fetch_offset,
+                last_fetched_epoch=pos.last_fetched_epoch,
+                log_start_offset=pos.log_start_offset,
                 partition_max_bytes=cfg["replica.fetch.max.bytes"]))
         req = FetchRequest(
             replica_id=self.manager.node_id, max_wait_ms=cfg["replica.fetch.wait.max.ms"],
@@ -199,62 +307,20 @@ class ReplicaFetcher:
     def _handle_partition(self, part, pd, now_ms: int) -> bool:
         rm = self.manager.rm
         key = (part.topic, part.index)
-        code = pd.error_code
-        if code == ErrorCode.NONE:
-            if pd.diverging_epoch is not None:
-                self._truncate_on_divergence(part, pd.diverging_epoch.epoch,
-                                             pd.diverging_epoch.end_offset)
-                return True
+        de = pd.diverging_epoch
+        before = part.high_watermark
+        outcome = handle_fetch_answer(
+            part, pd.error_code, pd.high_watermark, pd.log_start_offset, pd.records,
+            (de.epoch, de.end_offset) if de is not None else None, now_ms, self.source_id)
+        if outcome == APPENDED:
             self.leader_hw[key] = pd.high_watermark
-            before = part.high_watermark
-            part.append_as_follower(pd.records, pd.high_watermark, pd.log_start_offset, now_ms)
             if part.high_watermark != before:
                 rm.fetch_purgatory.notify(key)  # consumers reading from this follower
             return True
-        if code == ErrorCode.OFFSET_OUT_OF_RANGE:
-            if pd.log_start_offset >= 0 and part.log_end_offset < pd.log_start_offset:
-                log.warning("follower log below the leader's log start: restarting it",
-                            topic=part.topic, partition=part.index,
-                            log_end_offset=part.log_end_offset,
-                            leader_log_start_offset=pd.log_start_offset)
-                part.truncate_fully_and_start_at(pd.log_start_offset)
-                return True
-            # Ahead of the leader (it lost a tail we have): the leader's log end
-            # offset is where we must go back to.
+        if outcome == AHEAD_OF_LEADER:
             asyncio.ensure_future(self._truncate_to_leader_end(part))
             return False
-        if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH,
-                    ErrorCode.UNKNOWN_LEADER_EPOCH, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                    ErrorCode.UNKNOWN_TOPIC_ID):
-            return False  # metadata is moving; the next image tells us where to go
-        log.warning("replica fetch error", topic=part.topic, partition=part.index,
-                    source=self.source_id, error=ErrorCode(code).name)
-        return False
-
-    def _truncate_on_divergence(self, part, leader_epoch: int, leader_end: int) -> None:
-        """KIP-279: where our log and the leader's part, from the leader's answer."""
-        leo = part.log_end_offset
-        if leader_end < 0:
-            # The leader has no entry for our epoch (its history starts later): keep
-            # only what was committed (Kafka truncates to the high watermark here).
-            target = part.high_watermark
-        elif leader_epoch < 0:
-            target = min(leader_end, leo)
-        else:
-            f_epoch, f_end = part.log.end_offset_for_epoch(leader_epoch)
-            if f_epoch < 0:
-                target = min(leader_end, leo)
-            elif f_epoch != leader_epoch:
-                # We never had the leader's epoch: go back to the end of our last epoch
-                # below it; the next fetch names that epoch and may truncate further.
-                target = f_end
-            else:
-                target = min(leader_end, f_end)
-        if target < leo:
-            log.info("follower truncating", topic=part.topic, partition=part.index,
-                     from_offset=leo, to_offset=target, leader=self.source_id,
-                     leader_epoch=leader_epoch, leader_end_offset=leader_end)
-        part.truncate_to(target)
+        return outcome != BACK_OFF
 
     async def _truncate_to_leader_end(self, part) -> None:
         ch = self._channel
@@ -268,11 +334,8 @@ class ReplicaFetcher:
         try:
             resp = await ch.send(req, LIST_OFFSETS_VERSION)
             p = resp.topics[0].partitions[0]
-            if p.error_code == 0 and 0 <= p.offset < part.log_end_offset:
-                log.warning("follower ahead of its leader: truncating", topic=part.topic,
-                            partition=part.index, from_offset=part.log_end_offset,
-                            to_offset=p.offset)
-                part.truncate_to(p.offset)
+            if p.error_code == 0:
+                truncate_to_leader_end(part, p.offset)
         except Exception as e:  # noqa: BLE001 - retried at the next out-of-range answer
             log.warning("leader end offset lookup failed", topic=part.topic,
                         partition=part.index, error=f"{type(e).__name__}: {e}")

@@ -579,8 +579,10 @@ class ReplicaManager:
                 n += 1
         return n
 
-    def on_isr_change(self, part: Partition, leader_epoch: int, partition_epoch: int, isr) -> None:
-        part.isr_change_done(leader_epoch, partition_epoch, isr)
+    def on_isr_change(self, part: Partition, leader_epoch: int, partition_epoch: int, isr,
+                      proposed=None) -> None:
+        """The controller's answer to the AlterPartition that proposed `proposed`."""
+        part.isr_change_done(leader_epoch, partition_epoch, isr, proposed)
         self._wake((part.topic, part.index))
 
     # -- checkpoints and lifecycle --------------------------------------------------

@@ -156,11 +156,14 @@ class LogManager:
         for plog in list(self._logs.values()):
             plog.maybe_flush(now_ms)
 
-    def close_all(self) -> None:
+    def close_all(self, *, clean: bool = True) -> None:
+        """Close every log and release the directory lock. clean=False closes the files
+        as a killed process leaves them: nothing flushed or snapshotted, no clean-shutdown
+        markers, so the next open recovers (the replication simulation's crash)."""
         errors = []
         for plog in list(self._logs.values()):
             try:
-                plog.close()
+                plog.close(clean=clean)
             except Exception as exc:  # keep closing the others
                 errors.append(exc)
                 log.exception("closing %s failed", plog.dir)
