@@ -578,3 +578,67 @@ def empty_batch_like(h: tuple) -> bytes:
     producer's last sequence and offset range after its records were removed."""
     attributes = h[5] & (TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT)
     return rebuild_batch(h, attributes, h[8], h[8], 0, b"")
+
+
+# --------------------------------------------------------------------------- control batches
+#
+# Transaction markers (KIP-98): a control batch (attributes TRANSACTIONAL | CONTROL) holding
+# ONE record whose key is the control record key (int16 version 0, int16 type) and whose
+# value is Kafka's EndTransactionMarker (int16 version 0, int32 coordinator epoch). The
+# coordinator epoch lets a partition leader fence markers of a zombie coordinator.
+# Decoding the one record is fine here: markers are tiny and rare, never the data path.
+
+ABORT_MARKER = 0  # Kafka's ControlRecordType.ABORT
+COMMIT_MARKER = 1  # ControlRecordType.COMMIT
+UNKNOWN_CONTROL_TYPE = -1  # ControlRecordType.UNKNOWN (e.g. KRaft's LEADER_CHANGE = 2)
+CONTROL_KEY_VERSION = 0
+END_TXN_MARKER_VERSION = 0
+_CONTROL_KEY = struct.Struct(">hh")
+_END_TXN_VALUE = struct.Struct(">hi")
+
+
+def build_control_batch(producer_id: int, producer_epoch: int, commit: bool,
+                        coordinator_epoch: int, timestamp_ms: int) -> bytes:
+    """One COMMIT or ABORT marker batch for `producer_id`: base offset 0 (the log stamps
+    it), base sequence -1 (markers carry no sequence), uncompressed (Kafka never
+    compresses markers it writes)."""
+    key = _CONTROL_KEY.pack(CONTROL_KEY_VERSION, COMMIT_MARKER if commit else ABORT_MARKER)
+    value = _END_TXN_VALUE.pack(END_TXN_MARKER_VERSION, coordinator_epoch)
+    return build_batch([(key, value, [], timestamp_ms)], 0, timestamp_ms=timestamp_ms,
+                       producer_id=producer_id, producer_epoch=producer_epoch,
+                       base_sequence=NO_SEQUENCE, transactional=True, control=True)
+
+
+def read_end_txn_marker(buf, pos: int, h) -> tuple[int, int]:
+    """(control type, coordinator epoch) of the control batch at `pos` of `buf` whose
+    header is `h` (a BatchHeader or the raw HEADER_STRUCT tuple). The type is
+    ABORT_MARKER, COMMIT_MARKER or UNKNOWN_CONTROL_TYPE (no record — a batch the cleaner
+    emptied —, an unknown type, or a record that does not parse); the coordinator epoch
+    is -1 unless the type is a marker. Like Kafka's ControlRecordType.parse, a key
+    version above 0 is read as version 0."""
+    if h[12] <= 0:
+        return UNKNOWN_CONTROL_TYPE, -1
+    mv = _as_bytes_view(buf)
+    try:
+        header = h if isinstance(h, BatchHeader) else _new_header(BatchHeader, tuple(h))
+        record = _decode_batch(mv, pos, header)[0]
+    except (CorruptRecordError, IndexError):
+        return UNKNOWN_CONTROL_TYPE, -1
+    key, value = record.key, record.value
+    if key is None or len(key) < _CONTROL_KEY.size:
+        return UNKNOWN_CONTROL_TYPE, -1
+    version, ctype = _CONTROL_KEY.unpack_from(key)
+    if version < 0 or ctype not in (ABORT_MARKER, COMMIT_MARKER):
+        return UNKNOWN_CONTROL_TYPE, -1
+    if value is None or len(value) < _END_TXN_VALUE.size:
+        return UNKNOWN_CONTROL_TYPE, -1
+    value_version, coordinator_epoch = _END_TXN_VALUE.unpack_from(value)
+    if value_version < 0:
+        return UNKNOWN_CONTROL_TYPE, -1
+    return ctype, coordinator_epoch
+
+
+def control_record_type(buf, pos: int, h) -> int:
+    """The marker type of the control batch at `pos`: ABORT_MARKER (0), COMMIT_MARKER (1),
+    or UNKNOWN_CONTROL_TYPE (-1)."""
+    return read_end_txn_marker(buf, pos, h)[0]
