@@ -382,8 +382,7 @@ def test_control_and_transactional_batches_are_kept_as_is(tmp_path):
     plog = open_log(tmp_path / "t-0", segment_bytes=10_000)
     txn = append(plog, [(b"a", b"txn")], producer_id=5, producer_epoch=0, base_sequence=0,
                  transactional=True)
-    ctrl = append(plog, [(b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")], producer_id=5,
-                  producer_epoch=0, control=True)
+    ctrl = plog.append_marker(5, 0, 0, True, 0, TS).base_offset
     put(plog, b"a", b"plain")
     put(plog, b"a", b"later")
     plog.roll(TS)

@@ -201,18 +201,22 @@ def test_producers_are_independent_and_plain_batches_are_not_checked(plog):
 
 def test_control_batch_moves_the_epoch_and_never_back(plog):
     plog.append(batch(0, epoch=2), 0, TS)
-    marker = bytearray(build_batch([(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00", [])],
-                                   timestamp_ms=TS, producer_id=PID, producer_epoch=3,
-                                   base_sequence=-1, control=True, transactional=True))
-    plog.append(marker, 0, TS)
+    plog.append_marker(PID, 3, 0, True, 0, TS)  # markers come from the coordinator
     assert plog.producer_state.producers[PID].producer_epoch == 3
     with pytest.raises(InvalidProducerEpochError):
         plog.append(batch(1, epoch=2), 0, TS)
-    old_marker = bytearray(build_batch([(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00", [])],
-                                       timestamp_ms=TS, producer_id=PID, producer_epoch=1,
-                                       base_sequence=-1, control=True, transactional=True))
     with pytest.raises(InvalidProducerEpochError):
-        plog.append(old_marker, 0, TS)
+        plog.append_marker(PID, 1, 0, True, 0, TS)
+
+
+def test_clients_may_not_write_markers(plog):
+    # Kafka's LogValidator: "Clients are not allowed to write control records".
+    marker = bytearray(build_batch([(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00", [])],
+                                   timestamp_ms=TS, producer_id=PID, producer_epoch=3,
+                                   base_sequence=-1, control=True, transactional=True))
+    with pytest.raises(InvalidRecordError):
+        plog.append(marker, 0, TS)
+    assert plog.log_end_offset == 0
 
 
 # --- sequence wrap ----------------------------------------------------------------------------
@@ -397,7 +401,7 @@ def test_junk_snapshot_files_are_ignored(tmp_path):
         plog.close()
 
 
-def test_snapshots_on_roll_flush_and_close_keep_the_newest_two(tmp_path):
+def test_snapshots_on_roll_flush_and_close_keep_the_newest_two_and_the_anchor(tmp_path):
     plog = open_log(tmp_path)
     assert snapshots(plog) == []
     append_seq(plog, 1)
@@ -408,7 +412,15 @@ def test_snapshots_on_roll_flush_and_close_keep_the_newest_two(tmp_path):
     assert snapshots(plog) == [2, 4]
     append_seq(plog, 1, start=4)
     plog.close()
-    assert snapshots(plog) == [4, 6]
+    # The newest two, and the one at the start of the segment holding the recovery
+    # point (6, in the segment that starts at 2): an unclean restart re-reads that
+    # segment and rebuilds its transaction index from the producer state at 2.
+    assert snapshots(plog) == [2, 4, 6]
+    plog = open_log(tmp_path)
+    plog.roll()
+    append_seq(plog, 1, start=6)
+    plog.close()
+    assert snapshots(plog) == [6, 8]  # the recovery point (8) is in the segment at 6
 
 
 def test_empty_log_writes_no_snapshot(tmp_path):

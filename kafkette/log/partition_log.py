@@ -50,7 +50,13 @@ from kafkette.log.segment import (
     LogSegment,
 )
 from kafkette.log.leader_epoch import LeaderEpochCache
-from kafkette.log.producer_state import ProducerStateManager, iter_stored_headers
+from kafkette.log.producer_state import (
+    CompletedTxn,
+    ProducerStateEntry,
+    ProducerStateManager,
+    iter_stored_headers,
+)
+from kafkette.log.txn_index import TXN_INDEX_SUFFIX, AbortedTxn, CorruptTxnIndexError
 from kafkette.logging import get_logger
 from kafkette.protocol import records as rec
 from kafkette.log.fsutil import fsync_path as _fsync_dir
@@ -290,22 +296,37 @@ class PartitionLog:
         # an uncommitted one (.cleaned files) before looking at the segments.
         from kafkette.log.cleaner import recover_interrupted_swap
         recover_interrupted_swap(self.dir)
-        bases = self._discover_segments()
+        bases, txn_indexed = self._discover_segments()
         segments: list[LogSegment] = []
+        # The first segment whose aborted-transaction index must be rebuilt: every
+        # segment recovery re-reads (its index may lack entries for the markers it holds,
+        # or hold some for markers cut off), and any with an unreadable index.
+        rebuild_txn_from: int | None = None
         try:
             if not bases:
                 segments.append(LogSegment.create(self.dir, stored_log_start or 0, interval))
             else:
-                segments = [LogSegment.open_existing(self.dir, b, interval) for b in bases]
+                segments = [LogSegment.open_existing(self.dir, b, interval, b in txn_indexed) for b in bases]
                 i = 0
                 while i < len(segments):
                     seg = segments[i]
                     next_base = bases[i + 1] if i + 1 < len(segments) else None
+                    trusted = (next_base is not None and (clean or next_base <= recovery_point)) or (
+                        next_base is None and clean)
+                    if trusted and seg.txn_index.exists and rebuild_txn_from is None:
+                        try:
+                            seg.txn_index.check()
+                        except CorruptTxnIndexError as e:
+                            log.warning("aborted transaction index %s unusable (%s); rebuilding it",
+                                        seg.txn_index.path, e)
+                            rebuild_txn_from = seg.base_offset
                     if next_base is not None and (clean or next_base <= recovery_point):
                         seg.load_inactive(next_base, now)
                     elif next_base is None and clean:
                         seg.load_active(now)
                     else:
+                        if rebuild_txn_from is None:
+                            rebuild_txn_from = seg.base_offset
                         truncated = seg.recover(truncate=True, now_ms=now, inactive=next_base is not None)
                         if next_base is not None:
                             if truncated or seg.next_offset > next_base:
@@ -337,11 +358,39 @@ class PartitionLog:
             _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), lso)
         self._recovery_point = min(recovery_point, self._leo)
         self._last_flush_ms = now
-        # Idempotent producers (KIP-98): the newest snapshot + the batch headers after it.
+        # Idempotent and transactional producers (KIP-98): the newest snapshot + the
+        # batch headers after it. When transaction indexes are to be rebuilt, the replay
+        # starts at or below the first of them and re-creates their entries.
         self.producer_state = ProducerStateManager(self.dir, f"{self.topic}-{self.partition}")
-        self.producer_state.load(self.segments, self._leo)
+        self._update_snapshot_anchor()
+        if rebuild_txn_from is not None and rebuild_txn_from < self._leo:
+            self._rebuild_txn_indexes(rebuild_txn_from)
+        else:
+            self.producer_state.load(self.segments, self._leo)
         self.leader_epoch_cache = self._load_leader_epochs()
         self._closed = False
+
+    def _rebuild_txn_indexes(self, from_offset: int) -> None:
+        """Kafka's LogSegment.recover rebuilds a segment's .txnindex from the producer
+        state at the segment's start; here one replay from the newest snapshot at or
+        below `from_offset` re-creates the entries of every segment from there on."""
+        i = max(0, bisect_right(self._bases, from_offset) - 1)
+        for seg in self.segments[i:]:
+            seg.txn_index.reset()
+        aborted: list[AbortedTxn] = []
+        self.producer_state.load(self.segments, self._leo, txn_index_from=self.segments[i].base_offset,
+                                 aborted_out=aborted)
+        for txn in aborted:
+            self._segment_for(txn.last_offset).txn_index.append(txn)
+        slog.info("txn_indexes_rebuilt", partition=f"{self.topic}-{self.partition}",
+                  from_offset=self.segments[i].base_offset, aborted_transactions=len(aborted))
+
+    def _segment_for(self, offset: int) -> LogSegment:
+        return self.segments[max(0, bisect_right(self._bases, offset) - 1)]
+
+    def _update_snapshot_anchor(self) -> None:
+        # Keep the producer snapshot recovery would start from (ProducerStateManager).
+        self.producer_state.anchor_offset = self._segment_for(self._recovery_point).base_offset
 
     def _load_leader_epochs(self) -> LeaderEpochCache:
         """The checkpoint, cut to [log start, log end] as Kafka's LogLoader does (it may
@@ -356,7 +405,8 @@ class PartitionLog:
         cache.truncate_from_start(self._log_start_offset)
         return cache
 
-    def _discover_segments(self) -> list[int]:
+    def _discover_segments(self) -> tuple[list[int], set[int]]:
+        """(base offsets of the segments, ascending; bases that have a .txnindex)."""
         bases: list[int] = []
         index_files: list[str] = []
         for name in os.listdir(self.dir):
@@ -368,14 +418,17 @@ class PartitionLog:
                 os.unlink(os.path.join(self.dir, name))
             elif dot + suffix == LOG_SUFFIX:
                 bases.append(int(stem))
-            elif dot + suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            elif dot + suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXN_INDEX_SUFFIX):
                 index_files.append(name)
         known = set(bases)
+        txn_indexed: set[int] = set()
         for name in index_files:
             if int(name[:20]) not in known:
                 os.unlink(os.path.join(self.dir, name))  # an index without its log
+            elif name.endswith(TXN_INDEX_SUFFIX):
+                txn_indexed.add(int(name[:20]))
         bases.sort()
-        return bases
+        return bases, txn_indexed
 
     # --- properties ---------------------------------------------------------------------
     @property
@@ -411,13 +464,23 @@ class PartitionLog:
             raise KafkaStorageError(f"log {self.dir} is closed")
 
     # --- append -------------------------------------------------------------------------
-    def append(self, batches, partition_leader_epoch: int, now_ms: int) -> AppendResult:
+    def append(self, batches, partition_leader_epoch: int, now_ms: int, *,
+               origin: str = "client") -> AppendResult:
         """Validate, stamp and append the batches of one produce request (bytes as sent
         by the producer: one or more concatenated v2 batches). `batches` should be
         writable (bytearray / memoryview of one): offsets are stamped in place. All
         batches are checked before anything is written, and the whole request goes to
-        the segment with one write, so a request is appended entirely or not at all."""
+        the segment with one write, so a request is appended entirely or not at all.
+
+        `origin` (Kafka's AppendOrigin): "client" for Produce; "coordinator" for the
+        coordinators' own writes — transactional offset commits (base sequence -1) and
+        transaction markers —, which skip duplicate and sequence checks but keep the
+        epoch and transaction checks. As in Kafka's LogValidator, a client may not write
+        control batches of a producer (INVALID_RECORD); control batches without a
+        producer id (the Raft metadata log's) pass as before. A transactional batch
+        needs a producer id (INVALID_RECORD)."""
         self._check_open()
+        client = origin == "client"
         mv = batches if isinstance(batches, memoryview) else memoryview(batches)
         if mv.readonly:
             mv = memoryview(bytearray(mv))  # a copy; internal callers that pass bytes
@@ -463,17 +526,27 @@ class PartitionLog:
                     f"Timestamp {bad} of message with offset {offset} is out of range. The "
                     f"timestamp should be within [{ts_low}, {ts_high}]",
                     code=ErrorCode.INVALID_TIMESTAMP)
-            # Idempotence checks on header fields, before stamping (KIP-98).
+            # Idempotence and transaction checks on header fields, before stamping (KIP-98).
             if h.producer_id >= 0:
                 if pending is None:
                     pending = {}
+                marker = None
+                if h.attributes & rec.CONTROL_BIT:
+                    if client:
+                        raise InvalidRecordError(
+                            f"Clients are not allowed to write control records in topic partition "
+                            f"{self.topic}-{self.partition}")
+                    marker = rec.read_end_txn_marker(mv, pos, h)
                 dup = self.producer_state.check(h, offset, now_ms if log_append_time else h.max_timestamp,
-                                                pending)
+                                                pending, client, marker)
                 if dup is not None:
                     # A retry of a batch already in the log: append nothing, answer with
                     # the original offsets (Kafka: UnifiedLog.append, maybeDuplicate).
                     return AppendResult(dup.first_offset, dup.last_offset,
                                         dup.timestamp if log_append_time else -1, self._log_start_offset)
+            elif h.attributes & rec.TRANSACTIONAL_BIT:
+                raise InvalidRecordError(f"transactional record batch without a producer id for "
+                                         f"{self.topic}-{self.partition}")
             stamp(mv, pos, offset, partition_leader_epoch)
             if log_append_time:
                 rec.stamp_log_append_time(mv, pos, pos + size, now_ms)
@@ -499,16 +572,71 @@ class PartitionLog:
             epoch_cache.assign(partition_leader_epoch, base_offset)
         if self._should_roll(total, offset - 1, now_ms):
             self._roll(now_ms)
-        self.segments[-1].append(mv, metas, config.index_interval_bytes, now_ms)
+        seg = self.segments[-1]
+        seg.append(mv, metas, config.index_interval_bytes, now_ms)
         self._leo = offset
         if pending:  # before any flush snapshots the producer state
-            self.producer_state.apply(pending)
+            completed = self.producer_state.apply(pending)
+            if completed:
+                self._on_completed_txns(seg, completed)
         self._size += total
         self._unflushed_messages += messages
         if (config.flush_messages is not None and self._unflushed_messages >= config.flush_messages) or (
                 config.flush_ms is not None and now_ms - self._last_flush_ms >= config.flush_ms):
             self.flush(now_ms)
         return AppendResult(base_offset, offset - 1, now_ms if log_append_time else -1, self._log_start_offset)
+
+    def append_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int,
+                      commit: bool, partition_leader_epoch: int, now_ms: int) -> AppendResult:
+        """Write a COMMIT or ABORT marker for `producer_id` as the leader (Kafka:
+        appendAsLeader with origin COORDINATOR of an end-transaction marker, for
+        WriteTxnMarkers). Raises InvalidProducerEpochError for an epoch older than the
+        producer's and TransactionCoordinatorFencedError for a coordinator epoch older
+        than the last marker's. A marker for a producer without an ongoing transaction
+        here is written all the same, as Kafka does (readers ignore it)."""
+        batch = bytearray(rec.build_control_batch(producer_id, producer_epoch, commit,
+                                                  coordinator_epoch, now_ms))
+        return self.append(batch, partition_leader_epoch, now_ms, origin="coordinator")
+
+    def _on_completed_txns(self, seg: LogSegment, completed: list[tuple[CompletedTxn, int]]) -> None:
+        """Index the aborted ones in the segment holding their markers (Kafka's
+        LogSegment.updateTxnIndex), and log every completion."""
+        partition = f"{self.topic}-{self.partition}"
+        for txn, lso in completed:
+            if txn.is_aborted:
+                seg.txn_index.append(AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, lso))
+            slog.debug("txn_completed", partition=partition, producer_id=txn.producer_id,
+                       first_offset=txn.first_offset, marker_offset=txn.last_offset,
+                       aborted=txn.is_aborted, last_stable_offset=lso)
+
+    # --- transactions (KIP-98) ------------------------------------------------------------
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest ongoing transaction, or None (the broker's
+        last stable offset is min(high watermark, this))."""
+        return self.producer_state.first_unstable_offset()
+
+    def collect_aborted_transactions(self, start_offset: int, upper_bound_offset: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of every aborted transaction overlapping
+        [start_offset, upper_bound_offset) — last offset >= start_offset and first
+        offset < upper_bound_offset —, in index order: Fetch(read_committed)'s
+        AbortedTransactions. Kafka's collectAbortedTransactions: the index of the
+        segment holding start_offset, then the following ones until an entry's last
+        stable offset reaches the upper bound."""
+        self._check_open()
+        out: list[tuple[int, int]] = []
+        i = max(0, bisect_right(self._bases, start_offset) - 1)
+        for seg in self.segments[i:]:
+            found, complete = seg.txn_index.collect(start_offset, upper_bound_offset)
+            out.extend((t.producer_id, t.first_offset) for t in found)
+            if complete or seg.base_offset >= upper_bound_offset:
+                break
+        return out
+
+    def producer_entries(self) -> list[ProducerStateEntry]:
+        """Every producer this partition knows (DescribeProducers): producer_id,
+        producer_epoch, last_seq, last_timestamp, coordinator_epoch,
+        current_txn_first_offset."""
+        return list(self.producer_state.producers.values())
 
     def _check_keys(self, mv, pos: int, h) -> None:
         """A compacted log refuses records without a key (Kafka's LogValidator
@@ -666,9 +794,16 @@ class PartitionLog:
             seg.append(mv[start:start + run_bytes], metas, interval, now_ms)
             self._leo = metas[-1][2] + 1
             self._size += run_bytes
-            for _pos, h in accepted[i:j]:
+            for pos, h in accepted[i:j]:
                 if h.producer_id >= 0:
-                    producers.replay(h)
+                    if h.attributes & rec.CONTROL_BIT:
+                        # A marker: complete the transaction and index an abort, as the
+                        # leader did (Kafka's appendAsFollower updates the same state).
+                        done = producers.replay(h, rec.read_end_txn_marker(mv, pos, h))
+                        if done is not None:
+                            self._on_completed_txns(seg, [done])
+                    else:
+                        producers.replay(h)
             i = j
         return messages
 
@@ -853,13 +988,17 @@ class PartitionLog:
         os.ftruncate(seg.fd, pos)
         seg.size = pos
         seg.recover(truncate=True, now_ms=now)  # rebuilds its indexes
-        seg.flush()
         self._leo = max(offset, seg.base_offset) if not seg.size else seg.next_offset
+        # Aborts whose markers are gone leave the index (Kafka's TransactionIndex
+        # .truncateTo); the producer state reload below reopens their transactions.
+        seg.txn_index.truncate_to(self._leo if seg.size else seg.base_offset)
+        seg.flush()
         self._size -= removed
         if self._recovery_point > self._leo:
             self._recovery_point = self._leo
             _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
         self.leader_epoch_cache.truncate_from_end(self._leo)
+        self._update_snapshot_anchor()
         self.producer_state.load(self.segments, self._leo)
         slog.info("log_truncated", partition=f"{self.topic}-{self.partition}", offset=self._leo,
                   bytes_removed=removed, latest_epoch=self.leader_epoch_cache.latest_epoch)
@@ -929,6 +1068,7 @@ class PartitionLog:
         if self._recovery_point != self._leo:
             self._recovery_point = self._leo
             _write_int_file(os.path.join(self.dir, RECOVERY_POINT_FILE), self._leo)
+            self._update_snapshot_anchor()
         self.producer_state.take_snapshot(self._leo)
         self._unflushed_messages = 0
         self._last_flush_ms = self._clock.time_ms() if now_ms is None else now_ms

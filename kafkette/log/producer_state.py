@@ -32,11 +32,34 @@ ProducerStateEntry.findDuplicateBatch), for a batch with producer_id >= 0:
    the batch is accepted whatever its sequence (KIP-360, Kafka >= 2.5; older brokers
    answered UNKNOWN_PRODUCER_ID, which Kafka no longer sends for Produce).
 
-Control batches (transaction markers) only carry an epoch: it must not go backwards,
-and a newer one replaces the producer's epoch (and forgets its batches), as Kafka's
-appendEndTxnMarker does for TV0/TV1 markers. Transactional state proper (ongoing
-transactions, coordinator epoch, LSO) belongs to the transactions work; the entry keeps
-`coordinator_epoch` and `current_txn_first_offset` so the snapshot format has them.
+Transactions (KIP-98), as Kafka 3.9's ProducerAppendInfo / ProducerStateManager track
+them per partition:
+
+- A transactional data batch (TRANSACTIONAL bit, not CONTROL) starts a transaction of
+  its producer at its base offset unless one is ongoing (`current_txn_first_offset`).
+  A later transactional batch with a NEWER epoch while one is ongoing is accepted and
+  simply continues it — its first offset stays — exactly as Kafka's appendDataBatch
+  (checkProducerEpoch only refuses older epochs; the marker closing the old epoch's
+  transaction is the coordinator's business).
+- A non-transactional batch from a producer with an ongoing transaction is refused
+  with INVALID_TXN_STATE ("Expected transactional write from producer ...").
+- A control batch (COMMIT/ABORT marker, written by the coordinator's WriteTxnMarkers
+  through PartitionLog.append_marker) is checked first: epoch older than the
+  producer's → INVALID_PRODUCER_EPOCH (Kafka's checkProducerEpoch throws
+  InvalidProducerEpochException for markers too, never PRODUCER_FENCED), coordinator
+  epoch older than the last marker's → TRANSACTION_COORDINATOR_FENCED. It then ends
+  the ongoing transaction, if any, yielding a CompletedTxn (a marker without a
+  transaction is still written, and yields nothing: Kafka's appendEndTxnMarker), sets
+  the producer's epoch (a newer one forgets its batches) and coordinator epoch.
+- The ongoing transactions are also kept as first offset -> producer id in offset order
+  (Kafka: the ongoingTxns TreeMap), so `first_unstable_offset()` is O(1). What Kafka
+  adds and kafkette leaves to the broker: Kafka also counts a COMPLETED transaction
+  whose marker is not yet below the high watermark as unstable (unreplicatedTxns);
+  here the broker takes LSO = min(high watermark, first_unstable_offset()).
+- Recovery, truncation and follower appends replay the same state changes without the
+  checks (origin REPLICATION). The coordinator's own appends (origin "coordinator":
+  transactional offset commits, markers) skip duplicate and sequence checks, as
+  Kafka's AppendOrigin.COORDINATOR does, but keep the epoch and transaction checks.
 
 Persistence: a snapshot `<offset, 20 digits>.snapshot` in the partition directory is
 the state after every batch below `offset`. It is written when a segment rolls (offset =
@@ -58,6 +81,13 @@ one entry per RETAINED batch, oldest first: Kafka's reader keeps the last entry 
 producer id (exactly what it would have written), kafkette keeps all five, so a
 restarted kafkette still recognises a retry of any of the last five batches.
 
+The snapshot keeps `coordinator_epoch` and `current_txn_first_offset` per producer,
+so ongoing transactions survive a restart. Besides the newest two, the newest snapshot
+at or below `anchor_offset` is kept (the PartitionLog sets it to the base of the
+segment holding its recovery point), so that recovery can rebuild the aborted
+transaction indexes of the segments it re-reads from the producer state at their start
+(Kafka keeps one snapshot per segment for the same reason).
+
 Expiry: `remove_expired(now_ms, producer.id.expiration.ms)` drops producers without an
 ongoing transaction whose last batch timestamp is older than the expiration (Kafka's
 removeExpiredProducers; its scheduler runs it every
@@ -78,6 +108,7 @@ from typing import Iterable, Iterator, NamedTuple
 from crc32c import crc32c
 
 from kafkette.errors import ErrorCode, InvalidRecordError, KafkaError
+from kafkette.log.txn_index import AbortedTxn
 from kafkette.protocol import records as rec
 from kafkette.log.fsutil import fsync_path as _fsync_file
 
@@ -105,6 +136,29 @@ class OutOfOrderSequenceError(KafkaError):
 
 class InvalidProducerEpochError(KafkaError):
     code = ErrorCode.INVALID_PRODUCER_EPOCH
+
+
+class InvalidTxnStateError(KafkaError):
+    """Kafka's InvalidTxnStateException from the partition: a non-transactional write
+    from a producer in the middle of a transaction."""
+
+    code = ErrorCode.INVALID_TXN_STATE
+
+
+class TransactionCoordinatorFencedError(KafkaError):
+    """A marker from a coordinator whose epoch is older than the last one seen here."""
+
+    code = ErrorCode.TRANSACTION_COORDINATOR_FENCED
+
+
+class CompletedTxn(NamedTuple):
+    """A transaction ended by a marker (Kafka's CompletedTxn): last_offset is the
+    marker's offset."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    is_aborted: bool
 
 
 class CorruptSnapshotError(Exception):
@@ -200,19 +254,32 @@ class ProducerStateEntry:
 
     def __repr__(self) -> str:
         return (f"ProducerStateEntry(producer_id={self.producer_id}, epoch={self.producer_epoch}, "
-                f"batches={self.batches}, last_timestamp={self.last_timestamp})")
+                f"batches={self.batches}, last_timestamp={self.last_timestamp}, "
+                f"coordinator_epoch={self.coordinator_epoch}, "
+                f"current_txn_first_offset={self.current_txn_first_offset})")
 
 
 class _Update:
     """The changes one append makes to one producer (Kafka's ProducerAppendInfo's
-    updatedEntry): applied only once the bytes are written."""
+    updatedEntry): applied only once the bytes are written. `events` (None until the
+    first transactional batch or marker of the append): (offset, producer id, None) for
+    a transaction started at `offset`, (offset, producer id, CompletedTxn) for one a
+    marker at `offset` ended, in append order."""
 
-    __slots__ = ("epoch", "batches", "last_timestamp")
+    __slots__ = ("epoch", "batches", "last_timestamp", "txn_first", "coordinator_epoch", "events")
 
-    def __init__(self, epoch: int):
-        self.epoch = epoch
+    def __init__(self, current: "ProducerStateEntry | None"):
+        if current is None:
+            self.epoch = NO_PRODUCER_EPOCH
+            self.txn_first = None
+            self.coordinator_epoch = -1
+        else:
+            self.epoch = current.producer_epoch
+            self.txn_first = current.current_txn_first_offset
+            self.coordinator_epoch = current.coordinator_epoch
         self.batches: list[BatchMetadata] = []
         self.last_timestamp: int | None = None
+        self.events: list | None = None
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -227,39 +294,82 @@ class ProducerStateManager:
         self.dir = dir_path
         self.name = topic_partition or os.path.basename(dir_path)
         self.producers: dict[int, ProducerStateEntry] = {}
+        # Ongoing transactions: first offset -> producer id, in offset order (Kafka's
+        # ongoingTxns TreeMap). Appends start transactions at the log end, so insertion
+        # order is offset order; loading a snapshot sorts once. _first_unstable caches
+        # the smallest key.
+        self._ongoing: dict[int, int] = {}
+        self._first_unstable: int | None = None
         self._snapshots: list[int] = []  # offsets of the snapshot files, ascending
         self._last_snap_offset = -1
         self._last_snap_synced = True
+        # The newest snapshot at or below this offset is kept as well (module docstring).
+        self.anchor_offset = -1
+
+    # --- transactions -----------------------------------------------------------------------
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest ongoing transaction (Kafka's
+        firstUndecidedOffset), or None."""
+        return self._first_unstable
+
+    def ongoing_transactions(self) -> list[tuple[int, int]]:
+        """(first offset, producer id) of every ongoing transaction, in offset order."""
+        return sorted(self._ongoing.items())
+
+    def _start_txn(self, first_offset: int, pid: int) -> None:
+        self._ongoing[first_offset] = pid
+        if self._first_unstable is None or first_offset < self._first_unstable:
+            self._first_unstable = first_offset
+
+    def _end_txn(self, first_offset: int, last_offset: int) -> int:
+        """Forget the ongoing transaction starting at `first_offset`; returns the last
+        stable offset after it (Kafka's ProducerStateManager.lastStableOffset: the next
+        ongoing transaction's first offset, or the marker's offset + 1)."""
+        ongoing = self._ongoing
+        ongoing.pop(first_offset, None)
+        if first_offset == self._first_unstable:
+            self._first_unstable = next(iter(ongoing), None) if ongoing else None
+        return self._first_unstable if self._first_unstable is not None else last_offset + 1
+
+    def _rebuild_ongoing(self) -> None:
+        self._ongoing = {off: pid for off, pid in sorted(
+            (e.current_txn_first_offset, pid) for pid, e in self.producers.items()
+            if e.current_txn_first_offset is not None)}
+        self._first_unstable = next(iter(self._ongoing), None)
 
     # --- validation (hot path: once per idempotent batch) -------------------------------
     def check(self, h: rec.BatchHeader, offset: int, timestamp: int,
-              pending: dict[int, _Update]) -> BatchMetadata | None:
+              pending: dict[int, _Update], client: bool = True,
+              marker: tuple[int, int] | None = None) -> BatchMetadata | None:
         """Validate one batch whose base offset will be `offset` (header fields only).
         Returns the retained batch it duplicates, or None after recording the batch in
         `pending` (apply it with `apply(pending)` once the append is written). Raises
-        OutOfOrderSequenceError / InvalidProducerEpochError / InvalidRecordError."""
+        OutOfOrderSequenceError / InvalidProducerEpochError / InvalidRecordError /
+        InvalidTxnStateError / TransactionCoordinatorFencedError.
+        `client`: False for the coordinator's appends (no duplicate or sequence checks).
+        `marker`: (control type, coordinator epoch) of a control batch
+        (records.read_end_txn_marker)."""
         pid = h.producer_id
         epoch = h.producer_epoch
         current = self.producers.get(pid)
         upd = pending.get(pid)
         if upd is None:
-            upd = pending[pid] = _Update(current.producer_epoch if current is not None else NO_PRODUCER_EPOCH)
-        if h.attributes & rec.CONTROL_BIT:
-            if epoch < upd.epoch:
-                raise InvalidProducerEpochError(
-                    f"epoch {epoch} of the marker of producer {pid} in {self.name} is older than "
-                    f"the last seen epoch {upd.epoch}")
-            upd.set_epoch(epoch)
-            upd.last_timestamp = timestamp
+            upd = pending[pid] = _Update(current)
+        attributes = h.attributes
+        if attributes & rec.CONTROL_BIT:
+            self._check_marker(h, offset, timestamp, upd, marker)
             return None
         first_seq = h.base_sequence
-        if first_seq < 0:
+        if first_seq < 0 and client:
             raise InvalidRecordError(
                 f"invalid sequence number {first_seq} in a record batch with producer id {pid}")
         delta = h.last_offset_delta
         # increment_sequence and find_duplicate, inlined: this runs for every batch
-        last_seq = first_seq + delta if first_seq <= INT32_MAX - delta else delta - (INT32_MAX - first_seq) - 1
-        if current is not None and epoch == current.producer_epoch:
+        if first_seq < 0:
+            last_seq = NO_SEQUENCE  # the coordinator's writes carry no sequence
+        else:
+            last_seq = first_seq + delta if first_seq <= INT32_MAX - delta else delta - (INT32_MAX - first_seq) - 1
+        if client and current is not None and epoch == current.producer_epoch:
             for b in current.batches:
                 # same last sequence and offset delta <=> same (first, last) sequences
                 if b[0] == last_seq and b[2] == delta:
@@ -269,7 +379,11 @@ class ProducerStateManager:
             raise InvalidProducerEpochError(
                 f"epoch {epoch} of producer {pid} at offset {offset} in {self.name} is older "
                 f"than the last seen epoch {current_epoch}")
-        if epoch != current_epoch:
+        if not client:
+            if epoch != current_epoch:
+                upd.epoch = epoch
+                upd.batches = []
+        elif epoch != current_epoch:
             if first_seq != 0 and current_epoch != NO_PRODUCER_EPOCH:
                 raise OutOfOrderSequenceError(
                     f"invalid sequence number for the new epoch {epoch} of producer {pid} at "
@@ -290,13 +404,54 @@ class ProducerStateManager:
                 raise OutOfOrderSequenceError(
                     f"out of order sequence number for producer {pid} at offset {offset} in "
                     f"{self.name}: {first_seq} (incoming), {last} (current end sequence)")
+        if attributes & rec.TRANSACTIONAL_BIT:
+            if upd.txn_first is None:
+                upd.txn_first = offset  # a new transaction begins here
+                if upd.events is None:
+                    upd.events = []
+                upd.events.append((offset, pid, None))
+        elif upd.txn_first is not None:
+            raise InvalidTxnStateError(
+                f"Expected transactional write from producer {pid} at offset {offset} in "
+                f"partition {self.name}")
         upd.batches.append(_new_meta(BatchMetadata, (last_seq, offset + delta, delta, timestamp)))
         upd.last_timestamp = timestamp
         return None
 
-    def apply(self, pending: dict[int, _Update]) -> None:
-        """Commit the updates of a written append (Kafka's ProducerStateManager.update)."""
+    def _check_marker(self, h: rec.BatchHeader, offset: int, timestamp: int, upd: _Update,
+                      marker: tuple[int, int] | None) -> None:
+        """Kafka's appendEndTxnMarker on the leader (origin COORDINATOR)."""
+        pid = h.producer_id
+        epoch = h.producer_epoch
+        if marker is None or marker[0] not in (rec.ABORT_MARKER, rec.COMMIT_MARKER):
+            raise InvalidRecordError(f"control batch of producer {pid} in {self.name} is not a "
+                                     f"transaction marker")
+        ctype, coordinator_epoch = marker
+        if epoch < upd.epoch:
+            raise InvalidProducerEpochError(
+                f"epoch {epoch} of the marker of producer {pid} at offset {offset} in {self.name} "
+                f"is older than the last seen epoch {upd.epoch}")
+        if upd.coordinator_epoch > coordinator_epoch:
+            raise TransactionCoordinatorFencedError(
+                f"invalid coordinator epoch for producer {pid} at offset {offset} in {self.name}: "
+                f"{coordinator_epoch} (zombie), {upd.coordinator_epoch} (current)")
+        if upd.txn_first is not None:
+            if upd.events is None:
+                upd.events = []
+            upd.events.append((offset, pid, CompletedTxn(pid, upd.txn_first, offset,
+                                                         ctype == rec.ABORT_MARKER)))
+            upd.txn_first = None
+        upd.set_epoch(epoch)
+        upd.coordinator_epoch = coordinator_epoch
+        upd.last_timestamp = timestamp
+
+    def apply(self, pending: dict[int, _Update]) -> list[tuple[CompletedTxn, int]] | None:
+        """Commit the updates of a written append (Kafka's ProducerStateManager.update
+        and completeTxn). Returns the transactions the append completed, each with the
+        last stable offset right after it (for the aborted-transaction index), in
+        offset order; None when the append started or ended none."""
         producers = self.producers
+        events = None
         for pid, upd in pending.items():
             entry = producers.get(pid)
             if entry is None:
@@ -313,6 +468,21 @@ class ProducerStateManager:
                 entry.last_timestamp = new[-1][3]
             elif upd.last_timestamp is not None:
                 entry.last_timestamp = upd.last_timestamp
+            if upd.events is not None:
+                events = upd.events if events is None else events + upd.events
+            entry.current_txn_first_offset = upd.txn_first
+            entry.coordinator_epoch = upd.coordinator_epoch
+        if events is None:
+            return None
+        if len(pending) > 1:
+            events.sort(key=lambda e: e[0])
+        done = []
+        for offset, pid, completed in events:
+            if completed is None:
+                self._start_txn(offset, pid)
+            else:
+                done.append((completed, self._end_txn(completed.first_offset, completed.last_offset)))
+        return done
 
     def remove_expired(self, now_ms: int, expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS) -> int:
         """Forget producers idle for expiration_ms (producer.id.expiration.ms): no
@@ -327,28 +497,57 @@ class ProducerStateManager:
         return len(expired)
 
     # --- replay (recovery) ----------------------------------------------------------------
-    def replay(self, h: rec.BatchHeader) -> None:
+    def replay(self, h: rec.BatchHeader,
+               marker: tuple[int, int] | None = None) -> tuple[CompletedTxn, int] | None:
         """Apply one stored batch without validation (Kafka loads the log with origin
-        REPLICATION: what is in the log is the truth)."""
+        REPLICATION: what is in the log is the truth). `marker`: (control type,
+        coordinator epoch) of a control batch (records.read_end_txn_marker). Returns
+        the transaction a marker completed, with the last stable offset after it."""
         pid = h.producer_id
         entry = self.producers.get(pid)
         if entry is None:
             entry = self.producers[pid] = ProducerStateEntry(pid)
         if h.attributes & rec.CONTROL_BIT:
             entry.maybe_update_epoch(h.producer_epoch)
-            entry.current_txn_first_offset = None
             entry.last_timestamp = h.max_timestamp
-            return
+            if marker is None or marker[0] not in (rec.ABORT_MARKER, rec.COMMIT_MARKER):
+                # An emptied control batch (the cleaner removed the marker after its
+                # transaction was gone) or a control record that is no marker: Kafka's
+                # ProducerAppendInfo.append completes nothing for it either.
+                return None
+            entry.coordinator_epoch = marker[1]
+            first = entry.current_txn_first_offset
+            if first is None:
+                return None
+            entry.current_txn_first_offset = None
+            completed = CompletedTxn(pid, first, h.base_offset, marker[0] == rec.ABORT_MARKER)
+            return completed, self._end_txn(first, h.base_offset)
         delta = h.last_offset_delta
+        first_seq = h.base_sequence
         entry.add_batch(h.producer_epoch, BatchMetadata(
-            increment_sequence(h.base_sequence, delta), h.base_offset + delta, delta, h.max_timestamp))
+            increment_sequence(first_seq, delta) if first_seq >= 0 else NO_SEQUENCE,
+            h.base_offset + delta, delta, h.max_timestamp))
+        if h.attributes & rec.TRANSACTIONAL_BIT and entry.current_txn_first_offset is None:
+            entry.current_txn_first_offset = h.base_offset
+            self._start_txn(h.base_offset, pid)
+        return None
 
-    def load(self, segments, log_end_offset: int) -> int:
+    def load(self, segments, log_end_offset: int, *, txn_index_from: int | None = None,
+             aborted_out: list[AbortedTxn] | None = None) -> int:
         """Rebuild the table for a log made of `segments` (LogSegment, ascending, open)
         ending at `log_end_offset`: newest usable snapshot, then the batch headers after
-        it. Returns the number of batches replayed. Also the way to reload after the log
-        was truncated."""
+        it (and the one record of each control batch). Returns the number of batches
+        replayed. Also the way to reload after the log was truncated.
+
+        `txn_index_from` (recovery): the aborted-transaction indexes from this offset on
+        are being rebuilt. The replay then starts from the newest snapshot at or below
+        it (or from nothing at the first segment when there is none), and every abort
+        marker at or after it is appended to `aborted_out` as its index entry (Kafka
+        rebuilds the index in LogSegment.recover from the producer state at the
+        segment's start)."""
         self.producers = {}
+        self._ongoing = {}
+        self._first_unstable = None
         first_base = segments[0].base_offset if segments else log_end_offset
         self._snapshots = self._list_snapshots()
         for off in list(self._snapshots):
@@ -359,8 +558,9 @@ class ProducerStateManager:
                 self._delete_snapshot(off)
         start = first_base
         self._last_snap_offset = -1
-        while self._snapshots:
-            off = self._snapshots[-1]
+        candidates = [off for off in self._snapshots if txn_index_from is None or off <= txn_index_from]
+        while candidates:
+            off = candidates.pop()
             try:
                 self._read_snapshot(off)
             except (CorruptSnapshotError, OSError) as e:
@@ -372,14 +572,29 @@ class ProducerStateManager:
             start = off
             self._last_snap_offset = off
             break
+        if txn_index_from is not None and self._last_snap_offset < 0 and first_base < txn_index_from \
+                and self._snapshots:
+            log.warning("no producer state snapshot of %s at or below %d: rebuilding the aborted "
+                        "transaction indexes from the first segment (%d); producers known only "
+                        "from deleted segments are forgotten", self.name, txn_index_from, first_base)
+        self._rebuild_ongoing()
         replayed = 0
         if start < log_end_offset:
-            for h in iter_stored_headers(segments, start):
+            collect = aborted_out is not None and txn_index_from is not None
+            for seg, pos, h in iter_stored_batches(segments, start):
                 if h.producer_id >= 0:
-                    self.replay(h)
+                    marker = None
+                    if h.attributes & rec.CONTROL_BIT:
+                        marker = read_stored_marker(seg, pos, h)
+                    done = self.replay(h, marker)
+                    if done is not None and collect and done[0].is_aborted \
+                            and done[0].last_offset >= txn_index_from:
+                        c, lso = done
+                        aborted_out.append(AbortedTxn(c.producer_id, c.first_offset, c.last_offset, lso))
                 replayed += 1
             log.info("rebuilt producer state of %s from %d batch(es) after offset %d "
-                     "(%d producer id(s))", self.name, replayed, start, len(self.producers))
+                     "(%d producer id(s), %d ongoing transaction(s))", self.name, replayed, start,
+                     len(self.producers), len(self._ongoing))
             # So that the next open does not replay the same batches again.
             self.take_snapshot(log_end_offset)
         elif self._last_snap_offset < 0:
@@ -393,6 +608,8 @@ class ProducerStateManager:
         ProducerStateManager.truncateFullyAndStartAt): forget every producer and delete
         every snapshot. The empty table is the state at `offset`; no file is needed."""
         self.producers = {}
+        self._ongoing = {}
+        self._first_unstable = None
         for off in self._list_snapshots():
             self._delete_snapshot(off)
         self._snapshots = []
@@ -465,8 +682,16 @@ class ProducerStateManager:
         if offset not in self._snapshots:
             self._snapshots.append(offset)
             self._snapshots.sort()
-        while len(self._snapshots) > SNAPSHOTS_TO_KEEP:
-            self._delete_snapshot(self._snapshots[0])
+        if len(self._snapshots) > SNAPSHOTS_TO_KEEP:
+            # The newest SNAPSHOTS_TO_KEEP, and the newest one at or below the anchor
+            # (the start of the segment holding the recovery point: recovery rebuilds
+            # the transaction indexes from there).
+            keep = set(self._snapshots[-SNAPSHOTS_TO_KEEP:])
+            anchored = [off for off in self._snapshots if off <= self.anchor_offset]
+            if anchored:
+                keep.add(anchored[-1])
+            for off in [off for off in self._snapshots if off not in keep]:
+                self._delete_snapshot(off)
         return True
 
     def encode_snapshot(self) -> bytes:
@@ -488,6 +713,7 @@ class ProducerStateManager:
         with open(self._path(offset), "rb") as f:
             data = f.read()
         self.producers = decode_snapshot(data)
+        self._rebuild_ongoing()
 
 
 def decode_snapshot(data: bytes) -> dict[int, ProducerStateEntry]:
@@ -521,6 +747,13 @@ def iter_stored_headers(segments, start_offset: int) -> Iterator[rec.BatchHeader
     """Headers of the stored batches whose last offset is >= start_offset, reading
     headers only (a pread of a chunk, then a jump to each next batch). Stops at the
     first implausible header (recovery has validated the segments it did not trust)."""
+    for _seg, _pos, h in iter_stored_batches(segments, start_offset):
+        yield h
+
+
+def iter_stored_batches(segments, start_offset: int) -> Iterator[tuple[object, int, rec.BatchHeader]]:
+    """(segment, file position, header) of the stored batches whose last offset is >=
+    start_offset (see iter_stored_headers)."""
     for seg in segments:
         if seg.next_offset <= start_offset or seg.size == 0:
             continue
@@ -530,12 +763,18 @@ def iter_stored_headers(segments, start_offset: int) -> Iterator[rec.BatchHeader
             pos = seg.find_position(start_offset)
             if pos is None:
                 continue
-        for h in _iter_headers(seg.fd, pos, seg.size, seg.log_path):
+        for p, h in _iter_headers(seg.fd, pos, seg.size, seg.log_path):
             if h.base_offset + h.last_offset_delta >= start_offset:
-                yield h
+                yield seg, p, h
 
 
-def _iter_headers(fd: int, pos: int, end: int, path: str) -> Iterable[rec.BatchHeader]:
+def read_stored_marker(seg, pos: int, h: rec.BatchHeader) -> tuple[int, int]:
+    """(control type, coordinator epoch) of the stored control batch at `pos` of `seg`:
+    one pread of the (small) batch."""
+    return rec.read_end_txn_marker(os.pread(seg.fd, h.size, pos), 0, h)
+
+
+def _iter_headers(fd: int, pos: int, end: int, path: str) -> Iterable[tuple[int, rec.BatchHeader]]:
     header_size = rec.BATCH_HEADER_SIZE
     parse = rec.parse_header
     while pos < end:
@@ -553,7 +792,7 @@ def _iter_headers(fd: int, pos: int, end: int, path: str) -> Iterable[rec.BatchH
                 log.warning("implausible batch header at position %d of %s; producer state "
                             "replay stops there", pos + p, path)
                 return
-            yield h
+            yield pos + p, h
             p += h.size
         pos += p
 

@@ -20,6 +20,11 @@ serves fetches with sendfile (zero-copy); we os.pread whole batches into bytes.
 
 Indexes of inactive segments are loaded lazily (Kafka's LazyIndex, KAFKA-7283): a broker
 with many old segments only keeps the active ones' indexes in memory.
+
+The aborted-transaction index (`.txnindex`, kafkette.log.txn_index) belongs to the
+segment too: flushed, closed and deleted with it. Unlike the other two it cannot be
+rebuilt from this segment alone (an entry needs the producer state at the abort), so
+`recover()` leaves it alone and the PartitionLog rebuilds it with the producer state.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from bisect import bisect_right
 from typing import Iterator
 
 from kafkette.errors import KafkaStorageError
+from kafkette.log.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
 from kafkette.protocol import records as rec
 
 log = logging.getLogger(__name__)
@@ -148,10 +154,11 @@ class LogSegment:
         "offset_of_max_timestamp", "rolling_base_ms", "dirty",
         "_idx_rel", "_idx_pos", "_ts", "_ts_rel", "_loaded",
         "_pending_index", "_pending_timeindex", "_bytes_since_index", "_closed",
-        "_interval", "_index_dirty",
+        "_interval", "_index_dirty", "txn_index",
     )
 
-    def __init__(self, dir_path: str, base_offset: int, fd: int, size: int, index_interval_bytes: int = 4096):
+    def __init__(self, dir_path: str, base_offset: int, fd: int, size: int, index_interval_bytes: int = 4096,
+                 txn_index_exists: bool | None = False):
         self.dir = dir_path
         self.base_offset = base_offset
         self.fd = fd
@@ -173,6 +180,9 @@ class LogSegment:
         self._closed = False
         self._interval = index_interval_bytes  # index.interval.bytes (updated on append)
         self._index_dirty = False  # index entries written or pending but not fsynced
+        self.txn_index = TransactionIndex(
+            os.path.join(dir_path, segment_file_name(base_offset, TXN_INDEX_SUFFIX)), base_offset,
+            txn_index_exists)
 
     # --- paths ---------------------------------------------------------------------
     @property
@@ -187,6 +197,10 @@ class LogSegment:
     def timeindex_path(self) -> str:
         return os.path.join(self.dir, segment_file_name(self.base_offset, TIMEINDEX_SUFFIX))
 
+    @property
+    def txn_index_path(self) -> str:
+        return self.txn_index.path
+
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self.size}, next_offset={self.next_offset})"
 
@@ -200,15 +214,18 @@ class LogSegment:
         seg = cls(dir_path, base_offset, fd, 0, index_interval_bytes)
         for p in (seg.index_path, seg.timeindex_path):
             _rewrite_file(p, b"", fsync=False)
+        seg.txn_index.reset()  # a stale .txnindex of an earlier segment at this offset
         seg.rolling_base_ms = now_ms
         return seg
 
     @classmethod
-    def open_existing(cls, dir_path: str, base_offset: int, index_interval_bytes: int = 4096) -> "LogSegment":
-        """Open the .log file; the caller then calls load() or recover()."""
+    def open_existing(cls, dir_path: str, base_offset: int, index_interval_bytes: int = 4096,
+                      txn_index_exists: bool | None = None) -> "LogSegment":
+        """Open the .log file; the caller then calls load() or recover().
+        `txn_index_exists`: whether a .txnindex is there (None: look)."""
         path = os.path.join(dir_path, segment_file_name(base_offset, LOG_SUFFIX))
         fd = os.open(path, os.O_RDWR | os.O_APPEND | _O_BINARY)
-        seg = cls(dir_path, base_offset, fd, os.fstat(fd).st_size, index_interval_bytes)
+        seg = cls(dir_path, base_offset, fd, os.fstat(fd).st_size, index_interval_bytes, txn_index_exists)
         seg._loaded = False
         return seg
 
@@ -435,6 +452,7 @@ class LogSegment:
         self._maybe_append_time_entry()
         self._write_pending(fsync=False)
         self._unload()
+        self.txn_index.unload()
 
     def _write_pending(self, fsync: bool) -> None:
         fsync = fsync and self._index_dirty
@@ -453,6 +471,7 @@ class LogSegment:
             _fdatasync(self.fd)
             self.dirty = False
         self._write_pending(fsync=True)
+        self.txn_index.flush()
 
     def close(self) -> None:
         if self._closed:
@@ -463,7 +482,7 @@ class LogSegment:
 
     def delete_files(self) -> None:
         self.close()
-        for p in (self.log_path, self.index_path, self.timeindex_path):
+        for p in (self.log_path, self.index_path, self.timeindex_path, self.txn_index.path):
             try:
                 os.unlink(p)
             except FileNotFoundError:
@@ -480,7 +499,7 @@ class LogSegment:
         delay is taken as 0."""
         self.close()
         renamed = []
-        for p in (self.log_path, self.index_path, self.timeindex_path):
+        for p in (self.log_path, self.index_path, self.timeindex_path, self.txn_index.path):
             try:
                 os.rename(p, p + DELETED_SUFFIX)
             except FileNotFoundError:
