@@ -523,3 +523,154 @@ def test_unclean_restart_rebuilds_from_the_snapshot_at_the_recovery_segment(tmp_
     assert all_entries(plog) == before
     assert plog.collect_aborted_transactions(base, marker + 1) == [(1, 0)]
     plog.close()
+
+
+# --------------------------------------------------------------------------- compaction
+
+def compacted_log(tmp_path, **cfg) -> PartitionLog:
+    cfg.setdefault("segment_bytes", 10_000)
+    return open_log(tmp_path, cleanup_policy=("compact",), min_cleanable_dirty_ratio=0.0,
+                    delete_retention_ms=1000, **cfg)
+
+
+def put(plog: PartitionLog, key: bytes, value: bytes) -> int:
+    return plog.append(bytearray(build_batch([(key, value, [])], timestamp_ms=TS)), 0, TS).base_offset
+
+
+def rows(plog: PartitionLog) -> list[tuple[int, bytes, bytes]]:
+    """The data records (control batches left out)."""
+    data = plog.read(plog.log_start_offset, 1 << 30)
+    return [(r.offset, r.key, r.value) for pos, h in iter_batches(data) if not h.is_control
+            for r in decode_records(data[pos:pos + h.size])]
+
+
+def control_offsets(plog: PartitionLog) -> list[int]:
+    return [h.base_offset for _, h in iter_batches(plog.read(plog.log_start_offset, 1 << 30)) if h.is_control]
+
+
+def test_cleaner_drops_aborted_records_and_later_the_marker(tmp_path):
+    from kafkette.log.cleaner import clean_log
+
+    plog = compacted_log(tmp_path)
+    put(plog, b"k", b"committed")          # 0
+    p = Producer(plog, 1)
+    p.send()                                # 1: k, aborted below
+    assert p.abort() == 2
+    p.send(transactional=False, tag="x")   # 3: the producer goes on (key k too)
+    put(plog, b"x", b"1")                   # 4
+    plog.roll(TS)
+    put(plog, b"y", b"1")                   # 5, active
+    assert clean_log(plog, TS) is not None
+    # The aborted record is gone, and its key did not hide the committed value... which
+    # the producer's later plain write at 3 then replaced.
+    assert [(o, k) for o, k, _ in rows(plog)] == [(3, b"k"), (4, b"x"), (5, b"y")]
+    assert control_offsets(plog) == [2]  # kept: its transaction had a batch in this pass
+    assert plog.collect_aborted_transactions(0, 6) == [(1, 1)]
+    assert plog.segments[0].txn_index.entries() == [AbortedTxn(1, 1, 2, 3)]
+    assert txn_index_files(plog) == ["%020d.txnindex" % 0]
+
+    put(plog, b"y", b"2")                   # 6
+    plog.roll(TS)
+    put(plog, b"z", b"1")                   # 7, active
+    assert clean_log(plog, TS) is not None
+    [marker] = [h for _, h in iter_batches(plog.read(0, 1 << 30)) if h.is_control]
+    assert marker.has_delete_horizon and marker.base_timestamp == TS + 1000  # KIP-534
+    assert rec.control_record_type(plog.read(2, 1 << 10), 0, marker) == rec.ABORT_MARKER
+    assert plog.collect_aborted_transactions(0, 8) == []  # nothing left to abort
+    assert txn_index_files(plog) == []
+
+    put(plog, b"z", b"2")                   # 8
+    plog.roll(TS)
+    put(plog, b"w", b"1")                   # 9
+    assert clean_log(plog, TS + 999) is not None
+    assert control_offsets(plog) == [2]     # not before the horizon
+    put(plog, b"w", b"2")
+    plog.roll(TS)
+    put(plog, b"q", b"1")
+    assert clean_log(plog, TS + 1000) is not None
+    assert control_offsets(plog) == []
+    plog.close()
+    plog = compacted_log(tmp_path)
+    assert plog.first_unstable_offset() is None
+    plog.close()
+
+
+def test_cleaner_keeps_the_marker_while_an_emptied_batch_of_its_transaction_stays(tmp_path):
+    # Producer 1's aborted batch is its last data batch: kept as an empty header (its
+    # sequence), so the marker must stay too, or a replay would reopen the transaction.
+    from kafkette.log.cleaner import clean_log
+
+    plog = compacted_log(tmp_path)
+    p = Producer(plog, 1)
+    p.send()                                # 0
+    p.abort()                               # 1
+    for i in range(3):
+        put(plog, b"x", b"%d" % i)          # 2..4
+        plog.roll(TS)
+        put(plog, b"y", b"%d" % i)
+        assert clean_log(plog, TS + 10_000 * (i + 1)) is not None
+    hs = [h for _, h in iter_batches(plog.read(0, 1 << 30))]
+    assert (hs[0].base_offset, hs[0].records_count) == (0, 0)
+    assert hs[1].is_control and hs[1].base_offset == 1
+    plog.close()
+    plog = compacted_log(tmp_path)
+    assert plog.first_unstable_offset() is None
+    assert plog.collect_aborted_transactions(0, 100) == [(1, 0)]
+    plog.close()
+
+
+def test_cleaner_never_cleans_at_or_after_the_first_unstable_offset(tmp_path):
+    from kafkette.log.cleaner import clean_log, plan_cleaning
+
+    plog = compacted_log(tmp_path, segment_bytes=300)
+    p = Producer(plog, 1)
+    p.send()                                # 0: an open transaction
+    for i in range(6):
+        put(plog, b"k", b"%d" % i)          # duplicates over several segments
+    plog.roll(TS)
+    put(plog, b"z", b"1")
+    assert len(plog.segments) > 2
+    assert plan_cleaning(plog, TS) is None
+    assert clean_log(plog, TS) is None
+    p.commit()
+    put(plog, b"z", b"2")
+    plog.roll(TS)
+    put(plog, b"z", b"3")
+    assert clean_log(plog, TS) is not None
+    assert [v for _o, k, v in rows(plog) if k == b"k"] == [b"5"]
+    plog.close()
+
+
+def test_cleaned_txnindex_survives_a_restart_and_an_interrupted_swap(tmp_path, monkeypatch):
+    from kafkette.log import cleaner
+
+    plog = compacted_log(tmp_path)
+    p = Producer(plog, 1)
+    p.send()
+    p.abort()
+    p.send(transactional=False, tag="x")
+    plog.roll(TS)
+    put(plog, b"y", b"1")
+    plog.flush()  # the cleaned segment is below the recovery point: trusted on open
+    real = cleaner.complete_swaps
+
+    class Crash(Exception):
+        pass
+
+    def crashing(dir_path):
+        assert any(n.endswith(".txnindex.swap") for n in os.listdir(dir_path))
+        raise Crash()
+
+    monkeypatch.setattr(cleaner, "complete_swaps", crashing)
+    with pytest.raises(Crash):
+        cleaner.clean_log(plog, TS)
+    crash(plog)
+    monkeypatch.setattr(cleaner, "complete_swaps", real)
+    plog = compacted_log(tmp_path)  # finishes the committed swap
+    assert [(o, k) for o, k, _ in rows(plog)] == [(2, b"k"), (3, b"y")]
+    assert plog.segments[0].txn_index.entries() == [AbortedTxn(1, 0, 1, 2)]
+    assert not [n for n in os.listdir(plog.dir) if n.endswith((".swap", ".cleaned"))]
+    plog.close()
+    plog = compacted_log(tmp_path)
+    assert plog.collect_aborted_transactions(0, 4) == [(1, 0)]
+    plog.close()

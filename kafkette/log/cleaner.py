@@ -60,11 +60,23 @@ the same codec (cramjam: gzip, snappy, lz4 frame, zstd). Snappy is rewritten as 
 snappy block, as librdkafka writes it, even when the producer used the Java client's
 xerial framing; every Kafka reader accepts both.
 
+Transactions (KIP-98, KIP-534), as Kafka's Cleaner and CleanedTransactionMetadata:
+- Only offsets below the first unstable offset are cleaned (Kafka: the last stable
+  offset bounds firstUncleanableOffset), so every transactional batch seen is decided.
+- The aborted transactions come from the segments' .txnindex files (planned with the
+  log). Batches of an aborted transaction are dropped and their keys are never put in
+  the offset map; committed transactional batches are compacted like any other.
+- An ABORT marker whose transaction still had batches in this pass is kept, and its
+  index entry goes into the cleaned segment's `.txnindex`; a COMMIT marker whose
+  transaction still had batches is kept. Once its transaction has no batch left, a
+  marker is "discardable": the first pass that sees it so stamps a delete horizon on
+  it (as for tombstones), and a pass at or after the horizon removes it — the
+  delete.retention.ms grace during which a consumer that read the data can still read
+  the marker. A marker that is its producer's last entry (no data batch since) is kept,
+  emptied, so the producer's epoch stays in the log (Kafka's RETAIN_EMPTY).
+- The cleaned `.txnindex` is swapped in with its `.log` (see swap_files).
+
 What kafkette does differently from Kafka, for now:
-- Control batches and transactional batches are copied as they are (Kafka removes
-  aborted transactional data and, later, the markers; that needs the transaction index,
-  which comes with transactions). Their keys are not entered in the offset map, so an
-  open or aborted transaction never removes a committed value.
 - Empty batches: like Kafka (BatchRetention.RETAIN_EMPTY), an emptied batch is kept as
   a header without records when it is the last batch of a producer that is still in the
   log's producer state (kafkette.log.producer_state), so the producer's last sequence
@@ -92,6 +104,7 @@ from crc32c import crc32c as _crc32c
 from kafkette.errors import CorruptRecordError
 from kafkette.logging import get_logger
 from kafkette.log.segment import INDEX_SUFFIX, INT32_MAX, LOG_SUFFIX, TIMEINDEX_SUFFIX, segment_file_name
+from kafkette.log.txn_index import TXN_INDEX_SUFFIX, encode_entry
 from kafkette.protocol import records as rec
 from kafkette.log.fsutil import fsync_path as _fsync_dir
 
@@ -117,7 +130,6 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 
 _HEADER_SIZE = rec.BATCH_HEADER_SIZE
 _LOG_OVERHEAD = rec.LOG_OVERHEAD
-_SKIP_VERBATIM = rec.CONTROL_BIT | rec.TRANSACTIONAL_BIT
 _HORIZON_BIT = rec.DELETE_HORIZON_BIT
 
 
@@ -170,6 +182,12 @@ class CleaningTask:
     # producer id -> last offset of its last batch, from the log's producer state (None
     # without one: the cleaner then uses each producer's last batch in the cleaned range)
     active_producers: dict[int, int] | None = None
+    # producer id -> epoch, for producers whose last entry is a marker (no data batch of
+    # the current epoch): that marker is kept (emptied at most) for the epoch's sake
+    marker_producers: dict[int, int] = field(default_factory=dict)
+    # aborted transactions overlapping the cleanable range (from the .txnindex files),
+    # by first offset
+    aborted: list = field(default_factory=list)
 
 
 @dataclass
@@ -177,6 +195,7 @@ class CleanedGroup:
     old: list[SegmentRef]
     cleaned_path: str
     bytes_written: int
+    txn_index_path: str | None = None  # `<base>.txnindex.cleaned`, when it has entries
 
     @property
     def base_offset(self) -> int:
@@ -230,6 +249,10 @@ def plan_cleaning(plog: "PartitionLog", now_ms: int,
     # Only below the high watermark (the partition owner's; default the log end):
     # what a follower may still have to truncate is never compacted.
     hw = plog.log_end_offset if high_watermark is None else high_watermark
+    # Nor what an ongoing transaction may still abort (Kafka: the last stable offset).
+    first_unstable = plog.first_unstable_offset() if hasattr(plog, "first_unstable_offset") else None
+    if first_unstable is not None and first_unstable < hw:
+        hw = first_unstable
     min_lag = config.min_compaction_lag_ms
     cleanable: list = []
     for seg in segments[:-1]:  # never the active segment
@@ -263,17 +286,28 @@ def plan_cleaning(plog: "PartitionLog", now_ms: int,
         return None
     producer_state = getattr(plog, "producer_state", None)
     active = None
+    marker_producers: dict[int, int] = {}
     if producer_state is not None:
         active = {pid: entry.last_data_offset for pid, entry in producer_state.producers.items()}
+        marker_producers = {pid: entry.producer_epoch for pid, entry in producer_state.producers.items()
+                            if entry.last_data_offset < 0}
     refs = []
     for i, seg in enumerate(cleanable):
         next_offset = segments[i + 1].base_offset
         refs.append(SegmentRef(seg, seg.base_offset, next_offset, seg.size, seg.log_path))
+    # Kafka collects them per segment with collectAbortedTransactions; the cleanable
+    # range is read here once (the txn indexes are small: one entry per abort).
+    start, end = refs[0].base_offset, refs[-1].next_offset
+    aborted = sorted((txn for seg in segments if seg.next_offset > start
+                      for txn in seg.txn_index.entries()
+                      if txn.last_offset >= start and txn.first_offset < end),
+                     key=lambda t: t.first_offset)
     return CleaningTask(
         dir=plog.dir, now_ms=now_ms, first_dirty_offset=first_dirty, segments=refs,
         first_dirty_index=first_dirty_index, segment_bytes=config.segment_bytes,
         delete_retention_ms=config.delete_retention_ms, clean_bytes=clean_bytes,
-        dirty_bytes=dirty_bytes, dirty_ratio=ratio, forced=forced, active_producers=active)
+        dirty_bytes=dirty_bytes, dirty_ratio=ratio, forced=forced, active_producers=active,
+        marker_producers=marker_producers, aborted=aborted)
 
 
 # --------------------------------------------------------------------------- reading
@@ -362,6 +396,62 @@ def _filter_records(data, count: int, base_offset: int, offset_map: dict,
     return kept, removed, tombstones, max_tsd
 
 
+# --------------------------------------------------------------------------- transactions
+
+class _TxnTracker:
+    """Kafka's CleanedTransactionMetadata: which transactional batches belong to aborted
+    transactions, and which markers may go, while the cleaner walks the log in order.
+    `aborted`: the aborted transactions (AbortedTxn) whose marker is at or after where
+    the walk starts, by first offset."""
+
+    def __init__(self, aborted):
+        self._pending = list(aborted)
+        self._next = 0
+        self._aborted: dict[int, list] = {}  # producer id -> [AbortedTxn, saw a batch]
+        self._committed: set[int] = set()  # producers with a (committed) batch seen
+        self.index_entries: list = []  # aborts kept in the output: its .txnindex
+
+    def _consume_up_to(self, offset: int) -> None:
+        pending = self._pending
+        while self._next < len(pending) and pending[self._next].first_offset <= offset:
+            txn = pending[self._next]
+            self._next += 1
+            self._aborted.setdefault(txn.producer_id, [txn, False])
+
+    def on_batch(self, h: tuple) -> bool:
+        """A data batch; True when it belongs to an aborted transaction."""
+        self._consume_up_to(h[0] + h[6])
+        if not h[5] & rec.TRANSACTIONAL_BIT:
+            return False
+        state = self._aborted.get(h[9])
+        if state is not None:
+            state[1] = True
+            return True
+        self._committed.add(h[9])
+        return False
+
+    def on_control(self, buf, pos: int, h: tuple) -> bool:
+        """A control batch; True when it may be discarded (its transaction has no batch
+        left). An ABORT marker that is kept goes into `index_entries`."""
+        self._consume_up_to(h[0] + h[6])
+        if h[12] == 0:
+            return True  # emptied by an earlier pass
+        ctype = rec.control_record_type(buf, pos, h)
+        pid = h[9]
+        if ctype == rec.ABORT_MARKER:
+            state = self._aborted.pop(pid, None)
+            if state is not None and state[1]:
+                self.index_entries.append(state[0])
+                return False
+            return True
+        if ctype == rec.COMMIT_MARKER:
+            if pid in self._committed:
+                self._committed.discard(pid)
+                return False
+            return True
+        return False
+
+
 # --------------------------------------------------------------------------- cleaning
 
 class _Output:
@@ -373,6 +463,7 @@ class _Output:
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.written = 0
+        self.txn_index_path: str | None = None
 
     def add(self, data) -> None:
         self.pending.append(data)
@@ -400,6 +491,19 @@ class _Output:
             os.close(self.fd)
             self.fd = -1
         _unlink(self.path)
+        if self.txn_index_path:
+            _unlink(self.txn_index_path)
+
+
+def _write_cleaned_txn_index(dir_path: str, base_offset: int, entries) -> str:
+    path = os.path.join(dir_path, segment_file_name(base_offset, TXN_INDEX_SUFFIX) + CLEANED_SUFFIX)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
+    try:
+        os.write(fd, b"".join(encode_entry(e) for e in entries))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
 
 
 def _unlink(path: str) -> None:
@@ -448,13 +552,20 @@ def build_cleaned_segments(task: CleaningTask) -> CleanedLog | None:
         producer_last: dict[int, int] = {} if track_producers else task.active_producers
         first_dirty = task.first_dirty_offset
         end_index = task.first_dirty_index
+        # Kafka's buildOffsetMap: the keys of aborted transactions are never mapped.
+        map_txns = _TxnTracker([t for t in task.aborted if t.last_offset >= first_dirty])
         for ref in task.segments[task.first_dirty_index:]:
             fd = fds[ref.base_offset]
             for buf, pos, h in _iter_file_batches(fd, ref.size, ref.path):
                 last = h[0] + h[6]
-                if track_producers and h[9] >= 0:
+                if track_producers and h[9] >= 0 and not h[5] & rec.CONTROL_BIT:
                     producer_last[h[9]] = last
-                if last < first_dirty or h[5] & _SKIP_VERBATIM or h[12] == 0:
+                if last < first_dirty:
+                    continue
+                if h[5] & rec.CONTROL_BIT:
+                    map_txns.on_control(buf, pos, h)
+                    continue
+                if map_txns.on_batch(h) or h[12] == 0:
                     continue
                 try:
                     pairs = _map_records(rec.batch_payload(buf, pos, h), h[12], h[0], first_dirty)
@@ -477,20 +588,25 @@ def build_cleaned_segments(task: CleaningTask) -> CleanedLog | None:
         if track_producers and task.first_dirty_index:
             for ref in task.segments[:task.first_dirty_index]:
                 for _buf, _pos, h in _iter_file_batches(fds[ref.base_offset], ref.size, ref.path, False):
-                    if h[9] >= 0 and producer_last.get(h[9], -1) < h[0] + h[6]:
+                    if h[9] >= 0 and not h[5] & rec.CONTROL_BIT and producer_last.get(h[9], -1) < h[0] + h[6]:
                         producer_last[h[9]] = h[0] + h[6]
 
         # 2. Rewrite, one .cleaned file per group.
         now_ms = task.now_ms
         horizon = now_ms + task.delete_retention_ms
+        txns = _TxnTracker(task.aborted)  # one for the whole pass, as Kafka's
         for group in _group_segments(to_clean, task.segment_bytes):
             out = _Output(os.path.join(task.dir, segment_file_name(group[0].base_offset, LOG_SUFFIX) + CLEANED_SUFFIX))
             outputs.append(out)
+            txns.index_entries = []
             for ref in group:
                 _clean_segment(fds[ref.base_offset], ref, out, offset_map, producer_last,
-                               now_ms, horizon, result)
+                               now_ms, horizon, result, txns, task.marker_producers)
                 result.bytes_read += ref.size
             out.finish()
+            if txns.index_entries:
+                out.txn_index_path = _write_cleaned_txn_index(task.dir, group[0].base_offset,
+                                                              txns.index_entries)
             # Kafka keeps the last modified time of the last segment of the group (file
             # mtime is what time-based retention falls back on for batches without
             # timestamps).
@@ -499,7 +615,7 @@ def build_cleaned_segments(task: CleaningTask) -> CleanedLog | None:
                 os.utime(out.path, ns=(st.st_atime_ns, st.st_mtime_ns))
             except OSError:
                 pass
-            result.groups.append(CleanedGroup(group, out.path, out.written))
+            result.groups.append(CleanedGroup(group, out.path, out.written, out.txn_index_path))
     except BaseException:
         for out in outputs:
             out.abandon()
@@ -511,17 +627,43 @@ def build_cleaned_segments(task: CleaningTask) -> CleanedLog | None:
 
 
 def _clean_segment(fd: int, ref: SegmentRef, out: _Output, offset_map: dict, producer_last: dict,
-                   now_ms: int, horizon: int, result: CleanedLog) -> None:
+                   now_ms: int, horizon: int, result: CleanedLog, txns: "_TxnTracker | None" = None,
+                   marker_producers: dict | None = None) -> None:
     kept_total = removed_total = 0
+    if txns is None:
+        txns = _TxnTracker([])
     for buf, pos, h in _iter_file_batches(fd, ref.size, ref.path):
         attributes = h[5]
         count = h[12]
         size = h[1] + _LOG_OVERHEAD
-        if attributes & _SKIP_VERBATIM:
-            out.add(buf[pos:pos + size])
-            kept_total += count
-            continue
         pid = h[9]
+        if attributes & rec.CONTROL_BIT:
+            discardable = txns.on_control(buf, pos, h)
+            has_horizon = attributes & _HORIZON_BIT
+            drop = discardable and has_horizon and h[7] <= now_ms
+            last_of_producer = (pid >= 0 and marker_producers is not None
+                                and marker_producers.get(pid) == h[10])
+            if drop or (discardable and count == 0):
+                if last_of_producer:
+                    # Kafka's RETAIN_EMPTY: the producer's epoch stays in the log.
+                    out.add(buf[pos:pos + size] if count == 0 else rec.empty_batch_like(h))
+                else:
+                    removed_total += count
+                continue
+            kept_total += count
+            if discardable and not has_horizon:
+                # KIP-534: the marker's transaction is gone; it stays for
+                # delete.retention.ms more, then a later pass removes it.
+                out.add(_with_delete_horizon(buf, pos, h, horizon))
+            else:
+                out.add(buf[pos:pos + size])
+            continue
+        if txns.on_batch(h):
+            # Part of an aborted transaction: its records go (Kafka's cleaner).
+            removed_total += count
+            if pid >= 0 and producer_last.get(pid) == h[0] + h[6]:
+                out.add(rec.empty_batch_like(h))
+            continue
         if count == 0:  # an empty batch a previous cleaning kept for its producer
             if pid >= 0 and producer_last.get(pid) == h[0] + h[6]:
                 out.add(buf[pos:pos + size])
@@ -551,19 +693,7 @@ def _clean_segment(fd: int, ref: SegmentRef, out: _Output, offset_map: dict, pro
         else:
             max_ts = base_ts + max_tsd
         if set_horizon:
-            # KIP-534: the base timestamp becomes the delete horizon; the records'
-            # timestamp deltas are re-encoded against it.
-            shift = base_ts - horizon
-            body = bytearray()
-            rec_buf = bytearray()
-            for start, end, attr_pos, ts_end, tsd in kept:
-                rec_buf.clear()
-                rec_buf.append(data[attr_pos])
-                rec.put_varint(rec_buf, tsd + shift)
-                rec_buf += data[ts_end:end]
-                rec.put_varint(body, len(rec_buf))
-                body += rec_buf
-            payload = bytes(body)
+            payload = _shift_timestamps(data, kept, base_ts - horizon)
             attributes |= _HORIZON_BIT
             base_ts = horizon
         elif len(kept) == 1:
@@ -573,6 +703,35 @@ def _clean_segment(fd: int, ref: SegmentRef, out: _Output, offset_map: dict, pro
         out.add(rec.rebuild_batch(h, attributes, base_ts, max_ts, len(kept), payload))
     result.records_kept += kept_total
     result.records_removed += removed_total
+
+
+def _shift_timestamps(data, kept, shift: int) -> bytes:
+    """KIP-534: the records' timestamp deltas re-encoded against a new base timestamp
+    (the delete horizon); `kept` as _filter_records returns it."""
+    body = bytearray()
+    rec_buf = bytearray()
+    for start, end, attr_pos, ts_end, tsd in kept:
+        rec_buf.clear()
+        rec_buf.append(data[attr_pos])
+        rec.put_varint(rec_buf, tsd + shift)
+        rec_buf += data[ts_end:end]
+        rec.put_varint(body, len(rec_buf))
+        body += rec_buf
+    return bytes(body)
+
+
+def _with_delete_horizon(buf, pos: int, h: tuple, horizon: int) -> bytes:
+    """A control batch with its delete horizon set (Kafka sets it on a marker whose
+    transaction is gone, as on a batch with tombstones)."""
+    size = h[1] + _LOG_OVERHEAD
+    try:
+        data = rec.batch_payload(buf, pos, h)
+        layout = rec.scan_records(data, h[12])
+    except (CorruptRecordError, IndexError):
+        return buf[pos:pos + size]
+    kept = [(start, end, attr_pos, ts_end, tsd) for start, end, attr_pos, ts_end, tsd, _od, _kp, _kl in layout]
+    payload = _shift_timestamps(data, kept, h[7] - horizon)
+    return rec.rebuild_batch(h, h[5] | _HORIZON_BIT, horizon, h[8], h[12], payload)
 
 
 def discard_cleaned(cleaned: CleanedLog) -> None:
@@ -612,12 +771,23 @@ def _swap_path(dir_path: str, base_offset: int) -> str:
     return os.path.join(dir_path, segment_file_name(base_offset, LOG_SUFFIX) + SWAP_SUFFIX)
 
 
-def _write_manifest(dir_path: str, ranges: list[tuple[int, int]]) -> None:
+def _txn_swap_path(dir_path: str, base_offset: int) -> str:
+    return os.path.join(dir_path, segment_file_name(base_offset, TXN_INDEX_SUFFIX) + SWAP_SUFFIX)
+
+
+def _txn_cleaned_path(dir_path: str, base_offset: int) -> str:
+    return os.path.join(dir_path, segment_file_name(base_offset, TXN_INDEX_SUFFIX) + CLEANED_SUFFIX)
+
+
+def _write_manifest(dir_path: str, ranges: list[tuple[int, int]], txn_bases=frozenset()) -> None:
+    """One line per group: `base end`, plus ` txnindex` when the group brings a cleaned
+    .txnindex (so that a finished rename of it is told from a group without one)."""
     path = os.path.join(dir_path, SWAP_MANIFEST_FILE)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
     try:
-        os.write(fd, "".join(f"{base} {end}\n" for base, end in ranges).encode())
+        os.write(fd, "".join(f"{base} {end}{' txnindex' if base in txn_bases else ''}\n"
+                             for base, end in ranges).encode())
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -625,13 +795,17 @@ def _write_manifest(dir_path: str, ranges: list[tuple[int, int]]) -> None:
 
 
 def _read_manifest(dir_path: str) -> dict[int, int]:
-    out: dict[int, int] = {}
+    return {base: end for base, (end, _txn) in _read_manifest_entries(dir_path).items()}
+
+
+def _read_manifest_entries(dir_path: str) -> dict[int, tuple[int, bool]]:
+    out: dict[int, tuple[int, bool]] = {}
     try:
         with open(os.path.join(dir_path, SWAP_MANIFEST_FILE), "r") as f:
             for line in f:
                 parts = line.split()
-                if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-                    out[int(parts[0])] = int(parts[1])
+                if len(parts) in (2, 3) and parts[0].isdigit() and parts[1].isdigit():
+                    out[int(parts[0])] = (int(parts[1]), parts[2:] == ["txnindex"])
     except FileNotFoundError:
         pass
     return out
@@ -652,9 +826,14 @@ def swap_files(dir_path: str, groups: list[tuple[int, int, str]]) -> None:
        (`complete_swaps`, the same code recovery runs); the manifest goes last.
     Index files are not written here: opening the new segment rebuilds them.
     """
-    _write_manifest(dir_path, [(base, end) for base, end, _ in groups])
+    txn_bases = {base for base, _end, _path in groups if os.path.exists(_txn_cleaned_path(dir_path, base))}
+    _write_manifest(dir_path, [(base, end) for base, end, _ in groups], txn_bases)
     _fsync_dir(dir_path)
     for base, _end, cleaned_path in groups:
+        # The cleaned .txnindex first: the .log.swap is the commit, and a .txnindex.swap
+        # without one is rolled back on open.
+        if base in txn_bases:
+            os.replace(_txn_cleaned_path(dir_path, base), _txn_swap_path(dir_path, base))
         os.replace(cleaned_path, _swap_path(dir_path, base))
     _fsync_dir(dir_path)
     complete_swaps(dir_path)
@@ -691,21 +870,29 @@ def complete_swaps(dir_path: str) -> int:
     if not swaps:
         _unlink(manifest_path)
         return 0
-    manifest = _read_manifest(dir_path)
+    manifest = _read_manifest_entries(dir_path)
     logs = _segment_bases(names, LOG_SUFFIX)
     for base in swaps:
         swap = _swap_path(dir_path, base)
-        end = manifest.get(base)
+        end, has_txn = manifest.get(base, (None, False))
         if end is None:
             log.warning("cleaner swap file not in the manifest, using its last offset",
                         swap=swap)
             end = max(_end_offset_of_file(swap), base + 1)
+        txn_swap = _txn_swap_path(dir_path, base)
+        # With has_txn and no .txnindex.swap left, an earlier run already moved the
+        # cleaned index in place: keep it.
+        txn_moved = has_txn and not os.path.exists(txn_swap)
         for b in logs:
             if base <= b < end:
                 for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
                     _unlink(os.path.join(dir_path, segment_file_name(b, suffix)))
+                if b != base or not txn_moved:
+                    _unlink(os.path.join(dir_path, segment_file_name(b, TXN_INDEX_SUFFIX)))
                 if b != base:
                     _unlink(os.path.join(dir_path, segment_file_name(b, LOG_SUFFIX)))
+        if has_txn and not txn_moved:
+            os.replace(txn_swap, os.path.join(dir_path, segment_file_name(base, TXN_INDEX_SUFFIX)))
         os.replace(swap, os.path.join(dir_path, segment_file_name(base, LOG_SUFFIX)))
     _fsync_dir(dir_path)
     _unlink(manifest_path)
@@ -727,6 +914,10 @@ def recover_interrupted_swap(dir_path: str) -> None:
             removed = True
         elif name[:20].isdigit() and name.endswith((INDEX_SUFFIX + SWAP_SUFFIX, TIMEINDEX_SUFFIX + SWAP_SUFFIX)):
             _unlink(os.path.join(dir_path, name))  # indexes are rebuilt from the log
+            removed = True
+        elif name[:20].isdigit() and name.endswith(TXN_INDEX_SUFFIX + SWAP_SUFFIX) and \
+                segment_file_name(int(name[:20]), LOG_SUFFIX) + SWAP_SUFFIX not in names:
+            _unlink(os.path.join(dir_path, name))  # its swap was never committed
             removed = True
     if removed:
         log.warning("leftovers of an interrupted log cleaning removed", dir=dir_path)
