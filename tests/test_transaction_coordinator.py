@@ -836,3 +836,32 @@ def test_config_from_kafka_property_names():
     assert (cfg.transaction_max_timeout_ms, cfg.transactional_id_expiration_ms,
             cfg.abort_timed_out_interval_ms, cfg.remove_expired_interval_ms) == (1000, 2000, 3, 4)
     assert TxnConfig.from_config({}) == TxnConfig()
+
+
+def test_collaborators_that_call_back_at_once():
+    """A store and marker sender that answer inside the call: every answer still comes
+    once, after the state is consistent."""
+    h = Harness()
+    store_append = h.store.append
+
+    def append_now(txn_id, key, value, callback):
+        store_append(txn_id, key, value, callback)
+        h.store.ack()
+    h.store.append = append_now
+    send = h.markers.send_markers
+
+    def send_now(*args):
+        send(*args)
+        h.markers.complete()
+    h.markers.send_markers = send_now
+    seen = []
+
+    def on_end(result):
+        seen.append((result, h.md().state))
+    init = h.init()
+    pid, epoch = init.last.producer_id, init.last.producer_epoch
+    assert h.add(pid, epoch, tv=2) == [E.NONE]
+    h.tc.end_txn("t", pid, epoch, True, 2, on_end)
+    assert seen == [(EndTxnResult(E.NONE, pid, epoch + 1), S.COMPLETE_COMMIT)]
+    assert [a.record.state for a in h.store.written] == [
+        S.EMPTY, S.ONGOING, S.PREPARE_COMMIT, S.COMPLETE_COMMIT]
