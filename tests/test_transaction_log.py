@@ -166,9 +166,9 @@ _parts = st.lists(st.tuples(st.sampled_from(["a", "bb", "ccc"]), st.integers(0, 
 
 
 @settings(max_examples=200, deadline=None)
-@given(pid=st.integers(0, 2**63 - 1), epoch=st.integers(-1, 32767), timeout=st.integers(1, 2**31 - 1),
-       state=_states, parts=_parts, ts=st.integers(-1, 2**62), prev=st.integers(-1, 2**62),
-       nxt=st.integers(-1, 2**62), tv=st.integers(0, 2), version=st.sampled_from([0, 1]))
+@given(pid=st.integers(0, 2**63 - 1), epoch=st.integers(-1, 32767),
+       timeout=st.integers(1, 2**31 - 1), state=_states, parts=_parts,
+       ts=st.integers(-1, 2**62), prev=st.integers(-1, 2**62), nxt=st.integers(-1, 2**62), tv=st.integers(0, 2), version=st.sampled_from([0, 1]))
 def test_round_trip(pid, epoch, timeout, state, parts, ts, prev, nxt, tv, version):
     # Grouped by topic, as the encoder writes them, so the order survives.
     parts = tuple(sorted(parts)) if state != TxnState.EMPTY else ()
