@@ -1,5 +1,5 @@
-"""Coordinators: consumer groups and committed offsets (group_coordinator), later
-producer ids and transactions. Sans-IO: driven by method calls and Scheduler timers,
+"""Coordinators: consumer groups and committed offsets (group_coordinator), and
+transactions (transaction_coordinator, records in transaction_log). Sans-IO: driven by method calls and Scheduler timers,
 persisted through an OffsetStore; no wire messages, no asyncio (DESIGN.md, "Layers").
 """
 from kafkette.errors import ErrorCode
@@ -16,6 +16,12 @@ from kafkette.coordinator.group_coordinator import (
 from kafkette.coordinator.offsets_store import MemoryOffsetStore, OffsetStore
 from kafkette.coordinator.partitioning import offsets_partition_for
 from kafkette.coordinator.scheduler import FakeScheduler, LoopScheduler, Scheduler
+from kafkette.coordinator.transaction_coordinator import (
+    EndTxnResult, IllegalTxnTransition, InitPidResult, MarkerSender, ProducerIdSource,
+    TransactionCoordinator, TransactionMetadata, TxnConfig, TxnDescription, TxnListing,
+    TxnListings, TxnStateStore, TxnTransit)
+from kafkette.coordinator.transaction_log import (
+    TxnLogValue, TxnState, decode_txn_key, decode_txn_value, encode_txn_key, encode_txn_value)
 from kafkette.coordinator.wire import CoordinatorRecordError
 
 __all__ = [
@@ -26,4 +32,8 @@ __all__ = [
     "Scheduler", "FakeScheduler", "LoopScheduler", "offsets_partition_for",
     "GROUP_MAX_SIZE_REACHED", "FENCED_INSTANCE_ID", "GROUP_SUBSCRIBED_TO_TOPIC",
     "NEW_MEMBER_JOIN_TIMEOUT_MS",
+    "TransactionCoordinator", "TxnConfig", "TxnStateStore", "MarkerSender",
+    "ProducerIdSource", "InitPidResult", "EndTxnResult", "TxnDescription", "TxnListing",
+    "TxnListings", "TransactionMetadata", "TxnTransit", "IllegalTxnTransition", "TxnState",
+    "TxnLogValue", "encode_txn_key", "decode_txn_key", "encode_txn_value", "decode_txn_value",
 ]
