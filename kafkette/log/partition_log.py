@@ -411,7 +411,8 @@ class PartitionLog:
             raise KafkaStorageError(f"log {self.dir} is closed")
 
     # --- append -------------------------------------------------------------------------
-    def append(self, batches, partition_leader_epoch: int, now_ms: int) -> AppendResult:
+    def append(self, batches, partition_leader_epoch: int, now_ms: int, *,
+               origin: str = "client") -> AppendResult:
         """Validate, stamp and append the batches of one produce request (bytes as sent
         by the producer: one or more concatenated v2 batches). `batches` should be
         writable (bytearray / memoryview of one): offsets are stamped in place. All
@@ -463,8 +464,11 @@ class PartitionLog:
                     f"Timestamp {bad} of message with offset {offset} is out of range. The "
                     f"timestamp should be within [{ts_low}, {ts_high}]",
                     code=ErrorCode.INVALID_TIMESTAMP)
-            # Idempotence checks on header fields, before stamping (KIP-98).
-            if h.producer_id >= 0:
+            # Idempotence checks on header fields, before stamping (KIP-98). A coordinator
+            # writes its transactional batches (TxnOffsetCommit) without a sequence:
+            # Kafka's AppendOrigin.COORDINATOR skips the sequence check.
+            if h.producer_id >= 0 and not (origin == "coordinator"
+                                           and h.base_sequence == rec.NO_SEQUENCE):
                 if pending is None:
                     pending = {}
                 dup = self.producer_state.check(h, offset, now_ms if log_append_time else h.max_timestamp,
