@@ -10,6 +10,11 @@ coordinator.
 The topic is created on first use, with Kafka's settings for it: compacted,
 `offsets.topic.segment.bytes` segments (compaction itself lands with the
 durable-log issue; until then the topic only grows, by one small record per commit).
+
+Transactional offset commits (TxnOffsetCommit) are appended as a transactional batch
+of the producer (its id and epoch, no sequence), with the coordinator's append origin
+(Kafka's AppendOrigin.COORDINATOR); the loader reads the log batch by batch so that
+such records stay pending until their producer's COMMIT or ABORT marker.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from kafkette.controller.quorum import run_now
 from kafkette.coordinator.group_coordinator import offsets_partition_for
 from kafkette.errors import KafkaError, TopicAlreadyExistsError
 from kafkette.logging import get_logger
-from kafkette.protocol.records import build_batch, decode_records
+from kafkette.coordinator.offsets_store import NO_PRODUCER_ID, LoadedRecord, TxnMarker
+from kafkette.protocol.records import NO_SEQUENCE, build_batch, decode_records, iter_batches
 
 log = get_logger("kafkette.group_offsets")
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -39,18 +45,29 @@ class LogOffsetStore:
     def partition_for(self, group_id: str) -> int:
         return offsets_partition_for(group_id, self.num_partitions)
 
-    def append(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
+    def append(self, group_id: str, records: list[tuple[bytes, bytes | None]], *,
+               producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1) -> int | None:
+        """One batch (transactional with a producer id); returns its base offset.
+        Kafka's coordinator writes base sequence 0 and skips the sequence check for
+        its origin; kafkette writes no sequence (-1), which the log skips likewise."""
+        txn = producer_id != NO_PRODUCER_ID
         batch = bytearray(build_batch([(k, v, []) for k, v in records],
-                                      timestamp_ms=self.broker.clock.time_ms()))
+                                      timestamp_ms=self.broker.clock.time_ms(),
+                                      producer_id=producer_id,
+                                      producer_epoch=producer_epoch if txn else -1,
+                                      base_sequence=NO_SEQUENCE, transactional=txn))
         p = self.partition_for(group_id)
         rm = self.broker.replica_manager
-        results = rm.append_records([(OFFSETS_TOPIC, p, memoryview(batch))], 1)
+        results = rm.append_records([(OFFSETS_TOPIC, p, memoryview(batch))], 1,
+                                    origin="coordinator")
         if results[0].error:
             raise KafkaError(results[0].message, results[0].error)
         a = results[0].appended
         if a is not None and a.last_offset >= 0:
             self.appended[p] = (rm.partitions[(OFFSETS_TOPIC, p)].leader_epoch,
                                 a.last_offset + 1)
+            return a.base_offset
+        return None
 
     def await_replication(self, group_id: str, timeout_ms: int):
         """None when the group's last append is already replicated to the ISR, else
@@ -105,12 +122,51 @@ def ensure_offsets_topic(broker) -> bool:
     return True
 
 
+# A control record's key: int16 version, int16 type (Kafka's ControlRecordType).
+_ABORT, _COMMIT = 0, 1
+
+
+def read_offsets_log(plog) -> list:
+    """The records of one `__consumer_offsets` log, in order, as the coordinator loads
+    them: LoadedRecord per keyed record of a data batch (with the batch's producer id
+    and transactional flag) and TxnMarker per control batch. Only this reader decodes
+    records: batch headers say which kind a batch is."""
+    items: list = []
+    offset = plog.log_start_offset
+    end = plog.log_end_offset
+    while offset < end:
+        data = plog.read(offset, 1 << 20, max_offset=end)
+        start = offset
+        for pos, h in iter_batches(data) if data else ():
+            if h.next_offset <= offset:
+                continue
+            batch = memoryview(data)[pos:pos + h.size]
+            if h.is_control:
+                recs = decode_records(batch)
+                # A marker the cleaner emptied has no record (Kafka's loader skips it).
+                if recs and recs[0].key is not None and len(recs[0].key) >= 4:
+                    kind = int.from_bytes(recs[0].key[2:4], "big", signed=True)
+                    if kind in (_ABORT, _COMMIT):
+                        items.append(TxnMarker(h.producer_id, kind == _COMMIT, h.base_offset))
+            else:
+                txn = h.is_transactional
+                for rec in decode_records(batch):
+                    if rec.offset >= offset and rec.key is not None:
+                        items.append(LoadedRecord(rec.key, rec.value, rec.offset,
+                                                  h.producer_id, txn))
+            offset = h.next_offset
+        if offset == start:
+            break  # nothing readable past here
+    return items
+
+
 def load_offsets(broker, coordinator, loaded: set[int]) -> int:
     """Replay the `__consumer_offsets` partitions this broker leads and has not loaded
     yet into the coordinator (adding them to `loaded`); returns the record count. A
     leader reads its whole log, past the high watermark too: what it holds is what its
     followers will have (a leader never truncates), as Kafka's coordinator loads to the
-    log end."""
+    log end. Transactional batches are replayed with their markers
+    (read_offsets_log)."""
     topic = broker.image.topics.get(OFFSETS_TOPIC)
     if topic is None:
         return 0
@@ -120,21 +176,7 @@ def load_offsets(broker, coordinator, loaded: set[int]) -> int:
         if part is None or not part.is_leader or p in loaded:
             continue
         loaded.add(p)
-        plog = part.log
-        offset = plog.log_start_offset
-        records = []
-        end = plog.log_end_offset
-        while offset < end:
-            data = plog.read(offset, 1 << 20, max_offset=end)
-            start = offset
-            for rec in decode_records(data) if data else ():
-                if rec.offset < offset:
-                    continue
-                offset = rec.offset + 1
-                if rec.key is not None:
-                    records.append((rec.key, rec.value))
-            if offset == start:
-                break  # nothing readable past here
+        records = read_offsets_log(part.log)
         try:
             coordinator.load(records)
         except (KafkaError, ValueError) as e:

@@ -192,7 +192,8 @@ class Partition:
                              else ErrorCode.UNKNOWN_LEADER_EPOCH)
 
     # -- leader: appends ------------------------------------------------------------
-    def append_as_leader(self, records, required_acks: int, now_ms: int) -> AppendResult:
+    def append_as_leader(self, records, required_acks: int, now_ms: int, *,
+                         origin: str = "client") -> AppendResult:
         self.check_leader()
         min_isr = self.log.config.min_insync_replicas
         if required_acks == -1 and len(self.isr) < min_isr:
@@ -202,7 +203,7 @@ class Partition:
                 f"The size of the current ISR {set(self.isr)} is insufficient to satisfy "
                 f"the min.isr requirement of {min_isr} for partition {self.topic}-{self.index}",
                 ErrorCode.NOT_ENOUGH_REPLICAS)
-        result = self.log.append(records, self.leader_epoch, now_ms)
+        result = self.log.append(records, self.leader_epoch, now_ms, origin=origin)
         self.maybe_increment_high_watermark()
         return result
 

@@ -276,17 +276,19 @@ class ReplicaManager:
         return part
 
     # -- produce -----------------------------------------------------------------
-    def append_records(self, entries, required_acks: int, timeout_ms: int = 30000):
+    def append_records(self, entries, required_acks: int, timeout_ms: int = 30000, *,
+                       origin: str = "client"):
         """Append `entries` ((topic, partition, records) triples) as leader. Returns a
         list of ProduceResult, in order, or (acks=all, some not yet replicated) an
-        awaitable of it."""
+        awaitable of it. origin "coordinator": a coordinator's own write (Kafka's
+        AppendOrigin.COORDINATOR), see PartitionLog.append."""
         now = self.clock.time_ms()
         results = []
         delayed = []
         for i, (topic, index, records) in enumerate(entries):
             try:
                 part = self.partition(topic, index)
-                res = part.append_as_leader(records, required_acks, now)
+                res = part.append_as_leader(records, required_acks, now, origin=origin)
             except KafkaError as e:
                 r = ProduceResult(error=int(e.code), message=e.message,
                                   record_errors=getattr(e, "record_errors", None))

@@ -204,12 +204,17 @@ class ClassicGroupMember:
 @dataclass
 class OffsetAndMetadata:
     """A committed offset as the coordinator keeps it. leader_epoch -1 = unknown;
-    expire_timestamp is only set by OffsetCommit v2-v4 `retention_time_ms`."""
+    expire_timestamp is only set by OffsetCommit v2-v4 `retention_time_ms`.
+    record_offset: where its record is in `__consumer_offsets` (-1 unknown). When a
+    transaction's offsets are committed, the most recent record wins against a plain
+    commit of the same partition (Kafka's OffsetAndMetadata.recordOffset); it is not
+    part of the value, so it takes no part in comparisons."""
     offset: int
     leader_epoch: int = -1
     metadata: str = ""
     commit_timestamp: int = -1
     expire_timestamp: int | None = None
+    record_offset: int = field(default=-1, compare=False)
 
 
 class ClassicGroup:
@@ -262,6 +267,10 @@ class ClassicGroup:
         # None = unknown (not a consumer group, or undecodable metadata).
         self.subscribed_topics: set[str] | None = None
         self.offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+        # Transactional offset commits (TxnOffsetCommit, KIP-98) not yet completed by a
+        # COMMIT or ABORT marker, per producer id: written to the log but invisible to
+        # OffsetFetch (Kafka's pendingTransactionalOffsetCommits).
+        self.pending_txn_offsets: dict[int, dict[tuple[str, int], OffsetAndMetadata]] = {}
 
     def __repr__(self) -> str:
         return (f"ClassicGroup({self.group_id!r}, {self.state}, generation={self.generation_id}, "
@@ -546,3 +555,48 @@ class ClassicGroup:
 
     def group_assignment(self) -> dict[str, bytes]:
         return {m.member_id: m.assignment for m in self.members.values()}
+
+    # --- transactional offsets (KIP-98, KIP-447)
+
+    def add_pending_txn_offsets(self, producer_id: int,
+                                offsets: dict[tuple[str, int], OffsetAndMetadata]) -> None:
+        """Offsets a TxnOffsetCommit of `producer_id` wrote; a later commit of the same
+        transaction for a partition replaces its earlier one."""
+        self.pending_txn_offsets.setdefault(producer_id, {}).update(offsets)
+
+    def has_pending_txn_offset(self, tp: tuple[str, int]) -> bool:
+        """Whether an open transaction holds an offset for `tp` (OffsetFetch with
+        require_stable answers UNSTABLE_OFFSET_COMMIT for it)."""
+        return any(tp in pending for pending in self.pending_txn_offsets.values())
+
+    def complete_pending_txn_offsets(self, producer_id: int, commit: bool
+                                     ) -> list[tuple[str, int]]:
+        """The transaction of `producer_id` ended: on commit its offsets become the
+        committed ones, except where the committed offset's record is more recent (a
+        plain OffsetCommit written after the transactional one wins; both Kafka
+        coordinators decide by the position of the records in the log, so that the
+        answer is the same after compaction and reload); on abort they are dropped.
+        Returns the partitions whose committed offset changed."""
+        pending = self.pending_txn_offsets.pop(producer_id, None)
+        if not pending or not commit:
+            return []
+        applied = []
+        for tp, offset in pending.items():
+            current = self.offsets.get(tp)
+            if current is None or offset.record_offset > current.record_offset:
+                self.offsets[tp] = offset
+                applied.append(tp)
+        return applied
+
+    def remove_offsets(self, partitions) -> None:
+        """Forget committed and pending transactional offsets of `partitions` (their
+        tombstones were written: OffsetDelete, DeleteGroups, expiry). The transactions
+        stay open, possibly with no offset left, until their markers: as in Kafka's
+        openTransactionsByGroup, an open transaction keeps an Empty group alive."""
+        for tp in partitions:
+            self.offsets.pop(tp, None)
+            for pending in self.pending_txn_offsets.values():
+                pending.pop(tp, None)
+
+    def pending_txn_partitions(self) -> set[tuple[str, int]]:
+        return {tp for pending in self.pending_txn_offsets.values() for tp in pending}

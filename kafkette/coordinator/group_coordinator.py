@@ -1,7 +1,8 @@
 """The group coordinator: consumer groups of the classic protocol and committed offsets.
 
 Serves, through the wire handlers: JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-OffsetCommit, OffsetFetch, OffsetDelete, DescribeGroups, ListGroups, DeleteGroups.
+OffsetCommit, TxnOffsetCommit, OffsetFetch, OffsetDelete, DescribeGroups, ListGroups,
+DeleteGroups.
 The group state machine is in group.py (transition table at its top); this module
 adds timers, persistence and answers, following Apache Kafka's classic coordinator
 (GroupCoordinator.scala up to 3.x; GroupMetadataManager / ClassicGroup in the Java
@@ -23,9 +24,18 @@ Failover: one coordinator per broker holds the groups of the `__consumer_offsets
 partitions that broker leads; `load` adds a partition's groups when it becomes leader
 and `unload_groups` drops them when it stops leading (broker/group_offsets.py).
 
+Transactional offset commits (KIP-98, KIP-447): TxnOffsetCommit writes a
+transactional batch of the producer and keeps its offsets pending per producer id,
+invisible to OffsetFetch, until the broker reports the transaction's marker in the
+group's `__consumer_offsets` partition (`complete_txn_offsets`): COMMIT makes them the
+committed offsets unless a plain commit wrote a later record for the partition, ABORT
+drops them. OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for a
+partition with a pending offset. Whether the producer may commit for the group (the
+group was added with AddOffsetsToTxn) is the transaction coordinator's check, which
+the handler asks for before calling in (KIP-890).
+
 Not done (yet): the KIP-848 consumer protocol (ConsumerGroupHeartbeat) and its
-records; transactional offset commits (TxnOffsetCommit, KIP-447 require_stable);
-quotas on metadata size other than offset.metadata.max.bytes.
+records; quotas on metadata size other than offset.metadata.max.bytes.
 """
 from __future__ import annotations
 
@@ -51,7 +61,7 @@ from kafkette.coordinator.group import (
     ClassicGroup, ClassicGroupMember, GroupState, JoinCallback, JoinMember, JoinResult,
     OffsetAndMetadata, SyncCallback, SyncResult)
 from kafkette.coordinator.offsets_store import (
-    GroupMetadataValue, MemberMetadataValue, OffsetCommitValue, OffsetStore,
+    NO_PRODUCER_ID, GroupMetadataValue, MemberMetadataValue, OffsetCommitValue, OffsetStore,
     encode_group_metadata_key, encode_group_metadata_value, encode_offset_commit_key,
     encode_offset_commit_value, replay)
 from kafkette.coordinator.partitioning import offsets_partition_for
@@ -141,8 +151,9 @@ class ListedGroup(NamedTuple):
 
 # --- turning a failed append into the error a client understands (Kafka's tables)
 
-def _offset_commit_error(code: int) -> ErrorCode | int:
-    """GroupMetadataManager.maybeConvertOffsetCommitError."""
+def offset_commit_error(code: int) -> ErrorCode | int:
+    """GroupMetadataManager.maybeConvertOffsetCommitError: what an offset commit
+    (plain or transactional) answers for a failed append or transaction check."""
     if code == ErrorCode.NETWORK_EXCEPTION:
         return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
     if code in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_ENOUGH_REPLICAS,
@@ -173,6 +184,12 @@ def _group_metadata_error(code: int) -> ErrorCode | int:
     return code
 
 
+def _loaded_offset(v: OffsetCommitValue, record_offset: int) -> OffsetAndMetadata:
+    return OffsetAndMetadata(v.offset, v.leader_epoch, v.metadata, v.commit_timestamp,
+                             v.expire_timestamp if v.expire_timestamp >= 0 else None,
+                             record_offset)
+
+
 def _java_length(s: str) -> int:
     """Java's String.length(): UTF-16 code units. Kafka checks
     offset.metadata.max.bytes against it, despite the name."""
@@ -194,6 +211,12 @@ class GroupCoordinator:
         self._delivering = False
         self._expiry_timer: Any = None
         self._closed = False
+        # producer id -> groups holding its pending transactional offsets (Kafka's
+        # openGroupsForProducer): what a transaction marker completes.
+        self._txn_groups: dict[int, set[str]] = {}
+        # The last log offset of `__consumer_offsets` seen (loaded or appended), to
+        # order records when the store does not report offsets (test stores).
+        self._last_record_offset = -1
         self._schedule_offsets_expiry()
 
     # ================================================================ introspection
@@ -936,8 +959,12 @@ class GroupCoordinator:
             return ErrorCode.REBALANCE_IN_PROGRESS
         return None
 
-    def _store_offsets(self, group: ClassicGroup, offsets: dict[TopicPartition, OffsetCommit]
+    def _store_offsets(self, group: ClassicGroup, offsets: dict[TopicPartition, OffsetCommit],
+                       producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1
                        ) -> dict[TopicPartition, ErrorCode | int]:
+        """Append the valid offsets as one batch (transactional with a producer id) and
+        then, as Kafka's coordinator does once the append succeeded, make them the
+        committed offsets or the producer's pending ones."""
         now = self._now()
         results: dict[TopicPartition, ErrorCode | int] = {}
         valid: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -967,32 +994,159 @@ class GroupCoordinator:
             results[tp] = ErrorCode.NONE
         if records:
             try:
-                self._append(group.group_id, records)
+                base = self._append(group.group_id, records, producer_id, producer_epoch)
             except KafkaError as e:
-                error = _offset_commit_error(e.code)
+                error = offset_commit_error(e.code)
                 self._log.warning("offset_commit_persist_failed", group_id=group.group_id,
-                                  error=code_name(error))
+                                  error=code_name(error), producer_id=producer_id)
                 for tp in valid:
                     results[tp] = error
                 return {tp: results[tp] for tp in offsets}
-            group.offsets.update(valid)
+            for i, stored in enumerate(valid.values()):
+                stored.record_offset = base + i   # records are in `valid`'s order
+            if producer_id == NO_PRODUCER_ID:
+                group.offsets.update(valid)
+            else:
+                group.add_pending_txn_offsets(producer_id, valid)
+                self._txn_groups.setdefault(producer_id, set()).add(group.group_id)
         return {tp: results[tp] for tp in offsets}
 
-    def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None
+    # ================================================================ transactional offsets
+
+    def commit_txn_offsets(self, group_id: str, producer_id: int, producer_epoch: int,
+                           generation_id: int, member_id: str, group_instance_id: str | None,
+                           offsets: dict[TopicPartition, OffsetCommit]
+                           ) -> dict[TopicPartition, int]:
+        """TxnOffsetCommit: write `offsets` as a transactional batch of the producer
+        (KIP-98) and keep them pending until `complete_txn_offsets`. Whether the
+        producer's transaction includes this group, and that its epoch is current, is
+        checked before (the transaction coordinator's verification, KIP-890). Kafka's
+        log also fences a stale epoch through its producer state; kafkette's log
+        skips the producer state for these sequence-less coordinator batches, so the
+        verification is the only epoch check here.
+
+        KIP-447 (TxnOffsetCommit v3+) carries the consumer's generation, member id and
+        instance id, checked as for OffsetCommit (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID,
+        FENCED_INSTANCE_ID), so that a zombie producer whose consumer lost its
+        partitions cannot commit; v0-2 send generation -1 and no member, and are not
+        checked. Unlike OffsetCommit, no member id is required on a group with members
+        (older versions cannot send one), the group state is not enforced (no
+        REBALANCE_IN_PROGRESS) and no heartbeat is completed, as in Kafka. A group that
+        does not exist is created (Empty) for generation -1 and is ILLEGAL_GENERATION
+        otherwise (Kafka 4.x's coordinator; the 3.x one created it and answered
+        UNKNOWN_MEMBER_ID)."""
+        with self._answering():
+            member_id = member_id or UNKNOWN_MEMBER_ID
+            group = self._groups.get(group_id)
+            created = False
+            if group is None:
+                if generation_id >= 0:
+                    return {tp: ErrorCode.ILLEGAL_GENERATION for tp in offsets}
+                group = self._create_group(group_id)
+                created = True
+            error = self._validate_txn_offset_commit(group, generation_id, member_id,
+                                                     group_instance_id)
+            if error is not None:
+                results = {tp: error for tp in offsets}
+            else:
+                results = self._store_offsets(group, offsets, producer_id, producer_epoch)
+                stored = [tp for tp, code in results.items() if code == ErrorCode.NONE]
+                if stored:
+                    self._log.info("txn_offsets_pending", group_id=group_id,
+                                   producer_id=producer_id, producer_epoch=producer_epoch,
+                                   partitions=len(stored))
+            if created and not group.offsets and not group.pending_txn_offsets:
+                self._groups.pop(group_id, None)
+            return results
+
+    def _validate_txn_offset_commit(self, group: ClassicGroup, generation_id: int,
+                                    member_id: str, group_instance_id: str | None):
+        """Kafka's validateOffsetCommit with isTransactional."""
+        if group.is_in(DEAD):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if generation_id < 0 and group.is_in(EMPTY):
+            return None
+        if generation_id >= 0 or member_id != UNKNOWN_MEMBER_ID or group_instance_id is not None:
+            error = group.validate_member(member_id, group_instance_id)
+            if error is not None:
+                return error
+            if generation_id != group.generation_id:
+                return ErrorCode.ILLEGAL_GENERATION
+        return None
+
+    def complete_txn_offsets(self, producer_id: int, offsets_partition: int,
+                             commit: bool) -> None:
+        """The COMMIT (`commit`) or ABORT marker of `producer_id` was written to
+        partition `offsets_partition` of `__consumer_offsets` (the broker calls this
+        once it is appended, as Kafka's handleTxnCompletion runs after the marker
+        write). The producer's pending offsets of the groups in that partition become
+        committed offsets (a partition whose committed offset has a later record keeps
+        it) or are dropped. A producer with nothing pending here is ignored: its
+        transaction may have touched only other groups, or the groups moved away."""
+        with self._answering():
+            group_ids = self._txn_groups.get(producer_id)
+            if not group_ids:
+                return
+            for group_id in sorted(group_ids):
+                if not self._in_offsets_partition(group_id, offsets_partition):
+                    continue
+                group_ids.discard(group_id)
+                group = self._groups.get(group_id)
+                if group is None or group.is_in(DEAD) \
+                        or producer_id not in group.pending_txn_offsets:
+                    continue
+                pending = len(group.pending_txn_offsets[producer_id])
+                applied = group.complete_pending_txn_offsets(producer_id, commit)
+                self._log.info("txn_offsets_completed", group_id=group_id,
+                               producer_id=producer_id, result="commit" if commit else "abort",
+                               partitions=pending, applied=len(applied))
+            if not group_ids:
+                del self._txn_groups[producer_id]
+
+    def has_pending_txn_offsets(self, producer_id: int) -> bool:
+        """Whether `producer_id` has pending transactional offsets in any group here."""
+        return bool(self._txn_groups.get(producer_id))
+
+    # ================================================================ OffsetFetch
+
+    def fetch_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None,
+                      require_stable: bool = False
                       ) -> tuple[ErrorCode | int, dict[TopicPartition, OffsetAndMetadata]]:
         """OffsetFetch: the committed offsets of `partitions` (None: all the group has).
         Only partitions with an offset are returned; the handler answers offset -1,
         leader epoch -1 and metadata "" for the others (Kafka's INVALID_OFFSET).
         Offsets are returned whatever the group state: a group may use Kafka only to
-        store offsets."""
+        store offsets. Pending transactional offsets are never returned; with
+        `require_stable` (OffsetFetch v7+, KIP-447) neither is the committed offset
+        of a partition that has one: see `unstable_offsets`."""
         with self._answering():
             group = self._groups.get(group_id)
             if group is None or group.is_in(DEAD):
                 return ErrorCode.NONE, {}
             if partitions is None:
-                return ErrorCode.NONE, dict(group.offsets)
-            return ErrorCode.NONE, {tp: group.offsets[tp] for tp in partitions
-                                    if tp in group.offsets}
+                found = dict(group.offsets)
+            else:
+                found = {tp: group.offsets[tp] for tp in partitions if tp in group.offsets}
+            if require_stable and group.pending_txn_offsets:
+                for tp in group.pending_txn_partitions():
+                    found.pop(tp, None)
+            return ErrorCode.NONE, found
+
+    def unstable_offsets(self, group_id: str, partitions: Sequence[TopicPartition] | None
+                         ) -> set[TopicPartition]:
+        """The partitions an OffsetFetch with require_stable answers
+        UNSTABLE_OFFSET_COMMIT (retriable: the consumer asks again once the
+        transaction ended): those of `partitions` with a pending transactional offset;
+        for None (all partitions), the committed ones that have one, as Kafka lists
+        only committed partitions in that answer."""
+        with self._answering():
+            group = self._groups.get(group_id)
+            if group is None or group.is_in(DEAD) or not group.pending_txn_offsets:
+                return set()
+            pending = group.pending_txn_partitions()
+            if partitions is None:
+                return pending & set(group.offsets)
+            return pending & set(partitions)
 
     def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]
                        ) -> tuple[ErrorCode | int, dict[TopicPartition, ErrorCode | int]]:
@@ -1018,19 +1172,23 @@ class GroupCoordinator:
                         eligible.append(tp)
             else:
                 return ErrorCode.NON_EMPTY_GROUP, {}
-            to_remove = [tp for tp in eligible if tp in group.offsets]
+            # A tombstone also for a partition that only a transaction has an offset
+            # for (Kafka 4.x), which drops the pending offset on reload too.
+            pending = group.pending_txn_partitions() if group.pending_txn_offsets else set()
+            to_remove = [tp for tp in eligible if tp in group.offsets or tp in pending]
             records = [(encode_offset_commit_key(group_id, t, p), None) for t, p in to_remove]
-            group_gone = group.is_in(EMPTY) and len(to_remove) == len(group.offsets) and \
-                not group.pending_join_members
+            group_gone = (group.is_in(EMPTY) and not group.pending_join_members
+                          and not group.pending_txn_offsets
+                          and len([tp for tp in to_remove if tp in group.offsets])
+                          == len(group.offsets))
             if group_gone and group.generation_id > 0:
                 records.append((encode_group_metadata_key(group_id), None))
             if records:
                 try:
                     self._append(group_id, records)
                 except KafkaError as e:
-                    return _offset_commit_error(e.code), {}
-            for tp in to_remove:
-                del group.offsets[tp]
+                    return offset_commit_error(e.code), {}
+            group.remove_offsets(to_remove)
             for tp in eligible:
                 errors[tp] = ErrorCode.NONE
             if group_gone:
@@ -1084,8 +1242,12 @@ class GroupCoordinator:
                 if not group.is_in(EMPTY):
                     results[group_id] = ErrorCode.NON_EMPTY_GROUP
                     continue
-                records = [(encode_offset_commit_key(group_id, t, p), None)
-                           for t, p in group.offsets]
+                # Pending transactional offsets go too (Kafka deletes an Empty group
+                # whatever its open transactions); a partition only a transaction has
+                # gets a tombstone as well, so that a reload drops its pending offset.
+                doomed = [*group.offsets,
+                          *sorted(group.pending_txn_partitions() - set(group.offsets))]
+                records = [(encode_offset_commit_key(group_id, t, p), None) for t, p in doomed]
                 records.append((encode_group_metadata_key(group_id), None))
                 try:
                     self._append(group_id, records)
@@ -1123,8 +1285,9 @@ class GroupCoordinator:
             total = 0
             for group in list(self._groups.values()):
                 expired = self._expired_offsets(group, now)
+                # An open transaction keeps the group (Kafka's cleanupExpiredOffsets).
                 gone = (group.is_in(EMPTY) and len(expired) == len(group.offsets)
-                        and not group.pending_join_members)
+                        and not group.pending_join_members and not group.pending_txn_offsets)
                 records = [(encode_offset_commit_key(group.group_id, t, p), None)
                            for t, p in expired]
                 if gone and group.generation_id > 0:
@@ -1162,8 +1325,10 @@ class GroupCoordinator:
         else:
             base = lambda o: o.commit_timestamp  # noqa: E731
         out = []
+        pending = group.pending_txn_partitions() if group.pending_txn_offsets else set()
         for tp, o in group.offsets.items():
-            if tp[0] in subscribed:
+            # An offset a transaction is about to replace is not expired yet (Kafka).
+            if tp[0] in subscribed or tp in pending:
                 continue
             expire_at = o.expire_timestamp if o.expire_timestamp is not None else base(o) + retention
             if now >= expire_at:
@@ -1186,10 +1351,14 @@ class GroupCoordinator:
 
     # ================================================================ load
 
-    def load(self, records: Iterable[tuple[bytes, bytes | None]], strict: bool = True) -> None:
+    def load(self, records: Iterable, strict: bool = True) -> None:
         """Rebuild groups and offsets from `__consumer_offsets` records in log order (the
-        broker reads its offsets partitions at start). The last record per key wins; a
-        null value deletes. Groups with members come back Stable with their assignments,
+        broker reads its offsets partitions at start): (key, value) pairs, or
+        offsets_store.LoadedRecord / TxnMarker items that carry the batch facts. The
+        last record per key wins; a null value deletes. Transactional records are
+        pending until their producer's marker: COMMIT applies them, ABORT drops them,
+        and a transaction with no marker yet is still pending after the load (its
+        marker comes later, through `complete_txn_offsets`). Groups with members come back Stable with their assignments,
         and every member's session timer starts now: members that do not heartbeat to
         the new coordinator expire, as after a Kafka coordinator failover. Groups known
         only by offsets come back Empty. Unknown key versions are skipped; an
@@ -1201,23 +1370,44 @@ class GroupCoordinator:
             for version in loaded.unknown_keys:
                 self._log.warning("offsets_record_unknown_key", version=version)
             offsets, metadata = loaded.offsets, loaded.metadata
-            for group_id in [*metadata, *(g for g in offsets if g not in metadata)]:
+            positions = loaded.record_offsets
+            # producer id -> group -> partition -> (value, record offset), by group
+            pending: dict[str, dict[int, dict]] = {}
+            for producer_id, by_group in loaded.pending.items():
+                for group_id, values in by_group.items():
+                    pending.setdefault(group_id, {})[producer_id] = values
+            seen = set(metadata)
+            order = list(metadata)
+            for group_id in [*offsets, *pending]:
+                if group_id not in seen:
+                    seen.add(group_id)
+                    order.append(group_id)
+            for group_id in order:
                 if group_id in self._groups:
                     self._log.info("group_load_skipped_cached", group_id=group_id)
                     continue
-                group_offsets = {tp: OffsetAndMetadata(
-                    v.offset, v.leader_epoch, v.metadata, v.commit_timestamp,
-                    v.expire_timestamp if v.expire_timestamp >= 0 else None)
-                    for tp, v in offsets.get(group_id, {}).items()}
+                group_offsets = {tp: _loaded_offset(v, positions.get(group_id, {}).get(tp, -1))
+                                 for tp, v in offsets.get(group_id, {}).items()}
+                group_pending = {producer_id: {tp: _loaded_offset(v, at)
+                                               for tp, (v, at) in values.items()}
+                                 for producer_id, values in pending.get(group_id, {}).items()}
                 if group_id in metadata:
                     group = self._group_from_metadata(group_id, metadata[group_id], strict)
                     if group is None:
                         continue
-                elif group_offsets:
+                elif group_offsets or group_pending:
                     group = ClassicGroup(group_id, self._now())
                 else:
                     continue
                 group.offsets.update(group_offsets)
+                for producer_id, values in group_pending.items():
+                    group.add_pending_txn_offsets(producer_id, values)
+                    self._txn_groups.setdefault(producer_id, set()).add(group_id)
+                    self._log.info("txn_offsets_loaded_pending", group_id=group_id,
+                                   producer_id=producer_id, partitions=len(values))
+                for o in [*group_offsets.values(),
+                          *(o for values in group_pending.values() for o in values.values())]:
+                    self._last_record_offset = max(self._last_record_offset, o.record_offset)
                 self._groups[group_id] = group
                 for member in group.members.values():
                     self._reschedule_heartbeat(group, member)
@@ -1277,6 +1467,15 @@ class GroupCoordinator:
             group.transition_to(DEAD, self._now())
         if self._groups.get(group.group_id) is group:
             del self._groups[group.group_id]
+        # Kafka's removeGroupFromAllProducers: a marker that comes later finds no
+        # pending offsets here (a reload drops them too: see offsets_store.replay).
+        for producer_id in list(group.pending_txn_offsets):
+            groups = self._txn_groups.get(producer_id)
+            if groups is not None:
+                groups.discard(group.group_id)
+                if not groups:
+                    del self._txn_groups[producer_id]
+        group.pending_txn_offsets.clear()
         self._cancel_join_timer(group.group_id)
         handle = self._sync_timers.pop(group.group_id, None)
         if handle is not None:
@@ -1295,16 +1494,31 @@ class GroupCoordinator:
         if handle is not None:
             self._scheduler.cancel(handle)
 
-    def _append(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
-        if self._store is None:
-            return
-        try:
-            self._store.append(group_id, records)
-        except KafkaError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a store bug must not corrupt group state
-            self._log.exception("offsets_store_append_failed", group_id=group_id)
-            raise KafkaError(str(e), ErrorCode.UNKNOWN_SERVER_ERROR) from e
+    def _append(self, group_id: str, records: list[tuple[bytes, bytes | None]],
+                producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1) -> int:
+        """Append through the store; returns the log offset of the first record (the
+        store's, or the next after the last one seen when the store does not say)."""
+        base = None
+        if self._store is not None:
+            try:
+                if producer_id == NO_PRODUCER_ID:
+                    base = self._store.append(group_id, records)
+                else:
+                    base = self._store.append(group_id, records, producer_id=producer_id,
+                                              producer_epoch=producer_epoch)
+            except KafkaError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a store bug must not corrupt group state
+                self._log.exception("offsets_store_append_failed", group_id=group_id)
+                raise KafkaError(str(e), ErrorCode.UNKNOWN_SERVER_ERROR) from e
+        if not isinstance(base, int) or base < 0:
+            base = self._last_record_offset + 1
+        self._last_record_offset = max(self._last_record_offset, base + len(records) - 1)
+        return base
+
+    def _in_offsets_partition(self, group_id: str, offsets_partition: int) -> bool:
+        partition_for = getattr(self._store, "partition_for", None)
+        return partition_for is None or partition_for(group_id) == offsets_partition
 
     def _store_group(self, group: ClassicGroup, assignment: dict[str, bytes]) -> None:
         """Append the group's GroupMetadata record (raises KafkaError)."""

@@ -39,11 +39,20 @@ GroupMetadataValue (a null value: the group was deleted):
 kafkette writes OffsetCommitValue v3 (v1 when the commit carries an explicit expire
 timestamp, as Kafka does) and GroupMetadataValue v3, the versions Kafka 2.3+ writes.
 Values are decoded without insisting on consuming every byte, as Kafka's readers do.
+
+Transactions (KIP-98): a TxnOffsetCommit's records are appended as a transactional
+batch with the producer's id and epoch. Replaying the log, such records stay pending
+per producer id until that producer's control batch in the same partition: a COMMIT
+marker applies them (unless a plain commit of the same partition has a later record),
+an ABORT drops them, and with no marker yet they are still pending after the load.
+Load input therefore carries batch facts: `LoadedRecord` (key, value, log offset,
+producer id, transactional) and `TxnMarker`; a bare (key, value) pair is a
+non-transactional record at an unknown offset.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Iterable, NamedTuple, Protocol
 
 from kafkette.coordinator.wire import CoordinatorRecordError, Reader, Writer
 from kafkette.errors import KafkaError
@@ -54,7 +63,8 @@ __all__ = [
     "encode_offset_commit_key", "encode_offset_commit_value", "encode_group_metadata_key",
     "encode_group_metadata_value", "decode_key", "decode_offset_commit_value",
     "decode_group_metadata_value", "OffsetStore", "MemoryOffsetStore",
-    "OFFSET_COMMIT_KEY_VERSION", "GROUP_METADATA_KEY_VERSION",
+    "OFFSET_COMMIT_KEY_VERSION", "GROUP_METADATA_KEY_VERSION", "LoadedRecord", "TxnMarker",
+    "NO_PRODUCER_ID",
 ]
 
 LEGACY_OFFSET_COMMIT_KEY_VERSION = 0
@@ -66,6 +76,7 @@ GROUP_METADATA_VALUE_VERSION = 3
 
 NO_LEADER_EPOCH = -1
 NO_TIMESTAMP = -1
+NO_PRODUCER_ID = -1
 
 
 # ---------------------------------------------------------------- keys
@@ -248,31 +259,85 @@ def decode_group_metadata_value(data: bytes | None) -> GroupMetadataValue | None
 
 # ---------------------------------------------------------------- the store
 
+class LoadedRecord(NamedTuple):
+    """One record of `__consumer_offsets` as a coordinator replays it: the facts of
+    its batch that decide what it means (a transactional batch's records are pending
+    until their producer's marker)."""
+    key: bytes
+    value: bytes | None
+    offset: int = -1                       # its log offset; -1 unknown
+    producer_id: int = NO_PRODUCER_ID
+    transactional: bool = False
+
+
+class TxnMarker(NamedTuple):
+    """A control batch: the COMMIT (commit=True) or ABORT marker of `producer_id`'s
+    transaction in this partition."""
+    producer_id: int
+    commit: bool
+    offset: int = -1
+
+
 class OffsetStore(Protocol):
-    def append(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
+    def append(self, group_id: str, records: list[tuple[bytes, bytes | None]], *,
+               producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1) -> int | None:
         """Append (key, value) records (value None = tombstone) for `group_id`, all or
         nothing, to partition offsets_partition_for(group_id) of __consumer_offsets.
-        Raises KafkaError on failure; returns once the records are durable as the
-        broker defines it (acks=all on the offsets topic)."""
+        With a producer id: one transactional batch of that producer and epoch
+        (TxnOffsetCommit). Returns the log offset of the first record (the others
+        follow it), or None when the store does not know it. Raises KafkaError on
+        failure; returns once the records are durable as the broker defines it
+        (acks=all on the offsets topic). A store may also offer
+        `partition_for(group_id) -> int`, which the coordinator uses to find the
+        groups a transaction marker concerns."""
         ...
 
 
 class MemoryOffsetStore:
     """An OffsetStore in a list, for tests. `fail_with` makes the next appends raise
     (set it back to None to heal); `records()` replays what was stored, in order, for
-    `GroupCoordinator.load`."""
+    `GroupCoordinator.load`, and `load_items()` the same with the batch facts
+    (transactional records, markers written with `write_marker`). Log offsets are
+    one counter over all partitions: increasing within each, as a log's are."""
 
-    def __init__(self):
+    def __init__(self, num_partitions: int = 1):
+        self.num_partitions = num_partitions
         self.log: list[tuple[str, bytes, bytes | None]] = []
+        self.items: list[tuple[int, LoadedRecord | TxnMarker]] = []   # (partition, item)
         self.fail_with: KafkaError | None = None
         self.appends = 0
+        self.next_offset = 0
 
-    def append(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
+    def partition_for(self, group_id: str) -> int:
+        from kafkette.coordinator.partitioning import offsets_partition_for
+        return offsets_partition_for(group_id, self.num_partitions)
+
+    def append(self, group_id: str, records: list[tuple[bytes, bytes | None]], *,
+               producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1) -> int:
         if self.fail_with is not None:
             raise self.fail_with
         self.appends += 1
+        base = self.next_offset
+        p = self.partition_for(group_id)
         for key, value in records:
-            self.log.append((group_id, bytes(key), None if value is None else bytes(value)))
+            key, value = bytes(key), None if value is None else bytes(value)
+            self.log.append((group_id, key, value))
+            self.items.append((p, LoadedRecord(key, value, self.next_offset, producer_id,
+                                               producer_id != NO_PRODUCER_ID)))
+            self.next_offset += 1
+        return base
+
+    def write_marker(self, producer_id: int, commit: bool, partition: int = 0) -> int:
+        """Append `producer_id`'s COMMIT or ABORT marker to `partition` (what the
+        transaction coordinator's WriteTxnMarkers does); returns its offset."""
+        offset = self.next_offset
+        self.items.append((partition, TxnMarker(producer_id, commit, offset)))
+        self.next_offset += 1
+        return offset
+
+    def load_items(self, partition: int | None = None) -> list[LoadedRecord | TxnMarker]:
+        """What a coordinator loading `partition` (None: all) reads, in log order."""
+        return [item for p, item in self.items if partition is None or p == partition]
 
     def records(self) -> list[tuple[bytes, bytes | None]]:
         return [(k, v) for _, k, v in self.log]
@@ -311,30 +376,69 @@ def iter_decoded(records: Iterable[tuple[bytes, bytes | None]]):
 class ReplayedGroups:
     """What `__consumer_offsets` records say, the last record per key winning and a
     tombstone deleting: committed offsets per group and (topic, partition), and each
-    group's metadata (generation, protocol, members with their assignments)."""
+    group's metadata (generation, protocol, members with their assignments).
+    `record_offsets` has the log offset of each committed offset's record (-1 when
+    the input did not say); `pending` the offsets of transactions with no marker yet,
+    per producer id, group and partition, as (value, record offset)."""
     offsets: dict[str, dict[tuple[str, int], OffsetCommitValue]] = field(default_factory=dict)
     metadata: dict[str, GroupMetadataValue] = field(default_factory=dict)
     unknown_keys: list[int] = field(default_factory=list)   # key versions skipped
+    record_offsets: dict[str, dict[tuple[str, int], int]] = field(default_factory=dict)
+    pending: dict[int, dict[str, dict[tuple[str, int], tuple[OffsetCommitValue, int]]]] = \
+        field(default_factory=dict)
 
 
-def replay(records: Iterable[tuple[bytes, bytes | None]], strict: bool = True,
-           on_corrupt=None) -> ReplayedGroups:
-    """Replay records in log order (a coordinator loading its partitions). An
-    undecodable record raises CoordinatorRecordError when `strict`, else is passed to
-    `on_corrupt(error)` and skipped."""
+def _as_loaded(item) -> LoadedRecord | TxnMarker:
+    if isinstance(item, (LoadedRecord, TxnMarker)):
+        return item
+    key, value = item
+    return LoadedRecord(key, value)
+
+
+def replay(records: Iterable, strict: bool = True, on_corrupt=None) -> ReplayedGroups:
+    """Replay records in log order (a coordinator loading its partitions): (key, value)
+    pairs, LoadedRecord or TxnMarker items. An undecodable record raises
+    CoordinatorRecordError when `strict`, else is passed to `on_corrupt(error)` and
+    skipped.
+
+    Transactions, as Kafka's coordinators load them: a transactional record is pending
+    for its producer; a marker's COMMIT applies its producer's pending offsets where
+    the committed one has an older record (or none), ABORT drops them. A plain
+    tombstone deletes the committed offset and every pending one of its partition
+    (the Java coordinator's replay; the Scala one left pending offsets in place)."""
     out = ReplayedGroups()
-    for key, value, error in iter_decoded(records):
-        if error is not None:
+    for item in records:
+        item = _as_loaded(item)
+        if isinstance(item, TxnMarker):
+            _replay_marker(out, item)
+            continue
+        try:
+            key = decode_key(item.key)
+            if isinstance(key, OffsetCommitKey):
+                value = decode_offset_commit_value(item.value)
+            elif isinstance(key, GroupMetadataKey):
+                value = decode_group_metadata_value(item.value)
+            else:
+                value = item.value
+        except CoordinatorRecordError as error:
             if strict:
-                raise error
+                raise
             if on_corrupt is not None:
                 on_corrupt(error)
-        elif isinstance(key, OffsetCommitKey):
-            group_offsets = out.offsets.setdefault(key.group, {})
+            continue
+        if isinstance(key, OffsetCommitKey):
+            tp = (key.topic, key.partition)
             if value is None:
-                group_offsets.pop((key.topic, key.partition), None)
+                out.offsets.get(key.group, {}).pop(tp, None)
+                out.record_offsets.get(key.group, {}).pop(tp, None)
+                for groups in out.pending.values():
+                    groups.get(key.group, {}).pop(tp, None)
+            elif item.transactional and item.producer_id != NO_PRODUCER_ID:
+                out.pending.setdefault(item.producer_id, {}).setdefault(key.group, {})[tp] = \
+                    (value, item.offset)
             else:
-                group_offsets[(key.topic, key.partition)] = value
+                out.offsets.setdefault(key.group, {})[tp] = value
+                out.record_offsets.setdefault(key.group, {})[tp] = item.offset
         elif isinstance(key, GroupMetadataKey):
             if value is None:
                 out.metadata.pop(key.group, None)
@@ -343,3 +447,16 @@ def replay(records: Iterable[tuple[bytes, bytes | None]], strict: bool = True,
         else:
             out.unknown_keys.append(key.version)
     return out
+
+
+def _replay_marker(out: ReplayedGroups, marker: TxnMarker) -> None:
+    groups = out.pending.pop(marker.producer_id, None)
+    if not groups or not marker.commit:
+        return
+    for group, offsets in groups.items():
+        committed = out.offsets.setdefault(group, {})
+        positions = out.record_offsets.setdefault(group, {})
+        for tp, (value, position) in offsets.items():
+            if tp not in committed or position > positions.get(tp, -1):
+                committed[tp] = value
+                positions[tp] = position

@@ -29,4 +29,5 @@ from kafkette.broker.handlers import (  # noqa: F401
     offset_for_leader_epoch,
     produce,
     sync_group,
+    txn_offset_commit,
 )

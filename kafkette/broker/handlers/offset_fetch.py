@@ -2,13 +2,16 @@
 
 v1-7 ask for one group; v8+ for several (KIP-709). A null topic list (v2+) means
 every partition the group has committed. Partitions without a committed offset get
-offset -1 and empty metadata with no error, as Kafka. require_stable (v7+) has no
-effect until transactional offset commits exist (nothing is ever pending).
+offset -1 and empty metadata with no error, as Kafka. Offsets of transactions that
+have not ended (TxnOffsetCommit) are never returned. require_stable (v7+, KIP-447):
+a partition with such a pending offset is answered UNSTABLE_OFFSET_COMMIT (offset -1),
+which the consumer retries; per partition in every version, the group's error staying
+NONE, as Kafka's coordinators answer (the Java consumer reads it per partition).
 """
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.handlers.groups import ensure_coordinator
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
-from kafkette.errors import KafkaError
+from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import OffsetFetchResponse
 
 Topic = OffsetFetchResponse.OffsetFetchResponseTopic
@@ -18,21 +21,26 @@ GTopic = Group.OffsetFetchResponseTopics
 GPart = GTopic.OffsetFetchResponsePartitions
 
 
-def _fetch(coordinator, group_id, topics):
-    """(error, [(topic, [(partition, offset, leader_epoch, metadata)])])."""
+def _fetch(coordinator, group_id, topics, require_stable=False):
+    """(error, [(topic, [(partition, offset, leader_epoch, metadata, error)])])."""
     wanted = None
     if topics is not None:
         wanted = [(t.name, p) for t in topics for p in t.partition_indexes]
     try:
-        code, found = coordinator.fetch_offsets(group_id, wanted)
+        unstable = coordinator.unstable_offsets(group_id, wanted) if require_stable else set()
+        code, found = coordinator.fetch_offsets(group_id, wanted, require_stable=require_stable)
     except KafkaError as e:
         return error_of(e)[0], []
     by_topic: dict[str, list] = {}
-    keys = wanted if wanted is not None else sorted(found)
+    keys = wanted if wanted is not None else sorted(set(found) | unstable)
     for tp in keys:
         o = found.get(tp)
-        row = (tp[1], -1, -1, "") if o is None else (tp[1], o.offset, o.leader_epoch,
-                                                     o.metadata or "")
+        if tp in unstable:
+            row = (tp[1], -1, -1, "", ErrorCode.UNSTABLE_OFFSET_COMMIT)
+        elif o is None:
+            row = (tp[1], -1, -1, "", 0)
+        else:
+            row = (tp[1], o.offset, o.leader_epoch, o.metadata or "", 0)
         by_topic.setdefault(tp[0], []).append(row)
     return code, list(by_topic.items())
 
@@ -81,19 +89,20 @@ def _error_response(request, code, ctx, message=None):
          error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
+    require_stable = ctx.api_version >= 7 and bool(request.require_stable)
     if ctx.api_version >= 8:
         groups = []
         for g in request.groups:
-            code, rows = _fetch(coordinator, g.group_id, g.topics)
+            code, rows = _fetch(coordinator, g.group_id, g.topics, require_stable)
             groups.append(Group(group_id=g.group_id, error_code=code, topics=[
                 GTopic(name=name, partitions=[
                     GPart(partition_index=p, committed_offset=o, committed_leader_epoch=e,
-                          metadata=m, error_code=0) for p, o, e, m in parts])
+                          metadata=m, error_code=err) for p, o, e, m, err in parts])
                 for name, parts in rows]))
         return OffsetFetchResponse(groups=groups)
-    code, rows = _fetch(coordinator, request.group_id, request.topics)
+    code, rows = _fetch(coordinator, request.group_id, request.topics, require_stable)
     return OffsetFetchResponse(error_code=code, topics=[
         Topic(name=name, partitions=[
             Part(partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m,
-                 error_code=0) for p, o, e, m in parts])
+                 error_code=err) for p, o, e, m, err in parts])
         for name, parts in rows])
