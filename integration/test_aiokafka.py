@@ -13,8 +13,8 @@ producer id, contiguous sequences, nothing stored twice), a two-member group wit
 and resume, the admin client, ListOffsets by timestamp (per record, in one batch, out
 of order), the Fetch long poll (wakes on data, honours max wait when empty), a batch
 larger than the fetch limits (KIP-74), acks 0/1/all and MESSAGE_TOO_LARGE, DeleteRecords
-moving the log start offset under read_committed, and a transactional producer being
-refused at once (it hung before: FindCoordinator answered a retriable error).
+moving the log start offset under read_committed, and transactions (commit, abort,
+read_committed against read_uncommitted).
 
 The tests are coroutines (asyncio_mode=auto): polling uses `_until`, the awaitable twin
 of itutil.wait_until, because a time.sleep there would stall aiokafka's own tasks
@@ -647,29 +647,32 @@ async def test_fetch_returns_a_batch_over_the_partition_limit(broker):
     assert [(r.offset, r.value) for r in got[tp]] == list(enumerate(values))
 
 
-async def test_transactional_producer_is_refused_fast(broker):
-    """kafkette has no transactions yet: a transactional producer must get a fatal
-    error, not hang. aiokafka sends FindCoordinator(key_type 1) before InitProducerId
-    and retries COORDINATOR_NOT_AVAILABLE forever; the broker answers
-    TRANSACTIONAL_ID_AUTHORIZATION_FAILED (Kafka's answer for an id the client may
-    not use), which aiokafka raises from start()."""
-    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, client_id="it-aiok-txn",
-                         transactional_id=unique_topic("aiok-txn"), **CLIENT)
-    t0 = time.monotonic()
-    try:
-        with pytest.raises(aiokafka.errors.TransactionalIdAuthorizationFailed):
-            await asyncio.wait_for(p.start(), WAIT)
-    finally:
-        await p.stop()
-    assert time.monotonic() - t0 < WAIT
-    # the broker is unharmed: an idempotent producer still gets an id and writes
-    topic = unique_topic("aiok-after-txn")
+async def test_transactions_commit_abort_and_read_committed(broker):
+    """aiokafka's transactional producer (FindCoordinator key type 1, InitProducerId with
+    its id, AddPartitionsToTxn, EndTxn): a committed and an aborted transaction over two
+    partitions; a read_committed consumer sees only the committed records, a
+    read_uncommitted one sees both, and each record once."""
+    topic = unique_topic("aiok-txn")
     async with _admin(broker) as a:
-        await _create(a, topic, 1)
-    async with _producer(broker, enable_idempotence=True) as p2:
-        md = await p2.send_and_wait(topic, b"ok", partition=0)
-    assert md.offset == 0
-    assert _versions("FindCoordinatorRequest"), USED
+        await _create(a, topic, 2)
+    async with _producer(broker, transactional_id=unique_topic("aiok-txn-id")) as p:
+        async with p.transaction():
+            for i in range(10):
+                await p.send(topic, f"c{i}".encode(), partition=i % 2)
+        await p.begin_transaction()
+        for i in range(10):
+            await p.send(topic, f"a{i}".encode(), partition=i % 2)
+        await p.abort_transaction()
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    for isolation, expected in (("read_committed", {f"c{i}".encode() for i in range(10)}),
+                                ("read_uncommitted", {f"{k}{i}".encode() for k in "ca"
+                                                      for i in range(10)})):
+        async with _consumer(broker, isolation_level=isolation) as c:
+            got = await _read_to_end(c, tps)
+        values = [r.value for recs in got.values() for r in recs]
+        assert sorted(values) == sorted(expected), isolation
+    assert _versions("EndTxnRequest"), USED
+    assert _versions("AddPartitionsToTxnRequest"), USED
 
 
 async def test_negotiated_versions(broker):

@@ -16,10 +16,11 @@ What differs from Kafka on purpose:
   as such: without `advertised.listeners` kafkette advertises "localhost" and records a
   warning. Kafka would advertise the machine's canonical host name instead. Set
   `advertised.listeners` whenever clients connect from another machine or container.
-- `transaction.state.log.replication.factor` and `transaction.state.log.min.isr`
-  default to 1, so that one node works out of the box. `offsets.topic.replication.factor`
-  keeps Kafka's 3 but is capped at the live brokers when `__consumer_offsets` is
-  created (Kafka refuses to create it until that many brokers are up).
+- `offsets.topic.replication.factor` and `transaction.state.log.replication.factor`
+  keep Kafka's 3 but are capped at the live brokers when `__consumer_offsets` /
+  `__transaction_state` are created (Kafka refuses to create them until that many
+  brokers are up), and `transaction.state.log.min.isr` (Kafka's 2) is capped at that
+  replication factor, so that one node works out of the box.
 - `node.id` defaults to 1 (Kafka requires it); `broker.id` and `log.dir` are plain
   aliases of `node.id` and `log.dirs`.
 - Thread-count keys (`num.io.threads`, ...) are accepted so that a Kafka properties file
@@ -483,16 +484,26 @@ _BROKER_KEYS: list[ConfigKey] = [
     # --- transactions and producer ids
     _k("transaction.state.log.num.partitions", INT, 50, "Partitions of "
        "__transaction_state.", Range(1)),
-    _k("transaction.state.log.replication.factor", INT, 1, "Replication factor of "
-       "__transaction_state. kafkette defaults to 1 (Kafka: 3).", Range(1, 32767)),
-    _k("transaction.state.log.min.isr", INT, 1, "min.insync.replicas of "
-       "__transaction_state. kafkette defaults to 1 (Kafka: 2).", Range(1)),
+    _k("transaction.state.log.replication.factor", INT, 3, "Replication factor of "
+       "__transaction_state, capped at the live brokers when the topic is created.",
+       Range(1, 32767)),
+    _k("transaction.state.log.min.isr", INT, 2, "min.insync.replicas of "
+       "__transaction_state, capped at its replication factor.", Range(1)),
     _k("transaction.state.log.segment.bytes", INT, 104857600, "Segment size of "
        "__transaction_state.", Range(1)),
     _k("transaction.max.timeout.ms", INT, 900000, "Largest transaction timeout a "
        "producer may ask for.", Range(1)),
     _k("transactional.id.expiration.ms", INT, 604800000, "A transactional id unused for "
        "this long expires.", Range(1)),
+    _k("transaction.abort.timed.out.transaction.cleanup.interval.ms", INT, 10000,
+       "How often the transaction coordinator aborts transactions past their timeout.",
+       Range(1)),
+    _k("transaction.remove.expired.transaction.cleanup.interval.ms", INT, 3600000,
+       "How often the transaction coordinator removes expired transactional ids.",
+       Range(1)),
+    _k("transaction.partition.verification.enable", BOOL, True, "KIP-890: a "
+       "partition leader asks the transaction coordinator whether a partition is in the "
+       "producer's transaction before it appends the transaction's first batch."),
     _k("producer.id.expiration.ms", INT, 86400000, "Idempotent producer state unused for "
        "this long expires.", Range(1)),
     _k("share.coordinator.state.topic.replication.factor", INT, 3, "Share groups (KIP-932)."

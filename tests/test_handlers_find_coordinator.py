@@ -26,19 +26,20 @@ def test_batched_lookup(broker, version):
 
 
 @pytest.mark.parametrize("version", [1, 3])
-def test_transaction_coordinator_is_refused_not_retriable(broker, version):
-    """Without transactions, a non-retriable refusal: COORDINATOR_NOT_AVAILABLE made
-    transactional clients (aiokafka, found by integration/test_aiokafka.py) retry the
-    lookup forever."""
+def test_transaction_coordinator_is_this_node(broker, version):
+    """The first lookup of a transactional id creates `__transaction_state` (as Kafka
+    does) and names the leader of the id's partition: this node."""
     resp = call(broker, FindCoordinatorRequest(key="tx", key_type=1), version)
-    assert resp.error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-    assert resp.node_id == -1
+    assert resp.error_code == 0
+    assert (resp.node_id, resp.host, resp.port) == (broker.node_id, ADVERTISED_HOST,
+                                                    ADVERTISED_PORT)
+    assert "__transaction_state" in broker.image.topics
 
 
-def test_batched_transaction_keys_are_refused(broker):
-    resp = call(broker, FindCoordinatorRequest(coordinator_keys=["tx"], key_type=1), 4)
+def test_batched_transaction_keys(broker):
+    resp = call(broker, FindCoordinatorRequest(coordinator_keys=["tx", ""], key_type=1), 4)
     assert [(c.key, c.error_code, c.node_id) for c in resp.coordinators] == \
-        [("tx", ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1)]
+        [("tx", 0, broker.node_id), ("", ErrorCode.INVALID_REQUEST, -1)]
 
 
 def test_empty_group_id_is_invalid(broker):

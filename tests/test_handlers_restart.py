@@ -66,10 +66,21 @@ def test_many_ids_unique(broker):
     assert ids == sorted(ids)
 
 
-def test_transactional_id_not_served_yet(broker):
-    r = init_pid(broker, 4, transactional_id="txn-1")
-    assert r.error_code != 0
-    assert r.producer_id == -1
+async def test_transactional_id_epoch_survives_restart(make_broker):
+    """`__transaction_state` is read back on start: the same transactional id keeps its
+    producer id and gets the next epoch, so the producer of before the restart stays
+    fenced."""
+    from handler_harness import acall
+    req = InitProducerIdRequest(transactional_id="txn-1", transaction_timeout_ms=60000,
+                                producer_id=-1, producer_epoch=-1)
+    b1 = make_broker()
+    r1 = await acall(b1, req, 4)
+    assert r1.error_code == 0 and r1.producer_id >= 0
+    make_broker.close(b1)
+    b2 = make_broker()
+    r2 = await acall(b2, req, 4)
+    assert (r2.error_code, r2.producer_id, r2.producer_epoch) == \
+        (0, r1.producer_id, r1.producer_epoch + 1)
 
 
 def test_idempotent_batch_accepted(broker):

@@ -32,10 +32,15 @@ Assign = SyncGroupRequest.SyncGroupRequestAssignment
 PID, EPOCH = 7000, 2
 
 
+NO_VERIFY = {"transaction.partition.verification.enable": "false"}
+
+
 @pytest.fixture
 def tbroker(make_broker):
+    # These tests commit without a transaction coordinator in the way (the offsets'
+    # side alone): KIP-890's check with the coordinator is tested with transactions.
     b = make_broker({"group.initial.rebalance.delay.ms": "0",
-                     "offsets.topic.num.partitions": "1"})
+                     "offsets.topic.num.partitions": "1", **NO_VERIFY})
     create_topic(b, "t", partitions=2)
     return b
 
@@ -71,8 +76,7 @@ def coordinator(b):
 def write_marker(b, pid, epoch, commit, partition=0):
     """A COMMIT / ABORT control batch, appended as WriteTxnMarkers appends it."""
     part = b.replica_manager.partitions[(OFFSETS, partition)]
-    part.log.append_marker(pid, epoch, 0, commit, part.leader_epoch, b.clock.time_ms())
-    part.maybe_increment_high_watermark()
+    part.append_marker(pid, epoch, 0, commit, b.clock.time_ms())
 
 
 @pytest.mark.parametrize("version", [0, 2, 3, 4])
@@ -190,7 +194,7 @@ async def test_transaction_coordinator_verification_hook(tbroker, awaitable):
 
 
 async def test_restart_replays_committed_aborted_and_open_transactions(make_broker):
-    cfg = {"offsets.topic.num.partitions": "1"}
+    cfg = {"offsets.topic.num.partitions": "1", **NO_VERIFY}
     b = make_broker(cfg)
     create_topic(b, "t", partitions=2)
     await acall(b, OffsetCommitRequest(
@@ -211,6 +215,7 @@ async def test_restart_replays_committed_aborted_and_open_transactions(make_brok
 
 
 async def test_answer_waits_for_the_in_sync_replicas(leader):  # noqa: F811
+    leader.verify_txn_offset_commit = lambda *args: None   # the offsets' side alone
     create_topic(leader, "t", partitions=1)
     task = asyncio.ensure_future(acall(leader, txn_commit(), 3))
     assert await pending(task)

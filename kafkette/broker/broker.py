@@ -24,6 +24,7 @@ from kafkette.broker.dispatcher import Dispatcher
 from kafkette.broker.faults import FaultInjector
 from kafkette.broker.metrics import BrokerMetrics
 from kafkette.broker.replica_manager import ReplicaManager, log_config_from_topic_configs
+from kafkette.broker import txn_state
 from kafkette.clock import SystemClock
 from kafkette.config import (
     BrokerConfig,
@@ -47,8 +48,9 @@ from kafkette.coordinator.group_coordinator import (
     offsets_partition_for,
 )
 from kafkette.coordinator.scheduler import LoopScheduler
+from kafkette.coordinator.transaction_coordinator import TransactionCoordinator, TxnConfig
 from kafkette.controller.metadata_image import MetadataImage
-from kafkette.errors import InvalidConfigError
+from kafkette.errors import ErrorCode, InvalidConfigError
 from kafkette.log.log_manager import LogManager
 from kafkette.logging import get_logger
 
@@ -120,6 +122,13 @@ class Broker:
         # After the replica manager's: it decides who leads each offsets partition.
         self.controller.add_listener(self._on_offsets_leadership)
         self._offsets_loaded: set[int] = set()
+        # After the replica manager's, as for the groups: the transaction coordinator
+        # follows the leadership of `__transaction_state`.
+        self.controller.add_listener(self._on_txn_leadership)
+        self._txn_loaded: dict[int, int] = {}
+        self._txn_coordinator = None
+        self._txn_markers = None
+        self.txn_channels = txn_state.BrokerChannels(self)
         self._producer_ids = iter(())
         self._producer_id_lock = asyncio.Lock()
         self.closing = False
@@ -206,6 +215,9 @@ class Broker:
             await self.cluster.start()
 
     async def close_cluster(self) -> None:
+        if self._txn_markers is not None:
+            self._txn_markers.close()
+        await self.txn_channels.close()
         if self.cluster is not None:
             await self.cluster.close()
 
@@ -257,6 +269,63 @@ class Broker:
             return
         follow_offsets_leadership(self, self._group_coordinator, self._offsets_loaded)
 
+    # -- transactions ----------------------------------------------------------
+    def txn_coordinator_ready(self):
+        """The transaction coordinator, created on first use: `__transaction_state` is
+        created (Kafka creates it on the first FindCoordinator for a transactional id)
+        and the partitions this node leads are loaded. None while the topic is being
+        created in a cluster (the client is told COORDINATOR_NOT_AVAILABLE)."""
+        if self._txn_coordinator is None:
+            if not txn_state.ensure_txn_topic(self):
+                return None
+            self._txn_markers = txn_state.TxnMarkerChannel(self, self.txn_channels)
+            n = self.config["offsets.topic.num.partitions"]
+            coordinator = TransactionCoordinator(
+                LoopScheduler(clock=self.clock), txn_state.LogTxnStateStore(self),
+                self._txn_markers, _ProducerIds(self), TxnConfig.from_config(self.config),
+                offsets_partition_for=lambda g: offsets_partition_for(g, n))
+            self._txn_coordinator = coordinator
+            txn_state.follow_txn_leadership(self, coordinator, self._txn_loaded)
+            log.info("transaction coordinator ready", partitions_loaded=len(self._txn_loaded))
+        return self._txn_coordinator
+
+    def txn_coordinator_node(self, transactional_id: str) -> int | None:
+        return txn_state.txn_coordinator_node(self, transactional_id)
+
+    def _on_txn_leadership(self, old: MetadataImage, new: MetadataImage) -> None:
+        if self._txn_coordinator is None:
+            return
+        t_old, t_new = old.topics.get("__transaction_state"), new.topics.get("__transaction_state")
+        if t_new is not None and t_old is not None and t_old.partitions == t_new.partitions:
+            return
+        txn_state.follow_txn_leadership(self, self._txn_coordinator, self._txn_loaded)
+
+    def verify_txn_offset_commit(self, transactional_id: str, producer_id: int,
+                                 producer_epoch: int, group_id: str):
+        """KIP-890's check of a TxnOffsetCommit (on unless
+        transaction.partition.verification.enable=false): None, an error code, or an
+        awaitable of one."""
+        if not self.config["transaction.partition.verification.enable"]:
+            return None
+        return txn_state.verify_txn_offset_commit(self, transactional_id, producer_id,
+                                                  producer_epoch, group_id)
+
+    async def write_txn_markers(self, producer_id: int, producer_epoch: int,
+                                coordinator_epoch: int, commit: bool, partitions
+                                ) -> dict[tuple[str, int], int]:
+        """Write one transaction's markers to the partitions this node leads; then the
+        group coordinator applies (commit) or drops (abort) the transaction's offsets
+        in the `__consumer_offsets` partitions that took the marker, as Kafka's
+        WriteTxnMarkers handler calls onTransactionCompleted."""
+        codes = await self.replica_manager.write_txn_markers(
+            producer_id, producer_epoch, coordinator_epoch, commit, partitions)
+        offsets_done = [p for (t, p), code in codes.items()
+                        if t == "__consumer_offsets" and code == ErrorCode.NONE]
+        if offsets_done and self._group_coordinator is not None:
+            for p in offsets_done:
+                self._group_coordinator.complete_txn_offsets(producer_id, p, commit)
+        return codes
+
     # -- producer ids ----------------------------------------------------------
     def next_producer_id(self):
         """A producer id; an int, or (cluster mode, when the block is used up) an
@@ -279,6 +348,9 @@ class Broker:
     def close(self) -> None:
         if self._group_coordinator is not None:
             self._group_coordinator.close()
+        if self._txn_coordinator is not None:
+            self._txn_coordinator.close()
+            self._txn_markers.close()
         self.replica_manager.close()
         self.log_manager.flush_all()
         self.log_manager.close_all()
@@ -288,3 +360,28 @@ class Broker:
             write_clean_shutdown_epoch(self.data_dir, self.cluster.broker_epoch)
         self.controller.close()
         log.info("broker stopped", node_id=self.node_id)
+
+
+class _ProducerIds:
+    """ProducerIdSource for the transaction coordinator: the broker's blocks of
+    producer ids (the active controller's, in a cluster)."""
+
+    def __init__(self, broker: Broker):
+        self.broker = broker
+        self._tasks: set[asyncio.Task] = set()
+
+    def next_producer_id(self, callback) -> None:
+        pid = self.broker.next_producer_id()
+        loop = asyncio.get_running_loop()
+        if isinstance(pid, int):
+            loop.call_soon(callback, ErrorCode.NONE, pid)
+            return
+
+        async def wait():
+            try:
+                callback(ErrorCode.NONE, await pid)
+            except Exception:  # noqa: BLE001 - the controller is unreachable: clients retry
+                callback(ErrorCode.COORDINATOR_NOT_AVAILABLE, -1)
+        task = asyncio.ensure_future(wait())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -207,6 +207,25 @@ class Partition:
         self.maybe_increment_high_watermark()
         return result
 
+    def append_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int,
+                      commit: bool, now_ms: int) -> AppendResult:
+        """A COMMIT or ABORT marker from the transaction coordinator (WriteTxnMarkers),
+        which Kafka appends as leader with acks=all regardless of min.insync.replicas'
+        check before the append (the coordinator retries until it is replicated)."""
+        self.check_leader()
+        result = self.log.append_marker(producer_id, producer_epoch, coordinator_epoch,
+                                        commit, self.leader_epoch, now_ms)
+        self.maybe_increment_high_watermark()
+        return result
+
+    @property
+    def last_stable_offset(self) -> int:
+        """The LSO: the high watermark, or the first offset of the oldest transaction
+        still open below it (read_committed consumers read up to here)."""
+        first = self.log.first_unstable_offset()
+        hw = self.high_watermark
+        return hw if first is None or first > hw else first
+
     def replication_error(self, required_offset: int, leader_epoch: int) -> int | None:
         """For a delayed acks=all produce: None while the high watermark has not reached
         `required_offset`; else the error code to answer (Kafka's
@@ -406,9 +425,14 @@ class Partition:
 
     # -- reads ------------------------------------------------------------------------
     def read(self, fetch_offset: int, max_bytes: int, *, from_follower: bool,
-             min_one_batch: bool):
+             min_one_batch: bool, read_committed: bool = False):
         """Whole batches from `fetch_offset`: a follower reads up to our log end, a
-        consumer up to the high watermark."""
-        max_offset = self.log.log_end_offset if from_follower else self.high_watermark
+        consumer up to the high watermark, a read_committed consumer up to the LSO."""
+        if from_follower:
+            max_offset = self.log.log_end_offset
+        elif read_committed:
+            max_offset = self.last_stable_offset
+        else:
+            max_offset = self.high_watermark
         return self.log.read(fetch_offset, max_bytes, max_offset=max_offset,
                              min_one_batch=min_one_batch, view=True)

@@ -90,6 +90,9 @@ class FetchResult:
     diverging_epoch: tuple[int, int] | None = None
     current_leader: tuple[int, int] | None = None  # NOT_LEADER_OR_FOLLOWER: (id, epoch)
     preferred_read_replica: int = -1  # KIP-392: fetch from this replica instead
+    # read_committed: (producer id, first offset) of the aborted transactions in the
+    # range read, for the consumer to skip (None for read_uncommitted, as Kafka).
+    aborted_transactions: list[tuple[int, int]] | None = None
 
 
 @dataclass
@@ -351,6 +354,38 @@ class ReplicaManager:
                                 loop.time() + timeout_ms / 1000, lambda: self.closing)
         return ErrorCode.REQUEST_TIMED_OUT if code is None else code
 
+    # -- transaction markers ----------------------------------------------------
+    async def write_txn_markers(self, producer_id: int, producer_epoch: int,
+                                coordinator_epoch: int, commit: bool, partitions,
+                                timeout_ms: int = 30000) -> dict[tuple[str, int], int]:
+        """WriteTxnMarkers on the leaders: append a COMMIT/ABORT marker to each
+        partition and wait until the ISR has it (Kafka appends markers with acks=all).
+        Returns an error code per partition."""
+        now = self.clock.time_ms()
+        codes: dict[tuple[str, int], int] = {}
+        waiting = []
+        for topic, index in partitions:
+            key = (topic, index)
+            try:
+                part = self.partition(topic, index)
+                res = part.append_marker(producer_id, producer_epoch, coordinator_epoch,
+                                         commit, now)
+            except KafkaError as e:
+                codes[key] = int(e.code)
+                continue
+            self.fetch_purgatory.notify(key)   # the LSO may have moved
+            self.produce_purgatory.notify(key)
+            codes[key] = ErrorCode.NONE
+            w = self.await_replication(topic, index, res.last_offset + 1, part.leader_epoch,
+                                       timeout_ms)
+            if w is not None:
+                waiting.append((key, w))
+        for key, w in waiting:
+            code = await w
+            if code:
+                codes[key] = int(code)
+        return codes
+
     # -- fetch -------------------------------------------------------------------
     def fetch_messages(self, params: FetchParams, partitions: list[FetchPartition]):
         """Read every requested partition once; if fewer than min_bytes came back
@@ -394,6 +429,7 @@ class ReplicaManager:
         out = []
         now = self.clock.monotonic_ms()
         from_follower = params.from_follower
+        read_committed = params.isolation_level == 1 and not from_follower
         for p in partitions:
             if p.topic is None:
                 out.append(FetchResult(error=ErrorCode.UNKNOWN_TOPIC_ID))
@@ -411,7 +447,8 @@ class ReplicaManager:
                                                              params.rack_id)
                     if preferred >= 0:
                         hw = part.high_watermark
-                        out.append(FetchResult(high_watermark=hw, last_stable_offset=hw,
+                        out.append(FetchResult(high_watermark=hw,
+                                               last_stable_offset=part.last_stable_offset,
                                                log_start_offset=part.log_start_offset,
                                                preferred_read_replica=preferred))
                         continue
@@ -419,7 +456,7 @@ class ReplicaManager:
                     diverging = part.diverging_epoch(p.fetch_offset, p.last_fetched_epoch)
                     if diverging is not None:
                         out.append(FetchResult(high_watermark=part.high_watermark,
-                                               last_stable_offset=part.high_watermark,
+                                               last_stable_offset=part.last_stable_offset,
                                                log_start_offset=part.log_start_offset,
                                                diverging_epoch=diverging))
                         continue
@@ -427,7 +464,7 @@ class ReplicaManager:
                     limit = min(p.partition_max_bytes, max(remaining, 0))
                     # KIP-74: the first non-empty partition gets at least one batch.
                     data = part.read(p.fetch_offset, limit, from_follower=from_follower,
-                                     min_one_batch=(total == 0))
+                                     min_one_batch=(total == 0), read_committed=read_committed)
                 else:
                     if not part.log_start_offset <= p.fetch_offset <= part.log_end_offset:
                         part.read(p.fetch_offset, 0, from_follower=from_follower,
@@ -457,23 +494,36 @@ class ReplicaManager:
             total += n
             remaining -= n
             hw = part.high_watermark
-            out.append(FetchResult(high_watermark=hw, last_stable_offset=hw,
-                                   log_start_offset=part.log_start_offset, records=data))
+            lso = part.last_stable_offset
+            aborted = None
+            if read_committed:
+                # Kafka's collectAbortedTransactions up to the LSO: the consumer drops
+                # the batches of these producers from their first offset to the marker.
+                aborted = part.log.collect_aborted_transactions(p.fetch_offset, lso) if n else []
+            out.append(FetchResult(high_watermark=hw, last_stable_offset=lso,
+                                   log_start_offset=part.log_start_offset, records=data,
+                                   aborted_transactions=aborted))
         return out, total
 
     # -- offsets -------------------------------------------------------------------
     def offset_for(self, topic: str, index: int, timestamp: int, current_leader_epoch: int = -1,
-                   replica_id: int = -1) -> tuple[int, int, int]:
+                   replica_id: int = -1, isolation_level: int = 0) -> tuple[int, int, int]:
         """ListOffsets: (offset, timestamp, leader epoch) for a timestamp or one of the
         special values (-1 latest, -2 earliest, -3 max timestamp, -4 earliest local,
-        -5 latest tiered). A consumer's "latest" is the high watermark, a follower's
-        (replica_id >= 0) the log end offset, as Kafka's fetchOffsetForTimestamp."""
+        -5 latest tiered). A consumer's "latest" is the high watermark (the LSO under
+        read_committed), a follower's (replica_id >= 0) the log end offset, as Kafka's
+        fetchOffsetForTimestamp."""
         part = self.partition(topic, index)
         part.check_leader_epoch(current_leader_epoch)
         plog = part.log
         offset, ts = -1, -1
         if timestamp == -1:
-            offset = plog.log_end_offset if replica_id >= 0 else part.high_watermark
+            if replica_id >= 0:
+                offset = plog.log_end_offset
+            elif isolation_level == 1:
+                offset = part.last_stable_offset
+            else:
+                offset = part.high_watermark
         elif timestamp in (-2, -4):
             offset = plog.log_start_offset
         elif timestamp == -5:
@@ -483,7 +533,9 @@ class ReplicaManager:
             if found is not None:
                 ts, offset = found
         else:
-            found = plog.offset_for_timestamp(timestamp, max_offset=part.high_watermark)
+            found = plog.offset_for_timestamp(
+                timestamp, max_offset=part.last_stable_offset if isolation_level == 1
+                else part.high_watermark)
             if found is not None:
                 offset, ts = found
         return offset, ts, part.leader_epoch

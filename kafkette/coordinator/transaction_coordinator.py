@@ -179,6 +179,10 @@ class TxnConfig:
             remove_expired_interval_ms=_setting(
                 config, "transaction.remove.expired.transaction.cleanup.interval.ms",
                 d.remove_expired_interval_ms),
+            # kafkette's ApiVersions finalizes no `transaction.version` feature, so
+            # clients run transactions version 0/1 and the coordinator's own aborts
+            # follow them (one epoch bump for a fence, none for the abort).
+            transaction_version=0,
         )
 
 
@@ -1097,9 +1101,11 @@ class TransactionCoordinator:
                 txn_id: TransactionMetadata.from_log_value(txn_id, v)
                 for txn_id, v in loaded.items()})
             self._partitions[partition] = entry
-            self._log.info("txn_partition_loaded", partition=partition,
-                           coordinator_epoch=coordinator_epoch,
-                           transactional_ids=len(entry.metadata))
+            # A broker loads every partition it leads at once (50 by default): only the
+            # ones with state are worth a line at info.
+            (self._log.info if entry.metadata else self._log.debug)(
+                "txn_partition_loaded", partition=partition,
+                coordinator_epoch=coordinator_epoch, transactional_ids=len(entry.metadata))
             for txn_id, md in entry.metadata.items():
                 if md.state in (PREPARE_COMMIT, PREPARE_ABORT):
                     self._log.info("txn_resuming_markers", transactional_id=txn_id,

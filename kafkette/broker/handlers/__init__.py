@@ -1,5 +1,7 @@
 """One module per API. Importing this package registers every handler."""
 from kafkette.broker.handlers import (  # noqa: F401
+    add_offsets_to_txn,
+    add_partitions_to_txn,
     alter_configs,
     api_versions,
     create_partitions,
@@ -11,8 +13,11 @@ from kafkette.broker.handlers import (  # noqa: F401
     describe_configs,
     describe_groups,
     describe_log_dirs,
+    describe_producers,
     describe_topic_partitions,
+    describe_transactions,
     elect_leaders,
+    end_txn,
     fetch,
     find_coordinator,
     heartbeat,
@@ -22,6 +27,7 @@ from kafkette.broker.handlers import (  # noqa: F401
     leave_group,
     list_groups,
     list_offsets,
+    list_transactions,
     metadata,
     offset_commit,
     offset_delete,
@@ -30,4 +36,5 @@ from kafkette.broker.handlers import (  # noqa: F401
     produce,
     sync_group,
     txn_offset_commit,
+    write_txn_markers,
 )

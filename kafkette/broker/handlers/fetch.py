@@ -22,8 +22,10 @@ handed to the transport with writelines; nothing is decoded or re-encoded.
 - Fetch sessions (KIP-227): the response carries session id 0, which tells the
   client no session was created, so every request is a full fetch. Kafka caches
   sessions to save request bytes; correctness is the same.
-- last_stable_offset equals the high watermark until transactions land; the aborted
-  transactions list is null.
+- Transactions: isolation_level 1 (read_committed) reads up to the last stable offset
+  (the first offset of the oldest open transaction, or the high watermark) and gets the
+  aborted transactions of the range read, which the client skips; read_uncommitted
+  reads to the high watermark and gets a null list, as Kafka.
 """
 import inspect
 
@@ -34,6 +36,7 @@ from kafkette.protocol.messages import FetchResponse
 
 TopicResp = FetchResponse.FetchableTopicResponse
 PartData = FetchResponse.FetchableTopicResponse.PartitionData
+Aborted = PartData.AbortedTransaction
 
 
 def _replica_id(request, version: int) -> int:
@@ -123,7 +126,10 @@ def _response(ctx, request, names, results):
             pd = PartData(partition_index=p.partition, error_code=r.error,
                           high_watermark=r.high_watermark,
                           last_stable_offset=r.last_stable_offset if not r.error else -1,
-                          log_start_offset=r.log_start_offset, aborted_transactions=None,
+                          log_start_offset=r.log_start_offset,
+                          aborted_transactions=None if r.aborted_transactions is None else [
+                              Aborted(producer_id=pid, first_offset=first)
+                              for pid, first in r.aborted_transactions],
                           preferred_read_replica=r.preferred_read_replica, records=r.records)
             if r.diverging_epoch is not None:
                 pd.diverging_epoch = PartData.EpochEndOffset(epoch=r.diverging_epoch[0],

@@ -4,8 +4,9 @@ Group keys (key_type 0): the coordinator is the leader of the group's partition 
 `__consumer_offsets` (hash(group) % its partition count), as in Kafka: on one node
 that is this node; in a cluster, COORDINATOR_NOT_AVAILABLE while the topic is being
 created or the partition is offline (clients retry).
-Transaction keys (key_type 1): TRANSACTIONAL_ID_AUTHORIZATION_FAILED until
-transactions land (see _lookup). Other key types (share groups, KIP-932): INVALID_REQUEST.
+Transaction keys (key_type 1): the leader of the id's partition of
+`__transaction_state` (created on first use), the same way. Other key types (share
+groups, KIP-932): INVALID_REQUEST.
 
 Listing FindCoordinator matters beyond groups: librdkafka enables lz4 only when the
 broker lists FindCoordinator v0 (its feature map ties lz4 to the 0.9 API set).
@@ -19,33 +20,30 @@ GROUP, TRANSACTION = 0, 1
 
 def _lookup(ctx, key: str, key_type: int):
     """(error code, message, node id, host, port) for one key."""
+    broker = ctx.broker
     if key_type == GROUP:
         if not key and ctx.api_version < 4:
             # Kafka: an empty group id is invalid (INVALID_GROUP_ID) for lookups.
             return ErrorCode.INVALID_GROUP_ID, "The group id is empty", -1, "", -1
-        broker = ctx.broker
         # Creates __consumer_offsets on first use (in the background in a cluster).
         node = (broker.group_coordinator_node(key)
                 if broker.group_coordinator_ready() is not None else None)
-        if node == broker.node_id:
-            host, port = broker.advertised.get(ctx.listener,
-                                               next(iter(broker.advertised.values())))
-            return ErrorCode.NONE, None, node, host, port
-        b = broker.image.brokers.get(node) if node is not None else None
-        if b is None or b.fenced:
-            return (ErrorCode.COORDINATOR_NOT_AVAILABLE,
-                    "The coordinator is not available.", -1, "", -1)
-        return ErrorCode.NONE, None, b.node_id, b.host, b.port
-    if key_type == TRANSACTION:
-        # Kafka answers COORDINATOR_NOT_AVAILABLE only while `__transaction_state` is
-        # loading, which passes; here it never would, and transactional clients look the
-        # coordinator up before InitProducerId and retry that error forever (aiokafka's
-        # producer start() hung). Kafka's answer for a transactional id the principal
-        # may not DESCRIBE is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, fatal in every
-        # client, the same refusal InitProducerId gives a transactional id.
-        return (ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                "transactions are not supported yet", -1, "", -1)
-    return ErrorCode.INVALID_REQUEST, f"unsupported key type {key_type}", -1, "", -1
+    elif key_type == TRANSACTION:
+        if not key:
+            return ErrorCode.INVALID_REQUEST, "The transactional id is empty", -1, "", -1
+        # Creates __transaction_state on first use, as Kafka does.
+        node = (broker.txn_coordinator_node(key)
+                if broker.txn_coordinator_ready() is not None else None)
+    else:
+        return ErrorCode.INVALID_REQUEST, f"unsupported key type {key_type}", -1, "", -1
+    if node == broker.node_id:
+        host, port = broker.advertised.get(ctx.listener, next(iter(broker.advertised.values())))
+        return ErrorCode.NONE, None, node, host, port
+    b = broker.image.brokers.get(node) if node is not None else None
+    if b is None or b.fenced:
+        return (ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                "The coordinator is not available.", -1, "", -1)
+    return ErrorCode.NONE, None, b.node_id, b.host, b.port
 
 
 def _error_response(request, code, ctx, message=None):

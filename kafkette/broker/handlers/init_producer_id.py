@@ -8,16 +8,19 @@ AllocateProducerIds), so they are never reused across restarts. kafka-python 3 a
 Java client enable idempotence by default and call this first.
 
 KIP-360 (v3+): a request may carry the producer's current id and epoch. For a
-transactional id the coordinator bumps that epoch; for an idempotent producer Kafka
-ignores them and hands out a new id with epoch 0, and so do we (kafka-python sends
-them after an OUT_OF_ORDER_SEQUENCE_NUMBER and accepts the new id; the Java client and
-librdkafka bump an idempotent producer's epoch locally and start the partition's
-sequences at 0 again, which the per-partition checks in kafkette.log.producer_state
-accept).
+transactional id the transaction coordinator bumps that epoch; for an idempotent
+producer Kafka ignores them and hands out a new id with epoch 0, and so do we
+(kafka-python sends them after an OUT_OF_ORDER_SEQUENCE_NUMBER and accepts the new id;
+the Java client and librdkafka bump an idempotent producer's epoch locally and start
+the partition's sequences at 0 again, which the per-partition checks in
+kafkette.log.producer_state accept).
 
-Not yet: transactional ids (transactions), which get TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-here rather than a coordinator error clients would retry forever.
+A transactional id goes to the transaction coordinator (coordinator/
+transaction_coordinator.py): the id's epoch is bumped, an ongoing transaction of the
+previous producer is aborted (the client is told CONCURRENT_TRANSACTIONS and retries
+until the abort completes), and the previous producer is fenced.
 """
+from kafkette.broker.handlers.transactions import answer_of, fenced_for_version, txn_coordinator
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import InitProducerIdResponse
@@ -34,9 +37,7 @@ def handle(ctx, request):
         return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST,
                                       producer_id=-1, producer_epoch=-1)
     if request.transactional_id is not None:
-        return InitProducerIdResponse(
-            error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            producer_id=-1, producer_epoch=-1)
+        return _transactional(ctx, request)
     pid = ctx.broker.next_producer_id()
     if isinstance(pid, int):
         return InitProducerIdResponse(error_code=0, producer_id=pid, producer_epoch=0)
@@ -51,3 +52,16 @@ async def _await_producer_id(pending):
         return InitProducerIdResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
                                       producer_id=-1, producer_epoch=-1)
     return InitProducerIdResponse(error_code=0, producer_id=pid, producer_epoch=0)
+
+
+async def _transactional(ctx, request):
+    coordinator = txn_coordinator(ctx)
+    if coordinator is None:
+        return _error_response(request, ErrorCode.COORDINATOR_NOT_AVAILABLE, ctx)
+    v = ctx.api_version
+    result = await answer_of(lambda cb: coordinator.init_producer_id(
+        request.transactional_id, request.transaction_timeout_ms,
+        request.producer_id if v >= 3 else -1, request.producer_epoch if v >= 3 else -1, cb))
+    return InitProducerIdResponse(error_code=fenced_for_version(result.error, v, 4),
+                                  producer_id=result.producer_id,
+                                  producer_epoch=result.producer_epoch)

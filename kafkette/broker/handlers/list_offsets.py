@@ -1,7 +1,7 @@
 """ListOffsets (key 2), versions 1-9.
 
 Timestamps: -2 earliest (log start offset), -1 latest (the high watermark, i.e.
-last offset + 1; for read_committed the last stable offset, equal today), -3 the
+last offset + 1; for read_committed (v2+) the last stable offset), -3 the
 record with the largest timestamp (KIP-734), -4 earliest local (KIP-1005: equal to
 earliest without tiered storage); any other value: the first offset whose timestamp
 is >= it, found with the time index; none → offset -1, timestamp -1 (as Kafka).
@@ -52,7 +52,9 @@ def handle(ctx, request):
             try:
                 offset, timestamp, epoch = rm.offset_for(t.name, p.partition_index, p.timestamp,
                                                          p.current_leader_epoch,
-                                                         request.replica_id)
+                                                         request.replica_id,
+                                                         request.isolation_level
+                                                         if ctx.api_version >= 2 else 0)
                 parts.append(PartResp(partition_index=p.partition_index, error_code=0,
                                       timestamp=timestamp, offset=offset, leader_epoch=epoch))
             except KafkaError as e:

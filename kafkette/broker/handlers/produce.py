@@ -15,7 +15,13 @@ answered once the high watermark covers the batch, i.e. every in-sync replica ha
 (ReplicaManager.append_records waits in the produce purgatory; REQUEST_TIMED_OUT at the
 request's timeout_ms, NOT_ENOUGH_REPLICAS before appending when the ISR is smaller than
 min.insync.replicas, NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank meanwhile);
-anything else → INVALID_REQUIRED_ACKS. Transactional produce comes with a later issue.
+anything else → INVALID_REQUIRED_ACKS.
+
+Transactional batches (KIP-98) are appended like others; the log tracks the open
+transaction and the LSO. With transaction.partition.verification.enable (Kafka's
+default) the first batch of a transaction on a partition is first checked with the
+transaction coordinator (KIP-890 part 1, broker/txn_state.verify_transactional_produce):
+INVALID_TXN_STATE if the partition is not in the producer's transaction.
 
 Compacted topics refuse records without a key, as Kafka's LogValidator does:
 INVALID_RECORD with KIP-467 record_errors (each bad record's index in the batch and
@@ -38,6 +44,7 @@ import inspect
 from kafkette.broker.handlers.common import error_of, leader_endpoints
 from kafkette.broker.registry import PartitionScope, handler
 from kafkette.broker.replica_manager import ProduceResult
+from kafkette.broker.txn_state import verify_transactional_produce
 from kafkette.errors import ErrorCode, InvalidRecordError, KafkaError
 from kafkette.logging import get_logger
 from kafkette.protocol import records as rec
@@ -113,6 +120,31 @@ def handle(ctx, request):
                 code, msg = error_of(e)
                 early[len(entries)] = ProduceResult(error=code, message=msg)
             entries.append((t.name, p.index, p.records))
+    if request.transactional_id is not None and \
+            ctx.broker.config["transaction.partition.verification.enable"]:
+        refused = verify_transactional_produce(ctx.broker, request.transactional_id, entries)
+        if inspect.isawaitable(refused):
+            return _after_verification(ctx, request, entries, early, refused)
+        _refuse(early, refused)
+    return _append(ctx, request, entries, early)
+
+
+def _refuse(early, refused) -> None:
+    for i, code in refused.items():
+        if i not in early:
+            early[i] = ProduceResult(error=code, message=(
+                "the partition is not in the producer's transaction"
+                if code == ErrorCode.INVALID_TXN_STATE else None))
+
+
+async def _after_verification(ctx, request, entries, early, refused):
+    _refuse(early, await refused)
+    result = _append(ctx, request, entries, early)
+    return await result if inspect.isawaitable(result) else result
+
+
+def _append(ctx, request, entries, early):
+    acks = request.acks
     results = ctx.broker.replica_manager.append_records(
         [e for i, e in enumerate(entries) if i not in early], acks, request.timeout_ms)
     if inspect.isawaitable(results):
