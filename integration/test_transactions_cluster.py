@@ -1,0 +1,181 @@
+"""Transactions on a 3-node cluster of real processes (confluent-kafka): the
+coordinator is the leader of the id's `__transaction_state` partition (replication
+factor 3, min ISR 2), the data partitions are led by other nodes, so markers travel as
+WriteTxnMarkers and KIP-890's check as AddPartitionsToTxn v4 between brokers.
+
+- commit and abort over partitions led by every node: read_committed readers see
+  exactly the committed records;
+- kill -9 of the coordinator's broker during an open transaction: the producer's
+  commit goes to the new coordinator (the state was replicated) and commits;
+- kill -9 between the EndTxn answer and the markers: the leader of a data partition
+  is killed first, so its marker cannot be written, then, once EndTxn has answered, the
+  coordinator's broker; the new coordinator finds PrepareCommit in the replicated
+  state, writes the missing markers, and the LSO of every partition moves past them —
+  no committed record lost, no transaction left hanging.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from itutil import unique_topic, wait_until
+from kafkette.broker.txn_state import txn_partition_for
+
+pytestmark = pytest.mark.timeout(240)
+WAIT = 60.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from kafkette.embedded_cluster import EmbeddedCluster
+    logs = tmp_path_factory.mktemp("txn-cluster-logs")
+    with EmbeddedCluster(3, {"replica.lag.time.max.ms": 3000}, log_dir=logs) as kc:
+        yield kc
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request, cluster):
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"\n{cluster!r}\n{cluster.log_tails(80)}")
+
+
+def _whole(cluster):
+    cluster.restore()
+    cluster.wait_ready(timeout=30)
+
+
+def _topic(cluster, partitions=3) -> str:
+    name = unique_topic("ctx")
+    cluster.create_topic(name, partitions=partitions, replication_factor=3,
+                         config={"min.insync.replicas": 2})
+    wait_until(lambda: all(len(s.isr) == 3 and s.leader >= 0
+                           for s in cluster.partition_states(name).values()), 30)
+    return name
+
+
+def _producer(cluster, txn_id) -> Producer:
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "transactional.id": txn_id,
+                  "linger.ms": 5, "transaction.timeout.ms": 60000,
+                  "message.timeout.ms": 60000})
+    p.init_transactions(WAIT)
+    return p
+
+
+def _coordinator(cluster, txn_id) -> int:
+    states = cluster.partition_states("__transaction_state")
+    return states[txn_partition_for(txn_id, len(states))].leader
+
+
+def _read_committed(cluster, topic, partitions) -> list[bytes]:
+    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers,
+                  "group.id": f"rc-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "enable.partition.eof": True,
+                  "isolation.level": "read_committed"})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        out, eof = [], set()
+        deadline = time.monotonic() + WAIT
+        while len(eof) < partitions:
+            assert time.monotonic() < deadline, f"{len(out)} read, eof {eof}"
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == -191:
+                    eof.add(m.partition())
+                    continue
+                raise AssertionError(str(m.error()))
+            eof.discard(m.partition())
+            out.append(m.value())
+        return out
+    finally:
+        c.close()
+
+
+def _lso(cluster, topic, partition) -> int:
+    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers,
+                  "group.id": f"lso-{uuid.uuid4().hex}", "isolation.level": "read_committed"})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10,
+                                       cached=False)[1]
+    finally:
+        c.close()
+
+
+def test_commit_and_abort_with_leaders_on_every_node(cluster):
+    _whole(cluster)
+    topic = _topic(cluster)
+    leaders = {s.leader for s in cluster.partition_states(topic).values()}
+    txn_id = f"c-{uuid.uuid4().hex[:8]}"
+    p = _producer(cluster, txn_id)
+    committed = []
+    for r in range(4):
+        p.begin_transaction()
+        vals = [f"{r}-{i}".encode() for i in range(30)]
+        for i, v in enumerate(vals):
+            p.produce(topic, v, partition=i % 3)
+        p.flush(WAIT)
+        if r % 2:
+            p.abort_transaction(WAIT)
+        else:
+            p.commit_transaction(WAIT)
+            committed += vals
+    assert sorted(_read_committed(cluster, topic, 3)) == sorted(committed)
+    # the test means something only if some markers went to other nodes
+    assert leaders - {_coordinator(cluster, txn_id)}, leaders
+
+
+def test_coordinator_killed_during_an_open_transaction(cluster):
+    _whole(cluster)
+    topic = _topic(cluster)
+    txn_id = f"k-{uuid.uuid4().hex[:8]}"
+    p = _producer(cluster, txn_id)
+    p.begin_transaction()
+    vals = [f"open-{i}".encode() for i in range(60)]
+    for i, v in enumerate(vals):
+        p.produce(topic, v, partition=i % 3)
+    assert p.flush(WAIT) == 0
+    coordinator = _coordinator(cluster, txn_id)
+    cluster.node(coordinator).kill()
+    t0 = time.monotonic()
+    p.commit_transaction(WAIT)
+    print(f"\ncommit through the new coordinator {time.monotonic() - t0:.1f} s after the kill")
+    assert _coordinator(cluster, txn_id) != coordinator
+    cluster.node(coordinator).start()
+    _whole(cluster)
+    assert sorted(_read_committed(cluster, topic, 3)) == sorted(vals)
+
+
+def test_coordinator_killed_between_the_end_txn_answer_and_the_markers(cluster):
+    _whole(cluster)
+    topic = _topic(cluster)
+    txn_id = f"m-{uuid.uuid4().hex[:8]}"
+    coordinator = _coordinator(cluster, txn_id)
+    states = cluster.partition_states(topic)
+    # a data partition led by another node: its marker cannot be written while it is down
+    victim = next(s.leader for s in states.values() if s.leader != coordinator)
+    p = _producer(cluster, txn_id)
+    p.begin_transaction()
+    vals = [f"m-{i}".encode() for i in range(60)]
+    for i, v in enumerate(vals):
+        p.produce(topic, v, partition=i % 3)
+    assert p.flush(WAIT) == 0
+    cluster.node(victim).kill()
+    # EndTxn answers once PrepareCommit is replicated; the markers are sent after it
+    p.commit_transaction(WAIT)
+    cluster.node(coordinator).kill()
+    cluster.node(victim).start()
+    cluster.node(coordinator).start()
+    _whole(cluster)
+    # every partition's LSO moves past its marker: the new coordinator wrote them
+    t0 = time.monotonic()
+    wait_until(lambda: sorted(_read_committed(cluster, topic, 3)) == sorted(vals), WAIT,
+               message="the committed transaction to become visible on every partition")
+    print(f"\nmarkers completed {time.monotonic() - t0:.1f} s after the restart")
+    ends = {q: _lso(cluster, topic, q) for q in range(3)}
+    assert all(e > 0 for e in ends.values()), ends
