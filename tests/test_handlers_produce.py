@@ -83,6 +83,19 @@ def test_two_batches_for_one_partition_are_invalid_record(broker, version):
     assert (leo(broker, "t", 0), leo(broker, "t", 2)) == (0, 4)
 
 
+@pytest.mark.parametrize("producer_id", [-1, 7])
+def test_client_control_batch_is_invalid_record(broker, producer_id):
+    """Kafka's LogValidator: only transaction coordinators write control batches
+    (markers); a client's, with or without a producer id, is INVALID_RECORD."""
+    create_topic(broker, "t", partitions=1)
+    marker = build_batch([(b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00", [])],
+                         producer_id=producer_id, producer_epoch=0 if producer_id >= 0 else -1,
+                         transactional=producer_id >= 0, control=True)
+    resp = call(broker, produce_request("t", {0: marker}), 9)
+    assert resp.responses[0].partition_responses[0].error_code == 87
+    assert leo(broker, "t", 0) == 0
+
+
 def test_empty_record_set_is_invalid_record(broker):
     create_topic(broker, "t")
     r = produce(broker, "t", 0, b"")

@@ -86,6 +86,10 @@ def _check_one_batch(records, version: int) -> None:
             raise InvalidRecordError(
                 f"Produce requests with version {version} are only allowed to contain exactly "
                 "one record batch per partition")
+        if records[rec.ATTRIBUTES_OFFSET + 1] & rec.CONTROL_BIT:
+            # Kafka's LogValidator: markers come from transaction coordinators only
+            # (WriteTxnMarkers); a client's control batch would end transactions.
+            raise InvalidRecordError("Clients are not allowed to write control records")
 
 
 # Partition by partition, for fault rules that fail some partitions (broker/faults.py).
