@@ -217,3 +217,28 @@ async def test_write_txn_markers_refuses_an_older_producer_epoch(make_broker):
     code = r.markers[0].topics[0].partitions[0].error_code
     assert code in (ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.PRODUCER_FENCED), code
     assert await _end(b, "t4", pid, epoch, True) == 0
+
+
+async def test_restart_between_the_end_txn_answer_and_the_markers(make_broker):
+    """EndTxn answers once PrepareCommit is in `__transaction_state`; if the broker stops
+    before the markers are written, the coordinator of the next start finds the
+    PrepareCommit and writes them, so the LSO moves on without any client."""
+    b = make_broker()
+    create_topic(b, TOPIC, partitions=1)
+    pid, epoch = await _init(b, "t5")
+    assert await _add(b, "t5", pid, epoch, [0]) == {(TOPIC, 0): 0}
+    assert (await _produce(b, "t5", pid, epoch, 0, [b"p0", b"p1"], 0)).error_code == 0
+    stuck = asyncio.Event()
+
+    async def markers_never_arrive(*args, **kwargs):
+        await stuck.wait()
+    b.write_txn_markers = markers_never_arrive
+    assert await _end(b, "t5", pid, epoch, True) == 0
+    await asyncio.sleep(0)
+    assert b.replica_manager.partitions[(TOPIC, 0)].last_stable_offset == 0   # still open
+    make_broker.close(b)
+    b2 = make_broker()
+    assert b2.replica_manager.partitions[(TOPIC, 0)].last_stable_offset == 0
+    b2.txn_coordinator_ready()     # what the server does at start when the topic exists
+    await _until(lambda: b2.replica_manager.partitions[(TOPIC, 0)].last_stable_offset == 3)
+    assert _values((await _fetch(b2, 0, 1)).records) == [b"p0", b"p1"]

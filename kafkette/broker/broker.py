@@ -278,6 +278,10 @@ class Broker:
         if self._txn_coordinator is None:
             if not txn_state.ensure_txn_topic(self):
                 return None
+            if self._txn_coordinator is not None:
+                # Creating the topic ran the metadata listeners, and the leadership
+                # listener made the coordinator already.
+                return self._txn_coordinator
             self._txn_markers = txn_state.TxnMarkerChannel(self, self.txn_channels)
             n = self.config["offsets.topic.num.partitions"]
             coordinator = TransactionCoordinator(
@@ -294,6 +298,13 @@ class Broker:
 
     def _on_txn_leadership(self, old: MetadataImage, new: MetadataImage) -> None:
         if self._txn_coordinator is None:
+            # A node that never served a transactional client may become the leader
+            # of a `__transaction_state` partition (a failover): it must load it, so
+            # that transactions left in Prepare* get their markers.
+            t = new.topics.get("__transaction_state")
+            if t is not None and self.is_broker and _loop_running() and any(
+                    s.leader == self.node_id for s in t.partitions.values()):
+                self.txn_coordinator_ready()
             return
         t_old, t_new = old.topics.get("__transaction_state"), new.topics.get("__transaction_state")
         if t_new is not None and t_old is not None and t_old.partitions == t_new.partitions:
@@ -385,3 +396,11 @@ class _ProducerIds:
         task = asyncio.ensure_future(wait())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

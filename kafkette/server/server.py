@@ -85,6 +85,11 @@ class KafkaServer:
             # Replay committed offsets and groups now rather than on the first group
             # request, so that offset expiry and session timers run from the start.
             self.broker.group_coordinator_ready()
+        if "__transaction_state" in self.broker.image.topics and not controller_only:
+            # The same for transactions, and more than timers: a transaction the last
+            # run left in PrepareCommit / PrepareAbort holds its partitions' LSO until
+            # the coordinator writes the missing markers.
+            self.broker.txn_coordinator_ready()
         # GET /metrics and /healthz when metrics.listener is set.
         # Up before the Kafka listeners accept: once a client gets an answer, the
         # admin endpoint (/faults) answers too (tests wait on the Kafka port).
