@@ -675,6 +675,39 @@ async def test_transactions_commit_abort_and_read_committed(broker):
     assert _versions("AddPartitionsToTxnRequest"), USED
 
 
+async def test_transactions_fencing_compression_and_send_offsets(broker):
+    """gzip transactional batches; send_offsets_to_transaction commits a group's offset
+    with the transaction (visible once committed); a second producer with the same id
+    fences the first, whose open records never become visible."""
+    src, dst = unique_topic("aiok-txn-src"), unique_topic("aiok-txn-dst")
+    async with _admin(broker) as a:
+        await _create(a, src, 1)
+        await _create(a, dst, 1)
+    txn_id = unique_topic("aiok-fence")
+    group = unique_topic("aiok-eos")
+    first = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=txn_id,
+                             compression_type="gzip", **CLIENT)
+    await first.start()
+    try:
+        await first.begin_transaction()
+        await first.send_and_wait(dst, b"zombie", partition=0)
+        async with _producer(broker, transactional_id=txn_id, compression_type="gzip") as second:
+            async with second.transaction():
+                await second.send(dst, b"winner", partition=0)
+                await second.send_offsets_to_transaction({TopicPartition(src, 0): 5}, group)
+            with pytest.raises(aiokafka.errors.KafkaError):
+                await first.send_and_wait(dst, b"zombie-2", partition=0)
+                await first.commit_transaction()
+    finally:
+        await first.stop()
+    async with _consumer(broker, isolation_level="read_committed") as c:
+        got = await _read_to_end(c, [TopicPartition(dst, 0)])
+    assert [r.value for r in got[TopicPartition(dst, 0)]] == [b"winner"]
+    async with _consumer(broker, group_id=group) as c:
+        assert await c.committed(TopicPartition(src, 0)) == 5
+    assert _versions("TxnOffsetCommitRequest") and _versions("AddOffsetsToTxnRequest"), USED
+
+
 async def test_negotiated_versions(broker):
     """aiokafka (pinned in pyproject.toml) builds each request at the highest version
     both sides list. A produce and a fetch of its own, then: the broker's ranges let it

@@ -794,20 +794,28 @@ def test_zz_negotiated_api_versions(broker):
             assert used[api] == vs, (api, used[api])
 
 
-def test_transactions_commit_abort_and_isolation(broker):
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_transactions_commit_abort_and_isolation(broker, compression):
     """kafkajs's producer.transaction(): committed, aborted and empty transactions over
-    two partitions; its default read_committed consumer sees exactly the committed
-    records, a readUncommitted one sees every record."""
+    two partitions, with sendOffsets in the committed one; its default read_committed
+    consumer sees exactly the committed records, a readUncommitted one sees every
+    record, and the group's offset is committed by the transaction."""
     t = unique_topic("kjs-txn")
     create_topic(broker.bootstrap, t, partitions=2)
+    g = unique_topic("kjs-txn-g")
     committed = [{"partition": i % 2, "value": f"c{i}"} for i in range(10)]
     aborted = [{"partition": i % 2, "value": f"a{i}"} for i in range(10)]
     res = run_js(broker, {"cmd": "transactions", "topic": t,
                           "transactionalId": unique_topic("kjs-txn-id"),
                           # aborted first: a leaked aborted record would be read
                           # before the committed ones
-                          "transactions": [{"messages": aborted, "commit": False},
-                                           {"messages": committed, "commit": True},
+                          "compression": compression,
+                          "transactions": [{"messages": aborted, "commit": False,
+                                            "sendOffsets": {"groupId": g, "topic": t,
+                                                            "partition": 0, "offset": 3}},
+                                           {"messages": committed, "commit": True,
+                                            "sendOffsets": {"groupId": g, "topic": t,
+                                                            "partition": 1, "offset": 4}},
                                            {"messages": [], "commit": True},
                                            {"messages": [], "commit": False}]})
     assert res["done"] == ["aborted", "committed", "committed", "aborted"], res
@@ -819,4 +827,9 @@ def test_transactions_commit_abort_and_isolation(broker):
                          "readUncommitted": True})
     assert sorted(r["value"] for r in ru["records"]) == \
         sorted(m["value"] for m in committed + aborted)
-    assert res["versions"].get("EndTxn"), res["versions"]
+    assert res["versions"].get("EndTxn") and res["versions"].get("TxnOffsetCommit"), \
+        res["versions"]
+    (offsets,) = admin_ok(broker, ("fetchOffsets", {"groupId": g, "topics": [t]}))
+    by_partition = {p["partition"]: p["offset"] for p in offsets[0]["partitions"]}
+    # the aborted transaction's offset for partition 0 never became the group's
+    assert by_partition == {0: "-1", 1: "4"}, offsets

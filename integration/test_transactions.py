@@ -173,38 +173,90 @@ def test_confluent_empty_transactions(broker):
             p.abort_transaction(WAIT)
 
 
-def test_kafka_python_commit_and_abort(broker):
-    from kafka import KafkaConsumer, KafkaProducer
+def _kp_producer(broker, txn_id, **kw):
+    from kafka import KafkaProducer
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=txn_id,
+                      request_timeout_ms=15000, **kw)
+    p.init_transactions()
+    return p
+
+
+def _kp_read(broker, topic, partitions, isolation) -> list[bytes]:
+    from kafka import KafkaConsumer
     from kafka import TopicPartition as KTP
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level=isolation,
+                      enable_auto_commit=False, auto_offset_reset="earliest",
+                      consumer_timeout_ms=3000)
+    try:
+        c.assign([KTP(topic, p) for p in range(partitions)])
+        return [m.value for m in c]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_kafka_python_commit_and_abort(broker, compression):
     topic = unique_topic("txn-kp")
     create_topic(broker.bootstrap, topic, partitions=2)
-    p = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=_txn_id("kp"),
-                      request_timeout_ms=15000)
+    p = _kp_producer(broker, _txn_id("kp"), compression_type=compression)
     try:
-        p.init_transactions()
-        p.begin_transaction()
-        for i in range(20):
-            p.send(topic, f"c{i}".encode(), partition=i % 2)
-        p.commit_transaction()
+        # aborted first: a leaked aborted record would come before the committed ones
         p.begin_transaction()
         for i in range(20):
             p.send(topic, f"a{i}".encode(), partition=i % 2)
         p.flush()   # sent, so that aborting has something to abort
         p.abort_transaction()
+        p.begin_transaction()
+        for i in range(20):
+            p.send(topic, f"c{i}".encode(), partition=i % 2)
+        p.commit_transaction()
+        for _ in range(2):              # empty transactions
+            p.begin_transaction()
+            p.commit_transaction()
     finally:
         p.close(timeout=5)
-    for isolation, expected in (("read_committed", 20), ("read_uncommitted", 40)):
-        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level=isolation,
-                          enable_auto_commit=False, auto_offset_reset="earliest",
-                          consumer_timeout_ms=3000)
-        try:
-            c.assign([KTP(topic, 0), KTP(topic, 1)])
-            got = [m.value for m in c]
-        finally:
-            c.close()
-        assert len(got) == expected, (isolation, got)
-        if isolation == "read_committed":
-            assert sorted(got) == sorted(f"c{i}".encode() for i in range(20))
+    assert sorted(_kp_read(broker, topic, 2, "read_committed")) == \
+        sorted(f"c{i}".encode() for i in range(20))
+    assert len(_kp_read(broker, topic, 2, "read_uncommitted")) == 40
+
+
+def test_kafka_python_fencing_and_send_offsets(broker):
+    """A second producer with the same id fences the first (ProducerFencedError on its
+    next commit, its open records never visible); send_offsets_to_transaction commits
+    a group's offsets with the transaction."""
+    import kafka.errors as ke
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    from kafka.structs import OffsetAndMetadata
+    src, dst = unique_topic("txn-kp-src"), unique_topic("txn-kp-dst")
+    create_topic(broker.bootstrap, src, partitions=1)
+    create_topic(broker.bootstrap, dst, partitions=1)
+    txn_id = _txn_id("kpf")
+    first = _kp_producer(broker, txn_id)
+    first.begin_transaction()
+    first.send(dst, b"zombie", partition=0)
+    first.flush()
+    second = _kp_producer(broker, txn_id)
+    group = f"kp-eos-{uuid.uuid4().hex[:6]}"
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group,
+                      enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        second.begin_transaction()
+        second.send(dst, b"winner", partition=0)
+        second.send_offsets_to_transaction({KTP(src, 0): OffsetAndMetadata(7, "", -1)},
+                                           c.group_metadata())
+        second.commit_transaction()
+        with pytest.raises(ke.KafkaError) as fenced:
+            first.send(dst, b"zombie-2", partition=0)
+            first.commit_transaction()
+        assert "Fenced" in type(fenced.value).__name__ or "Epoch" in type(fenced.value).__name__ \
+            or "fenced" in str(fenced.value).lower(), repr(fenced.value)
+        assert c.committed(KTP(src, 0)) == 7
+    finally:
+        c.close()
+        second.close(timeout=5)
+        first.close(timeout=1)
+    assert _kp_read(broker, dst, 1, "read_committed") == [b"winner"]
 
 
 def test_confluent_consume_transform_produce_exactly_once(broker):

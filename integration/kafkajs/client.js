@@ -295,7 +295,16 @@ async function transactions(cmd) {
   try {
     for (const t of cmd.transactions) {
       const txn = await producer.transaction()
-      if (t.messages.length) await txn.send({ topic: cmd.topic, messages: t.messages.map(toMessage) })
+      const compression = cmd.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None
+      if (t.messages.length) {
+        await txn.send({ topic: cmd.topic, messages: t.messages.map(toMessage), compression })
+      }
+      // consume-transform-produce: the group's offsets commit with the transaction
+      if (t.sendOffsets) {
+        await txn.sendOffsets({ consumerGroupId: t.sendOffsets.groupId, topics: [{
+          topic: t.sendOffsets.topic,
+          partitions: [{ partition: t.sendOffsets.partition, offset: String(t.sendOffsets.offset) }] }] })
+      }
       if (t.commit) await txn.commit(); else await txn.abort()
       done.push(t.commit ? 'committed' : 'aborted')
     }
