@@ -81,6 +81,57 @@ def read_to_eof_confluent(bootstrap: str, topic: str, timeout: float = 30.0,
         c.close()
 
 
+def read_partitions_confluent(bootstrap: str, topic: str, partitions: int,
+                              isolation: str = "read_uncommitted", timeout: float = 60.0
+                              ) -> list[tuple[int, int, bytes | None]]:
+    """(partition, offset, value) of every record of partitions 0..partitions-1 that a
+    confluent-kafka consumer with `isolation` (isolation.level) reads from the beginning
+    to each partition's end (its partition-EOF event; under read_committed the end is
+    the last stable offset)."""
+    import uuid
+    from confluent_kafka import Consumer, KafkaError
+    from confluent_kafka import TopicPartition as CTopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"it-read-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "enable.partition.eof": True, "isolation.level": isolation})
+    try:
+        c.assign([CTopicPartition(topic, p, 0) for p in range(partitions)])
+        out, eof = [], set()
+        deadline = time.monotonic() + timeout
+        while len(eof) < partitions:
+            assert time.monotonic() < deadline, f"timed out reading {topic}: {len(out)}, eof {eof}"
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                raise AssertionError(f"consumer error: {m.error()}")
+            eof.discard(m.partition())
+            out.append((m.partition(), m.offset(), m.value()))
+        return out
+    finally:
+        c.close()
+
+
+def end_offsets_confluent(bootstrap: str, topic: str, partitions, isolation: str) -> list[int]:
+    """The end offset of each partition as a consumer with `isolation` sees it: the high
+    watermark, or under read_committed the last stable offset."""
+    import uuid
+    from confluent_kafka import Consumer
+    from confluent_kafka import TopicPartition as CTopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"it-end-{uuid.uuid4().hex}",
+                  "isolation.level": isolation})
+    try:
+        return [c.get_watermark_offsets(CTopicPartition(topic, p), timeout=10, cached=False)[1]
+                for p in partitions]
+    finally:
+        c.close()
+
+
 def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict | None = None):
     with admin(bootstrap) as a:
         spec = {"num_partitions": partitions, "replication_factor": 1}

@@ -19,7 +19,9 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
+
+from it_clients import end_offsets_confluent, read_partitions_confluent
 
 from itutil import unique_topic, wait_until
 from kafkette.broker.txn_state import txn_partition_for
@@ -72,39 +74,13 @@ def _coordinator(cluster, txn_id) -> int:
 
 
 def _read_committed(cluster, topic, partitions) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers,
-                  "group.id": f"rc-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                  "auto.offset.reset": "earliest", "enable.partition.eof": True,
-                  "isolation.level": "read_committed"})
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        out, eof = [], set()
-        deadline = time.monotonic() + WAIT
-        while len(eof) < partitions:
-            assert time.monotonic() < deadline, f"{len(out)} read, eof {eof}"
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == -191:
-                    eof.add(m.partition())
-                    continue
-                raise AssertionError(str(m.error()))
-            eof.discard(m.partition())
-            out.append(m.value())
-        return out
-    finally:
-        c.close()
+    return [v for _, _, v in read_partitions_confluent(cluster.bootstrap_servers, topic,
+                                                        partitions, "read_committed", WAIT)]
 
 
 def _lso(cluster, topic, partition) -> int:
-    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers,
-                  "group.id": f"lso-{uuid.uuid4().hex}", "isolation.level": "read_committed"})
-    try:
-        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10,
-                                       cached=False)[1]
-    finally:
-        c.close()
+    return end_offsets_confluent(cluster.bootstrap_servers, topic, [partition],
+                                 "read_committed")[0]
 
 
 def test_commit_and_abort_with_leaders_on_every_node(cluster):

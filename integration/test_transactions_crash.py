@@ -21,9 +21,9 @@ import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 
-from it_clients import create_topic
+from it_clients import create_topic, end_offsets_confluent, read_partitions_confluent
 from itutil import unique_topic, wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -84,38 +84,12 @@ class TxnLoop(threading.Thread):
 
 
 def _read(bootstrap, topic, isolation) -> list[tuple[int, bytes]]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rd-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "enable.partition.eof": True, "isolation.level": isolation})
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-        out, eof = [], set()
-        deadline = time.monotonic() + 60
-        while len(eof) < PARTITIONS:
-            assert time.monotonic() < deadline, f"{len(out)} read, eof {eof}"
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == -191:
-                    eof.add(m.partition())
-                    continue
-                raise AssertionError(str(m.error()))
-            eof.discard(m.partition())
-            out.append((m.partition(), m.value()))
-        return out
-    finally:
-        c.close()
+    return [(p, v) for p, _, v in read_partitions_confluent(bootstrap, topic, PARTITIONS,
+                                                            isolation)]
 
 
 def _ends(bootstrap, topic, isolation) -> list[int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"e-{uuid.uuid4().hex}",
-                  "isolation.level": isolation})
-    try:
-        return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-                for p in range(PARTITIONS)]
-    finally:
-        c.close()
+    return end_offsets_confluent(bootstrap, topic, range(PARTITIONS), isolation)
 
 
 def test_kill_9_during_transactions_loses_no_commit_and_tears_none(fresh_broker):

@@ -39,8 +39,6 @@ records; quotas on metadata size other than offset.metadata.max.bytes.
 """
 from __future__ import annotations
 
-import contextlib
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
@@ -60,6 +58,7 @@ from kafkette.coordinator.group import (
     COMPLETING_REBALANCE, DEAD, EMPTY, PREPARING_REBALANCE, STABLE, UNKNOWN_MEMBER_ID,
     ClassicGroup, ClassicGroupMember, GroupState, JoinCallback, JoinMember, JoinResult,
     OffsetAndMetadata, SyncCallback, SyncResult)
+from kafkette.coordinator.outbox import Outbox
 from kafkette.coordinator.offsets_store import (
     NO_PRODUCER_ID, GroupMetadataValue, MemberMetadataValue, OffsetCommitValue, OffsetStore,
     encode_group_metadata_key, encode_group_metadata_value, encode_offset_commit_key,
@@ -207,8 +206,7 @@ class GroupCoordinator:
         self._heartbeat_timers: dict[tuple[str, str], Any] = {}
         self._join_timers: dict[str, Any] = {}
         self._sync_timers: dict[str, Any] = {}
-        self._outbox: deque[tuple[Callable[[Any], None], Any]] = deque()
-        self._delivering = False
+        self._answers = Outbox(self._log, "coordinator_respond_failed")
         self._expiry_timer: Any = None
         self._closed = False
         # producer id -> groups holding its pending transactional offsets (Kafka's
@@ -1535,34 +1533,15 @@ class GroupCoordinator:
 
     # --- answers
 
-    @contextlib.contextmanager
     def _answering(self):
-        """Every entry point runs inside this: answers queued while the state changes are
-        delivered once it is consistent, outermost call only (a respond callback that
-        re-enters the coordinator just queues more)."""
-        try:
-            yield
-        finally:
-            self._flush()
+        """Every entry point runs inside this (coordinator/outbox.py): answers are
+        delivered once the state is consistent."""
+        return self._answers.answering()
 
     def _send(self, callback: Callable[[Any], None], result: Any) -> None:
-        self._outbox.append((callback, result))
+        self._answers.send(callback, result)
 
     def _deliver(self, answer) -> None:
         if answer is not None:
-            self._outbox.append(answer)
-
-    def _flush(self) -> None:
-        if self._delivering:
-            return
-        self._delivering = True
-        try:
-            while self._outbox:
-                callback, result = self._outbox.popleft()
-                try:
-                    callback(result)
-                except Exception:  # noqa: BLE001 - one broken connection, not the group
-                    self._log.exception("coordinator_respond_failed")
-        finally:
-            self._delivering = False
+            self._answers.send(*answer)
 

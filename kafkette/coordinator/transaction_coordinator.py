@@ -52,11 +52,10 @@ does). Timers are Scheduler callbacks. Record formats are in transaction_log.py.
 """
 from __future__ import annotations
 
-import contextlib
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Protocol
 
+from kafkette.coordinator.outbox import Outbox
 from kafkette.coordinator.partitioning import offsets_partition_for as _offsets_partition_for
 from kafkette.coordinator.scheduler import Scheduler
 from kafkette.coordinator.transaction_log import (
@@ -538,9 +537,7 @@ class TransactionCoordinator:
         self._log = log if log is not None else get_logger("kafkette.coordinator.transaction")
         self._partitions: dict[int, _TxnPartition] = {}
         self._loading: dict[int, int] = {}   # partition -> coordinator epoch being loaded
-        self._outbox: deque[tuple[Callable[[Any], None], Any]] = deque()
-        self._depth = 0           # nesting of _answering: only the outermost flushes
-        self._delivering = False
+        self._answers = Outbox(self._log, "txn_respond_failed")
         self._closed = False
         self._retry_timers: set[Any] = set()
         self._abort_timer: Any = None
@@ -1268,33 +1265,10 @@ class TransactionCoordinator:
                 fn(*args)
         return wrapped
 
-    @contextlib.contextmanager
     def _answering(self):
         """Every entry point (public method, timer, collaborator callback) runs inside
-        this: answers queued while the state changes are delivered when the outermost
-        one ends (a store that calls back synchronously, or a callback that re-enters
-        the coordinator, only queues more)."""
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self._flush()
+        this (coordinator/outbox.py)."""
+        return self._answers.answering()
 
     def _send(self, callback: Callable[[Any], None], result: Any) -> None:
-        self._outbox.append((callback, result))
-
-    def _flush(self) -> None:
-        if self._delivering:
-            return
-        self._delivering = True
-        try:
-            while self._outbox:
-                callback, result = self._outbox.popleft()
-                try:
-                    callback(result)
-                except Exception:  # noqa: BLE001 - one broken connection, not the coordinator
-                    self._log.exception("txn_respond_failed")
-        finally:
-            self._delivering = False
+        self._answers.send(callback, result)

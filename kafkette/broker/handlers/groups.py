@@ -1,7 +1,9 @@
-"""Shared by the group handlers: the coordinator lookup, delayed answers, and waiting
-for the group's writes to `__consumer_offsets` to reach the in-sync replicas."""
+"""Shared by the group handlers: the coordinator lookup, delayed answers, waiting for
+the group's writes to `__consumer_offsets` to reach the in-sync replicas, and the
+offsets of an OffsetCommit or TxnOffsetCommit."""
 import asyncio
 
+from kafkette.coordinator.group_coordinator import OffsetCommit
 from kafkette.errors import ErrorCode
 
 # Kafka's offset.commit.timeout.ms default: how long an answer waits for replication.
@@ -43,3 +45,25 @@ def await_group_replication(coordinator, group_id: str):
         c = await waiting
         return _APPEND_ERRORS.get(c, ErrorCode.COORDINATOR_NOT_AVAILABLE) if c else 0
     return code()
+
+
+def offsets_to_commit(ctx, topics, with_leader_epoch: bool):
+    """OffsetCommit's and TxnOffsetCommit's topics as ({(topic, partition):
+    OffsetCommit}, {(topic, partition): error}): partitions of unknown topics are
+    UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers, and the leader epoch is kept only
+    from the versions that carry it."""
+    image = ctx.broker.image
+    now = ctx.broker.clock.time_ms()
+    offsets, codes = {}, {}
+    for t in topics:
+        topic = image.topics.get(t.name)
+        for p in t.partitions:
+            tp = (t.name, p.partition_index)
+            if topic is None or p.partition_index not in topic.partitions:
+                codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            offsets[tp] = OffsetCommit(
+                offset=p.committed_offset,
+                leader_epoch=p.committed_leader_epoch if with_leader_epoch else -1,
+                metadata=p.committed_metadata, commit_timestamp=now)
+    return offsets, codes

@@ -13,9 +13,12 @@ offset already (Kafka applies it only after the append succeeds). The metadata s
 through OffsetFetch. retention_time_ms (v2-4) is ignored, as Kafka does since 2.1
 (KIP-211): offsets.retention.minutes applies.
 """
-from kafkette.broker.handlers.groups import await_group_replication, ensure_coordinator
+from kafkette.broker.handlers.groups import (
+    await_group_replication,
+    ensure_coordinator,
+    offsets_to_commit,
+)
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
-from kafkette.coordinator.group_coordinator import OffsetCommit
 from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import OffsetCommitResponse
 
@@ -43,21 +46,7 @@ def _error_response(request, code, ctx, message=None):
          error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
-    image = ctx.broker.image
-    now = ctx.broker.clock.time_ms()
-    offsets = {}
-    codes = {}
-    for t in request.topics:
-        topic = image.topics.get(t.name)
-        for p in t.partitions:
-            tp = (t.name, p.partition_index)
-            if topic is None or p.partition_index not in topic.partitions:
-                codes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                continue
-            offsets[tp] = OffsetCommit(
-                offset=p.committed_offset,
-                leader_epoch=p.committed_leader_epoch if ctx.api_version >= 6 else -1,
-                metadata=p.committed_metadata, commit_timestamp=now)
+    offsets, codes = offsets_to_commit(ctx, request.topics, ctx.api_version >= 6)
     waiting = None
     if offsets:
         codes.update(coordinator.commit_offsets(
