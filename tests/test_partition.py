@@ -364,3 +364,31 @@ def test_a_follower_refuses_a_batch_below_its_log_end_it_holds_data_for(tmp_path
     with pytest.raises(UnexpectedAppendOffsetError):
         part.append_as_follower(leaders, 6, 2, NOW)
     assert part.log_end_offset == 6
+
+
+def test_lso_waits_for_the_marker_to_be_replicated(tmp_path):
+    """Kafka's rule: a completed transaction stays unstable until its marker is below
+    the high watermark, so read_committed readers of the leader never see as committed
+    what a new leader (a follower without the marker) would still hold open."""
+    part = leader(tmp_path, replicas=(1, 2), isr=(1, 2))
+    txn = bytearray(build_batch([(b"k", b"v", [])], timestamp_ms=NOW, producer_id=9,
+                                producer_epoch=0, base_sequence=0, transactional=True))
+    part.append_as_leader(txn, -1, NOW)                   # offset 0
+    part.update_follower_fetch(2, 1, NOW)
+    assert (part.high_watermark, part.last_stable_offset) == (1, 0)   # open
+    part.append_marker(9, 0, 0, True, NOW)                # marker at offset 1
+    assert part.log.first_unstable_offset() is None       # complete on this replica
+    assert (part.high_watermark, part.last_stable_offset) == (1, 0)   # not replicated
+    part.update_follower_fetch(2, 2, NOW)
+    assert (part.high_watermark, part.last_stable_offset) == (2, 2)
+
+
+def test_truncating_a_marker_away_reopens_its_transaction(tmp_path):
+    part = leader(tmp_path, replicas=(1,))
+    txn = bytearray(build_batch([(b"k", b"v", [])], timestamp_ms=NOW, producer_id=9,
+                                producer_epoch=0, base_sequence=0, transactional=True))
+    part.append_as_leader(txn, 1, NOW)
+    part.append_marker(9, 0, 0, False, NOW)
+    assert part.last_stable_offset == 2
+    part.log.truncate_to(1)
+    assert part.log.first_unstable_offset(1) == 0

@@ -221,9 +221,10 @@ class Partition:
     @property
     def last_stable_offset(self) -> int:
         """The LSO: the high watermark, or the first offset of the oldest transaction
-        still open below it (read_committed consumers read up to here)."""
-        first = self.log.first_unstable_offset()
+        below it that is still open or whose marker is not yet replicated
+        (read_committed consumers read up to here)."""
         hw = self.high_watermark
+        first = self.log.first_unstable_offset(hw)
         return hw if first is None or first > hw else first
 
     def replication_error(self, required_offset: int, leader_epoch: int) -> int | None:
@@ -262,6 +263,7 @@ class Partition:
                 new_hw = leo
         if new_hw > self.high_watermark:
             self.high_watermark = new_hw
+            self.log.on_high_watermark(new_hw)
             return True
         return False
 
@@ -399,6 +401,7 @@ class Partition:
         new_hw = min(leader_high_watermark, self.log.log_end_offset)
         if new_hw > self.high_watermark:
             self.high_watermark = new_hw
+            self.log.on_high_watermark(new_hw)
             return True
         return False
 

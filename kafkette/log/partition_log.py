@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import deque
 from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple
@@ -269,6 +270,9 @@ class PartitionLog:
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self._leo = 0
+        # Completed transactions whose marker may not be on every replica yet: (marker
+        # offset, first offset), in marker order (Kafka's unreplicatedTxns).
+        self._unreplicated_txns: deque[tuple[int, int]] = deque()
         self._log_start_offset = 0
         self._recovery_point = 0
         self._size = 0
@@ -603,6 +607,7 @@ class PartitionLog:
         LogSegment.updateTxnIndex), and log every completion."""
         partition = f"{self.topic}-{self.partition}"
         for txn, lso in completed:
+            self._unreplicated_txns.append((txn.last_offset, txn.first_offset))
             if txn.is_aborted:
                 seg.txn_index.append(AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, lso))
             slog.debug("txn_completed", partition=partition, producer_id=txn.producer_id,
@@ -610,10 +615,29 @@ class PartitionLog:
                        aborted=txn.is_aborted, last_stable_offset=lso)
 
     # --- transactions (KIP-98) ------------------------------------------------------------
-    def first_unstable_offset(self) -> int | None:
-        """The first offset of the earliest ongoing transaction, or None (the broker's
-        last stable offset is min(high watermark, this))."""
-        return self.producer_state.first_unstable_offset()
+    def first_unstable_offset(self, high_watermark: int | None = None) -> int | None:
+        """The first offset of the earliest ongoing transaction or, given the
+        partition's `high_watermark`, of the earliest that is ongoing or complete only on
+        this replica (its marker at or above the high watermark); None if there is none. The broker's last stable offset is
+        min(high watermark, this): as in Kafka, a transaction becomes readable for
+        read_committed consumers once its marker is replicated, so what one replica
+        shows as committed every replica that may lead next has decided too."""
+        first = self.producer_state.first_unstable_offset()
+        if high_watermark is None:
+            return first          # ongoing transactions only
+        self.on_high_watermark(high_watermark)
+        for _marker, txn_first in self._unreplicated_txns:
+            if first is None or txn_first < first:
+                first = txn_first
+        return first
+
+    def on_high_watermark(self, high_watermark: int) -> None:
+        """The partition's high watermark moved: markers below it are replicated (Kafka's
+        ProducerStateManager.onHighWatermarkUpdated). Keeps the list of unreplicated
+        completions short on replicas nobody reads from."""
+        pending = self._unreplicated_txns
+        while pending and pending[0][0] < high_watermark:
+            pending.popleft()
 
     def collect_aborted_transactions(self, start_offset: int, upper_bound_offset: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of every aborted transaction overlapping
@@ -1000,6 +1024,8 @@ class PartitionLog:
         self.leader_epoch_cache.truncate_from_end(self._leo)
         self._update_snapshot_anchor()
         self.producer_state.load(self.segments, self._leo)
+        # Markers past the new end are gone: their transactions are ongoing again.
+        self._unreplicated_txns = deque(t for t in self._unreplicated_txns if t[0] < self._leo)
         slog.info("log_truncated", partition=f"{self.topic}-{self.partition}", offset=self._leo,
                   bytes_removed=removed, latest_epoch=self.leader_epoch_cache.latest_epoch)
         return removed
@@ -1032,6 +1058,7 @@ class PartitionLog:
         self.segments = [seg]
         self._bases = [offset]
         self._leo = self._log_start_offset = self._recovery_point = offset
+        self._unreplicated_txns.clear()
         self._size = 0
         self._unflushed_messages = 0
         self.leader_epoch_cache.clear()
