@@ -199,8 +199,9 @@ def build_parser(prog: str = PROG) -> _Parser:
                         "returned; otherwise, only transactions running longer than this "
                         "duration will be returned")
     s.add_argument("--transactional-id-pattern", metavar="TRANSACTIONAL_ID_PATTERN",
-                   help="Transactional id regular expression pattern to filter by (matched "
-                        "against the whole id; applied by this tool, see --help of the module)")
+                   help="Transactional id regular expression pattern to filter by: only "
+                        "ids it matches as a whole are listed (KIP-1152; applied by this "
+                        "tool to the listing, not sent to the broker)")
 
     s = sub.add_parser("describe", help="describe the state of an active transactional-id",
                        description="Describe the state of an active transactional-id.")
