@@ -1,4 +1,5 @@
-"""Command line: `kafkette serve`, `kafkette healthcheck`, `kafkette topics`, `kafkette groups`.
+"""Command line: `kafkette serve`, `kafkette healthcheck`, `kafkette topics`, `kafkette groups`,
+`kafkette transactions`.
 
     kafkette serve [--config broker.yaml] [--set key=value ...]
 
@@ -57,6 +58,38 @@ def _bench(args) -> int:
     return bench_main(args.bench_args)
 
 
+#: kafka-transactions.sh's options that come before its command there; `kafkette
+#: transactions list --bootstrap-server X` takes them anywhere, as `kafkette topics` does.
+_TXN_GLOBAL_OPTIONS = ("--bootstrap-server", "--command-config")
+
+
+def transactions_argv(args: list[str]) -> list[str]:
+    """`kafkette transactions COMMAND [options]` as kafka-transactions.sh's command line:
+    the global options moved before the command, the rest left in order."""
+    front, rest = [], []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        name = a.split("=", 1)[0]
+        if name in _TXN_GLOBAL_OPTIONS:
+            if "=" in a:
+                front.append(a)
+            else:
+                front.extend(args[i:i + 2])
+                i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
+def _transactions(args) -> int:
+    # a thin alias of kafka-transactions.sh (kafkette/tools/kafka_transactions.py):
+    # same commands, output and exit codes
+    from kafkette.tools import kafka_transactions
+    return kafka_transactions.main(transactions_argv(args.txn_args), prog="kafkette transactions")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kafkette", description="A Kafka-compatible broker")
     sub = p.add_subparsers(dest="command", required=True)
@@ -80,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     from kafkette.tools import groups as _groups, topics as _topics
     _topics.add_parser(sub)
     _groups.add_parser(sub)
+    # `kafkette transactions list|describe|...` = kafka-transactions.sh (its own parser)
+    t = sub.add_parser("transactions", help="list, describe, find hanging and abort "
+                                            "transactions (like kafka-transactions.sh)",
+                       add_help=False, prefix_chars="\0")
+    t.add_argument("txn_args", nargs="*")
+    t.set_defaults(func=_transactions)
     args = p.parse_args(argv)
     if args.command in ("topics", "groups"):
         from kafkette.tools.client import ToolError

@@ -23,6 +23,8 @@ exporter rules (lower-cased `domain_type_name`), so existing dashboards mostly w
   kafka_cluster_partition_followerlag{topic,partition,replica}       (kafkette extra)
   kafka_cluster_partition_followertimelagms{topic,partition,replica} (kafkette extra)
   kafka_consumergroup_lag{group,topic,partition}
+  kafka_cluster_partition_laststableoffsetlag{topic,partition}
+  kafka_server_transaction_coordinator_metrics_open_transactions{state} (kafkette extra)
 
 Where kafkette differs from Kafka:
 - Kafka's BrokerTopicMetrics are Meters (count + rates); Prometheus computes rates, so
@@ -49,6 +51,17 @@ Where kafkette differs from Kafka:
   has no leader-side lag metric; its followers export FetcherLagMetrics ConsumerLag
   (the leader's high watermark minus the fetch offset), which cannot see a follower
   that stopped fetching.
+- laststableoffsetlag is Kafka's Partition LastStableOffsetLag: the high watermark
+  minus the last stable offset, i.e. how many records read_committed consumers cannot
+  see yet because a transaction that starts below the high watermark is still open
+  (0 when none is). As in Kafka every hosted replica exports it, follower or leader.
+- open_transactions counts the transactional ids this broker coordinates (the
+  `__transaction_state` partitions it leads) whose transaction is open, by state:
+  Ongoing, PrepareCommit, PrepareAbort (the last two: decided, markers not all written
+  yet). Kafka has no such gauge (its transaction-coordinator-metrics group has only
+  partition-load-time-max/avg); the name puts it in that group. It is read at scrape
+  time from the coordinator's ListTransactions answer (one pass over its ids); nothing
+  is exported before the coordinator exists or while it loads a partition.
 - Per-topic series of a deleted topic stay until the broker restarts (Kafka removes
   them when the topic goes).
 """
@@ -199,6 +212,10 @@ class _StateCollector:
                                   "Milliseconds since a follower last had the leader's "
                                   "whole log, 0 while caught up (on the leader)",
                                   labels=["topic", "partition", "replica"])
+        lso_lag = GaugeMetricFamily("kafka_cluster_partition_laststableoffsetlag",
+                                    "High watermark minus last stable offset: records "
+                                    "read_committed consumers wait for",
+                                    labels=["topic", "partition"])
         now_ms = rm.clock.monotonic_ms() if rm is not None else 0
         hws = {}
         for (topic, index), part in sorted(partitions.items()):
@@ -208,6 +225,7 @@ class _StateCollector:
             leo.add_metric(labels, plog.log_end_offset)
             hws[(topic, index)] = hw = part.high_watermark
             hwm.add_metric(labels, hw)
+            lso_lag.add_metric(labels, max(0, hw - part.last_stable_offset))
             if part.is_leader:
                 end = plog.log_end_offset
                 for replica, f in sorted(part.followers.items()):
@@ -229,4 +247,29 @@ class _StateCollector:
                     if hw is None or om.offset < 0:
                         continue  # not hosted here, or no real position
                     lag.add_metric([group_id, topic, str(index)], max(0, hw - om.offset))
-        yield from (count, size, leo, hwm, flag, ftime, lag)
+        yield from (count, size, leo, hwm, lso_lag, flag, ftime, lag)
+        yield from _open_transactions(broker)
+
+
+#: The states of a transaction that has begun and is not complete (Kafka's
+#: TransactionState; PrepareEpochFence is only ever a pending state, never listed).
+OPEN_TXN_STATES = ("Ongoing", "PrepareCommit", "PrepareAbort")
+
+
+def _open_transactions(broker):
+    # Never create the coordinator (and __transaction_state) just to be scraped.
+    coordinator = getattr(broker, "_txn_coordinator", None)
+    if coordinator is None:
+        return
+    listed = coordinator.list_transactions(list(OPEN_TXN_STATES), [])
+    if listed.error_code != 0:
+        return  # loading a partition: no partial count
+    counts = dict.fromkeys(OPEN_TXN_STATES, 0)
+    for t in listed:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    fam = GaugeMetricFamily("kafka_server_transaction_coordinator_metrics_open_transactions",
+                            "Open transactions of the transactional ids this broker "
+                            "coordinates, by state", labels=["state"])
+    for state, n in counts.items():
+        fam.add_metric([state], n)
+    yield fam

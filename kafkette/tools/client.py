@@ -80,6 +80,25 @@ KAFKA_MESSAGES = {
                                "malformed by the client library or the message was sent "
                                "to an incompatible broker.",
     ErrorCode.UNSUPPORTED_VERSION: "The version of API is not supported.",
+    ErrorCode.UNKNOWN_SERVER_ERROR: "The server experienced an unexpected error when "
+                                    "processing the request.",
+    ErrorCode.BROKER_NOT_AVAILABLE: "The broker is not available.",
+    ErrorCode.COORDINATOR_LOAD_IN_PROGRESS: "The coordinator is loading and hence can't "
+                                            "process requests.",
+    ErrorCode.COORDINATOR_NOT_AVAILABLE: "The coordinator is not available.",
+    ErrorCode.NOT_COORDINATOR: "This is not the correct coordinator.",
+    ErrorCode.INVALID_TOPIC_EXCEPTION: "The request attempted to perform an operation on an "
+                                       "invalid topic.",
+    ErrorCode.TOPIC_AUTHORIZATION_FAILED: "Topic authorization failed.",
+    ErrorCode.CLUSTER_AUTHORIZATION_FAILED: "Cluster authorization failed.",
+    ErrorCode.INVALID_PRODUCER_EPOCH: "Producer attempted to produce with an old epoch.",
+    ErrorCode.INVALID_TXN_STATE: "The producer attempted a transactional operation in an "
+                                 "invalid state.",
+    ErrorCode.TRANSACTION_COORDINATOR_FENCED: "Indicates that the transaction coordinator "
+                                              "sending a WriteTxnMarker is no longer the "
+                                              "current coordinator for a given producer.",
+    ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "Transactional Id authorization failed.",
+    ErrorCode.TRANSACTIONAL_ID_NOT_FOUND: "The transactionalId could not be found.",
 }
 
 
@@ -242,18 +261,22 @@ class AdminClient:
                 groups[g.group_id] = g
         return [groups[k] for k in sorted(groups)]
 
+    def find_coordinator(self, key: str, key_type: int = 0) -> tuple[int, int, str, int, str | None]:
+        """FindCoordinator for a group (key_type 0) or a transactional id (1):
+        (error code, node id, host, port, error message), errors not raised."""
+        v = self.version(FindCoordinatorRequest.API_KEY)   # v1+: key_type (see _MIN_VERSIONS)
+        if v >= 4:
+            resp = self.request(FindCoordinatorRequest(key_type=key_type, coordinator_keys=[key]), v)
+            if not resp.coordinators:
+                raise ToolError(f"no coordinator for {key!r}")
+            co = resp.coordinators[0]
+            return co.error_code, co.node_id, co.host, co.port, co.error_message
+        resp = self.request(FindCoordinatorRequest(key=key, key_type=key_type), v)
+        return resp.error_code, resp.node_id, resp.host, resp.port, resp.error_message
+
     def coordinator(self, group: str) -> tuple[str, int]:
         """The address of the group's coordinator."""
-        v = self.version(FindCoordinatorRequest.API_KEY)
-        if v >= 4:
-            resp = self.request(FindCoordinatorRequest(key_type=0, coordinator_keys=[group]), v)
-            if not resp.coordinators:
-                raise ToolError(f"no coordinator for group {group!r}")
-            co = resp.coordinators[0]
-            err, host, port, msg = co.error_code, co.host, co.port, co.error_message
-        else:
-            resp = self.request(FindCoordinatorRequest(key=group, key_type=0), v)
-            err, host, port, msg = resp.error_code, resp.host, resp.port, resp.error_message
+        err, _node, host, port, msg = self.find_coordinator(group, 0)
         if err != 0:
             raise ToolError(f"cannot find the coordinator of group {group!r}: "
                             f"{error_name(err)}" + (f": {msg}" if msg else ""))
@@ -572,6 +595,50 @@ class AdminClient:
             raise BrokerError(resp.error_code)
         return {(r.topic, p.partition_id): (p.error_code, p.error_message)
                 for r in resp.replica_election_results for p in r.partition_result}
+
+
+    # ------------------------------------------------------------------ transactions
+    # KIP-664's admin calls behind kafka-transactions.sh (kafkette.tools.kafka_transactions):
+    # the raw responses, whose errors the command turns into Kafka's messages.
+
+    def broker_ids(self) -> list[int]:
+        self.metadata([])
+        return sorted(self._client.brokers)
+
+    def list_transactions_on(self, node_id: int, states: list[str], producer_ids: list[int],
+                             duration_filter_ms: int = -1):
+        """ListTransactions on one broker (each broker lists the ids it coordinates)."""
+        v = self.version(messages.ListTransactionsRequest.API_KEY, node_id)
+        if duration_filter_ms >= 0 and v < 1:
+            # Kafka's ListTransactionsRequest.Builder refuses the same way (KIP-994)
+            raise ToolError("Duration filter can be set only when using API version 1 or "
+                            "higher. If client is connected to an older broker, do not "
+                            "specify duration filter or set duration filter to -1.")
+        return self.request(messages.ListTransactionsRequest(
+            state_filters=list(states), producer_id_filters=list(producer_ids),
+            duration_filter=duration_filter_ms), v, node=node_id)
+
+    def describe_transactions_at(self, node, transactional_ids: list[str]):
+        return self.request(messages.DescribeTransactionsRequest(
+            transactional_ids=list(transactional_ids)), node=node)
+
+    def describe_producers_on(self, node, tps: list[tuple[str, int]]):
+        by_topic: dict[str, list[int]] = {}
+        for t, p in tps:
+            by_topic.setdefault(t, []).append(p)
+        T = messages.DescribeProducersRequest.TopicRequest
+        return self.request(messages.DescribeProducersRequest(
+            topics=[T(name=t, partition_indexes=ps) for t, ps in by_topic.items()]), node=node)
+
+    def write_txn_marker_on(self, node, tp: tuple[str, int], producer_id: int,
+                            producer_epoch: int, coordinator_epoch: int, commit: bool):
+        """One marker for one partition, as Kafka's Admin.abortTransaction sends it."""
+        M = messages.WriteTxnMarkersRequest.WritableTxnMarker
+        return self.request(messages.WriteTxnMarkersRequest(markers=[M(
+            producer_id=producer_id, producer_epoch=producer_epoch,
+            transaction_result=commit, coordinator_epoch=coordinator_epoch,
+            topics=[M.WritableTxnMarkerTopic(name=tp[0], partition_indexes=[tp[1]])])]),
+            node=node)
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:

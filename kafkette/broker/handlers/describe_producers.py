@@ -1,8 +1,10 @@
 """DescribeProducers (key 61), version 0 (KIP-664): the producers a partition leader
 knows — id, epoch, last sequence and timestamp, coordinator epoch, and the first offset
 of the transaction it has open (-1 for none) — what `kafka-transactions.sh
-describe-producers` shows to find a hanging transaction. Served by the leader only
-(NOT_LEADER_OR_FOLLOWER elsewhere), as Kafka."""
+describe-producers` shows to find a hanging transaction. Served by every replica from
+its own log's producer state, leader or follower, as Kafka's Partition.activeProducerState
+does (`--broker-id` asks one replica); NOT_LEADER_OR_FOLLOWER where the partition is not
+hosted."""
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import DescribeProducersResponse
@@ -28,7 +30,7 @@ def handle(ctx, request):
         parts = []
         for p in t.partition_indexes:
             try:
-                part = rm.partition(t.name, p)
+                part = rm.get_partition(t.name, p)
             except KafkaError as e:
                 parts.append(PartResp(partition_index=p, error_code=int(e.code),
                                       error_message=e.message, active_producers=[]))
