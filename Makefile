@@ -72,6 +72,8 @@ clean:
 	rm -rf $(VENV) kafkette-data kafkette-cluster
 
 ## Benchmarks (not part of `make test`): kafkette vs librdkafka's mock cluster, same run;
+## transactions: transactional produce (100 records per commit) vs idempotent on one broker,
+## commit_transaction p50/p99, read_committed vs read_uncommitted consume (TXN_RECORDS=N);
 ## replication rows on a real 3-node cluster (produce RF3 acks=all vs RF1 acks=1, follower
 ## lag p50/p99/max in records and ms, failover after kill -9 of a leader, lost/dup records);
 ## single-node produce/consume against the last commit before replication (3dc167e, via
@@ -79,7 +81,7 @@ clean:
 ## Tables on stdout, JSON in bench-results.json; e.g. `make bench REPEAT=1 BENCH_ARGS="--only replication,base"`
 bench: $(TSTAMP)
 	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3} \
-	  --json $${BENCH_JSON:-bench-results.json} $(BENCH_ARGS)
+	  $${TXN_RECORDS:+--txn-records $$TXN_RECORDS} --json $${BENCH_JSON:-bench-results.json} $(BENCH_ARGS)
 
 ## Replication fault campaign (not part of `make test`, which runs a short fixed-seed one):
 ## kill -9, SIGSTOP, controller kills and network partitions on a 3-node cluster, then a

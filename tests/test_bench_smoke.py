@@ -1,7 +1,9 @@
 """Smoke run of the benchmark harness (`make bench`) with tiny sizes, so that it keeps
 working: every row must come back for kafkette and for librdkafka's mock cluster with
 a positive figure; the replication suite's rows (3-node cluster, failover with no
-acknowledged record lost) and the base-revision comparison likewise. Benchmarks
+acknowledged record lost), the transactions suite's (transactional next to idempotent
+produce, commit latencies, read_committed next to read_uncommitted) and the
+base-revision comparison likewise. Benchmarks
 themselves are not tests; this checks the harness only, never a speed.
 Plus the latency histogram's percentiles, which the harness reports."""
 import json
@@ -14,6 +16,7 @@ import sys
 import pytest
 
 from kafkette.bench.__main__ import BASE_ROWS, REPLICATION_ROWS, ROWS
+from kafkette.bench.transactions import TXN_MOCK_ROWS, TXN_READ_ROWS, TXN_ROWS
 from kafkette.bench.histogram import LogHistogram
 
 
@@ -96,6 +99,39 @@ def test_bench_replication_smoke(tmp_path):
     assert rows["failover_lost"]["met"] and rows["failover_dup"]["met"]
     assert doc["config"]["broker.session.timeout.ms"] > 0
     assert "| repl_produce_rec_s" in proc.stdout and "RF3 acks=all" in proc.stdout
+
+
+def test_bench_transactions_smoke(tmp_path):
+    """20 transactions of 100 records each on kafkette (and on the mock), next to the
+    idempotent producer; then both isolation levels over the transactional data (the
+    suite itself fails when the markers are missing or a reader comes up short)."""
+    pytest.importorskip("confluent_kafka")
+    proc, doc = _bench(tmp_path, "--only", "transactions", "--records", "2000")
+    rows = {r["metric"]: r for r in doc["rows"]}
+    assert set(rows) == {m[0] for m in TXN_ROWS + TXN_READ_ROWS + TXN_MOCK_ROWS}
+    assert doc["config"]["txn_records"] == 2000
+    assert doc["config"]["txn_per_transaction"] == 100
+    assert rows["txn_produce_rec_s"]["columns"] == ["transactional", "idempotent"]
+    assert rows["txn_consume_client_rec_s"]["columns"] == ["read_committed",
+                                                           "read_uncommitted"]
+    assert rows["txn_mock_produce_rec_s"]["columns"] == ["kafkette", "librdkafka mock"]
+    for name in ("txn_produce_rec_s", "txn_produce_mb_s", "txn_consume_client_rec_s",
+                 "txn_consume_raw_rec_s", "txn_mock_produce_rec_s",
+                 "txn_mock_commit_ms_p50", "txn_mock_commit_ms_p99"):
+        row = rows[name]
+        assert row["kafkette"] > 0 and row["peer"] > 0 and row["ratio"] > 0, (name, row)
+    # 10 ms CPU ticks: a tiny idempotent run can read 0.
+    cpu = rows["txn_broker_cpu_us_per_rec"]
+    assert cpu["kafkette"] >= 0 and cpu["peer"] >= 0, cpu
+    for kind in ("txn_flush_ms", "txn_commit_ms", "txn_ms"):
+        p50, p99 = rows[f"{kind}_p50"]["kafkette"], rows[f"{kind}_p99"]["kafkette"]
+        assert 0 < p50 <= p99, (kind, p50, p99)
+        assert rows[f"{kind}_p50"]["peer"] is None  # one column: the idempotent has none
+    assert rows["txn_commit_ms_p99"]["kafkette"] <= rows["txn_commit_ms_max"]["kafkette"]
+    # A transaction's whole time covers its flush and its commit.
+    assert rows["txn_ms_p50"]["kafkette"] >= rows["txn_commit_ms_p50"]["kafkette"]
+    assert 1 <= rows["txn_partitions_per_txn"]["kafkette"] <= 6
+    assert "| txn_produce_rec_s" in proc.stdout and "read_committed" in proc.stdout
 
 
 def test_bench_base_revision_smoke(tmp_path):

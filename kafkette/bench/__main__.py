@@ -16,6 +16,12 @@ port with its own temp data dir, and the mock in kafkette.bench.mock_launcher):
             from the produce call to consumer receipt (log-bucketed histogram);
 - footprint: start-up (process start to the first ApiVersions answer, every start
             counted), idle RSS right after start-up, peak RSS of the produce brokers;
+- transactions: one kafkette broker: confluent-kafka transactional produce (100
+            records per transaction, each committed) next to the same client
+            idempotent, runs alternating; flush / commit_transaction latencies; broker
+            CPU per record; read_committed next to read_uncommitted consume (client and
+            raw fetcher) over the transactional data; the transactional runs on the
+            mock too, for context (own tables; rows in kafkette.bench.transactions);
 - replication: a real 3-node kafkette cluster: produce to RF 3 acks=all next to RF 1
             acks=1, follower lag under that load, and failover after kill -9 of a
             leader with lost/duplicated acknowledged records (its own table; rows
@@ -48,11 +54,14 @@ import time
 
 from kafkette.bench.harness import Results, progress, run_group, run_worker, topic_name
 from kafkette.bench.replication import RF1, RF3, suite_replication
+from kafkette.bench.transactions import (IDEM, MAXED, RC, RU, TXN, TXN_MOCK_ROWS,
+                                         TXN_READ_ROWS, TXN_ROWS, suite_transactions)
 from kafkette.bench.targets import (PY, Kafkette, MockPeer, RevisionUnavailable,
                                     compile_bytecode, export_revision, use_own_source)
 from kafkette.logging import configure_logging
 
-SUITES = ("produce", "capacity", "consume", "latency", "replication", "base")
+SUITES = ("produce", "capacity", "consume", "latency", "transactions", "replication",
+          "base")
 DEFAULT_BASE_REV = "3dc167e"  # the last commit before the replication work
 BASE = "kafkette base"        # the base revision's target name in Results
 
@@ -276,7 +285,8 @@ def suite_latency(args, res: Results) -> None:
 
 
 SUITE_RUNS = {"produce": suite_produce, "capacity": suite_capacity, "consume": suite_consume,
-              "latency": suite_latency, "replication": suite_replication, "base": suite_base}
+              "latency": suite_latency, "transactions": suite_transactions,
+              "replication": suite_replication, "base": suite_base}
 
 
 # --------------------------------------------------------------------------- report
@@ -338,6 +348,9 @@ SUMMED = {"failover_lost", "failover_dup"}
 # (table, first target, second target, rows)
 TABLES = [
     ("main", Kafkette.name, MockPeer.name, ROWS),
+    ("transactions", TXN, IDEM, TXN_ROWS),
+    ("txn_read", RC, RU, TXN_READ_ROWS),
+    ("txn_mock", Kafkette.name, MockPeer.name, TXN_MOCK_ROWS),
     ("replication", RF3, RF1, REPLICATION_ROWS),
     ("base", Kafkette.name, BASE, BASE_ROWS),
 ]
@@ -347,6 +360,9 @@ def _value(res: Results, metric: str, target: str) -> float | None:
     if metric in SUMMED:
         vals = res.values.get(metric, {}).get(target)
         return float(sum(vals)) if vals else None
+    if metric in MAXED:
+        vals = res.values.get(metric, {}).get(target)
+        return float(max(vals)) if vals else None
     return res.median(metric, target)
 
 
@@ -408,6 +424,10 @@ def main(argv=None) -> int:
     ap.add_argument("--depth", type=int, default=8, help="requests in flight per connection")
     ap.add_argument("--rate", type=int, default=10_000, help="latency run: records/s")
     ap.add_argument("--latency-seconds", type=float, default=30.0)
+    ap.add_argument("--txn-records", type=int, default=None,
+                    help="transactions: records per transactional run, in transactions of "
+                         "100 (default: --records, at most 200,000; the idempotent runs "
+                         "use --records)")
     ap.add_argument("--only", default=",".join(SUITES),
                     help=f"comma-separated subset of {','.join(SUITES)}")
     ap.add_argument("--tmpdir", default=None,
@@ -449,7 +469,8 @@ def main(argv=None) -> int:
           "mock's start-up and RSS are of a Python process hosting librdkafka's in-memory "
           "mock, not a broker-to-broker comparison; kafkette writes every byte to disk, "
           "the mock keeps ~5 MB per partition in memory. Replication rows: see "
-          "kafkette.bench.replication; base rows: current / base revision, single node.")
+          "kafkette.bench.replication; transactions rows: kafkette.bench.transactions; "
+          "base rows: current / base revision, single node.")
     import confluent_kafka
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),

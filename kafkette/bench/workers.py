@@ -7,6 +7,8 @@ and printing one JSON line with its result on stdout. Roles that run in a group
 the harness writes "go" to their stdin, so that their measuring windows overlap.
 
 - produce:    confluent-kafka producer, N records of 100 B, linger.ms=5
+- txn_produce: the same producer with a transactional.id: N records in transactions of
+  `per_txn` records, each committed; flush / commit / whole-transaction latencies
 - consume:    confluent-kafka consumer, assign() every partition from the start
 - fetch:      raw fetcher: Fetch v11 requests on one connection, batch headers only
 - capacity:   raw Produce v7 with one pre-built RecordBatch v2, re-sent pipelined
@@ -76,6 +78,11 @@ def produce(a) -> None:
             errors.append(str(err))
     # Metadata first, so the timed part is the produce and not the connection set-up.
     p.list_topics(topic, timeout=30)
+    if a.get("warmup"):
+        # An idempotent producer's first record waits for its producer id, which
+        # librdkafka acquires on a timer: 0.5-1 s after start-up, against the mock too.
+        p.produce(topic, v, on_delivery=cb)
+        p.flush(30)
     # Round-robin over `spread` partitions when asked (filling the consume topic evenly:
     # the sticky partitioner can put 3x more on one partition than on another, and the
     # mock drops batches beyond ~5 MB per partition); else the default partitioner.
@@ -99,11 +106,77 @@ def produce(a) -> None:
           "undelivered": left})
 
 
+def txn_produce(a) -> None:
+    """The produce role's client and settings plus a transactional.id: records in
+    transactions of `per_txn`, each committed before the next begins (the pattern of a
+    consume-transform-produce loop, without the consume). Per transaction it times the
+    flush (the records acknowledged: AddPartitionsToTxn, then Produce, which the leader
+    verifies with the coordinator first, KIP-890) and commit_transaction separately:
+    commit_transaction flushes by itself, so calling flush() first changes nothing in
+    what is sent, and leaves commit_transaction timing the EndTxn round trip alone."""
+    from confluent_kafka import Producer
+    from kafkette.bench.histogram import LogHistogram
+    p = Producer({"bootstrap.servers": a["bootstrap"], "linger.ms": 5, "acks": "all",
+                  "queue.buffering.max.messages": 2_000_000, "batch.size": 1_000_000,
+                  "transactional.id": a["transactional_id"], "log_level": 0})
+    topic, n, per = a["topic"], a["records"], a.get("per_txn", 100)
+    v = b"x" * a.get("size", 100)
+    errors: list = []
+    parts: set = set()
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(str(err))
+        else:
+            parts.add(msg.partition())
+    # Untimed set-up: the producer id (on a fresh broker this also creates
+    # __transaction_state) and the topic's metadata.
+    t = time.perf_counter()
+    p.init_transactions(60)
+    init_s = time.perf_counter() - t
+    p.list_topics(topic, timeout=30)
+    h_flush, h_commit, h_txn = LogHistogram(), LogHistogram(), LogHistogram()
+    txns = part_sum = 0
+    now = time.perf_counter
+    t0 = now()
+    for start in range(0, n, per):
+        ts = now()
+        p.begin_transaction()
+        for _ in range(min(per, n - start)):
+            while True:
+                try:
+                    p.produce(topic, v, on_delivery=cb)
+                    break
+                except BufferError:
+                    p.poll(0.005)
+        tf = now()
+        left = p.flush(60)
+        tc = now()
+        if left:
+            raise SystemExit(f"{left} records of transaction {txns} undelivered after 60 s")
+        p.commit_transaction(60)
+        te = now()
+        h_flush.record((tc - tf) * 1e6)
+        h_commit.record((te - tc) * 1e6)
+        h_txn.record((te - ts) * 1e6)
+        txns += 1
+        part_sum += len(parts)
+        parts.clear()
+    dt = now() - t0
+    out = {"seconds": dt, "records": n, "transactions": txns, "errors": len(errors),
+           "first_error": errors[:1], "init_ms": init_s * 1000,
+           "partitions_per_txn": part_sum / max(1, txns)}
+    for name, h in (("flush", h_flush), ("commit", h_commit), ("txn", h_txn)):
+        for q, key in ((50, "p50"), (99, "p99"), (100, "max")):
+            out[f"{name}_{key}_us"] = h.percentile(q)
+    _out(out)
+
+
 def consume(a) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": a["bootstrap"], "group.id": "bench",
                   "enable.auto.commit": False, "log_level": 0,
-                  "auto.offset.reset": "earliest"})
+                  "auto.offset.reset": "earliest", **a.get("config", {})})
     topic, n = a["topic"], a["records"]
     md = c.list_topics(topic, timeout=30).topics[topic]
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions])
@@ -127,25 +200,30 @@ def consume(a) -> None:
 def fetch(a) -> None:
     """Fetch v11 (topic names, not flexible: served by both targets) from offset 0 of
     every partition until `records` records came back. Per batch, not per record:
-    only the batch headers are read to find the next offset and the record count."""
+    only the batch headers are read to find the next offset and the record count.
+    `isolation_level` 1 is read_committed (up to the last stable offset); control
+    batches (transaction markers) are skipped, not counted as records."""
     _out(_run(_fetch(a)))
 
 
 async def _fetch(a) -> dict:
     from kafkette.protocol.messages import FetchRequest
-    from kafkette.protocol.records import (BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET,
-                                           LOG_OVERHEAD, RECORDS_COUNT_OFFSET)
+    from kafkette.protocol.records import (ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET,
+                                           LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
+                                           RECORDS_COUNT_OFFSET)
+    isolation = a.get("isolation_level", 0)
     topic, parts, n = a["topic"], a["partitions"], a["records"]
     offsets = {p: 0 for p in range(parts)}
     conn = await _connect(a["bootstrap"])
     FT, FP = FetchRequest.FetchTopic, FetchRequest.FetchTopic.FetchPartition
     q = struct.Struct(">q")
-    got = nbytes = 0
+    got = nbytes = control = 0
     deadline = time.monotonic() + a.get("timeout", 300)
     t0 = time.perf_counter()
     while got < n and time.monotonic() < deadline:
         req = FetchRequest(replica_id=-1, max_wait_ms=500, min_bytes=1, max_bytes=50 << 20,
-                           isolation_level=0, session_id=0, session_epoch=-1, rack_id="",
+                           isolation_level=isolation, session_id=0, session_epoch=-1,
+                           rack_id="",
                            topics=[FT(topic=topic, partitions=[
                                FP(partition=p, fetch_offset=o, partition_max_bytes=4 << 20)
                                for p, o in offsets.items()])],
@@ -167,12 +245,15 @@ async def _fetch(a) -> dict:
                     base = q.unpack_from(recs, pos)[0]
                     offsets[p.partition_index] = base + 1 + _i32.unpack_from(
                         recs, pos + LAST_OFFSET_DELTA_OFFSET)[0]
-                    got += _i32.unpack_from(recs, pos + RECORDS_COUNT_OFFSET)[0]
+                    if recs[pos + ATTRIBUTES_OFFSET + 1] & 0x20:  # a control batch
+                        control += 1
+                    else:
+                        got += _i32.unpack_from(recs, pos + RECORDS_COUNT_OFFSET)[0]
                     pos += size
                 nbytes += pos
     dt = time.perf_counter() - t0
     conn.close()
-    return {"seconds": dt, "records": got, "bytes": nbytes}
+    return {"seconds": dt, "records": got, "bytes": nbytes, "control_batches": control}
 
 
 def capacity(a) -> None:
@@ -421,7 +502,7 @@ def readback(a) -> None:
     _out({"high_watermark": high, "records": out})
 
 
-ROLES = {f.__name__: f for f in (produce, consume, fetch, capacity, sink, source,
+ROLES = {f.__name__: f for f in (produce, txn_produce, consume, fetch, capacity, sink, source,
                                  lat_consume, lat_produce, failover_produce, readback)}
 
 if __name__ == "__main__":
