@@ -11,9 +11,15 @@ offsets topic copied from a Kafka cluster must map each group to the same partit
 """
 from __future__ import annotations
 
+import functools
+
 _INT_MIN = -(1 << 31)
 
 
+# Java caches a String's hash in the object; the coordinators ask for the same group and
+# transactional ids on every request (a transaction asks ~18 times), and the Python
+# loop over UTF-16 units showed up at 8 % of a transactional produce profile.
+@functools.lru_cache(maxsize=65536)
 def java_string_hash(s: str) -> int:
     """Java's `String.hashCode()`: signed 32-bit, over UTF-16 code units (a character
     outside the BMP counts as its two surrogates)."""
