@@ -90,10 +90,21 @@ def test_client_control_batch_is_invalid_record(broker, producer_id):
     create_topic(broker, "t", partitions=1)
     marker = build_batch([(b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00", [])],
                          producer_id=producer_id, producer_epoch=0 if producer_id >= 0 else -1,
-                         transactional=producer_id >= 0, control=True)
+                         control=True)
     resp = call(broker, produce_request("t", {0: marker}), 9)
     assert resp.responses[0].partition_responses[0].error_code == 87
     assert leo(broker, "t", 0) == 0
+
+
+def test_transactional_batch_without_transactional_id_refuses_the_request(broker):
+    """Kafka's KafkaApis: transactional records without a transactional id are not
+    authorized: TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request."""
+    create_topic(broker, "t", partitions=2)
+    txn = build_batch([(b"k", b"v", [])], producer_id=5, producer_epoch=0, base_sequence=0,
+                      transactional=True)
+    resp = call(broker, produce_request("t", {0: txn, 1: batch(1)}), 9)
+    assert [p.error_code for p in resp.responses[0].partition_responses] == [53, 53]
+    assert (leo(broker, "t", 0), leo(broker, "t", 1)) == (0, 0)
 
 
 def test_empty_record_set_is_invalid_record(broker):

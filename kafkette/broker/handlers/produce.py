@@ -92,6 +92,17 @@ def _check_one_batch(records, version: int) -> None:
             raise InvalidRecordError("Clients are not allowed to write control records")
 
 
+def _has_transactional_batch(request) -> bool:
+    """Whether a partition's (first) batch is transactional: one attributes byte each."""
+    for t in request.topic_data:
+        for p in t.partition_data:
+            r = p.records
+            if r is not None and len(r) > rec.BATCH_HEADER_SIZE and \
+                    r[rec.ATTRIBUTES_OFFSET + 1] & rec.TRANSACTIONAL_BIT:
+                return True
+    return False
+
+
 # Partition by partition, for fault rules that fail some partitions (broker/faults.py).
 SCOPE = PartitionScope(
     request_topics="topic_data", request_partitions="partition_data", request_index="index",
@@ -114,6 +125,10 @@ def handle(ctx, request):
     acks = request.acks
     if acks not in (0, 1, -1):
         return _error_response(request, ErrorCode.INVALID_REQUIRED_ACKS, ctx)
+    if request.transactional_id is None and _has_transactional_batch(request):
+        # Kafka's KafkaApis: transactional records need the transactional id they are
+        # authorized by; without one the whole request is refused.
+        return _error_response(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, ctx)
     entries = []
     early = {}  # position -> ProduceResult refused before the replica manager
     for t in request.topic_data:
