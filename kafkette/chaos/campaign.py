@@ -370,9 +370,14 @@ class Campaign:
             return
         from kafkette.embedded import EmbeddedBrokerError
         try:
-            self.cluster.wait_for(lambda: all(p.ready.is_set() for p in self.txn_producers),
+            self.cluster.wait_for(lambda: all(p.ready.is_set() or not p.is_alive()
+                                              for p in self.txn_producers),
                                   60, "every transactional producer to initialize",
                                   interval=0.2, interrupt=self.interrupt)
+            failed = [p.producer_name for p in self.txn_producers if not p.ready.is_set()]
+            if failed:
+                raise EmbeddedBrokerError(f"transactional producer(s) {failed} ended "
+                                          "before init_transactions() returned")
         except EmbeddedBrokerError as e:
             errors = [e for p in self.txn_producers for e in p.errors][:3]
             raise CampaignError(f"{str(e).splitlines()[0]}; errors: {errors}") from None

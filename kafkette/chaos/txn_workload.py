@@ -94,7 +94,11 @@ class TransactionalProducerWorker(threading.Thread):
                 "transaction.timeout.ms": self.transaction_timeout_ms,
                 "message.timeout.ms": self.message_timeout_ms, "linger.ms": 5,
                 "client.id": f"chaos-{self.producer_name}.{self.incarnations}",
-                "error_cb": self._on_error, **_CLIENT_COMMON, **self.extra_config}
+                "error_cb": self._on_error, **_CLIENT_COMMON,
+                # librdkafka refuses a socket timeout above the transaction timeout.
+                "socket.timeout.ms": min(_CLIENT_COMMON["socket.timeout.ms"],
+                                         self.transaction_timeout_ms),
+                **self.extra_config}
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -202,9 +206,12 @@ class TransactionalProducerWorker(threading.Thread):
                     self._drop(p)
                 # Fence the last instance, which aborts its open transaction now rather
                 # than after transaction.timeout.ms.
-                p2 = self._new_producer(must=True)
-                if p2 is not None:
-                    p2.flush(5)
+                try:
+                    p2 = self._new_producer(must=True)
+                    if p2 is not None:
+                        p2.flush(5)
+                except Exception as e:  # noqa: BLE001 - e.g. a config librdkafka refuses
+                    self.errors.append(repr(e))
 
     def _plan(self) -> tuple[str, list[int]]:
         """The seeded shape of the next transaction: intent and partitions. It draws
