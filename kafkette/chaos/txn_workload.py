@@ -268,6 +268,8 @@ class TransactionalProducerWorker(threading.Thread):
                     return True
                 except _Failed as e2:
                     e = _Failed(e2.err, f"{e}; then {e2}")
+            if err is not None and err.fatal() and str(e) not in self.fatal_errors:
+                self.fatal_errors.append(str(e))   # error_cb does not see every one
             log.warning("transaction outcome unknown, new producer", producer=self.producer_name,
                         transaction=number, error=str(e))
             # Not open: this producer is dropped, and the next one's init_transactions
