@@ -85,15 +85,17 @@ bench: $(TSTAMP)
 
 ## Replication fault campaign (not part of `make test`, which runs a short fixed-seed one):
 ## kill -9, SIGSTOP, controller kills and network partitions on a 3-node cluster, then a
-## check for lost and duplicated records; e.g. `make chaos SEED=7 ROUNDS=40`.
+## check for lost and duplicated records, and (TXN transactional producers, 0: none) for
+## lost committed, aborted-read and torn transactions; e.g. `make chaos SEED=7 ROUNDS=40`.
 ## Summary on stdout, JSON in chaos-results.json; exits non-zero on any violation.
 SEED   ?= 1
 ROUNDS ?= 30
+TXN    ?= 2
 chaos: $(TSTAMP)
 	@command -v iptables >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	  (apt-get update -qq && apt-get install -y -qq iptables >/dev/null) || echo "iptables not installed: no network partitions"; }
 	$(PY) -m kafkette.chaos --seed $(SEED) --rounds $(ROUNDS) --json $${CHAOS_JSON:-chaos-results.json} \
-	  $(CHAOS_ARGS)
+	  --transactional-producers $(TXN) $(CHAOS_ARGS)
 
 ## Build the container image with podman and smoke-test it (CI runs this after `make test`)
 container-test: $(TSTAMP)

@@ -51,11 +51,15 @@ def test_every_kind_draws_alike_so_the_kinds_do_not_shift_the_other_choices():
 def test_the_reproduce_line_parses_back_to_the_same_options(monkeypatch):
     monkeypatch.delenv("PYTHONPATH", raising=False)
     o = Options(seed=42, rounds=7, partitions=5, faults=("kill", "partition"), rate=12.5,
-                network="netns", sets={"log.segment.bytes": "1048576"})
+                network="netns", sets={"log.segment.bytes": "1048576"},
+                transactional_producers=2, txn_rate=2.5, txn_abort_ratio=0.4,
+                transaction_timeout_ms=20000, lso_timeout=12.0)
     argv = shlex.split(o.command_line())
     assert argv[1:3] == ["-m", "kafkette.chaos"]
     back = options_from_args(parser().parse_args(argv[3:]))
     assert back == o
+    assert "--transactional-producers 2" in o.command_line()
+    assert "--transactional-producers" not in Options(seed=1).command_line()
 
 
 def test_the_reproduce_line_names_the_pythonpath(monkeypatch):

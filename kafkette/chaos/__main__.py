@@ -38,6 +38,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recovery-timeout", type=float, default=d.recovery_timeout)
     p.add_argument("--isr-timeout", type=float, default=d.isr_timeout)
     p.add_argument("--drain-timeout", type=float, default=d.drain_timeout)
+    p.add_argument("--transactional-producers", type=int, default=d.transactional_producers,
+                   help="producers with a transactional.id each, on their own topic, checked "
+                        "by a read_committed consumer and drains (0: none)")
+    p.add_argument("--txn-rate", type=float, default=d.txn_rate,
+                   help="transactions per second per transactional producer")
+    p.add_argument("--txn-abort-ratio", type=float, default=d.txn_abort_ratio,
+                   help="the share of transactions aborted on purpose")
+    p.add_argument("--transaction-timeout-ms", type=int, default=d.transaction_timeout_ms)
+    p.add_argument("--lso-timeout", type=float, default=d.lso_timeout,
+                   help="at the end: how long every last stable offset may take to reach "
+                        "its high watermark")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a broker setting for every node; repeatable")
     p.add_argument("--keep", metavar="DIR", help="keep data dirs and node logs in DIR "
@@ -56,7 +67,11 @@ def options_from_args(args: argparse.Namespace) -> Options:
                    network=args.network, replica_lag_time_max_ms=args.replica_lag_time_max_ms,
                    message_timeout_ms=args.message_timeout_ms, max_seconds=args.max_seconds,
                    recovery_timeout=args.recovery_timeout, isr_timeout=args.isr_timeout,
-                   drain_timeout=args.drain_timeout, sets=parse_sets(args.set),
+                   drain_timeout=args.drain_timeout,
+                   transactional_producers=args.transactional_producers,
+                   txn_rate=args.txn_rate, txn_abort_ratio=args.txn_abort_ratio,
+                   transaction_timeout_ms=args.transaction_timeout_ms,
+                   lso_timeout=args.lso_timeout, sets=parse_sets(args.set),
                    keep=args.keep, json=args.json)
 
 

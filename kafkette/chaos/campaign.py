@@ -3,7 +3,8 @@ fault per round (chosen by ``random.Random(seed)``), heal, drain, stop, check.
 
 The seed fixes every choice the campaign makes: the kind of each round's fault, which
 partition's leader it aims at, the other side of a network partition, every duration,
-the producers' keys. What it cannot fix is the cluster's own timing (which broker wins
+the producers' keys, the transactional producers' transactions (size, partitions,
+which ones abort on purpose). What it cannot fix is the cluster's own timing (which broker wins
 an election, where a batch boundary falls), so a failing seed reproduces the same
 sequence of faults, not the same interleaving; run it a few times.
 """
@@ -21,13 +22,14 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from kafkette.chaos import checker, netns, replica_logs, workload
+from kafkette.chaos import checker, netns, replica_logs, txn_checker, workload
 from kafkette.logging import get_logger
 
 log = get_logger("kafkette.chaos")
 
 FAULT_KINDS = ("kill", "pause", "kill_controller", "partition")
 TOPIC = "chaos"
+TXN_TOPIC = "chaos-txn"    # the transactional workload's own topic (--transactional-producers)
 
 #: Broker settings the campaign asks for that a broker may not know yet (replication
 #: is landing): a node refusing one of them at start is retried without it.
@@ -54,6 +56,13 @@ class Options:
     recovery_timeout: float = 30.0            # per heal: nodes listed, leaders elected
     isr_timeout: float = 15.0                 # at the end: every replica back in the ISR
     drain_timeout: float = 60.0
+    #: The transactional workload (txn_workload): producers with a transactional.id
+    #: each on their own topic, a read_committed consumer, the checks of txn_checker.
+    transactional_producers: int = 0
+    txn_rate: float = 4.0                     # transactions per second per producer
+    txn_abort_ratio: float = 0.25             # transactions aborted on purpose
+    transaction_timeout_ms: int = 30000
+    lso_timeout: float = 30.0                 # at the end: every LSO up to its high watermark
     sets: dict[str, str] = field(default_factory=dict)
     keep: str | None = None                   # keep data dirs and node logs here
     json: str | None = None
@@ -154,6 +163,11 @@ class Campaign:
         self.cluster = None
         self.producers: list[workload.ProducerWorker] = []
         self.consumers: list[workload.ConsumerWorker] = []
+        self.txn_producers: list = []          # txn_workload.TransactionalProducerWorker
+        self.txn_consumers: list[workload.ConsumerWorker] = []
+        self.txn_end: dict = {}                # what the end of the run measured
+        self.txn_history: txn_checker.TxnHistory | None = None
+        self.txn_states: dict = {}
         self.interrupt = threading.Event()
         self.network = "loopback"
         self.kinds = list(options.faults)
@@ -258,6 +272,9 @@ class Campaign:
             self.notes.append(f"replication factor {rf}: only {o.brokers} brokers")
         kc.create_topic(TOPIC, partitions=o.partitions, replication_factor=rf,
                         config={"min.insync.replicas": min(o.min_insync_replicas, rf)})
+        if o.transactional_producers:
+            kc.create_topic(TXN_TOPIC, partitions=o.partitions, replication_factor=rf,
+                            config={"min.insync.replicas": min(o.min_insync_replicas, rf)})
         self.planner = FaultPlanner(self.kinds, o.partitions, o.replica_lag_time_max_ms,
                                     self.rng)
         log.info("campaign started", seed=o.seed, rounds=o.rounds, brokers=o.brokers,
@@ -270,8 +287,10 @@ class Campaign:
             f"p{i + 1}", bootstrap, TOPIC, rng=random.Random(f"{o.seed}/p{i + 1}"),
             keys=o.keys, rate=o.rate, message_timeout_ms=o.message_timeout_ms)
             for i in range(o.producers)]
-        for w in self.consumers + self.producers:
+        self._txn_workers(bootstrap)
+        for w in self.consumers + self.producers + self.txn_consumers + self.txn_producers:
             w.start()
+        self._wait_txn_ready()
         self._pause(2.0)   # some acknowledged traffic before the first fault
 
         deadline = time.monotonic() + o.max_seconds
@@ -285,10 +304,12 @@ class Campaign:
 
         final_ok = self._heal(final=True)
         isr_full = self._wait_isr_full()
-        for p in self.producers:
+        for p in self.producers + self.txn_producers:
             p.stop()
         for p in self.producers:
             p.join(o.message_timeout_ms / 1000 + 15)
+        for p in self.txn_producers:
+            p.join(2 * p.op_timeout + 15)   # its last transaction, then fencing its id
         hw = self._high_watermarks()
         log.info("faults over, producers stopped", rounds=rounds_run, healed=final_ok,
                  isr_full=isr_full, high_watermarks=hw)
@@ -302,6 +323,7 @@ class Campaign:
         drained, positions = workload.drain(bootstrap, TOPIC, ends, timeout=o.drain_timeout)
 
         log.info("drained", records=len(drained), positions=positions)
+        self.txn_history = self._txn_end() if self.txn_producers else None
         killed = kc.stop_all()
         if killed:
             self.notes.append(f"node(s) {killed} did not stop on SIGTERM and were killed")
@@ -314,7 +336,141 @@ class Campaign:
             high_watermarks=hw, leaders={p: s.leader for p, s in states.items()},
             isr={p: s.isr for p, s in states.items()}, replica_logs=logs)
         report = checker.check(history)
-        return self._summary(report, rounds_run, final_ok, isr_full)
+        txn_report = None
+        if self.txn_history is not None:
+            th = self.txn_history
+            th.replica_logs = replica_logs.replica_logs(
+                {n.node_id: n.data_dir for n in kc.brokers}, TXN_TOPIC, parts,
+                {p: s.replicas for p, s in self.txn_states.items()})
+            txn_report = txn_checker.check(th)
+        return self._summary(report, txn_report, rounds_run, final_ok, isr_full)
+
+    # ------------------------------------------------------------------ transactions
+
+    def _txn_workers(self, bootstrap: str) -> None:
+        from kafkette.chaos import txn_workload   # confluent-kafka's transactional API
+        o = self.o
+        parts = list(range(o.partitions))
+        self.txn_producers = [txn_workload.TransactionalProducerWorker(
+            f"t{i + 1}", bootstrap, TXN_TOPIC, parts, rng=random.Random(f"{o.seed}/t{i + 1}"),
+            rate=o.txn_rate, abort_ratio=o.txn_abort_ratio,
+            transaction_timeout_ms=o.transaction_timeout_ms,
+            message_timeout_ms=o.message_timeout_ms)
+            for i in range(o.transactional_producers)]
+        if self.txn_producers:
+            self.txn_consumers = [workload.ConsumerWorker(
+                "tc1", bootstrap, TXN_TOPIC, parts,
+                extra_config={"isolation.level": "read_committed"})]
+
+    def _wait_txn_ready(self) -> None:
+        """Every transactional producer's init_transactions() returned before the first
+        fault: the first one creates __transaction_state, which takes its replication
+        factor from the brokers alive then (as Kafka caps it), so no broker may be down."""
+        if not self.txn_producers:
+            return
+        from kafkette.embedded import EmbeddedBrokerError
+        try:
+            self.cluster.wait_for(lambda: all(p.ready.is_set() or not p.is_alive()
+                                              for p in self.txn_producers),
+                                  60, "every transactional producer to initialize",
+                                  interval=0.2, interrupt=self.interrupt)
+            failed = [p.producer_name for p in self.txn_producers if not p.ready.is_set()]
+            if failed:
+                raise EmbeddedBrokerError(f"transactional producer(s) {failed} ended "
+                                          "before init_transactions() returned")
+        except EmbeddedBrokerError as e:
+            errors = [e for p in self.txn_producers for e in p.errors][:3]
+            raise CampaignError(f"{str(e).splitlines()[0]}; errors: {errors}") from None
+        log.info("transactional producers ready", producers=len(self.txn_producers),
+                 coordinators=self._coordinators())
+
+    def _coordinators(self) -> dict[str, int]:
+        """transactional id -> the node leading its __transaction_state partition."""
+        from kafkette.broker.txn_state import txn_partition_for
+        try:
+            states = self.cluster.partition_states("__transaction_state")
+        except Exception:  # noqa: BLE001 - for the log only
+            return {}
+        if not states:
+            return {}
+        return {p.transactional_id: states[txn_partition_for(p.transactional_id,
+                                                             len(states))].leader
+                for p in self.txn_producers}
+
+    def _txn_end(self) -> txn_checker.TxnHistory:
+        """With every producer stopped (each finished or fenced its last transaction):
+        wait (bounded) for each partition's last stable offset to reach its high
+        watermark, then drain under read_committed and read_uncommitted."""
+        from kafkette.embedded import EmbeddedBrokerError
+        o, kc = self.o, self.cluster
+        for c in self.txn_consumers:
+            c.stop()
+        for c in self.txn_consumers:
+            c.join(15)
+        hw = self._high_watermarks(TXN_TOPIC)
+        lso: dict[int, int | None] = {}
+        t0 = time.monotonic()
+
+        def stable():
+            lso.update(self._offsets(TXN_TOPIC, isolation_level=1))
+            return all(lso.get(p) is not None and lso[p] >= v
+                       for p, v in hw.items() if v is not None)
+        try:
+            kc.wait_for(stable, o.lso_timeout, "every last stable offset to reach its "
+                        "high watermark", interval=0.2, interrupt=self.interrupt)
+            self.txn_end["lso_seconds"] = round(time.monotonic() - t0, 2)
+        except EmbeddedBrokerError:
+            self.txn_end["lso_seconds"] = None
+            log.warning("last stable offsets below the high watermarks", high_watermarks=hw,
+                        last_stable_offsets=lso, coordinators=self._coordinators())
+        self.txn_states = kc.partition_states(TXN_TOPIC)
+        ends = {p: v for p, v in hw.items() if v is not None}
+        rc, rc_pos = workload.drain(kc.bootstrap_servers, TXN_TOPIC, ends,
+                                    timeout=o.drain_timeout,
+                                    extra_config={"isolation.level": "read_committed",
+                                                  "client.id": "chaos-drain-rc"})
+        ru, ru_pos = workload.drain(kc.bootstrap_servers, TXN_TOPIC, ends,
+                                    timeout=o.drain_timeout,
+                                    extra_config={"isolation.level": "read_uncommitted",
+                                                  "client.id": "chaos-drain-ru"})
+        log.info("transactional topic drained", read_committed=len(rc), positions=rc_pos,
+                 read_uncommitted=len(ru), high_watermarks=hw, last_stable_offsets=lso)
+        return txn_checker.TxnHistory(
+            txns=[t for p in self.txn_producers for t in p.snapshot()],
+            produced=[m for p in self.txn_producers for m in list(p.produced)],
+            live_reads=[r for c in self.txn_consumers for r in c.reads],
+            drain=rc, drain_end_offsets=ends, drain_positions=rc_pos,
+            uncommitted_drain=ru, uncommitted_positions=ru_pos,
+            high_watermarks=hw, last_stable_offsets=dict(lso),
+            leaders={p: s.leader for p, s in self.txn_states.items()},
+            isr={p: s.isr for p, s in self.txn_states.items()})
+
+    def _offsets(self, topic: str, isolation_level: int) -> dict[int, int | None]:
+        """partition -> ListOffsets latest under `isolation_level` (1: read_committed,
+        which answers the last stable offset), asked of each leader; None when it
+        does not answer. (EmbeddedCluster.list_offsets asks read_uncommitted only.)"""
+        from kafkette.embedded import EmbeddedBrokerError
+        from kafkette.protocol.messages import ListOffsetsRequest
+        T = ListOffsetsRequest.ListOffsetsTopic
+        P = T.ListOffsetsPartition
+        states = self.cluster.partition_states(topic)
+        out: dict[int, int | None] = {p: None for p in states}
+        by_leader: dict[int, list[int]] = {}
+        for p, st in states.items():
+            if st.leader >= 0:
+                by_leader.setdefault(st.leader, []).append(p)
+        for leader, ps in by_leader.items():
+            req = ListOffsetsRequest(replica_id=-1, isolation_level=isolation_level, topics=[
+                T(name=topic, partitions=[P(partition_index=p, timestamp=-1) for p in ps])])
+            try:
+                resp = self.cluster.request(req, 7, via=leader, timeout=5.0)
+            except EmbeddedBrokerError:
+                continue
+            for rt in resp.topics:
+                for rp in rt.partitions:
+                    if rp.error_code == 0 and rp.partition_index in out:
+                        out[rp.partition_index] = rp.offset
+        return out
 
     def _round(self, r: int) -> None:
         plan = self.planner.next()
@@ -388,25 +544,25 @@ class Campaign:
     def _wait_isr_full(self) -> bool:
         from kafkette.embedded import EmbeddedBrokerError
         kc = self.cluster
+        topics = [TOPIC] + ([TXN_TOPIC] if self.txn_producers else [])
         try:
-            kc.wait_for(lambda: all(set(s.isr) == set(s.replicas) for s in
-                                    kc.partition_states(TOPIC).values()),
+            kc.wait_for(lambda: all(set(s.isr) == set(s.replicas) for t in topics for s in
+                                    kc.partition_states(t).values()),
                         self.o.isr_timeout, "every replica to be in the ISR", interval=0.2,
                         interrupt=self.interrupt)
             return True
         except EmbeddedBrokerError:
-            states = kc.partition_states(TOPIC)
             self.notes.append("ISR not full at the end: " + ", ".join(
-                f"p{p} isr={list(s.isr)} of {list(s.replicas)}" for p, s in states.items()
-                if set(s.isr) != set(s.replicas)))
+                f"{t}-{p} isr={list(s.isr)} of {list(s.replicas)}" for t in topics
+                for p, s in kc.partition_states(t).items() if set(s.isr) != set(s.replicas)))
             return False
 
-    def _high_watermarks(self) -> dict[int, int | None]:
+    def _high_watermarks(self, topic: str = TOPIC) -> dict[int, int | None]:
         from kafkette.embedded import EmbeddedBrokerError
         kc, got = self.cluster, {}
 
         def all_known():
-            got.update(kc.list_offsets(TOPIC))
+            got.update(kc.list_offsets(topic))
             return all(v is not None for v in got.values())
         try:
             kc.wait_for(all_known, 15, "ListOffsets from every partition's leader",
@@ -431,9 +587,10 @@ class Campaign:
             raise KeyboardInterrupt
 
     def _teardown(self) -> None:
-        for w in self.producers + self.consumers:
+        workers = self.producers + self.consumers + self.txn_producers + self.txn_consumers
+        for w in workers:
             w.stop()
-        for w in self.producers + self.consumers:
+        for w in workers:
             w.join(30)
         if self.cluster is not None:
             self.cluster.close()   # SIGCONTs paused nodes, stops all, removes temp dirs
@@ -442,8 +599,8 @@ class Campaign:
 
     # ------------------------------------------------------------------ summary
 
-    def _summary(self, report: checker.Report, rounds_run: int, final_ok: bool,
-                 isr_full: bool) -> dict:
+    def _summary(self, report: checker.Report, txn_report: txn_checker.TxnReport | None,
+                 rounds_run: int, final_ok: bool, isr_full: bool) -> dict:
         o = self.o
         if not final_ok:
             self.notes.append("the cluster did not recover after the last heal")
@@ -452,7 +609,7 @@ class Campaign:
         for c in self.consumers:
             consumer_errors.update(c.errors)
         summary = {
-            "ok": report.ok,
+            "ok": report.ok and (txn_report is None or txn_report.ok),
             "seed": o.seed,
             "rounds": rounds_run,
             "brokers": o.brokers,
@@ -465,8 +622,9 @@ class Campaign:
             "failed": report.failed,
             "lost": report.lost,
             "duplicated": report.duplicated,
-            "violations": report.counts(),
-            "examples": [v.as_dict() for v in _examples(report.violations)],
+            "violations": {**report.counts(), **(txn_report.counts() if txn_report else {})},
+            "examples": [v.as_dict() for v in _examples(
+                report.violations + (txn_report.violations if txn_report else []))],
             "read_live": report.read_live,
             "drained": report.drained,
             "recovery_seconds_max": max(recoveries) if recoveries else None,
@@ -479,7 +637,37 @@ class Campaign:
             "notes": self.notes,
             "reproduce": o.command_line(),
         }
+        if txn_report is not None:
+            summary["transactions"] = self._txn_summary(txn_report)
         return summary
+
+    def _txn_summary(self, r: txn_checker.TxnReport) -> dict:
+        errors: Counter = Counter()
+        for p in self.txn_producers:
+            errors.update(p.error_counts)
+        consumer_errors: Counter = Counter()
+        for c in self.txn_consumers:
+            consumer_errors.update(c.errors)
+        return {
+            "producers": len(self.txn_producers),
+            **r.outcomes,
+            "unknown_resolved": r.unknown_resolved,
+            "aborted_after_error": r.aborted_after_error,
+            "slowest_seconds": r.slowest_seconds,
+            "median_seconds": r.median_seconds,
+            "records": r.records, "delivered": r.delivered, "read_live": r.read_live,
+            "drained": r.drained, "drained_uncommitted": r.drained_uncommitted,
+            "lost": r.count("txn_lost"), "aborted_read": r.count("txn_aborted_read"),
+            "open_read": r.count("txn_open_read"), "duplicated": r.count("txn_duplicate"),
+            "torn": r.count("txn_torn"), "lso_stuck": r.count("txn_lso_stuck"),
+            "lso_seconds": self.txn_end.get("lso_seconds"),
+            "producer_instances": sum(p.incarnations for p in self.txn_producers),
+            "retries": sum(p.retries for p in self.txn_producers),
+            "fatal_errors": [e for p in self.txn_producers for e in p.fatal_errors][:10],
+            "worker_errors": [e for p in self.txn_producers for e in p.errors][:10],
+            "errors": dict(errors.most_common(12)),
+            "consumer_errors": dict(consumer_errors),
+        }
 
 
 def _examples(violations: list[checker.Violation], per_kind: int = 5) -> list[checker.Violation]:
@@ -510,6 +698,22 @@ def format_summary(s: dict) -> str:
     for e in s["examples"]:
         where = "".join(f" {k}={e[k]}" for k in ("partition", "offset", "value") if k in e)
         lines.append(f"  {e['kind']}:{where}: {e['detail']}")
+    t = s.get("transactions")
+    if t:
+        res = t["unknown_resolved"]
+        lso = (f"in {t['lso_seconds']} s" if t["lso_seconds"] is not None else "NOT in time")
+        lines.append(f"transactions: {t['committed']} committed, {t['aborted']} aborted "
+                     f"({t['aborted_after_error']} after a failed commit), {t['unknown']} "
+                     f"unknown ({res['visible']} visible, {res['invisible']} invisible, "
+                     f"{res['torn']} torn), {t['open']} open; {t['producers']} producers, "
+                     f"{t['producer_instances']} instances, {t['retries']} retried calls; "
+                     f"median {t['median_seconds']} s, slowest {t['slowest_seconds']} s")
+        lines.append(f"transactional records: {t['records']} sent, {t['delivered']} "
+                     f"delivered; {t['lost']} lost, {t['aborted_read']} aborted reads, "
+                     f"{t['open_read']} open reads, {t['duplicated']} duplicated, "
+                     f"{t['torn']} torn; {t['read_live']} read live (read_committed), "
+                     f"{t['drained']} drained read_committed, {t['drained_uncommitted']} "
+                     f"read_uncommitted; every LSO reached its high watermark {lso}")
     lines.append(f"ISR full at the end: {s['isr_full_at_end']}; producer instances "
                  f"{s['producer_instances']} ({len(s['producer_fatal_errors'])} fatal errors)")
     for n in s["notes"]:
