@@ -11,7 +11,9 @@ WriteTxnMarkers and KIP-890's check as AddPartitionsToTxn v4 between brokers.
   is killed first, so its marker cannot be written, then, once EndTxn has answered, the
   coordinator's broker; the new coordinator finds PrepareCommit in the replicated
   state, writes the missing markers, and the LSO of every partition moves past them —
-  no committed record lost, no transaction left hanging.
+  no committed record lost, no transaction left hanging;
+- kafka-python, aiokafka and kafkajs: an aborted and a committed transaction over two
+  RF 3 partitions each, read back under read_committed.
 """
 from __future__ import annotations
 
@@ -155,3 +157,86 @@ def test_coordinator_killed_between_the_end_txn_answer_and_the_markers(cluster):
     print(f"\nmarkers completed {time.monotonic() - t0:.1f} s after the restart")
     ends = {q: _lso(cluster, topic, q) for q in range(3)}
     assert all(e > 0 for e in ends.values()), ends
+
+
+# ------------------------------------------------------------- the other clients
+
+def _committed_and_aborted(n=10):
+    return ([f"c{i}".encode() for i in range(n)], [f"a{i}".encode() for i in range(n)])
+
+
+def test_kafka_python_transactions_on_the_cluster(cluster):
+    from kafka import KafkaProducer
+    _whole(cluster)
+    topic = _topic(cluster, partitions=2)
+    committed, aborted = _committed_and_aborted()
+    p = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers,
+                      transactional_id=f"kpc-{uuid.uuid4().hex[:8]}", request_timeout_ms=30000)
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        for i, v in enumerate(aborted):
+            p.send(topic, v, partition=i % 2)
+        p.flush()
+        p.abort_transaction()
+        p.begin_transaction()
+        for i, v in enumerate(committed):
+            p.send(topic, v, partition=i % 2)
+        p.commit_transaction()
+    finally:
+        p.close(timeout=5)
+    assert sorted(_read_committed(cluster, topic, 2)) == sorted(committed)
+
+
+def test_aiokafka_transactions_on_the_cluster(cluster):
+    import asyncio
+    from aiokafka import AIOKafkaProducer
+    _whole(cluster)
+    topic = _topic(cluster, partitions=2)
+    committed, aborted = _committed_and_aborted()
+
+    async def run():
+        p = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap_servers,
+                             transactional_id=f"aic-{uuid.uuid4().hex[:8]}",
+                             request_timeout_ms=30000)
+        await p.start()
+        try:
+            await p.begin_transaction()
+            for i, v in enumerate(aborted):
+                await p.send_and_wait(topic, v, partition=i % 2)
+            await p.abort_transaction()
+            async with p.transaction():
+                for i, v in enumerate(committed):
+                    await p.send(topic, v, partition=i % 2)
+        finally:
+            await p.stop()
+    asyncio.run(asyncio.wait_for(run(), WAIT))
+    assert sorted(_read_committed(cluster, topic, 2)) == sorted(committed)
+
+
+def test_kafkajs_transactions_on_the_cluster(cluster):
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+    node = shutil.which("node")
+    kjs = Path(__file__).resolve().parent / "kafkajs"
+    if node is None or not (kjs / "node_modules" / "kafkajs" / "package.json").exists():
+        pytest.skip("node or kafkajs is not installed")
+    _whole(cluster)
+    topic = _topic(cluster, partitions=2)
+    committed, aborted = _committed_and_aborted()
+    cmd = {"cmd": "transactions", "brokers": cluster.bootstrap_servers.split(","),
+           "topic": topic, "transactionalId": f"kjc-{uuid.uuid4().hex[:8]}",
+           "transactions": [
+               {"messages": [{"partition": i % 2, "value": v.decode()}
+                             for i, v in enumerate(aborted)], "commit": False},
+               {"messages": [{"partition": i % 2, "value": v.decode()}
+                             for i, v in enumerate(committed)], "commit": True}]}
+    proc = subprocess.run([node, str(kjs / "client.js")], input=json.dumps(cmd),
+                          capture_output=True, text=True, timeout=120, cwd=str(kjs),
+                          env=dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1])["done"] == ["aborted", "committed"]
+    assert sorted(_read_committed(cluster, topic, 2)) == sorted(committed)
