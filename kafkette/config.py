@@ -162,6 +162,8 @@ class ConfigKey:
     validator: Callable[[Any], str | None] | None = None
     topic: str | None = None
     ignored: bool = False
+    # Kafka's PASSWORD type: DescribeConfigs reports it as sensitive, with no value.
+    sensitive: bool = False
 
     @property
     def nullable(self) -> bool:
@@ -262,8 +264,8 @@ def format_value(type_: str, value: Any) -> str | None:
 # --------------------------------------------------------------------------- broker keys
 
 def _k(name: str, type_: str, default: Any, doc: str, validator=None, topic=None,
-       ignored=False) -> ConfigKey:
-    return ConfigKey(name, type_, default, doc, validator, topic, ignored)
+       ignored=False, sensitive=False) -> ConfigKey:
+    return ConfigKey(name, type_, default, doc, validator, topic, ignored, sensitive)
 
 
 _IGNORED_DOC = " Accepted for compatibility with Kafka config files and ignored: kafkette is single-threaded asyncio."
@@ -326,11 +328,66 @@ _BROKER_KEYS: list[ConfigKey] = [
        "serves metrics. Empty: no metrics listener."),
     _k("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts; "
        "a larger size prefix closes the connection.", Range(1)),
+    # --- security (TLS listeners and SASL; server/tls.py, server/sasl.py). Each of these
+    # may also be set for one listener as listener.name.<listener>.<key>, which wins
+    # over the unprefixed key (Kafka's per-listener overrides); the JAAS config only as
+    # listener.name.<listener>.<mechanism>.sasl.jaas.config or sasl.jaas.config.
+    _k("ssl.keystore.type", STRING, "JKS", "Format of the broker's key store: PEM or "
+       "PKCS12. Kafka's default JKS is refused (no Java key store reader): convert it "
+       "with keytool -importkeystore -deststoretype PKCS12.",
+       Choices("JKS", "PKCS12", "PEM")),
+    _k("ssl.keystore.location", STRING, None, "Key store file: PKCS12, or PEM with the "
+       "private key and the certificate chain."),
+    _k("ssl.keystore.password", STRING, None, "Password of the key store file.",
+       sensitive=True),
+    _k("ssl.keystore.certificate.chain", STRING, None, "PEM key store given inline: the "
+       "certificate chain (ssl.keystore.type=PEM).", sensitive=True),
+    _k("ssl.keystore.key", STRING, None, "PEM key store given inline: the private key "
+       "(ssl.keystore.type=PEM), encrypted with ssl.key.password if set.", sensitive=True),
+    _k("ssl.key.password", STRING, None, "Password of the private key.", sensitive=True),
+    _k("ssl.truststore.type", STRING, "JKS", "Format of the trust store (the CAs that "
+       "client certificates are checked against): PEM. PKCS12 and JKS are refused.",
+       Choices("JKS", "PKCS12", "PEM")),
+    _k("ssl.truststore.location", STRING, None, "Trust store file (PEM certificates)."),
+    _k("ssl.truststore.password", STRING, None, "Password of the trust store; PEM "
+       "trust stores have none.", sensitive=True),
+    _k("ssl.truststore.certificates", STRING, None, "PEM trust store given inline.",
+       sensitive=True),
+    _k("ssl.client.auth", STRING, "none", "Mutual TLS: required (a client without a "
+       "certificate the trust store accepts is refused), requested (checked when "
+       "given) or none. On an SSL listener the principal is then User:<subject DN, "
+       "RFC 2253>.", Choices("required", "requested", "none")),
+    _k("ssl.enabled.protocols", LIST, ["TLSv1.2", "TLSv1.3"], "TLS versions accepted.",
+       Choices("TLSv1.2", "TLSv1.3", "TLSv1.1", "TLSv1")),
+    _k("ssl.protocol", STRING, "TLSv1.3", "Kafka's SSLContext protocol; the accepted "
+       "versions are ssl.enabled.protocols."),
+    _k("ssl.cipher.suites", LIST, [], "Cipher suites for TLS 1.2 and below, by OpenSSL "
+       "or IANA name (Python's ssl module cannot restrict TLS 1.3 suites). Empty: "
+       "OpenSSL's defaults."),
+    _k("ssl.principal.mapping.rules", STRING, "DEFAULT", "How a client certificate's "
+       "subject DN becomes the principal name: DEFAULT (the DN itself), or Kafka's "
+       "RULE:pattern/replacement/[LU] list ending in DEFAULT."),
+    _k("sasl.enabled.mechanisms", LIST, ["GSSAPI"], "SASL mechanisms served on "
+       "SASL_PLAINTEXT and SASL_SSL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. "
+       "Kafka's default GSSAPI (Kerberos) is not supported, so a SASL listener needs "
+       "this set."),
+    _k("sasl.jaas.config", STRING, None, "JAAS login config for PLAIN's users "
+       "(PlainLoginModule with user_<name>=\"<password>\" options) when no "
+       "listener.name.<listener>.plain.sasl.jaas.config is set. Kafka's broker reads "
+       "only the listener-prefixed form or a JAAS file.", sensitive=True),
+    _k("sasl.server.max.receive.size", INT, 524288, "Largest SASL token (or request "
+       "before authentication) the broker accepts; larger closes the connection.",
+       Range(1)),
+    _k("connections.max.reauth.ms", LONG, 0, "KIP-368: the session lifetime given to "
+       "SASL clients; a connection that has not re-authenticated within it is closed "
+       "at its next request. 0: sessions do not expire.", Range(0)),
     _k("socket.send.buffer.bytes", INT, 102400, "SO_SNDBUF of sockets; -1 for the OS "
        "default." + _IGNORED_DOC, ignored=True),
     _k("socket.receive.buffer.bytes", INT, 102400, "SO_RCVBUF of sockets; -1 for the OS "
        "default." + _IGNORED_DOC, ignored=True),
-    _k("connections.max.idle.ms", LONG, 600000, "Idle connections are closed after this long."),
+    _k("connections.max.idle.ms", LONG, 600000, "Idle connections are closed after this "
+       "long. On SASL listeners, a connection that has not authenticated this long after "
+       "it opened is closed."),
     _k("fetch.max.bytes", INT, 57671680, "Most bytes returned by one Fetch request, "
        "whatever the client asks.", Range(1024)),
     _k("num.io.threads", INT, 8, "Request handler threads." + _IGNORED_DOC, Range(1), ignored=True),
@@ -515,6 +572,134 @@ _BROKER_KEYS: list[ConfigKey] = [
 ]
 
 BROKER_CONFIGS: dict[str, ConfigKey] = {k.name: k for k in _BROKER_KEYS}
+
+# --------------------------------------------------------------------------- security
+
+# The SASL mechanisms kafkette serves. Kafka also has GSSAPI (Kerberos) and OAUTHBEARER.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+# Keys that may be set for one listener as listener.name.<listener>.<key> (Kafka's
+# ListenerName.configPrefix): the prefixed value wins, key by key, over the plain one.
+LISTENER_SECURITY_KEYS = frozenset(
+    k.name for k in _BROKER_KEYS
+    if k.name.startswith(("ssl.", "sasl.")) and k.name != "sasl.jaas.config") | {
+    "connections.max.reauth.ms"}
+_LISTENER_KEY_RE = re.compile(r"listener\.name\.([A-Za-z0-9_]+)\.(.+)")
+# listener.name.<l>.<mechanism>.<key>: the keys Kafka reads per mechanism.
+_MECHANISM_KEYS = ("sasl.jaas.config", "connections.max.reauth.ms")
+
+
+def listener_override_key(key: str) -> tuple[str, str] | None:
+    """("SASL_SSL", "ssl.client.auth") for listener.name.sasl_ssl.ssl.client.auth, and
+    ("SASL_SSL", "scram-sha-512.sasl.jaas.config") for a per-mechanism key; None for
+    anything else."""
+    m = _LISTENER_KEY_RE.fullmatch(key)
+    if not m:
+        return None
+    listener, rest = m[1].upper(), m[2]
+    if rest in LISTENER_SECURITY_KEYS:
+        return listener, rest
+    mech, _, tail = rest.partition(".")
+    if tail in _MECHANISM_KEYS and mech:
+        return listener, f"{mech.lower()}.{tail}"
+    return None
+
+
+def _override_spec(rest: str) -> ConfigKey:
+    base = rest if rest in BROKER_CONFIGS else rest.partition(".")[2]
+    return BROKER_CONFIGS[base]
+
+
+_JAAS_OPTION_RE = re.compile(r'\s*([A-Za-z0-9_.\-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;"]+))')
+
+
+def parse_jaas_config(text: str, key: str = "sasl.jaas.config") -> tuple[str, str, dict[str, str]]:
+    """Kafka's sasl.jaas.config value, one login module:
+    `<LoginModuleClass> <required|requisite|sufficient|optional> k="v" k2=v2 ... ;`
+    -> (class, flag, options). ConfigError naming `key` when it is not of that form
+    (Kafka's JaasConfig; like it, exactly one module and a closing semicolon)."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"Invalid value for configuration '{key}': {why}", key=key)
+
+    t = text.strip()
+    if not t.endswith(";"):
+        raise bad("a JAAS login module entry must end with ';'")
+    t = t[:-1]
+    m = re.match(r"\s*([A-Za-z0-9_.$]+)\s+(required|requisite|sufficient|optional)\b", t)
+    if not m:
+        raise bad("expected '<LoginModule class> required <options>;'")
+    options: dict[str, str] = {}
+    pos = m.end()
+    while pos < len(t):
+        if not t[pos:].strip():
+            break
+        om = _JAAS_OPTION_RE.match(t, pos)
+        if not om:
+            raise bad(f"cannot parse the options from {t[pos:].strip()[:40]!r} "
+                      f"(expected name=\"value\" pairs; only one login module is allowed)")
+        value = om[2] if om[2] is not None else om[3]
+        if om[2] is not None:
+            value = re.sub(r"\\(.)", r"\1", value)
+        options[om[1]] = value
+        pos = om.end()
+    return m[1], m[2], options
+
+
+_RULE_RE = re.compile(r"\s*(?:(DEFAULT)|RULE:((?:\\.|[^\\/])*)/((?:\\.|[^\\/])*)/([LU]?))\s*(?:,|$)")
+
+
+def parse_principal_mapping_rules(text: str, key: str = "ssl.principal.mapping.rules"
+                                  ) -> list[tuple[re.Pattern, str, str] | None]:
+    """Kafka's SslPrincipalMapper rules: DEFAULT (None here) or RULE:regex/replacement/
+    with an optional L or U (lower / upper case), comma-separated, tried in order.
+    Java's $1 in a replacement is Python's \\g<1>."""
+    rules: list[tuple[re.Pattern, str, str] | None] = []
+    pos, t = 0, text.strip()
+    while pos < len(t):
+        m = _RULE_RE.match(t, pos)
+        if not m or m.end() == pos:
+            raise ConfigError(f"Invalid value {text!r} for configuration '{key}': expected "
+                              f"DEFAULT or RULE:pattern/replacement/[LU], comma-separated",
+                              key=key, value=text)
+        if m[1]:
+            rules.append(None)
+        else:
+            try:
+                pattern = re.compile(m[2])
+            except re.error as e:
+                raise ConfigError(f"Invalid value {text!r} for configuration '{key}': bad "
+                                  f"pattern {m[2]!r}: {e}", key=key, value=text) from None
+            rules.append((pattern, re.sub(r"\$(\d+)", r"\\g<\1>", m[3]), m[4]))
+        pos = m.end()
+    return rules or [None]
+
+
+def map_principal_name(rules: list, dn: str) -> str | None:
+    """The principal name of a certificate subject DN under `rules`; None when no
+    rule matches (Kafka then fails the connection's authentication)."""
+    for rule in rules:
+        if rule is None:
+            return dn
+        pattern, replacement, case = rule
+        if pattern.fullmatch(dn):
+            out = pattern.sub(replacement, dn)
+            return out.lower() if case == "L" else out.upper() if case == "U" else out
+    return None
+
+
+PLAIN_LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+
+
+def plain_users(text: str, key: str) -> dict[str, str]:
+    """The user_<name>="<password>" options of a PlainLoginModule JAAS config: the
+    users PLAIN accepts (Kafka's PlainServerCallbackHandler reads the same)."""
+    cls, _, options = parse_jaas_config(text, key)
+    if cls != PLAIN_LOGIN_MODULE:
+        raise ConfigError(f"Invalid value for configuration '{key}': PLAIN needs "
+                          f"{PLAIN_LOGIN_MODULE}, not {cls}", key=key)
+    return {k[len("user_"):]: v for k, v in options.items() if k.startswith("user_")}
+
 
 # Kafka keeps broker.id/node.id and log.dir/log.dirs as distinct keys with precedence
 # rules; kafkette treats them as spellings of one key.
@@ -736,6 +921,9 @@ def resolve_key(key: str) -> str:
     key = str(key).strip()
     key = ALIASES.get(key, key)
     if key not in BROKER_CONFIGS:
+        override = listener_override_key(key)
+        if override is not None:
+            return f"listener.name.{override[0].lower()}.{override[1]}"
         raise _unknown_key_error(key, topic_level=False)
     return key
 
@@ -860,9 +1048,17 @@ class BrokerConfig:
         self._values: dict[str, Any] = {k.name: k.default for k in _BROKER_KEYS}
         self._explicit: set[str] = set()
         self.warnings: list[str] = []
+        # listener name -> {key: typed value} of listener.name.<listener>.<key> settings.
+        self._listener_overrides: dict[str, dict[str, Any]] = {}
         spelled: dict[str, str] = {}
         for key, value in (raw or {}).items():
             name = resolve_key(key)
+            if name not in BROKER_CONFIGS:  # listener.name.<listener>.<key>
+                listener, rest = listener_override_key(name)
+                spec = _override_spec(rest)
+                self._listener_overrides.setdefault(listener, {})[rest] = _parse_value(
+                    str(key).strip(), spec.type, spec.nullable, value, spec.validator)
+                continue
             spec = BROKER_CONFIGS[name]
             parsed = _parse_value(str(key).strip(), spec.type, spec.nullable, value, spec.validator)
             if name in spelled and self._values[name] != parsed:
@@ -1008,6 +1204,7 @@ class BrokerConfig:
 
         self._voters = parse_quorum_voters(v["controller.quorum.voters"])
         self._check_roles(listeners)
+        self._check_security(listeners)
         if v["group.min.session.timeout.ms"] > v["group.max.session.timeout.ms"]:
             raise ConfigError("group.min.session.timeout.ms must not exceed "
                               "group.max.session.timeout.ms", key="group.min.session.timeout.ms")
@@ -1068,6 +1265,86 @@ class BrokerConfig:
                     f"process.roles=controller: listener {moved[0]} is not this node's "
                     f"controller.quorum.voters address {me.host}:{me.port}, where kafkette's "
                     f"controller listens; make them the same", key="listeners")
+
+    def _check_security(self, listeners: list[Listener]) -> None:
+        """What can be checked without reading files: each TLS listener has a key
+        store of a format kafkette reads, each SASL listener mechanisms it serves (and
+        PLAIN its users). server/tls.py loads the files when the listeners open."""
+        names = {l.name for l in listeners}
+        for name in self._listener_overrides:
+            if name not in names:
+                raise ConfigError(f"listener.name.{name.lower()}.* settings name listener "
+                                  f"'{name}', which is not in listeners", key="listeners")
+        for l in listeners:
+            proto = self.security_protocol(l.name)
+            if proto in TLS_PROTOCOLS:
+                self._check_tls(l.name)
+            if proto in SASL_PROTOCOLS:
+                mechs = self.sasl_mechanisms(l.name)
+                key = ("listener.name." + l.name.lower() + ".sasl.enabled.mechanisms"
+                       if self.listener_is_set(l.name, "sasl.enabled.mechanisms")
+                       else "sasl.enabled.mechanisms")
+                bad = [m for m in mechs if m not in SASL_MECHANISMS]
+                if bad or not mechs:
+                    raise ConfigError(
+                        f"listener {l.name} ({proto}): {key}={','.join(mechs) or '(empty)'}: "
+                        f"kafkette serves the SASL mechanisms {', '.join(SASL_MECHANISMS)}"
+                        + (f", not {', '.join(bad)}" if bad else "")
+                        + f"; set {key}", key=key)
+                if "PLAIN" in mechs:
+                    self.plain_users(l.name)
+
+    def _check_tls(self, listener: str) -> None:
+        def key(k: str) -> str:
+            return f"listener.name.{listener.lower()}.{k}" if self.listener_is_set(listener, k) else k
+
+        get = lambda k: self.listener_value(listener, k)  # noqa: E731
+        ks_type = get("ssl.keystore.type")
+        inline = get("ssl.keystore.certificate.chain") is not None or get("ssl.keystore.key") is not None
+        if inline:
+            if ks_type != "PEM":
+                raise ConfigError(f"listener {listener}: ssl.keystore.certificate.chain / "
+                                  f"ssl.keystore.key are a PEM key store, but "
+                                  f"{key('ssl.keystore.type')} is {ks_type}; set it to PEM",
+                                  key=key("ssl.keystore.type"))
+            if get("ssl.keystore.certificate.chain") is None or get("ssl.keystore.key") is None:
+                raise ConfigError(f"listener {listener}: a PEM key store given inline needs "
+                                  f"both ssl.keystore.certificate.chain and ssl.keystore.key",
+                                  key=key("ssl.keystore.key"))
+            if get("ssl.keystore.location") is not None:
+                raise ConfigError(f"listener {listener}: give ssl.keystore.location or the "
+                                  f"inline PEM key store, not both",
+                                  key=key("ssl.keystore.location"))
+        elif get("ssl.keystore.location") is None:
+            raise ConfigError(f"listener {listener} uses TLS ({self.security_protocol(listener)}) "
+                              f"and needs a key store: set {key('ssl.keystore.location')} "
+                              f"(PEM or PKCS12) or ssl.keystore.certificate.chain and "
+                              f"ssl.keystore.key with ssl.keystore.type=PEM",
+                              key=key("ssl.keystore.location"))
+        elif ks_type == "JKS":
+            raise ConfigError(f"listener {listener}: {key('ssl.keystore.type')}=JKS is not "
+                              f"supported (kafkette has no Java key store reader): use PEM or "
+                              f"PKCS12 (keytool -importkeystore -deststoretype PKCS12)",
+                              key=key("ssl.keystore.type"))
+        ts_given = (get("ssl.truststore.location") is not None
+                    or get("ssl.truststore.certificates") is not None)
+        if ts_given:
+            ts_type = get("ssl.truststore.type")
+            if get("ssl.truststore.certificates") is not None and ts_type != "PEM":
+                raise ConfigError(f"listener {listener}: ssl.truststore.certificates is a PEM "
+                                  f"trust store, but {key('ssl.truststore.type')} is {ts_type}; "
+                                  f"set it to PEM", key=key("ssl.truststore.type"))
+            if ts_type != "PEM":
+                raise ConfigError(f"listener {listener}: {key('ssl.truststore.type')}={ts_type} "
+                                  f"is not supported: give the CA certificates as PEM "
+                                  f"(ssl.truststore.type=PEM)", key=key("ssl.truststore.type"))
+        if get("ssl.client.auth") != "none" and not ts_given:
+            raise ConfigError(f"listener {listener}: ssl.client.auth={get('ssl.client.auth')} "
+                              f"needs a trust store to check client certificates against: set "
+                              f"ssl.truststore.location or ssl.truststore.certificates",
+                              key=key("ssl.client.auth"))
+        rules = get("ssl.principal.mapping.rules")
+        parse_principal_mapping_rules(rules, key("ssl.principal.mapping.rules"))
 
     def _check_listener_set(self, key: str, listeners: list[Listener]) -> None:
         seen_names: set[str] = set()
@@ -1148,6 +1425,42 @@ class BrokerConfig:
         """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL for a listener name."""
         name = listener_name.upper()
         return self._protocol_map.get(name, name if name in SECURITY_PROTOCOLS else "PLAINTEXT")
+
+    def listener_value(self, listener_name: str, key: str) -> Any:
+        """A security key for one listener: listener.name.<listener>.<key> if set,
+        else the broker-wide key (Kafka's valuesWithPrefixOverride)."""
+        over = self._listener_overrides.get(listener_name.upper(), {})
+        return over[key] if key in over else self._values[key]
+
+    def listener_is_set(self, listener_name: str, key: str) -> bool:
+        return key in self._listener_overrides.get(listener_name.upper(), {})
+
+    def sasl_jaas_config(self, listener_name: str, mechanism: str) -> str | None:
+        """listener.name.<listener>.<mechanism>.sasl.jaas.config, else sasl.jaas.config."""
+        over = self._listener_overrides.get(listener_name.upper(), {})
+        return over.get(f"{mechanism.lower()}.sasl.jaas.config", self._values["sasl.jaas.config"])
+
+    def connections_max_reauth_ms(self, listener_name: str, mechanism: str) -> int:
+        over = self._listener_overrides.get(listener_name.upper(), {})
+        key = f"{mechanism.lower()}.connections.max.reauth.ms"
+        return over[key] if key in over else self.listener_value(listener_name,
+                                                                 "connections.max.reauth.ms")
+
+    def sasl_mechanisms(self, listener_name: str) -> list[str]:
+        return list(self.listener_value(listener_name, "sasl.enabled.mechanisms"))
+
+    def plain_users(self, listener_name: str) -> dict[str, str]:
+        """PLAIN's users on a listener, from its JAAS config."""
+        text = self.sasl_jaas_config(listener_name, "PLAIN")
+        key = (f"listener.name.{listener_name.lower()}.plain.sasl.jaas.config"
+               if f"plain.sasl.jaas.config" in self._listener_overrides.get(
+                   listener_name.upper(), {}) else "sasl.jaas.config")
+        if text is None:
+            raise ConfigError(f"listener {listener_name} enables SASL mechanism PLAIN but has "
+                              f"no JAAS config: set {key} to "
+                              f"'{PLAIN_LOGIN_MODULE} required user_<name>=\"<password>\";'",
+                              key=key)
+        return plain_users(text, key)
 
     @property
     def controller_quorum_voters(self) -> list[QuorumVoter]:
@@ -1242,6 +1555,11 @@ class BrokerConfig:
     def _entry(self, name: str, typed: Any, synonyms: list[ConfigSynonym]) -> ConfigEntry:
         spec = BROKER_CONFIGS[name]
         source = synonyms[0].source if synonyms else "DEFAULT_CONFIG"
+        if spec.sensitive:  # Kafka's PASSWORD type: never shown
+            return ConfigEntry(
+                name=name, value=None, is_default=source == "DEFAULT_CONFIG", source=source,
+                sensitive=True, read_only=True, type="PASSWORD", documentation=spec.doc,
+                synonyms=tuple(s._replace(value=None) for s in synonyms))
         return ConfigEntry(
             name=name, value=format_value(spec.type, typed), is_default=source == "DEFAULT_CONFIG",
             source=source, sensitive=False, read_only=name not in DYNAMIC_BROKER_CONFIGS,

@@ -205,7 +205,7 @@ class _Dispatcher:
         self.metrics = _Metrics()
         self.broker = None
 
-    def handle(self, frame, peer, listener):
+    def handle(self, frame, peer, listener, principal="User:ANONYMOUS"):
         kind, n = bytes(frame[:1]), bytes(frame[1:])
         if kind == b"S":
             return [b"r" + n]
@@ -280,7 +280,7 @@ def test_answers_before_a_bad_request_are_still_sent():
     from kafkette.server.connection import KafkaConnection
 
     class Bad(_Dispatcher):
-        def handle(self, frame, peer, listener):
+        def handle(self, frame, peer, listener, principal="User:ANONYMOUS"):
             if bytes(frame[:1]) == b"X":
                 raise ProtocolError("bad")
             return super().handle(frame, peer, listener)

@@ -311,7 +311,9 @@ def test_listener_parsing():
                                    "INTERNAL://broker-1.local:19092",
                       "listener.security.protocol.map": "INTERNAL:PLAINTEXT,"
                                                          "PLAINTEXT:PLAINTEXT,"
-                                                         "SASL_PLAINTEXT:SASL_PLAINTEXT"})
+                                                         "SASL_PLAINTEXT:SASL_PLAINTEXT",
+                      # a SASL listener needs a mechanism kafkette serves
+                      "sasl.enabled.mechanisms": "SCRAM-SHA-256"})
     assert c.listeners == [
         Listener("PLAINTEXT", "0.0.0.0", 9092),
         Listener("SASL_PLAINTEXT", "::1", 9094),
@@ -344,8 +346,10 @@ def test_duplicate_listener_name_or_port():
         BrokerConfig({"listeners": "PLAINTEXT://a:1,PLAINTEXT://b:2"})
     with pytest.raises(ConfigError, match="port"):
         BrokerConfig({"listeners": "PLAINTEXT://a:9092,SSL://b:9092"})
-    # port 0 (any free port) may repeat
-    BrokerConfig({"listeners": "PLAINTEXT://a:0,SSL://b:0"})
+    # port 0 (any free port) may repeat (an SSL listener needs a key store; the
+    # config checks do not read it)
+    BrokerConfig({"listeners": "PLAINTEXT://a:0,SSL://b:0", "ssl.keystore.type": "PEM",
+                  "ssl.keystore.location": "server.pem"})
 
 
 def test_advertised_defaults_to_listeners():
@@ -383,7 +387,8 @@ def test_advertised_listener_must_name_a_listener():
 
 def test_partial_advertised_listeners_fall_back_per_listener():
     c = BrokerConfig.load(None, ["listeners=PLAINTEXT://0.0.0.0:9092,SSL://10.1.1.1:9093",
-                                 "advertised.listeners=PLAINTEXT://pub.example.com:9092"])
+                                 "advertised.listeners=PLAINTEXT://pub.example.com:9092",
+                                 "ssl.keystore.type=PEM", "ssl.keystore.location=server.pem"])
     assert c.advertised_listeners == [Listener("PLAINTEXT", "pub.example.com", 9092),
                                       Listener("SSL", "10.1.1.1", 9093)]
 
@@ -489,7 +494,11 @@ def test_describe_sources():
     assert entries["auto.create.topics.enable"].value == "true"
     assert entries["log.cleaner.min.cleanable.ratio"].value == "0.5"
     assert entries["listeners"].value == "PLAINTEXT://127.0.0.1:9092"
-    assert not any(e.sensitive for e in entries.values())
+    # only Kafka's PASSWORD keys (key store passwords, inline keys, JAAS) are sensitive
+    assert {n for n, e in entries.items() if e.sensitive} == {
+        "ssl.keystore.password", "ssl.keystore.certificate.chain", "ssl.keystore.key",
+        "ssl.key.password", "ssl.truststore.password", "ssl.truststore.certificates",
+        "sasl.jaas.config"}
     # Only Kafka's dynamic broker keys may be altered (AlterConfigs on a BROKER resource).
     assert entries["log.retention.ms"].read_only is False
     assert entries["log.retention.hours"].read_only is True

@@ -18,24 +18,41 @@ from that socket until it drains. Memory per connection stays bounded.
 Errors: a frame larger than socket.request.max.bytes, a negative length, an unknown
 API key or an undecodable request closes this connection (with a log line), as
 Kafka does; other connections are unaffected.
+
+Security (SSL, SASL_PLAINTEXT, SASL_SSL listeners): TLS listeners are served with
+create_server(ssl=context), so connection_made comes after the handshake (a failed
+one is logged by server/tls.py). Until the SASL
+exchange (server/sasl.py) succeeds, frames go through the session's gate, are
+bounded by sasl.server.max.receive.size, and the connection is closed when
+connections.max.idle.ms passes before it authenticates. Every request carries the
+connection's principal ("User:ANONYMOUS" on PLAINTEXT, as Kafka).
 """
 from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections import deque
 
 from kafkette.client import FrameProtocol
 from kafkette.errors import ProtocolError
 from kafkette.logging import get_logger
+from kafkette.server.sasl import Route
+from kafkette.server.tls import ANONYMOUS
 
 log = get_logger("kafkette.connection")
+_api_key = struct.Struct(">h")
 MAX_QUEUED_REQUESTS = 64
 
 
 class KafkaConnection(FrameProtocol):
-    def __init__(self, server, listener_name: str):
+    def __init__(self, server, listener_name: str, security=None):
         super().__init__(server.max_request_bytes)
+        # server.ListenerSecurity of this listener, or None (PLAINTEXT).
+        self.security = security
+        self.principal = ANONYMOUS
+        self.sasl = None          # server.sasl.SaslSession on SASL listeners
+        self._auth_timer = None
         self.server = server
         self.dispatcher = server.dispatcher
         self.listener = listener_name
@@ -53,16 +70,48 @@ class KafkaConnection(FrameProtocol):
 
     # -- asyncio callbacks -----------------------------------------------------
     def connection_made(self, transport) -> None:
-        self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        sec = self.security
+        if sec is not None and sec.tls is not None and sec.sasl is None:
+            # SSL: the client certificate is the principal. The TLS handshake is done
+            # before connection_made (the listener's server has ssl=context).
+            principal = sec.principals.principal(transport.get_extra_info("ssl_object"))
+            if principal is None:
+                log.warning("closing connection: no ssl.principal.mapping.rules rule "
+                            "matches the client certificate", listener=self.listener,
+                            peer=self.peer)
+                self.server.count_failed_authentication(self.listener)
+                transport.abort()
+                return
+            self.principal = principal
+        self._connected(transport)
+
+    def _connected(self, transport) -> None:
+        self.transport = transport
+        sec = self.security
+        if sec is not None and sec.sasl is not None:
+            self.sasl = sec.sasl(self)
+            self._decoder.max_frame_bytes = sec.max_receive_size
+            loop = asyncio.get_running_loop()
+            self._auth_timer = loop.call_later(sec.auth_timeout_s, self._auth_timed_out)
         self.server.connections.add(self)
         self.dispatcher.metrics.connection_opened(self.listener)  # metrics: connection_count
         self._faults = getattr(self.dispatcher.broker, "faults", None)  # faults: close_connections
         if self._faults is not None:
             self._faults.track_connection(self)
 
+    def _auth_timed_out(self) -> None:
+        self._auth_timer = None
+        if self.sasl is not None and not self.sasl.authenticated and not self.closed:
+            log.warning("closing connection: not authenticated within "
+                        "connections.max.idle.ms", listener=self.listener, peer=self.peer)
+            self._abort()
+
     def connection_lost(self, exc) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
         self.closed = True
         self._queue.clear()
         self.server.connections.discard(self)
@@ -86,8 +135,11 @@ class KafkaConnection(FrameProtocol):
         self._process()
 
     def bad_frame(self, error) -> None:
-        log.warning("closing connection: bad frame size", peer=self.peer, size=error.size,
-                    max=error.max_frame_bytes)
+        # 0x1603xxxx read as a size is a TLS ClientHello on a plaintext listener.
+        hint = {"hint": "TLS handshake on a plaintext listener"} if (
+            error.size >> 16) in (0x1603, 0x1601) else {}
+        log.warning("closing connection: bad frame size", listener=self.listener,
+                    peer=self.peer, size=error.size, max=error.max_frame_bytes, **hint)
         self._abort()
 
     def eof_received(self):
@@ -105,8 +157,19 @@ class KafkaConnection(FrameProtocol):
             frame = queue.popleft()
             if self.client_id is None:  # faults: close_connections(client_id)
                 self.client_id = _peek_client_id(frame)
+            sasl = self.sasl
             try:
-                result = self.dispatcher.handle(frame, self.peer, self.listener)
+                # Past authentication only a SaslHandshake (KIP-368 re-authentication)
+                # and sessions with a lifetime need the gate.
+                if sasl is not None and (not sasl.authenticated or len(frame) < 2 or
+                                         sasl.session_expires_ms is not None or
+                                         _api_key.unpack_from(frame, 0)[0] == 17):
+                    result = self._sasl_frame(frame, out)
+                    if result is False:
+                        return
+                else:
+                    result = self.dispatcher.handle(frame, self.peer, self.listener,
+                                                    self.principal)
             except ProtocolError as e:
                 log.warning("closing connection: bad request", peer=self.peer, error=str(e))
                 self._flush_and_abort(out)
@@ -144,6 +207,52 @@ class KafkaConnection(FrameProtocol):
         finally:
             self._busy = False
         self._process()
+
+    def _sasl_frame(self, frame, out: list):
+        """A frame while the session is not authenticated (or a re-authentication's
+        SaslHandshake): the response chunks, None, or False when the connection was
+        closed."""
+        sasl = self.sasl
+        now_ms = int(time.monotonic() * 1000)
+        api_key = _api_key.unpack_from(frame, 0)[0] if len(frame) >= 2 else None
+        was_authenticated = sasl.authenticated
+        route = sasl.route(api_key, now_ms)
+        if route is Route.DISPATCH:
+            return self.dispatcher.handle(frame, self.peer, self.listener, self.principal)
+        if route is Route.CLOSE:
+            if not was_authenticated:
+                self.server.count_failed_authentication(self.listener)
+            log.warning("closing connection: SASL", listener=self.listener, peer=self.peer,
+                        reason=sasl.failure)
+            self._flush_and_abort(out)
+            return False
+        if route is Route.RAW_TOKEN:
+            token = sasl.authenticate_raw(frame, now_ms)
+            result = None if token is None else [struct.pack(">i", len(token)) + token]
+        else:
+            result = self.dispatcher.handle_sasl(frame, sasl, self.peer, self.listener)
+        if sasl.failed:
+            self.server.count_failed_authentication(self.listener)
+            log.warning("closing connection: SASL authentication failed",
+                        listener=self.listener, peer=self.peer, mechanism=sasl.mechanism,
+                        reason=sasl.failure)
+            # close, not abort: the client must get the error response first.
+            if not self.closed:
+                self.transport.writelines(out + (result or []))
+                self.closed = True
+                self._queue.clear()
+                self.transport.close()
+            return False
+        if sasl.authenticated and not was_authenticated:
+            self.principal = sasl.principal
+            self._decoder.max_frame_bytes = self.max_request_bytes
+            if self._auth_timer is not None:
+                self._auth_timer.cancel()
+                self._auth_timer = None
+            self.server.count_authentication(self.listener)
+            log.info("authenticated", listener=self.listener, peer=self.peer,
+                     principal=self.principal, mechanism=sasl.mechanism)
+        return result
 
     def _update_reading(self) -> None:
         if self.closed or self.transport is None:

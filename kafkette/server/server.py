@@ -9,28 +9,88 @@ then flush and close every log file.
 A controller-only node (process.roles=controller) binds no client listener: it serves
 only its controller listener (its controller.quorum.voters address, opened by the Raft
 quorum), where Kafka's controllers also answer ApiVersions but no produce or fetch.
+
+Security: each listener mapped to SSL or SASL_SSL gets its SSLContext
+(server/tls.py), each SASL_* listener a SASL session per connection (server/sasl.py),
+built before anything binds, so that an unreadable key store stops the start with a
+configuration error (exit code 2) rather than failing the first client.
 """
 from __future__ import annotations
 
 import asyncio
 import signal
 import socket
+import ssl
+import sys
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 from kafkette.broker.broker import Broker
 from kafkette.broker.log_maintenance import LogMaintenance
-from kafkette.config import BrokerConfig
+from kafkette.config import SASL_PROTOCOLS, TLS_PROTOCOLS, BrokerConfig, ConfigError
 from kafkette.logging import get_logger
 from kafkette.server.connection import KafkaConnection
 from kafkette.server.metrics_http import MetricsHttpServer
+from kafkette.server.sasl import PlainServer, SaslSession, ScramServer
+from kafkette.server.tls import PrincipalMapper, server_context
 
 log = get_logger("kafkette.server")
 SHUTDOWN_GRACE_S = 10.0
 
 
+@dataclass
+class ListenerSecurity:
+    """How one listener secures its connections (None fields: not used)."""
+    protocol: str
+    tls: ssl.SSLContext | None
+    principals: PrincipalMapper | None
+    sasl: Callable | None            # (connection) -> SaslSession
+    max_receive_size: int            # sasl.server.max.receive.size, before authentication
+    auth_timeout_s: float            # connections.max.idle.ms, before authentication
+
+
+def build_security(config: BrokerConfig) -> dict[str, ListenerSecurity]:
+    """listener name -> ListenerSecurity for every listener that is not PLAINTEXT.
+    ConfigError when a key store or trust store cannot be loaded."""
+    out: dict[str, ListenerSecurity] = {}
+    for lst in config.listeners:
+        proto = config.security_protocol(lst.name)
+        if proto == "PLAINTEXT":
+            continue
+        tls = server_context(config, lst.name) if proto in TLS_PROTOCOLS else None
+        sasl = None
+        if proto in SASL_PROTOCOLS:
+            sasl = _sasl_factory(config, lst.name)
+        out[lst.name] = ListenerSecurity(
+            proto, tls, PrincipalMapper(config, lst.name) if tls is not None else None, sasl,
+            config.listener_value(lst.name, "sasl.server.max.receive.size"),
+            config["connections.max.idle.ms"] / 1000.0)
+    return out
+
+
+def _sasl_factory(config: BrokerConfig, listener: str) -> Callable:
+    mechanisms = config.sasl_mechanisms(listener)
+    users = config.plain_users(listener) if "PLAIN" in mechanisms else {}
+    reauth = {m: config.connections_max_reauth_ms(listener, m) for m in mechanisms}
+
+    def session(conn) -> SaslSession:
+        def new_mechanism(name: str):
+            if name == "PLAIN":
+                return PlainServer(users)
+            # SCRAM users come from the metadata image at the moment of the login.
+            return ScramServer(name, lambda user: conn.server.scram_credential(name, user))
+        return SaslSession(mechanisms, new_mechanism, lambda m: reauth[m])
+
+    return session
+
+
 class KafkaServer:
-    def __init__(self, config: BrokerConfig, clock=None):
+    def __init__(self, config: BrokerConfig, clock=None,
+                 security: dict[str, ListenerSecurity] | None = None):
         self.config = config
+        self.security = build_security(config) if security is None else security
+        self._auth_counters = None
         self.clock = clock
         self.max_request_bytes = config["socket.request.max.bytes"]
         self.connections: set[KafkaConnection] = set()
@@ -50,6 +110,15 @@ class KafkaServer:
         controller_only = not self.config.is_broker
         # Bind first: the real ports must be known before they are advertised.
         for lst in ([] if controller_only else self.config.listeners):
+            scram = [m for m in (self.config.sasl_mechanisms(lst.name)
+                                 if self.config.security_protocol(lst.name).startswith("SASL")
+                                 else []) if m.startswith("SCRAM")]
+            if scram:
+                # Served, but not honoured yet: no credential can be stored (KIP-554's
+                # AlterUserScramCredentials is not built), so every such login fails.
+                log.warning("SCRAM mechanisms enabled but no SCRAM credentials can be "
+                            "stored yet: every SCRAM login fails", listener=lst.name,
+                            mechanisms=scram)
             sock = socket.create_server((lst.host or "0.0.0.0", lst.port), reuse_port=False,
                                         backlog=1024)
             sock.setblocking(False)
@@ -100,18 +169,50 @@ class KafkaServer:
                 faults_fn=lambda: self.broker.faults)
             await self.metrics_http.start(self.config["metrics.listener"])
         self.dispatcher = self.broker.dispatcher
+        self._register_auth_metrics()
         for lst, sock in self._sockets:
+            sec = self.security.get(lst.name)
             srv = await loop.create_server(
-                lambda name=lst.name: KafkaConnection(self, name), sock=sock)
+                lambda name=lst.name, sec=sec: KafkaConnection(self, name, sec), sock=sock,
+                ssl=sec.tls if sec is not None else None)
             self._servers.append(srv)
             host, port = sock.getsockname()[:2]
             log.info("listener started", listener=lst.name, host=host, port=port,
+                     security_protocol=self.config.security_protocol(lst.name),
                      advertised=f"{advertised[lst.name][0]}:{advertised[lst.name][1]}")
         if controller_only:
             host, port = self.broker.cluster.quorum.voters[self.config.node_id]
             log.info("controller listener only (process.roles=controller)", host=host, port=port)
         log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1),
                  process_roles=",".join(self.config.process_roles))
+
+    def scram_credential(self, mechanism: str, user: str) -> tuple | None:
+        """(salt, stored key, server key, iterations) of a SCRAM user, from the
+        metadata image, so every broker of the cluster knows the same users."""
+        image = self.broker.image if self.broker is not None else None
+        creds = getattr(image, "scram_credentials", None) or {}
+        c = creds.get((user, mechanism))
+        return None if c is None else (c.salt, c.stored_key, c.server_key, c.iterations)
+
+    def _register_auth_metrics(self) -> None:
+        # Kafka's socket-server-metrics successful-/failed-authentication-total.
+        from prometheus_client import Counter
+
+        registry = self.dispatcher.metrics.registry
+        self._auth_counters = (
+            Counter("kafka_server_socketservermetrics_successful_authentication",
+                    "SASL authentications that succeeded", ["listener"], registry=registry),
+            Counter("kafka_server_socketservermetrics_failed_authentication",
+                    "Connections closed by a failed TLS principal mapping or SASL "
+                    "authentication", ["listener"], registry=registry))
+
+    def count_authentication(self, listener: str) -> None:
+        if self._auth_counters is not None:
+            self._auth_counters[0].labels(listener).inc()
+
+    def count_failed_authentication(self, listener: str) -> None:
+        if self._auth_counters is not None:
+            self._auth_counters[1].labels(listener).inc()
 
     def request_stop(self) -> None:
         if not self._stopping:
@@ -162,8 +263,8 @@ class KafkaServer:
         await self._stopped.wait()
 
 
-async def serve(config: BrokerConfig) -> None:
-    server = KafkaServer(config)
+async def serve(config: BrokerConfig, security=None) -> None:
+    server = KafkaServer(config, security=security)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -179,7 +280,14 @@ def run(config: BrokerConfig) -> None:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep a fallback
         uvloop = None
+    # Key stores are read before the event loop starts: a bad one is a configuration
+    # error (exit code 2, as the CLI gives for bad settings), not a traceback.
+    try:
+        security = build_security(config)
+    except ConfigError as e:
+        print(f"kafkette: configuration error: {e}", file=sys.stderr)
+        sys.exit(2)
     if uvloop is not None:
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, security))
     else:  # pragma: no cover
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, security))
