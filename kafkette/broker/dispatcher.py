@@ -44,6 +44,9 @@ class RequestContext:
     header: object            # RequestHeader
     client_host: str = ""
     listener: str = "PLAINTEXT"
+    # The connection's authenticated principal, KafkaPrincipal's string form
+    # ("User:alice"); User:ANONYMOUS when unauthenticated, as Kafka.
+    principal: str = "User:ANONYMOUS"
 
     @property
     def api_version(self) -> int:
@@ -72,9 +75,10 @@ class Dispatcher:
         self.metrics = broker.metrics
 
     # Every request is counted and timed, awaited handlers included (broker/metrics.py).
-    def handle(self, frame, client_host: str = "", listener: str = "PLAINTEXT"):
+    def handle(self, frame, client_host: str = "", listener: str = "PLAINTEXT",
+               principal: str = "User:ANONYMOUS"):
         t0 = perf_counter()
-        result = self._dispatch(frame, client_host, listener)
+        result = self._dispatch(frame, client_host, listener, principal)
         if result is None or isinstance(result, list):
             self.metrics.record_request(_api_key.unpack_from(frame, 0)[0], perf_counter() - t0)
             return result
@@ -86,7 +90,7 @@ class Dispatcher:
         finally:
             self.metrics.record_request(api_key, perf_counter() - t0)
 
-    def _dispatch(self, frame, client_host: str, listener: str):
+    def _dispatch(self, frame, client_host: str, listener: str, principal: str):
         api_key, api_version, correlation_id = peek_header(frame)
         spec = self.handlers.get(api_key)
         if spec is None or api_key not in API_MESSAGES:
@@ -97,14 +101,14 @@ class Dispatcher:
         if api_key == API_VERSIONS_KEY and not (spec.min_version <= api_version <= spec.max_version):
             # KIP-511: a newer client than us; answer v0 with the list we support.
             header = decode_request_header(r, known_version=False)
-            ctx = RequestContext(self.broker, header, client_host, listener)
+            ctx = RequestContext(self.broker, header, client_host, listener, principal)
             resp = spec.error_response(None, ErrorCode.UNSUPPORTED_VERSION, ctx)
             return self._encode(resp, resp_cls, 0, correlation_id, api_key)
         if not schema_ok:
             # We cannot even parse it. Kafka closes the connection here too.
             raise ProtocolError(f"api key {api_key} version {api_version} is unknown")
         header = decode_request_header(r)
-        ctx = RequestContext(self.broker, header, client_host, listener)
+        ctx = RequestContext(self.broker, header, client_host, listener, principal)
         request = req_cls.read(r, api_version)
         if not (spec.min_version <= api_version <= spec.max_version):
             if spec.error_response is not None and \
