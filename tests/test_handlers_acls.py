@@ -248,3 +248,193 @@ def test_no_authorizer_allows_everything(make_broker):
     b = make_broker()
     create_topic(b, "t")
     assert _produce(b, ALICE) == 0
+
+
+# -- groups ----------------------------------------------------------------------------
+
+def _join(b, principal, group="g"):
+    from kafkette.protocol.messages import JoinGroupRequest
+    P = JoinGroupRequest.JoinGroupRequestProtocol
+    return call_as(b, principal, JoinGroupRequest(
+        group_id=group, session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id="",
+        group_instance_id=None, protocol_type="consumer",
+        protocols=[P(name="range", metadata=b"")]), 5)
+
+
+def test_group_apis_need_read_describe_delete_on_the_group(make_broker):
+    from kafkette.protocol.messages import (
+        DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
+        ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    )
+    b = make_broker({**AUTHZ, "group.initial.rebalance.delay.ms": "0",
+                     "offsets.topic.num.partitions": "1"})
+    create_topic_as(b, "t")
+
+    def find(principal, key="g", key_type=0):
+        return call_as(b, principal, FindCoordinatorRequest(
+            key_type=key_type, coordinator_keys=[key]), 4).coordinators[0].error_code
+    assert find(ALICE) == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    assert find(ALICE, "tx", 1) == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert _join(b, ALICE).error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    hb = call_as(b, ALICE, HeartbeatRequest(group_id="g", generation_id=1, member_id="m"), 4)
+    assert hb.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+
+    OT = OffsetCommitRequest.OffsetCommitRequestTopic
+    OP = OT.OffsetCommitRequestPartition
+
+    def commit(principal):
+        resp = call_as(b, principal, OffsetCommitRequest(
+            group_id="g", generation_id_or_member_epoch=-1, member_id="",
+            group_instance_id=None, topics=[OT(name="t", partitions=[
+                OP(partition_index=0, committed_offset=5, committed_metadata="")])]), 8)
+        return resp.topics[0].partitions[0].error_code
+    assert commit(ALICE) == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    grant(b, acl(GROUP, "g", ALICE, READ))
+    assert find(ALICE) == 0        # READ implies DESCRIBE
+    assert commit(ALICE) == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    grant(b, acl(TOPIC, "t", ALICE, READ))
+    assert commit(ALICE) == 0
+
+    FT = OffsetFetchRequest.OffsetFetchRequestTopic
+
+    def fetch_offsets(principal, topics):
+        resp = call_as(b, principal, OffsetFetchRequest(group_id="g", topics=topics), 7)
+        return resp.error_code, [(t.name, [(p.committed_offset, p.error_code)
+                                           for p in t.partitions]) for t in resp.topics]
+    assert fetch_offsets(BOB, None) == (ErrorCode.GROUP_AUTHORIZATION_FAILED, [])
+    assert fetch_offsets(ALICE, [FT(name="t", partition_indexes=[0])]) == (0, [("t", [(5, 0)])])
+    grant(b, acl(GROUP, "g", BOB, DESCRIBE))
+    # All topics: those BOB may not DESCRIBE are left out; named: TOPIC_AUTHORIZATION_FAILED.
+    assert fetch_offsets(BOB, None) == (0, [])
+    assert fetch_offsets(BOB, [FT(name="t", partition_indexes=[0])]) == (
+        0, [("t", [(-1, ErrorCode.TOPIC_AUTHORIZATION_FAILED)])])
+
+    desc = call_as(b, BOB, DescribeGroupsRequest(groups=["g", "h"],
+                                                 include_authorized_operations=True), 5)
+    assert [(g.group_id, g.error_code) for g in desc.groups] == [
+        ("g", 0), ("h", ErrorCode.GROUP_AUTHORIZATION_FAILED)]
+    assert desc.groups[0].authorized_operations == 1 << DESCRIBE
+
+    def listed(principal):
+        return [g.group_id for g in call_as(b, principal, ListGroupsRequest(), 4).groups]
+    assert listed(BOB) == ["g"] and listed("User:carol") == [] and listed(ADMIN) == ["g"]
+
+    deleted = call_as(b, ALICE, DeleteGroupsRequest(groups_names=["g"]), 2)
+    assert deleted.results[0].error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    grant(b, acl(GROUP, "g", ALICE, DELETE))
+    deleted = call_as(b, ALICE, DeleteGroupsRequest(groups_names=["g"]), 2)
+    assert deleted.results[0].error_code == 0
+
+
+def create_topic_as(b, name, principal=ADMIN):
+    from kafkette.protocol.messages import CreateTopicsRequest
+    T = CreateTopicsRequest.CreatableTopic
+    return call_as(b, principal, CreateTopicsRequest(topics=[T(
+        name=name, num_partitions=1, replication_factor=1, assignments=[], configs=[])],
+        timeout_ms=5000), 7).topics[0]
+
+
+# -- admin -----------------------------------------------------------------------------
+
+def test_admin_apis(abroker):
+    from kafkette.protocol.messages import (
+        CreatePartitionsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+        DescribeConfigsRequest, DescribeLogDirsRequest, ElectLeadersRequest,
+        IncrementalAlterConfigsRequest, ListOffsetsRequest,
+    )
+    b = abroker
+    res = create_topic_as(b, "new", ALICE)
+    assert res.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    grant(b, acl(TOPIC, "new", ALICE, CREATE, pattern=PREFIXED))
+    res = create_topic_as(b, "new", ALICE)
+    assert res.error_code == 0
+    # CREATE alone: no DESCRIBE_CONFIGS, so no configs in the answer.
+    assert res.topic_config_error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+
+    CP = CreatePartitionsRequest.CreatePartitionsTopic
+    resp = call_as(b, ALICE, CreatePartitionsRequest(topics=[CP(name="new", count=2, assignments=None)],
+                                                     timeout_ms=5000, validate_only=False), 3)
+    assert resp.results[0].error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+
+    DR = DescribeConfigsRequest.DescribeConfigsResource
+    resp = call_as(b, ALICE, DescribeConfigsRequest(resources=[
+        DR(resource_type=2, resource_name="new", configuration_keys=None),
+        DR(resource_type=4, resource_name="", configuration_keys=None)]), 4)
+    assert [r.error_code for r in resp.results] == [ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                                    ErrorCode.CLUSTER_AUTHORIZATION_FAILED]
+    IR = IncrementalAlterConfigsRequest.AlterConfigsResource
+    IC = IR.AlterableConfig
+    resp = call_as(b, ALICE, IncrementalAlterConfigsRequest(resources=[
+        IR(resource_type=2, resource_name="new", configs=[
+            IC(name="retention.ms", config_operation=0, value="1000")])], validate_only=False), 1)
+    assert resp.responses[0].error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    grant(b, acl(TOPIC, "new", ALICE, ALTER_CONFIGS_OP))
+    resp = call_as(b, ALICE, IncrementalAlterConfigsRequest(resources=[
+        IR(resource_type=2, resource_name="new", configs=[
+            IC(name="retention.ms", config_operation=0, value="1000")])], validate_only=False), 1)
+    assert resp.responses[0].error_code == 0
+    resp = call_as(b, ALICE, DescribeConfigsRequest(resources=[
+        DR(resource_type=2, resource_name="new", configuration_keys=["retention.ms"])]), 4)
+    assert resp.results[0].error_code == 0       # ALTER_CONFIGS implies DESCRIBE_CONFIGS
+
+    LT = ListOffsetsRequest.ListOffsetsTopic
+    resp = call_as(b, BOB, ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=[
+        LT(name="t", partitions=[LT.ListOffsetsPartition(partition_index=0, timestamp=-1)])]), 7)
+    assert resp.topics[0].partitions[0].error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+
+    DT = DeleteRecordsRequest.DeleteRecordsTopic
+    resp = call_as(b, ALICE, DeleteRecordsRequest(topics=[DT(name="t", partitions=[
+        DT.DeleteRecordsPartition(partition_index=0, offset=0)])], timeout_ms=5000), 2)
+    assert resp.topics[0].partitions[0].error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+
+    resp = call_as(b, ALICE, ElectLeadersRequest(election_type=0, topic_partitions=None,
+                                                 timeout_ms=5000), 2)
+    assert resp.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    resp = call_as(b, ALICE, DescribeLogDirsRequest(topics=None), 4)
+    assert resp.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+
+    resp = call_as(b, ALICE, DeleteTopicsRequest(topic_names=["new"], timeout_ms=5000), 5)
+    assert resp.responses[0].error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    grant(b, acl(TOPIC, "new", ALICE, DELETE))
+    resp = call_as(b, ALICE, DeleteTopicsRequest(topic_names=["new"], timeout_ms=5000), 5)
+    assert resp.responses[0].error_code == 0
+
+
+ALTER_CONFIGS_OP = 11
+
+
+# -- producer ids and transactions ---------------------------------------------------
+
+def test_init_producer_id_and_transactions(abroker):
+    from kafkette.protocol.messages import (
+        AddOffsetsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
+        InitProducerIdRequest, ListTransactionsRequest,
+    )
+    b = abroker
+
+    def init(principal, txn=None):
+        return call_as(b, principal, InitProducerIdRequest(
+            transactional_id=txn, transaction_timeout_ms=60000, producer_id=-1,
+            producer_epoch=-1), 4).error_code
+    assert init(ALICE) == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    grant(b, acl(TOPIC, "t", ALICE, WRITE))     # WRITE on any topic is enough (KIP-679)
+    assert init(ALICE) == 0
+    grant(b, acl(CLUSTER, "kafka-cluster", BOB, IDEMPOTENT_WRITE))
+    assert init(BOB) == 0
+    assert init(ALICE, "tx") == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    resp = call_as(b, ALICE, AddOffsetsToTxnRequest(transactional_id="tx", producer_id=1,
+                                                    producer_epoch=0, group_id="g"), 3)
+    assert resp.error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    resp = call_as(b, ALICE, EndTxnRequest(transactional_id="tx", producer_id=1,
+                                           producer_epoch=0, committed=True), 3)
+    assert resp.error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    grant(b, acl(TRANSACTIONAL_ID, "tx", ALICE, WRITE))
+    resp = call_as(b, ALICE, AddOffsetsToTxnRequest(transactional_id="tx", producer_id=1,
+                                                    producer_epoch=0, group_id="g"), 3)
+    assert resp.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    resp = call_as(b, ALICE, DescribeTransactionsRequest(transactional_ids=["tx", "other"]), 0)
+    assert [s.error_code for s in resp.transaction_states][1] == \
+        ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert resp.transaction_states[0].error_code != ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    resp = call_as(b, BOB, ListTransactionsRequest(state_filters=[], producer_id_filters=[]), 0)
+    assert resp.transaction_states == []
