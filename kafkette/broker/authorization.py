@@ -45,6 +45,12 @@ def authorizer_of(broker) -> Authorizer | None:
     return auth
 
 
+def client_address(ctx) -> str:
+    """The client's IP address, which host ACLs name: the server gives "ip:port"."""
+    host = getattr(ctx, "client_host", "") or ""
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
 def enabled(ctx) -> bool:
     return authorizer_of(ctx.broker) is not None
 
@@ -56,7 +62,7 @@ def authorize(ctx, op: int, resource_type: int, name: str) -> bool:
     principal = getattr(ctx, "principal", None)
     if principal is None:
         return True
-    return auth.authorize(ctx.broker.image.acls, principal, getattr(ctx, "client_host", ""),
+    return auth.authorize(ctx.broker.image.acls, principal, client_address(ctx),
                           op, resource_type, name)
 
 
@@ -72,7 +78,7 @@ def authorize_by_resource_type(ctx, op: int, resource_type: int) -> bool:
     if principal is None:
         return True
     return auth.authorize_by_resource_type(ctx.broker.image.acls, principal,
-                                           getattr(ctx, "client_host", ""), op,
+                                           client_address(ctx), op,
                                            resource_type)
 
 
@@ -91,4 +97,4 @@ def authorized_operations(ctx, resource_type: int, name: str, all_ops: int) -> i
     if auth is None or principal is None:
         return all_ops
     return auth.authorized_operations(ctx.broker.image.acls, principal,
-                                      getattr(ctx, "client_host", ""), resource_type, name)
+                                      client_address(ctx), resource_type, name)
