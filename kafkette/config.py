@@ -99,6 +99,8 @@ class Range:
 # replica.selector.class values kafkette implements (KIP-392), by Kafka's class names.
 RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 LEADER_SELECTOR = "org.apache.kafka.common.replica.LeaderSelector"
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+ACL_AUTHORIZER = "kafka.security.authorizer.AclAuthorizer"
 
 
 class VersionString:
@@ -322,6 +324,18 @@ _BROKER_KEYS: list[ConfigKey] = [
        ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT", "SSL:SSL",
         "SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL"],
        "Security protocol of each listener name, as NAME:PROTOCOL."),
+    # --- authorization (ACLs: kafkette/controller/acls.py)
+    _k("authorizer.class.name", STRING, "", "Authorizer that checks every request "
+       "against the ACLs kept in the metadata log. Kafka's StandardAuthorizer ("
+       + STANDARD_AUTHORIZER + ") turns ACLs on; " + ACL_AUTHORIZER + " (ZooKeeper-era) "
+       "is accepted as an alias of it. Empty, the default as in Kafka: no "
+       "authorization, every request is allowed.",
+       Choices("", STANDARD_AUTHORIZER, ACL_AUTHORIZER)),
+    _k("super.users", STRING, "", "Principals (User:name) separated by semicolons that "
+       "every ACL check allows."),
+    _k("allow.everyone.if.no.acl.found", BOOL, False, "With an authorizer: allow a "
+       "request on a resource that no ACL names (none LITERAL, `*` or PREFIXED covers "
+       "it). Default false: denied."),
     _k("inter.broker.listener.name", STRING, None, "Listener that brokers use to reach "
        "each other (follower fetching). Default: the first non-controller listener."),
     _k("metrics.listener", STRING, "", "kafkette only: host:port of an HTTP listener that "

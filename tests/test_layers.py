@@ -225,6 +225,7 @@ def test_relative_imports_resolve():
 # --------------------------------------------------------------------------- sans-IO core
 SANS_IO = ("kafkette.log", "kafkette.protocol", "kafkette.coordinator",
            "kafkette.controller.raft.core", "kafkette.controller.metadata_image",
+           "kafkette.controller.acls",
            "kafkette.controller.partition_change", "kafkette.controller.placement")
 # Drivers inside a sans-IO layer: LoopScheduler puts the coordinators' timers on the
 # asyncio loop; the coordinators themselves see only the Scheduler protocol.

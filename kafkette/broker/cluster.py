@@ -23,11 +23,16 @@
   changes from partition leaders), and the admin requests forwarded by other brokers. Only the active controller serves them; the others
   answer NOT_CONTROLLER and the sender retries against the new leader.
 - Forwarding: CreateTopics, DeleteTopics, CreatePartitions, ElectLeaders,
-  AlterConfigs and IncrementalAlterConfigs sent to any broker reach the active
-  controller. Kafka
-  wraps them in an Envelope (KIP-590) carrying the client's principal; kafkette has no
-  principals, so it sends the request itself at the client's version and relays the
-  response.
+  AlterConfigs, IncrementalAlterConfigs, CreateAcls and DeleteAcls sent to any broker
+  reach the active controller. With an authorizer on, the request travels in an
+  Envelope (key 58, KIP-590) carrying the client's principal (DefaultPrincipalData)
+  and address, and the controller authorizes it as that principal, as Kafka's
+  ControllerApis does. Without an authorizer the request itself is sent at the
+  client's version and its response relayed. A request that arrives on the
+  controller listener without an Envelope is the cluster's own (topic
+  auto-creation) and runs without a principal (allowed): the controller listener is
+  trusted, as Kafka's is when its principal is a super user; Kafka also requires
+  CLUSTER_ACTION of the Envelope's sender, which kafkette does not check.
 
 Real Kafka differences: KRaft also has a separate controller listener per
 `controller.listener.names`; here the controller listener is the address of the node
@@ -40,14 +45,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import time
 import uuid
 
 from kafkette.controller.controller import AlterPartitionItem
 from kafkette.errors import ErrorCode, KafkaError, NotControllerError
 from kafkette.logging import get_logger
+from kafkette.broker.authorization import authorizer_of, client_address
 from kafkette.broker.registry import ROUTE_CONTROLLER, ROUTE_COORDINATOR
+from kafkette.protocol.framing import decode_request, decode_response, encode_request, encode_response
+from kafkette.protocol.primitives import Reader, Writer
 from kafkette.protocol.messages import (
+    DefaultPrincipalData,
+    EnvelopeRequest,
+    EnvelopeResponse,
     AllocateProducerIdsRequest,
     AllocateProducerIdsResponse,
     AlterPartitionRequest,
@@ -65,6 +77,7 @@ CREATE_TOPICS = CreateTopicsRequest.API_KEY   # the broker's own auto-creation r
 # Controller-side APIs only the active controller serves (KRaft's ControllerApis).
 BROKER_REGISTRATION, BROKER_HEARTBEAT = BrokerRegistrationRequest.API_KEY, BrokerHeartbeatRequest.API_KEY
 ALLOCATE_PRODUCER_IDS, ALTER_PARTITION = AllocateProducerIdsRequest.API_KEY, AlterPartitionRequest.API_KEY
+ENVELOPE = EnvelopeRequest.API_KEY
 # Errors after which a controller RPC is retried against the (new) active controller.
 _RETRY_CODES = {ErrorCode.NOT_CONTROLLER, ErrorCode.REQUEST_TIMED_OUT}
 
@@ -378,16 +391,20 @@ class ClusterMember:
 
     async def _forward_once(self, ctx, api_key, request, timeout_s):
         deadline = time.monotonic() + timeout_s
+        principal = getattr(ctx, "principal", None)
         while True:
             if self.broker.controller.is_active:
                 return await self._run_local(api_key, request, ctx.api_version,
-                                             ctx.header.client_id)
+                                             ctx.header.client_id, principal,
+                                             getattr(ctx, "client_host", ""))
             leader = self.quorum.leader_id
             if leader is not None and leader != self.broker.node_id:
                 try:
-                    return await asyncio.wait_for(
-                        self._channel(leader).send(request, ctx.api_version),
-                        max(0.1, deadline - time.monotonic()))
+                    if principal is not None and authorizer_of(self.broker) is not None:
+                        send = self._send_enveloped(leader, ctx, api_key, request, principal)
+                    else:
+                        send = self._channel(leader).send(request, ctx.api_version)
+                    return await asyncio.wait_for(send, max(0.1, deadline - time.monotonic()))
                 except Exception as e:  # noqa: BLE001 - retried below
                     err = f"{type(e).__name__}: {e}"
             else:
@@ -396,11 +413,64 @@ class ClusterMember:
                 raise ControllerUnavailable(err)
             await asyncio.sleep(0.05)
 
-    async def _run_local(self, api_key: int, request, version: int, client_id):
+    async def _send_enveloped(self, leader: int, ctx, api_key: int, request, principal: str):
+        """KIP-590: the client's request, header included, inside an Envelope that
+        names its principal and address; the controller's answer, unwrapped."""
+        version = ctx.api_version
+        frame = b"".join(bytes(c) for c in encode_request(request, version, 0,
+                                                            ctx.header.client_id))[4:]
+        kind, _, name = principal.partition(":")
+        w = Writer()
+        w.int16(0)   # Kafka's version-prefixed DefaultPrincipalData
+        DefaultPrincipalData(type=kind, name=name, token_authenticated=False).write(w, 0)
+        host = client_address(ctx)
+        try:
+            address = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        except OSError:
+            address = b""
+        resp = await self._channel(leader).send(EnvelopeRequest(
+            request_data=frame, request_principal=w.getvalue(),
+            client_host_address=address), 0)
+        if resp.error_code:
+            raise KafkaError("the controller refused the envelope", resp.error_code)
+        return decode_response(resp.response_data, api_key, version)[1]
+
+    async def _on_envelope(self, request, api_version, header):
+        """The controller side of _send_enveloped: run the inner request as the
+        principal it names (only requests that are forwarded to the controller)."""
+        if not self.broker.controller.is_active:
+            return EnvelopeResponse(error_code=ErrorCode.NOT_CONTROLLER, response_data=None)
+        try:
+            inner_header, inner = decode_request(bytes(request.request_data))
+            r = Reader(bytes(request.request_principal or b""))
+            r.int16()
+            data = DefaultPrincipalData.read(r, 0)
+        except Exception:  # noqa: BLE001 - a malformed envelope
+            return EnvelopeResponse(error_code=ErrorCode.INVALID_REQUEST, response_data=None)
+        spec = self.broker.dispatcher.handlers.get(inner_header.api_key)
+        if spec is None or spec.route != ROUTE_CONTROLLER or not (
+                spec.min_version <= inner_header.api_version <= spec.max_version):
+            return EnvelopeResponse(error_code=ErrorCode.INVALID_REQUEST, response_data=None)
+        address = bytes(request.client_host_address or b"")
+        host = ""
+        if len(address) in (4, 16):
+            host = socket.inet_ntop(socket.AF_INET if len(address) == 4 else socket.AF_INET6,
+                                    address)
+        resp = await self._run_local(inner_header.api_key, inner, inner_header.api_version,
+                                     inner_header.client_id, f"{data.type}:{data.name}", host)
+        chunks = encode_response(resp, inner_header.api_key, inner_header.api_version,
+                                 inner_header.correlation_id)
+        return EnvelopeResponse(error_code=0,
+                                response_data=b"".join(bytes(c) for c in chunks)[4:])
+
+    async def _run_local(self, api_key: int, request, version: int, client_id,
+                         principal: str | None = None, client_host: str = ""):
+        """Run a forwarded admin request here, as `principal` (None: the cluster's own
+        request, see the module docstring)."""
         from kafkette.broker.dispatcher import RequestContext
         spec = self.broker.dispatcher.handlers[api_key]
         ctx = RequestContext(self.broker, _Header(api_key, version, client_id),
-                             "", "CONTROLLER")
+                             client_host, "CONTROLLER", principal)
         result = spec.handle(ctx, request)
         return await result if inspect.isawaitable(result) else result
 
@@ -527,6 +597,7 @@ class ClusterMember:
         server.register(BROKER_HEARTBEAT, 0, 1, self._on_broker_heartbeat)
         server.register(ALLOCATE_PRODUCER_IDS, 0, 0, self._on_allocate_producer_ids)
         server.register(ALTER_PARTITION, 0, 3, self._on_alter_partition)
+        server.register(ENVELOPE, 0, 0, self._on_envelope)
         for spec in sorted(self.broker.dispatcher.handlers.values(), key=lambda s: s.api_key):
             if spec.route == ROUTE_CONTROLLER:
                 server.register(spec.api_key, spec.min_version, spec.max_version,

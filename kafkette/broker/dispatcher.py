@@ -44,6 +44,8 @@ class RequestContext:
     header: object            # RequestHeader
     client_host: str = ""
     listener: str = "PLAINTEXT"
+    # The connection's authenticated principal, KafkaPrincipal's string form
+    # ("User:alice"); User:ANONYMOUS when unauthenticated, as Kafka.
     principal: str = "User:ANONYMOUS"
 
     @property

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from kafkette.config import BrokerConfig, effective_topic_config
+from kafkette.controller.acls import AclBinding, AclFilter, validate_binding
 from kafkette.controller.metadata_image import (
     RECOVERED,
     RECOVERING,
@@ -895,6 +896,44 @@ class Controller:
         await self._commit(records)
         log.info("broker configs altered", resource=resource_name or "<cluster default>",
                  configs=changes)
+
+
+    # -- ACLs (KRaft's AclControlManager) ------------------------------------------
+    async def create_acls(self, bindings: Sequence[AclBinding]) -> list[str | None]:
+        """Create ACLs, one AccessControlEntryRecord each, committed as one entry.
+        Returns, per binding, None (created, or already present: creating an
+        existing ACL is a no-op, as Kafka) or why it is invalid (INVALID_REQUEST)."""
+        async with self._lock:
+            errors: list[str | None] = []
+            records: list[dict] = []
+            seen = set()
+            for b in bindings:
+                why = validate_binding(b)
+                errors.append(why)
+                if why is None and b not in seen and self.image.acls.id_of(b) is None:
+                    seen.add(b)
+                    records.append(b.to_record(uuid.uuid4()))
+            if records:
+                await self._commit(records)
+                log.info("acls created", count=len(records))
+            return errors
+
+    async def delete_acls(self, filters: Sequence[AclFilter]) -> list[list[AclBinding]]:
+        """Delete the ACLs matching each filter (one RemoveAccessControlEntryRecord
+        per ACL, all in one entry); per filter, the ACLs it matched. An ACL matched
+        by two filters is listed under both and removed once, as Kafka."""
+        async with self._lock:
+            out: list[list[AclBinding]] = []
+            removed: dict[uuid.UUID, AclBinding] = {}
+            for f in filters:
+                matched = self.image.acls.matching(f)
+                out.append([b for _, b in matched])
+                removed.update(matched)
+            if removed:
+                await self._commit([{"type": "RemoveAccessControlEntryRecord",
+                                     "id": str(i)} for i in removed])
+                log.info("acls deleted", count=len(removed))
+            return out
 
 
 def _isr_id(member: int | tuple[int, int]) -> int:

@@ -8,7 +8,8 @@ Raft quorum and replayed by every broker.
 Records are plain dicts (a `type` and its fields), named after KRaft's metadata
 record types (TopicRecord, PartitionRecord, PartitionChangeRecord, ConfigRecord,
 RemoveTopicRecord, RegisterBrokerRecord, FenceBrokerRecord, UnfenceBrokerRecord,
-ProducerIdsRecord; ClusterIdRecord is kafkette's, KRaft keeps the id in meta.properties). A ConfigRecord's resource_type is "topic" or "broker" (a
+ProducerIdsRecord, AccessControlEntryRecord, RemoveAccessControlEntryRecord (ACLs, see
+acls.py); ClusterIdRecord is kafkette's, KRaft keeps the id in meta.properties). A ConfigRecord's resource_type is "topic" or "broker" (a
 dynamic broker config; resource_name "" is the cluster-wide default). Kafka encodes
 them with its own generated schemas; kafkette stores them as JSON inside ordinary
 record batches, which keeps them readable with any Kafka consumer tool pointed at the
@@ -19,6 +20,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+
+from kafkette.controller.acls import EMPTY_ACLS, AclBinding, AclIndex
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class MetadataImage:
     # Dynamic broker configs (KIP-226): resource name ("" = cluster-wide default, or a
     # node id as a string) -> MappingProxyType of config name -> value (set ones only).
     broker_configs: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    # ACLs (KRaft's AclControlManager / StandardAuthorizerData), indexed for lookups.
+    acls: AclIndex = EMPTY_ACLS
 
     def topic(self, name: str) -> TopicImage | None:
         return self.topics.get(name)
@@ -107,6 +112,8 @@ def image_to_records(image: MetadataImage) -> list[dict]:
         for k, v in cfg.items():
             out.append({"type": "ConfigRecord", "resource_type": "broker",
                         "resource_name": resource, "name": k, "value": v})
+    for acl_id, b in image.acls.by_id.items():
+        out.append(b.to_record(acl_id))
     out.append({"type": "ProducerIdsRecord", "broker_id": -1,
                 "next_producer_id": image.next_producer_id})
     return out
@@ -121,6 +128,9 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
     cluster_id = image.cluster_id
     next_pid = image.next_producer_id
     broker_configs = dict(image.broker_configs)
+    # ACL changes are collected and the index rebuilt once per batch of records.
+    acls_added: dict[uuid.UUID, AclBinding] = {}
+    acls_removed: set[uuid.UUID] = set()
     for rec in records:
         kind = rec["type"]
         if kind == "RegisterBrokerRecord":
@@ -198,8 +208,18 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
                 topics.pop(name, None)
         elif kind == "ProducerIdsRecord":
             next_pid = rec["next_producer_id"]
+        elif kind == "AccessControlEntryRecord":
+            acl_id = uuid.UUID(rec["id"])
+            acls_removed.discard(acl_id)
+            acls_added[acl_id] = AclBinding.from_record(rec)
+        elif kind == "RemoveAccessControlEntryRecord":
+            acl_id = uuid.UUID(rec["id"])
+            acls_added.pop(acl_id, None)
+            acls_removed.add(acl_id)
         else:
             raise ValueError(f"unknown metadata record type {kind!r}")
     return MetadataImage(cluster_id, image.controller_id, MappingProxyType(brokers),
                          MappingProxyType(topics), MappingProxyType(by_id), offset, next_pid,
-                         broker_configs=MappingProxyType(broker_configs))
+                         broker_configs=MappingProxyType(broker_configs),
+                         acls=image.acls.changed(acls_added, acls_removed)
+                         if acls_added or acls_removed else image.acls)

@@ -3,6 +3,8 @@ offsets in its transaction (sendOffsetsToTransaction) first adds the group's par
 of `__consumer_offsets` to the transaction, so that the coordinator writes a marker
 there too and the offsets become visible exactly when the transaction commits. The
 offsets themselves go to the group coordinator with TxnOffsetCommit."""
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import GROUP, READ, TRANSACTIONAL_ID, WRITE
 from kafkette.broker.handlers.transactions import answer_of, fenced_for_version, txn_coordinator
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
@@ -15,6 +17,10 @@ def _error_response(request, code, ctx, message=None):
 
 @handler(25, 0, 4, error_response=_error_response)
 async def handle(ctx, request):
+    if not authz.authorize(ctx, WRITE, TRANSACTIONAL_ID, request.transactional_id):
+        return _error_response(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, ctx)
+    if not authz.authorize(ctx, READ, GROUP, request.group_id):
+        return _error_response(request, ErrorCode.GROUP_AUTHORIZATION_FAILED, ctx)
     coordinator = txn_coordinator(ctx)
     if coordinator is None:
         return AddOffsetsToTxnResponse(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE)

@@ -15,6 +15,8 @@ KIP-588 —, INVALID_TXN_STATE, NOT_COORDINATOR, ...).
 """
 from collections import defaultdict
 
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import CLUSTER_ACTION, TOPIC, TRANSACTIONAL_ID, WRITE
 from kafkette.broker.handlers.transactions import answer_of, fenced_for_version, txn_coordinator
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
@@ -48,6 +50,9 @@ def _error_response(request, code, ctx, message=None):
 async def handle(ctx, request):
     coordinator = txn_coordinator(ctx)
     v = ctx.api_version
+    if v >= 4 and not authz.authorize_cluster(ctx, CLUSTER_ACTION):
+        # KafkaApis: batched (v4+) requests come from brokers (KIP-890).
+        return R(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, results_by_transaction=[])
     if v < 4:
         codes = await _one(ctx, coordinator, request.v3_and_below_transactional_id,
                            request.v3_and_below_producer_id, request.v3_and_below_producer_epoch,
@@ -63,6 +68,15 @@ async def handle(ctx, request):
 
 
 async def _one(ctx, coordinator, txn_id, pid, epoch, partitions, verify_only):
+    # KafkaApis: WRITE on the transactional id (every partition fails), then WRITE on
+    # each topic (TOPIC_AUTHORIZATION_FAILED, the others OPERATION_NOT_ATTEMPTED).
+    if not authz.authorize(ctx, WRITE, TRANSACTIONAL_ID, txn_id):
+        return {tp: ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED for tp in partitions}
+    if authz.enabled(ctx):
+        ok = authz.filter_authorized(ctx, WRITE, TOPIC, (t for t, _ in partitions))
+        if any(t not in ok for t, _ in partitions):
+            return {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED if tp[0] not in ok
+                    else ErrorCode.OPERATION_NOT_ATTEMPTED for tp in partitions}
     if coordinator is None:
         return {tp: ErrorCode.COORDINATOR_NOT_AVAILABLE for tp in partitions}
     image = ctx.broker.image

@@ -26,10 +26,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import ALTER_CONFIGS
+from kafkette.controller.acls import TOPIC as ACL_TOPIC
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.config import LIST, TOPIC_CONFIGS, BROKER_CONFIGS
-from kafkette.errors import InvalidConfigError, InvalidRequestError, KafkaError
+from kafkette.errors import ErrorCode, InvalidConfigError, InvalidRequestError, KafkaError
 from kafkette.protocol.messages import AlterConfigsResponse
 
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
@@ -153,8 +156,20 @@ def _changes(ops, current: dict[str, str], effective: dict[str, str | None], is_
     return {k: v for k, v in changes.items() if not (v is None and k not in current)}
 
 
+def config_authorized(ctx, op: int, resource_type: int, name: str) -> int:
+    """0, or the error for a config resource the principal may not touch (KafkaApis:
+    DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic, or on the cluster for BROKER and
+    BROKER_LOGGER resources)."""
+    if resource_type == TOPIC:
+        return 0 if authz.authorize(ctx, op, ACL_TOPIC, name) else \
+            ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    if resource_type in (BROKER, BROKER_LOGGER):
+        return 0 if authz.authorize_cluster(ctx, op) else ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    return 0
+
+
 async def alter_all(broker, resources, ops_of, *, validate_only: bool, incremental: bool,
-              result_cls) -> list:
+              result_cls, ctx=None) -> list:
     dups = duplicate_resources(resources)
     results = []
     for res in resources:
@@ -163,6 +178,12 @@ async def alter_all(broker, resources, ops_of, *, validate_only: bool, increment
         try:
             if (res.resource_type, res.resource_name) in dups:
                 raise InvalidRequestError("Each resource must appear at most once.")
+            denied = ctx is not None and config_authorized(
+                ctx, ALTER_CONFIGS, res.resource_type, res.resource_name)
+            if denied:
+                r.error_code = denied
+                results.append(r)
+                continue
             await alter_resource(broker, res.resource_type, res.resource_name, ops_of(res),
                            validate_only=validate_only, incremental=incremental)
         except KafkaError as e:
@@ -186,5 +207,5 @@ async def handle(ctx, request):
         ctx.broker, request.resources,
         lambda res: [(c.name, SET, c.value) for c in res.configs],
         validate_only=request.validate_only, incremental=False,
-        result_cls=AlterConfigsResponse.AlterConfigsResourceResponse)
+        result_cls=AlterConfigsResponse.AlterConfigsResourceResponse, ctx=ctx)
     return AlterConfigsResponse(throttle_time_ms=0, responses=results)

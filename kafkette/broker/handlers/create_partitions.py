@@ -9,6 +9,8 @@ assignments: INVALID_REPLICA_ASSIGNMENT).
 """
 from collections import Counter
 
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import ALTER, TOPIC
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.errors import ErrorCode, KafkaError
@@ -32,6 +34,9 @@ async def handle(ctx, request):
     for t in request.topics:
         res = Result(name=t.name, error_code=0, error_message=None)
         try:
+            if not authz.authorize(ctx, ALTER, TOPIC, t.name):   # KafkaApis: ALTER topic
+                raise KafkaError("Topic authorization failed.",
+                                 ErrorCode.TOPIC_AUTHORIZATION_FAILED)
             if counts[t.name] > 1:
                 raise KafkaError(f"Duplicate topic {t.name} in the request",
                                  ErrorCode.INVALID_REQUEST)

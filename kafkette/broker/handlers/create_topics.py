@@ -16,6 +16,8 @@ num_partitions or replication_factor is not -1 beside them).
 """
 from collections import Counter
 
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import CREATE, DESCRIBE_CONFIGS, TOPIC
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.handlers.describe_configs import topic_config_entries
 from kafkette.broker.registry import ROUTE_CONTROLLER, handler
@@ -42,11 +44,17 @@ async def handle(ctx, request):
     broker = ctx.broker
     controller = broker.controller
     counts = Counter(t.name for t in request.topics)
+    # KafkaApis: CREATE on the cluster, or else on each topic (TOPIC_AUTHORIZATION_FAILED);
+    # the configs are returned only with DESCRIBE_CONFIGS on the topic.
+    create_all = authz.authorize_cluster(ctx, CREATE)
     results = []
     for t in request.topics:
         res = Result(name=t.name, error_code=0, num_partitions=-1, replication_factor=-1,
                      configs=None)
         try:
+            if not create_all and not authz.authorize(ctx, CREATE, TOPIC, t.name):
+                raise KafkaError("Topic authorization failed.",
+                                 ErrorCode.TOPIC_AUTHORIZATION_FAILED)
             if counts[t.name] > 1:
                 raise KafkaError(f"Create topics request from client `{ctx.header.client_id}` "
                                  f"contains multiple entries for the following topics: {t.name}",
@@ -68,7 +76,9 @@ async def handle(ctx, request):
             topic = broker.image.topics.get(t.name)
             if topic is not None:
                 res.topic_id = topic.topic_id
-            if ctx.api_version >= 5:
+            if ctx.api_version >= 5 and not authz.authorize(ctx, DESCRIBE_CONFIGS, TOPIC, t.name):
+                res.topic_config_error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif ctx.api_version >= 5:
                 entries = (topic_config_entries(broker, t.name) if topic is not None else
                            describe_topic_configs(broker.config, configs))
                 res.configs = [ConfigResult(name=e.name, value=e.value, read_only=e.read_only,

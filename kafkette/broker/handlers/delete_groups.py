@@ -1,6 +1,9 @@
 """DeleteGroups (key 42), versions 0-2: only groups without members (NON_EMPTY_GROUP
 otherwise); their committed offsets go with them (tombstones in
 `__consumer_offsets`). GROUP_ID_NOT_FOUND for unknown groups."""
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DELETE, GROUP
+from kafkette.errors import ErrorCode
 from kafkette.broker.handlers.groups import ensure_coordinator
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import DeleteGroupsResponse
@@ -29,6 +32,10 @@ def _per_group_response(ctx, request, handle, codes):
 @handler(42, 0, 2, route=ROUTE_COORDINATOR, group_ids=_group_ids,
          per_group_response=_per_group_response, error_response=_error_response)
 def handle(ctx, request):
-    codes = ensure_coordinator(ctx).delete_groups(list(request.groups_names))
+    # KafkaApis: DELETE on each group, the others answer GROUP_AUTHORIZATION_FAILED.
+    allowed = [g for g in request.groups_names if authz.authorize(ctx, DELETE, GROUP, g)]
+    codes = dict.fromkeys(request.groups_names, ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    if allowed:
+        codes.update(ensure_coordinator(ctx).delete_groups(allowed))
     return DeleteGroupsResponse(results=[Result(group_id=g, error_code=codes[g])
                                          for g in request.groups_names])

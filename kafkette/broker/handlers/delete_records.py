@@ -24,6 +24,8 @@ authorization (ACLs).
 import asyncio
 import inspect
 
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DELETE, TOPIC
 from kafkette.broker.broker import INTERNAL_TOPICS
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import handler
@@ -51,8 +53,13 @@ def _delete(ctx, name: str, index: int, offset: int, timeout_ms: int):
 @handler(21, 0, 2)
 def handle(ctx, request):
     results = {}   # (topic, partition) -> (low watermark, code) or an awaitable of it
+    deletable = authz.filter_authorized(ctx, DELETE, TOPIC, (t.name for t in request.topics))
     for t in request.topics:
         for p in t.partitions:
+            if t.name not in deletable:   # KafkaApis: DELETE on the topic
+                results[(t.name, p.partition_index)] = (ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                                        INVALID_LOW_WATERMARK)
+                continue
             try:
                 low = _delete(ctx, t.name, p.partition_index, p.offset, request.timeout_ms)
                 results[(t.name, p.partition_index)] = low if inspect.isawaitable(low) \

@@ -6,6 +6,8 @@ renames them with a `-delete` suffix and deletes them later). With
 """
 import uuid
 
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DELETE, TOPIC
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import ROUTE_CONTROLLER, handler
 from kafkette.errors import ErrorCode, KafkaError
@@ -37,6 +39,11 @@ async def handle(ctx, request):
     for name, tid in wanted:
         res = Result(name=name, topic_id=tid or ZERO, error_code=0)
         try:
+            # KafkaApis: DELETE on each topic (by id: on the topic the id names).
+            target = name if tid is None else broker.image.topics_by_id.get(tid)
+            if target is not None and not authz.authorize(ctx, DELETE, TOPIC, target):
+                raise KafkaError("Topic authorization failed.",
+                                 ErrorCode.TOPIC_AUTHORIZATION_FAILED)
             if not broker.config["delete.topic.enable"]:
                 raise KafkaError("Topic deletion is disabled.", ErrorCode.TOPIC_DELETION_DISABLED)
             t = broker.image.topics.get(name) if name is not None else None

@@ -5,6 +5,8 @@ controllers are reached through the brokers (forwarding). With dedicated control
 the controller id is a live broker's (see common.client_controller_id). Authorized operations are all
 allowed (no ACLs yet).
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import CLUSTER, CLUSTER_NAME
 from kafkette.broker.handlers.common import (
     CLUSTER_AUTHORIZED_OPERATIONS,
     NO_OPERATIONS,
@@ -28,6 +30,8 @@ def handle(ctx, request):
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE, endpoint_type=1, cluster_id=image.cluster_id,
         controller_id=client_controller_id(image), brokers=brokers,
-        cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS
+        cluster_authorized_operations=(authz.authorized_operations(
+                                           ctx, CLUSTER, CLUSTER_NAME,
+                                           CLUSTER_AUTHORIZED_OPERATIONS)
                                        if request.include_cluster_authorized_operations
                                        else NO_OPERATIONS))

@@ -10,6 +10,8 @@ with its effective value and source (dynamic keys are not read-only); for "" (th
 cluster-wide default) only the dynamic defaults that are set, as Kafka's ConfigHelper.
 Broker loggers (type 8) are not supported (INVALID_REQUEST).
 """
+from kafkette.broker.handlers.alter_configs import config_authorized
+from kafkette.controller.acls import DESCRIBE_CONFIGS
 from kafkette.broker.handlers.alter_configs import NODE_ID
 from kafkette.broker.registry import handler
 from kafkette.config import CONFIG_SOURCE_CODES, describe_topic_configs
@@ -51,7 +53,10 @@ def handle(ctx, request):
         r = Result(error_code=0, resource_type=res.resource_type,
                    resource_name=res.resource_name, configs=[])
         keys = res.configuration_keys
-        if res.resource_type == TOPIC:
+        denied = config_authorized(ctx, DESCRIBE_CONFIGS, res.resource_type, res.resource_name)
+        if denied:
+            r.error_code = denied
+        elif res.resource_type == TOPIC:
             if res.resource_name not in broker.image.topics:
                 r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 r.error_message = f"Topic {res.resource_name} does not exist"

@@ -1,6 +1,9 @@
 """DescribeGroups (key 15), versions 0-5: state, protocol, members with their
 metadata and assignments. An unknown group is described as state "Dead" with no
 error, as Kafka does before v6."""
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DESCRIBE, GROUP
+from kafkette.errors import ErrorCode
 from kafkette.broker.handlers.common import NO_OPERATIONS
 from kafkette.broker.handlers.groups import ensure_coordinator
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
@@ -39,6 +42,9 @@ def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)
     groups = []
     for group_id in request.groups:
+        if not authz.authorize(ctx, DESCRIBE, GROUP, group_id):   # KafkaApis, per group
+            groups.append(_failed(group_id, ErrorCode.GROUP_AUTHORIZATION_FAILED))
+            continue
         d = coordinator.describe_group(group_id)
         groups.append(Described(
             error_code=d.error_code, group_id=group_id, group_state=d.state,
@@ -47,7 +53,8 @@ def handle(ctx, request):
                             client_id=m.client_id, client_host=m.client_host,
                             member_metadata=m.metadata, member_assignment=m.assignment)
                      for m in d.members],
-            authorized_operations=(GROUP_AUTHORIZED_OPERATIONS
+            authorized_operations=(authz.authorized_operations(ctx, GROUP, group_id,
+                                                               GROUP_AUTHORIZED_OPERATIONS)
                                    if request.include_authorized_operations
                                    else NO_OPERATIONS)))
     return DescribeGroupsResponse(groups=groups)

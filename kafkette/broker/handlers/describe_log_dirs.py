@@ -15,6 +15,9 @@ not a partition and is not listed, as in Kafka where it lives in metadata.log.di
 """
 import os
 
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DESCRIBE
+from kafkette.errors import ErrorCode
 from kafkette.broker.registry import handler
 from kafkette.protocol.messages import DescribeLogDirsResponse
 
@@ -27,6 +30,10 @@ LONG_MAX = 2**63 - 1
 @handler(35, 1, 4)
 def handle(ctx, request):
     broker = ctx.broker
+    if not authz.authorize_cluster(ctx, DESCRIBE):   # KafkaApis: DESCRIBE on the cluster
+        return DescribeLogDirsResponse(throttle_time_ms=0,
+                                       error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                       results=[])
     wanted = None
     if request.topics is not None:
         wanted = {}

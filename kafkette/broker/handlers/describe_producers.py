@@ -5,6 +5,8 @@ describe-producers` shows to find a hanging transaction. Served by every replica
 its own log's producer state, leader or follower, as Kafka's Partition.activeProducerState
 does (`--broker-id` asks one replica); NOT_LEADER_OR_FOLLOWER where the partition is not
 hosted."""
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import READ, TOPIC
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import DescribeProducersResponse
@@ -26,9 +28,15 @@ def _error_response(request, code, ctx, message=None):
 def handle(ctx, request):
     rm = ctx.broker.replica_manager
     topics = []
+    readable = authz.filter_authorized(ctx, READ, TOPIC, (t.name for t in request.topics))
     for t in request.topics:
         parts = []
         for p in t.partition_indexes:
+            if t.name not in readable:   # KafkaApis: READ on the topic
+                parts.append(PartResp(partition_index=p,
+                                      error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                      error_message=None, active_producers=[]))
+                continue
             try:
                 part = rm.get_partition(t.name, p)
             except KafkaError as e:

@@ -9,6 +9,8 @@ out, which the client sends back as `cursor` to page on, as Kafka's handler does
 unknown topic is UNKNOWN_TOPIC_OR_PARTITION; a cursor naming a topic not asked for is
 INVALID_REQUEST.
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DESCRIBE, TOPIC
 from kafkette.broker.broker import INTERNAL_TOPICS
 from kafkette.broker.handlers.common import TOPIC_AUTHORIZED_OPERATIONS
 from kafkette.broker.registry import handler
@@ -25,6 +27,13 @@ MAX_PARTITIONS = 2000  # max.request.partition.size.limit
 def handle(ctx, request):
     image = ctx.broker.image
     names = sorted({t.name for t in request.topics}) if request.topics else sorted(image.topics)
+    # KafkaApis: DESCRIBE on each topic; left out of an all-topics answer,
+    # TOPIC_AUTHORIZATION_FAILED when named.
+    denied = set()
+    if authz.enabled(ctx):
+        denied = set(names) - authz.filter_authorized(ctx, DESCRIBE, TOPIC, names)
+        if not request.topics:
+            names = [n for n in names if n not in denied]
     cursor = request.cursor
     if cursor is not None:
         if cursor.topic_name not in names:
@@ -38,6 +47,10 @@ def handle(ctx, request):
     offline = frozenset(b.node_id for b in image.brokers.values() if b.fenced)
     topics, next_cursor = [], None
     for name in names:
+        if name in denied:
+            topics.append(Topic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name,
+                                partitions=[]))
+            continue
         t = image.topics.get(name)
         if t is None:
             topics.append(Topic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name,
@@ -60,7 +73,8 @@ def handle(ctx, request):
                 offline_replicas=[r for r in p.replicas if r in offline]))
         topics.append(Topic(error_code=0, name=name, topic_id=t.topic_id,
                             is_internal=name in INTERNAL_TOPICS, partitions=parts,
-                            topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS))
+                            topic_authorized_operations=authz.authorized_operations(
+                                ctx, TOPIC, name, TOPIC_AUTHORIZED_OPERATIONS)))
         if next_cursor is not None:
             break
     return Resp(throttle_time_ms=0, topics=topics, next_cursor=next_cursor)

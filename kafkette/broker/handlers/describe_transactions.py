@@ -2,6 +2,8 @@
 producer id and epoch, and partitions of each transactional id this node coordinates
 (NOT_COORDINATOR for the others, TRANSACTIONAL_ID_NOT_FOUND for an unknown id), what
 `kafka-transactions.sh describe` shows."""
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DESCRIBE, TRANSACTIONAL_ID
 from kafkette.broker.handlers.transactions import txn_coordinator
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
@@ -23,6 +25,18 @@ def handle(ctx, request):
     coordinator = txn_coordinator(ctx)
     if coordinator is None:
         return _error_response(request, ErrorCode.COORDINATOR_NOT_AVAILABLE, ctx)
+    # KafkaApis: DESCRIBE on each transactional id, per id.
+    ids = list(request.transactional_ids)
+    allowed = [t for t in ids if authz.authorize(ctx, DESCRIBE, TRANSACTIONAL_ID, t)]
+    if len(allowed) < len(ids):
+        denied = {t: _error_response(type(request)(transactional_ids=[t]),
+                                     ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                                     ctx).transaction_states[0]
+                  for t in ids if t not in allowed}
+        request.transactional_ids = allowed
+        served = iter(handle(ctx, request).transaction_states if allowed else [])
+        return DescribeTransactionsResponse(transaction_states=[
+            denied[t] if t in denied else next(served) for t in ids])
     states = [State(error_code=d.error, transactional_id=d.transactional_id,
                     transaction_state=d.state, transaction_timeout_ms=d.transaction_timeout_ms,
                     transaction_start_time_ms=d.transaction_start_time_ms,

@@ -11,9 +11,11 @@ INVALID_REQUEST, at the top level (v1+) and for every partition asked for.
 In a cluster it is forwarded to the active controller like CreateTopics
 (broker/cluster.py FORWARDED_APIS). Not done: ACLs (Kafka needs ALTER on CLUSTER).
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import ALTER
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import ROUTE_CONTROLLER, handler
-from kafkette.errors import KafkaError
+from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import ElectLeadersResponse
 
 Result = ElectLeadersResponse.ReplicaElectionResult
@@ -33,6 +35,8 @@ def error_response(request, code: int, ctx=None, message: str | None = None) -> 
 # error response is what the client gets when no controller could serve it.
 @handler(43, 0, 2, route=ROUTE_CONTROLLER, error_response=error_response)
 async def handle(ctx, request):
+    if not authz.authorize_cluster(ctx, ALTER):   # KafkaApis: ALTER on the cluster
+        return error_response(request, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, ctx)
     wanted = None
     if request.topic_partitions is not None:
         wanted = {}

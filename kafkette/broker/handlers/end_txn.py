@@ -11,6 +11,8 @@ v5 is transaction version 2 (KIP-890 part 2): the coordinator bumps the producer
 on every commit and abort, and the answer carries the new producer id and epoch, which
 the client uses for its next transaction.
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import TRANSACTIONAL_ID, WRITE
 from kafkette.broker.handlers.transactions import answer_of, fenced_for_version, txn_coordinator
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
@@ -23,6 +25,8 @@ def _error_response(request, code, ctx, message=None):
 
 @handler(26, 0, 5, error_response=_error_response)
 async def handle(ctx, request):
+    if not authz.authorize(ctx, WRITE, TRANSACTIONAL_ID, request.transactional_id):
+        return _error_response(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, ctx)
     coordinator = txn_coordinator(ctx)
     if coordinator is None:
         return _error_response(request, ErrorCode.COORDINATOR_NOT_AVAILABLE, ctx)

@@ -26,12 +26,18 @@ handed to the transport with writelines; nothing is decoded or re-encoded.
   (the first offset of the oldest open transaction, or the high watermark) and gets the
   aborted transactions of the range read, which the client skips; read_uncommitted
   reads to the high watermark and gets a null list, as Kafka.
+- ACLs (KafkaApis): a follower needs CLUSTER_ACTION on the cluster (else every
+  partition answers TOPIC_AUTHORIZATION_FAILED), a consumer READ on each topic (else
+  that topic's partitions answer TOPIC_AUTHORIZATION_FAILED).
 """
 import inspect
 
+from kafkette.broker import authorization as authz
 from kafkette.broker.handlers.common import leader_endpoints
 from kafkette.broker.registry import PartitionScope, handler
 from kafkette.broker.replica_manager import FetchParams, FetchPartition
+from kafkette.controller.acls import CLUSTER_ACTION, READ, TOPIC
+from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import FetchResponse
 
 TopicResp = FetchResponse.FetchableTopicResponse
@@ -98,29 +104,48 @@ def handle(ctx, request):
                          min_bytes=request.min_bytes, max_bytes=request.max_bytes,
                          isolation_level=request.isolation_level,
                          rack_id=(request.rack_id or "") if v >= 11 else None)
+    denied = frozenset()
+    if authz.enabled(ctx):
+        if params.replica_id >= 0:
+            if not authz.authorize_cluster(ctx, CLUSTER_ACTION):
+                denied = frozenset(range(len(names)))
+        else:
+            ok = authz.filter_authorized(ctx, READ, TOPIC, (n for n in names if n is not None))
+            # An unknown topic id stays UNKNOWN_TOPIC_ID (the replica manager's answer).
+            denied = frozenset(i for i, n in enumerate(names) if n is not None and n not in ok)
     wanted = [FetchPartition(name, p.partition, p.fetch_offset, p.partition_max_bytes,
                              p.current_leader_epoch, p.last_fetched_epoch,
                              p.log_start_offset)
-              for t, name in zip(request.topics, names) for p in t.partitions]
+              for i, (t, name) in enumerate(zip(request.topics, names))
+              if i not in denied for p in t.partitions]
+    if denied and not wanted:
+        return _response(ctx, request, names, [], denied)
     results = ctx.broker.replica_manager.fetch_messages(params, wanted)
     if inspect.isawaitable(results):
-        return _finish(ctx, request, names, results)
-    return _response(ctx, request, names, results)
+        return _finish(ctx, request, names, results, denied)
+    return _response(ctx, request, names, results, denied)
 
 
-async def _finish(ctx, request, names, awaitable):
-    return _response(ctx, request, names, await awaitable)
+async def _finish(ctx, request, names, awaitable, denied):
+    return _response(ctx, request, names, await awaitable, denied)
 
 
-def _response(ctx, request, names, results):
+def _response(ctx, request, names, results, denied=frozenset()):
     v = ctx.api_version
     metrics = ctx.broker.metrics  # bytes out per topic, once per response actually sent
     it = iter(results)
     new_leaders = set()
     topics = []
-    for t, name in zip(request.topics, names):
+    for i, (t, name) in enumerate(zip(request.topics, names)):
         parts = []
         sent = 0
+        if i in denied:
+            topics.append(TopicResp(topic=name if name is not None else "",
+                                    topic_id=t.topic_id, partitions=[
+                                        _part_error(p.partition,
+                                                    ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                                        for p in t.partitions]))
+            continue
         for p in t.partitions:
             r = next(it)
             pd = PartData(partition_index=p.partition, error_code=r.error,

@@ -11,6 +11,9 @@ groups, KIP-932): INVALID_REQUEST.
 Listing FindCoordinator matters beyond groups: librdkafka enables lz4 only when the
 broker lists FindCoordinator v0 (its feature map ties lz4 to the 0.9 API set).
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DESCRIBE, TRANSACTIONAL_ID
+from kafkette.controller.acls import GROUP as ACL_GROUP
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
 from kafkette.protocol.messages import FindCoordinatorResponse
@@ -21,6 +24,11 @@ GROUP, TRANSACTION = 0, 1
 def _lookup(ctx, key: str, key_type: int):
     """(error code, message, node id, host, port) for one key."""
     broker = ctx.broker
+    # KafkaApis: DESCRIBE on the group / transactional id before anything else.
+    if key_type == GROUP and not authz.authorize(ctx, DESCRIBE, ACL_GROUP, key):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, None, -1, "", -1
+    if key_type == TRANSACTION and not authz.authorize(ctx, DESCRIBE, TRANSACTIONAL_ID, key):
+        return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None, -1, "", -1
     if key_type == GROUP:
         if not key and ctx.api_version < 4:
             # Kafka: an empty group id is invalid (INVALID_GROUP_ID) for lookups.

@@ -29,5 +29,5 @@ async def handle(ctx, request):
         ctx.broker, request.resources,
         lambda res: [(c.name, c.config_operation, c.value) for c in res.configs],
         validate_only=request.validate_only, incremental=True,
-        result_cls=IncrementalAlterConfigsResponse.AlterConfigsResourceResponse)
+        result_cls=IncrementalAlterConfigsResponse.AlterConfigsResourceResponse, ctx=ctx)
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=results)

@@ -20,6 +20,8 @@ transaction_coordinator.py): the id's epoch is bumped, an ongoing transaction of
 previous producer is aborted (the client is told CONCURRENT_TRANSACTIONS and retries
 until the abort completes), and the previous producer is fenced.
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import IDEMPOTENT_WRITE, TOPIC, TRANSACTIONAL_ID, WRITE
 from kafkette.broker.handlers.transactions import answer_of, fenced_for_version, txn_coordinator
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
@@ -36,8 +38,15 @@ def handle(ctx, request):
         # Kafka: an empty transactional id is invalid (clients send null instead).
         return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST,
                                       producer_id=-1, producer_epoch=-1)
+    # KafkaApis: WRITE on the transactional id; without one, IDEMPOTENT_WRITE on the
+    # cluster or WRITE on some topic (authorizeByResourceType, KIP-679).
     if request.transactional_id is not None:
+        if not authz.authorize(ctx, WRITE, TRANSACTIONAL_ID, request.transactional_id):
+            return _error_response(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, ctx)
         return _transactional(ctx, request)
+    if authz.enabled(ctx) and not (authz.authorize_cluster(ctx, IDEMPOTENT_WRITE) or
+                                   authz.authorize_by_resource_type(ctx, WRITE, TOPIC)):
+        return _error_response(request, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, ctx)
     pid = ctx.broker.next_producer_id()
     if isinstance(pid, int):
         return InitProducerIdResponse(error_code=0, producer_id=pid, producer_epoch=0)

@@ -12,6 +12,9 @@ group.instance.id (KIP-345 static membership); v7+ echo the protocol type; v9 ad
 skip_assignment (always false here: no server-side assignors). JoinGroup v0/v1 are
 kept: Kafka 4.0.0 dropped them and re-added them in 4.0.1 (KAFKA-19444).
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import GROUP, READ
+from kafkette.errors import ErrorCode
 from kafkette.broker.handlers.groups import delayed_response, ensure_coordinator
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import JoinGroupResponse
@@ -34,6 +37,8 @@ def _error_response(request, code, ctx, message=None):
 @handler(11, 0, 9, route=ROUTE_COORDINATOR, group_ids=_group_ids,
          error_response=_error_response)
 def handle(ctx, request):
+    if not authz.authorize(ctx, READ, GROUP, request.group_id):   # KafkaApis: READ group
+        return _error_response(request, ErrorCode.GROUP_AUTHORIZATION_FAILED, ctx)
     coordinator = ensure_coordinator(ctx)
     version = ctx.api_version
     fut, respond = delayed_response()

@@ -1,5 +1,8 @@
 """LeaveGroup (key 13), versions 0-5. v0-2 name one member; v3+ a batch of members
 by member id and/or group.instance.id (KIP-345), each with its own error."""
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import GROUP, READ
+from kafkette.errors import ErrorCode
 from kafkette.broker.handlers.groups import ensure_coordinator
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import LeaveGroupResponse
@@ -18,6 +21,8 @@ def _error_response(request, code, ctx, message=None):
 @handler(13, 0, 5, route=ROUTE_COORDINATOR, group_ids=_group_ids,
          error_response=_error_response)
 def handle(ctx, request):
+    if not authz.authorize(ctx, READ, GROUP, request.group_id):   # KafkaApis: READ group
+        return _error_response(request, ErrorCode.GROUP_AUTHORIZATION_FAILED, ctx)
     coordinator = ensure_coordinator(ctx)
     if ctx.api_version < 3:
         code, codes = coordinator.leave_group(request.group_id, [(request.member_id, None)])

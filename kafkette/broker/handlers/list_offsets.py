@@ -6,9 +6,11 @@ record with the largest timestamp (KIP-734), -4 earliest local (KIP-1005: equal 
 earliest without tiered storage); any other value: the first offset whose timestamp
 is >= it, found with the time index; none → offset -1, timestamp -1 (as Kafka).
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DESCRIBE, TOPIC
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import PartitionScope, handler
-from kafkette.errors import KafkaError
+from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import ListOffsetsResponse
 
 TopicResp = ListOffsetsResponse.ListOffsetsTopicResponse
@@ -46,9 +48,15 @@ def _error_response(request, code, ctx, message=None):
 def handle(ctx, request):
     rm = ctx.broker.replica_manager
     topics = []
+    described = authz.filter_authorized(ctx, DESCRIBE, TOPIC, (t.name for t in request.topics))
     for t in request.topics:
         parts = []
         for p in t.partitions:
+            if t.name not in described:   # KafkaApis: DESCRIBE on the topic
+                parts.append(PartResp(partition_index=p.partition_index,
+                                      error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                      timestamp=-1, offset=-1))
+                continue
             try:
                 offset, timestamp, epoch = rm.offset_for(t.name, p.partition_index, p.timestamp,
                                                          p.current_leader_epoch,

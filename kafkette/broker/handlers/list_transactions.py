@@ -2,6 +2,8 @@
 KIP-994): the transactional ids this node coordinates, filtered by state and producer
 id (and, v1, open longer than duration_filter ms). State names Kafka does not know are
 returned in unknown_state_filters, as Kafka does, and match nothing."""
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DESCRIBE, TRANSACTIONAL_ID
 from kafkette.broker.handlers.transactions import txn_coordinator
 from kafkette.broker.registry import handler
 from kafkette.errors import ErrorCode
@@ -27,4 +29,7 @@ def handle(ctx, request):
         error_code=listed.error_code, unknown_state_filters=listed.unknown_state_filters,
         transaction_states=[State(transactional_id=t.transactional_id,
                                   producer_id=t.producer_id, transaction_state=t.state)
-                            for t in listed])
+                            for t in listed
+                            # KafkaApis: only the ids the principal may DESCRIBE.
+                            if authz.authorize(ctx, DESCRIBE, TRANSACTIONAL_ID,
+                                               t.transactional_id)])

@@ -10,9 +10,15 @@ and `auto.create.topics.enable` is true. Kafka answers the first such request wi
 LEADER_NOT_AVAILABLE while the controller works; kafkette creates the topic
 synchronously and answers with the new topic at once, which clients accept (it
 spares them a retry). Topic ids (v10+) may be asked for instead of names.
+
+ACLs (KafkaApis): topics without DESCRIBE are left out of an all-topics answer and
+answer TOPIC_AUTHORIZATION_FAILED when named (existing or not, so nothing leaks);
+auto-creation needs CREATE on the cluster or on the topic (TOPIC_AUTHORIZATION_FAILED
+otherwise); the authorized-operations bit sets (v8+) are the principal's.
 """
 import uuid
 
+from kafkette.broker import authorization as authz
 from kafkette.broker.broker import INTERNAL_TOPICS
 from kafkette.broker.handlers.common import (
     CLUSTER_AUTHORIZED_OPERATIONS,
@@ -22,6 +28,7 @@ from kafkette.broker.handlers.common import (
     error_of,
 )
 from kafkette.broker.registry import handler
+from kafkette.controller.acls import CLUSTER, CLUSTER_NAME, CREATE, DESCRIBE, TOPIC
 from kafkette.controller.controller import validate_topic_name
 from kafkette.controller.quorum import run_now
 from kafkette.errors import ErrorCode, KafkaError, TopicAlreadyExistsError
@@ -34,9 +41,15 @@ Part = MetadataResponse.MetadataResponseTopic.MetadataResponsePartition
 ZERO = uuid.UUID(int=0)
 
 
-def topic_response(t, include_ops: bool, offline: frozenset = frozenset()) -> Topic:
+def topic_response(t, include_ops: bool, offline: frozenset = frozenset(),
+                   ctx=None) -> Topic:
     """`offline`: fenced brokers. A partition without a leader (its only replica is
-    fenced, RF=1) is LEADER_NOT_AVAILABLE with leader -1, as Kafka answers."""
+    fenced, RF=1) is LEADER_NOT_AVAILABLE with leader -1, as Kafka answers. `ctx`:
+    the request, whose principal's authorized operations are given (all without)."""
+    ops = NO_OPERATIONS
+    if include_ops:
+        ops = (TOPIC_AUTHORIZED_OPERATIONS if ctx is None else
+               authz.authorized_operations(ctx, TOPIC, t.name, TOPIC_AUTHORIZED_OPERATIONS))
     return Topic(
         error_code=0, name=t.name, topic_id=t.topic_id, is_internal=t.name in INTERNAL_TOPICS,
         partitions=[Part(error_code=ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,
@@ -45,7 +58,12 @@ def topic_response(t, include_ops: bool, offline: frozenset = frozenset()) -> To
                          isr_nodes=list(p.isr),
                          offline_replicas=[r for r in p.replicas if r in offline])
                     for p in sorted(t.partitions.values(), key=lambda p: p.partition)],
-        topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS if include_ops else NO_OPERATIONS)
+        topic_authorized_operations=ops)
+
+
+def _denied(name, topic_id=ZERO) -> Topic:
+    return Topic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name,
+                 topic_id=topic_id, is_internal=False, partitions=[])
 
 
 def _auto_create(broker, name: str) -> bool:
@@ -109,9 +127,9 @@ def handle(ctx, request):
             Topic(error_code=ErrorCode.INVALID_REQUEST, name=rt.name or "",
                   topic_id=rt.topic_id, partitions=[]) for rt in request.topics])
     if request.topics is None or (version == 0 and not request.topics):
-        topics = [topic_response(t, include_ops, offline)
+        topics = [topic_response(t, include_ops, offline, ctx)
                   for name, t in sorted(image.topics.items())
-                  if name not in INTERNAL_TOPICS]
+                  if name not in INTERNAL_TOPICS and authz.authorize(ctx, DESCRIBE, TOPIC, name)]
     else:
         for rt in request.topics:
             name = rt.name
@@ -122,7 +140,17 @@ def handle(ctx, request):
                     topics.append(Topic(error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None,
                                         topic_id=rt.topic_id, partitions=[]))
                     continue
+                if not authz.authorize(ctx, DESCRIBE, TOPIC, name):
+                    topics.append(_denied(None, rt.topic_id))
+                    continue
+            elif not authz.authorize(ctx, DESCRIBE, TOPIC, name):
+                topics.append(_denied(name))
+                continue
             t = image.topics.get(name)
+            if t is None and allow_auto and not (
+                    authz.authorize_cluster(ctx, CREATE) or authz.authorize(ctx, CREATE, TOPIC, name)):
+                topics.append(_denied(name))
+                continue
             if t is None and allow_auto:
                 try:
                     created = _auto_create(broker, name)
@@ -144,7 +172,7 @@ def handle(ctx, request):
                     code = e.code
                 topics.append(Topic(error_code=code, name=name, topic_id=ZERO, partitions=[]))
                 continue
-            topics.append(topic_response(t, include_ops, offline))
+            topics.append(topic_response(t, include_ops, offline, ctx))
     listener = ctx.listener
     brokers = []
     for b in sorted(image.brokers.values(), key=lambda b: b.node_id):
@@ -159,6 +187,6 @@ def handle(ctx, request):
     return MetadataResponse(
         brokers=brokers, cluster_id=image.cluster_id, controller_id=client_controller_id(image),
         topics=topics,
-        cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS
-                                       if request.include_cluster_authorized_operations
-                                       else NO_OPERATIONS))
+        cluster_authorized_operations=(
+            authz.authorized_operations(ctx, CLUSTER, CLUSTER_NAME, CLUSTER_AUTHORIZED_OPERATIONS)
+            if request.include_cluster_authorized_operations else NO_OPERATIONS))

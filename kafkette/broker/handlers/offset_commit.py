@@ -13,6 +13,8 @@ offset already (Kafka applies it only after the append succeeds). The metadata s
 through OffsetFetch. retention_time_ms (v2-4) is ignored, as Kafka does since 2.1
 (KIP-211): offsets.retention.minutes applies.
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import GROUP, READ, TOPIC
 from kafkette.broker.handlers.groups import (
     await_group_replication,
     ensure_coordinator,
@@ -45,8 +47,21 @@ def _error_response(request, code, ctx, message=None):
 @handler(8, 2, 9, route=ROUTE_COORDINATOR, group_ids=_group_ids, touches=_touches,
          error_response=_error_response)
 def handle(ctx, request):
+    # KafkaApis: READ on the group (else every partition fails), READ on each topic.
+    if not authz.authorize(ctx, READ, GROUP, request.group_id):
+        return _error_response(request, ErrorCode.GROUP_AUTHORIZATION_FAILED, ctx)
     coordinator = ensure_coordinator(ctx)
-    offsets, codes = offsets_to_commit(ctx, request.topics, ctx.api_version >= 6)
+    topics = request.topics
+    denied = set()
+    if authz.enabled(ctx):
+        names = {t.name for t in topics}
+        denied = names - authz.filter_authorized(ctx, READ, TOPIC, names)
+        topics = [t for t in topics if t.name not in denied]
+    offsets, codes = offsets_to_commit(ctx, topics, ctx.api_version >= 6)
+    for t in request.topics:
+        if t.name in denied:
+            for p in t.partitions:
+                codes[(t.name, p.partition_index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
     waiting = None
     if offsets:
         codes.update(coordinator.commit_offsets(

@@ -1,6 +1,9 @@
 """OffsetDelete (key 47), version 0 (KIP-496): remove committed offsets of a group
 for partitions it is not subscribed to (GROUP_SUBSCRIBED_TO_TOPIC otherwise);
 GROUP_ID_NOT_FOUND for an unknown group."""
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DELETE, GROUP, READ, TOPIC
+from kafkette.errors import ErrorCode
 from kafkette.broker.handlers.groups import ensure_coordinator
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
 from kafkette.protocol.messages import OffsetDeleteResponse
@@ -20,8 +23,18 @@ def _error_response(request, code, ctx, message=None):
 @handler(47, 0, 0, route=ROUTE_COORDINATOR, group_ids=_group_ids,
          error_response=_error_response)
 def handle(ctx, request):
-    wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
+    # KafkaApis: DELETE on the group (top-level error), READ on each topic.
+    if not authz.authorize(ctx, DELETE, GROUP, request.group_id):
+        return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, topics=[])
+    readable = authz.filter_authorized(ctx, READ, TOPIC, (t.name for t in request.topics))
+    wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions
+              if t.name in readable]
     code, codes = ensure_coordinator(ctx).delete_offsets(request.group_id, wanted)
+    codes = dict(codes)
+    for t in request.topics:
+        if t.name not in readable:
+            for p in t.partitions:
+                codes[(t.name, p.partition_index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
     if code:
         return OffsetDeleteResponse(error_code=code, topics=[])
     return OffsetDeleteResponse(error_code=0, topics=[

@@ -8,6 +8,8 @@ a partition with such a pending offset is answered UNSTABLE_OFFSET_COMMIT (offse
 which the consumer retries; per partition in every version, the group's error staying
 NONE, as Kafka's coordinators answer (the Java consumer reads it per partition).
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import DESCRIBE, GROUP, TOPIC
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.handlers.groups import ensure_coordinator
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
@@ -21,8 +23,22 @@ GTopic = Group.OffsetFetchResponseTopics
 GPart = GTopic.OffsetFetchResponsePartitions
 
 
-def _fetch(coordinator, group_id, topics, require_stable=False):
-    """(error, [(topic, [(partition, offset, leader_epoch, metadata, error)])])."""
+def _fetch(coordinator, group_id, topics, require_stable=False, ctx=None):
+    """(error, [(topic, [(partition, offset, leader_epoch, metadata, error)])]).
+    KafkaApis: topics the principal may not DESCRIBE answer TOPIC_AUTHORIZATION_FAILED
+    when named, and are left out of an all-topics answer."""
+    allowed = None
+    if ctx is not None and authz.enabled(ctx) and topics is not None:
+        allowed = authz.filter_authorized(ctx, DESCRIBE, TOPIC, (t.name for t in topics))
+        denied = [t for t in topics if t.name not in allowed]
+        code, rows = _fetch(coordinator, group_id, [t for t in topics if t.name in allowed],
+                            require_stable)
+        return code, rows + [(t.name, [(p, -1, -1, "", ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                                       for p in t.partition_indexes]) for t in denied]
+    if ctx is not None and authz.enabled(ctx):
+        code, rows = _fetch(coordinator, group_id, None, require_stable)
+        return code, [(name, parts) for name, parts in rows
+                      if authz.authorize(ctx, DESCRIBE, TOPIC, name)]
     wanted = None
     if topics is not None:
         wanted = [(t.name, p) for t in topics for p in t.partition_indexes]
@@ -93,14 +109,20 @@ def handle(ctx, request):
     if ctx.api_version >= 8:
         groups = []
         for g in request.groups:
-            code, rows = _fetch(coordinator, g.group_id, g.topics, require_stable)
+            if not authz.authorize(ctx, DESCRIBE, GROUP, g.group_id):
+                groups.append(Group(group_id=g.group_id,
+                                    error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, topics=[]))
+                continue
+            code, rows = _fetch(coordinator, g.group_id, g.topics, require_stable, ctx)
             groups.append(Group(group_id=g.group_id, error_code=code, topics=[
                 GTopic(name=name, partitions=[
                     GPart(partition_index=p, committed_offset=o, committed_leader_epoch=e,
                           metadata=m, error_code=err) for p, o, e, m, err in parts])
                 for name, parts in rows]))
         return OffsetFetchResponse(groups=groups)
-    code, rows = _fetch(coordinator, request.group_id, request.topics, require_stable)
+    if not authz.authorize(ctx, DESCRIBE, GROUP, request.group_id):
+        return _error_response(request, ErrorCode.GROUP_AUTHORIZATION_FAILED, ctx)
+    code, rows = _fetch(coordinator, request.group_id, request.topics, require_stable, ctx)
     return OffsetFetchResponse(error_code=code, topics=[
         Topic(name=name, partitions=[
             Part(partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m,

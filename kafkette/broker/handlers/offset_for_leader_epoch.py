@@ -10,9 +10,11 @@ followers use DivergingEpoch in Fetch instead (KIP-279), as Kafka's do.
 Errors: NOT_LEADER_OR_FOLLOWER from a non-leader, UNKNOWN_TOPIC_OR_PARTITION,
 FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for a stale or future current_leader_epoch.
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import CLUSTER_ACTION, DESCRIBE, TOPIC
 from kafkette.broker.handlers.common import error_of
 from kafkette.broker.registry import handler
-from kafkette.errors import KafkaError
+from kafkette.errors import ErrorCode, KafkaError
 from kafkette.protocol.messages import OffsetForLeaderEpochResponse
 
 TopicResp = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult
@@ -23,9 +25,22 @@ PartResp = TopicResp.EpochEndOffset
 def handle(ctx, request):
     rm = ctx.broker.replica_manager
     topics = []
+    # KafkaApis: a follower (replica id >= 0, v3+) needs CLUSTER_ACTION on the cluster
+    # (every partition CLUSTER_AUTHORIZATION_FAILED); others DESCRIBE on each topic.
+    follower = ctx.api_version >= 3 and request.replica_id >= 0
+    cluster_ok = not follower or authz.authorize_cluster(ctx, CLUSTER_ACTION)
+    described = (authz.filter_authorized(ctx, DESCRIBE, TOPIC, (t.topic for t in request.topics))
+                 if not follower else None)
     for t in request.topics:
         parts = []
         for p in t.partitions:
+            denied = (ErrorCode.CLUSTER_AUTHORIZATION_FAILED if not cluster_ok else
+                      ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                      if described is not None and t.topic not in described else 0)
+            if denied:
+                parts.append(PartResp(error_code=denied, partition=p.partition,
+                                      leader_epoch=-1, end_offset=-1))
+                continue
             try:
                 epoch, end = rm.end_offset_for_epoch(t.topic, p.partition, p.leader_epoch,
                                                      p.current_leader_epoch)

@@ -41,10 +41,12 @@ return -1 there (the original append time for LogAppendTime topics).
 """
 import inspect
 
+from kafkette.broker import authorization as authz
 from kafkette.broker.handlers.common import error_of, leader_endpoints
 from kafkette.broker.registry import PartitionScope, handler
 from kafkette.broker.replica_manager import ProduceResult
 from kafkette.broker.txn_state import verify_transactional_produce
+from kafkette.controller.acls import TOPIC, TRANSACTIONAL_ID, WRITE
 from kafkette.errors import ErrorCode, InvalidRecordError, KafkaError
 from kafkette.logging import get_logger
 from kafkette.protocol import records as rec
@@ -129,10 +131,23 @@ def handle(ctx, request):
         # Kafka's KafkaApis: transactional records need the transactional id they are
         # authorized by; without one the whole request is refused.
         return _error_response(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, ctx)
+    denied = ()
+    if authz.enabled(ctx):
+        # KafkaApis: WRITE on the transactional id (else the whole request fails),
+        # then WRITE on each topic (else its partitions fail, the others go on).
+        if request.transactional_id is not None and not authz.authorize(
+                ctx, WRITE, TRANSACTIONAL_ID, request.transactional_id):
+            return _error_response(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, ctx)
+        names = {t.name for t in request.topic_data}
+        denied = names - authz.filter_authorized(ctx, WRITE, TOPIC, names)
     entries = []
     early = {}  # position -> ProduceResult refused before the replica manager
     for t in request.topic_data:
         for p in t.partition_data:
+            if t.name in denied:
+                early[len(entries)] = ProduceResult(error=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                entries.append((t.name, p.index, p.records))
+                continue
             try:
                 _check_one_batch(p.records, ctx.api_version)
             except KafkaError as e:

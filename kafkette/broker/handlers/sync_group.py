@@ -15,6 +15,9 @@ moved) and rediscover the coordinator; Kafka also drops the group back to
 PreparingRebalance there, kafkette keeps it Stable in memory (the new coordinator
 rebuilds it from the log).
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import GROUP, READ
+from kafkette.errors import ErrorCode
 from kafkette.broker.handlers.groups import (await_group_replication, delayed_response,
                                              ensure_coordinator)
 from kafkette.broker.registry import ROUTE_COORDINATOR, handler
@@ -32,6 +35,8 @@ def _error_response(request, code, ctx, message=None):
 @handler(14, 0, 5, route=ROUTE_COORDINATOR, group_ids=_group_ids,
          error_response=_error_response)
 def handle(ctx, request):
+    if not authz.authorize(ctx, READ, GROUP, request.group_id):   # KafkaApis: READ group
+        return _error_response(request, ErrorCode.GROUP_AUTHORIZATION_FAILED, ctx)
     coordinator = ensure_coordinator(ctx)
     fut, respond = delayed_response()
     coordinator.sync_group(

@@ -19,6 +19,8 @@ GROUP READ, TOPIC READ) are not checked yet.
 """
 import inspect
 
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import GROUP, READ, TOPIC, TRANSACTIONAL_ID, WRITE
 from kafkette.broker.handlers.groups import (
     await_group_replication,
     ensure_coordinator,
@@ -51,8 +53,23 @@ def _error_response(request, code, ctx, message=None):
 @handler(28, 0, 4, route=ROUTE_COORDINATOR, group_ids=_group_ids, touches=_touches,
          error_response=_error_response)
 def handle(ctx, request):
+    # KafkaApis: WRITE on the transactional id, READ on the group (each failing every
+    # partition), then READ on each topic.
+    if not authz.authorize(ctx, WRITE, TRANSACTIONAL_ID, request.transactional_id):
+        return _error_response(request, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, ctx)
+    if not authz.authorize(ctx, READ, GROUP, request.group_id):
+        return _error_response(request, ErrorCode.GROUP_AUTHORIZATION_FAILED, ctx)
     coordinator = ensure_coordinator(ctx)
-    offsets, codes = offsets_to_commit(ctx, request.topics, ctx.api_version >= 2)
+    topics, denied = request.topics, set()
+    if authz.enabled(ctx):
+        names = {t.name for t in topics}
+        denied = names - authz.filter_authorized(ctx, READ, TOPIC, names)
+        topics = [t for t in topics if t.name not in denied]
+    offsets, codes = offsets_to_commit(ctx, topics, ctx.api_version >= 2)
+    for t in request.topics:
+        if t.name in denied:
+            for p in t.partitions:
+                codes[(t.name, p.partition_index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
     if not offsets:
         return _response(request, codes, ctx.api_version)
     verify = getattr(ctx.broker, "verify_txn_offset_commit", None)

@@ -11,6 +11,9 @@ group coordinator (broker.write_txn_markers).
 Kafka serves this on the inter-broker listener, authorized as CLUSTER_ACTION; without
 security every listener serves it.
 """
+from kafkette.broker import authorization as authz
+from kafkette.controller.acls import CLUSTER_ACTION
+from kafkette.errors import ErrorCode
 from kafkette.broker.registry import handler
 from kafkette.protocol.messages import WriteTxnMarkersResponse
 
@@ -33,6 +36,9 @@ def _error_response(request, code, ctx, message=None):
 
 @handler(27, 0, 1, error_response=_error_response)
 async def handle(ctx, request):
+    # KafkaApis: markers come from transaction coordinators, which need CLUSTER_ACTION.
+    if not authz.authorize_cluster(ctx, CLUSTER_ACTION):
+        return _error_response(request, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, ctx)
     out = []
     for m in request.markers:
         tps = [(t.name, p) for t in m.topics for p in t.partition_indexes]
