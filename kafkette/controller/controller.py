@@ -30,6 +30,8 @@ and no DescribeTopicPartitions yet, though the image carries the ELR it would sh
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import random
 import re
@@ -44,9 +46,11 @@ from kafkette.controller.metadata_image import (
     RECOVERING,
     MetadataImage,
     PartitionImage,
+    ScramCredential,
     TopicImage,
     apply_records,
     image_to_records,
+    scram_record,
 )
 from kafkette.controller.partition_change import NO_LEADER, Election, partition_change
 from kafkette.controller.placement import place_replicas
@@ -935,6 +939,50 @@ class Controller:
                 log.info("acls deleted", count=len(removed))
             return out
 
+    # -- SCRAM credentials (KIP-554, KRaft's ScramControlManager) --------------------
+    async def alter_user_scram_credentials(self, deletions, upsertions) -> dict[str, tuple[int, str | None]]:
+        """Apply deletions [(user, mechanism)] and upsertions [(user, mechanism,
+        iterations, salt, salted_password)] as one entry; returns user -> (error code,
+        message). Kafka's rules: a user named twice in the request, or in both lists,
+        gets DUPLICATE_RESOURCE for all of its alterations; an unknown mechanism
+        UNSUPPORTED_SASL_MECHANISM; iterations outside [4096, 16384], an empty user
+        name or salt UNACCEPTABLE_CREDENTIAL; deleting a credential that does not exist
+        RESOURCE_NOT_FOUND. The salted password never reaches the log: the stored and
+        server keys derived from it do (RFC 5802)."""
+        async with self._lock:
+            counts: dict[str, int] = {}
+            for item in list(deletions) + list(upsertions):
+                counts[item[0]] = counts.get(item[0], 0) + 1
+            results: dict[str, tuple[int, str | None]] = {}
+            records: list[dict] = []
+            creds = self.image.scram_credentials
+            for user, mechanism in deletions:
+                why = _scram_refusal(user, mechanism, counts)
+                if why is None and (user, mechanism) not in creds:
+                    why = (ErrorCode.RESOURCE_NOT_FOUND,
+                           "Attempt to delete a user credential that does not exist")
+                if why is None:
+                    records.append({"type": "RemoveUserScramCredentialRecord", "name": user,
+                                    "mechanism": mechanism})
+                results.setdefault(user, why or (ErrorCode.NONE, None))
+            for user, mechanism, iterations, salt, salted in upsertions:
+                why = _scram_refusal(user, mechanism, counts)
+                if why is None and not MIN_SCRAM_ITERATIONS <= iterations <= MAX_SCRAM_ITERATIONS:
+                    why = (ErrorCode.UNACCEPTABLE_CREDENTIAL,
+                           f"Iterations {iterations} must be between {MIN_SCRAM_ITERATIONS} "
+                           f"and {MAX_SCRAM_ITERATIONS}")
+                if why is None and (not salt or not salted):
+                    why = (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Salt and salted password are required")
+                if why is None:
+                    records.append(scram_record(user, mechanism,
+                                                scram_keys(mechanism, salt, salted, iterations)))
+                results.setdefault(user, why or (ErrorCode.NONE, None))
+            if records:
+                await self._commit(records)
+                log.info("scram credentials altered", users=sorted(
+                    u for u, (code, _) in results.items() if code == ErrorCode.NONE))
+            return results
+
 
 def _isr_id(member: int | tuple[int, int]) -> int:
     return member[0] if isinstance(member, tuple) else member
@@ -957,3 +1005,30 @@ def _new_cluster_id() -> str:
     # Kafka's cluster ids are 16 random bytes, base64url without padding (22 chars).
     import base64
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+# Kafka's ScramMechanism: the iteration bounds it accepts for a stored credential.
+MIN_SCRAM_ITERATIONS = 4096
+MAX_SCRAM_ITERATIONS = 16384
+SCRAM_HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+
+
+def _scram_refusal(user: str, mechanism: str, counts: dict[str, int]):
+    if counts.get(user, 0) > 1:
+        return (ErrorCode.DUPLICATE_RESOURCE,
+                "A user credential cannot be altered twice in the same request")
+    if not user:
+        return ErrorCode.UNACCEPTABLE_CREDENTIAL, "Username must not be empty"
+    if mechanism not in SCRAM_HASHES:
+        return ErrorCode.UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism"
+    return None
+
+
+def scram_keys(mechanism: str, salt: bytes, salted_password: bytes,
+               iterations: int) -> ScramCredential:
+    """RFC 5802: StoredKey = H(HMAC(SaltedPassword, "Client Key")), ServerKey =
+    HMAC(SaltedPassword, "Server Key")."""
+    name = SCRAM_HASHES[mechanism]
+    client_key = hmac.new(salted_password, b"Client Key", name).digest()
+    return ScramCredential(salt, hashlib.new(name, client_key).digest(),
+                           hmac.new(salted_password, b"Server Key", name).digest(), iterations)

@@ -9,7 +9,7 @@ Records are plain dicts (a `type` and its fields), named after KRaft's metadata
 record types (TopicRecord, PartitionRecord, PartitionChangeRecord, ConfigRecord,
 RemoveTopicRecord, RegisterBrokerRecord, FenceBrokerRecord, UnfenceBrokerRecord,
 ProducerIdsRecord, AccessControlEntryRecord, RemoveAccessControlEntryRecord (ACLs, see
-acls.py); ClusterIdRecord is kafkette's, KRaft keeps the id in meta.properties). A ConfigRecord's resource_type is "topic" or "broker" (a
+acls.py), UserScramCredentialRecord, RemoveUserScramCredentialRecord (KIP-554); ClusterIdRecord is kafkette's, KRaft keeps the id in meta.properties). A ConfigRecord's resource_type is "topic" or "broker" (a
 dynamic broker config; resource_name "" is the cluster-wide default). Kafka encodes
 them with its own generated schemas; kafkette stores them as JSON inside ordinary
 record batches, which keeps them readable with any Kafka consumer tool pointed at the
@@ -17,6 +17,7 @@ metadata log's segment files.
 """
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -70,6 +71,16 @@ class TopicImage:
 
 
 @dataclass(frozen=True)
+class ScramCredential:
+    """What a broker needs to check a SCRAM login (RFC 5802): never the password,
+    nor the salted password; the stored and server keys derived from it."""
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
+
+
+@dataclass(frozen=True)
 class MetadataImage:
     cluster_id: str
     controller_id: int
@@ -84,6 +95,9 @@ class MetadataImage:
     broker_configs: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     # ACLs (KRaft's AclControlManager / StandardAuthorizerData), indexed for lookups.
     acls: AclIndex = EMPTY_ACLS
+    # SCRAM credentials (KIP-554, KRaft's ScramControlManager): (user, mechanism name
+    # "SCRAM-SHA-256" / "SCRAM-SHA-512") -> ScramCredential.
+    scram_credentials: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def topic(self, name: str) -> TopicImage | None:
         return self.topics.get(name)
@@ -114,6 +128,8 @@ def image_to_records(image: MetadataImage) -> list[dict]:
                         "resource_name": resource, "name": k, "value": v})
     for acl_id, b in image.acls.by_id.items():
         out.append(b.to_record(acl_id))
+    for (user, mechanism), c in image.scram_credentials.items():
+        out.append(scram_record(user, mechanism, c))
     out.append({"type": "ProducerIdsRecord", "broker_id": -1,
                 "next_producer_id": image.next_producer_id})
     return out
@@ -131,6 +147,7 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
     # ACL changes are collected and the index rebuilt once per batch of records.
     acls_added: dict[uuid.UUID, AclBinding] = {}
     acls_removed: set[uuid.UUID] = set()
+    scram = None    # copied on the first SCRAM record of the batch
     for rec in records:
         kind = rec["type"]
         if kind == "RegisterBrokerRecord":
@@ -216,10 +233,32 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             acl_id = uuid.UUID(rec["id"])
             acls_added.pop(acl_id, None)
             acls_removed.add(acl_id)
+        elif kind == "UserScramCredentialRecord":
+            if scram is None:
+                scram = dict(image.scram_credentials)
+            scram[(rec["name"], rec["mechanism"])] = ScramCredential(
+                base64.b64decode(rec["salt"]), base64.b64decode(rec["stored_key"]),
+                base64.b64decode(rec["server_key"]), rec["iterations"])
+        elif kind == "RemoveUserScramCredentialRecord":
+            if scram is None:
+                scram = dict(image.scram_credentials)
+            scram.pop((rec["name"], rec["mechanism"]), None)
         else:
             raise ValueError(f"unknown metadata record type {kind!r}")
     return MetadataImage(cluster_id, image.controller_id, MappingProxyType(brokers),
                          MappingProxyType(topics), MappingProxyType(by_id), offset, next_pid,
                          broker_configs=MappingProxyType(broker_configs),
                          acls=image.acls.changed(acls_added, acls_removed)
-                         if acls_added or acls_removed else image.acls)
+                         if acls_added or acls_removed else image.acls,
+                         scram_credentials=image.scram_credentials if scram is None
+                         else MappingProxyType(scram))
+
+
+def scram_record(user: str, mechanism: str, c: ScramCredential) -> dict:
+    """Kafka's UserScramCredentialRecord, with the byte fields in base64 (the records
+    are JSON)."""
+    return {"type": "UserScramCredentialRecord", "name": user, "mechanism": mechanism,
+            "salt": base64.b64encode(c.salt).decode(),
+            "stored_key": base64.b64encode(c.stored_key).decode(),
+            "server_key": base64.b64encode(c.server_key).decode(),
+            "iterations": c.iterations}

@@ -110,15 +110,6 @@ class KafkaServer:
         controller_only = not self.config.is_broker
         # Bind first: the real ports must be known before they are advertised.
         for lst in ([] if controller_only else self.config.listeners):
-            scram = [m for m in (self.config.sasl_mechanisms(lst.name)
-                                 if self.config.security_protocol(lst.name).startswith("SASL")
-                                 else []) if m.startswith("SCRAM")]
-            if scram:
-                # Served, but not honoured yet: no credential can be stored (KIP-554's
-                # AlterUserScramCredentials is not built), so every such login fails.
-                log.warning("SCRAM mechanisms enabled but no SCRAM credentials can be "
-                            "stored yet: every SCRAM login fails", listener=lst.name,
-                            mechanisms=scram)
             sock = socket.create_server((lst.host or "0.0.0.0", lst.port), reuse_port=False,
                                         backlog=1024)
             sock.setblocking(False)
