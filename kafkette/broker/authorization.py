@@ -20,6 +20,7 @@ from kafkette.controller.acls import (
     STANDARD_AUTHORIZER,
     Authorizer,
 )
+from kafkette.errors import ErrorCode
 from kafkette.logging import get_logger
 
 log = get_logger("kafkette.authorizer")
@@ -55,12 +56,15 @@ def enabled(ctx) -> bool:
     return authorizer_of(ctx.broker) is not None
 
 
-def authorize(ctx, op: int, resource_type: int, name: str) -> bool:
+def _authorizer_and_principal(ctx):
     auth = authorizer_of(ctx.broker)
-    if auth is None:
-        return True
     principal = getattr(ctx, "principal", None)
-    if principal is None:
+    return (auth, principal) if auth is not None and principal is not None else (None, None)
+
+
+def authorize(ctx, op: int, resource_type: int, name: str) -> bool:
+    auth, principal = _authorizer_and_principal(ctx)
+    if auth is None:
         return True
     return auth.authorize(ctx.broker.image.acls, principal, client_address(ctx),
                           op, resource_type, name)
@@ -71,15 +75,22 @@ def authorize_cluster(ctx, op: int) -> bool:
 
 
 def authorize_by_resource_type(ctx, op: int, resource_type: int) -> bool:
-    auth = authorizer_of(ctx.broker)
+    auth, principal = _authorizer_and_principal(ctx)
     if auth is None:
-        return True
-    principal = getattr(ctx, "principal", None)
-    if principal is None:
         return True
     return auth.authorize_by_resource_type(ctx.broker.image.acls, principal,
                                            client_address(ctx), op,
                                            resource_type)
+
+
+def acl_api_refusal(ctx, op: int):
+    """CreateAcls / DeleteAcls (ALTER) and DescribeAcls (DESCRIBE) on the cluster:
+    (error code, message) when refused, as Kafka answers them, else None."""
+    if not enabled(ctx):
+        return ErrorCode.SECURITY_DISABLED, "No Authorizer is configured."
+    if not authorize_cluster(ctx, op):
+        return ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."
+    return None
 
 
 def filter_authorized(ctx, op: int, resource_type: int, names) -> set[str]:

@@ -29,12 +29,9 @@ def _error_response(request, code, ctx, message=None):
 
 @handler(30, 0, 3, route=ROUTE_CONTROLLER, error_response=_error_response)
 async def handle(ctx, request):
-    if not authz.enabled(ctx):
-        return _error_response(request, ErrorCode.SECURITY_DISABLED, ctx,
-                               "No Authorizer is configured.")
-    if not authz.authorize_cluster(ctx, ALTER):
-        return _error_response(request, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, ctx,
-                               "Cluster authorization failed.")
+    refused = authz.acl_api_refusal(ctx, ALTER)
+    if refused is not None:
+        return _error_response(request, refused[0], ctx, refused[1])
     bindings = [AclBinding(c.resource_type, c.resource_name, c.resource_pattern_type,
                            c.principal, c.host, c.operation, c.permission_type)
                 for c in request.creations]

@@ -28,12 +28,9 @@ def _error_response(request, code, ctx, message=None):
 
 @handler(31, 0, 3, route=ROUTE_CONTROLLER, error_response=_error_response)
 async def handle(ctx, request):
-    if not authz.enabled(ctx):
-        return _error_response(request, ErrorCode.SECURITY_DISABLED, ctx,
-                               "No Authorizer is configured.")
-    if not authz.authorize_cluster(ctx, ALTER):
-        return _error_response(request, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, ctx,
-                               "Cluster authorization failed.")
+    refused = authz.acl_api_refusal(ctx, ALTER)
+    if refused is not None:
+        return _error_response(request, refused[0], ctx, refused[1])
     filters = [acl_filter(f) for f in request.filters]
     try:
         matched = await ctx.broker.controller.delete_acls([f for f in filters if f is not None])

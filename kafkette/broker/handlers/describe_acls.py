@@ -36,12 +36,9 @@ def _error_response(request, code, ctx, message=None):
 
 @handler(29, 0, 3, error_response=_error_response)
 def handle(ctx, request):
-    if not authz.enabled(ctx):
-        return _error_response(request, ErrorCode.SECURITY_DISABLED, ctx,
-                               "No Authorizer is configured.")
-    if not authz.authorize_cluster(ctx, DESCRIBE):
-        return _error_response(request, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, ctx,
-                               "Cluster authorization failed.")
+    refused = authz.acl_api_refusal(ctx, DESCRIBE)
+    if refused is not None:
+        return _error_response(request, refused[0], ctx, refused[1])
     f = acl_filter(request)
     if f is None:
         return _error_response(request, ErrorCode.INVALID_REQUEST, ctx,
