@@ -316,3 +316,102 @@ def test_kafka_python_sasl_ssl_scram_sha_512(sec_broker, pki):
         assert [m.value for m in c] == [f"s{i}".encode() for i in range(5)]
     finally:
         c.close()
+
+
+# ------------------------------------------------------- the other clients of the matrix
+
+def test_aiokafka_sasl_plaintext_plain_and_sasl_ssl_scram(sec_broker, pki):
+    import asyncio
+    import ssl
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    _add_scram_user(sec_broker, "erin", "erin-secret")
+    t = unique_topic("sec-aiok")
+    _create(sec_broker, t)
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    setups = [
+        dict(bootstrap_servers=f"127.0.0.1:{sec_broker.ports['SASL_PLAINTEXT']}",
+             security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+             sasl_plain_username="alice", sasl_plain_password="alice-secret"),
+        dict(bootstrap_servers=f"127.0.0.1:{sec_broker.ports['SASL_SSL']}",
+             security_protocol="SASL_SSL", ssl_context=ctx, sasl_mechanism="SCRAM-SHA-512",
+             sasl_plain_username="erin", sasl_plain_password="erin-secret")]
+
+    async def run(conf, tag):
+        p = AIOKafkaProducer(**conf)
+        await p.start()
+        try:
+            for i in range(5):
+                await p.send_and_wait(t, f"{tag}{i}".encode(), partition=0)
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer(t, auto_offset_reset="earliest", **conf)
+        await c.start()
+        got = []
+        try:
+            while len([v for v in got if v.startswith(tag.encode())]) < 5:
+                batch = await asyncio.wait_for(c.getmany(timeout_ms=500), 30)
+                got += [r.value for recs in batch.values() for r in recs]
+        finally:
+            await c.stop()
+        return [v for v in got if v.startswith(tag.encode())]
+    for conf, tag in zip(setups, ("pl", "sc")):
+        assert asyncio.run(run(conf, tag)) == [f"{tag}{i}".encode() for i in range(5)]
+
+
+def test_kcat_sasl_ssl_plain(sec_broker, pki):
+    """kcat (Debian's, librdkafka 2.0.2) over SASL_SSL with PLAIN. Not SCRAM: librdkafka
+    before 2.6.1 repeats its client nonce in the client-final message
+    (confluentinc/librdkafka#4895), which RFC 5802 and Kafka 4's broker refuse, and so
+    does kafkette; confluent-kafka's newer librdkafka passes the SCRAM test above."""
+    import shutil
+    import subprocess
+    kcat = shutil.which("kcat") or shutil.which("kafkacat")
+    if kcat is None:
+        pytest.skip("kcat is not installed")
+    t = unique_topic("sec-kcat")
+    _create(sec_broker, t)
+    common = ["-b", f"127.0.0.1:{sec_broker.ports['SASL_SSL']}", "-X", "security.protocol=SASL_SSL",
+              "-X", f"ssl.ca.location={pki['ca']}", "-X", "sasl.mechanism=PLAIN",
+              "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret"]
+    subprocess.run([kcat, *common, "-P", "-t", t], input=b"k1\nk2\nk3\n", check=True, timeout=60)
+    out = subprocess.run([kcat, *common, "-C", "-t", t, "-o", "beginning", "-e", "-q"],
+                         capture_output=True, check=True, timeout=60)
+    assert out.stdout.split() == [b"k1", b"k2", b"k3"]
+    bad = subprocess.run([kcat, *common[:-2], "-X", "sasl.password=nope", "-L", "-m", "5"],
+                         capture_output=True, timeout=60)
+    assert bad.returncode != 0 and b"uthentication" in bad.stderr + bad.stdout
+
+
+def test_kafkajs_sasl_plain_and_scram(sec_broker, pki):
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+    node = shutil.which("node")
+    kjs = Path(__file__).resolve().parent / "kafkajs"
+    if node is None or not (kjs / "node_modules" / "kafkajs" / "package.json").exists():
+        pytest.skip("node or kafkajs is not installed")
+    _add_scram_user(sec_broker, "gina", "gina-secret")
+    ca = Path(pki["ca"]).read_text()
+    setups = [
+        ("SASL_PLAINTEXT", None, {"mechanism": "plain", "username": "bob",
+                                  "password": "bob-secret"}),
+        ("SASL_SSL", {"ca": ca}, {"mechanism": "scram-sha-512", "username": "gina",
+                                  "password": "gina-secret"})]
+    for listener, tls, sasl in setups:
+        t = unique_topic("sec-kjs")
+        _create(sec_broker, t)
+        base = {"brokers": [f"127.0.0.1:{sec_broker.ports[listener]}"], "ssl": tls,
+                "sasl": sasl, "topic": t}
+        for cmd in ({"cmd": "produce", "messages": [{"partition": 0, "value": f"j{i}"}
+                                                    for i in range(5)]},
+                    {"cmd": "consume", "groupId": unique_topic("kjs-sec"), "count": 5,
+                     "timeoutMs": 30000}):
+            proc = subprocess.run([node, str(kjs / "client.js")],
+                                  input=json.dumps({**base, **cmd}), capture_output=True,
+                                  text=True, timeout=120, cwd=str(kjs),
+                                  env=dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1"))
+            assert proc.returncode == 0, (listener, proc.stderr[-2000:])
+            result = json.loads(proc.stdout.splitlines()[-1])
+        assert [r["value"] for r in result["records"]] == [f"j{i}" for i in range(5)], listener

@@ -49,6 +49,9 @@ function makeKafka(cmd) {
     connectionTimeout: 10000,
     requestTimeout: 30000,
     retry: { initialRetryTime: 100, retries: cmd.retries === undefined ? 10 : cmd.retries },
+    // security tests: { ca: PEM text } for TLS, { mechanism, username, password } for SASL
+    ssl: cmd.ssl ? { ca: [cmd.ssl.ca], rejectUnauthorized: true } : undefined,
+    sasl: cmd.sasl,
   })
 }
 
