@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import weakref
 
-from kafkette.controller.quorum import run_now
+from kafkette.broker.internal_topics import ensure_internal_topic
 from kafkette.coordinator.group_coordinator import offsets_partition_for
-from kafkette.errors import KafkaError, TopicAlreadyExistsError
+from kafkette.errors import KafkaError
 from kafkette.logging import get_logger
 from kafkette.coordinator.offsets_store import NO_PRODUCER_ID, LoadedRecord, TxnMarker
 from kafkette.protocol.records import NO_SEQUENCE, build_batch, decode_records, iter_batches
@@ -109,17 +109,7 @@ def ensure_offsets_topic(broker) -> bool:
     """True when `__consumer_offsets` exists. A single node creates it now; a cluster
     node asks the active controller in the background and answers
     COORDINATOR_NOT_AVAILABLE meanwhile, as Kafka does (clients retry)."""
-    if OFFSETS_TOPIC in broker.image.topics:
-        return True
-    partitions, rf, configs = offsets_topic_spec(broker)
-    if broker.cluster is not None:
-        broker.cluster.create_topic_in_background(OFFSETS_TOPIC, partitions, rf, configs)
-        return False
-    try:
-        run_now(broker.controller.create_topic(OFFSETS_TOPIC, partitions, rf, configs))
-    except TopicAlreadyExistsError:
-        pass
-    return True
+    return ensure_internal_topic(broker, OFFSETS_TOPIC, offsets_topic_spec)
 
 
 # A control record's key: int16 version, int16 type (Kafka's ControlRecordType).

@@ -30,9 +30,9 @@ import inspect
 import weakref
 from collections import defaultdict
 
-from kafkette.controller.quorum import run_now
+from kafkette.broker.internal_topics import ensure_internal_topic
 from kafkette.coordinator.partitioning import offsets_partition_for
-from kafkette.errors import ErrorCode, KafkaError, TopicAlreadyExistsError
+from kafkette.errors import ErrorCode, KafkaError
 from kafkette.logging import get_logger
 from kafkette.protocol.records import build_batch, decode_records
 
@@ -81,17 +81,7 @@ def ensure_txn_topic(broker) -> bool:
     asks the active controller in the background) and answer False: the client is
     told COORDINATOR_NOT_AVAILABLE and retries, as Kafka answers while the topic is
     created."""
-    if TXN_TOPIC in broker.image.topics:
-        return True
-    partitions, rf, configs = txn_topic_spec(broker)
-    if broker.cluster is not None:
-        broker.cluster.create_topic_in_background(TXN_TOPIC, partitions, rf, configs)
-        return False
-    try:
-        run_now(broker.controller.create_topic(TXN_TOPIC, partitions, rf, configs))
-    except TopicAlreadyExistsError:
-        pass
-    return True
+    return ensure_internal_topic(broker, TXN_TOPIC, txn_topic_spec)
 
 
 def txn_coordinator_node(broker, transactional_id: str) -> int | None:

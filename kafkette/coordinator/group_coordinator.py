@@ -936,7 +936,10 @@ class GroupCoordinator:
             return results
 
     def _validate_offset_commit(self, group: ClassicGroup, generation_id: int, member_id: str,
-                                group_instance_id: str | None):
+                                group_instance_id: str | None, transactional: bool = False):
+        """Kafka's validateOffsetCommit. A transactional commit (TxnOffsetCommit) is
+        checked only on the member fields it carries: no member id on a group with
+        members and a rebalance in progress are fine for it, as in Kafka."""
         if group.is_in(DEAD):
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if generation_id < 0 and group.is_in(EMPTY):
@@ -947,11 +950,13 @@ class GroupCoordinator:
                 return error
             if generation_id != group.generation_id:
                 return ErrorCode.ILLEGAL_GENERATION
+        elif transactional:
+            return None
         elif not group.is_in(EMPTY):
             # No member id and generation -1 (OffsetCommit v0/v1 style) on a group with
             # members: only members may commit. Kafka answers UNKNOWN_MEMBER_ID.
             return ErrorCode.UNKNOWN_MEMBER_ID
-        if group.is_in(COMPLETING_REBALANCE):
+        if group.is_in(COMPLETING_REBALANCE) and not transactional:
             # The member knows the new generation (it got its JoinGroup answer) but has
             # no assignment yet: retriable, the consumer commits again after SyncGroup.
             return ErrorCode.REBALANCE_IN_PROGRESS
@@ -1042,8 +1047,8 @@ class GroupCoordinator:
                     return {tp: ErrorCode.ILLEGAL_GENERATION for tp in offsets}
                 group = self._create_group(group_id)
                 created = True
-            error = self._validate_txn_offset_commit(group, generation_id, member_id,
-                                                     group_instance_id)
+            error = self._validate_offset_commit(group, generation_id, member_id,
+                                                 group_instance_id, transactional=True)
             if error is not None:
                 results = {tp: error for tp in offsets}
             else:
@@ -1057,13 +1062,6 @@ class GroupCoordinator:
                 self._groups.pop(group_id, None)
             return results
 
-    def _validate_txn_offset_commit(self, group: ClassicGroup, generation_id: int,
-                                    member_id: str, group_instance_id: str | None):
-        """Kafka's validateOffsetCommit with isTransactional."""
-        if group.is_in(DEAD):
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        if generation_id < 0 and group.is_in(EMPTY):
-            return None
         if generation_id >= 0 or member_id != UNKNOWN_MEMBER_ID or group_instance_id is not None:
             error = group.validate_member(member_id, group_instance_id)
             if error is not None:
