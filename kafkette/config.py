@@ -1285,6 +1285,24 @@ class BrokerConfig:
         store of a format kafkette reads, each SASL listener mechanisms it serves (and
         PLAIN its users). server/tls.py loads the files when the listeners open."""
         names = {l.name for l in listeners}
+        if self._voters:
+            # Brokers reach each other (replica fetchers, markers, forwarding) on the
+            # first client listener and controllers on their controller listeners,
+            # with kafkette's own client, which speaks PLAINTEXT only: refuse a
+            # cluster whose inter-broker or controller traffic would need TLS / SASL
+            # rather than start one whose nodes cannot talk.
+            inter = [l.name for l in listeners
+                     if l.name not in self._controller_listener_names][:1]
+            ibl = self._values["inter.broker.listener.name"]
+            for name in inter + ([ibl.upper()] if ibl else []) + \
+                    [n for n in self._controller_listener_names if n in names]:
+                if self.security_protocol(name) != "PLAINTEXT":
+                    raise ConfigError(
+                        f"listener '{name}' ({self.security_protocol(name)}) would carry "
+                        f"inter-broker or controller traffic, which kafkette sends over "
+                        f"PLAINTEXT only: list a PLAINTEXT listener first (and as "
+                        f"inter.broker.listener.name / controller.listener.names) and "
+                        f"secure the client listeners after it", key="listeners")
         for name in self._listener_overrides:
             if name not in names:
                 raise ConfigError(f"listener.name.{name.lower()}.* settings name listener "
