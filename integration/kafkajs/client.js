@@ -49,8 +49,11 @@ function makeKafka(cmd) {
     connectionTimeout: 10000,
     requestTimeout: 30000,
     retry: { initialRetryTime: 100, retries: cmd.retries === undefined ? 10 : cmd.retries },
-    // security tests: { ca: PEM text } for TLS, { mechanism, username, password } for SASL
-    ssl: cmd.ssl ? { ca: [cmd.ssl.ca], rejectUnauthorized: true } : undefined,
+    // security tests: { mechanism, username, password } for SASL
+    // { ca, cert?, key? } (PEM text): cert and key for mutual TLS
+    ssl: cmd.ssl ? Object.assign({ ca: [cmd.ssl.ca], rejectUnauthorized: true },
+                                 cmd.ssl.cert ? { cert: cmd.ssl.cert, key: cmd.ssl.key } : {})
+                 : undefined,
     sasl: cmd.sasl,
   })
 }
