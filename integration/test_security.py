@@ -43,8 +43,10 @@ def pki(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sec_broker(tmp_path_factory, pki):
     ports = {name: free_port() for name in ("SSL", "SASL_PLAINTEXT", "SASL_SSL")}
+    metrics_port = free_port()
     b = BrokerProcess(tmp_path_factory.mktemp("secbroker"))
     b.ports = ports
+    b.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     b.config.update({
         "listeners": ",".join([f"PLAINTEXT://127.0.0.1:{b.port}"]
                               + [f"{n}://127.0.0.1:{p}" for n, p in ports.items()]),
@@ -58,6 +60,7 @@ def sec_broker(tmp_path_factory, pki):
         "listener.name.sasl_ssl.sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
         "listener.name.sasl_ssl.plain.sasl.jaas.config": JAAS,
         "connections.max.idle.ms": "3000",
+        "metrics.listener": f"127.0.0.1:{metrics_port}",
     })
     b.start()
     yield b
@@ -490,3 +493,104 @@ def test_kafkajs_sasl_plain_scram_and_mutual_tls(sec_broker, pki):
             assert proc.returncode == 0, (listener, proc.stderr[-2000:])
             result = json.loads(proc.stdout.splitlines()[-1])
         assert [r["value"] for r in result["records"]] == [f"j{i}" for i in range(5)], listener
+
+
+# ------------------------------------------------------------------ hostile SASL input
+
+def _failed_auth_count(b, listener: str) -> float:
+    import urllib.request
+    text = urllib.request.urlopen(b.metrics_url, timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith("kafka_server_socketservermetrics_failed_authentication_total") \
+                and f'listener="{listener}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _handshake(s, mechanism: str, corr: int = 1) -> None:
+    import struct
+    s.sendall(frame(request_header_v1(17, 1, corr, "it") + kstring(mechanism)))
+    assert struct.unpack(">ih", recv_frame(s)[:6]) == (corr, 0)
+
+
+def _authenticate_v1(s, token: bytes, corr: int = 2) -> tuple[int, str | None]:
+    """SaslAuthenticate v1 (non-flexible): the answer's error code and message."""
+    import struct
+    s.sendall(frame(request_header_v1(36, 1, corr, "it") + struct.pack(">i", len(token))
+                    + token))
+    r = recv_frame(s)
+    cid, code, mlen = struct.unpack(">ihh", r[:8])
+    assert cid == corr
+    return code, (r[8:8 + mlen].decode() if mlen >= 0 else None)
+
+
+@pytest.mark.parametrize("mechanism,token", [
+    ("PLAIN", b"no-separators-at-all"),
+    ("PLAIN", b"\x00alice"),                         # no password field
+    ("PLAIN", b"\x00\xff\xfe\x00\xff"),              # not UTF-8
+    ("SCRAM-SHA-512", b"x,,n=carol,r=abc"),           # unknown gs2 flag
+    ("SCRAM-SHA-512", b"n,,"),                        # no attributes
+    ("SCRAM-SHA-512", b"\xff" * 64),                  # not UTF-8
+])
+def test_malformed_sasl_token_is_an_authentication_failure(sec_broker, mechanism, token):
+    before = _failed_auth_count(sec_broker, "SASL_SSL")
+    ctx = ssl.create_default_context(cafile=sec_broker.config["ssl.truststore.location"])
+    with socket.create_connection(("127.0.0.1", sec_broker.ports["SASL_SSL"]), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            _handshake(s, mechanism)
+            code, message = _authenticate_v1(s, token)
+            assert code == 58 and message            # SASL_AUTHENTICATION_FAILED, with why
+            closed, _, _ = wait_for_close(s, 10)
+            assert closed
+    wait_until(lambda: _failed_auth_count(sec_broker, "SASL_SSL") >= before + 1, 10,
+               message="the failed login counted")
+    assert sec_broker.is_alive()
+
+
+def test_oversized_sasl_frame_before_authentication_closes_the_connection(sec_broker):
+    """sasl.server.max.receive.size (524288 by default, as Kafka): a larger frame before
+    authentication is refused at its length prefix, before anything is allocated."""
+    import struct
+    with socket.create_connection(("127.0.0.1", sec_broker.ports["SASL_PLAINTEXT"]),
+                                  timeout=10) as s:
+        _handshake(s, "PLAIN")
+        s.sendall(struct.pack(">i", 524288 + 1) + b"\x00" * 1024)
+        closed, data, _ = wait_for_close(s, 10)
+        assert closed and data == b""
+    # closed for its size, not by the unauthenticated-idle timeout
+    wait_until(lambda: any("bad frame size" in line and "524289" in line
+                           for line in sec_broker.log_path.read_text().splitlines()), 10,
+               message="the oversized frame logged")
+    # the same size is fine once authenticated (socket.request.max.bytes applies then):
+    # a good login right after still works
+    with socket.create_connection(("127.0.0.1", sec_broker.ports["SASL_PLAINTEXT"]),
+                                  timeout=10) as s:
+        _handshake(s, "PLAIN")
+        assert _authenticate_v1(s, b"\x00alice\x00alice-secret") == (0, None)
+    assert sec_broker.is_alive()
+
+
+def test_wrong_passwords_in_a_loop(sec_broker):
+    """100 wrong logins back to back: each refused and counted, the broker stays up and a
+    client with the right password, connected all along, keeps being served."""
+    import struct
+    before = _failed_auth_count(sec_broker, "SASL_PLAINTEXT")
+    good = socket.create_connection(("127.0.0.1", sec_broker.ports["SASL_PLAINTEXT"]),
+                                    timeout=10)
+    try:
+        _handshake(good, "PLAIN")
+        assert _authenticate_v1(good, b"\x00alice\x00alice-secret") == (0, None)
+        for i in range(100):
+            with socket.create_connection(("127.0.0.1", sec_broker.ports["SASL_PLAINTEXT"]),
+                                          timeout=10) as s:
+                _handshake(s, "PLAIN")
+                code, message = _authenticate_v1(s, f"\x00alice\x00wrong{i}".encode())
+                assert code == 58 and "Invalid username or password" in message
+            if i % 25 == 0:  # the authenticated connection is still answered
+                good.sendall(frame(request_header_v1(18, 0, 100 + i, "it")))
+                assert struct.unpack(">ih", recv_frame(good)[:6]) == (100 + i, 0)
+    finally:
+        good.close()
+    wait_until(lambda: _failed_auth_count(sec_broker, "SASL_PLAINTEXT") >= before + 100, 10,
+               message="100 failed logins counted")
+    assert sec_broker.is_alive()
