@@ -360,10 +360,11 @@ _BROKER_KEYS: list[ConfigKey] = [
        "(ssl.keystore.type=PEM), encrypted with ssl.key.password if set.", sensitive=True),
     _k("ssl.key.password", STRING, None, "Password of the private key.", sensitive=True),
     _k("ssl.truststore.type", STRING, "JKS", "Format of the trust store (the CAs that "
-       "client certificates are checked against): PEM. PKCS12 and JKS are refused.",
+       "client certificates are checked against): PEM or PKCS12. JKS is refused.",
        Choices("JKS", "PKCS12", "PEM")),
-    _k("ssl.truststore.location", STRING, None, "Trust store file (PEM certificates)."),
-    _k("ssl.truststore.password", STRING, None, "Password of the trust store; PEM "
+    _k("ssl.truststore.location", STRING, None, "Trust store file (PEM certificates, or "
+       "PKCS12 with ssl.truststore.type=PKCS12)."),
+    _k("ssl.truststore.password", STRING, None, "Password of a PKCS12 trust store; PEM "
        "trust stores have none.", sensitive=True),
     _k("ssl.truststore.certificates", STRING, None, "PEM trust store given inline.",
        sensitive=True),
@@ -1366,10 +1367,12 @@ class BrokerConfig:
                 raise ConfigError(f"listener {listener}: ssl.truststore.certificates is a PEM "
                                   f"trust store, but {key('ssl.truststore.type')} is {ts_type}; "
                                   f"set it to PEM", key=key("ssl.truststore.type"))
-            if ts_type != "PEM":
-                raise ConfigError(f"listener {listener}: {key('ssl.truststore.type')}={ts_type} "
-                                  f"is not supported: give the CA certificates as PEM "
-                                  f"(ssl.truststore.type=PEM)", key=key("ssl.truststore.type"))
+            if ts_type == "JKS":
+                raise ConfigError(f"listener {listener}: {key('ssl.truststore.type')}=JKS "
+                                  f"is not supported (kafkette has no Java key store reader): "
+                                  f"give the CA certificates as PEM or PKCS12 (keytool "
+                                  f"-importkeystore -deststoretype PKCS12)",
+                                  key=key("ssl.truststore.type"))
         if get("ssl.client.auth") != "none" and not ts_given:
             raise ConfigError(f"listener {listener}: ssl.client.auth={get('ssl.client.auth')} "
                               f"needs a trust store to check client certificates against: set "

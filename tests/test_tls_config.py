@@ -141,3 +141,53 @@ def test_a_cluster_may_secure_its_client_listeners_after_a_plaintext_one(certs):
                       "ssl.keystore.location": str(certs["dir"] / "server.pem"),
                       "ssl.keystore.type": "PEM"})
     assert c.security_protocol("SSL") == "SSL"
+
+
+def test_pkcs12_trust_store_checks_client_certificates(certs, tmp_path):
+    """ssl.truststore.type=PKCS12 (a keytool-style store of trusted CA certificates):
+    a client certificate from that CA completes a mutual-TLS handshake, one from
+    another CA is refused; a wrong store password is a ConfigError; JKS is refused."""
+    import socket
+    import threading
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+    ca = certs["ca"]
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    p12 = tmp_path / "trust.p12"
+    p12.write_bytes(pkcs12.serialize_key_and_certificates(
+        None, None, None, [ca_cert], BestAvailableEncryption(b"tpw")))
+    base = {"ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(certs["dir"] / "server.pem"),
+            "ssl.truststore.type": "PKCS12", "ssl.truststore.location": str(p12),
+            "ssl.client.auth": "required"}
+    ctx = server_context(_cfg(**base, **{"ssl.truststore.password": "tpw"}), "SSL")
+    with pytest.raises(ConfigError, match="PKCS12 trust store"):
+        server_context(_cfg(**base, **{"ssl.truststore.password": "nope"}), "SSL")
+    with pytest.raises(ConfigError, match="JKS is not supported"):
+        _cfg(**{**base, "ssl.truststore.type": "JKS"})
+
+    def handshake(client_ca) -> bool:
+        leaf = client_ca.issue_cert("client-x", common_name="client-x")
+        cctx = ssl.create_default_context(cadata=ca.cert_pem.bytes().decode())
+        leaf.configure_cert(cctx)
+        a, b = socket.socketpair()
+        result = {}
+
+        def serve():
+            try:
+                with ctx.wrap_socket(a, server_side=True) as s:
+                    result["peer"] = s.getpeercert()
+                    s.sendall(b"k")
+            except (ssl.SSLError, OSError):
+                result["peer"] = None
+        t = threading.Thread(target=serve)
+        t.start()
+        try:
+            with cctx.wrap_socket(b, server_hostname="localhost") as c:
+                c.recv(1)   # TLS 1.3: the server's verdict on our certificate arrives here
+        except (ssl.SSLError, OSError):
+            pass
+        t.join(10)
+        return bool(result.get("peer"))
+    assert handshake(ca)
+    assert not handshake(trustme.CA())

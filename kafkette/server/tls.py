@@ -94,6 +94,30 @@ def _load_pkcs12(ctx: ssl.SSLContext, path: str, password: str | None, key_name:
     _load_pem_chain(ctx, chain, pem_key, None)
 
 
+def _pkcs12_trusted_pem(path: str, password: str | None, key_name: str) -> str:
+    """The CA certificates of a PKCS12 trust store (keytool's: certificates without a
+    key, each a trusted entry) as PEM text for SSLContext.load_verify_locations."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        store = pkcs12.load_pkcs12(data, password.encode() if password is not None else None)
+    except OSError as e:
+        raise ConfigError(f"Cannot read trust store {path}: {e.strerror or e}",
+                          key=key_name) from None
+    except ValueError as e:
+        raise ConfigError(f"Cannot load PKCS12 trust store {path} (wrong "
+                          f"ssl.truststore.password?): {e}", key=key_name) from None
+    certs = [c.certificate for c in store.additional_certs]
+    if store.cert is not None:
+        certs.append(store.cert.certificate)
+    if not certs:
+        raise ConfigError(f"PKCS12 trust store {path} holds no certificate", key=key_name)
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+
+
 def server_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
     """The server-side SSLContext of a TLS listener; ConfigError when a file cannot
     be read or does not hold what the settings say."""
@@ -128,6 +152,10 @@ def server_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
     try:
         if get("ssl.truststore.certificates") is not None:
             ctx.load_verify_locations(cadata=get("ssl.truststore.certificates"))
+        elif get("ssl.truststore.location") is not None and \
+                get("ssl.truststore.type") == "PKCS12":
+            ctx.load_verify_locations(cadata=_pkcs12_trusted_pem(
+                get("ssl.truststore.location"), get("ssl.truststore.password"), ts_key))
         elif get("ssl.truststore.location") is not None:
             ctx.load_verify_locations(cafile=get("ssl.truststore.location"))
     except (ssl.SSLError, OSError) as e:
