@@ -523,10 +523,15 @@ def test_command_config_file(broker, tmp_path):
     t = unique_topic("cc")
     assert ok(topics(broker, "--create", "--topic", t, "--command-config", str(conf))) == \
         f"Created topic {t}.\n"
-    conf.write_text("security.protocol=SASL_SSL\n")
+    # Kerberos and JKS cannot be honoured: refused with the key named, never ignored
+    conf.write_text("security.protocol=SASL_SSL\nsasl.mechanism=GSSAPI\n")
     r = topics(broker, "--list", "--command-config", str(conf))
     assert r.returncode == 1
-    assert "security.protocol=SASL_SSL" in r.stdout and "not supported" in r.stdout
+    assert "sasl.mechanism=GSSAPI is not supported" in r.stdout
+    conf.write_text("security.protocol=SSL\nssl.truststore.location=/x.jks\n"
+                    "ssl.truststore.type=JKS\n")
+    r = topics(broker, "--list", "--command-config", str(conf))
+    assert r.returncode == 1 and "ssl.truststore.type=JKS" in r.stdout
 
 
 def test_console_consumers_share_a_group(broker):
