@@ -1,5 +1,5 @@
 """Command line: `kafkette serve`, `kafkette healthcheck`, `kafkette topics`, `kafkette groups`,
-`kafkette transactions`.
+`kafkette transactions`, `kafkette acls`, `kafkette users`.
 
     kafkette serve [--config broker.yaml] [--set key=value ...]
 
@@ -90,6 +90,11 @@ def _transactions(args) -> int:
     return kafka_transactions.main(transactions_argv(args.txn_args), prog="kafkette transactions")
 
 
+def _acls(args) -> int:
+    from kafkette.tools import kafka_acls
+    return kafka_acls.short_main(args.acl_args)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kafkette", description="A Kafka-compatible broker")
     sub = p.add_subparsers(dest="command", required=True)
@@ -110,9 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     from kafkette import cluster_runner as _cluster_runner
     _cluster_runner.add_parser(sub)
     # `kafkette topics` and `kafkette groups` (kafkette/tools)
-    from kafkette.tools import groups as _groups, topics as _topics
+    from kafkette.tools import groups as _groups, topics as _topics, users as _users
     _topics.add_parser(sub)
     _groups.add_parser(sub)
+    _users.add_parser(sub)
+    # `kafkette acls add|list|remove [options]` = kafka-acls.sh --add|--list|--remove
+    c = sub.add_parser("acls", help="add, list and remove ACLs (like kafka-acls.sh)",
+                       add_help=False, prefix_chars="\0")
+    c.add_argument("acl_args", nargs="*")
+    c.set_defaults(func=_acls)
     # `kafkette transactions list|describe|...` = kafka-transactions.sh (its own parser)
     t = sub.add_parser("transactions", help="list, describe, find hanging and abort "
                                             "transactions (like kafka-transactions.sh)",
@@ -120,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("txn_args", nargs="*")
     t.set_defaults(func=_transactions)
     args = p.parse_args(argv)
-    if args.command in ("topics", "groups"):
+    if args.command in ("topics", "groups", "users"):
         from kafkette.tools.client import ToolError
         try:
             return args.func(args)

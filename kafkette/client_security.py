@@ -14,7 +14,8 @@ connections all make theirs here.
 or ScramLoginModule with username= / password=), sasl.username / sasl.password
 (librdkafka's spelling, accepted for convenience), ssl.truststore.location /
 .certificates (PEM only: Python's ssl module reads no JKS, and a JKS or PKCS12 trust
-store is refused with a message saying so), ssl.keystore.* for mutual TLS (PEM file,
+store is refused with a message saying so; without ssl.truststore.type a file of PEM
+text is taken as PEM, anything else as Kafka's default JKS), ssl.keystore.* for mutual TLS (PEM file,
 inline PEM, or PKCS12 read with `cryptography`), ssl.key.password and
 ssl.endpoint.identification.algorithm ("https", Kafka's default, checks the host name;
 empty turns that off). Unknown ssl.* / sasl.* keys are refused by the caller's checks,
@@ -147,8 +148,13 @@ def want_module(mechanism: str) -> str:
 def ssl_context_from_properties(props: dict[str, str]) -> ssl.SSLContext:
     """A client SSLContext from Kafka's ssl.* client settings (see the module doc)."""
     ctx = ssl.create_default_context()   # verifies the server against the trust store
-    ts_type = props.get("ssl.truststore.type", "PEM" if "ssl.truststore.certificates" in props
-                        or "ssl.truststore.location" in props else "JKS").strip().upper()
+    ts_type = props.get("ssl.truststore.type")
+    if ts_type is None:
+        # Kafka's default is JKS; a file that is PEM text is read as PEM rather than
+        # refused (Java would fail on it), inline certificates are PEM by definition.
+        ts_type = "PEM" if "ssl.truststore.certificates" in props or \
+            _is_pem(props.get("ssl.truststore.location")) else "JKS"
+    ts_type = ts_type.strip().upper()
     if "ssl.truststore.location" in props or "ssl.truststore.certificates" in props:
         if ts_type != "PEM":
             raise SecurityConfigError(
@@ -197,6 +203,16 @@ def ssl_context_from_properties(props: dict[str, str]) -> ssl.SSLContext:
                                   f"{props.get('ssl.keystore.location')}: "
                                   f"{e.strerror or e}") from None
     return ctx
+
+
+def _is_pem(path: str | None) -> bool:
+    if path is None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096).lstrip().startswith(b"-----BEGIN")
+    except OSError:
+        return False
 
 
 def load_pem_chain(ctx: ssl.SSLContext, chain: bytes, key: bytes, password: str | None) -> None:
