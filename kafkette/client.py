@@ -257,8 +257,9 @@ class KafkaConnection:
         except ssl.SSLError as e:
             # A certificate the trust store refuses, a plaintext port, a host name that
             # does not match: a NetworkError (so a bootstrap list moves on) saying so.
-            raise NetworkError(f"TLS handshake with {host}:{port} failed: "
-                               f"{getattr(e, 'verify_message', None) or e.reason or e}") from e
+            why = getattr(e, "verify_message", None)
+            why = f"certificate verify failed: {why}" if why else (e.reason or str(e))
+            raise NetworkError(f"TLS handshake with {host}:{port} failed: {why}") from e
         except OSError as e:
             # asyncio's message is "Connect call failed (address)"; the errno says why.
             detail = os.strerror(e.errno) if e.errno else str(e)

@@ -259,7 +259,9 @@ class EmbeddedBroker:
             out.update({"ssl.keystore.type": "PEM",
                         "ssl.keystore.location": str(tls / "server.pem")})
         if self.mechanism:
-            out[f"listener.name.{lname}.sasl.enabled.mechanisms"] = self.mechanism
+            # A caller's own list (more mechanisms than `mechanism`) wins.
+            key = f"listener.name.{lname}.sasl.enabled.mechanisms"
+            out[key] = str(self.config.pop(key, self.mechanism))
             if self.mechanism == "PLAIN":
                 out[f"listener.name.{lname}.plain.sasl.jaas.config"] = _plain_jaas(self.users)
             out["listener.security.protocol.map"] = (

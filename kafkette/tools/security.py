@@ -9,7 +9,8 @@ that grep kafka-acls.sh's output keep working.
 Users: the SCRAM credentials of KIP-554. As Kafka's ConfigCommand does, the tool
 computes the salted password itself (a random salt, PBKDF2-HMAC with the mechanism's
 hash, RFC 5802's Hi()) and sends only the salt and salted password in
-AlterUserScramCredentials; the password never reaches the broker.
+AlterUserScramCredentials (one request per mechanism: a controller refuses a user
+named twice in one request); the password never reaches the broker.
 """
 from __future__ import annotations
 
@@ -328,8 +329,14 @@ def alter_scram(admin, user: str, upserts: list[ScramUpsert], deletions: list[st
             raise ToolError(f"user config {d} is not supported by kafkette (only "
                             f"SCRAM-SHA-256 and SCRAM-SHA-512 credentials)")
         dels.append(R.ScramCredentialDeletion(name=user, mechanism=SCRAM_MECHANISMS[mech][0]))
-    resp = admin.request(R(deletions=dels, upsertions=ups))
-    for r in resp.results:
+    # One request per alteration: Kafka's controller (ScramControlManager) refuses a
+    # user named twice in one request with DUPLICATE_RESOURCE, which
+    # `SCRAM-SHA-256=[..],SCRAM-SHA-512=[..]` would be. Not atomic across mechanisms.
+    results = []
+    for req in ([R(deletions=[d], upsertions=[]) for d in dels]
+                + [R(deletions=[], upsertions=[u]) for u in ups]):
+        results += admin.request(req).results
+    for r in results:
         if r.error_code:
             raise ToolError(f"cannot alter SCRAM credentials of {r.user}: "
                             f"{error_name(r.error_code)}"
