@@ -103,10 +103,8 @@ class ClientSecurity:
             raise SecurityConfigError(f"security.protocol={protocol}: expected one of "
                                       f"{', '.join(PROTOCOLS)}")
         if protocol == "PLAINTEXT":
-            stray = sorted(k for k in props if k in SECURITY_KEYS and k != "security.protocol")
-            if stray:
-                raise SecurityConfigError(f"{', '.join(stray)} set but security.protocol is "
-                                          f"PLAINTEXT: nothing would use them")
+            # Kafka's clients ignore sasl.* / ssl.* on PLAINTEXT; so do we (the tools
+            # log them as ignored: unused_security_keys()).
             return None
         ctx = ssl_context_from_properties(props) if protocol in ("SSL", "SASL_SSL") else None
         mechanism = username = password = None
@@ -117,6 +115,13 @@ class ClientSecurity:
                                           f"kafkette's client: {', '.join(MECHANISMS)}")
             username, password = _credentials(props, mechanism)
         return cls(protocol, ctx, mechanism, username, password)
+
+
+def unused_security_keys(props: dict[str, str]) -> list[str]:
+    """The sasl.* / ssl.* keys of a PLAINTEXT config, which nothing uses."""
+    if props.get("security.protocol", "PLAINTEXT").strip().upper() != "PLAINTEXT":
+        return []
+    return sorted(k for k in props if k in SECURITY_KEYS and k != "security.protocol")
 
 
 def _credentials(props: dict[str, str], mechanism: str) -> tuple[str, str]:

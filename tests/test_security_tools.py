@@ -133,6 +133,8 @@ def test_command_config_security_keys(tmp_path):
     assert plain.uses_tls and plain.ssl_context.check_hostname is False
     assert plain.ssl_context.verify_mode == ssl.CERT_REQUIRED
     assert ClientSecurity.from_properties({}) is None
+    # as Kafka's clients: sasl.* / ssl.* on PLAINTEXT do nothing (the tools log them)
+    assert ClientSecurity.from_properties({"sasl.mechanism": "PLAIN"}) is None
     for props, why in [
         ({"security.protocol": "SASL_SSL", "sasl.mechanism": "GSSAPI"}, "GSSAPI"),
         ({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
@@ -140,7 +142,6 @@ def test_command_config_security_keys(tmp_path):
         ({"security.protocol": "SSL", "ssl.truststore.location": "/x.jks"}, "JKS"),
         ({"security.protocol": "SSL", "ssl.truststore.type": "PEM",
           "ssl.truststore.location": str(tmp_path / "missing.pem")}, "trust store"),
-        ({"sasl.mechanism": "PLAIN"}, "PLAINTEXT"),
         ({"security.protocol": "SSL", "ssl.keystore.location": "/k.jks"}, "JKS"),
     ]:
         with pytest.raises(SecurityConfigError, match=why):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kafkette.client_security import SECURITY_KEYS, ClientSecurity, SecurityConfigError
+from kafkette.client_security import (
+    SECURITY_KEYS, ClientSecurity, SecurityConfigError, unused_security_keys,
+)
 from kafkette.tools.client import AdminClient, ToolError
 
 
@@ -151,9 +153,16 @@ def client_security(props: dict[str, str], source: str) -> ClientSecurity | None
     """The TLS / SASL settings of a client config (None: PLAINTEXT); ToolError naming
     the file when one cannot be honoured (a JKS trust store, GSSAPI, ...)."""
     try:
-        return ClientSecurity.from_properties(props)
+        security = ClientSecurity.from_properties(props)
     except SecurityConfigError as e:
         raise ToolError(f"{e} (from {source or 'the client config'})") from None
+    unused = unused_security_keys(props)
+    if unused:
+        from kafkette.logging import get_logger
+        get_logger("kafkette.tools").warning(
+            "security settings ignored: security.protocol is PLAINTEXT", keys=unused,
+            source=source or "the client config")
+    return security
 
 
 def client_settings(props: dict[str, str], bootstrap: str | None) -> tuple[str, str | None, float]:
