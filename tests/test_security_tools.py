@@ -176,3 +176,31 @@ def test_short_acls_tool_needs_an_action(capsys):
     assert "add,list,remove" in capsys.readouterr().err
     with pytest.raises(UsageError):
         kafka_acls.build_parser().parse(["--add", "--topicx", "t"])
+
+
+def test_keystores_for_mutual_tls(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    client = ca.issue_cert("client-one")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    base = {"security.protocol": "SSL", "ssl.truststore.location": str(tmp_path / "ca.pem")}
+    for extra in (
+            {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(tmp_path / "client.pem")},
+            {"ssl.keystore.certificate.chain": client.cert_chain_pems[0].bytes().decode(),
+             "ssl.keystore.key": client.private_key_pem.bytes().decode()}):
+        ctx = ClientSecurity.from_properties({**base, **extra}).ssl_context
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    from cryptography.hazmat.primitives.serialization import (
+        BestAvailableEncryption, load_pem_private_key, pkcs12)
+    from cryptography.x509 import load_pem_x509_certificate
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"c", load_pem_private_key(client.private_key_pem.bytes(), None),
+        load_pem_x509_certificate(client.cert_chain_pems[0].bytes()), None,
+        BestAvailableEncryption(b"pw"))
+    (tmp_path / "client.p12").write_bytes(p12)
+    p12_props = {**base, "ssl.keystore.type": "PKCS12",
+                 "ssl.keystore.location": str(tmp_path / "client.p12")}
+    assert ClientSecurity.from_properties({**p12_props, "ssl.keystore.password": "pw"})
+    with pytest.raises(SecurityConfigError, match="wrong ssl.keystore.password"):
+        ClientSecurity.from_properties({**p12_props, "ssl.keystore.password": "nope"})
