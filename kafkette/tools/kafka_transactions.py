@@ -186,7 +186,8 @@ def build_parser(prog: str = PROG) -> _Parser:
     p.add_argument("--command-config", metavar="FILE",
                    help="property file containing configs to be passed to admin client "
                         "(client.id, request.timeout.ms, default.api.timeout.ms, "
-                        "security.protocol=PLAINTEXT; anything else is refused)")
+                        "security.protocol, sasl.mechanism, sasl.jaas.config, "
+                        "ssl.truststore.* (PEM), ssl.keystore.*; anything else is refused)")
     p.add_argument("--bootstrap-server", metavar="host:port", required=True,
                    help="hostname and port for the broker to connect to, in the form "
                         "`host:port` (multiple comma-separated entries can be given)")
