@@ -13,8 +13,8 @@ connections all make theirs here.
 --command-config): security.protocol, sasl.mechanism, sasl.jaas.config (PlainLoginModule
 or ScramLoginModule with username= / password=), sasl.username / sasl.password
 (librdkafka's spelling, accepted for convenience), ssl.truststore.location /
-.certificates (PEM only: Python's ssl module reads no JKS, and a JKS or PKCS12 trust
-store is refused with a message saying so; without ssl.truststore.type a file of PEM
+.certificates (PEM, or PKCS12 read with `cryptography`; Python reads no JKS, which is
+refused with a message saying so; without ssl.truststore.type a file of PEM
 text is taken as PEM, anything else as Kafka's default JKS), ssl.keystore.* for mutual TLS (PEM file,
 inline PEM, or PKCS12 read with `cryptography`), ssl.key.password and
 ssl.endpoint.identification.algorithm ("https", Kafka's default, checks the host name;
@@ -161,13 +161,17 @@ def ssl_context_from_properties(props: dict[str, str]) -> ssl.SSLContext:
             _is_pem(props.get("ssl.truststore.location")) else "JKS"
     ts_type = ts_type.strip().upper()
     if "ssl.truststore.location" in props or "ssl.truststore.certificates" in props:
-        if ts_type != "PEM":
+        if ts_type not in ("PEM", "PKCS12"):
             raise SecurityConfigError(
-                f"ssl.truststore.type={ts_type}: kafkette's client reads PEM trust stores "
-                f"only (Python's ssl module has no JKS/PKCS12 reader); convert it, e.g. "
-                f"keytool -exportcert -rfc, and set ssl.truststore.type=PEM")
+                f"ssl.truststore.type={ts_type}: kafkette's client reads PEM and PKCS12 "
+                f"trust stores (Python has no JKS reader); convert it with keytool "
+                f"-importkeystore -deststoretype PKCS12, or -exportcert -rfc for PEM")
         try:
-            if "ssl.truststore.certificates" in props:
+            if ts_type == "PKCS12":
+                ctx.load_verify_locations(cadata=_pkcs12_certificates(
+                    props.get("ssl.truststore.location", ""),
+                    props.get("ssl.truststore.password")))
+            elif "ssl.truststore.certificates" in props:
                 ctx.load_verify_locations(cadata=props["ssl.truststore.certificates"])
             else:
                 ctx.load_verify_locations(cafile=props["ssl.truststore.location"])
@@ -231,6 +235,24 @@ def load_pem_chain(ctx: ssl.SSLContext, chain: bytes, key: bytes, password: str 
         ctx.load_cert_chain(path, password=password)
     finally:
         os.unlink(path)
+
+
+def _pkcs12_certificates(path: str, password: str | None) -> str:
+    """The certificates of a PKCS12 trust store as PEM text (read with cryptography)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        _, cert, extra = pkcs12.load_key_and_certificates(
+            data, password.encode() if password is not None else None)
+    except ValueError as e:
+        raise SecurityConfigError(f"cannot load PKCS12 trust store {path} (wrong "
+                                  f"ssl.truststore.password?): {e}") from None
+    certs = [c for c in [cert, *(extra or [])] if c is not None]
+    if not certs:
+        raise SecurityConfigError(f"PKCS12 trust store {path} holds no certificate")
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
 
 
 def _load_pkcs12(ctx: ssl.SSLContext, path: str, password: str | None) -> None:

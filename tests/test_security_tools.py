@@ -204,3 +204,15 @@ def test_keystores_for_mutual_tls(tmp_path):
     assert ClientSecurity.from_properties({**p12_props, "ssl.keystore.password": "pw"})
     with pytest.raises(SecurityConfigError, match="wrong ssl.keystore.password"):
         ClientSecurity.from_properties({**p12_props, "ssl.keystore.password": "nope"})
+    # a PKCS12 trust store (certificates only), as the broker reads them too
+    trust = pkcs12.serialize_key_and_certificates(
+        None, None, None, [load_pem_x509_certificate(ca.cert_pem.bytes())],
+        BestAvailableEncryption(b"tpw"))
+    (tmp_path / "trust.p12").write_bytes(trust)
+    ts = {"security.protocol": "SSL", "ssl.truststore.type": "PKCS12",
+          "ssl.truststore.location": str(tmp_path / "trust.p12")}
+    ctx = ClientSecurity.from_properties({**ts, "ssl.truststore.password": "tpw"}).ssl_context
+    assert ctx.cert_store_stats()["x509_ca"] == \
+        ssl.create_default_context().cert_store_stats()["x509_ca"] + 1
+    with pytest.raises(SecurityConfigError, match="wrong ssl.truststore.password"):
+        ClientSecurity.from_properties({**ts, "ssl.truststore.password": "x"})
