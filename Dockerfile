@@ -20,6 +20,18 @@
 #
 # Extra arguments are passed to `kafkette serve`, later --set wins:
 #   docker run --rm -p 9092:9092 kafkette --set num.partitions=3
+# KAFKA_* environment variables are settings too (between the defaults and the
+# arguments), named as in Confluent's and Apache's images: `_` -> `.`, `__` -> `_`,
+# `___` -> `-`. A SASL_SSL listener next to the PLAINTEXT one, certificates mounted:
+#   docker run -p 9092:9092 -p 9093:9093 -v $PWD/certs:/certs \
+#     -e KAFKA_LISTENERS=PLAINTEXT://0.0.0.0:9092,SASL_SSL://0.0.0.0:9093 \
+#     -e KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://localhost:9092,SASL_SSL://localhost:9093 \
+#     -e KAFKA_SSL_KEYSTORE_TYPE=PEM -e KAFKA_SSL_KEYSTORE_LOCATION=/certs/server.pem \
+#     -e KAFKA_SASL_ENABLED_MECHANISMS=SCRAM-SHA-512,PLAIN \
+#     -e KAFKA_LISTENER_NAME_SASL__SSL_PLAIN_SASL_JAAS_CONFIG='org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";' \
+#     kafkette
+# The HEALTHCHECK probes PLAINTEXT 127.0.0.1:9092; when 9092 is secured, override it
+# (--health-cmd 'kafkette healthcheck --command-config /certs/client.properties').
 # Data lives in the volume /var/lib/kafkette. Logs are JSON lines unless the container
 # has a TTY (docker run -t); KAFKETTE_LOG_FORMAT=console|json forces one.
 FROM python:3.11-slim

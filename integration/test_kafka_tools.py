@@ -255,8 +255,9 @@ def test_console_producer_errors(broker):
              "--producer-property", "enable.idempotence=true", input="x\n")
     assert r.returncode == 1 and "enable.idempotence=true is not supported" in r.stderr
     r = tool("kafka_console_producer", "--bootstrap-server", broker.bootstrap, "--topic", t,
-             "--producer-property", "sasl.mechanism=PLAIN", input="x\n")
-    assert r.returncode == 1 and "unsupported client config sasl.mechanism" in r.stderr
+             "--producer-property", "sasl.kerberos.service.name=kafka", input="x\n")
+    assert r.returncode == 1 and \
+        "unsupported client config sasl.kerberos.service.name" in r.stderr
     # ignore.error: a line without the separator is a value without a key
     ok(tool("kafka_console_producer", "--bootstrap-server", broker.bootstrap, "--topic", t,
             "--property", "parse.key=true", "--property", "ignore.error=true",
@@ -458,7 +459,7 @@ def test_configs_brokers_and_refused_entity_types(broker):
     r = tool("kafka_configs", *cfg, "--describe", "--entity-type", "broker-loggers",
              "--entity-name", "1")
     assert r.returncode == 1 and "broker-loggers is not supported" in r.stderr
-    r = tool("kafka_configs", *cfg, "--describe", "--entity-type", "users")
+    r = tool("kafka_configs", *cfg, "--describe", "--entity-type", "clients")
     assert r.returncode == 1 and "not supported" in r.stderr
 
 
@@ -523,10 +524,15 @@ def test_command_config_file(broker, tmp_path):
     t = unique_topic("cc")
     assert ok(topics(broker, "--create", "--topic", t, "--command-config", str(conf))) == \
         f"Created topic {t}.\n"
-    conf.write_text("security.protocol=SASL_SSL\n")
+    # Kerberos and JKS cannot be honoured: refused with the key named, never ignored
+    conf.write_text("security.protocol=SASL_SSL\nsasl.mechanism=GSSAPI\n")
     r = topics(broker, "--list", "--command-config", str(conf))
     assert r.returncode == 1
-    assert "security.protocol=SASL_SSL" in r.stdout and "not supported" in r.stdout
+    assert "sasl.mechanism=GSSAPI is not supported" in r.stdout
+    conf.write_text("security.protocol=SSL\nssl.truststore.location=/x.jks\n"
+                    "ssl.truststore.type=JKS\n")
+    r = topics(broker, "--list", "--command-config", str(conf))
+    assert r.returncode == 1 and "ssl.truststore.type=JKS" in r.stdout
 
 
 def test_console_consumers_share_a_group(broker):

@@ -1,10 +1,16 @@
 """Command line: `kafkette serve`, `kafkette healthcheck`, `kafkette topics`, `kafkette groups`,
-`kafkette transactions`.
+`kafkette transactions`, `kafkette acls`, `kafkette users`.
 
-    kafkette serve [--config broker.yaml] [--set key=value ...]
+    kafkette serve [--config broker.yaml] [--set key=value ...] [--from-env]
 
 Keys are Kafka's property names (listeners, advertised.listeners, log.dirs,
 num.partitions, ...). Unknown keys and bad values stop the start with a clear error.
+`--from-env` adds the KAFKA_* environment variables as settings at its place among
+the --set options (later ones win), with the naming of Confluent's and Apache's
+images: KAFKA_ dropped, lower case, `_` -> `.`, `__` -> `_`, `___` -> `-`
+(KAFKA_LISTENER_SECURITY_PROTOCOL_MAP, KAFKA_SASL_ENABLED_MECHANISMS,
+KAFKA_LISTENER_NAME_SASL__SSL_SCRAM___SHA___512_SASL_JAAS_CONFIG). The container image's
+entrypoint uses it.
 """
 from __future__ import annotations
 
@@ -13,6 +19,33 @@ import sys
 
 from kafkette.config import BrokerConfig, ConfigError
 from kafkette.logging import configure_logging, get_logger
+
+
+#: Environment variables of Kafka's start scripts (JVM and logging options), not settings.
+_SCRIPT_ENV = frozenset({"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JVM_PERFORMANCE_OPTS",
+                         "KAFKA_LOG4J_OPTS", "KAFKA_JMX_OPTS", "KAFKA_GC_LOG_OPTS",
+                         "KAFKA_DEBUG", "KAFKA_HOME", "KAFKA_VERSION"})
+
+
+def env_settings(environ) -> list[str]:
+    """`key=value` settings of the KAFKA_* variables in `environ` (see the module doc),
+    in name order."""
+    out = []
+    for name in sorted(environ):
+        if not name.startswith("KAFKA_") or name in _SCRIPT_ENV or len(name) <= 6:
+            continue
+        key = name[6:].lower().replace("___", "\0").replace("__", "\1").replace("_", ".")
+        out.append(f"{key.replace(chr(0), '-').replace(chr(1), '_')}={environ[name]}")
+    return out
+
+
+class _FromEnv(argparse.Action):
+    """--from-env: the KAFKA_* settings go into the --set list where the flag stands."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import os
+        items = list(getattr(namespace, "set", None) or [])
+        setattr(namespace, "set", items + env_settings(os.environ))
 
 
 def _serve(args) -> int:
@@ -32,18 +65,23 @@ def _serve(args) -> int:
     return 0
 
 
-def api_versions_probe(host: str, port: int, timeout: float = 3.0) -> int:
-    """Send ApiVersions v0 and return the error code of the answer (OSError when
-    there is none)."""
+def api_versions_probe(host: str, port: int, timeout: float = 3.0, security=None) -> int:
+    """Send ApiVersions v0 (after TLS / SASL with `security`) and return the error code
+    of the answer (OSError when there is none)."""
     from kafkette.client import probe_api_versions
-    return probe_api_versions(host, port, timeout)
+    return probe_api_versions(host, port, timeout, security=security)
 
 
 def _healthcheck(args) -> int:
     host, _, port = args.bootstrap_server.rpartition(":")
     try:
-        err = api_versions_probe(host or "127.0.0.1", int(port))
-    except (OSError, ValueError) as e:
+        security = None
+        if args.command_config:
+            from kafkette.client_security import ClientSecurity
+            from kafkette.tools.common import load_properties
+            security = ClientSecurity.from_properties(load_properties(args.command_config))
+        err = api_versions_probe(host or "127.0.0.1", int(port), security=security)
+    except Exception as e:  # noqa: BLE001 - any failure is "unhealthy", said why
         print(f"unhealthy: {e}", file=sys.stderr)
         return 1
     if err != 0:
@@ -90,6 +128,11 @@ def _transactions(args) -> int:
     return kafka_transactions.main(transactions_argv(args.txn_args), prog="kafkette transactions")
 
 
+def _acls(args) -> int:
+    from kafkette.tools import kafka_acls
+    return kafka_acls.short_main(args.acl_args)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kafkette", description="A Kafka-compatible broker")
     sub = p.add_subparsers(dest="command", required=True)
@@ -97,9 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--config", "-c", help="YAML (or .properties) file of Kafka property names")
     s.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
                    help="override one property; repeatable")
+    s.add_argument("--from-env", nargs=0, action=_FromEnv,
+                   help="add the KAFKA_* environment variables as settings here "
+                        "(KAFKA_SASL_ENABLED_MECHANISMS -> sasl.enabled.mechanisms)")
     s.set_defaults(func=_serve)
     h = sub.add_parser("healthcheck", help="exit 0 when a broker answers ApiVersions")
     h.add_argument("--bootstrap-server", default="127.0.0.1:9092")
+    h.add_argument("--command-config", metavar="FILE",
+                   help="client properties for a TLS / SASL listener (security.protocol, "
+                        "sasl.*, ssl.*)")
     h.set_defaults(func=_healthcheck)
     # `kafkette bench [options]` = `make bench` (kafkette/bench)
     b = sub.add_parser("bench", help="benchmarks side by side with librdkafka's mock cluster",
@@ -110,9 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     from kafkette import cluster_runner as _cluster_runner
     _cluster_runner.add_parser(sub)
     # `kafkette topics` and `kafkette groups` (kafkette/tools)
-    from kafkette.tools import groups as _groups, topics as _topics
+    from kafkette.tools import groups as _groups, topics as _topics, users as _users
     _topics.add_parser(sub)
     _groups.add_parser(sub)
+    _users.add_parser(sub)
+    # `kafkette acls add|list|remove [options]` = kafka-acls.sh --add|--list|--remove
+    c = sub.add_parser("acls", help="add, list and remove ACLs (like kafka-acls.sh)",
+                       add_help=False, prefix_chars="\0")
+    c.add_argument("acl_args", nargs="*")
+    c.set_defaults(func=_acls)
     # `kafkette transactions list|describe|...` = kafka-transactions.sh (its own parser)
     t = sub.add_parser("transactions", help="list, describe, find hanging and abort "
                                             "transactions (like kafka-transactions.sh)",
@@ -120,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("txn_args", nargs="*")
     t.set_defaults(func=_transactions)
     args = p.parse_args(argv)
-    if args.command in ("topics", "groups"):
+    if args.command in ("topics", "groups", "users"):
         from kafkette.tools.client import ToolError
         try:
             return args.func(args)

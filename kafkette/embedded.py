@@ -35,11 +35,25 @@ caller's ``config``; a key in ``config`` always wins.
 Topic administration (``create_topic``/``delete_topic``) speaks CreateTopics v7 and
 DeleteTopics v4 with kafkette's own client (kafkette.client), so no client library
 is needed.
+
+A secured broker in one line: ``EmbeddedBroker(security="SASL_SSL")`` (or "SSL",
+"SASL_PLAINTEXT"; ``users={"alice": "pw"}``, ``mechanism="SCRAM-SHA-512"`` by default,
+or "SCRAM-SHA-256" / "PLAIN"). It makes a CA and a server certificate for 127.0.0.1 /
+localhost with trustme (a test extra: ``pip install kafkette[test]`` or trustme) in
+its working directory, listens with that protocol, and creates the SCRAM users with
+AlterUserScramCredentials (KIP-554) after each start (PLAIN users go in the
+listener's JAAS config). ``client_config`` (librdkafka / confluent-kafka names),
+``kafka_python_config()``, ``client_security()`` (kafkette's client) and ``ca_file``
+hand the settings to the test. The broker's own admin calls (readiness, users,
+topics) go to a second listener, SASL_PLAINTEXT with PLAIN and an admin user of a
+random password that is a super user, so the secured listener offers exactly the
+mechanism asked for.
 """
 from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -64,6 +78,11 @@ TEST_DEFAULTS: dict[str, Any] = {
 }
 
 HOST = "127.0.0.1"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: The listener of a SASL EmbeddedBroker's own admin calls, and its super user.
+ADMIN_LISTENER = "EMBEDDED_ADMIN"
+ADMIN_USER = "kafkette-embedded-admin"
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 _PORT_RETRIES = 5
@@ -111,8 +130,21 @@ class EmbeddedBroker:
 
     def __init__(self, config: Mapping[str, Any] | None = None, data_dir=None, port: int = 0,
                  in_process: bool = False, *, startup_timeout: float = STARTUP_TIMEOUT,
-                 stop_timeout: float = STOP_TIMEOUT):
+                 stop_timeout: float = STOP_TIMEOUT, security: str = "PLAINTEXT",
+                 users: Mapping[str, str] | None = None, mechanism: str = "SCRAM-SHA-512"):
         config = dict(config or {})
+        security = (security or "PLAINTEXT").upper()
+        if security not in SECURITY_PROTOCOLS:
+            raise ValueError(f"security={security!r}: one of {', '.join(SECURITY_PROTOCOLS)}")
+        mechanism = mechanism.upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"mechanism={mechanism!r}: one of {', '.join(SASL_MECHANISMS)}")
+        if users is not None and not security.startswith("SASL_"):
+            raise ValueError(f"users= needs a SASL security protocol, not {security}")
+        self.security = security
+        self.mechanism = mechanism if security.startswith("SASL_") else None
+        self.users: dict[str, str] = dict(users) if users is not None else (
+            {"kafkette-user": secrets.token_hex(12)} if self.mechanism else {})
         for reserved in ("listeners", "log.dirs", "log.dir"):
             if reserved in config:
                 raise ValueError(f"{reserved!r} is set by EmbeddedBroker; use the "
@@ -136,6 +168,11 @@ class EmbeddedBroker:
         self._loop = None
         self._server = None
         self._closed = False
+        self._security_settings: dict[str, str] = {}
+        self._sasl_admin_port: int | None = None
+        self._admin_password = secrets.token_hex(16)
+        if security != "PLAINTEXT":
+            self._security_settings = self._make_security_settings()
 
     # ------------------------------------------------------------------ properties
 
@@ -150,6 +187,121 @@ class EmbeddedBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"{self._host}:{self._port}"
+
+    @property
+    def ca_file(self) -> str | None:
+        """The PEM file of the CA that signed the broker's certificate (SSL, SASL_SSL)."""
+        path = self._workdir / "tls" / "ca.pem"
+        return str(path) if self.security in ("SSL", "SASL_SSL") else None
+
+    @property
+    def client_config(self) -> dict[str, str]:
+        """Client settings in librdkafka / confluent-kafka names: bootstrap.servers,
+        security.protocol, and (as they apply) sasl.mechanism, sasl.username,
+        sasl.password (the first user), ssl.ca.location."""
+        out = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security}
+        if self.mechanism:
+            user, password = next(iter(self.users.items()))
+            out.update({"sasl.mechanism": self.mechanism, "sasl.username": user,
+                        "sasl.password": password})
+        if self.ca_file:
+            out["ssl.ca.location"] = self.ca_file
+        return out
+
+    def kafka_python_config(self, user: str | None = None) -> dict[str, Any]:
+        """The same settings in kafka-python's names (bootstrap_servers,
+        security_protocol, sasl_mechanism, sasl_plain_username, sasl_plain_password,
+        ssl_cafile); `user`: another of the users than the first."""
+        out: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
+                               "security_protocol": self.security}
+        if self.mechanism:
+            user = user or next(iter(self.users))
+            out.update({"sasl_mechanism": self.mechanism, "sasl_plain_username": user,
+                        "sasl_plain_password": self.users[user]})
+        if self.ca_file:
+            out["ssl_cafile"] = self.ca_file
+        return out
+
+    def client_security(self, user: str | None = None):
+        """A kafkette.client_security.ClientSecurity for kafkette's own client (None
+        for PLAINTEXT)."""
+        if self.security == "PLAINTEXT":
+            return None
+        from kafkette.client_security import ClientSecurity
+        ctx = None
+        if self.ca_file:
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+        if not self.mechanism:
+            return ClientSecurity(self.security, ctx)
+        user = user or next(iter(self.users))
+        return ClientSecurity(self.security, ctx, self.mechanism, user, self.users[user])
+
+    def _make_security_settings(self) -> dict[str, str]:
+        """The broker settings of the secured listener (and the admin listener)."""
+        proto = self.security
+        lname = proto.lower()
+        out: dict[str, str] = {}
+        if proto in ("SSL", "SASL_SSL"):
+            try:
+                import trustme
+            except ImportError:
+                raise EmbeddedBrokerError(
+                    f"EmbeddedBroker(security={proto!r}) makes its certificates with "
+                    f"trustme, which is not installed: pip install trustme (or "
+                    f"kafkette[test])") from None
+            tls = self._workdir / "tls"
+            tls.mkdir(parents=True, exist_ok=True)
+            ca = trustme.CA()
+            server = ca.issue_cert("127.0.0.1", "localhost")
+            ca.cert_pem.write_to_path(str(tls / "ca.pem"))
+            server.private_key_and_cert_chain_pem.write_to_path(str(tls / "server.pem"))
+            out.update({"ssl.keystore.type": "PEM",
+                        "ssl.keystore.location": str(tls / "server.pem")})
+        if self.mechanism:
+            # A caller's own list (more mechanisms than `mechanism`) wins.
+            key = f"listener.name.{lname}.sasl.enabled.mechanisms"
+            out[key] = str(self.config.pop(key, self.mechanism))
+            if self.mechanism == "PLAIN":
+                out[f"listener.name.{lname}.plain.sasl.jaas.config"] = _plain_jaas(self.users)
+            out["listener.security.protocol.map"] = (
+                "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,"
+                f"{ADMIN_LISTENER}:SASL_PLAINTEXT")
+            a = ADMIN_LISTENER.lower()
+            out[f"listener.name.{a}.sasl.enabled.mechanisms"] = "PLAIN"
+            out[f"listener.name.{a}.plain.sasl.jaas.config"] = _plain_jaas(
+                {ADMIN_USER: self._admin_password})
+            supers = [p for p in str(self.config.get("super.users", "")).split(";") if p]
+            out["super.users"] = ";".join(supers + [f"User:{ADMIN_USER}"])
+        for key in out:
+            if key in self.config and key != "super.users":
+                raise ValueError(f"{key!r} is set by EmbeddedBroker(security={proto!r})")
+        return out
+
+    def _admin_target(self):
+        """(host, port, ClientSecurity | None) of the broker's own admin calls."""
+        if self.mechanism:
+            from kafkette.client_security import ClientSecurity
+            return self._host, self._sasl_admin_port, ClientSecurity(
+                "SASL_PLAINTEXT", None, "PLAIN", ADMIN_USER, self._admin_password)
+        return self._host, self._port, self.client_security()
+
+    def _create_users(self) -> None:
+        if self.mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512") or not self.users:
+            return
+        from kafkette.protocol.messages import AlterUserScramCredentialsRequest as R
+        from kafkette.tools.security import SCRAM_MECHANISMS, salted_password
+        ups = []
+        for user, password in self.users.items():
+            salt = secrets.token_bytes(32)
+            ups.append(R.ScramCredentialUpsertion(
+                name=user, mechanism=SCRAM_MECHANISMS[self.mechanism][0], iterations=4096,
+                salt=salt, salted_password=salted_password(self.mechanism, password, salt, 4096)))
+        resp = self._request(R(deletions=[], upsertions=ups), 0)
+        for r in resp.results:
+            if r.error_code:
+                raise EmbeddedBrokerError(f"cannot create SCRAM user {r.user}: error "
+                                          f"{r.error_code} {r.error_message or ''}")
 
     @property
     def data_dir(self) -> Path:
@@ -196,8 +348,13 @@ class EmbeddedBroker:
                     raise EmbeddedBrokerError(
                         f"port {self._port} is in use\n{self._log_tail()}") from None
                 self._port = 0
-        self.startup_seconds = time.monotonic() - t0
         _live.add(self)
+        try:
+            self._create_users()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - t0
         return self
 
     def stop(self) -> None:
@@ -232,11 +389,17 @@ class EmbeddedBroker:
     # ------------------------------------------------------------------ child process
 
     def listeners_setting(self) -> str:
-        return f"PLAINTEXT://{self._host}:{self._port}"
+        out = f"{self.security}://{self._host}:{self._port}"
+        if self.mechanism:
+            if self._sasl_admin_port is None:
+                self._sasl_admin_port = _free_port()
+            out += f",{ADMIN_LISTENER}://{self._host}:{self._sasl_admin_port}"
+        return out
 
     def command(self) -> list[str]:
         settings = {"listeners": self.listeners_setting(),
-                    "log.dirs": str(self._data_dir), **self.config}
+                    "log.dirs": str(self._data_dir), **self.config,
+                    **self._security_settings}
         # The child serves POST/GET/DELETE /faults on its metrics.listener, which
         # inject_error() & co. use: one on a free port when none is configured.
         if not settings.get("metrics.listener"):
@@ -278,7 +441,8 @@ class EmbeddedBroker:
                 raise EmbeddedBrokerError(
                     f"kafkette exited with code {rc} before it was ready\n{tail}")
             try:
-                err = probe_api_versions(self._host, self._port, timeout=1.0)
+                host, port, security = self._admin_target()
+                err = probe_api_versions(host, port, timeout=1.0, security=security)
                 if err == 0:
                     return
                 last = f"ApiVersions error {err}"
@@ -315,9 +479,10 @@ class EmbeddedBroker:
     def _start_thread(self) -> None:
         from kafkette.config import BrokerConfig
         from kafkette.server.server import KafkaServer
-        settings = {"listeners": f"PLAINTEXT://{HOST}:{self._port}",
+        settings = {"listeners": self.listeners_setting(),
                     "log.dirs": str(self._data_dir),
-                    **{k: _format_value(v) for k, v in self.config.items()}}
+                    **{k: _format_value(v) for k, v in self.config.items()},
+                    **self._security_settings}
         config = BrokerConfig(settings)
         started = threading.Event()
         failure: list[BaseException] = []
@@ -393,8 +558,9 @@ class EmbeddedBroker:
         """Send one request on a fresh connection and decode the response (OSError
         when there is no answer)."""
         from kafkette.client import request_once
-        return request_once(self._host, self._port, request, version,
-                            client_id="kafkette-embedded", timeout=timeout)
+        host, port, security = self._admin_target()
+        return request_once(host, port, request, version, client_id="kafkette-embedded",
+                            timeout=timeout, security=security)
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
                      config: Mapping[str, Any] | None = None, *, exist_ok: bool = True,
@@ -510,6 +676,13 @@ class EmbeddedBroker:
         if op == "clear":
             return out["cleared"]
         return out.get("id", out)
+
+
+def _plain_jaas(users: Mapping[str, str]) -> str:
+    def q(v: str) -> str:
+        return v.replace("\\", "\\\\").replace('"', '\\"')
+    return ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+            + " ".join(f'user_{u}="{q(p)}"' for u, p in users.items()) + ";")
 
 
 class _PortTaken(Exception):

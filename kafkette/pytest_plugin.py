@@ -10,6 +10,13 @@ Registered through the ``pytest11`` entry point, so installing kafkette is enoug
     command line with ``--kafkette-scope`` (``session``, ``package``, ``module``,
     ``class`` or ``function``; the command line wins).
 
+``kafkette_secure_broker``
+    A started broker with a SASL_SSL listener and SCRAM-SHA-512 (a CA and a server
+    certificate generated with trustme, which must be installed; one user with a
+    random password): hand ``.client_config`` (confluent-kafka / librdkafka names),
+    ``.kafka_python_config()`` or ``.ca_file`` to the client under test. Same scope as
+    ``kafkette_broker``; ``kafkette_broker_config`` applies to it too.
+
 ``kafkette_topic``
     A new topic with a unique name (function scope), deleted afterwards. Options
     through the marker ``@pytest.mark.kafkette_topic(partitions=3, config={...})``.
@@ -33,6 +40,11 @@ ini options:
     broker settings, one ``key=value`` a line (Kafka property names), on top of the
     test defaults (``kafkette.embedded.TEST_DEFAULTS``: no initial rebalance delay,
     a one-partition ``__consumer_offsets``, no metrics listener).
+``kafkette_broker_security``
+    the security protocol of ``kafkette_broker``'s listener: PLAINTEXT (default), SSL,
+    SASL_PLAINTEXT or SASL_SSL (see EmbeddedBroker's ``security=``);
+    ``kafkette_broker_sasl_mechanism`` (SCRAM-SHA-512 by default, SCRAM-SHA-256,
+    PLAIN) for the SASL ones.
 ``kafkette_broker_in_process``
     run the broker in a thread of the test process instead of a child process
     (faster start; no signals involved; shares the GIL with the tests).
@@ -62,6 +74,10 @@ def pytest_addoption(parser) -> None:
                   default="session")
     parser.addini("kafkette_broker_config", "kafkette broker settings, key=value a line",
                   type="linelist", default=[])
+    parser.addini("kafkette_broker_security", "security protocol of the kafkette_broker "
+                  "listener (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)", default="PLAINTEXT")
+    parser.addini("kafkette_broker_sasl_mechanism", "SASL mechanism of kafkette_broker "
+                  "(SCRAM-SHA-512, SCRAM-SHA-256, PLAIN)", default="SCRAM-SHA-512")
     parser.addini("kafkette_broker_in_process", "run the kafkette broker in a thread "
                   "instead of a child process", type="bool", default=False)
     group.addoption("--kafkette-cluster-scope", dest="kafkette_cluster_scope", default=None,
@@ -89,6 +105,7 @@ def pytest_configure(config) -> None:
 
 # fixture name -> (command-line option dest, ini option) that choose its scope
 _SCOPE_OPTIONS = {"kafkette_broker": ("kafkette_scope", "kafkette_broker_scope"),
+                  "kafkette_secure_broker": ("kafkette_scope", "kafkette_broker_scope"),
                   "kafkette_cluster": ("kafkette_cluster_scope", "kafkette_cluster_scope")}
 
 
@@ -116,8 +133,25 @@ def broker_config(config, ini: str = "kafkette_broker_config") -> dict[str, str]
 def kafkette_broker(pytestconfig):
     """A running kafkette broker (kafkette.EmbeddedBroker)."""
     from kafkette.embedded import EmbeddedBroker
+    security = str(pytestconfig.getini("kafkette_broker_security")).strip() or "PLAINTEXT"
+    mechanism = str(pytestconfig.getini("kafkette_broker_sasl_mechanism")).strip()
+    try:
+        kb = EmbeddedBroker(broker_config(pytestconfig),
+                            in_process=pytestconfig.getini("kafkette_broker_in_process"),
+                            security=security, mechanism=mechanism or "SCRAM-SHA-512")
+    except ValueError as e:
+        raise pytest.UsageError(f"kafkette_broker_security / _sasl_mechanism: {e}") from None
+    with kb:
+        yield kb
+
+
+@pytest.fixture(scope=_scope)
+def kafkette_secure_broker(pytestconfig):
+    """A running kafkette broker with a SASL_SSL listener and a SCRAM-SHA-512 user."""
+    from kafkette.embedded import EmbeddedBroker
     kb = EmbeddedBroker(broker_config(pytestconfig),
-                        in_process=pytestconfig.getini("kafkette_broker_in_process"))
+                        in_process=pytestconfig.getini("kafkette_broker_in_process"),
+                        security="SASL_SSL", mechanism="SCRAM-SHA-512")
     with kb:
         yield kb
 

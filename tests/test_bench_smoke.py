@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from kafkette.bench.__main__ import BASE_ROWS, REPLICATION_ROWS, ROWS
+from kafkette.bench.security import SEC_ROWS
 from kafkette.bench.transactions import TXN_MOCK_ROWS, TXN_READ_ROWS, TXN_ROWS
 from kafkette.bench.histogram import LogHistogram
 
@@ -132,6 +133,21 @@ def test_bench_transactions_smoke(tmp_path):
     assert rows["txn_ms_p50"]["kafkette"] >= rows["txn_commit_ms_p50"]["kafkette"]
     assert 1 <= rows["txn_partitions_per_txn"]["kafkette"] <= 6
     assert "| txn_produce_rec_s" in proc.stdout and "read_committed" in proc.stdout
+
+
+def test_bench_security_smoke(tmp_path):
+    """Produce over the SASL_SSL (SCRAM-SHA-512) listener next to the PLAINTEXT one of
+    the same broker (the suite fails when a record is not delivered)."""
+    pytest.importorskip("confluent_kafka")
+    pytest.importorskip("trustme")
+    proc, doc = _bench(tmp_path, "--only", "security", "--records", "2000")
+    rows = {r["metric"]: r for r in doc["rows"]}
+    assert set(rows) == {m[0] for m in SEC_ROWS}
+    assert rows["sec_produce_rec_s"]["columns"] == ["SASL_SSL (SCRAM-SHA-512)", "PLAINTEXT"]
+    for name in ("sec_produce_rec_s", "sec_produce_mb_s"):
+        row = rows[name]
+        assert row["kafkette"] > 0 and row["peer"] > 0 and row["ratio"] > 0, (name, row)
+    assert "| sec_produce_rec_s" in proc.stdout
 
 
 def test_bench_base_revision_smoke(tmp_path):

@@ -175,3 +175,64 @@ def test_plugin_can_be_disabled(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:kafkette")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'kafkette_broker' not found*"])
+
+
+SECURE_SUITE = r'''
+from confluent_kafka import Producer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+
+def test_secure_broker_with_both_clients(kafkette_secure_broker):
+    kb = kafkette_secure_broker
+    assert kb.client_config["security.protocol"] == "SASL_SSL"
+    assert kb.client_config["sasl.mechanism"] == "SCRAM-SHA-512"
+    kb.create_topic("secured")
+    p = Producer({**kb.client_config, "linger.ms": 0})
+    p.produce("secured", b"from-confluent", partition=0)
+    assert p.flush(20) == 0
+    kp = KafkaProducer(**kb.kafka_python_config())
+    kp.send("secured", b"from-kafka-python", partition=0).get(20)
+    kp.close()
+    c = KafkaConsumer(**kb.kafka_python_config(), group_id=None, auto_offset_reset="earliest",
+                      consumer_timeout_ms=15000)
+    c.assign([TopicPartition("secured", 0)])
+    got = []
+    for m in c:
+        got.append(m.value)
+        if len(got) == 2:
+            break
+    c.close()
+    assert got == [b"from-confluent", b"from-kafka-python"]
+
+
+def test_wrong_password_is_refused(kafkette_secure_broker):
+    from kafka.errors import KafkaError
+    import pytest
+    conf = dict(kafkette_secure_broker.kafka_python_config(), sasl_plain_password="wrong")
+    with pytest.raises(KafkaError):
+        KafkaProducer(**conf, max_block_ms=5000).send("secured", b"x").get(5)
+'''
+
+
+def test_user_suite_with_the_secure_broker_fixture(pytester):
+    pytester.makepyfile(test_secure=SECURE_SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "ignore")
+    result.assert_outcomes(passed=2)
+
+
+def test_broker_security_ini(pytester):
+    pytester.makeini("[pytest]\nkafkette_broker_security = SASL_PLAINTEXT\n"
+                     "kafkette_broker_sasl_mechanism = PLAIN\n")
+    pytester.makepyfile(test_sec='''
+from kafka import KafkaProducer
+
+def test_plain(kafkette_broker):
+    assert kafkette_broker.client_config["sasl.mechanism"] == "PLAIN"
+    assert kafkette_broker.ca_file is None
+    kafkette_broker.create_topic("t")
+    p = KafkaProducer(**kafkette_broker.kafka_python_config())
+    p.send("t", b"v").get(20)
+    p.close()
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "ignore")
+    result.assert_outcomes(passed=1)

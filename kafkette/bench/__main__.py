@@ -26,6 +26,9 @@ port with its own temp data dir, and the mock in kafkette.bench.mock_launcher):
             acks=1, follower lag under that load, and failover after kill -9 of a
             leader with lost/duplicated acknowledged records (its own table; rows
             defined in kafkette.bench.replication);
+- security: one kafkette broker: produce (acks=1) over a SASL_SSL listener with
+            SCRAM-SHA-512 next to its PLAINTEXT listener, runs alternating; ratio =
+            SASL_SSL / PLAINTEXT (rows in kafkette.bench.security);
 - base:     single-node no-regression: the produce (acks=1, acks=all) and consume runs
             above against a broker started from --base-rev (default 3dc167e, the last
             commit before replication; exported with `git archive` into a temp dir,
@@ -54,6 +57,7 @@ import time
 
 from kafkette.bench.harness import Results, progress, run_group, run_worker, topic_name
 from kafkette.bench.replication import RF1, RF3, suite_replication
+from kafkette.bench.security import PLAINTEXT, SASL_SSL, SEC_ROWS, suite_security
 from kafkette.bench.transactions import (IDEM, MAXED, RC, RU, TXN, TXN_MOCK_ROWS,
                                          TXN_READ_ROWS, TXN_ROWS, suite_transactions)
 from kafkette.bench.targets import (PY, Kafkette, MockPeer, RevisionUnavailable,
@@ -61,7 +65,7 @@ from kafkette.bench.targets import (PY, Kafkette, MockPeer, RevisionUnavailable,
 from kafkette.logging import configure_logging
 
 SUITES = ("produce", "capacity", "consume", "latency", "transactions", "replication",
-          "base")
+          "security", "base")
 DEFAULT_BASE_REV = "3dc167e"  # the last commit before the replication work
 BASE = "kafkette base"        # the base revision's target name in Results
 
@@ -286,7 +290,8 @@ def suite_latency(args, res: Results) -> None:
 
 SUITE_RUNS = {"produce": suite_produce, "capacity": suite_capacity, "consume": suite_consume,
               "latency": suite_latency, "transactions": suite_transactions,
-              "replication": suite_replication, "base": suite_base}
+              "replication": suite_replication, "security": suite_security,
+              "base": suite_base}
 
 
 # --------------------------------------------------------------------------- report
@@ -352,6 +357,7 @@ TABLES = [
     ("txn_read", RC, RU, TXN_READ_ROWS),
     ("txn_mock", Kafkette.name, MockPeer.name, TXN_MOCK_ROWS),
     ("replication", RF3, RF1, REPLICATION_ROWS),
+    ("security", SASL_SSL, PLAINTEXT, SEC_ROWS),
     ("base", Kafkette.name, BASE, BASE_ROWS),
 ]
 

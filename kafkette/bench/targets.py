@@ -138,9 +138,12 @@ class Kafkette:
     # Parent directory of the brokers' data dirs (--tmpdir; default: the system's).
     data_parent: str | None = None
 
-    def __init__(self, extra_args=(), source: str | None = None, name: str | None = None):
+    def __init__(self, extra_args=(), source: str | None = None, name: str | None = None,
+                 extra_listeners: str = ""):
         self.extra_args = list(extra_args)
         self.source = source
+        # more listeners after the PLAINTEXT one that probes and admin calls use
+        self.extra_listeners = extra_listeners
         if name is not None:
             self.name = name
 
@@ -148,7 +151,8 @@ class Kafkette:
         self.dir = tempfile.mkdtemp(prefix="kafkette-bench-", dir=self.data_parent)
         self.port = free_port()
         cmd = [PY, "-m", "kafkette", "serve",
-               "--set", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
+               "--set", f"listeners=PLAINTEXT://127.0.0.1:{self.port}"
+                        + (f",{self.extra_listeners}" if self.extra_listeners else ""),
                "--set", f"log.dirs={self.dir}", *self.extra_args]
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -151,14 +151,16 @@ class AdminClient:
     (host, port) address; None is the bootstrap connection (the first server of the
     list that answers)."""
 
-    def __init__(self, bootstrap: str, timeout: float = 10.0, client_id: str | None = None):
+    def __init__(self, bootstrap: str, timeout: float = 10.0, client_id: str | None = None,
+                 security=None):
+        """`security`: a kafkette.client_security.ClientSecurity for TLS / SASL."""
         self.timeout = timeout
         try:
             servers = parse_bootstrap(bootstrap)
         except ValueError:
             raise ToolError(f"bad --bootstrap-server {bootstrap!r}: expected HOST:PORT") from None
         self._client = KafkaClient(servers, client_id=client_id or CLIENT_ID, connect_timeout=timeout,
-                                   request_timeout=timeout)
+                                   request_timeout=timeout, security=security)
         self._run(self._client.bootstrap_channel())
 
     def close(self) -> None:

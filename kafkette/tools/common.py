@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kafkette.client_security import (
+    SECURITY_KEYS, ClientSecurity, SecurityConfigError, unused_security_keys,
+)
 from kafkette.tools.client import AdminClient, ToolError
 
 
@@ -130,22 +133,36 @@ def parse_key_values(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
-#: Client settings every tool understands. Anything else in a config file (SASL, TLS,
-#: tuning we do not have) is refused rather than ignored.
+#: Client settings every tool understands: the connection basics and the security keys
+#: of kafkette.client_security (TLS, SASL PLAIN / SCRAM). Anything else in a config file
+#: (GSSAPI, OAUTHBEARER, tuning we do not have) is refused rather than ignored.
 COMMON_CLIENT_KEYS = {"bootstrap.servers", "client.id", "request.timeout.ms",
-                      "default.api.timeout.ms", "security.protocol"}
+                      "default.api.timeout.ms"} | SECURITY_KEYS
 
 
 def check_client_config(props: dict[str, str], allowed: set[str], source: str) -> None:
-    proto = props.get("security.protocol", "PLAINTEXT").upper()
-    if proto != "PLAINTEXT":
-        raise ToolError(f"security.protocol={proto} (from {source}) is not supported by "
-                        f"kafkette's tools: only PLAINTEXT connections")
     unknown = sorted(set(props) - allowed - COMMON_CLIENT_KEYS)
     if unknown:
         raise ToolError(f"unsupported client config {', '.join(unknown)} (from {source}); "
                         f"kafkette's tools understand: "
                         f"{', '.join(sorted(allowed | COMMON_CLIENT_KEYS))}")
+    client_security(props, source)   # refuse a setting that cannot be honoured now
+
+
+def client_security(props: dict[str, str], source: str) -> ClientSecurity | None:
+    """The TLS / SASL settings of a client config (None: PLAINTEXT); ToolError naming
+    the file when one cannot be honoured (a JKS trust store, GSSAPI, ...)."""
+    try:
+        security = ClientSecurity.from_properties(props)
+    except SecurityConfigError as e:
+        raise ToolError(f"{e} (from {source or 'the client config'})") from None
+    unused = unused_security_keys(props)
+    if unused:
+        from kafkette.logging import get_logger
+        get_logger("kafkette.tools").warning(
+            "security settings ignored: security.protocol is PLAINTEXT", keys=unused,
+            source=source or "the client config")
+    return security
 
 
 def client_settings(props: dict[str, str], bootstrap: str | None) -> tuple[str, str | None, float]:
@@ -172,7 +189,8 @@ def admin_from_args(args, config_attr: str = "command_config",
     servers, client_id, timeout = client_settings(props, args.bootstrap_server)
     if timeout_ms is not None:
         timeout = timeout_ms / 1000.0
-    return AdminClient(servers, timeout=timeout, client_id=client_id)
+    return AdminClient(servers, timeout=timeout, client_id=client_id,
+                       security=client_security(props, path or ""))
 
 
 def add_bootstrap(p: ToolParser, required_text="REQUIRED: The Kafka server to connect to.") -> None:
@@ -183,5 +201,7 @@ def add_command_config(p: ToolParser) -> None:
     p.add_argument("--command-config", metavar="command config property file",
                    help="Property file containing configs to be passed to Admin Client "
                         "(client.id, request.timeout.ms, default.api.timeout.ms, "
-                        "security.protocol=PLAINTEXT; anything else is refused).")
+                        "security.protocol, sasl.mechanism (PLAIN, SCRAM-SHA-256/512), "
+                        "sasl.jaas.config, ssl.truststore.* (PEM), ssl.keystore.*, "
+                        "ssl.endpoint.identification.algorithm; anything else is refused).")
 

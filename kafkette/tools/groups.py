@@ -13,6 +13,7 @@ import sys
 from kafkette.protocol.messages import ConsumerProtocolAssignment
 from kafkette.protocol.primitives import Reader
 from kafkette.tools.client import AdminClient, ToolError, format_table
+from kafkette.tools.common import admin_from_args
 
 COLUMNS = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
            "CONSUMER-ID", "HOST", "CLIENT-ID"]
@@ -28,6 +29,8 @@ def add_parser(sub) -> None:
                        ("describe", "offsets and lag per partition")):
         a = acts.add_parser(name, help=text)
         a.add_argument("--bootstrap-server", required=True, metavar="HOST:PORT")
+        a.add_argument("--command-config", metavar="FILE",
+                       help="client properties (security.protocol, sasl.*, ssl.*)")
         a.add_argument("--json", action="store_true", help="print JSON")
         a.set_defaults(func=run)
         if name == "describe":
@@ -51,7 +54,7 @@ def decode_assignment(data) -> list[tuple[str, int]]:
 
 
 def run(args) -> int:
-    with AdminClient(args.bootstrap_server) as admin:
+    with admin_from_args(args) as admin:
         return _list(admin, args) if args.action == "list" else _describe(admin, args)
 
 

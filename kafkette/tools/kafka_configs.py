@@ -1,10 +1,15 @@
 """kafka-configs.sh: Kafka's ConfigCommand for topics and brokers (DescribeConfigs,
-IncrementalAlterConfigs).
+IncrementalAlterConfigs) and SCRAM users (KIP-554's DescribeUserScramCredentials,
+AlterUserScramCredentials; kafkette.tools.security computes the salted password).
 
   --describe --entity-type topics|brokers [--entity-name N | --entity-default] [--all]
   --alter --entity-type topics|brokers (--entity-name N | --entity-default)
           [--add-config k=v,k2=[a,b]] [--delete-config k,k2]
-  (--topic T, --broker N and --broker-defaults are Kafka's shorthands.)
+  --alter --entity-type users --entity-name U
+          [--add-config 'SCRAM-SHA-256=[iterations=8192,password=pw],SCRAM-SHA-512=[password=pw]']
+          [--delete-config SCRAM-SHA-512]
+  --describe --entity-type users [--entity-name U]
+  (--topic T, --broker N, --broker-defaults and --user U are Kafka's shorthands.)
 
 Output as Kafka's: "Dynamic configs for topic T are:" (or "All configs for ..." with
 --all, "Default configs for brokers in the cluster are:") then one line per config,
@@ -12,9 +17,13 @@ sorted by name: `  k=v sensitive=false synonyms={SOURCE:name=value, ...}`; after
 alter "Completed updating config for topic T." Errors: "Error while executing config
 command with args '...'" and the exception on stderr, exit 1.
 
-Not served, refused with a message: entity types broker-loggers, users, clients, ips,
-client-metrics, groups (kafkette has no dynamic loggers, quotas, SCRAM users or
-client metrics), --add-config-file, --force, --zookeeper.
+Users: "SCRAM credential configs for user-principal 'U' are SCRAM-SHA-256=iterations=N"
+per user with credentials, as Kafka prints them; quota keys (producer_byte_rate, ...)
+and --entity-default for users are refused: kafkette has no client quotas.
+
+Not served, refused with a message: entity types broker-loggers, clients, ips,
+client-metrics, groups (kafkette has no dynamic loggers, quotas or client metrics),
+--add-config-file, --force, --zookeeper.
 """
 from __future__ import annotations
 
@@ -52,6 +61,8 @@ def build_parser(prog="kafka-configs.sh") -> ToolParser:
                                                    "--entity-name T).")
     p.add_argument("--broker", metavar="broker-id",
                    help="The broker's id (--entity-type brokers --entity-name N).")
+    p.add_argument("--user", metavar="user-principal",
+                   help="The user's name (--entity-type users --entity-name U).")
     p.add_argument("--broker-defaults", action="store_true",
                    help="The config defaults for all brokers (--entity-type brokers "
                         "--entity-default).")
@@ -98,6 +109,9 @@ def entity(a) -> tuple[str, str | None, bool]:
     if a.broker_defaults:
         types.append("brokers")
         default = True
+    if a.user is not None:
+        types.append("users")
+        names.append(a.user)
     if not types:
         raise UsageError("Must specify --entity-type or one of its shorthands (--topic, "
                          "--broker, --broker-defaults)")
@@ -107,15 +121,18 @@ def entity(a) -> tuple[str, str | None, bool]:
     if etype not in KNOWN_TYPES:
         raise UsageError(f"Invalid entity type {etype}, the entity type must be one of "
                          f"{', '.join(KNOWN_TYPES)}")
-    if etype not in ("topics", "brokers"):
+    if etype not in ("topics", "brokers", "users"):
         raise ToolError(f"entity type {etype} is not supported by kafkette's kafka-configs.sh "
-                        f"(only topics and brokers: kafkette has no "
+                        f"(only topics, brokers and users' SCRAM credentials: kafkette has no "
                         f"{'dynamic log levels' if etype == 'broker-loggers' else etype + ' configs'})")
     if len(names) > 1:
         raise UsageError("Only one --entity-name is supported")
     name = names[0] if names else None
     if default and etype == "topics":
         raise UsageError("--entity-default is only valid for brokers (and quota entities)")
+    if default and etype == "users":
+        raise ToolError("--entity-default for users sets client quotas, which kafkette does "
+                        "not have")
     if name is not None and default:
         raise UsageError("--entity-name and --entity-default cannot be used together")
     if etype == "brokers" and name is not None:
@@ -144,11 +161,30 @@ def run(a) -> int:
     elif a.add_config or a.delete_config:
         raise UsageError("Option \"[add-config]\"/\"[delete-config]\" can only be used with "
                          "option \"[alter]\"")
+    if etype == "users":
+        return _users(a, name)
     with admin_from_args(a) as admin:
         if a.describe:
             describe(admin, etype, name, default, a.all)
         else:
             alter(admin, etype, name, default, a)
+    return 0
+
+
+def _users(a, name: str | None) -> int:
+    from kafkette.tools import security as sec
+    if a.alter:
+        upserts = sec.parse_scram_config(parse_add_config(a.add_config) if a.add_config else {})
+        deletes = [k.strip() for k in (a.delete_config or "").split(",") if k.strip()]
+        with admin_from_args(a) as admin:
+            sec.alter_scram(admin, name, upserts, deletes)
+        print(f"Completed updating config for user {name}.")
+        return 0
+    with admin_from_args(a) as admin:
+        users = sec.describe_scram(admin, None if name is None else [name])
+    for user, infos in sorted(users.items()):
+        print(f"SCRAM credential configs for user-principal '{user}' are "
+              + ", ".join(f"{m}=iterations={i}" for m, i in infos))
     return 0
 
 

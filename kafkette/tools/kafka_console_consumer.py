@@ -38,7 +38,7 @@ from kafkette.protocol.records import (
 )
 from kafkette.tools.client import AdminClient, ToolError, kafka_message
 from kafkette.tools.common import (
-    ToolParser, UsageError, add_bootstrap, check_client_config, client_settings,
+    ToolParser, UsageError, add_bootstrap, check_client_config, client_security, client_settings,
     load_properties, parse_key_values, run_tool,
 )
 from kafkette.tools.group_member import GroupMember
@@ -224,7 +224,8 @@ def run(a) -> int:
     def on_term(signum, frame):
         raise Stop()
     signal.signal(signal.SIGTERM, on_term)
-    admin = AdminClient(servers, timeout=timeout, client_id=client_id or "console-consumer")
+    admin = AdminClient(servers, timeout=timeout, client_id=client_id or "console-consumer",
+                        security=client_security(props, "the consumer config"))
     positions: dict[int, int] = {}
     committed_at: dict[int, int] = {}
     member: GroupMember | None = None

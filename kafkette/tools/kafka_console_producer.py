@@ -37,7 +37,7 @@ from kafkette.protocol.records import (
 )
 from kafkette.tools.client import AdminClient, ToolError, kafka_message
 from kafkette.tools.common import (
-    ToolParser, UsageError, add_bootstrap, check_client_config, client_settings,
+    ToolParser, UsageError, add_bootstrap, check_client_config, client_security, client_settings,
     load_properties, parse_key_values, run_tool,
 )
 
@@ -376,7 +376,8 @@ def run(a) -> int:
     servers, client_id, timeout = client_settings(
         {k: v for k, v in props.items() if k != "request.timeout.ms"}, a.bootstrap_server)
     with AdminClient(servers, timeout=max(timeout, request_timeout_ms / 1000.0 + 5),
-                     client_id=client_id or "console-producer") as admin:
+                     client_id=client_id or "console-producer",
+                     security=client_security(props, "the producer config")) as admin:
         sender = Sender(admin, a.topic, acks, CODECS[codec_name], request_timeout_ms,
                         retries, backoff)
         fd = sys.stdin.fileno()

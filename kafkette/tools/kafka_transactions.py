@@ -49,7 +49,7 @@ from kafkette.errors import ErrorCode
 from kafkette.logging import get_logger
 from kafkette.tools.client import AdminClient, ToolError, kafka_message
 from kafkette.tools.common import (
-    UsageError, check_client_config, client_settings, load_properties,
+    UsageError, check_client_config, client_security, client_settings, load_properties,
 )
 
 log = get_logger("kafkette.tools.transactions")
@@ -186,7 +186,8 @@ def build_parser(prog: str = PROG) -> _Parser:
     p.add_argument("--command-config", metavar="FILE",
                    help="property file containing configs to be passed to admin client "
                         "(client.id, request.timeout.ms, default.api.timeout.ms, "
-                        "security.protocol=PLAINTEXT; anything else is refused)")
+                        "security.protocol, sasl.mechanism, sasl.jaas.config, "
+                        "ssl.truststore.* (PEM), ssl.keystore.*; anything else is refused)")
     p.add_argument("--bootstrap-server", metavar="host:port", required=True,
                    help="hostname and port for the broker to connect to, in the form "
                         "`host:port` (multiple comma-separated entries can be given)")
@@ -280,7 +281,8 @@ class Context:
                 check_client_config(props, set(), a.command_config or "")
                 servers, client_id, timeout = client_settings(props, a.bootstrap_server)
                 self._timeout_s = timeout if self._timeout_s is None else self._timeout_s
-                self._admin = AdminClient(servers, timeout=timeout, client_id=client_id)
+                self._admin = AdminClient(servers, timeout=timeout, client_id=client_id,
+                                          security=client_security(props, a.command_config or ""))
         return self._admin
 
     def now_ms(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from kafkette.tools.client import AdminClient, ToolError, error_name, format_table
+from kafkette.tools.common import admin_from_args
 
 
 def add_parser(sub) -> None:
@@ -15,6 +16,8 @@ def add_parser(sub) -> None:
 
     def common(a):
         a.add_argument("--bootstrap-server", required=True, metavar="HOST:PORT")
+        a.add_argument("--command-config", metavar="FILE",
+                       help="client properties (security.protocol, sasl.*, ssl.*)")
         a.add_argument("--json", action="store_true", help="print JSON")
         a.set_defaults(func=run)
         return a
@@ -49,7 +52,7 @@ def _parse_configs(items: list[str]) -> dict[str, str]:
 
 
 def run(args) -> int:
-    with AdminClient(args.bootstrap_server) as admin:
+    with admin_from_args(args) as admin:
         return _ACTIONS[args.action](admin, args)
 
 
