@@ -57,13 +57,14 @@ def test_limiter_logs_a_burst_per_peer_then_one_summary_per_interval():
     clock.now += 59
     lim.flush()
     assert not any(l[1].startswith("suppressed") for l in out.lines)  # interval not over
-    lim.info("connection_refused", "10.0.0.1", "refused")               # still suppressed
+    # another kind from the same host has its own burst
+    assert lim.info("connection_refused", "10.0.0.1", "refused") is True
+    assert out.lines[-1] == ("info", "refused", {"kind": "connection_refused"})
     clock.now += 1
     lim.flush()
     summaries = [l for l in out.lines if l[1].startswith("suppressed")]
     assert summaries == [("warning", "suppressed similar events from a client",
-                          {"peer_host": "10.0.0.1", "suppressed": 8,
-                           "by_kind": {"bad_frame": 7, "connection_refused": 1},
+                          {"peer_host": "10.0.0.1", "kind": "bad_frame", "suppressed": 7,
                            "interval_s": 60})]
     # a new interval: logged again; the counts by kind include what was suppressed
     assert lim.warning("bad_frame", "10.0.0.1", "closing") is True

@@ -1,16 +1,17 @@
 """Rate-limited warnings about misbehaving clients, counted by kind.
 
 One log line per bad frame turns a flood of bad frames into a flood of log lines (and
-a full disk). `ClientErrorLog` logs the first `burst` events of each peer host per
-`interval_s`, counts the rest, and when that interval is over logs one line
-"suppressed similar events" with the count per kind. Every event, logged or not, is
-counted in `counts[kind]` for /metrics. Kafka has no such limiter (it logs rejected
+a full disk). `ClientErrorLog` logs the first `burst` events of each kind from each
+peer host per `interval_s`, counts the rest, and when that interval is over logs one
+line "suppressed similar events" with their count. Kinds are limited separately, so a
+flood of bad frames does not hide the first failed login from the same host. Every
+event, logged or not, is counted in `counts[kind]` for /metrics. Kafka has no such limiter (it logs rejected
 connections and failed authentications per event, at INFO/DEBUG).
 
 Sans-IO: the clock is injected (`clock()` -> seconds, monotonic), and the owner calls
 `flush()` from a timer to emit the summaries of intervals that have ended; tests drive
-both by hand. Memory is bounded: at most `max_peers` hosts are tracked one by one,
-further hosts share one entry ("other peers").
+both by hand. Memory is bounded: at most `max_peers` (host, kind) pairs are tracked one
+by one, further hosts share one entry per kind ("other peers").
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class _Peer:
     def __init__(self, now: float):
         self.window_start = now
         self.logged = 0
-        self.suppressed: dict[str, int] = {}
+        self.suppressed = 0
 
 
 class ClientErrorLog:
@@ -38,7 +39,7 @@ class ClientErrorLog:
         self.max_peers = max_peers
         self.clock = clock
         self.counts: dict[str, int] = {}            # kind -> events, logged or not
-        self._peers: dict[str, _Peer] = {}
+        self._peers: dict[tuple[str, str], _Peer] = {}
 
     def warning(self, kind: str, peer_host: str, event: str, **fields: Any) -> bool:
         return self._event("warning", kind, peer_host, event, fields)
@@ -55,7 +56,9 @@ class ClientErrorLog:
         """Count the event; log it unless this peer is over its burst. True if logged."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
         now = self.clock()
-        key = host if host in self._peers or len(self._peers) < self.max_peers else OTHER_PEERS
+        key = (host, kind)
+        if key not in self._peers and len(self._peers) >= self.max_peers:
+            key = (OTHER_PEERS, kind)
         peer = self._peers.get(key)
         if peer is not None and now - peer.window_start >= self.interval_s:
             self._summarise(key, peer)
@@ -66,7 +69,7 @@ class ClientErrorLog:
             peer.logged += 1
             getattr(self.log, level)(event, kind=kind, **fields)
             return True
-        peer.suppressed[kind] = peer.suppressed.get(kind, 0) + 1
+        peer.suppressed += 1
         return False
 
     def flush(self) -> None:
@@ -77,10 +80,10 @@ class ClientErrorLog:
                 self._summarise(key, peer)
                 del self._peers[key]
 
-    def _summarise(self, key: str, peer: _Peer) -> None:
+    def _summarise(self, key: tuple[str, str], peer: _Peer) -> None:
         if peer.suppressed:
+            host, kind = key
             self.log.warning("suppressed similar events from a client",
-                             peer_host="other peers" if key == OTHER_PEERS else key,
-                             suppressed=sum(peer.suppressed.values()),
-                             by_kind=dict(sorted(peer.suppressed.items())),
+                             peer_host="other peers" if host == OTHER_PEERS else host,
+                             kind=kind, suppressed=peer.suppressed,
                              interval_s=self.interval_s)
