@@ -429,7 +429,8 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("connections.max.idle.ms", LONG, 600000, "A connection that has sent no complete "
        "request (and been sent no response) for this long is closed, one stalled in the "
        "middle of a frame too. On SASL listeners, a connection that has not "
-       "authenticated this long after it opened is closed.", Range(1)),
+       "authenticated this long after it opened is closed. Negative: never (as Kafka's "
+       "Selector)."),
     # --- connection and request limits (server/limits.py)
     _k("max.connections", INT, INT_MAX, "Most connections the broker holds open; also "
        "per listener as listener.name.<listener>.max.connections. Kafka blocks accept "

@@ -123,8 +123,7 @@ def test_limit_keys_are_checked_as_kafka_checks_them():
     BrokerConfig({"queued.max.request.bytes": 0})  # <= 0: unbounded, as Kafka
     with pytest.raises(ConfigError):
         BrokerConfig({"max.connections": -1})
-    with pytest.raises(ConfigError):
-        BrokerConfig({"connections.max.idle.ms": 0})
+    assert BrokerConfig({"connections.max.idle.ms": -1})["connections.max.idle.ms"] == -1
 
 
 def test_overrides_resolve_host_names():
@@ -376,4 +375,15 @@ def test_idle_connection_with_a_partial_frame_is_closed():
         assert t.aborted and not tb.aborted
         assert server.idle_closes == 1
         tb.abort()
+    asyncio.run(main())
+
+
+def test_negative_idle_ms_never_closes_for_idleness():
+    async def main():
+        server = _Server(_Dispatcher(), idle_s=-0.001)
+        conn, t = _connect(server)
+        assert conn._idle_timer is None
+        await asyncio.sleep(0.05)
+        assert not t.aborted
+        t.abort()
     asyncio.run(main())

@@ -125,12 +125,14 @@ class KafkaConnection(FrameProtocol):
             self.sasl = sec.sasl(self)
             self._decoder.max_frame_bytes = sec.max_receive_size
             loop = asyncio.get_running_loop()
-            self._auth_timer = loop.call_later(sec.auth_timeout_s, self._auth_timed_out)
+            if sec.auth_timeout_s >= 0:  # negative connections.max.idle.ms: no timeout
+                self._auth_timer = loop.call_later(sec.auth_timeout_s, self._auth_timed_out)
         self.server.connections.add(self)
         self.dispatcher.metrics.connection_opened(self.listener)  # metrics: connection_count
         self._last_active = time.monotonic()
-        self._idle_timer = asyncio.get_running_loop().call_later(
-            self.server.idle_timeout_s, self._idle_check)
+        if self.server.idle_timeout_s >= 0:  # negative: never closed for idleness
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                self.server.idle_timeout_s, self._idle_check)
         self._faults = getattr(self.dispatcher.broker, "faults", None)  # faults: close_connections
         if self._faults is not None:
             self._faults.track_connection(self)

@@ -109,6 +109,9 @@ class KafkaServer:
                                             burst=CLIENT_ERROR_BURST,
                                             interval_s=CLIENT_ERROR_INTERVAL_S)
         self._flush_timer = None
+        for sec in self.security.values():
+            if sec.tls is not None:  # server/tls.py: failed TLS handshakes
+                sec.tls.sslobject_class.client_errors = self.client_errors
         self._auth_counters = None
         self.clock = clock
         self.max_request_bytes = config["socket.request.max.bytes"]
