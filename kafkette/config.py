@@ -246,6 +246,33 @@ def _parse_value(name: str, type_: str, nullable: bool, raw: Any,
     return value
 
 
+def parse_ip_overrides(text: str) -> dict[str, int]:
+    """max.connections.per.ip.overrides: "host:count,host:count" -> {host: count}
+    (Kafka's parseCsvMap; the count after the last colon, so an IPv6 address may
+    stand unbracketed). ValueError on a malformed entry."""
+    out: dict[str, int] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        host, sep, count = entry.rpartition(":")
+        host = host.strip().strip("[]")
+        if not sep or not host or not _INTEGER_RE.fullmatch(count.strip()):
+            raise ValueError(f"{entry!r} is not host:count")
+        n = int(count)
+        if not 0 <= n <= INT_MAX:
+            raise ValueError(f"{entry!r}: the count must be 0..{INT_MAX}")
+        out[host] = n
+    return out
+
+
+def _ip_overrides_problem(text: str) -> str | None:
+    try:
+        parse_ip_overrides(text)
+    except ValueError as e:
+        return f"{e} (expected host:count,host:count)"
+    return None
+
+
 def _format_scalar(x: Any) -> str:
     if isinstance(x, bool):
         return "true" if x else "false"
@@ -400,9 +427,31 @@ _BROKER_KEYS: list[ConfigKey] = [
        "default." + _IGNORED_DOC, ignored=True),
     _k("socket.receive.buffer.bytes", INT, 102400, "SO_RCVBUF of sockets; -1 for the OS "
        "default." + _IGNORED_DOC, ignored=True),
-    _k("connections.max.idle.ms", LONG, 600000, "Idle connections are closed after this "
-       "long. On SASL listeners, a connection that has not authenticated this long after "
-       "it opened is closed."),
+    _k("connections.max.idle.ms", LONG, 600000, "A connection that has sent no complete "
+       "request (and been sent no response) for this long is closed, one stalled in the "
+       "middle of a frame too. On SASL listeners, a connection that has not "
+       "authenticated this long after it opened is closed. Negative: never (as Kafka's "
+       "Selector)."),
+    # --- connection and request limits (server/limits.py)
+    _k("max.connections", INT, INT_MAX, "Most connections the broker holds open; also "
+       "per listener as listener.name.<listener>.max.connections. Kafka blocks accept "
+       "until a slot frees; kafkette accepts and closes the new connection at once "
+       "(the client reconnects after its backoff). As in Kafka, the inter-broker listener "
+       "is not held to the broker-wide limit when there are several listeners (Kafka "
+       "then closes another listener's least recently used connection; kafkette "
+       "does not).", Range(0)),
+    _k("max.connections.per.ip", INT, INT_MAX, "Most connections from one IP address, "
+       "over all listeners; a connection over it is closed right after accept. 0 is "
+       "allowed only with max.connections.per.ip.overrides.", Range(0)),
+    _k("max.connections.per.ip.overrides", STRING, "", "Per host or IP limits that "
+       "replace max.connections.per.ip: host:count,host:count. Host names are resolved "
+       "when the broker starts.", lambda v: _ip_overrides_problem(v)),
+    _k("queued.max.requests", INT, 500, "Requests read and not yet handled, over all "
+       "connections, before connections that pipeline requests stop reading.", Range(1)),
+    _k("queued.max.request.bytes", LONG, -1, "Bytes of such requests before connections "
+       "that pipeline requests stop reading. Kafka's -1 (any value <= 0) means unbounded; "
+       "kafkette then bounds them at socket.request.max.bytes. Otherwise at least "
+       "socket.request.max.bytes."),
     _k("fetch.max.bytes", INT, 57671680, "Most bytes returned by one Fetch request, "
        "whatever the client asks.", Range(1024)),
     _k("num.io.threads", INT, 8, "Request handler threads." + _IGNORED_DOC, Range(1), ignored=True),
@@ -599,7 +648,7 @@ SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 LISTENER_SECURITY_KEYS = frozenset(
     k.name for k in _BROKER_KEYS
     if k.name.startswith(("ssl.", "sasl.")) and k.name != "sasl.jaas.config") | {
-    "connections.max.reauth.ms"}
+    "connections.max.reauth.ms", "max.connections"}
 _LISTENER_KEY_RE = re.compile(r"listener\.name\.([A-Za-z0-9_]+)\.(.+)")
 # listener.name.<l>.<mechanism>.<key>: the keys Kafka reads per mechanism.
 _MECHANISM_KEYS = ("sasl.jaas.config", "connections.max.reauth.ms")
@@ -1220,6 +1269,15 @@ class BrokerConfig:
         self._voters = parse_quorum_voters(v["controller.quorum.voters"])
         self._check_roles(listeners)
         self._check_security(listeners)
+        if v["max.connections.per.ip"] == 0 and not parse_ip_overrides(
+                v["max.connections.per.ip.overrides"]):
+            raise ConfigError("max.connections.per.ip can be set to zero only if "
+                              "max.connections.per.ip.overrides is set",
+                              key="max.connections.per.ip")
+        qbytes = v["queued.max.request.bytes"]
+        if 0 < qbytes < v["socket.request.max.bytes"]:  # <= 0: unbounded, as Kafka
+            raise ConfigError("queued.max.request.bytes must be at most 0 or at least "
+                              "socket.request.max.bytes", key="queued.max.request.bytes")
         if v["group.min.session.timeout.ms"] > v["group.max.session.timeout.ms"]:
             raise ConfigError("group.min.session.timeout.ms must not exceed "
                               "group.max.session.timeout.ms", key="group.min.session.timeout.ms")

@@ -234,9 +234,20 @@ class _Dispatcher:
 
 class _Server:
     def __init__(self, dispatcher):
+        from kafkette.logging import get_logger
+        from kafkette.server.limits import ConnectionQuotas, RequestPool
+        from kafkette.server.log_limiter import ClientErrorLog
+
         self.dispatcher = dispatcher
         self.max_request_bytes = 1 << 20
         self.connections = set()
+        self.quotas = ConnectionQuotas()
+        self.request_pool = RequestPool(500, 1 << 30)
+        self.client_errors = ClientErrorLog(get_logger("test"))
+        self.idle_timeout_s = 600.0
+
+    def count_idle_close(self, listener):
+        pass
 
 
 def _feed(conn, *payloads):

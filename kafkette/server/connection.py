@@ -12,12 +12,21 @@ from `buffer_updated` — no task per request; a handler that must wait (a Fetch
 poll) parks the connection's queue until it completes.
 
 Backpressure: when the transport's write buffer is over its high-water mark (a
-client not reading its responses) or too many requests are queued, we stop reading
-from that socket until it drains. Memory per connection stays bounded.
+client not reading its responses) we stop handling and reading this connection's
+requests until it drains, as Kafka mutes a channel with a pending response; we stop
+reading when too many requests are queued on it, or when the broker's request pool
+(queued.max.requests / queued.max.request.bytes, server/limits.py) is full and this
+connection has requests waiting. Memory per connection stays bounded.
+
+Limits: a connection over max.connections(.per.ip) is closed in connection_made
+(server/limits.py); one with no complete request and no response for
+connections.max.idle.ms is closed, also one stalled in the middle of a frame (Kafka
+counts any bytes as activity, so a client that trickles a frame is not idle there).
 
 Errors: a frame larger than socket.request.max.bytes, a negative length, an unknown
-API key or an undecodable request closes this connection (with a log line), as
-Kafka does; other connections are unaffected.
+API key or an undecodable request closes this connection (with a log line, rate-limited
+per peer host by server/log_limiter.py), as Kafka does; other connections are
+unaffected.
 
 Security (SSL, SASL_PLAINTEXT, SASL_SSL listeners): TLS listeners are served with
 create_server(ssl=context), so connection_made comes after the handshake (a failed
@@ -43,6 +52,10 @@ from kafkette.server.tls import ANONYMOUS
 log = get_logger("kafkette.connection")
 _api_key = struct.Struct(">h")
 MAX_QUEUED_REQUESTS = 64
+# Responses handed to the transport at a time: between two writelines the loop checks
+# whether the client has stopped reading (pause_writing), so one read of small
+# pipelined requests cannot pile all its responses into the write buffer.
+WRITE_EVERY = 32
 
 
 class KafkaConnection(FrameProtocol):
@@ -59,7 +72,14 @@ class KafkaConnection(FrameProtocol):
         self.max_request_bytes = server.max_request_bytes
         self.transport = None
         self.peer = ""
+        self.peer_host = ""
         self._queue: deque = deque()
+        self._queued_bytes = 0
+        self._pooled = (0, 0)      # (requests, bytes) counted in server.request_pool
+        self._pause_reason: str | None = None
+        self._quota_ip: str | None = None   # counted in server.quotas
+        self._idle_timer = None
+        self._last_active = 0.0
         self._busy = False
         self._write_paused = False
         self._read_paused = False
@@ -72,15 +92,26 @@ class KafkaConnection(FrameProtocol):
     def connection_made(self, transport) -> None:
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.peer_host = peer[0] if peer else "?"
+        refused = self.server.quotas.admit(self.listener, self.peer_host)
+        if refused is not None:
+            self.closed = True
+            self.server.client_errors.info(
+                "connection_refused", self.peer_host, "closing connection: over a limit",
+                limit=refused, listener=self.listener, peer=self.peer)
+            transport.abort()
+            return
+        self._quota_ip = self.peer_host
         sec = self.security
         if sec is not None and sec.tls is not None and sec.sasl is None:
             # SSL: the client certificate is the principal. The TLS handshake is done
             # before connection_made (the listener's server has ssl=context).
             principal = sec.principals.principal(transport.get_extra_info("ssl_object"))
             if principal is None:
-                log.warning("closing connection: no ssl.principal.mapping.rules rule "
-                            "matches the client certificate", listener=self.listener,
-                            peer=self.peer)
+                self.server.client_errors.warning(
+                    "ssl_principal", self.peer_host, "closing connection: no "
+                    "ssl.principal.mapping.rules rule matches the client certificate",
+                    listener=self.listener, peer=self.peer)
                 self.server.count_failed_authentication(self.listener)
                 transport.abort()
                 return
@@ -94,9 +125,14 @@ class KafkaConnection(FrameProtocol):
             self.sasl = sec.sasl(self)
             self._decoder.max_frame_bytes = sec.max_receive_size
             loop = asyncio.get_running_loop()
-            self._auth_timer = loop.call_later(sec.auth_timeout_s, self._auth_timed_out)
+            if sec.auth_timeout_s >= 0:  # negative connections.max.idle.ms: no timeout
+                self._auth_timer = loop.call_later(sec.auth_timeout_s, self._auth_timed_out)
         self.server.connections.add(self)
         self.dispatcher.metrics.connection_opened(self.listener)  # metrics: connection_count
+        self._last_active = time.monotonic()
+        if self.server.idle_timeout_s >= 0:  # negative: never closed for idleness
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                self.server.idle_timeout_s, self._idle_check)
         self._faults = getattr(self.dispatcher.broker, "faults", None)  # faults: close_connections
         if self._faults is not None:
             self._faults.track_connection(self)
@@ -104,16 +140,46 @@ class KafkaConnection(FrameProtocol):
     def _auth_timed_out(self) -> None:
         self._auth_timer = None
         if self.sasl is not None and not self.sasl.authenticated and not self.closed:
-            log.warning("closing connection: not authenticated within "
-                        "connections.max.idle.ms", listener=self.listener, peer=self.peer)
+            self.server.client_errors.warning(
+                "authentication_timeout", self.peer_host, "closing connection: not "
+                "authenticated within connections.max.idle.ms", listener=self.listener,
+                peer=self.peer)
             self._abort()
+
+    def _idle_check(self) -> None:
+        # One timer per connection, re-armed for the rest of the idle time when it
+        # fires early, rather than moved on every request.
+        self._idle_timer = None
+        if self.closed:
+            return
+        now = time.monotonic()
+        idle_s = self.server.idle_timeout_s
+        # A request being answered (a long-poll Fetch) is activity, not idleness.
+        deadline = now + idle_s if self._busy else self._last_active + idle_s
+        if now >= deadline:
+            log.debug("closing connection: idle for connections.max.idle.ms",
+                      listener=self.listener, peer=self.peer,
+                      partial_frame_bytes=self._decoder.buffered)
+            self.server.count_idle_close(self.listener)
+            self._abort()
+            return
+        self._idle_timer = asyncio.get_running_loop().call_later(deadline - now,
+                                                                 self._idle_check)
 
     def connection_lost(self, exc) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         self.closed = True
-        self._queue.clear()
+        self._clear_queue()
+        self._sync_pool()
+        self.server.request_pool.waiters.discard(self)
+        if self._quota_ip is not None:
+            self.server.quotas.release(self.listener, self._quota_ip)
+            self._quota_ip = None
         self.server.connections.discard(self)
         if getattr(self, "_faults", None) is not None:  # faults
             self._faults.untrack_connection(self)
@@ -127,19 +193,26 @@ class KafkaConnection(FrameProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._process()  # the requests left waiting while the client was not reading
+
+    def pool_has_room(self) -> None:  # server/limits.RequestPool
         self._update_reading()
 
     def frames_received(self, frames: list) -> None:
         if frames:
             self._queue.extend(frames)
+            self._queued_bytes += sum(map(len, frames))
+            self._last_active = time.monotonic()
         self._process()
 
     def bad_frame(self, error) -> None:
         # 0x1603xxxx read as a size is a TLS ClientHello on a plaintext listener.
         hint = {"hint": "TLS handshake on a plaintext listener"} if (
             error.size >> 16) in (0x1603, 0x1601) else {}
-        log.warning("closing connection: bad frame size", listener=self.listener,
-                    peer=self.peer, size=error.size, max=error.max_frame_bytes, **hint)
+        self.server.client_errors.warning(
+            "bad_frame", self.peer_host, "closing connection: bad frame size",
+            listener=self.listener, peer=self.peer, size=error.size,
+            max=error.max_frame_bytes, **hint)
         self._abort()
 
     def eof_received(self):
@@ -153,8 +226,10 @@ class KafkaConnection(FrameProtocol):
         # per response meant one send() per response, the largest cost of a pipelined
         # Produce in the profile (bench: capacity with 16 KB batches).
         out: list = []
-        while queue and not self._busy and not self.closed:
+        answered = 0
+        while queue and not self._busy and not self.closed and not self._write_paused:
             frame = queue.popleft()
+            self._queued_bytes -= len(frame)
             if self.client_id is None:  # faults: close_connections(client_id)
                 self.client_id = _peek_client_id(frame)
             sasl = self.sasl
@@ -171,17 +246,21 @@ class KafkaConnection(FrameProtocol):
                     result = self.dispatcher.handle(frame, self.peer, self.listener,
                                                     self.principal)
             except ProtocolError as e:
-                log.warning("closing connection: bad request", peer=self.peer, error=str(e))
+                self._bad_request(e)
                 self._flush_and_abort(out)
                 return
             except Exception:
-                log.exception("closing connection: handler failed", peer=self.peer)
+                self._handler_failed()
                 self._flush_and_abort(out)
                 return
             if result is None:
                 continue
             if isinstance(result, list):
                 out += result
+                answered += 1
+                if answered % WRITE_EVERY == 0:
+                    self.transport.writelines(out)  # may call pause_writing
+                    out = []
                 continue
             self._busy = True
             self.idle.clear()
@@ -196,13 +275,14 @@ class KafkaConnection(FrameProtocol):
     async def _complete(self, awaitable) -> None:
         try:
             chunks = await awaitable
+            self._last_active = time.monotonic()
             if chunks is not None and not self.closed:
                 self.transport.writelines(chunks)
         except ProtocolError as e:
-            log.warning("closing connection: bad request", peer=self.peer, error=str(e))
+            self._bad_request(e)
             self._abort()
         except Exception:
-            log.exception("closing connection: handler failed", peer=self.peer)
+            self._handler_failed()
             self._abort()
         finally:
             self._busy = False
@@ -222,8 +302,9 @@ class KafkaConnection(FrameProtocol):
         if route is Route.CLOSE:
             if not was_authenticated:
                 self.server.count_failed_authentication(self.listener)
-            log.warning("closing connection: SASL", listener=self.listener, peer=self.peer,
-                        reason=sasl.failure)
+            self.server.client_errors.warning(
+                "sasl", self.peer_host, "closing connection: SASL", listener=self.listener,
+                peer=self.peer, reason=sasl.failure)
             self._flush_and_abort(out)
             return False
         if route is Route.RAW_TOKEN:
@@ -233,14 +314,15 @@ class KafkaConnection(FrameProtocol):
             result = self.dispatcher.handle_sasl(frame, sasl, self.peer, self.listener)
         if sasl.failed:
             self.server.count_failed_authentication(self.listener)
-            log.warning("closing connection: SASL authentication failed",
-                        listener=self.listener, peer=self.peer, mechanism=sasl.mechanism,
-                        reason=sasl.failure)
+            self.server.client_errors.warning(
+                "authentication_failed", self.peer_host,
+                "closing connection: SASL authentication failed", listener=self.listener,
+                peer=self.peer, mechanism=sasl.mechanism, reason=sasl.failure)
             # close, not abort: the client must get the error response first.
             if not self.closed:
                 self.transport.writelines(out + (result or []))
                 self.closed = True
-                self._queue.clear()
+                self._clear_queue()
                 self.transport.close()
             return False
         if sasl.authenticated and not was_authenticated:
@@ -254,14 +336,52 @@ class KafkaConnection(FrameProtocol):
                      principal=self.principal, mechanism=sasl.mechanism)
         return result
 
+    def _bad_request(self, e: ProtocolError) -> None:
+        self.server.client_errors.warning("bad_request", self.peer_host,
+                                          "closing connection: bad request",
+                                          peer=self.peer, error=str(e))
+
+    def _handler_failed(self) -> None:
+        self.server.client_errors.exception("handler_failed", self.peer_host,
+                                            "closing connection: handler failed",
+                                            peer=self.peer)
+
+    def _clear_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+
+    def _sync_pool(self) -> None:
+        """Tell the broker's request pool what this connection holds now. A muted
+        connection (its client not reading) holds its requests outside the pool."""
+        if self.closed or self._write_paused:
+            held = (0, 0)
+        else:
+            held = (len(self._queue), self._queued_bytes)
+        if held != self._pooled:
+            before, self._pooled = self._pooled, held
+            self.server.request_pool.add(held[0] - before[0], held[1] - before[1])
+
     def _update_reading(self) -> None:
+        self._sync_pool()
         if self.closed or self.transport is None:
             return
-        want_pause = self._write_paused or len(self._queue) >= MAX_QUEUED_REQUESTS
-        if want_pause and not self._read_paused:
+        pool = self.server.request_pool
+        if self._write_paused:
+            reason = "write_buffer"
+        elif len(self._queue) >= MAX_QUEUED_REQUESTS:
+            reason = "connection_queue"
+        elif self._queue and pool.full:
+            reason = "request_pool"
+            if self not in pool.waiters:
+                pool.waiters.add(self)
+                pool.pauses += 1
+        else:
+            reason = None
+        self._pause_reason = reason
+        if reason is not None and not self._read_paused:
             self.transport.pause_reading()
             self._read_paused = True
-        elif not want_pause and self._read_paused:
+        elif reason is None and self._read_paused:
             self.transport.resume_reading()
             self._read_paused = False
 
@@ -274,7 +394,7 @@ class KafkaConnection(FrameProtocol):
 
     def _abort(self) -> None:
         self.closed = True
-        self._queue.clear()
+        self._clear_queue()
         if self.transport is not None:
             self.transport.abort()
 

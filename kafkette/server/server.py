@@ -14,6 +14,11 @@ Security: each listener mapped to SSL or SASL_SSL gets its SSLContext
 (server/tls.py), each SASL_* listener a SASL session per connection (server/sasl.py),
 built before anything binds, so that an unreadable key store stops the start with a
 configuration error (exit code 2) rather than failing the first client.
+
+Limits (server/limits.py): max.connections(.per.ip) counts, the broker-wide request
+pool (queued.max.requests / queued.max.request.bytes), connections.max.idle.ms; client
+errors are logged through one rate limiter per server (server/log_limiter.py). Their
+counts are in /metrics (LimitsCollector below).
 """
 from __future__ import annotations
 
@@ -31,12 +36,17 @@ from kafkette.broker.log_maintenance import LogMaintenance
 from kafkette.config import SASL_PROTOCOLS, TLS_PROTOCOLS, BrokerConfig, ConfigError
 from kafkette.logging import get_logger
 from kafkette.server.connection import KafkaConnection
+from kafkette.server.limits import ConnectionQuotas, RequestPool
+from kafkette.server.log_limiter import ClientErrorLog
 from kafkette.server.metrics_http import MetricsHttpServer
 from kafkette.server.sasl import PlainServer, SaslSession, ScramServer
 from kafkette.server.tls import PrincipalMapper, server_context
 
 log = get_logger("kafkette.server")
 SHUTDOWN_GRACE_S = 10.0
+# Client errors: the first CLIENT_ERROR_BURST per peer host per interval are logged.
+CLIENT_ERROR_BURST = 10
+CLIENT_ERROR_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -87,9 +97,21 @@ def _sasl_factory(config: BrokerConfig, listener: str) -> Callable:
 
 class KafkaServer:
     def __init__(self, config: BrokerConfig, clock=None,
-                 security: dict[str, ListenerSecurity] | None = None):
+                 security: dict[str, ListenerSecurity] | None = None,
+                 quotas: ConnectionQuotas | None = None):
         self.config = config
         self.security = build_security(config) if security is None else security
+        self.quotas = build_quotas(config) if quotas is None else quotas
+        self.request_pool = RequestPool.from_config(config)
+        self.idle_timeout_s = config["connections.max.idle.ms"] / 1000.0
+        self.idle_closes: dict[str, int] = {}          # listener -> connections closed
+        self.client_errors = ClientErrorLog(get_logger("kafkette.connection"),
+                                            burst=CLIENT_ERROR_BURST,
+                                            interval_s=CLIENT_ERROR_INTERVAL_S)
+        self._flush_timer = None
+        for sec in self.security.values():
+            if sec.tls is not None:  # server/tls.py: failed TLS handshakes
+                sec.tls.sslobject_class.client_errors = self.client_errors
         self._auth_counters = None
         self.clock = clock
         self.max_request_bytes = config["socket.request.max.bytes"]
@@ -161,6 +183,8 @@ class KafkaServer:
             await self.metrics_http.start(self.config["metrics.listener"])
         self.dispatcher = self.broker.dispatcher
         self._register_auth_metrics()
+        self.dispatcher.metrics.registry.register(LimitsCollector(self))
+        self._schedule_error_flush()
         for lst, sock in self._sockets:
             sec = self.security.get(lst.name)
             srv = await loop.create_server(
@@ -201,6 +225,15 @@ class KafkaServer:
         if self._auth_counters is not None:
             self._auth_counters[0].labels(listener).inc()
 
+    def count_idle_close(self, listener: str) -> None:
+        self.idle_closes[listener] = self.idle_closes.get(listener, 0) + 1
+
+    def _schedule_error_flush(self) -> None:
+        # The "suppressed" summaries of a flood that has stopped come from here.
+        self.client_errors.flush()
+        self._flush_timer = asyncio.get_running_loop().call_later(
+            CLIENT_ERROR_INTERVAL_S / 6, self._schedule_error_flush)
+
     def count_failed_authentication(self, listener: str) -> None:
         if self._auth_counters is not None:
             self._auth_counters[1].labels(listener).inc()
@@ -211,6 +244,9 @@ class KafkaServer:
             asyncio.ensure_future(self.stop())
 
     async def stop(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if self.maintenance is not None:
             self.maintenance.stop()
         if self.broker is not None:
@@ -254,8 +290,72 @@ class KafkaServer:
         await self._stopped.wait()
 
 
-async def serve(config: BrokerConfig, security=None) -> None:
-    server = KafkaServer(config, security=security)
+def build_quotas(config: BrokerConfig) -> ConnectionQuotas:
+    """The connection limits of the listeners this node serves to clients. ConfigError
+    when a host of max.connections.per.ip.overrides does not resolve."""
+    names = [lst.name for lst in config.listeners] if config.is_broker else []
+    return ConnectionQuotas.from_config(config, names)
+
+
+class LimitsCollector:
+    """/metrics for the limits, read at scrape time. Kafka's names where Kafka has the
+    metric (RequestQueueSize, MemoryPoolUsed/Available); the rest are kafkette extras
+    in Kafka's socket-server-metrics group."""
+
+    def __init__(self, server: "KafkaServer"):
+        self.server = server
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        srv = self.server
+        pool = srv.request_pool
+        queue = GaugeMetricFamily("kafka_network_requestchannel_requestqueuesize",
+                                  "Requests read and not yet handled (queued.max.requests)")
+        queue.add_metric([], pool.requests)
+        used = GaugeMetricFamily("kafka_network_socketserver_memorypoolused",
+                                 "Bytes of requests read and not yet handled")
+        used.add_metric([], pool.bytes)
+        avail = GaugeMetricFamily("kafka_network_socketserver_memorypoolavailable",
+                                  "queued.max.request.bytes minus the bytes used")
+        avail.add_metric([], max(0, pool.max_bytes - pool.bytes))
+        pauses = CounterMetricFamily("kafka_network_socketserver_requestpoolpauses",
+                                     "Times a connection stopped reading because the "
+                                     "request pool was full")
+        pauses.add_metric([], pool.pauses)
+        paused = GaugeMetricFamily("kafka_server_socketservermetrics_paused_connections",
+                                   "Connections not read from now, by reason",
+                                   labels=["reason"])
+        counts = dict.fromkeys(("write_buffer", "connection_queue", "request_pool"), 0)
+        for conn in list(srv.connections):
+            reason = conn._pause_reason
+            if reason is not None:
+                counts[reason] = counts.get(reason, 0) + 1
+        for reason, n in counts.items():
+            paused.add_metric([reason], n)
+        refused = CounterMetricFamily("kafka_server_socketservermetrics_connections_refused",
+                                      "Connections closed right after accept, by the limit "
+                                      "they were over", labels=["listener", "limit"])
+        for (listener, limit), n in sorted(srv.quotas.refused.items()):
+            refused.add_metric([listener, limit], n)
+        idle = CounterMetricFamily("kafka_server_socketservermetrics_idle_connections_closed",
+                                   "Connections closed after connections.max.idle.ms",
+                                   labels=["listener"])
+        for listener, n in sorted(srv.idle_closes.items()):
+            idle.add_metric([listener], n)
+        errors = CounterMetricFamily("kafka_server_socketservermetrics_client_errors",
+                                     "Client errors that closed a connection, by kind "
+                                     "(logged or suppressed)", labels=["kind"])
+        for kind, n in sorted(srv.client_errors.counts.items()):
+            errors.add_metric([kind], n)
+        yield from (queue, used, avail, pauses, paused, refused, idle, errors)
+
+
+async def serve(config: BrokerConfig, security=None, quotas=None) -> None:
+    server = KafkaServer(config, security=security, quotas=quotas)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -275,10 +375,11 @@ def run(config: BrokerConfig) -> None:
     # error (exit code 2, as the CLI gives for bad settings), not a traceback.
     try:
         security = build_security(config)
+        quotas = build_quotas(config)
     except ConfigError as e:
         print(f"kafkette: configuration error: {e}", file=sys.stderr)
         sys.exit(2)
     if uvloop is not None:
-        uvloop.run(serve(config, security))
+        uvloop.run(serve(config, security, quotas))
     else:  # pragma: no cover
-        asyncio.run(serve(config, security))
+        asyncio.run(serve(config, security, quotas))

@@ -41,9 +41,12 @@ class _LoggingSSLObject(ssl.SSLObject):
     """Logs a failed server-side handshake (a plaintext client on a TLS port, a
     client certificate the trust store refuses): asyncio's and uvloop's TLS servers
     close such connections without a word (an SSLError is an OSError, which they
-    report only in debug mode). The SSLObject does not know the peer's address."""
+    report only in debug mode). The SSLObject does not know the peer's address, so
+    the server's rate limiter (server/log_limiter.py, set as `client_errors` by
+    KafkaServer) limits these per listener rather than per peer host."""
 
     listener = "?"
+    client_errors = None
 
     def do_handshake(self) -> None:
         try:
@@ -51,8 +54,14 @@ class _LoggingSSLObject(ssl.SSLObject):
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise
         except ssl.SSLError as e:
-            log.warning("closing connection: TLS handshake failed", listener=self.listener,
-                        error=getattr(e, "reason", None) or str(e))
+            error = getattr(e, "reason", None) or str(e)
+            if self.client_errors is not None:
+                self.client_errors.warning("tls_handshake", f"listener {self.listener}",
+                                           "closing connection: TLS handshake failed",
+                                           listener=self.listener, error=error)
+            else:
+                log.warning("closing connection: TLS handshake failed",
+                            listener=self.listener, error=error)
             raise
 
 
