@@ -15,6 +15,10 @@ Backpressure: when the transport's write buffer is over its high-water mark (a
 client not reading its responses) or too many requests are queued, we stop reading
 from that socket until it drains. Memory per connection stays bounded.
 
+Quotas (KIP-219): a throttled request's answer goes out at once and `mute_for(ms)`
+stops reading and serving this connection's requests for that long, as Kafka mutes
+the channel; what the client sends meanwhile waits in the socket.
+
 Errors: a frame larger than socket.request.max.bytes, a negative length, an unknown
 API key or an undecodable request closes this connection (with a log line), as
 Kafka does; other connections are unaffected.
@@ -63,6 +67,7 @@ class KafkaConnection(FrameProtocol):
         self._busy = False
         self._write_paused = False
         self._read_paused = False
+        self._mute_timer = None   # quotas: mute_for
         self.closed = False
         self.client_id: str | None = None  # faults: from the first request header
         self.idle = asyncio.Event()
@@ -109,6 +114,9 @@ class KafkaConnection(FrameProtocol):
             self._abort()
 
     def connection_lost(self, exc) -> None:
+        if self._mute_timer is not None:
+            self._mute_timer.cancel()
+            self._mute_timer = None
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
@@ -153,7 +161,7 @@ class KafkaConnection(FrameProtocol):
         # per response meant one send() per response, the largest cost of a pipelined
         # Produce in the profile (bench: capacity with 16 KB batches).
         out: list = []
-        while queue and not self._busy and not self.closed:
+        while queue and not self._busy and not self.closed and self._mute_timer is None:
             frame = queue.popleft()
             if self.client_id is None:  # faults: close_connections(client_id)
                 self.client_id = _peek_client_id(frame)
@@ -169,7 +177,7 @@ class KafkaConnection(FrameProtocol):
                         return
                 else:
                     result = self.dispatcher.handle(frame, self.peer, self.listener,
-                                                    self.principal)
+                                                    self.principal, connection=self)
             except ProtocolError as e:
                 log.warning("closing connection: bad request", peer=self.peer, error=str(e))
                 self._flush_and_abort(out)
@@ -218,7 +226,8 @@ class KafkaConnection(FrameProtocol):
         was_authenticated = sasl.authenticated
         route = sasl.route(api_key, now_ms)
         if route is Route.DISPATCH:
-            return self.dispatcher.handle(frame, self.peer, self.listener, self.principal)
+            return self.dispatcher.handle(frame, self.peer, self.listener, self.principal,
+                                          connection=self)
         if route is Route.CLOSE:
             if not was_authenticated:
                 self.server.count_failed_authentication(self.listener)
@@ -254,10 +263,24 @@ class KafkaConnection(FrameProtocol):
                      principal=self.principal, mechanism=sasl.mechanism)
         return result
 
+    def mute_for(self, ms: int) -> None:
+        """Quotas (KIP-219): serve and read nothing more from this client for `ms`."""
+        if self.closed or ms <= 0:
+            return
+        if self._mute_timer is not None:
+            self._mute_timer.cancel()
+        self._mute_timer = asyncio.get_running_loop().call_later(ms / 1000.0, self._unmute)
+        self._update_reading()
+
+    def _unmute(self) -> None:
+        self._mute_timer = None
+        self._process()
+
     def _update_reading(self) -> None:
         if self.closed or self.transport is None:
             return
-        want_pause = self._write_paused or len(self._queue) >= MAX_QUEUED_REQUESTS
+        want_pause = (self._write_paused or len(self._queue) >= MAX_QUEUED_REQUESTS or
+                      self._mute_timer is not None)
         if want_pause and not self._read_paused:
             self.transport.pause_reading()
             self._read_paused = True
