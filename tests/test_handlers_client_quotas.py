@@ -235,3 +235,20 @@ def test_fetch_over_quota_is_throttled(b):
     assert len(resp.responses[0].partitions[0].records) > 30_000
     # ~30 KB over 10 s is 3 KB/s against 2 KB/s: throttled about 5 s.
     assert 4500 <= resp.throttle_time_ms <= 5500 and conn.muted == [resp.throttle_time_ms]
+
+
+def test_metrics_show_rates_and_throttles(b):
+    from prometheus_client import generate_latest
+    create_topic(b, "t")
+    alter(b, entry([("client-id", CLIENT_ID)], {"producer_byte_rate": 1000.0}))
+    req = produce_request("t", {0: build_batch([(b"k", b"x" * 20_000, [])], timestamp_ms=1)})
+    conn = FakeConnection()
+    for _ in range(2):
+        send(b, req, 9, conn)
+    text = generate_latest(b.metrics.registry).decode()
+    labels = f'{{client_id="{CLIENT_ID}",user=""}}'
+    assert f"kafka_server_produce_throttled_requests_total{labels} 2.0" in text
+    assert f"kafka_server_produce_throttle_time_ms_total{labels} {float(sum(conn.muted))}" in text
+    rate = [line for line in text.splitlines()
+            if line.startswith("kafka_server_produce_byte_rate" + labels)]
+    assert rate and 4000 < float(rate[0].split()[-1]) < 4200  # ~40 KB over 10 s
