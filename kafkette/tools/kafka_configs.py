@@ -1,5 +1,6 @@
 """kafka-configs.sh: Kafka's ConfigCommand for topics and brokers (DescribeConfigs,
-IncrementalAlterConfigs).
+IncrementalAlterConfigs), and for the quotas of users, clients and ips
+(DescribeClientQuotas, AlterClientQuotas: kafkette/tools/quota_configs.py).
 
   --describe --entity-type topics|brokers [--entity-name N | --entity-default] [--all]
   --alter --entity-type topics|brokers (--entity-name N | --entity-default)
@@ -12,15 +13,16 @@ sorted by name: `  k=v sensitive=false synonyms={SOURCE:name=value, ...}`; after
 alter "Completed updating config for topic T." Errors: "Error while executing config
 command with args '...'" and the exception on stderr, exit 1.
 
-Not served, refused with a message: entity types broker-loggers, users, clients, ips,
-client-metrics, groups (kafkette has no dynamic loggers, quotas, SCRAM users or
-client metrics), --add-config-file, --force, --zookeeper.
+Not served, refused with a message: entity types broker-loggers, client-metrics,
+groups (kafkette has no dynamic loggers or client metrics), SCRAM credentials of
+users, --add-config-file, --force, --zookeeper.
 """
 from __future__ import annotations
 
 import re
 import sys
 
+from kafkette.tools import quota_configs
 from kafkette.tools.client import ToolError
 from kafkette.tools.common import (
     ToolParser, UsageError, add_bootstrap, add_command_config, admin_from_args, run_tool,
@@ -44,9 +46,10 @@ def build_parser(prog="kafka-configs.sh") -> ToolParser:
     p.add_argument("--alter", action="store_true", help="Alter the configuration for the entity.")
     p.add_argument("--entity-type", action="append", metavar="entity type",
                    help="Type of entity (topics/brokers).")
-    p.add_argument("--entity-name", action="append", metavar="entity name",
+    # EntityOrder: quota entities pair names and defaults with types in order.
+    p.add_argument("--entity-name", action=quota_configs.EntityOrder, metavar="entity name",
                    help="Name of entity (topic name/broker id).")
-    p.add_argument("--entity-default", action="store_true",
+    p.add_argument("--entity-default", action=quota_configs.EntityOrder, nargs=0, default=False,
                    help="Default entity name for brokers (applies to the cluster).")
     p.add_argument("--topic", metavar="topic", help="The topic's name (--entity-type topics "
                                                    "--entity-name T).")
@@ -132,6 +135,8 @@ def run(a) -> int:
         raise UsageError("Command must include exactly one action: --describe, --alter")
     if not a.bootstrap_server:
         raise UsageError("--bootstrap-server must be specified")
+    if quota_configs.is_quota_command(a):
+        return quota_configs.run(a, admin_from_args)
     etype, name, default = entity(a)
     if a.alter:
         if name is None and not default:

@@ -1,0 +1,190 @@
+"""Client quotas (KIP-13, KIP-219) against real brokers: kafka-configs.sh sets and
+describes them (AlterClientQuotas / DescribeClientQuotas); confluent-kafka (librdkafka)
+producers and consumers held to producer_byte_rate / consumer_byte_rate, their
+measured rate compared with the quota and the throttle times the broker sent them;
+a quota set through one node of a 3-node cluster is in every node's metadata image.
+
+The rates are measured over RUN_S seconds from the start: Kafka's sampled rate
+(quota.window.num=11 x 1 s, never less than 10 s of window) lets a new client send
+about 10 s worth of quota before the first throttle, and a greedy client then moves
+in bursts as the oldest samples expire, so a short run measures the burst, not the
+quota (tests/test_quotas.py simulates this).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from itutil import unique_topic, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+PY = sys.executable
+QUOTA = 102_400          # bytes per second
+RUN_S = 33.0
+VALUE = b"q" * 1000
+
+
+def tool(*args):
+    r = subprocess.run([PY, "-m", "kafkette.tools.kafka_configs", *args],
+                       capture_output=True, text=True, timeout=60)
+    return r
+
+
+def ok(r) -> str:
+    assert r.returncode == 0, f"rc={r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def broker_config() -> dict:
+    return {"num.partitions": 1, "group.initial.rebalance.delay.ms": 0}
+
+
+def test_kafka_configs_sets_and_describes_quotas(broker):
+    bs = ["--bootstrap-server", broker.bootstrap]
+    assert ok(tool(*bs, "--alter", "--entity-type", "clients", "--entity-name", "tool-c",
+                   "--add-config", "producer_byte_rate=1048576,consumer_byte_rate=2097152")) \
+        == "Completed updating config for client tool-c.\n"
+    assert ok(tool(*bs, "--alter", "--entity-type", "users", "--entity-default",
+                   "--entity-type", "clients", "--entity-name", "tool-c",
+                   "--add-config", "request_percentage=50")) == \
+        "Completed updating config for user-principal the default, client-id 'tool-c'.\n"
+    assert ok(tool(*bs, "--describe", "--entity-type", "clients", "--entity-name", "tool-c")) \
+        == ("Quota configs for client-id 'tool-c' are consumer_byte_rate=2097152.0, "
+            "producer_byte_rate=1048576.0\n")
+    assert ok(tool(*bs, "--describe", "--entity-type", "users", "--entity-type", "clients")) \
+        == ("Quota configs for user-principal the default, client-id 'tool-c' are "
+            "request_percentage=50.0\n")
+    ok(tool(*bs, "--alter", "--entity-type", "clients", "--entity-name", "tool-c",
+            "--delete-config", "consumer_byte_rate"))
+    assert ok(tool(*bs, "--describe", "--entity-type", "clients")) == \
+        "Quota configs for client-id 'tool-c' are producer_byte_rate=1048576.0\n"
+    r = tool(*bs, "--alter", "--entity-type", "users", "--entity-name", "u",
+             "--add-config", "no_such_quota=1")
+    assert r.returncode == 1 and "Invalid configuration key no_such_quota" in r.stderr
+
+
+def _set_quota(broker, entity_type, name, key):
+    ok(tool("--bootstrap-server", broker.bootstrap, "--alter", "--entity-type", entity_type,
+            "--entity-name", name, "--add-config", f"{key}={QUOTA}"))
+
+
+def test_producer_held_to_producer_byte_rate(broker):
+    from confluent_kafka import Producer
+    topic = unique_topic("quota-p")
+    _set_quota(broker, "clients", "quota-producer", "producer_byte_rate")
+    throttles = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "client.id": "quota-producer",
+                  "linger.ms": 5, "batch.size": 16384, "queue.buffering.max.messages": 500,
+                  "throttle_cb": lambda e: throttles.append(e.throttle_time)})
+    delivered = [0]
+
+    def done(err, msg):
+        if err is None:
+            delivered[0] += len(msg.value())
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < RUN_S:
+        try:
+            p.produce(topic, VALUE, callback=done)
+        except BufferError:
+            p.poll(0.05)
+        p.poll(0)
+    elapsed = time.monotonic() - t0
+    sent_by_deadline = delivered[0]
+    p.purge()
+    p.flush(30)
+    rate = sent_by_deadline / elapsed
+    print(f"\nproducer_byte_rate={QUOTA} B/s: measured {rate:.0f} B/s of record values "
+          f"over {elapsed:.1f} s ({rate / QUOTA:.2f} x quota); {len(throttles)} throttled "
+          f"answers, max {max(throttles, default=0):.3f} s")
+    assert throttles and max(throttles) > 0
+    assert 0.8 * QUOTA <= rate <= 1.2 * QUOTA
+
+
+def test_consumer_held_to_consumer_byte_rate(broker):
+    from confluent_kafka import Consumer, Producer
+    topic = unique_topic("quota-c")
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+    total = int(QUOTA * (RUN_S + 15))
+    for _ in range(total // len(VALUE)):
+        while True:
+            try:
+                p.produce(topic, VALUE)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    assert p.flush(60) == 0
+    _set_quota(broker, "clients", "quota-consumer", "consumer_byte_rate")
+    throttles = []
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "client.id": "quota-consumer",
+                  "group.id": "quota-g", "auto.offset.reset": "earliest",
+                  "max.partition.fetch.bytes": 65536, "fetch.max.bytes": 65536,
+                  "queued.max.messages.kbytes": 128,
+                  "throttle_cb": lambda e: throttles.append(e.throttle_time)})
+    c.subscribe([topic])
+    got = 0
+    t0 = None
+    try:
+        while True:
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() is None:
+                if t0 is None:
+                    t0 = time.monotonic()  # from the first record: joining is not fetching
+                got += len(msg.value())
+            if t0 is not None and time.monotonic() - t0 >= RUN_S:
+                break
+            assert t0 is not None or len(throttles) < 1000
+    finally:
+        elapsed = time.monotonic() - t0 if t0 else 0
+        c.close()
+    rate = got / elapsed
+    print(f"\nconsumer_byte_rate={QUOTA} B/s: measured {rate:.0f} B/s of record values "
+          f"over {elapsed:.1f} s ({rate / QUOTA:.2f} x quota); {len(throttles)} throttled "
+          f"answers, max {max(throttles, default=0):.3f} s")
+    assert got < total, "the consumer read everything: the quota did not hold it back"
+    assert throttles and max(throttles) > 0
+    assert 0.8 * QUOTA <= rate <= 1.2 * QUOTA
+
+
+def test_quota_set_on_one_node_applies_on_all(tmp_path_factory):
+    from kafkette.embedded_cluster import EmbeddedCluster
+    from kafkette.protocol.messages import DescribeClientQuotasRequest as D
+    from kafkette.tools.client import AdminClient
+    logs = tmp_path_factory.mktemp("quota-cluster-logs")
+    with EmbeddedCluster(3, {}, log_dir=logs) as kc:
+        first = kc.brokers[0]
+        ok(tool("--bootstrap-server", first.bootstrap_servers, "--alter", "--entity-type",
+                "users", "--entity-name", "alice", "--add-config", "producer_byte_rate=4096"))
+        req = D(components=[D.ComponentData(entity_type="user", match_type=0, match="alice")],
+                strict=True)
+        for node in kc.brokers:
+            with AdminClient(node.bootstrap_servers) as admin:
+                def seen():
+                    r = admin.request(req, node=(node.host, node.port))
+                    return [(e.entity[0].entity_name, [(v.key, v.value) for v in e.values])
+                            for e in r.entries or []] or None
+                assert wait_until(seen, 30, message=f"quota on node {node.node_id}") == \
+                    [("alice", [("producer_byte_rate", 4096.0)])]
+        # ... and enforced there: a producer on the last node is throttled.
+        topic = unique_topic("quota-cl")
+        from confluent_kafka import Producer
+        throttles = []
+        last = kc.brokers[-1]
+        ok(tool("--bootstrap-server", last.bootstrap_servers, "--alter", "--entity-type",
+                "clients", "--entity-name", "cl-p", "--add-config", "producer_byte_rate=4096"))
+        p = Producer({"bootstrap.servers": kc.bootstrap_servers, "client.id": "cl-p",
+                      "throttle_cb": lambda e: throttles.append(e.throttle_time)})
+        for _ in range(80):   # 80 KB: twice the 10 s worth a new client may send at once
+            p.produce(topic, VALUE)
+
+        def throttled():
+            p.poll(0.1)
+            return throttles
+        assert wait_until(throttled, 60, message="a throttled produce answer")
+        p.purge()
+        p.flush(10)
