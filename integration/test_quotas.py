@@ -108,7 +108,8 @@ def test_producer_held_to_producer_byte_rate(broker):
 def test_consumer_held_to_consumer_byte_rate(broker):
     from confluent_kafka import Consumer, Producer
     topic = unique_topic("quota-c")
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+    # Small batches: a fetch returns whole batches, the unit the quota can act on.
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20, "batch.size": 16384})
     total = int(QUOTA * (RUN_S + 15))
     for _ in range(total // len(VALUE)):
         while True:
@@ -123,7 +124,8 @@ def test_consumer_held_to_consumer_byte_rate(broker):
     throttles = []
     c = Consumer({"bootstrap.servers": broker.bootstrap, "client.id": "quota-consumer",
                   "group.id": "quota-g", "auto.offset.reset": "earliest",
-                  "max.partition.fetch.bytes": 65536, "fetch.max.bytes": 65536,
+                  "max.partition.fetch.bytes": 65536, "fetch.max.bytes": 1048576,
+                  "message.max.bytes": 1048576,
                   "queued.max.messages.kbytes": 128,
                   "throttle_cb": lambda e: throttles.append(e.throttle_time)})
     c.subscribe([topic])
