@@ -12,9 +12,10 @@ quota (tests/test_quotas.py simulates this).
 """
 from __future__ import annotations
 
+import socket
+import struct
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -190,3 +191,64 @@ def test_quota_set_on_one_node_applies_on_all(tmp_path_factory):
         assert wait_until(throttled, 60, message="a throttled produce answer")
         p.purge()
         p.flush(10)
+
+
+def _produce_frame(topic, value_size, version, corr, client_id):
+    from kafkette.protocol.headers import encode_request_header
+    from kafkette.protocol.messages import ProduceRequest
+    from kafkette.protocol.primitives import Writer
+    from kafkette.protocol.records import build_batch
+    TD, PD = ProduceRequest.TopicProduceData, ProduceRequest.TopicProduceData.PartitionProduceData
+    req = ProduceRequest(transactional_id=None, acks=1, timeout_ms=5000, topic_data=[
+        TD(name=topic, partition_data=[PD(index=0, records=build_batch(
+            [(None, b"m" * value_size, [])], timestamp_ms=int(time.time() * 1000)))])])
+    w = Writer()
+    req.write(w, version)
+    body = encode_request_header(0, version, corr, client_id) + w.getvalue()
+    return struct.pack(">i", len(body)) + body
+
+
+def _throttle_of(frame_bytes, version):
+    from kafkette.protocol.messages import ProduceResponse
+    from kafkette.protocol.primitives import Reader
+    r = Reader(memoryview(frame_bytes)[4:])  # past the correlation id
+    if version >= 9:
+        r.skip_tagged_fields()
+    return ProduceResponse.read(r, version).throttle_time_ms
+
+
+@pytest.mark.parametrize("version", [9, 5])
+def test_broker_mutes_a_client_that_ignores_throttling(broker, version):
+    """A client that pipelines requests and ignores throttle_time_ms: at KIP-219 versions
+    the broker answers the throttled request at once and then reads nothing from the
+    connection for throttle_time_ms; at older ones the throttled answer itself waits."""
+    from itutil import recv_frame
+    topic = unique_topic("quota-mute")
+    client = f"mute-{version}"
+    ok(tool("--bootstrap-server", broker.bootstrap, "--alter", "--entity-type", "clients",
+            "--entity-name", client, "--add-config", "producer_byte_rate=10000"))
+    # Create the topic (auto-creation on the first produce may answer an error first).
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce(topic, b"x")
+    assert p.flush(30) == 0
+    with socket.create_connection((broker.host, broker.port), timeout=30) as s:
+        # 60 KB: 6 KB/s over the 10 s window; 60 KB more: 12 KB/s, 20 % over -> ~2 s.
+        frames = [_produce_frame(topic, 60_000, version, 1, client),
+                  _produce_frame(topic, 60_000, version, 2, client),
+                  _produce_frame(topic, 10, version, 3, client)]
+        t_sent = time.monotonic()
+        s.sendall(b"".join(frames))
+        got = []
+        for _ in frames:
+            data = recv_frame(s)
+            got.append((time.monotonic() - t_sent, _throttle_of(data, version)))
+    (t1, th1), (t2, th2), (t3, th3) = got
+    print(f"\nProduce v{version}: answers at {t1:.2f} s, {t2:.2f} s, {t3:.2f} s; "
+          f"throttle_time_ms {th1}, {th2}, {th3}")
+    assert th1 == 0 and 1500 <= th2 <= 2500
+    if version >= 6:
+        assert t2 < 1.0, "KIP-219: the throttled answer is sent at once"
+        assert t3 - t2 >= th2 / 1000 - 0.1, "the connection was not muted"
+    else:
+        assert t2 >= th2 / 1000 - 0.1, "the throttled answer was not delayed"

@@ -252,3 +252,28 @@ def test_metrics_show_rates_and_throttles(b):
     rate = [line for line in text.splitlines()
             if line.startswith("kafka_server_produce_byte_rate" + labels)]
     assert rate and 4000 < float(rate[0].split()[-1]) < 4200  # ~40 KB over 10 s
+
+
+def test_follower_fetches_are_exempt(b):
+    create_topic(b, "t")
+    call(b, produce_request("t", {0: build_batch([(b"k", b"y" * 30_000, [])],
+                                                 timestamp_ms=1)}), 9)
+    alter(b, entry([("user", None)], {"consumer_byte_rate": 1.0, "request_percentage": 0.001}))
+    req = fetch_request("t", {0: 0})
+    req.replica_id = 7  # a follower (v12 carries the replica id in the body)
+    conn = FakeConnection()
+    result, corr = send(b, req, 12, conn)
+    resp = decode_response(result, 1, 12, corr)
+    assert resp.throttle_time_ms == 0 and conn.muted == []
+    # A consumer's fetch of the same bytes is throttled.
+    result, corr = send(b, fetch_request("t", {0: 0}), 12, conn)
+    assert decode_response(result, 1, 12, corr).throttle_time_ms > 0
+
+
+def test_request_percentage_throttles_any_api(b):
+    alter(b, entry([("client-id", CLIENT_ID)], {"request_percentage": 0.0001}))
+    conn = FakeConnection()
+    req = ApiVersionsRequest(client_software_name="t", client_software_version="1")
+    result, corr = send(b, req, 3, conn)
+    resp = decode_response(result, 18, 3, corr, response_version=3)
+    assert resp.throttle_time_ms > 0 and conn.muted == [resp.throttle_time_ms]

@@ -30,7 +30,6 @@ connection_creation_rate (KIP-612) are stored and described but not enforced her
 """
 from __future__ import annotations
 
-from types import MappingProxyType
 
 USER, CLIENT_ID, IP = "user", "client-id", "ip"
 PRODUCER_BYTE_RATE = "producer_byte_rate"
@@ -172,4 +171,3 @@ def throttle_time_ms(observed: float, bound: float, window_ms: float) -> int:
     return max(0, round((observed - bound) / bound * window_ms))
 
 
-EMPTY_QUOTAS = MappingProxyType({})

@@ -77,6 +77,9 @@ class HandlerSpec:
     # The first version with KIP-219 throttling: answered at once with throttle_time_ms
     # and the connection muted after; older versions get their answer delayed instead.
     throttle_mute_version: int = 0
+    # (ctx, request) -> True for the cluster's own requests, which no client quota
+    # touches (Kafka exempts cluster actions: replica fetches, transaction markers).
+    quota_exempt: Callable | None = None
 
 
 HANDLERS: dict[int, HandlerSpec] = {}

@@ -97,9 +97,8 @@ def _error_response(request, code, ctx, message=None):
 
 
 def _quota_bytes(ctx, request, response, frame_size):
-    """KIP-13: a consumer's rate is the record bytes its Fetch answers carry. Follower
-    fetches are exempt (Kafka throttles replication with its own quotas, KIP-73)."""
-    if response is None or _replica_id(request, ctx.api_version) >= 0:
+    """KIP-13: a consumer's rate is the record bytes its Fetch answers carry."""
+    if response is None:
         return None
     return CONSUMER_BYTE_RATE, sum(len(p.records or b"") for t in response.responses
                                    for p in t.partitions)
@@ -109,7 +108,9 @@ def _quota_bytes(ctx, request, response, frame_size):
 # Unlike Kafka, a throttled fetch still carries its records (Kafka answers a throttled
 # fetch with no data); the rate counted is the rate sent.
 @handler(1, 4, 17, error_response=_error_response, touches=_touches,
-         partition_scope=SCOPE, quota_bytes=_quota_bytes, throttle_mute_version=8)
+         partition_scope=SCOPE, quota_bytes=_quota_bytes, throttle_mute_version=8,
+         # Follower fetches: Kafka throttles replication with its own quotas (KIP-73).
+         quota_exempt=lambda ctx, request: _replica_id(request, ctx.api_version) >= 0)
 def handle(ctx, request):
     v = ctx.api_version
     names = [_topic_name(ctx, t) for t in request.topics]
