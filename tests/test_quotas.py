@@ -123,3 +123,13 @@ def test_sensors_are_bounded():
         m.record(qs, "", f"c{i}", PRODUCER_BYTE_RATE, 100, 0)
     assert len(m.rates(0)) == MAX_SENSORS
     assert len(m.throttled) <= MAX_SENSORS
+
+
+def test_a_changed_quota_applies_to_the_next_request():
+    m = QuotaManager()
+    qs = q([([(C, "c")], {PRODUCER_BYTE_RATE: 1e9})])
+    assert m.record(qs, "", "c", PRODUCER_BYTE_RATE, 20_000, 0) == 0
+    # A new image (the quota lowered): the cached resolution must not be reused.
+    qs = q([([(C, "c")], {PRODUCER_BYTE_RATE: 1000.0})])
+    assert m.record(qs, "", "c", PRODUCER_BYTE_RATE, 1, 0) > 0
+    assert m.record(q([]), "", "c", PRODUCER_BYTE_RATE, 1, 0) == 0

@@ -123,6 +123,10 @@ class QuotaManager:
         self.window_num = window_num
         self.window_ms = window_size_s * 1000
         self._rates: dict[tuple, Rate] = {}
+        # (key, user, client id) -> resolve()'s answer, for the quotas object it was
+        # computed from (the image's; a new one after every quota change).
+        self._resolved: dict[tuple, tuple | None] = {}
+        self._resolved_from = None
         # (key, user tag, client tag) -> [throttled requests, throttle ms in total]
         self.throttled: dict[tuple, list] = {}
 
@@ -130,7 +134,13 @@ class QuotaManager:
                now_ms: int) -> int:
         """Record `value` against the entity that `key`'s quota resolves to; the
         throttle time in ms (0 without a quota, or within it)."""
-        found = resolve(quotas, user, client_id, key)
+        if quotas is not self._resolved_from or len(self._resolved) >= MAX_SENSORS:
+            self._resolved = {}
+            self._resolved_from = quotas
+        ck = (key, user, client_id)
+        found = self._resolved.get(ck, False)
+        if found is False:
+            found = self._resolved[ck] = resolve(quotas, user, client_id, key)
         if found is None:
             return 0
         bound, (user_tag, client_tag) = found
