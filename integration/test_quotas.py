@@ -173,15 +173,21 @@ def test_quota_set_on_one_node_applies_on_all(tmp_path_factory):
                             for e in r.entries or []] or None
                 assert wait_until(seen, 30, message=f"quota on node {node.node_id}") == \
                     [("alice", [("producer_byte_rate", 4096.0)])]
-        # ... and enforced there: a producer on the last node is throttled.
+        # ... and enforced there: set through the first node, a producer to a
+        # partition led by the last one is throttled by the last one.
         topic = unique_topic("quota-cl")
         from confluent_kafka import Producer
         throttles = []
         last = kc.brokers[-1]
-        ok(tool("--bootstrap-server", last.bootstrap_servers, "--alter", "--entity-type",
+        r = subprocess.run([PY, "-m", "kafkette.tools.kafka_topics", "--bootstrap-server",
+                            kc.bootstrap_servers, "--create", "--topic", topic,
+                            "--replica-assignment", str(last.node_id)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        ok(tool("--bootstrap-server", first.bootstrap_servers, "--alter", "--entity-type",
                 "clients", "--entity-name", "cl-p", "--add-config", "producer_byte_rate=4096"))
         p = Producer({"bootstrap.servers": kc.bootstrap_servers, "client.id": "cl-p",
-                      "throttle_cb": lambda e: throttles.append(e.throttle_time)})
+                      "throttle_cb": lambda e: throttles.append(e)})
         for _ in range(80):   # 80 KB: twice the 10 s worth a new client may send at once
             p.produce(topic, VALUE)
 
@@ -189,6 +195,7 @@ def test_quota_set_on_one_node_applies_on_all(tmp_path_factory):
             p.poll(0.1)
             return throttles
         assert wait_until(throttled, 60, message="a throttled produce answer")
+        assert {e.broker_id for e in throttles} == {last.node_id}
         p.purge()
         p.flush(10)
 
