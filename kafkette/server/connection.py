@@ -267,9 +267,12 @@ class KafkaConnection(FrameProtocol):
         """Quotas (KIP-219): serve and read nothing more from this client for `ms`."""
         if self.closed or ms <= 0:
             return
+        loop = asyncio.get_running_loop()
         if self._mute_timer is not None:
+            if self._mute_timer.when() >= loop.time() + ms / 1000.0:
+                return  # already muted for longer
             self._mute_timer.cancel()
-        self._mute_timer = asyncio.get_running_loop().call_later(ms / 1000.0, self._unmute)
+        self._mute_timer = loop.call_later(ms / 1000.0, self._unmute)
         self._update_reading()
 
     def _unmute(self) -> None:
