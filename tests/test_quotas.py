@@ -133,3 +133,19 @@ def test_a_changed_quota_applies_to_the_next_request():
     qs = q([([(C, "c")], {PRODUCER_BYTE_RATE: 1000.0})])
     assert m.record(qs, "", "c", PRODUCER_BYTE_RATE, 1, 0) > 0
     assert m.record(q([]), "", "c", PRODUCER_BYTE_RATE, 1, 0) == 0
+
+
+def test_quota_records_round_trip_through_a_snapshot():
+    from kafkette.controller.metadata_image import (
+        MetadataImage, apply_records, image_to_records, quota_record)
+    image = apply_records(MetadataImage(cluster_id="c", controller_id=1), [
+        quota_record(entity_key([(U, "u"), (C, None)]), PRODUCER_BYTE_RATE, 10.0),
+        quota_record(entity_key([(U, "u"), (C, None)]), CONSUMER_BYTE_RATE, 20.0),
+        quota_record(entity_key([(C, "c")]), PRODUCER_BYTE_RATE, 30.0),
+        quota_record(entity_key([(C, "c")]), PRODUCER_BYTE_RATE, None),   # removed
+    ], 3)
+    assert dict(image.client_quotas) == {
+        ((C, None), (U, "u")): {PRODUCER_BYTE_RATE: 10.0, CONSUMER_BYTE_RATE: 20.0}}
+    rebuilt = apply_records(MetadataImage(cluster_id="", controller_id=1),
+                            image_to_records(image), 3)
+    assert rebuilt.client_quotas == image.client_quotas
