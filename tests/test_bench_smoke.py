@@ -221,7 +221,7 @@ class _Dispatcher:
         self.metrics = _Metrics()
         self.broker = None
 
-    def handle(self, frame, peer, listener, principal="User:ANONYMOUS"):
+    def handle(self, frame, peer, listener, principal="User:ANONYMOUS", connection=None):
         kind, n = bytes(frame[:1]), bytes(frame[1:])
         if kind == b"S":
             return [b"r" + n]
@@ -307,7 +307,7 @@ def test_answers_before_a_bad_request_are_still_sent():
     from kafkette.server.connection import KafkaConnection
 
     class Bad(_Dispatcher):
-        def handle(self, frame, peer, listener, principal="User:ANONYMOUS"):
+        def handle(self, frame, peer, listener, principal="User:ANONYMOUS", connection=None):
             if bytes(frame[:1]) == b"X":
                 raise ProtocolError("bad")
             return super().handle(frame, peer, listener)

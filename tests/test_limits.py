@@ -245,7 +245,7 @@ class _Dispatcher:
         self.metrics = _Metrics()
         self.broker = None
 
-    def handle(self, frame, peer, listener, principal="User:ANONYMOUS"):
+    def handle(self, frame, peer, listener, principal="User:ANONYMOUS", connection=None):
         kind, n = bytes(frame[:1]), bytes(frame[1:])
         if kind == b"S":
             return [b"r" + n]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kafkette.broker.dispatcher import Dispatcher
 from kafkette.broker.faults import FaultInjector
+from kafkette.broker.quotas import QuotaManager
 from kafkette.broker.metrics import BrokerMetrics
 from kafkette.broker.replica_manager import ReplicaManager, log_config_from_topic_configs
 from kafkette.broker import txn_state
@@ -136,6 +137,9 @@ class Broker:
         # Each broker owns its metrics registry (several brokers may share a process).
         self.metrics = BrokerMetrics(self)
         self.faults = FaultInjector(self.clock, self.node_id)  # faults: broker/faults.py
+        # Client quota rates (KIP-13), read by the dispatcher once a quota is set.
+        self.quotas = QuotaManager(config["quota.window.num"],
+                                   config["quota.window.size.seconds"])
         self.dispatcher = Dispatcher(self)
         if self.cluster is None:
             log.info("broker started", node_id=self.node_id, cluster_id=self.image.cluster_id,

@@ -25,6 +25,11 @@ exporter rules (lower-cased `domain_type_name`), so existing dashboards mostly w
   kafka_consumergroup_lag{group,topic,partition}
   kafka_cluster_partition_laststableoffsetlag{topic,partition}
   kafka_server_transaction_coordinator_metrics_open_transactions{state} (kafkette extra)
+  kafka_server_produce_byte_rate{user,client_id}     client quotas (KIP-13): the sampled
+  kafka_server_fetch_byte_rate{user,client_id}       rate of each quota entity, bytes/s
+  kafka_server_request_request_time{user,client_id}  (request: % of one thread)
+  kafka_server_{produce,fetch,request}_throttled_requests_total{user,client_id}
+  kafka_server_{produce,fetch,request}_throttle_time_ms_total{user,client_id}
 
 Where kafkette differs from Kafka:
 - Kafka's BrokerTopicMetrics are Meters (count + rates); Prometheus computes rates, so
@@ -62,6 +67,12 @@ Where kafkette differs from Kafka:
   partition-load-time-max/avg); the name puts it in that group. It is read at scrape
   time from the coordinator's ListTransactions answer (one pass over its ids); nothing
   is exported before the coordinator exists or while it loads a partition.
+- Quota series exist only for entities that a quota applies to (Kafka keeps a sensor
+  for every client); they are bounded by broker/quotas.py's MAX_SENSORS (least
+  recently used dropped). Kafka's throttle-time is an average gauge; kafkette exports
+  counts and a total, from which Prometheus computes both. The labels are the quota
+  entity's: "" where the matched quota names no user (or no client id), as Kafka's
+  metric tags.
 - Per-topic series of a deleted topic stay until the broker restarts (Kafka removes
   them when the topic goes).
 """
@@ -180,6 +191,7 @@ class _CountersCollector:
                 cumulative.append((label, running))
             total.add_metric([name], cumulative, sum_ms)
         yield from (msgs, bytes_in, bytes_out, requests, total)
+        yield from _quota_families(m.broker)
 
 
 class _StateCollector:
@@ -249,6 +261,36 @@ class _StateCollector:
                     lag.add_metric([group_id, topic, str(index)], max(0, hw - om.offset))
         yield from (count, size, leo, hwm, lso_lag, flag, ftime, lag)
         yield from _open_transactions(broker)
+
+
+_QUOTA_TYPES = (("producer_byte_rate", "produce", "byte_rate", "Produce bytes per second"),
+                ("consumer_byte_rate", "fetch", "byte_rate", "Fetched bytes per second"),
+                ("request_percentage", "request", "request_time",
+                 "Request handler time, percent of one thread"))
+
+
+def _quota_families(broker):
+    quotas = getattr(broker, "quotas", None)
+    if quotas is None:
+        return
+    labels = ["user", "client_id"]
+    rates, counts, totals = {}, {}, {}
+    for key, kind, rate_name, help_text in _QUOTA_TYPES:
+        rates[key] = GaugeMetricFamily(f"kafka_server_{kind}_{rate_name}", help_text,
+                                       labels=labels)
+        counts[key] = CounterMetricFamily(f"kafka_server_{kind}_throttled_requests",
+                                          "Requests throttled by a client quota",
+                                          labels=labels)
+        totals[key] = CounterMetricFamily(f"kafka_server_{kind}_throttle_time_ms",
+                                          "Throttle time given by a client quota, ms",
+                                          labels=labels)
+    for (key, user, client), value in sorted(quotas.rates(broker.clock.monotonic_ms())):
+        rates[key].add_metric([user, client], value)
+    for (key, user, client), (n, ms) in sorted(quotas.throttled.items()):
+        counts[key].add_metric([user, client], n)
+        totals[key].add_metric([user, client], ms)
+    for key, *_ in _QUOTA_TYPES:
+        yield from (rates[key], counts[key], totals[key])
 
 
 #: The states of a transaction that has begun and is not complete (Kafka's

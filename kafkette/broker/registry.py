@@ -70,6 +70,16 @@ class HandlerSpec:
     # (response, unavailable, code, scope) -> response: how a topic-level answer
     # shows injected faults (Metadata: leader -1 for unavailable partitions).
     mark_faults: Callable | None = None
+    # Client quotas (broker/quotas.py): (ctx, request, response, frame size) -> (quota
+    # key, bytes) to record against a byte-rate quota, or None (Produce: the request's
+    # size, Fetch: the record bytes it returns; replica fetches are exempt).
+    quota_bytes: Callable | None = None
+    # The first version with KIP-219 throttling: answered at once with throttle_time_ms
+    # and the connection muted after; older versions get their answer delayed instead.
+    throttle_mute_version: int = 0
+    # (ctx, request) -> True for the cluster's own requests, which no client quota
+    # touches (Kafka exempts cluster actions: replica fetches, transaction markers).
+    quota_exempt: Callable | None = None
 
 
 HANDLERS: dict[int, HandlerSpec] = {}

@@ -9,7 +9,7 @@ Records are plain dicts (a `type` and its fields), named after KRaft's metadata
 record types (TopicRecord, PartitionRecord, PartitionChangeRecord, ConfigRecord,
 RemoveTopicRecord, RegisterBrokerRecord, FenceBrokerRecord, UnfenceBrokerRecord,
 ProducerIdsRecord, AccessControlEntryRecord, RemoveAccessControlEntryRecord (ACLs, see
-acls.py), UserScramCredentialRecord, RemoveUserScramCredentialRecord (KIP-554); ClusterIdRecord is kafkette's, KRaft keeps the id in meta.properties). A ConfigRecord's resource_type is "topic" or "broker" (a
+acls.py), UserScramCredentialRecord, RemoveUserScramCredentialRecord (KIP-554), ClientQuotaRecord (KIP-13, KIP-546); ClusterIdRecord is kafkette's, KRaft keeps the id in meta.properties). A ConfigRecord's resource_type is "topic" or "broker" (a
 dynamic broker config; resource_name "" is the cluster-wide default). Kafka encodes
 them with its own generated schemas; kafkette stores them as JSON inside ordinary
 record batches, which keeps them readable with any Kafka consumer tool pointed at the
@@ -98,6 +98,10 @@ class MetadataImage:
     # SCRAM credentials (KIP-554, KRaft's ScramControlManager): (user, mechanism name
     # "SCRAM-SHA-256" / "SCRAM-SHA-512") -> ScramCredential.
     scram_credentials: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    # Client quotas (KRaft's ClientQuotaControlManager): entity, a sorted tuple of
+    # (entity type, name or None for the type's default) -> MappingProxyType of key ->
+    # value (set ones only; an entity with none left is dropped).
+    client_quotas: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def topic(self, name: str) -> TopicImage | None:
         return self.topics.get(name)
@@ -130,6 +134,9 @@ def image_to_records(image: MetadataImage) -> list[dict]:
         out.append(b.to_record(acl_id))
     for (user, mechanism), c in image.scram_credentials.items():
         out.append(scram_record(user, mechanism, c))
+    for entity, values in image.client_quotas.items():
+        for k, v in values.items():
+            out.append(quota_record(entity, k, v))
     out.append({"type": "ProducerIdsRecord", "broker_id": -1,
                 "next_producer_id": image.next_producer_id})
     return out
@@ -148,6 +155,7 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
     acls_added: dict[uuid.UUID, AclBinding] = {}
     acls_removed: set[uuid.UUID] = set()
     scram = None    # copied on the first SCRAM record of the batch
+    quotas = None   # likewise, on the first ClientQuotaRecord
     for rec in records:
         kind = rec["type"]
         if kind == "RegisterBrokerRecord":
@@ -243,6 +251,19 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             if scram is None:
                 scram = dict(image.scram_credentials)
             scram.pop((rec["name"], rec["mechanism"]), None)
+        elif kind == "ClientQuotaRecord":
+            if quotas is None:
+                quotas = dict(image.client_quotas)
+            entity = tuple(sorted((e["entity_type"], e["entity_name"]) for e in rec["entity"]))
+            values = dict(quotas.get(entity, {}))
+            if rec.get("remove"):
+                values.pop(rec["key"], None)
+            else:
+                values[rec["key"]] = rec["value"]
+            if values:
+                quotas[entity] = MappingProxyType(values)
+            else:
+                quotas.pop(entity, None)
         else:
             raise ValueError(f"unknown metadata record type {kind!r}")
     return MetadataImage(cluster_id, image.controller_id, MappingProxyType(brokers),
@@ -251,7 +272,9 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
                          acls=image.acls.changed(acls_added, acls_removed)
                          if acls_added or acls_removed else image.acls,
                          scram_credentials=image.scram_credentials if scram is None
-                         else MappingProxyType(scram))
+                         else MappingProxyType(scram),
+                         client_quotas=image.client_quotas if quotas is None
+                         else MappingProxyType(quotas))
 
 
 def scram_record(user: str, mechanism: str, c: ScramCredential) -> dict:
@@ -262,3 +285,11 @@ def scram_record(user: str, mechanism: str, c: ScramCredential) -> dict:
             "stored_key": base64.b64encode(c.stored_key).decode(),
             "server_key": base64.b64encode(c.server_key).decode(),
             "iterations": c.iterations}
+
+
+def quota_record(entity, key: str, value: float | None) -> dict:
+    """Kafka's ClientQuotaRecord: the entity's (type, name or null) pairs, the key, and
+    the value, or remove: true (value None)."""
+    return {"type": "ClientQuotaRecord",
+            "entity": [{"entity_type": t, "entity_name": n} for t, n in entity],
+            "key": key, "value": 0.0 if value is None else value, "remove": value is None}

@@ -23,6 +23,10 @@ Limits: a connection over max.connections(.per.ip) is closed in connection_made
 connections.max.idle.ms is closed, also one stalled in the middle of a frame (Kafka
 counts any bytes as activity, so a client that trickles a frame is not idle there).
 
+Quotas (KIP-219): a throttled request's answer goes out at once and `mute_for(ms)`
+stops reading and serving this connection's requests for that long, as Kafka mutes
+the channel; what the client sends meanwhile waits in the socket.
+
 Errors: a frame larger than socket.request.max.bytes, a negative length, an unknown
 API key or an undecodable request closes this connection (with a log line, rate-limited
 per peer host by server/log_limiter.py), as Kafka does; other connections are
@@ -83,6 +87,7 @@ class KafkaConnection(FrameProtocol):
         self._busy = False
         self._write_paused = False
         self._read_paused = False
+        self._mute_timer = None   # quotas: mute_for
         self.closed = False
         self.client_id: str | None = None  # faults: from the first request header
         self.idle = asyncio.Event()
@@ -167,6 +172,9 @@ class KafkaConnection(FrameProtocol):
                                                                  self._idle_check)
 
     def connection_lost(self, exc) -> None:
+        if self._mute_timer is not None:
+            self._mute_timer.cancel()
+            self._mute_timer = None
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
@@ -227,7 +235,8 @@ class KafkaConnection(FrameProtocol):
         # Produce in the profile (bench: capacity with 16 KB batches).
         out: list = []
         answered = 0
-        while queue and not self._busy and not self.closed and not self._write_paused:
+        while queue and not self._busy and not self.closed and not self._write_paused \
+                and self._mute_timer is None:
             frame = queue.popleft()
             self._queued_bytes -= len(frame)
             if self.client_id is None:  # faults: close_connections(client_id)
@@ -244,7 +253,7 @@ class KafkaConnection(FrameProtocol):
                         return
                 else:
                     result = self.dispatcher.handle(frame, self.peer, self.listener,
-                                                    self.principal)
+                                                    self.principal, connection=self)
             except ProtocolError as e:
                 self._bad_request(e)
                 self._flush_and_abort(out)
@@ -298,7 +307,8 @@ class KafkaConnection(FrameProtocol):
         was_authenticated = sasl.authenticated
         route = sasl.route(api_key, now_ms)
         if route is Route.DISPATCH:
-            return self.dispatcher.handle(frame, self.peer, self.listener, self.principal)
+            return self.dispatcher.handle(frame, self.peer, self.listener, self.principal,
+                                          connection=self)
         if route is Route.CLOSE:
             if not was_authenticated:
                 self.server.count_failed_authentication(self.listener)
@@ -361,6 +371,22 @@ class KafkaConnection(FrameProtocol):
             before, self._pooled = self._pooled, held
             self.server.request_pool.add(held[0] - before[0], held[1] - before[1])
 
+    def mute_for(self, ms: int) -> None:
+        """Quotas (KIP-219): serve and read nothing more from this client for `ms`."""
+        if self.closed or ms <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        if self._mute_timer is not None:
+            if self._mute_timer.when() >= loop.time() + ms / 1000.0:
+                return  # already muted for longer
+            self._mute_timer.cancel()
+        self._mute_timer = loop.call_later(ms / 1000.0, self._unmute)
+        self._update_reading()
+
+    def _unmute(self) -> None:
+        self._mute_timer = None
+        self._process()
+
     def _update_reading(self) -> None:
         self._sync_pool()
         if self.closed or self.transport is None:
@@ -368,6 +394,8 @@ class KafkaConnection(FrameProtocol):
         pool = self.server.request_pool
         if self._write_paused:
             reason = "write_buffer"
+        elif self._mute_timer is not None:
+            reason = "quota_mute"
         elif len(self._queue) >= MAX_QUEUED_REQUESTS:
             reason = "connection_queue"
         elif self._queue and pool.full:

@@ -329,7 +329,8 @@ class LimitsCollector:
         paused = GaugeMetricFamily("kafka_server_socketservermetrics_paused_connections",
                                    "Connections not read from now, by reason",
                                    labels=["reason"])
-        counts = dict.fromkeys(("write_buffer", "connection_queue", "request_pool"), 0)
+        counts = dict.fromkeys(("write_buffer", "quota_mute", "connection_queue",
+                                "request_pool"), 0)
         for conn in list(srv.connections):
             reason = conn._pause_reason
             if reason is not None:

@@ -1,6 +1,8 @@
 """kafka-configs.sh: Kafka's ConfigCommand for topics and brokers (DescribeConfigs,
-IncrementalAlterConfigs) and SCRAM users (KIP-554's DescribeUserScramCredentials,
-AlterUserScramCredentials; kafkette.tools.security computes the salted password).
+IncrementalAlterConfigs), SCRAM users (KIP-554's DescribeUserScramCredentials,
+AlterUserScramCredentials; kafkette.tools.security computes the salted password) and
+the quotas of users, clients and ips (DescribeClientQuotas, AlterClientQuotas:
+kafkette/tools/quota_configs.py).
 
   --describe --entity-type topics|brokers [--entity-name N | --entity-default] [--all]
   --alter --entity-type topics|brokers (--entity-name N | --entity-default)
@@ -18,18 +20,20 @@ alter "Completed updating config for topic T." Errors: "Error while executing co
 command with args '...'" and the exception on stderr, exit 1.
 
 Users: "SCRAM credential configs for user-principal 'U' are SCRAM-SHA-256=iterations=N"
-per user with credentials, as Kafka prints them; quota keys (producer_byte_rate, ...)
-and --entity-default for users are refused: kafkette has no client quotas.
+per user with credentials, as Kafka prints them. An alter of a user may mix SCRAM and
+quota keys (two requests, as Kafka's tool sends); a describe of users prints their
+quota configs, then their SCRAM credentials, as Kafka's does.
 
-Not served, refused with a message: entity types broker-loggers, clients, ips,
-client-metrics, groups (kafkette has no dynamic loggers, quotas or client metrics),
---add-config-file, --force, --zookeeper.
+Not served, refused with a message: entity types broker-loggers, client-metrics,
+groups (kafkette has no dynamic loggers or client metrics), --add-config-file,
+--force, --zookeeper.
 """
 from __future__ import annotations
 
 import re
 import sys
 
+from kafkette.tools import quota_configs
 from kafkette.tools.client import ToolError
 from kafkette.tools.common import (
     ToolParser, UsageError, add_bootstrap, add_command_config, admin_from_args, run_tool,
@@ -53,9 +57,10 @@ def build_parser(prog="kafka-configs.sh") -> ToolParser:
     p.add_argument("--alter", action="store_true", help="Alter the configuration for the entity.")
     p.add_argument("--entity-type", action="append", metavar="entity type",
                    help="Type of entity (topics/brokers).")
-    p.add_argument("--entity-name", action="append", metavar="entity name",
+    # EntityOrder: quota entities pair names and defaults with types in order.
+    p.add_argument("--entity-name", action=quota_configs.EntityOrder, metavar="entity name",
                    help="Name of entity (topic name/broker id).")
-    p.add_argument("--entity-default", action="store_true",
+    p.add_argument("--entity-default", action=quota_configs.EntityOrder, nargs=0, default=False,
                    help="Default entity name for brokers (applies to the cluster).")
     p.add_argument("--topic", metavar="topic", help="The topic's name (--entity-type topics "
                                                    "--entity-name T).")
@@ -123,7 +128,7 @@ def entity(a) -> tuple[str, str | None, bool]:
                          f"{', '.join(KNOWN_TYPES)}")
     if etype not in ("topics", "brokers", "users"):
         raise ToolError(f"entity type {etype} is not supported by kafkette's kafka-configs.sh "
-                        f"(only topics, brokers and users' SCRAM credentials: kafkette has no "
+                        f"(only topics, brokers, users, clients and ips: kafkette has no "
                         f"{'dynamic log levels' if etype == 'broker-loggers' else etype + ' configs'})")
     if len(names) > 1:
         raise UsageError("Only one --entity-name is supported")
@@ -131,8 +136,8 @@ def entity(a) -> tuple[str, str | None, bool]:
     if default and etype == "topics":
         raise UsageError("--entity-default is only valid for brokers (and quota entities)")
     if default and etype == "users":
-        raise ToolError("--entity-default for users sets client quotas, which kafkette does "
-                        "not have")
+        raise UsageError("--entity-default for users is a quota entity: give quota keys "
+                         "(producer_byte_rate, ...), not SCRAM credentials")
     if name is not None and default:
         raise UsageError("--entity-name and --entity-default cannot be used together")
     if etype == "brokers" and name is not None:
@@ -149,6 +154,10 @@ def run(a) -> int:
         raise UsageError("Command must include exactly one action: --describe, --alter")
     if not a.bootstrap_server:
         raise UsageError("--bootstrap-server must be specified")
+    if quota_configs.is_quota_command(a):
+        if list(a.entity_type) != ["users"] or a.user is not None:
+            return quota_configs.run(a, admin_from_args)
+        return _users_quotas_and_scram(a)
     etype, name, default = entity(a)
     if a.alter:
         if name is None and not default:
@@ -169,6 +178,40 @@ def run(a) -> int:
         else:
             alter(admin, etype, name, default, a)
     return 0
+
+
+def _users_quotas_and_scram(a) -> int:
+    """--entity-type users: SCRAM-* keys go to the KIP-554 APIs, the others to the
+    client quota APIs; a describe shows both (SCRAM only for named users or all)."""
+    import argparse
+    adds = parse_add_config(a.add_config) if a.add_config else {}
+    deletes = [k.strip() for k in (a.delete_config or "").split(",") if k.strip()]
+    scram_adds = {k: v for k, v in adds.items() if k.startswith("SCRAM-")}
+    scram_deletes = [k for k in deletes if k.startswith("SCRAM-")]
+    quota_adds = {k: v for k, v in adds.items() if k not in scram_adds}
+    quota_deletes = [k for k in deletes if k not in scram_deletes]
+    scram = bool(scram_adds or scram_deletes)
+    quota = bool(quota_adds or quota_deletes)
+    if a.describe:
+        quota_configs.run(a, admin_from_args)
+        if a.entity_default:
+            return 0
+    elif quota or not scram:
+        q = argparse.Namespace(**vars(a))
+        q.add_config = ",".join(f"{k}={v}" for k, v in quota_adds.items()) or None
+        q.delete_config = ",".join(quota_deletes) or None
+        if scram:  # the quota part first; its "Completed" line comes from the SCRAM part
+            types, order = quota_configs.entity(q)
+            with admin_from_args(q) as admin:
+                quota_configs.alter(admin, list(zip(types, order)), q, announce=False)
+        else:
+            return quota_configs.run(q, admin_from_args)
+    if a.alter:
+        a = argparse.Namespace(**vars(a))
+        a.add_config = ",".join(f"{k}={v}" for k, v in scram_adds.items()) or None
+        a.delete_config = ",".join(scram_deletes) or None
+    _, name, _ = entity(a)
+    return _users(a, name)
 
 
 def _users(a, name: str | None) -> int:

@@ -34,6 +34,7 @@ import inspect
 
 from kafkette.broker import authorization as authz
 from kafkette.broker.handlers.common import leader_endpoints
+from kafkette.broker.quotas import CONSUMER_BYTE_RATE
 from kafkette.broker.registry import PartitionScope, handler
 from kafkette.broker.replica_manager import FetchParams, FetchPartition
 from kafkette.controller.acls import CLUSTER_ACTION, READ, TOPIC
@@ -95,8 +96,21 @@ def _error_response(request, code, ctx, message=None):
         for t in request.topics])
 
 
+def _quota_bytes(ctx, request, response, frame_size):
+    """KIP-13: a consumer's rate is the record bytes its Fetch answers carry."""
+    if response is None:
+        return None
+    return CONSUMER_BYTE_RATE, sum(len(p.records or b"") for t in response.responses
+                                   for p in t.partitions)
+
+
+# throttle_mute_version: KIP-219 came with Fetch v8; v4-7 get a delayed answer.
+# Unlike Kafka, a throttled fetch still carries its records (Kafka answers a throttled
+# fetch with no data); the rate counted is the rate sent.
 @handler(1, 4, 17, error_response=_error_response, touches=_touches,
-         partition_scope=SCOPE)
+         partition_scope=SCOPE, quota_bytes=_quota_bytes, throttle_mute_version=8,
+         # Follower fetches: Kafka throttles replication with its own quotas (KIP-73).
+         quota_exempt=lambda ctx, request: _replica_id(request, ctx.api_version) >= 0)
 def handle(ctx, request):
     v = ctx.api_version
     names = [_topic_name(ctx, t) for t in request.topics]

@@ -21,7 +21,8 @@ TopicResp = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult
 PartResp = TopicResp.EpochEndOffset
 
 
-@handler(23, 2, 4)
+# A follower's request (replica id set, v3+) is the cluster's own: no client quota.
+@handler(23, 2, 4, quota_exempt=lambda ctx, r: ctx.api_version >= 3 and r.replica_id >= 0)
 def handle(ctx, request):
     rm = ctx.broker.replica_manager
     topics = []

@@ -43,6 +43,7 @@ import inspect
 
 from kafkette.broker import authorization as authz
 from kafkette.broker.handlers.common import error_of, leader_endpoints
+from kafkette.broker.quotas import PRODUCER_BYTE_RATE
 from kafkette.broker.registry import PartitionScope, handler
 from kafkette.broker.replica_manager import ProduceResult
 from kafkette.broker.txn_state import verify_transactional_produce
@@ -121,8 +122,15 @@ def _touches(ctx, request):
     return [(t.name, p.index) for t in request.topic_data for p in t.partition_data]
 
 
+def _quota_bytes(ctx, request, response, frame_size):
+    # KIP-13: a producer's rate is the size of its Produce requests, as Kafka records.
+    return PRODUCER_BYTE_RATE, frame_size
+
+
+# throttle_mute_version: KIP-219 came with Produce v6; v3-5 get a delayed answer.
 @handler(0, 3, 11, advertised_min_version=0, error_response=_error_response,
-         touches=_touches, partition_scope=SCOPE)
+         touches=_touches, partition_scope=SCOPE, quota_bytes=_quota_bytes,
+         throttle_mute_version=6)
 def handle(ctx, request):
     acks = request.acks
     if acks not in (0, 1, -1):

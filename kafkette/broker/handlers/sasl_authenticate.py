@@ -19,7 +19,9 @@ def _error_response(request, code, ctx, message=None):
     return SaslAuthenticateResponse(error_code=code, error_message=message)
 
 
-@handler(36, 0, 2, error_response=_error_response)
+# The SASL exchange is the authenticator's, not a client request: no quota
+# (Kafka's authenticator answers it before KafkaApis, which throttles).
+@handler(36, 0, 2, error_response=_error_response, quota_exempt=lambda ctx, r: True)
 def handle(ctx, request):
     session = getattr(ctx, "sasl", None)
     if session is None:

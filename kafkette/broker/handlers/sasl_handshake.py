@@ -16,7 +16,9 @@ def _error_response(request, code, ctx, message=None):
     return SaslHandshakeResponse(error_code=code, mechanisms=[])
 
 
-@handler(17, 0, 1, error_response=_error_response)
+# The SASL exchange is the authenticator's, not a client request: no quota
+# (Kafka's authenticator answers it before KafkaApis, which throttles).
+@handler(17, 0, 1, error_response=_error_response, quota_exempt=lambda ctx, r: True)
 def handle(ctx, request):
     session = getattr(ctx, "sasl", None)
     if session is None:

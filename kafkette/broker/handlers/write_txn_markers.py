@@ -34,7 +34,8 @@ def _error_response(request, code, ctx, message=None):
                                             for m in request.markers])
 
 
-@handler(27, 0, 1, error_response=_error_response)
+# Transaction coordinators' markers are a cluster action: no client quota.
+@handler(27, 0, 1, error_response=_error_response, quota_exempt=lambda ctx, r: True)
 async def handle(ctx, request):
     # KafkaApis: markers come from transaction coordinators, which need CLUSTER_ACTION.
     if not authz.authorize_cluster(ctx, CLUSTER_ACTION):
