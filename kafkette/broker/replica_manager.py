@@ -14,6 +14,11 @@ of their data (Kafka's ReplicaManager).
 - The high watermark of every partition is checkpointed in
   `replication-offset-checkpoint` in the data directory (Kafka's file and format), so a
   restarted broker does not expose more than was committed before it stopped.
+- Log directory failures (KIP-112): when a log dir goes offline
+  (kafkette.log.log_dirs), its partitions leave the follower fetchers and every
+  request for them answers KAFKA_STORAGE_ERROR; Metadata lists this broker in their
+  offline replicas. A partition that cannot be created because no directory is
+  online answers the same.
 - ISR upkeep (leader side): followers that fall behind for replica.lag.time.max.ms are
   proposed out of the ISR, caught-up ones back in, through `alter_isr` (the cluster
   member sends AlterPartition to the active controller; on a single node every
@@ -32,7 +37,7 @@ from typing import Callable
 from kafkette.broker.partition import LEADER, NotLeaderError, Partition
 from kafkette.broker.purgatory import Purgatory, wait_until
 from kafkette.controller.metadata_image import MetadataImage
-from kafkette.errors import ErrorCode, KafkaError, UnknownTopicOrPartitionError
+from kafkette.errors import ErrorCode, KafkaError, KafkaStorageError, UnknownTopicOrPartitionError
 from kafkette.log.log_manager import LogManager
 from kafkette.log.partition_log import AppendResult, LogConfig
 from kafkette.logging import get_logger
@@ -165,6 +170,9 @@ class ReplicaManager:
         self._tasks: list[asyncio.Task] = []
         # replica.selector.class is RackAwareReplicaSelector (KIP-392).
         self.rack_aware = False
+        # Partitions assigned here whose log could not be created (no online log dir).
+        self._unhosted_offline: set[tuple[str, int]] = set()
+        log_manager.failure_channel.add_listener(self._on_log_dir_offline)
 
     # -- metadata --------------------------------------------------------------
     def hold_metadata(self) -> None:
@@ -193,6 +201,7 @@ class ReplicaManager:
             if nt is None or nt.topic_id != t.topic_id:
                 for p in t.partitions:
                     self.leaders.pop((name, p), None)
+                    self._unhosted_offline.discard((name, p))
                     part = self.partitions.pop((name, p), None)
                     if part is not None:
                         if self.fetchers is not None:
@@ -221,7 +230,15 @@ class ReplicaManager:
                 if part is None:
                     # create() returns a log already opened at start-up with its config
                     # replaced: logs are loaded before the topic configs are known.
-                    plog = self.log_manager.create(name, p, lc)
+                    try:
+                        plog = self.log_manager.create(name, p, lc)
+                    except KafkaStorageError as e:
+                        if key not in self._unhosted_offline:
+                            log.error("partition log cannot be created", topic=name,
+                                      partition=p, error=e.message)
+                        self._unhosted_offline.add(key)
+                        continue
+                    self._unhosted_offline.discard(key)
                     part = self.partitions[key] = Partition(
                         name, p, plog, self.node_id, self._checkpointed.get(key, 0))
                 else:
@@ -236,7 +253,7 @@ class ReplicaManager:
 
     def _on_role_change(self, part: Partition) -> None:
         if self.fetchers is not None:
-            if part.is_leader or part.leader < 0:
+            if part.is_leader or part.leader < 0 or part.log.offline:
                 self.fetchers.remove(part)
             else:
                 self.fetchers.add(part, part.leader)
@@ -253,6 +270,23 @@ class ReplicaManager:
         self.fetch_purgatory.notify(key)
         self.produce_purgatory.notify(key)
 
+    def _on_log_dir_offline(self, log_dir: str) -> None:
+        """Kafka's ReplicaManager.handleLogDirFailure: stop fetching for the partitions
+        of the dir and wake whatever waits on them (they answer KAFKA_STORAGE_ERROR)."""
+        for key, part in self.partitions.items():
+            if part.log.log_dir == log_dir:
+                if self.fetchers is not None:
+                    self.fetchers.remove(part)
+                self._wake(key)
+
+    @property
+    def offline_partitions(self) -> set[tuple[str, int]]:
+        """Partitions assigned here that cannot be served: their log dir is offline."""
+        if not self.log_manager.failure_channel.offline:
+            return set(self._unhosted_offline)
+        out = {key for key, part in self.partitions.items() if part.log.offline}
+        return out | self._unhosted_offline if self._unhosted_offline else out
+
     def remove_stray_logs(self, image: MetadataImage) -> None:
         """Logs on disk for topics the metadata no longer has (deleted while down)."""
         for topic, p in list(self.log_manager.partitions()):
@@ -266,10 +300,14 @@ class ReplicaManager:
         NOT_LEADER_OR_FOLLOWER when it exists but is not hosted here)."""
         part = self.partitions.get((topic, index))
         if part is None:
+            if (topic, index) in self._unhosted_offline:
+                raise KafkaStorageError(f"no online log dir for {topic}-{index}")
             known = self.leaders.get((topic, index))
             if known is None:
                 raise UnknownTopicOrPartitionError()
             raise NotLeaderError(None, *known)
+        if part.log.offline:
+            raise KafkaStorageError(f"the log dir of {topic}-{index} is offline")
         return part
 
     def partition(self, topic: str, index: int) -> Partition:
