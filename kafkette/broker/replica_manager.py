@@ -162,6 +162,7 @@ class ReplicaManager:
         self.leaders: dict[tuple[str, int], tuple[int, int]] = {}
         self._checkpoint_path = os.path.join(str(log_manager.data_dir), HW_CHECKPOINT_FILE)
         self._checkpointed = read_hw_checkpoint(self._checkpoint_path)
+        self._checkpoint_failing = False
         # Set by the cluster member: follower fetchers, and the AlterPartition sender.
         self.fetchers = None
         self.alter_isr: Callable[[Partition, tuple[int, ...]], None] | None = None
@@ -708,7 +709,18 @@ class ReplicaManager:
             write_hw_checkpoint(self._checkpoint_path, hws)
             self._checkpointed = hws
         except OSError as e:
-            log.warning("high watermark checkpoint failed", error=str(e))
+            # Once per failure spell (a full disk fails it every interval), not per try.
+            if not self._checkpoint_failing:
+                log.warning("high watermark checkpoint failed", error=str(e))
+            self._checkpoint_failing = True
+            try:
+                os.unlink(self._checkpoint_path + ".tmp")
+            except OSError:
+                pass
+            return
+        if self._checkpoint_failing:
+            self._checkpoint_failing = False
+            log.info("high watermark checkpoint written again")
 
     def wake_all(self) -> None:
         self.fetch_purgatory.wake_all()

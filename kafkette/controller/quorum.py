@@ -118,7 +118,12 @@ class LocalQuorum:
                 "voters": {self.node_id: {"log_end_offset": self._log.log_end_offset}}}
 
     def close_sync(self) -> None:
-        self._log.close()
+        try:
+            self._log.close()
+        except KafkaStorageError as e:
+            # Closed all the same, without the clean-shutdown marker: the next start
+            # validates the log.
+            log.warning("metadata log not closed cleanly", error=e.message)
 
     async def close(self) -> None:
         self.close_sync()

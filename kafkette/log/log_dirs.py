@@ -8,7 +8,8 @@ with the log directory it happened in, and is turned into a KafkaStorageError
   failed append was cut back to its last whole batch, so nothing is acknowledged that
   was not written, and the next append simply tries again: writes resume on their own
   once space is freed. One line is logged when a directory fills up and one when an
-  append there succeeds again, not one per refused request. Kafka differs: it treats
+  append there succeeds with room to spare again (see space_back), not one per
+  refused request. Kafka differs: it treats
   every IOException, ENOSPC included, as a failed directory and takes it offline until
   the broker restarts; for a local broker a full disk is an everyday event that
   should not need a restart.
@@ -22,6 +23,7 @@ with the log directory it happened in, and is turned into a KafkaStorageError
 from __future__ import annotations
 
 import errno
+import os
 from typing import Callable
 
 from kafkette.errors import KafkaStorageError
@@ -31,6 +33,7 @@ log = get_logger("kafkette.log_dirs")
 
 # Errors that mean "no room", not "broken device".
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+SPACE_BACK_BYTES = 1 << 20
 
 
 class LogDirFailureChannel:
@@ -60,10 +63,21 @@ class LogDirFailureChannel:
 
     def space_back(self, log_dir: str) -> None:
         """An append in `log_dir` succeeded: callers check `self.full` first (one set
-        test per append)."""
-        if log_dir in self.full:
-            self.full.discard(log_dir)
-            log.info("log dir has space again: appends resume", log_dir=log_dir)
+        test per append). The directory counts as full until it has room again
+        (SPACE_BACK_BYTES, or 1% of a small file system), not merely until a small
+        append squeezed into the last page: else a disk at its limit would log a
+        full / not full pair for every small write that fits."""
+        if log_dir not in self.full:
+            return
+        try:
+            st = os.statvfs(log_dir)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize < min(SPACE_BACK_BYTES, st.f_blocks * st.f_frsize // 100):
+            return
+        self.full.discard(log_dir)
+        log.info("log dir has space again: appends resume", log_dir=log_dir,
+                 usable_bytes=st.f_bavail * st.f_frsize)
 
     def mark_offline(self, log_dir: str, exc: BaseException | None, what: str) -> None:
         if log_dir in self.offline:

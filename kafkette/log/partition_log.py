@@ -900,6 +900,7 @@ class PartitionLog:
         self._check_open()
         return self.leader_epoch_cache.end_offset_for(leader_epoch, self._leo)
 
+    @_guard_io("leader epoch checkpoint of")
     def assign_epoch_start_offset(self, leader_epoch: int) -> bool:
         """Record that `leader_epoch` starts at the log end offset, before it has
         written anything: Kafka's Partition.makeLeader does this on every leader
@@ -1189,8 +1190,11 @@ class PartitionLog:
                 seg.close()
             self._closed = True
         if clean:
-            with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
-                pass
+            try:
+                with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
+                    pass
+            except OSError:
+                pass  # no marker: the next open validates the log, which is always safe
 
     @property
     def closed(self) -> bool:
