@@ -178,6 +178,12 @@ def test_write_error_takes_the_log_dir_offline(two_dir_broker, monkeypatch):
     meta = metadata_partitions(b, "t")
     assert meta[bad].offline_replicas == [b.node_id]
     assert meta[good].offline_replicas == []
+    from kafkette.protocol.messages import DescribeTopicPartitionsRequest
+    dtp = call(b, DescribeTopicPartitionsRequest(
+        topics=[DescribeTopicPartitionsRequest.TopicRequest(name="t")],
+        response_partition_limit=100), 0)
+    assert {p.partition_index: p.offline_replicas for p in dtp.topics[0].partitions} == {
+        bad: [b.node_id], good: []}
     logdirs = describe_log_dirs(b)
     assert logdirs[dirs[1]].error_code == STORAGE and logdirs[dirs[1]].topics == []
     assert logdirs[dirs[1]].total_bytes == -1
@@ -353,5 +359,26 @@ async def test_full_disk_offset_commit_is_refused_then_works(small_disk):
         os.unlink(filler)
         assert (await commit(5000)).topics[0].partitions[0].error_code == 0
         assert await committed() == 5000
+    finally:
+        b.close()
+
+
+def test_a_partition_created_on_a_full_disk_is_hosted_once_there_is_room(tmp_path, monkeypatch):
+    b = new_broker(tmp_path / "data")
+    try:
+        real = LogManager._open_log
+
+        def no_space(self, *args):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(LogManager, "_open_log", no_space)
+        create_topic(b, "t", partitions=1)   # the metadata change commits; the log cannot
+        assert produce(b, "t", 0, big_batch(1, 10)).error_code == STORAGE
+        assert metadata_partitions(b, "t")[0].offline_replicas == [b.node_id]
+        assert produce(b, "t", 0, big_batch(1, 10)).error_code == STORAGE
+        monkeypatch.setattr(LogManager, "_open_log", real)
+        r = produce(b, "t", 0, big_batch(1, 10))
+        assert r.error_code == 0 and r.base_offset == 0
+        assert metadata_partitions(b, "t")[0].offline_replicas == []
+        assert not b.log_manager.offline_dirs
     finally:
         b.close()

@@ -229,21 +229,9 @@ class ReplicaManager:
                         self._wake(key)
                     continue
                 if part is None:
-                    # create() returns a log already opened at start-up with its config
-                    # replaced: logs are loaded before the topic configs are known.
-                    try:
-                        plog = self.log_manager.create(name, p, lc)
-                    except KafkaStorageError as e:
-                        if key not in self._unhosted_offline:
-                            log.error("partition log cannot be created", topic=name,
-                                      partition=p, error=e.message)
-                        self._unhosted_offline.add(key)
-                        continue
-                    self._unhosted_offline.discard(key)
-                    part = self.partitions[key] = Partition(
-                        name, p, plog, self.node_id, self._checkpointed.get(key, 0))
-                else:
-                    part.log.config = lc
+                    self._host(name, p, pi, lc, now)
+                    continue
+                part.log.config = lc
                 changed = part.apply_metadata(pi.leader, pi.leader_epoch, pi.partition_epoch,
                                               pi.replicas, pi.isr, now,
                                               pi.leader_recovery_state)
@@ -251,6 +239,42 @@ class ReplicaManager:
                     self._on_role_change(part)
                 elif part.is_leader and part.maybe_increment_high_watermark():
                     self._wake(key)
+
+    def _host(self, name: str, p: int, pi, lc: LogConfig, now: int) -> Partition | None:
+        """Start hosting a partition assigned here. None when its log cannot be created
+        (no online log dir, or a full disk): it answers KAFKA_STORAGE_ERROR, and each
+        request for it tries again (a full disk may have room by then)."""
+        key = (name, p)
+        # create() returns a log already opened at start-up with its config replaced:
+        # logs are loaded before the topic configs are known.
+        try:
+            plog = self.log_manager.create(name, p, lc)
+        except KafkaStorageError as e:
+            if key not in self._unhosted_offline:
+                log.error("partition log cannot be created", topic=name, partition=p,
+                          error=e.message)
+            self._unhosted_offline.add(key)
+            return None
+        if key in self._unhosted_offline:
+            self._unhosted_offline.discard(key)
+            log.info("partition log created", topic=name, partition=p)
+        part = self.partitions[key] = Partition(name, p, plog, self.node_id,
+                                                self._checkpointed.get(key, 0))
+        changed = part.apply_metadata(pi.leader, pi.leader_epoch, pi.partition_epoch,
+                                      pi.replicas, pi.isr, now, pi.leader_recovery_state)
+        if changed is not None:
+            self._on_role_change(part)
+        elif part.is_leader and part.maybe_increment_high_watermark():
+            self._wake(key)
+        return part
+
+    def _retry_host(self, topic: str, index: int) -> Partition | None:
+        t = self.image.topics.get(topic) if self.image is not None else None
+        pi = t.partitions.get(index) if t is not None else None
+        if pi is None or self.node_id not in pi.replicas:
+            return None
+        lc = log_config_from_topic_configs(self._topic_configs(topic, self.image))
+        return self._host(topic, index, pi, lc, self.clock.monotonic_ms())
 
     def _on_role_change(self, part: Partition) -> None:
         if self.fetchers is not None:
@@ -298,11 +322,14 @@ class ReplicaManager:
     # -- lookups -----------------------------------------------------------------
     def get_partition(self, topic: str, index: int) -> Partition:
         """The hosted partition, leader or follower (UNKNOWN_TOPIC_OR_PARTITION, or
-        NOT_LEADER_OR_FOLLOWER when it exists but is not hosted here)."""
+        NOT_LEADER_OR_FOLLOWER when it exists but is not hosted here;
+        KAFKA_STORAGE_ERROR when its log dir is offline or its log cannot be created)."""
         part = self.partitions.get((topic, index))
+        if part is None and (topic, index) in self._unhosted_offline:
+            part = self._retry_host(topic, index)
+            if part is None:
+                raise KafkaStorageError(f"the log of {topic}-{index} cannot be created")
         if part is None:
-            if (topic, index) in self._unhosted_offline:
-                raise KafkaStorageError(f"no online log dir for {topic}-{index}")
             known = self.leaders.get((topic, index))
             if known is None:
                 raise UnknownTopicOrPartitionError()
