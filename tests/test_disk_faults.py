@@ -382,3 +382,32 @@ def test_a_partition_created_on_a_full_disk_is_hosted_once_there_is_room(tmp_pat
         assert not b.log_manager.offline_dirs
     finally:
         b.close()
+
+
+def test_a_storage_error_in_one_partitions_retention_spares_the_others(tmp_path, monkeypatch):
+    from kafkette.broker.log_maintenance import LogMaintenance
+    from kafkette.log import partition_log
+    b = new_broker(tmp_path / "data")
+    try:
+        create_topic(b, "t", partitions=2, configs={"retention.ms": "1000",
+                                                    "segment.bytes": "200"})
+        for _ in range(3):   # three segments on each partition
+            for p in (0, 1):
+                assert produce(b, "t", p, big_batch(1, 10)).error_code == 0
+        sick = b.log_manager.get("t", 0).dir
+        real = partition_log._write_int_file
+
+        def write_int_file(path, value):
+            if path.startswith(sick + os.sep):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, value)
+        monkeypatch.setattr(partition_log, "_write_int_file", write_int_file)
+        m = LogMaintenance(b)
+        with capture_logs() as logs:
+            m.run_retention(START_MS + 60_000)   # t-0 fails after its deletions
+            m.run_retention(START_MS + 61_000)
+        assert b.log_manager.get("t", 1).log_start_offset == 3
+        skipped = [e for e in logs if e["event"].startswith("log maintenance skipped")]
+        assert [(e["topic"], e["partition"]) for e in skipped] == [("t", 0)]
+    finally:
+        b.close()
