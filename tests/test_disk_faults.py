@@ -411,3 +411,46 @@ def test_a_storage_error_in_one_partitions_retention_spares_the_others(tmp_path,
         assert [(e["topic"], e["partition"]) for e in skipped] == [("t", 0)]
     finally:
         b.close()
+
+
+def test_a_log_dir_that_cannot_be_opened_at_start_is_offline_and_the_others_serve(tmp_path):
+    good = str(tmp_path / "d0")
+    broken = tmp_path / "not-a-dir"
+    broken.write_text("a file where a log dir should be")
+    with capture_logs() as logs:
+        b = new_broker(tmp_path, {"log.dirs": f"{good},{broken}"})
+    try:
+        assert b.log_manager.offline_dirs == [str(broken)]
+        assert [e["log_dir"] for e in logs if e["event"].startswith("log dir offline")] == [
+            str(broken)]
+        create_topic(b, "t", partitions=2)
+        assert {b.log_manager.log_dir_of("t", p) for p in (0, 1)} == {good}
+        assert produce(b, "t", 1, big_batch(1, 10)).error_code == 0
+        logdirs = describe_log_dirs(b)
+        assert logdirs[str(broken)].error_code == STORAGE
+        assert logdirs[good].error_code == 0
+    finally:
+        b.close()
+
+
+def test_an_offline_dir_is_used_again_after_a_restart_with_what_was_acknowledged(tmp_path, monkeypatch):
+    dirs = [str(tmp_path / "d0"), str(tmp_path / "d1")]
+    cfg = {"log.dirs": ",".join(dirs)}
+    b = new_broker(tmp_path, cfg)
+    create_topic(b, "t", partitions=2)
+    bad = next(p for p in (0, 1) if b.log_manager.log_dir_of("t", p) == dirs[1])
+    assert produce(b, "t", bad, big_batch(2, 10)).error_code == 0
+    _fail_writes_under(monkeypatch, dirs[1])
+    assert produce(b, "t", bad, big_batch(1, 10)).error_code == STORAGE
+    monkeypatch.undo()
+    b.close()   # the offline logs are not flushed or marked clean: recovered at start
+    b = new_broker(tmp_path, cfg)
+    try:
+        assert not b.log_manager.offline_dirs
+        resp = call(b, fetch_request("t", {bad: 0}), 12)
+        part = resp.responses[0].partitions[0]
+        assert part.error_code == 0 and batch_offsets(part.records) == [(0, 1)]
+        r = produce(b, "t", bad, big_batch(1, 10))
+        assert r.error_code == 0 and r.base_offset == 2
+    finally:
+        b.close()
