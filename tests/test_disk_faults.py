@@ -454,3 +454,18 @@ def test_an_offline_dir_is_used_again_after_a_restart_with_what_was_acknowledged
         assert r.error_code == 0 and r.base_offset == 2
     finally:
         b.close()
+
+
+def test_serve_refuses_a_partition_in_two_log_dirs_with_a_message_not_a_traceback(tmp_path):
+    import sys
+    for d in ("a", "b"):
+        (tmp_path / d / "t-0").mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-m", "kafkette", "serve",
+                        "--set", "listeners=PLAINTEXT://127.0.0.1:0",
+                        "--set", f"log.dirs={tmp_path / 'a'},{tmp_path / 'b'}"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(
+                           os.path.dirname(os.path.abspath(__file__)))))
+    assert r.returncode == 1
+    assert "cannot start: partition t-0 is in two log directories" in r.stderr
+    assert "Traceback" not in r.stderr
