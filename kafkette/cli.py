@@ -61,7 +61,14 @@ def _serve(args) -> int:
         log.warning("config", note=warning)
     log.info("starting kafkette", node_id=config.node_id,
              listeners=[str(x) for x in config.listeners], log_dirs=config.log_dirs)
-    run(config)
+    from kafkette.errors import KafkaStorageError
+    try:
+        run(config)
+    except KafkaStorageError as e:
+        # A log dir locked by another process, or a partition in two log dirs: the
+        # message says what to fix, a traceback would only hide it.
+        print(f"kafkette: cannot start: {e.message}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -217,3 +217,39 @@ def test_group_requests_for_groups_coordinated_elsewhere(make_broker):
     L = LeaveGroupRequest.MemberIdentity
     resp = call(b, LeaveGroupRequest(group_id=theirs[0], members=[L(member_id="m")]), 3)
     assert (resp.error_code, resp.members) == (ErrorCode.NOT_COORDINATOR, [])
+
+
+def test_a_broker_asking_to_be_fenced_is_fenced_and_its_leaderships_move(broker):
+    # KIP-112 in a cluster: a broker whose every log dir is offline asks to be fenced
+    # (ClusterMember.wants_fence), as KRaft's controller fences a broker at its request.
+    epoch = _register(broker, 2, 9093)
+    _heartbeat(broker, 2, epoch)
+    run_now(broker.controller.create_topic("spread", 4, 1, {}))
+    led_by_2 = [p.partition for p in broker.image.topics["spread"].partitions.values()
+                if p.leader == 2]
+    assert led_by_2
+    caught_up, fenced, shutdown = _heartbeat(broker, 2, epoch, want_fence=True)
+    assert fenced and not shutdown and broker.image.brokers[2].fenced
+    assert all(broker.image.topics["spread"].partitions[p].leader == -1 for p in led_by_2)
+    _heartbeat(broker, 2, epoch, want_fence=True)   # stays fenced while it asks
+    assert broker.image.brokers[2].fenced
+    _heartbeat(broker, 2, epoch)                     # a restarted, healthy broker
+    assert not broker.image.brokers[2].fenced
+
+
+def test_a_cluster_broker_wants_fence_only_when_every_log_dir_is_offline(tmp_path):
+    import types
+
+    from kafkette.broker.cluster import ClusterMember
+    from kafkette.log.log_manager import LogManager
+    lm = LogManager([tmp_path / "a", tmp_path / "b"])
+    try:
+        member = types.SimpleNamespace(broker=types.SimpleNamespace(log_manager=lm))
+        wants = lambda: ClusterMember.wants_fence(member)  # noqa: E731
+        assert not wants()
+        lm.failure_channel.mark_offline(lm.log_dirs[0], OSError(5, "EIO"), "test")
+        assert not wants()
+        lm.failure_channel.mark_offline(lm.log_dirs[1], OSError(5, "EIO"), "test")
+        assert wants()
+    finally:
+        lm.close_all()

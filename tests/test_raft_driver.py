@@ -380,3 +380,52 @@ def test_an_observer_follows_over_tcp_survives_a_leader_change_and_never_counts(
                 await q.close()
 
     asyncio.run(main())
+
+
+def test_a_follower_whose_metadata_log_cannot_be_written_survives_and_catches_up(tmp_path):
+    # A full disk under one follower's metadata log: its appends fail (KafkaStorageError
+    # from the PartitionLog), the driver logs it once and keeps the node running; the
+    # other two commit; once the disk has room the follower catches up.
+    from structlog.testing import capture_logs
+
+    from kafkette.errors import KafkaStorageError
+
+    async def main():
+        ids = (1, 2, 3)
+        voters = dict(zip(ids, (("127.0.0.1", p) for p in free_ports(3))))
+        listeners = {i: Listener() for i in ids}
+        quorums = {i: RaftQuorum(i, voters, tmp_path / f"n{i}", SystemClock(), config=CONFIG,
+                                 rng=random.Random(i)) for i in ids}
+        try:
+            for i in ids:
+                await quorums[i].start(listeners[i])
+            await wait_until(lambda: len(leaders(quorums)) == 1, what="a leader")
+            leader = leaders(quorums)[0]
+            sick = next(q for q in quorums.values() if q is not leader)
+            real = sick._log._store_append
+            failing = [True]
+
+            def store_append(entry):
+                if failing[0]:
+                    raise KafkaStorageError("no space left in log dir (test)")
+                return real(entry)
+            sick._log._store_append = store_append
+            with capture_logs() as logs:
+                for k in range(5):
+                    await asyncio.wait_for(leader.append([b"v%d" % k]), 5)
+                await wait_until(lambda: any(e["event"] == "raft_metadata_log_write_failed"
+                                             for e in logs), what="the follower's append failing")
+                want = [b"v%d" % k for k in range(5)]
+                assert listeners[sick.node_id].values == []
+                failing[0] = False
+                await wait_until(lambda: listeners[sick.node_id].values == want,
+                                 what="the follower catching up")
+            events = [e["event"] for e in logs]
+            assert events.count("raft_metadata_log_write_failed") == 1
+            assert "raft_metadata_log_writable_again" in events
+            assert all(listeners[i].values == want for i in ids)
+        finally:
+            for q in quorums.values():
+                await q.close()
+
+    asyncio.run(main())

@@ -75,12 +75,19 @@ class Broker:
         self.is_broker = config.is_broker
         self.is_controller = config.is_controller
         self.advertised = advertised
+        # The first of log.dirs holds the metadata log and the broker-wide files (Kafka's
+        # metadata.log.dir defaults to it); partitions spread over all of them.
         self.data_dir = Path(config.log_dirs[0])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._topic_defaults = topic_defaults(config)
         self._ignored_configs_logged: set[str] = set()   # logged once per process
-        self.log_manager = LogManager(self.data_dir, self.clock)
-        self.log_manager.load_all()
+        self.log_manager = LogManager(config.log_dirs, self.clock)
+        try:
+            self.log_manager.load_all()
+        except BaseException:
+            # A refused start (a partition in two log dirs) releases the dirs' locks.
+            self.log_manager.close_all(clean=False)
+            raise
         host, port = next(iter(advertised.values()))
         voters = {v.node_id: (v.host, v.port) for v in config.controller_quorum_voters}
         # `cluster`: the broker side of a multi-node cluster (broker/cluster.py); None

@@ -552,10 +552,20 @@ class ClusterMember:
         log.info("broker registered with the controller", broker_epoch=self.broker_epoch,
                  controller_id=self.quorum.leader_id)
 
+    def wants_fence(self) -> bool:
+        """True when every log dir is offline (KIP-112): nothing can be served, so the
+        broker asks to be fenced and its leaderships move (Kafka halts such a broker,
+        which its session timeout then fences). A broker with some dirs offline keeps
+        leading their partitions and answers KAFKA_STORAGE_ERROR for them: telling the
+        controller which dirs are offline (BrokerHeartbeat offline_log_dirs, KIP-858)
+        needs directory ids and replica-to-dir assignments, which kafkette lacks."""
+        return not self.broker.log_manager.online_dirs
+
     async def _heartbeat(self, want_shutdown: bool = False) -> None:
+        want_fence = self.wants_fence()
         req = BrokerHeartbeatRequest(
             broker_id=self.broker.node_id, broker_epoch=self.broker_epoch,
-            current_metadata_offset=self.broker.image.offset, want_fence=False,
+            current_metadata_offset=self.broker.image.offset, want_fence=want_fence,
             want_shut_down=want_shutdown, offline_log_dirs=[])
         resp = await self.controller_rpc(req, 0, timeout_s=self.heartbeat_interval_s * 2)
         if resp.error_code:

@@ -3,7 +3,7 @@ use, as Kafka does on the first FindCoordinator for a group or transactional id.
 from __future__ import annotations
 
 from kafkette.controller.quorum import run_now
-from kafkette.errors import TopicAlreadyExistsError
+from kafkette.errors import KafkaStorageError, TopicAlreadyExistsError
 
 
 def ensure_internal_topic(broker, topic: str, spec) -> bool:
@@ -21,4 +21,8 @@ def ensure_internal_topic(broker, topic: str, spec) -> bool:
         run_now(broker.controller.create_topic(topic, partitions, rf, configs))
     except TopicAlreadyExistsError:
         pass
+    except KafkaStorageError:
+        # The metadata log cannot take the record (a full disk, logged there): no
+        # coordinator yet, and the client retries (COORDINATOR_NOT_AVAILABLE).
+        return False
     return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from kafkette.errors import KafkaStorageError
 from kafkette.logging import get_logger
 
 log = get_logger("kafkette.log_maintenance")
@@ -21,6 +22,22 @@ class LogMaintenance:
     def __init__(self, broker):
         self.broker = broker
         self._tasks: list[asyncio.Task] = []
+        # (pass, topic, partition) whose last run met a storage error: logged once.
+        self._failing: set[tuple[str, str, int]] = set()
+
+    def _storage_failed(self, what: str, topic: str, index: int, exc: Exception) -> None:
+        """One partition's pass failed on its disk (full, or its log dir went offline):
+        the other partitions still get theirs; one line per partition and failure spell
+        (a full disk would otherwise log each pass)."""
+        key = (what, topic, index)
+        if key not in self._failing:
+            self._failing.add(key)
+            log.warning("log maintenance skipped a partition: storage error", task=what,
+                        topic=topic, partition=index, error=str(exc))
+
+    def _storage_ok(self, what: str, topic: str, index: int) -> None:
+        if self._failing:
+            self._failing.discard((what, topic, index))
 
     # -- passes ------------------------------------------------------------------
     def run_retention(self, now_ms: int) -> int:
@@ -28,7 +45,14 @@ class LogMaintenance:
         from kafkette.log.retention import enforce_retention
         deleted = 0
         for (topic, index), part in list(self.broker.replica_manager.partitions.items()):
-            n = enforce_retention(part.log, now_ms, part.high_watermark)
+            if part.log.closed:
+                continue  # its log dir is offline
+            try:
+                n = enforce_retention(part.log, now_ms, part.high_watermark)
+            except (KafkaStorageError, OSError) as e:
+                self._storage_failed("retention", topic, index, e)
+                continue
+            self._storage_ok("retention", topic, index)
             if n:
                 deleted += n
                 log.info("retention deleted segments", topic=topic, partition=index,
@@ -42,9 +66,14 @@ class LogMaintenance:
         from kafkette.log.cleaner import clean_log
         cleaned = 0
         for (topic, index), part in list(self.broker.replica_manager.partitions.items()):
-            if not part.log.config.compact:
+            if part.log.closed or not part.log.config.compact:
                 continue
-            stats = clean_log(part.log, now_ms, part.high_watermark)
+            try:
+                stats = clean_log(part.log, now_ms, part.high_watermark)
+            except (KafkaStorageError, OSError) as e:
+                self._storage_failed("cleaner", topic, index, e)
+                continue
+            self._storage_ok("cleaner", topic, index)
             if stats is not None:
                 cleaned += 1
                 log.info("log cleaned", topic=topic, partition=index, **stats)
@@ -64,11 +93,18 @@ class LogMaintenance:
             plog = part.log
             if plog.closed or not plog.config.compact:
                 continue
-            task = plan_cleaning(plog, now_ms, part.high_watermark)
-            if task is None:
+            try:
+                task = plan_cleaning(plog, now_ms, part.high_watermark)
+                if task is None:
+                    continue
+                cleaned = await asyncio.to_thread(build_cleaned_segments, task)
+                stats = finish_cleaning(plog, task, cleaned)
+            except (KafkaStorageError, OSError) as e:
+                # A full disk while writing the .cleaned files: the log is unchanged
+                # (the swap never started) and the next pass tries again.
+                self._storage_failed("cleaner", topic, index, e)
                 continue
-            cleaned = await asyncio.to_thread(build_cleaned_segments, task)
-            stats = finish_cleaning(plog, task, cleaned)
+            self._storage_ok("cleaner", topic, index)
             if stats is not None:
                 cleaned_logs += 1
                 log.info("log cleaned", topic=topic, partition=index, **stats)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kafkette.errors import ErrorCode, KafkaError, OffsetOutOfRangeError
+from kafkette.errors import ErrorCode, KafkaError, KafkaStorageError, OffsetOutOfRangeError
 from kafkette.log.partition_log import AppendResult, PartitionLog, UnexpectedAppendOffsetError
 
 LEADER, FOLLOWER = "leader", "follower"
@@ -160,7 +160,13 @@ class Partition:
         # start-up passes through old leaderships, whose epochs its log already has (or
         # had) and which must not rewrite its history.
         if self.leader_epoch > self.log.leader_epoch_cache.latest_epoch:
-            self.log.assign_epoch_start_offset(self.leader_epoch)
+            try:
+                self.log.assign_epoch_start_offset(self.leader_epoch)
+            except KafkaStorageError:
+                # A full disk (or an offline log dir, which refuses everything anyway):
+                # the first append of this epoch records its start instead, and until
+                # then the previous epoch, the latest, ends at our log end all the same.
+                pass
         self.leader_epoch_start_offset = leo
         self.pending_isr = None
         # Followers' log ends are unknown until they fetch; those in the ISR count as

@@ -14,6 +14,11 @@ of their data (Kafka's ReplicaManager).
 - The high watermark of every partition is checkpointed in
   `replication-offset-checkpoint` in the data directory (Kafka's file and format), so a
   restarted broker does not expose more than was committed before it stopped.
+- Log directory failures (KIP-112): when a log dir goes offline
+  (kafkette.log.log_dirs), its partitions leave the follower fetchers and every
+  request for them answers KAFKA_STORAGE_ERROR; Metadata lists this broker in their
+  offline replicas. A partition that cannot be created because no directory is
+  online answers the same.
 - ISR upkeep (leader side): followers that fall behind for replica.lag.time.max.ms are
   proposed out of the ISR, caught-up ones back in, through `alter_isr` (the cluster
   member sends AlterPartition to the active controller; on a single node every
@@ -32,7 +37,7 @@ from typing import Callable
 from kafkette.broker.partition import LEADER, NotLeaderError, Partition
 from kafkette.broker.purgatory import Purgatory, wait_until
 from kafkette.controller.metadata_image import MetadataImage
-from kafkette.errors import ErrorCode, KafkaError, UnknownTopicOrPartitionError
+from kafkette.errors import ErrorCode, KafkaError, KafkaStorageError, UnknownTopicOrPartitionError
 from kafkette.log.log_manager import LogManager
 from kafkette.log.partition_log import AppendResult, LogConfig
 from kafkette.logging import get_logger
@@ -157,6 +162,7 @@ class ReplicaManager:
         self.leaders: dict[tuple[str, int], tuple[int, int]] = {}
         self._checkpoint_path = os.path.join(str(log_manager.data_dir), HW_CHECKPOINT_FILE)
         self._checkpointed = read_hw_checkpoint(self._checkpoint_path)
+        self._checkpoint_failing = False
         # Set by the cluster member: follower fetchers, and the AlterPartition sender.
         self.fetchers = None
         self.alter_isr: Callable[[Partition, tuple[int, ...]], None] | None = None
@@ -165,6 +171,9 @@ class ReplicaManager:
         self._tasks: list[asyncio.Task] = []
         # replica.selector.class is RackAwareReplicaSelector (KIP-392).
         self.rack_aware = False
+        # Partitions assigned here whose log could not be created (no online log dir).
+        self._unhosted_offline: set[tuple[str, int]] = set()
+        log_manager.failure_channel.add_listener(self._on_log_dir_offline)
 
     # -- metadata --------------------------------------------------------------
     def hold_metadata(self) -> None:
@@ -193,6 +202,7 @@ class ReplicaManager:
             if nt is None or nt.topic_id != t.topic_id:
                 for p in t.partitions:
                     self.leaders.pop((name, p), None)
+                    self._unhosted_offline.discard((name, p))
                     part = self.partitions.pop((name, p), None)
                     if part is not None:
                         if self.fetchers is not None:
@@ -219,13 +229,9 @@ class ReplicaManager:
                         self._wake(key)
                     continue
                 if part is None:
-                    # create() returns a log already opened at start-up with its config
-                    # replaced: logs are loaded before the topic configs are known.
-                    plog = self.log_manager.create(name, p, lc)
-                    part = self.partitions[key] = Partition(
-                        name, p, plog, self.node_id, self._checkpointed.get(key, 0))
-                else:
-                    part.log.config = lc
+                    self._host(name, p, pi, lc, now)
+                    continue
+                part.log.config = lc
                 changed = part.apply_metadata(pi.leader, pi.leader_epoch, pi.partition_epoch,
                                               pi.replicas, pi.isr, now,
                                               pi.leader_recovery_state)
@@ -234,9 +240,45 @@ class ReplicaManager:
                 elif part.is_leader and part.maybe_increment_high_watermark():
                     self._wake(key)
 
+    def _host(self, name: str, p: int, pi, lc: LogConfig, now: int) -> Partition | None:
+        """Start hosting a partition assigned here. None when its log cannot be created
+        (no online log dir, or a full disk): it answers KAFKA_STORAGE_ERROR, and each
+        request for it tries again (a full disk may have room by then)."""
+        key = (name, p)
+        # create() returns a log already opened at start-up with its config replaced:
+        # logs are loaded before the topic configs are known.
+        try:
+            plog = self.log_manager.create(name, p, lc)
+        except KafkaStorageError as e:
+            if key not in self._unhosted_offline:
+                log.error("partition log cannot be created", topic=name, partition=p,
+                          error=e.message)
+            self._unhosted_offline.add(key)
+            return None
+        if key in self._unhosted_offline:
+            self._unhosted_offline.discard(key)
+            log.info("partition log created", topic=name, partition=p)
+        part = self.partitions[key] = Partition(name, p, plog, self.node_id,
+                                                self._checkpointed.get(key, 0))
+        changed = part.apply_metadata(pi.leader, pi.leader_epoch, pi.partition_epoch,
+                                      pi.replicas, pi.isr, now, pi.leader_recovery_state)
+        if changed is not None:
+            self._on_role_change(part)
+        elif part.is_leader and part.maybe_increment_high_watermark():
+            self._wake(key)
+        return part
+
+    def _retry_host(self, topic: str, index: int) -> Partition | None:
+        t = self.image.topics.get(topic) if self.image is not None else None
+        pi = t.partitions.get(index) if t is not None else None
+        if pi is None or self.node_id not in pi.replicas:
+            return None
+        lc = log_config_from_topic_configs(self._topic_configs(topic, self.image))
+        return self._host(topic, index, pi, lc, self.clock.monotonic_ms())
+
     def _on_role_change(self, part: Partition) -> None:
         if self.fetchers is not None:
-            if part.is_leader or part.leader < 0:
+            if part.is_leader or part.leader < 0 or part.log.offline:
                 self.fetchers.remove(part)
             else:
                 self.fetchers.add(part, part.leader)
@@ -253,6 +295,23 @@ class ReplicaManager:
         self.fetch_purgatory.notify(key)
         self.produce_purgatory.notify(key)
 
+    def _on_log_dir_offline(self, log_dir: str) -> None:
+        """Kafka's ReplicaManager.handleLogDirFailure: stop fetching for the partitions
+        of the dir and wake whatever waits on them (they answer KAFKA_STORAGE_ERROR)."""
+        for key, part in self.partitions.items():
+            if part.log.log_dir == log_dir:
+                if self.fetchers is not None:
+                    self.fetchers.remove(part)
+                self._wake(key)
+
+    @property
+    def offline_partitions(self) -> set[tuple[str, int]]:
+        """Partitions assigned here that cannot be served: their log dir is offline."""
+        if not self.log_manager.failure_channel.offline:
+            return set(self._unhosted_offline)
+        out = {key for key, part in self.partitions.items() if part.log.offline}
+        return out | self._unhosted_offline if self._unhosted_offline else out
+
     def remove_stray_logs(self, image: MetadataImage) -> None:
         """Logs on disk for topics the metadata no longer has (deleted while down)."""
         for topic, p in list(self.log_manager.partitions()):
@@ -263,13 +322,20 @@ class ReplicaManager:
     # -- lookups -----------------------------------------------------------------
     def get_partition(self, topic: str, index: int) -> Partition:
         """The hosted partition, leader or follower (UNKNOWN_TOPIC_OR_PARTITION, or
-        NOT_LEADER_OR_FOLLOWER when it exists but is not hosted here)."""
+        NOT_LEADER_OR_FOLLOWER when it exists but is not hosted here;
+        KAFKA_STORAGE_ERROR when its log dir is offline or its log cannot be created)."""
         part = self.partitions.get((topic, index))
+        if part is None and (topic, index) in self._unhosted_offline:
+            part = self._retry_host(topic, index)
+            if part is None:
+                raise KafkaStorageError(f"the log of {topic}-{index} cannot be created")
         if part is None:
             known = self.leaders.get((topic, index))
             if known is None:
                 raise UnknownTopicOrPartitionError()
             raise NotLeaderError(None, *known)
+        if part.log.offline:
+            raise KafkaStorageError(f"the log dir of {topic}-{index} is offline")
         return part
 
     def partition(self, topic: str, index: int) -> Partition:
@@ -670,7 +736,18 @@ class ReplicaManager:
             write_hw_checkpoint(self._checkpoint_path, hws)
             self._checkpointed = hws
         except OSError as e:
-            log.warning("high watermark checkpoint failed", error=str(e))
+            # Once per failure spell (a full disk fails it every interval), not per try.
+            if not self._checkpoint_failing:
+                log.warning("high watermark checkpoint failed", error=str(e))
+            self._checkpoint_failing = True
+            try:
+                os.unlink(self._checkpoint_path + ".tmp")
+            except OSError:
+                pass
+            return
+        if self._checkpoint_failing:
+            self._checkpoint_failing = False
+            log.info("high watermark checkpoint written again")
 
     def wake_all(self) -> None:
         self.fetch_purgatory.wake_all()

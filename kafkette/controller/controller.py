@@ -312,6 +312,12 @@ class Controller:
                 if not b.fenced:
                     await self._fence(broker_id, "controlled shutdown")
                 return caught_up, True, True
+            if want_fence and not b.fenced:
+                # KRaft's BrokerHeartbeatManager fences an active broker at its request
+                # (kafkette's brokers ask when every log dir is offline, KIP-112: their
+                # leaderships move, as when Kafka halts such a broker).
+                await self._fence(broker_id, "at its request")
+                return caught_up, True, False
             if b.fenced and caught_up and not want_fence:
                 records = [{"type": "UnfenceBrokerRecord", "broker_id": broker_id}]
                 # KRaft: every leaderless partition may now get a leader (this broker

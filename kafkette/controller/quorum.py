@@ -19,7 +19,9 @@ import json
 from pathlib import Path
 from typing import Protocol
 
+from kafkette.errors import KafkaStorageError
 from kafkette.log.partition_log import LogConfig, PartitionLog
+from kafkette.logging import get_logger
 from kafkette.protocol.records import build_batch, decode_records
 
 METADATA_TOPIC = "__cluster_metadata"
@@ -41,6 +43,8 @@ def run_now(coro):
         return stop.value
     coro.close()
     raise RuntimeError("run_now: the coroutine suspended (not a local quorum?)")
+
+log = get_logger("kafkette.quorum")
 
 
 class LocalQuorum:
@@ -89,7 +93,21 @@ class LocalQuorum:
         batch = bytearray(build_batch([(None, v, []) for v in values],
                                       timestamp_ms=self.clock.time_ms()))
         result = self._log.append(memoryview(batch), 0, self.clock.time_ms())
-        self._log.flush()  # metadata is small and precious: always fsync it
+        try:
+            self._log.flush()  # metadata is small and precious: always fsync it
+        except KafkaStorageError as e:
+            # Not durable, so not applied: cut the records back out of the log (a full
+            # disk lets the truncation through) so that log and image agree, and fail
+            # the change (the caller answers KAFKA_STORAGE_ERROR). Kafka's controller
+            # exits on a metadata log write failure; one node's metadata log failing
+            # here fails metadata changes and keeps serving the rest.
+            log.error("metadata log write failed: the metadata change is refused",
+                      error=e.message)
+            try:
+                self._log.truncate_to(result.base_offset)
+            except KafkaStorageError:
+                pass
+            raise
         assert self._listener is not None
         self._listener.apply(result.last_offset, values)
         return result.last_offset
@@ -100,7 +118,12 @@ class LocalQuorum:
                 "voters": {self.node_id: {"log_end_offset": self._log.log_end_offset}}}
 
     def close_sync(self) -> None:
-        self._log.close()
+        try:
+            self._log.close()
+        except KafkaStorageError as e:
+            # Closed all the same, without the clean-shutdown marker: the next start
+            # validates the log.
+            log.warning("metadata log not closed cleanly", error=e.message)
 
     async def close(self) -> None:
         self.close_sync()

@@ -32,7 +32,18 @@ def write_file_atomically(path, data, tmp_suffix: str = ".tmp") -> None:
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
-    finally:
+    except OSError:
+        # A full disk (or a failing one): the old file stays, the half-written one goes.
         os.close(fd)
+        remove_quietly(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     fsync_path(os.path.dirname(path) or ".")
+
+
+def remove_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -194,7 +194,17 @@ class LeaderEpochCache:
             log.warning("leader_epoch_entries_truncated", partition=self.name, epoch=epoch,
                         start_offset=start_offset, removed=[tuple(e) for e in removed])
         if flush:
-            self.flush()
+            try:
+                self.flush()
+            except OSError:
+                # The checkpoint kept the old entries (a full disk): so does memory, and
+                # the next append of this epoch tries again.
+                epochs.pop()
+                starts.pop()
+                for e in reversed(removed):
+                    epochs.append(e.epoch)
+                    starts.append(e.start_offset)
+                raise
         return True
 
     def assign_from_headers(self, headers: Iterable[rec.BatchHeader], *, flush: bool = True) -> bool:

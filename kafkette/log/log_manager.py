@@ -1,7 +1,19 @@
-"""All partition logs under one data directory (Kafka's LogManager, for one log dir).
+"""All partition logs under the log directories (Kafka's LogManager).
 
-Layout: `<data_dir>/<topic>-<partition>/`. A `.lock` file held with flock keeps a second
-broker process off the same directory, as Kafka's `.lock` does.
+Layout: `<log dir>/<topic>-<partition>/`, in one of the directories of `log.dirs`. A
+`.lock` file held with flock in each keeps a second broker process off it, as Kafka's
+`.lock` does. The first directory is `data_dir`: the metadata log and the broker-wide
+files (high-watermark checkpoint, clean-shutdown epoch) live there, as Kafka's
+metadata.log.dir defaults to the first of log.dirs.
+
+Several directories (JBOD): a new partition goes to the online directory with the
+fewest partitions (Kafka's LogManager.nextLogDirs; ties go to the earlier directory in
+log.dirs); at start each existing partition is opened in whichever directory holds it,
+and a partition found in two directories refuses the start (Kafka refuses it too: "Duplicate log
+directories found"). An I/O error other than a full disk takes a directory offline
+(kafkette.log.log_dirs, KIP-112): its logs are closed and refuse every call with
+KAFKA_STORAGE_ERROR, no new partition is placed there, and the other directories are
+served. A directory that cannot be opened at start is offline from the start.
 
 Deleting a partition renames its directory to `<topic>-<partition>.<uuid>-delete` and
 then removes it; a directory left with that suffix by a crash is removed on the next
@@ -20,6 +32,7 @@ from typing import Callable, Iterator
 
 from kafkette.clock import SystemClock
 from kafkette.errors import InvalidTopicError, KafkaStorageError
+from kafkette.log.log_dirs import LogDirFailureChannel
 from kafkette.log.partition_log import LogConfig, PartitionLog
 
 try:
@@ -50,50 +63,154 @@ def validate_topic_name(topic: str) -> None:
 
 
 class LogManager:
-    def __init__(self, data_dir, clock=None, default_config: LogConfig | None = None):
-        self.data_dir = os.path.abspath(os.fspath(data_dir))
+    def __init__(self, data_dir, clock=None, default_config: LogConfig | None = None, *,
+                 failure_channel: LogDirFailureChannel | None = None):
+        """`data_dir`: one directory or a list of them (log.dirs)."""
+        dirs = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else list(data_dir)
+        if not dirs:
+            raise ValueError("no log directory")
+        self.log_dirs = list(dict.fromkeys(os.path.abspath(os.fspath(d)) for d in dirs))
+        self.data_dir = self.log_dirs[0]
         self.default_config = default_config or LogConfig()
         self._clock = clock or SystemClock()
         self._logs: dict[tuple[str, int], PartitionLog] = {}
-        os.makedirs(self.data_dir, exist_ok=True)
-        self._lock_fd: int | None = None
-        self._lock()
+        self.failure_channel = failure_channel or LogDirFailureChannel()
+        self.failure_channel.add_listener(self._on_dir_offline)
+        self._lock_fds: dict[str, int] = {}
+        try:
+            for d in self.log_dirs:
+                try:
+                    os.makedirs(d, exist_ok=True)
+                except OSError as exc:
+                    if d == self.data_dir:
+                        raise KafkaStorageError(f"log directory {d} cannot be used: {exc}") from exc
+                    self.failure_channel.mark_offline(d, exc, "opening the log dir")
+                    continue
+                self._lock(d)
+        except BaseException:
+            self._unlock()
+            raise
 
-    def _lock(self) -> None:
-        fd = os.open(os.path.join(self.data_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    def _lock(self, d: str) -> None:
+        fd = os.open(os.path.join(d, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                raise KafkaStorageError(f"data directory {self.data_dir} is in use by another process") from None
-        self._lock_fd = fd
+                raise KafkaStorageError(f"data directory {d} is in use by another process") from None
+        self._lock_fds[d] = fd
+
+    def _unlock(self) -> None:
+        for fd in self._lock_fds.values():
+            os.close(fd)  # releases the flock
+        self._lock_fds.clear()
+
+    @property
+    def offline_dirs(self) -> list[str]:
+        return [d for d in self.log_dirs if self.failure_channel.is_offline(d)]
+
+    @property
+    def online_dirs(self) -> list[str]:
+        return [d for d in self.log_dirs if not self.failure_channel.is_offline(d)]
+
+    def _on_dir_offline(self, log_dir: str) -> None:
+        """Close every log in a directory that went offline (Kafka's
+        LogManager.handleLogDirFailure); they stay in the manager, refusing calls."""
+        for plog in self._logs.values():
+            if plog.log_dir == log_dir:
+                plog.mark_offline()
+        if not self.online_dirs:
+            log.error("every log directory is offline: no partition can be served "
+                      "(Kafka halts the broker here; kafkette keeps answering "
+                      "KAFKA_STORAGE_ERROR)")
+
+    def log_dir_of(self, topic: str, partition: int) -> str | None:
+        plog = self._logs.get((topic, partition))
+        return plog.log_dir if plog is not None else None
+
+    def _next_log_dir(self) -> str:
+        """The online directory with the fewest partitions (Kafka's nextLogDirs)."""
+        online = self.online_dirs
+        if not online:
+            raise KafkaStorageError("every log directory is offline")
+        if len(online) == 1:
+            return online[0]
+        counts = dict.fromkeys(online, 0)
+        for plog in self._logs.values():
+            if plog.log_dir in counts:
+                counts[plog.log_dir] += 1
+        return min(online, key=lambda d: counts[d])   # min keeps the first of equals
 
     def _dir_for(self, topic: str, partition: int) -> str:
-        return os.path.join(self.data_dir, f"{topic}-{partition}")
+        existing = self._logs.get((topic, partition))
+        if existing is not None:
+            return existing.dir
+        return os.path.join(self._next_log_dir(), f"{topic}-{partition}")
+
+    def _path_in(self, topic: str, partition: int) -> str | None:
+        """The partition's directory, in whichever log dir holds it (None: nowhere)."""
+        plog = self._logs.get((topic, partition))
+        if plog is not None:
+            return plog.dir
+        for d in self.log_dirs:
+            path = os.path.join(d, f"{topic}-{partition}")
+            if os.path.isdir(path):
+                return path
+        return None
+
+    def _open_log(self, path: str, config: LogConfig, topic: str, partition: int) -> PartitionLog:
+        return PartitionLog(path, config, clock=self._clock, topic=topic, partition=partition,
+                            failure_channel=self.failure_channel)
 
     def load_all(self, config_for: Callable[[str], LogConfig | None] | None = None) -> list[tuple[str, int]]:
-        """Open (and recover) every partition directory under the data dir. `config_for`
+        """Open (and recover) every partition directory under the log dirs. `config_for`
         maps a topic to its LogConfig (default: the manager's default config). Returns
-        the (topic, partition) pairs loaded."""
+        the (topic, partition) pairs loaded. A partition held by two directories raises
+        KafkaStorageError: which copy is right cannot be told. A directory that fails
+        (an I/O error other than a full disk) goes offline and the others load."""
+        found: dict[tuple[str, int], str] = {}
+        for d in self.online_dirs:
+            try:
+                names = sorted(os.listdir(d))
+            except OSError as exc:
+                self.failure_channel.mark_offline(d, exc, "listing the log dir")
+                continue
+            for name in names:
+                path = os.path.join(d, name)
+                if not os.path.isdir(path):
+                    continue
+                if name.endswith(DELETE_SUFFIX):
+                    log.info("removing %s, left by an interrupted delete", path)
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
+                m = _PARTITION_DIR.fullmatch(name)
+                if not m or not _LEGAL_TOPIC.fullmatch(m.group(1)):
+                    continue  # not ours (Kafka's -future / -stray dirs, stray files...)
+                key = (m.group(1), int(m.group(2)))
+                if key[0] == METADATA_TOPIC:
+                    continue
+                other = found.get(key) or (self._logs[key].dir if key in self._logs else None)
+                if other is not None and other != path:
+                    raise KafkaStorageError(
+                        f"partition {key[0]}-{key[1]} is in two log directories: {other} and "
+                        f"{path}; remove the stale copy before starting")
+                found[key] = path
         loaded = []
-        for name in sorted(os.listdir(self.data_dir)):
-            path = os.path.join(self.data_dir, name)
-            if not os.path.isdir(path):
+        for (topic, partition), path in sorted(found.items()):
+            if (topic, partition) in self._logs:
                 continue
-            if name.endswith(DELETE_SUFFIX):
-                log.info("removing %s, left by an interrupted delete", path)
-                shutil.rmtree(path, ignore_errors=True)
-                continue
-            m = _PARTITION_DIR.fullmatch(name)
-            if not m or not _LEGAL_TOPIC.fullmatch(m.group(1)):
-                continue  # not ours (Kafka's -future / -stray dirs, stray files...)
-            topic, partition = m.group(1), int(m.group(2))
-            if topic == METADATA_TOPIC or (topic, partition) in self._logs:
+            log_dir = os.path.dirname(path)
+            if self.failure_channel.is_offline(log_dir):
                 continue
             config = (config_for(topic) if config_for is not None else None) or self.default_config
-            self._logs[(topic, partition)] = PartitionLog(path, config, clock=self._clock,
-                                                          topic=topic, partition=partition)
+            try:
+                plog = self._open_log(path, config, topic, partition)
+            except OSError as exc:
+                # Recovery met a failing device: that directory goes, the rest load.
+                self.failure_channel.mark_offline(log_dir, exc, f"loading {topic}-{partition}")
+                continue
+            self._logs[(topic, partition)] = plog
             loaded.append((topic, partition))
         return loaded
 
@@ -111,20 +228,27 @@ class LogManager:
         validate_topic_name(topic)
         if partition < 0:
             raise ValueError(f"invalid partition {partition}")
-        plog = PartitionLog(self._dir_for(topic, partition), config or self.default_config,
-                            clock=self._clock, topic=topic, partition=partition)
+        path = self._dir_for(topic, partition)
+        try:
+            plog = self._open_log(path, config or self.default_config, topic, partition)
+        except OSError as exc:
+            raise self.failure_channel.storage_error(os.path.dirname(path), exc,
+                                                     f"creating {topic}-{partition}") from exc
         self._logs[(topic, partition)] = plog
         return plog
 
     def delete(self, topic: str, partition: int) -> bool:
         """Close and remove a partition's log. Returns False if there was none."""
+        path = self._path_in(topic, partition)
         plog = self._logs.pop((topic, partition), None)
-        path = self._dir_for(topic, partition)
         if plog is not None:
             plog.close(clean=False)
-        if not os.path.isdir(path):
+        if path is None or not os.path.isdir(path):
             return plog is not None
-        doomed = os.path.join(self.data_dir, f"{topic}-{partition}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
+        if self.failure_channel.is_offline(os.path.dirname(path)):
+            return True  # not touched again until a restart (which removes it as stray)
+        doomed = os.path.join(os.path.dirname(path),
+                              f"{topic}-{partition}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
         os.rename(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         return True
@@ -149,27 +273,40 @@ class LogManager:
 
     def flush_all(self) -> None:
         for plog in list(self._logs.values()):
-            plog.flush()
+            if not plog.offline:
+                try:
+                    plog.flush()
+                except KafkaStorageError:
+                    pass  # the failure channel has logged it; the other logs still flush
 
     def maybe_flush_all(self, now_ms: int) -> None:
         """flush.ms for idle logs; call periodically (Kafka: log.flush.scheduler.interval.ms)."""
         for plog in list(self._logs.values()):
-            plog.maybe_flush(now_ms)
+            try:
+                plog.maybe_flush(now_ms)
+            except KafkaStorageError:
+                pass  # logged once per log dir by the failure channel
 
     def close_all(self, *, clean: bool = True) -> None:
         """Close every log and release the directory lock. clean=False closes the files
         as a killed process leaves them: nothing flushed or snapshotted, no clean-shutdown
         markers, so the next open recovers (the replication simulation's crash)."""
         errors = []
+        unclean = []
         for plog in list(self._logs.values()):
             try:
                 plog.close(clean=clean)
+            except KafkaStorageError:
+                # A full or failing disk at shutdown: the files are closed all the same,
+                # without the clean-shutdown marker, so the next start recovers them.
+                unclean.append(f"{plog.topic}-{plog.partition}")
             except Exception as exc:  # keep closing the others
                 errors.append(exc)
                 log.exception("closing %s failed", plog.dir)
+        if unclean:
+            log.warning("%d logs could not be closed cleanly (disk full or failing); the next "
+                        "start recovers them: %s", len(unclean), ", ".join(unclean[:10]))
         self._logs.clear()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        self._unlock()
         if errors:
             raise errors[0]

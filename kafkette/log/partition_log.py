@@ -24,6 +24,7 @@ since the last flush (CRC-32C runs at GB/s, so this is seconds even for large lo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections import deque
@@ -241,12 +242,39 @@ def _read_int_file(path: str) -> int | None:
 
 
 def _write_int_file(path: str, value: int) -> None:
-    # write + rename: a crash leaves the old value or the new one, never half a number.
-    # No fsync: a lost update only means an older (smaller, hence safe) value.
+    # write + rename: a crash leaves the old value or the new one, never half a number,
+    # and a failed write (a full disk) leaves the old file. No fsync: a lost update only
+    # means an older (smaller, hence safe) value.
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{value}\n")
+    try:
+        with open(tmp, "w") as f:
+            f.write(f"{value}\n")
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     os.replace(tmp, path)
+
+
+def _guard_io(what: str, write: bool = False):
+    """An OSError inside the method becomes a KafkaStorageError, classified by the log
+    dir failure channel (kafkette.log.log_dirs: a full disk keeps the directory online,
+    any other error takes it offline, KIP-112). `write`: a success tells the channel
+    that a full directory has room again. A try block costs nothing until it raises."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def guarded(self, *args, **kwargs):
+            try:
+                result = fn(self, *args, **kwargs)
+            except OSError as exc:
+                raise self._storage_error(exc, what) from exc
+            if write and self.failure_channel is not None and self.failure_channel.full:
+                self.failure_channel.space_back(self.log_dir)
+            return result
+        return guarded
+    return deco
 
 
 
@@ -259,8 +287,15 @@ class PartitionLog:
     """
 
     def __init__(self, dir_path, config: LogConfig | None = None, clock=None, *,
-                 topic: str | None = None, partition: int | None = None):
+                 topic: str | None = None, partition: int | None = None,
+                 failure_channel=None):
         self.dir = os.fspath(dir_path)
+        # The log directory holding this partition's directory, and where its I/O
+        # errors are reported (kafkette.log.log_dirs.LogDirFailureChannel; None: an
+        # error only fails the call).
+        self.log_dir = os.path.dirname(os.path.abspath(self.dir))
+        self.failure_channel = failure_channel
+        self._offline = False
         name = os.path.basename(os.path.normpath(self.dir))
         dir_topic, _, dir_partition = name.rpartition("-")
         self.topic = topic if topic is not None else dir_topic
@@ -465,9 +500,34 @@ class PartitionLog:
 
     def _check_open(self) -> None:
         if self._closed:
+            if self._offline:
+                raise KafkaStorageError(f"log {self.dir} is in an offline log dir")
             raise KafkaStorageError(f"log {self.dir} is closed")
 
+    def _storage_error(self, exc: OSError, what: str) -> KafkaStorageError:
+        what = f"{what} {self.topic}-{self.partition}"
+        if self.failure_channel is None:
+            return KafkaStorageError(f"{what} failed in {self.dir}: {exc}")
+        return self.failure_channel.storage_error(self.log_dir, exc, what)
+
+    @property
+    def offline(self) -> bool:
+        return self._offline
+
+    def mark_offline(self) -> None:
+        """Its log dir went offline (KIP-112): close the files without writing anything
+        more (no flush, no snapshot, no clean-shutdown marker: the device is not
+        trusted), and refuse every further call with KAFKA_STORAGE_ERROR. The next
+        start recovers the log as after a crash."""
+        self._offline = True
+        if self._closed:
+            return
+        self._closed = True
+        for seg in self.segments:
+            seg.abandon()
+
     # --- append -------------------------------------------------------------------------
+    @_guard_io("append to", write=True)
     def append(self, batches, partition_leader_epoch: int, now_ms: int, *,
                origin: str = "client") -> AppendResult:
         """Validate, stamp and append the batches of one produce request (bytes as sent
@@ -705,6 +765,7 @@ class PartitionLog:
         self._leo = base
         log.debug("rolled %s to a new segment at offset %d", self.dir, seg.base_offset)
 
+    @_guard_io("roll")
     def roll(self, now_ms: int | None = None) -> None:
         """Force a new active segment (if the current one has data)."""
         self._check_open()
@@ -712,6 +773,7 @@ class PartitionLog:
             self._roll(self._clock.time_ms() if now_ms is None else now_ms)
 
     # --- replication (KIP-101, KIP-279) ---------------------------------------------------
+    @_guard_io("follower append to", write=True)
     def append_as_follower(self, batches, now_ms: int | None = None, *,
                            leader_epoch: int | None = None) -> AppendResult:
         """Append batches fetched from the leader, as they are: whole v2 batches whose
@@ -838,6 +900,7 @@ class PartitionLog:
         self._check_open()
         return self.leader_epoch_cache.end_offset_for(leader_epoch, self._leo)
 
+    @_guard_io("leader epoch checkpoint of")
     def assign_epoch_start_offset(self, leader_epoch: int) -> bool:
         """Record that `leader_epoch` starts at the log end offset, before it has
         written anything: Kafka's Partition.makeLeader does this on every leader
@@ -847,6 +910,7 @@ class PartitionLog:
         return self.leader_epoch_cache.assign(leader_epoch, self._leo)
 
     # --- read ---------------------------------------------------------------------------
+    @_guard_io("read of")
     def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None,
              min_one_batch: bool = True, view: bool = False) -> bytes:
         """Whole batches from the one containing `offset`, up to max_bytes but at least
@@ -960,6 +1024,7 @@ class PartitionLog:
         return TimestampAndOffset(ts, offset)
 
     # --- truncation (followers, and the Raft quorum: kafkette.controller.raft.file_log) ----
+    @_guard_io("truncation of")
     def truncate_to(self, offset: int, now_ms: int | None = None, *,
                     allow_inside_batch: bool = False) -> int:
         """Remove every batch at or after `offset` durably (fsync) before returning;
@@ -1030,6 +1095,7 @@ class PartitionLog:
                   bytes_removed=removed, latest_epoch=self.leader_epoch_cache.latest_epoch)
         return removed
 
+    @_guard_io("truncation of")
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Delete every segment and start an empty log at `offset`: log start = log end =
         recovery point = `offset`, no leader epochs, no producers. Kafka's
@@ -1085,6 +1151,7 @@ class PartitionLog:
         return True
 
     # --- flush / close ------------------------------------------------------------------
+    @_guard_io("flush of")
     def flush(self, now_ms: int | None = None) -> None:
         """fsync every segment written since the last flush, then advance the recovery
         point to the log end offset."""
@@ -1123,8 +1190,11 @@ class PartitionLog:
                 seg.close()
             self._closed = True
         if clean:
-            with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
-                pass
+            try:
+                with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
+                    pass
+            except OSError:
+                pass  # no marker: the next open validates the log, which is always safe
 
     @property
     def closed(self) -> bool:

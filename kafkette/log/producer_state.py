@@ -110,7 +110,7 @@ from crc32c import crc32c
 from kafkette.errors import ErrorCode, InvalidRecordError, KafkaError
 from kafkette.log.txn_index import AbortedTxn
 from kafkette.protocol import records as rec
-from kafkette.log.fsutil import fsync_path as _fsync_file
+from kafkette.log.fsutil import fsync_path as _fsync_file, remove_quietly
 
 log = logging.getLogger(__name__)
 
@@ -674,8 +674,12 @@ class ProducerStateManager:
                 view = view[os.write(fd, view):]
             if fsync:
                 os.fsync(fd)
-        finally:
+        except OSError:
+            # A full disk: the older snapshots stay, the partial file goes.
             os.close(fd)
+            remove_quietly(tmp)
+            raise
+        os.close(fd)
         os.replace(tmp, path)
         self._last_snap_offset = offset
         self._last_snap_synced = fsync

@@ -103,7 +103,17 @@ def _append_file(path: str, data, fsync: bool) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _O_BINARY, 0o644)
     try:
         if data:
-            _write_all(fd, data)
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data)
+            except OSError:
+                # A partial entry (a full disk) would shift every later one: cut back,
+                # the caller keeps the entries pending and writes them again.
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    pass
+                raise
         if fsync:
             os.fsync(fd)
     finally:
@@ -427,13 +437,15 @@ class LogSegment:
         start = self.size
         try:
             _write_all(self.fd, buf)
-        except OSError as exc:
-            # Never leave half a request in the log: cut back to where it was.
+        except OSError:
+            # Never leave half a request in the log (a full disk takes what fits): cut
+            # back to where it was. The caller turns the error into KAFKA_STORAGE_ERROR
+            # (kafkette.log.log_dirs).
             try:
                 os.ftruncate(self.fd, start)
             except OSError:
                 pass
-            raise KafkaStorageError(f"write to {self.log_path} failed: {exc}") from exc
+            raise
         if self.rolling_base_ms is None:
             self.rolling_base_ms = now_ms
         self._interval = index_interval_bytes
@@ -479,6 +491,16 @@ class LogSegment:
         self._write_pending(fsync=False)
         os.close(self.fd)
         self._closed = True
+
+    def abandon(self) -> None:
+        """Close the fd without writing anything (its log dir went offline)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
 
     def delete_files(self) -> None:
         self.close()

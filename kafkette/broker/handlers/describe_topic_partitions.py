@@ -45,6 +45,8 @@ def handle(ctx, request):
         names = names[names.index(cursor.topic_name):]
     limit = max(1, min(request.response_partition_limit, MAX_PARTITIONS))
     offline = frozenset(b.node_id for b in image.brokers.values() if b.fenced)
+    # This node's replicas in an offline log dir (KIP-112), as Metadata lists them.
+    me, mine = ctx.broker.node_id, ctx.broker.replica_manager.offline_partitions
     topics, next_cursor = [], None
     for name in names:
         if name in denied:
@@ -70,7 +72,8 @@ def handle(ctx, request):
                 partition_index=p.partition, leader_id=p.leader, leader_epoch=p.leader_epoch,
                 replica_nodes=list(p.replicas), isr_nodes=list(p.isr),
                 eligible_leader_replicas=list(p.elr), last_known_elr=list(p.last_known_elr),
-                offline_replicas=[r for r in p.replicas if r in offline]))
+                offline_replicas=[r for r in p.replicas if r in offline or (
+                    r == me and (name, p.partition) in mine)]))
         topics.append(Topic(error_code=0, name=name, topic_id=t.topic_id,
                             is_internal=name in INTERNAL_TOPICS, partitions=parts,
                             topic_authorized_operations=authz.authorized_operations(

@@ -42,21 +42,27 @@ ZERO = uuid.UUID(int=0)
 
 
 def topic_response(t, include_ops: bool, offline: frozenset = frozenset(),
-                   ctx=None) -> Topic:
+                   ctx=None, local_offline=None) -> Topic:
     """`offline`: fenced brokers. A partition without a leader (its only replica is
     fenced, RF=1) is LEADER_NOT_AVAILABLE with leader -1, as Kafka answers. `ctx`:
-    the request, whose principal's authorized operations are given (all without)."""
+    the request, whose principal's authorized operations are given (all without).
+    `local_offline`: (this node's id, its partitions in an offline log dir, KIP-112),
+    where this node is listed as an offline replica. Only this node knows them: the
+    controller is not told (no BrokerHeartbeat offline_log_dirs, KIP-858), so other
+    brokers' answers do not list them and the leadership does not move."""
     ops = NO_OPERATIONS
     if include_ops:
         ops = (TOPIC_AUTHORIZED_OPERATIONS if ctx is None else
                authz.authorized_operations(ctx, TOPIC, t.name, TOPIC_AUTHORIZED_OPERATIONS))
+    me, mine = local_offline if local_offline else (None, ())
     return Topic(
         error_code=0, name=t.name, topic_id=t.topic_id, is_internal=t.name in INTERNAL_TOPICS,
         partitions=[Part(error_code=ErrorCode.LEADER_NOT_AVAILABLE if p.leader < 0 else 0,
                          partition_index=p.partition, leader_id=p.leader,
                          leader_epoch=p.leader_epoch, replica_nodes=list(p.replicas),
                          isr_nodes=list(p.isr),
-                         offline_replicas=[r for r in p.replicas if r in offline])
+                         offline_replicas=[r for r in p.replicas if r in offline or (
+                             r == me and (t.name, p.partition) in mine)])
                     for p in sorted(t.partitions.values(), key=lambda p: p.partition)],
         topic_authorized_operations=ops)
 
@@ -117,6 +123,8 @@ def handle(ctx, request):
     topics = []
     image = broker.image
     offline = frozenset(b.node_id for b in image.brokers.values() if b.fenced)
+    mine = broker.replica_manager.offline_partitions
+    local_offline = (broker.node_id, mine) if mine else None
     if version < 12 and request.topics and any(
             rt.name is None or rt.topic_id != ZERO for rt in request.topics):
         # v10/v11 carry a topic id field but Kafka serves id lookups from v12 only (the
@@ -127,7 +135,7 @@ def handle(ctx, request):
             Topic(error_code=ErrorCode.INVALID_REQUEST, name=rt.name or "",
                   topic_id=rt.topic_id, partitions=[]) for rt in request.topics])
     if request.topics is None or (version == 0 and not request.topics):
-        topics = [topic_response(t, include_ops, offline, ctx)
+        topics = [topic_response(t, include_ops, offline, ctx, local_offline)
                   for name, t in sorted(image.topics.items())
                   if name not in INTERNAL_TOPICS and authz.authorize(ctx, DESCRIBE, TOPIC, name)]
     else:
@@ -172,7 +180,7 @@ def handle(ctx, request):
                     code = e.code
                 topics.append(Topic(error_code=code, name=name, topic_id=ZERO, partitions=[]))
                 continue
-            topics.append(topic_response(t, include_ops, offline, ctx))
+            topics.append(topic_response(t, include_ops, offline, ctx, local_offline))
     listener = ctx.listener
     brokers = []
     for b in sorted(image.brokers.values(), key=lambda b: b.node_id):

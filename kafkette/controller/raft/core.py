@@ -436,8 +436,8 @@ class RaftNode:
 
     def _flush(self, now: int) -> None:
         if self._needs_flush:
+            self.log.flush()   # a failure (full disk) leaves the flush pending
             self._needs_flush = False
-            self.log.flush()
             r = self.role
             if isinstance(r, Leader):
                 self._complete_parked(now, only_new_data=True)

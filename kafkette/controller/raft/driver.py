@@ -32,10 +32,11 @@ from kafkette.controller.raft.transport import (
     response_to_wire,
     to_wire,
 )
-from kafkette.errors import ErrorCode
+from kafkette.errors import ErrorCode, KafkaStorageError
 from kafkette.logging import get_logger
 
 log = get_logger("kafkette.controller.raft")
+STORAGE_RETRY_S = 1.0
 
 RAFT_APIS = {52: (0, 1), 53: (0, 1), 54: (0, 1), 1: (12, 17), 59: (0, 1)}
 
@@ -60,6 +61,7 @@ class RaftDriver:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
+        self._storage_failing = False   # see _step
         # An observer (server None) only sends: nobody fetches from it or asks its vote.
         if server is not None:
             for api_key, (lo, hi) in RAFT_APIS.items():
@@ -100,7 +102,30 @@ class RaftDriver:
     def _flush(self) -> None:
         self._flush_scheduled = False
         if not self._closed:
-            self.process(self.node.flush(self.now()))
+            self.process(self._step(self.node.flush, self.now()))
+
+    def _step(self, fn, *args) -> list:
+        """Feed the core, surviving a metadata log that cannot be written (a full
+        disk): the step's entries are not durable, so nothing counts them, and the timer
+        stays armed so the node keeps its role and retries (a flush after
+        STORAGE_RETRY_S, not in a loop). One line per failure spell. Kafka's controller
+        exits on a metadata log write failure instead."""
+        try:
+            actions = fn(*args)
+        except KafkaStorageError as e:
+            if not self._storage_failing:
+                self._storage_failing = True
+                log.error("raft_metadata_log_write_failed", error=e.message)
+            if not self._closed:
+                if self.node.needs_flush and not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_later(STORAGE_RETRY_S, self._flush)
+                self._arm()
+            return []
+        if self._storage_failing:
+            self._storage_failing = False
+            log.info("raft_metadata_log_writable_again")
+        return actions
 
     def _arm(self) -> None:
         at = self.node.next_deadline()
@@ -116,7 +141,7 @@ class RaftDriver:
         self._timer = None
         self._timer_at = None
         if not self._closed:
-            self.process(self.node.tick(self.now()))
+            self.process(self._step(self.node.tick, self.now()))
 
     # --- the network -----------------------------------------------------------------------------
     async def _send_request(self, dst: int, msg) -> None:
@@ -133,7 +158,7 @@ class RaftDriver:
             log.warning("raft_bad_response", peer=dst, error=repr(exc))
             return
         if not self._closed:
-            self.process(self.node.receive(dst, core_resp, self.now()))
+            self.process(self._step(self.node.receive, dst, core_resp, self.now()))
 
     def _handler(self, api_key: int):
         async def handle(request, api_version, header):
@@ -147,7 +172,7 @@ class RaftDriver:
             src, core_req = parsed
             fut = asyncio.get_running_loop().create_future()
             self._inbound[(src, rid)] = fut
-            self.process(self.node.receive(src, core_req, self.now()))
+            self.process(self._step(self.node.receive, src, core_req, self.now()))
             wait = self.request_timeout_ms + getattr(core_req, "max_wait_ms", 0)
             try:
                 core_resp = await asyncio.wait_for(fut, wait / 1000)
