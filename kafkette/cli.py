@@ -9,8 +9,8 @@ num.partitions, ...). Unknown keys and bad values stop the start with a clear er
 the --set options (later ones win), with the naming of Confluent's and Apache's
 images: KAFKA_ dropped, lower case, `_` -> `.`, `__` -> `_`, `___` -> `-`
 (KAFKA_LISTENER_SECURITY_PROTOCOL_MAP, KAFKA_SASL_ENABLED_MECHANISMS,
-KAFKA_LISTENER_NAME_SASL__SSL_SCRAM___SHA___512_SASL_JAAS_CONFIG). The container image's
-entrypoint uses it.
+KAFKA_LISTENER_NAME_SASL__SSL_SCRAM___SHA___512_SASL_JAAS_CONFIG). A variable that names
+no setting is logged and ignored. The container image's entrypoint uses it.
 """
 from __future__ import annotations
 
@@ -27,15 +27,26 @@ _SCRIPT_ENV = frozenset({"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JVM_PERFORMANCE
                          "KAFKA_DEBUG", "KAFKA_HOME", "KAFKA_VERSION"})
 
 
-def env_settings(environ) -> list[str]:
+def env_settings(environ, ignored: list[str] | None = None) -> list[str]:
     """`key=value` settings of the KAFKA_* variables in `environ` (see the module doc),
-    in name order."""
+    in name order. A variable that names no kafkette setting is left out (and its name
+    appended to `ignored`): a container's environment holds more than settings
+    (Kubernetes service links add KAFKA_PORT, KAFKA_SERVICE_HOST, ... for a service
+    named kafka), and Kafka itself only warns about a property it does not know."""
+    from kafkette.config import resolve_key
     out = []
     for name in sorted(environ):
         if not name.startswith("KAFKA_") or name in _SCRIPT_ENV or len(name) <= 6:
             continue
         key = name[6:].lower().replace("___", "\0").replace("__", "\1").replace("_", ".")
-        out.append(f"{key.replace(chr(0), '-').replace(chr(1), '_')}={environ[name]}")
+        key = key.replace(chr(0), '-').replace(chr(1), '_')
+        try:
+            resolve_key(key)
+        except ConfigError:
+            if ignored is not None:
+                ignored.append(name)
+            continue
+        out.append(f"{key}={environ[name]}")
     return out
 
 
@@ -45,7 +56,9 @@ class _FromEnv(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         import os
         items = list(getattr(namespace, "set", None) or [])
-        setattr(namespace, "set", items + env_settings(os.environ))
+        ignored = list(getattr(namespace, "env_ignored", None) or [])
+        setattr(namespace, "set", items + env_settings(os.environ, ignored))
+        setattr(namespace, "env_ignored", ignored)
 
 
 def _serve(args) -> int:
@@ -59,6 +72,8 @@ def _serve(args) -> int:
     from kafkette.server.server import run
     for warning in config.warnings:
         log.warning("config", note=warning)
+    for name in getattr(args, "env_ignored", None) or []:
+        log.warning("environment variable names no setting; ignored", variable=name)
     log.info("starting kafkette", node_id=config.node_id,
              listeners=[str(x) for x in config.listeners], log_dirs=config.log_dirs)
     from kafkette.errors import KafkaStorageError

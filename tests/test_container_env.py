@@ -58,3 +58,11 @@ def test_from_env_takes_its_place_among_the_set_options(monkeypatch):
                      "--set", "num.partitions=2"]) == 0
     assert seen == [["listeners=PLAINTEXT://0.0.0.0:9092", "listeners=SASL_SSL://0.0.0.0:9093",
                      "num.partitions=2"]]
+
+
+def test_env_variables_that_name_no_setting_are_left_out_and_reported():
+    env = {"KAFKA_NUM_PARTITIONS": "3", "KAFKA_PORT": "tcp://10.0.0.1:9092",
+           "KAFKA_SERVICE_HOST": "10.0.0.1", "KAFKA_NUM_PARTITONS": "4"}
+    ignored: list[str] = []
+    assert env_settings(env, ignored) == ["num.partitions=3"]
+    assert ignored == ["KAFKA_NUM_PARTITONS", "KAFKA_PORT", "KAFKA_SERVICE_HOST"]
