@@ -69,6 +69,24 @@ def test_kafka_configs_sets_and_describes_quotas(broker):
     assert r.returncode == 1 and "Invalid configuration key no_such_quota" in r.stderr
 
 
+def test_kafka_configs_alters_a_users_scram_credentials_and_quotas_together(broker):
+    """As Kafka's ConfigCommand: SCRAM-* keys and quota keys of one user in one command
+    (two requests), and a describe of the user prints the quota, then the credentials."""
+    bs = ["--bootstrap-server", broker.bootstrap]
+    assert ok(tool(*bs, "--alter", "--entity-type", "users", "--entity-name", "mixed",
+                   "--add-config", "SCRAM-SHA-256=[iterations=4096,password=pw],"
+                                   "producer_byte_rate=2048")) == \
+        "Completed updating config for user mixed.\n"
+    assert ok(tool(*bs, "--describe", "--entity-type", "users", "--entity-name", "mixed")) == (
+        "Quota configs for user-principal 'mixed' are producer_byte_rate=2048.0\n"
+        "SCRAM credential configs for user-principal 'mixed' are "
+        "SCRAM-SHA-256=iterations=4096\n")
+    assert ok(tool(*bs, "--alter", "--entity-type", "users", "--entity-name", "mixed",
+                   "--delete-config", "SCRAM-SHA-256,producer_byte_rate")) == \
+        "Completed updating config for user mixed.\n"
+    assert ok(tool(*bs, "--describe", "--entity-type", "users", "--entity-name", "mixed")) == ""
+
+
 def _set_quota(broker, entity_type, name, key):
     ok(tool("--bootstrap-server", broker.bootstrap, "--alter", "--entity-type", entity_type,
             "--entity-name", name, "--add-config", f"{key}={QUOTA}"))

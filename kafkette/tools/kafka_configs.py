@@ -206,19 +206,21 @@ def _users_quotas_and_scram(a) -> int:
                 quota_configs.alter(admin, list(zip(types, order)), q, announce=False)
         else:
             return quota_configs.run(q, admin_from_args)
-    if a.alter:
-        a = argparse.Namespace(**vars(a))
-        a.add_config = ",".join(f"{k}={v}" for k, v in scram_adds.items()) or None
-        a.delete_config = ",".join(scram_deletes) or None
     _, name, _ = entity(a)
-    return _users(a, name)
+    return _users(a, name, scram_adds, scram_deletes)
 
 
-def _users(a, name: str | None) -> int:
+def _users(a, name: str | None, adds: dict | None = None,
+           deletes: list[str] | None = None) -> int:
+    """SCRAM credentials of users: `adds` / `deletes` the SCRAM-* part of --add-config /
+    --delete-config (all of them when not given)."""
     from kafkette.tools import security as sec
     if a.alter:
-        upserts = sec.parse_scram_config(parse_add_config(a.add_config) if a.add_config else {})
-        deletes = [k.strip() for k in (a.delete_config or "").split(",") if k.strip()]
+        if adds is None:
+            adds = parse_add_config(a.add_config) if a.add_config else {}
+        if deletes is None:
+            deletes = [k.strip() for k in (a.delete_config or "").split(",") if k.strip()]
+        upserts = sec.parse_scram_config(adds)
         with admin_from_args(a) as admin:
             sec.alter_scram(admin, name, upserts, deletes)
         print(f"Completed updating config for user {name}.")
