@@ -27,8 +27,13 @@ the socket reads straight into the FrameDecoder (one copy less for a large Fetch
 response). The broker's own connections (kafkette.server.connection) read their
 requests with the same FrameProtocol.
 
+Security (TLS, SASL PLAIN / SCRAM) is kafkette.client_security's `ClientSecurity`:
+`KafkaConnection.connect(security=...)` wraps the socket in TLS, and
+`authenticate()` runs the SASL exchange; NodeChannel and KafkaClient do both on every
+new connection, SASL right after ApiVersions as Kafka's clients do.
+
 Layering (tests/test_layers.py): this module imports only protocol, errors, logging,
-clock and config; broker/ and controller/ use it only where they talk to another
+clock, config and client_security; broker/ and controller/ use it only where they talk to another
 node.
 """
 from __future__ import annotations
@@ -36,9 +41,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import ssl
 import threading
 import time
 
+from kafkette.client_security import ClientSecurity, SaslAuthenticationError, SaslClient
 from kafkette.errors import ErrorCode, KafkaError, ProtocolError
 from kafkette.logging import get_logger
 from kafkette.protocol.framing import (
@@ -219,24 +226,39 @@ class KafkaConnection:
         self._write_paused = False
         self._drainers: list[asyncio.Future] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: time.monotonic() when the SASL session ends (KIP-368), None without one.
+        self.session_expires_at: float | None = None
+        self._auth_at = time.monotonic()
 
     @classmethod
     async def connect(cls, host: str, port: int, *, client_id: str | None = DEFAULT_CLIENT_ID,
                       timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
                       request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
-                      max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> "KafkaConnection":
-        """Open a TCP connection (NetworkError when it cannot be made within `timeout`).
-        Nothing is sent: call api_versions() to negotiate."""
+                      max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                      security: ClientSecurity | None = None) -> "KafkaConnection":
+        """Open a TCP connection (NetworkError when it cannot be made within `timeout`),
+        with the TLS handshake done when `security` says SSL / SASL_SSL. Nothing is
+        sent: call api_versions() to negotiate, then authenticate() for SASL."""
         conn = cls(host, port, client_id=client_id, request_timeout=request_timeout,
                    max_response_bytes=max_response_bytes)
         loop = conn._loop = asyncio.get_running_loop()
+        tls = {}
+        if security is not None and security.uses_tls:
+            tls = dict(ssl=security.ssl_context,
+                       server_hostname=security.server_hostname or host)
         try:
             await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(conn, max_response_bytes), host, port),
+                loop.create_connection(lambda: _Protocol(conn, max_response_bytes), host, port,
+                                       **tls),
                 timeout)
         except asyncio.TimeoutError:
             raise NetworkError(f"cannot connect to {host}:{port}: "
                                f"timed out after {timeout:g} s") from None
+        except ssl.SSLError as e:
+            # A certificate the trust store refuses, a plaintext port, a host name that
+            # does not match: a NetworkError (so a bootstrap list moves on) saying so.
+            raise NetworkError(f"TLS handshake with {host}:{port} failed: "
+                               f"{getattr(e, 'verify_message', None) or e.reason or e}") from e
         except OSError as e:
             # asyncio's message is "Connect call failed (address)"; the errno says why.
             detail = os.strerror(e.errno) if e.errno else str(e)
@@ -447,6 +469,58 @@ class KafkaConnection:
         self.versions = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
         return self.versions
 
+    async def authenticate(self, mechanism: str, username: str, password: str,
+                           timeout: float | None = None) -> None:
+        """The SASL exchange (after api_versions()): SaslHandshake v1, then
+        SaslAuthenticate requests carrying the tokens (KIP-152), as Kafka's
+        SaslClientAuthenticator. KafkaError SASL_AUTHENTICATION_FAILED (the broker's
+        message) or UNSUPPORTED_SASL_MECHANISM (naming what it offers); the broker closes
+        the connection after a failure, and so do we.
+
+        A session lifetime in the answer (KIP-368, the broker's connections.max.reauth.ms)
+        is kept in `session_expires_at`: NodeChannel opens a new connection before then
+        rather than re-authenticating this one."""
+        from kafkette.protocol.messages import SaslAuthenticateRequest, SaslHandshakeRequest
+        peer = f"{self.host}:{self.port}"
+        try:
+            hs = await self.send(SaslHandshakeRequest(mechanism=mechanism),
+                                 self.version_for(SaslHandshakeRequest.API_KEY, min_version=1),
+                                 timeout)
+            if hs.error_code != 0:
+                raise KafkaError(f"{peer} does not offer SASL mechanism {mechanism} "
+                                 f"(enabled: {', '.join(hs.mechanisms) or 'none'})",
+                                 code=_error_code(hs.error_code))
+            version = self.version_for(SaslAuthenticateRequest.API_KEY)
+            client = SaslClient(mechanism, username, password)
+            token = client.first()
+            while True:
+                resp = await self.send(SaslAuthenticateRequest(auth_bytes=token), version,
+                                       timeout)
+                if resp.error_code != 0:
+                    raise KafkaError(f"{mechanism} authentication of {username!r} at {peer} "
+                                     f"failed: {resp.error_message or 'no reason given'}",
+                                     code=_error_code(resp.error_code))
+                try:
+                    token = client.step(bytes(resp.auth_bytes))
+                except SaslAuthenticationError as e:
+                    raise KafkaError(f"{peer}: {e}",
+                                     code=ErrorCode.SASL_AUTHENTICATION_FAILED) from None
+                if token is None:
+                    break
+        except BaseException:
+            self.close()
+            raise
+        lifetime = getattr(resp, "session_lifetime_ms", 0) or 0
+        self._auth_at = time.monotonic()
+        self.session_expires_at = self._auth_at + lifetime / 1000.0 if lifetime > 0 else None
+
+    @property
+    def reauthentication_due(self) -> bool:
+        """Past 90% of the SASL session's lifetime (Kafka's clients re-authenticate
+        at 85-95%): time for a new connection."""
+        exp = self.session_expires_at
+        return exp is not None and time.monotonic() >= exp - 0.1 * max(0.0, exp - self._auth_at)
+
     def version_for(self, api_key: int, min_version: int | None = None,
                     max_version: int | None = None) -> int:
         """The highest version of `api_key` that both the broker (api_versions() first)
@@ -466,6 +540,10 @@ class KafkaConnection:
                 f"no common version of {name}: ours {ours[0]}-{ours[1]}, "
                 f"broker {self.host}:{self.port} {theirs[0]}-{theirs[1]}")
         return v
+
+
+_AUTH_ERRORS = (ErrorCode.SASL_AUTHENTICATION_FAILED, ErrorCode.UNSUPPORTED_SASL_MECHANISM,
+                ErrorCode.ILLEGAL_SASL_STATE)
 
 
 def _error_code(code: int):
@@ -490,8 +568,9 @@ class NodeChannel:
                  request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
                  backoff: float = DEFAULT_BACKOFF, backoff_max: float = DEFAULT_BACKOFF_MAX,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-                 negotiate_versions: bool = False):
+                 negotiate_versions: bool = False, security: ClientSecurity | None = None):
         self.host = host
+        self.security = security
         self.port = port
         self.client_id = client_id
         self.connect_timeout = connect_timeout
@@ -520,7 +599,11 @@ class NodeChannel:
                 raise NetworkError(f"channel to {self.host}:{self.port} is closed")
             conn = self._conn
             if conn is not None and not conn.is_closed:
-                return conn
+                if not (conn.reauthentication_due and conn.in_flight == 0):
+                    return conn
+                # KIP-368: the broker closes a connection whose SASL session ended; a
+                # new one (authenticated afresh) replaces it while nothing is in flight.
+                conn.close()
             if self._connecting is None:
                 self._connecting = asyncio.ensure_future(self._connect())
             # shield: one caller cancelled must not cancel the attempt the others share
@@ -539,13 +622,21 @@ class NodeChannel:
                 conn = await KafkaConnection.connect(
                     self.host, self.port, client_id=self.client_id, timeout=self.connect_timeout,
                     request_timeout=self.request_timeout,
-                    max_response_bytes=self.max_response_bytes)
-                if self.negotiate_versions:
+                    max_response_bytes=self.max_response_bytes, security=self.security)
+                sasl = self.security is not None and self.security.uses_sasl
+                if self.negotiate_versions or sasl:
                     try:
                         await conn.api_versions()
+                        if sasl:
+                            await conn.authenticate(self.security.sasl_mechanism,
+                                                    self.security.username,
+                                                    self.security.password)
                     except (KafkaError, ProtocolError) as e:
                         conn.close()
                         if isinstance(e, NetworkError):
+                            raise
+                        if e.__class__ is KafkaError and e.code in _AUTH_ERRORS:
+                            # Wrong credentials: the caller's to see, not a broker to skip.
                             raise
                         # Not a usable broker: back off and let a bootstrap list move on.
                         raise NetworkError(f"{self.host}:{self.port}: {e}") from e
@@ -598,13 +689,16 @@ class KafkaClient:
                  connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
                  request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
                  backoff: float = DEFAULT_BACKOFF, backoff_max: float = DEFAULT_BACKOFF_MAX,
-                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 security: ClientSecurity | None = None):
         self.bootstrap = parse_bootstrap(bootstrap) if isinstance(bootstrap, str) else list(bootstrap)
         if not self.bootstrap:
             raise ValueError("no bootstrap servers")
         self._options = dict(client_id=client_id, connect_timeout=connect_timeout,
                              request_timeout=request_timeout, backoff=backoff,
-                             backoff_max=backoff_max, max_response_bytes=max_response_bytes)
+                             backoff_max=backoff_max, max_response_bytes=max_response_bytes,
+                             security=security)
+        self.security = security
         self._channels: dict[tuple[str, int], NodeChannel] = {}
         self._bootstrap_channel: NodeChannel | None = None
         #: node id -> (host, port), from the last Metadata answer.
@@ -743,13 +837,19 @@ def run_sync(coro, timeout: float | None = None):
 
 
 def request_once(host: str, port: int, request, version: int, *,
-                 client_id: str | None = DEFAULT_CLIENT_ID, timeout: float = 30.0):
+                 client_id: str | None = DEFAULT_CLIENT_ID, timeout: float = 30.0,
+                 security: ClientSecurity | None = None):
     """Blocking: connect, send one request at `version`, close; the decoded response.
-    NetworkError / RequestTimeoutError (both OSError) when there is no answer."""
+    NetworkError / RequestTimeoutError (both OSError) when there is no answer. With
+    SASL in `security`, ApiVersions and the SASL exchange come first."""
     async def once():
         conn = await KafkaConnection.connect(host, port, client_id=client_id, timeout=timeout,
-                                             request_timeout=timeout)
+                                             request_timeout=timeout, security=security)
         try:
+            if security is not None and security.uses_sasl:
+                await conn.api_versions()
+                await conn.authenticate(security.sasl_mechanism, security.username,
+                                        security.password)
             return await conn.send(request, version)
         finally:
             conn.close()

@@ -8,8 +8,9 @@ functions, relative imports and `importlib.import_module("...")` /
   (kafkette.protocol.messages), the broker or the server;
 - protocol/ imports none of broker, server, log, coordinator, controller, client;
 - broker/ never imports server/;
-- kafkette.client (the one Kafka client) imports only protocol, errors, logging, clock
-  and config (an allow-list: it sits just above protocol); log/ and coordinator/
+- kafkette.client (the one Kafka client) imports only protocol, errors, logging, clock,
+  config and its security half kafkette.client_security (which imports only errors and
+  config) (an allow-list: it sits just above protocol); log/ and coordinator/
   never talk to another node, so never import it; in controller/ only the Raft
   transport does, in broker/ never the handlers (they stay thin: the replica
   fetchers and controller forwarding live beside them);
@@ -54,7 +55,8 @@ RULES["kafkette.log"] += ("kafkette.coordinator", "kafkette.controller")
 LEAVES = ("kafkette.config", "kafkette.errors", "kafkette.clock", "kafkette.logging")
 ONLY = {
     "kafkette.client": ("kafkette.protocol", "kafkette.errors", "kafkette.logging",
-                        "kafkette.clock", "kafkette.config"),
+                        "kafkette.clock", "kafkette.config", "kafkette.client_security"),
+    "kafkette.client_security": ("kafkette.errors", "kafkette.config"),
     **{leaf: LEAVES for leaf in LEAVES},
 }
 
