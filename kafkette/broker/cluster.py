@@ -34,9 +34,14 @@
   trusted, as Kafka's is when its principal is a super user; Kafka also requires
   CLUSTER_ACTION of the Envelope's sender, which kafkette does not check.
 
+Node-to-node connections use the inter-broker and controller listeners' protocols
+(broker/peer_security.py): followers reach their leaders at the leader's registered
+endpoint of `inter.broker.listener.name`.
+
 Real Kafka differences: KRaft also has a separate controller listener per
 `controller.listener.names`; here the controller listener is the address of the node
-in `controller.quorum.voters`. No UnregisterBroker. A KRaft controller-only node
+in `controller.quorum.voters`, with the protocol of the first of
+`controller.listener.names` (PLAINTEXT or SSL). No UnregisterBroker. A KRaft controller-only node
 registers itself with the quorum as a controller (ControllerRegistration, KIP-919)
 and DescribeCluster can list controllers; kafkette's controllers are known from
 controller.quorum.voters only.
@@ -272,7 +277,7 @@ class ClusterMember:
         # closes the connection, so the timeout is well past replica.fetch.wait.max.ms.
         from kafkette.client import NodeChannel
         return NodeChannel(host, port, client_id=f"kafkette-replica-{self.broker.node_id}",
-                           backoff_max=0.2,
+                           backoff_max=0.2, security=self.broker.inter_broker_security,
                            request_timeout=self.broker.config["replica.fetch.wait.max.ms"] / 1000
                            + 30)
 
@@ -349,7 +354,7 @@ class ClusterMember:
             # tried as soon as the quorum names it (the channel's default backs off to
             # 1 s, which delayed forwarded CreateTopics after a failover).
             ch = self._channels[node_id] = ControllerChannel(
-                host, port, backoff_max_ms=200,
+                host, port, backoff_max_ms=200, security=self.broker.controller_security,
                 request_timeout_ms=int(self.request_timeout_s * 1000))
         return ch
 
@@ -538,7 +543,10 @@ class ClusterMember:
     async def _register(self) -> None:
         b = self.broker
         L = BrokerRegistrationRequest.Listener
-        listeners = [L(name=name, host=host, port=port, security_protocol=0)
+        # Kafka's SecurityProtocol ids: PLAINTEXT 0, SSL 1, SASL_PLAINTEXT 2, SASL_SSL 3.
+        ids = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
+        listeners = [L(name=name, host=host, port=port,
+                       security_protocol=ids[b.static_config.security_protocol(name)])
                      for name, (host, port) in b.advertised.items()]
         req = BrokerRegistrationRequest(
             broker_id=b.node_id, cluster_id=b.static_config["cluster.id"] or "",
@@ -623,7 +631,8 @@ class ClusterMember:
             epoch = await controller.register_broker(
                 request.broker_id, listener.host, listener.port, request.rack,
                 request.cluster_id or None,
-                previous_broker_epoch=request.previous_broker_epoch if api_version >= 3 else None)
+                previous_broker_epoch=request.previous_broker_epoch if api_version >= 3 else None,
+                endpoints=[(l.name, l.host, l.port) for l in request.listeners])
         except KafkaError as e:
             return BrokerRegistrationResponse(error_code=e.code)
         return BrokerRegistrationResponse(error_code=0, broker_epoch=epoch)

@@ -108,8 +108,15 @@ class KafkaServer:
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
         controller_only = not self.config.is_broker
-        # Bind first: the real ports must be known before they are advertised.
+        # Bind first: the real ports must be known before they are advertised. A
+        # voter's controller listener is served by the Raft transport at its
+        # controller.quorum.voters address (controller/raft/transport.py), not here.
+        voter_listeners = (set(self.config.controller_listener_names)
+                           if self.config.is_controller and self.config.controller_quorum_voters
+                           else set())
         for lst in ([] if controller_only else self.config.listeners):
+            if lst.name in voter_listeners:
+                continue
             sock = socket.create_server((lst.host or "0.0.0.0", lst.port), reuse_port=False,
                                         backlog=1024)
             sock.setblocking(False)
@@ -129,7 +136,10 @@ class KafkaServer:
             me = next(v for v in self.config.controller_quorum_voters
                       if v.node_id == self.config.node_id)
             advertised = {"CONTROLLER": (me.host, me.port)}
-        self.broker = Broker(self.config, advertised, self.clock)
+        cl = self.config.controller_listener_name
+        controller_sec = self.security.get(cl) if cl is not None and voter_listeners else None
+        self.broker = Broker(self.config, advertised, self.clock,
+                             controller_ssl=controller_sec.tls if controller_sec else None)
         # Cluster mode: join the quorum and register with the active controller, then
         # wait until this broker has caught up with the metadata log before the client
         # listeners accept (as a KRaft broker does): a client that connects earlier

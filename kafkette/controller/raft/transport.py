@@ -71,10 +71,14 @@ ChannelTimeout = RequestTimeoutError
 
 # --- server ------------------------------------------------------------------------------------
 class ControllerServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_frame: int = MAX_FRAME):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_frame: int = MAX_FRAME,
+                 ssl_context=None):
         self.host = host
         self.port = port
         self.max_frame = max_frame
+        # An SSL controller listener (controller.listener.names mapped to SSL): the
+        # server side of its TLS, with ssl.client.auth for mutual TLS. No SASL here.
+        self.ssl_context = ssl_context
         self._handlers: dict[int, tuple[int, int, Handler]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task] = set()
@@ -103,7 +107,8 @@ class ControllerServer:
         return self.port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_connection, self.host, self.port)
+        self._server = await asyncio.start_server(self._on_connection, self.host, self.port,
+                                                  ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -175,11 +180,12 @@ class ControllerChannel:
 
     def __init__(self, host: str, port: int, *, request_timeout_ms: int = 5000,
                  connect_timeout_ms: int = 2000, backoff_ms: int = 50, backoff_max_ms: int = 1000,
-                 client_id: str = CLIENT_ID, max_frame: int = MAX_FRAME):
+                 client_id: str = CLIENT_ID, max_frame: int = MAX_FRAME, security=None):
         self.host = host
         self.port = port
         self.request_timeout_ms = request_timeout_ms
-        self._channel = NodeChannel(host, port, client_id=client_id,
+        # `security`: kafkette.client_security.ClientSecurity of the controller listener.
+        self._channel = NodeChannel(host, port, client_id=client_id, security=security,
                                     connect_timeout=connect_timeout_ms / 1000,
                                     request_timeout=request_timeout_ms / 1000,
                                     backoff=backoff_ms / 1000, backoff_max=backoff_max_ms / 1000,

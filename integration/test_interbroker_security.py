@@ -1,0 +1,153 @@
+"""A 3-node cluster whose node-to-node traffic is secured (broker/peer_security.py):
+
+- inter-broker listener INTERNAL over SASL_SSL with PLAIN (the brokers log in as
+  User:broker, a super user, with the authorizer on): replica fetches, transaction
+  markers;
+- controller listener CONTROLLER over SSL with mutual TLS (ssl.client.auth=required):
+  Raft between the voters, registrations, heartbeats, AlterPartition, forwarding;
+- clients on a PLAINTEXT listener, which Metadata answers with each broker's
+  PLAINTEXT endpoint (not the first registered one, KIP-103).
+
+confluent-kafka produces acks=all to an RF3 topic, the leader is killed, and every
+record is read back from the new leader. Plaintext and certificate-less connections
+to the secured ports fail their TLS handshake.
+"""
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest
+import trustme
+from confluent_kafka import Consumer, Producer, TopicPartition as CkTopicPartition
+
+from itutil import free_port, frame, request_header_v1, unique_topic, wait_for_close, wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+        'username="broker" password="broker-secret" user_broker="broker-secret";')
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ibpki")
+    ca = trustme.CA()
+    node = ca.issue_cert("localhost", "127.0.0.1", common_name="broker")
+    paths = {"ca": d / "ca.pem", "node": d / "node.pem"}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    node.private_key_and_cert_chain_pem.write_to_path(str(paths["node"]))
+    return {k: str(v) for k, v in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, pki):
+    from kafkette.embedded_cluster import EmbeddedCluster
+    internal: dict[int, int] = {}
+
+    def listeners(n) -> str:
+        internal[n.node_id] = free_port()
+        return (f"PLAINTEXT://127.0.0.1:{n.port},INTERNAL://127.0.0.1:{internal[n.node_id]},"
+                f"CONTROLLER://127.0.0.1:{n.controller_port}")
+
+    config = {
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:SSL",
+        "inter.broker.listener.name": "INTERNAL",
+        "controller.listener.names": "CONTROLLER",
+        "ssl.keystore.type": "PEM", "ssl.keystore.location": pki["node"],
+        "ssl.truststore.type": "PEM", "ssl.truststore.location": pki["ca"],
+        "listener.name.controller.ssl.client.auth": "required",
+        "listener.name.internal.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.internal.plain.sasl.jaas.config": JAAS,
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        # The brokers' principal must be a super user (replica fetches need
+        # CLUSTER_ACTION); the anonymous clients of this test may do everything else.
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:broker",
+        "allow.everyone.if.no.acl.found": "true",
+        "offsets.topic.replication.factor": 3,
+        "replica.fetch.backoff.ms": 200,
+    }
+    logs = tmp_path_factory.mktemp("ib-logs")
+    with EmbeddedCluster(3, config, log_dir=logs, listeners=listeners) as kc:
+        kc.internal_ports = internal
+        yield kc
+
+
+@pytest.fixture(autouse=True)
+def _node_logs_on_failure(request, cluster):
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"\n{cluster!r}\n{cluster.log_tails(80)}")
+
+
+def test_metadata_names_each_brokers_client_listener(cluster):
+    md = cluster.metadata()
+    ports = sorted(b.port for b in md.brokers)
+    assert ports == sorted(n.port for n in cluster.brokers)
+
+
+def test_rf3_acks_all_survives_the_leader_over_secured_replication(cluster):
+    topic = unique_topic("ib-rf3")
+    cluster.create_topic(topic, partitions=1, replication_factor=3,
+                         config={"min.insync.replicas": 2})
+    # Followers join the ISR only by fetching over SASL_SSL from the leader.
+    wait_until(lambda: (s := cluster.partition_states(topic)) and len(s[0].isr) == 3,
+               30, message=f"{topic}: full ISR over the INTERNAL listener")
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all",
+                  "enable.idempotence": True, "message.timeout.ms": 60000})
+    n = 200
+    for i in range(n):
+        p.produce(topic, value=f"v{i}".encode())
+    assert p.flush(60) == 0
+    leader = cluster.leaders(topic)[0]
+    cluster.node(leader).kill()
+    wait_until(lambda: (l := cluster.leaders(topic).get(0, -1)) not in (-1, leader),
+               30, message="a new leader from the ISR")
+    new_leader = cluster.leaders(topic)[0]
+    alive = ",".join(b.bootstrap_servers for b in cluster.brokers if b.node_id != leader)
+    c = Consumer({"bootstrap.servers": alive, "group.id": unique_topic("g"),
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([CkTopicPartition(topic, 0, 0)])
+    got: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while len(got) < n and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert got == [f"v{i}".encode() for i in range(n)], f"new leader {new_leader}"
+    cluster.node(leader).start()
+    cluster.wait_ready(timeout=60)
+
+
+def _api_versions_frame() -> bytes:
+    return frame(request_header_v1(18, 0, 1, "plain-probe"))
+
+
+@pytest.mark.parametrize("which", ["INTERNAL", "CONTROLLER"])
+def test_plaintext_to_a_secured_node_port_is_refused(cluster, which):
+    node = cluster.brokers[0]
+    port = cluster.internal_ports[node.node_id] if which == "INTERNAL" else node.controller_port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(_api_versions_frame())
+        closed, data, why = wait_for_close(s, 10)
+    assert closed, why
+    # No Kafka answer (a response would start with a 4-byte size and correlation id 1);
+    # at most a TLS alert record (content type 21).
+    assert not data or data[0] == 21, data[:16]
+
+
+def test_controller_listener_wants_a_client_certificate(cluster, pki):
+    node = cluster.brokers[0]
+    ctx = ssl.create_default_context(cafile=pki["ca"])   # trusts the CA, has no cert
+    with socket.create_connection(("127.0.0.1", node.controller_port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                # TLS 1.3: the server's refusal of the missing certificate arrives
+                # after the client's handshake completes, on the first read.
+                s.sendall(_api_versions_frame())
+                if not s.recv(4):
+                    raise ConnectionError("closed")
