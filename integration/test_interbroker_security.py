@@ -5,6 +5,9 @@
   markers;
 - controller listener CONTROLLER over SSL with mutual TLS (ssl.client.auth=required):
   Raft between the voters, registrations, heartbeats, AlterPartition, forwarding;
+- the controller runs a forwarded request (an Envelope's wrapped principal, or a bare
+  one) only for a sender with CLUSTER_ACTION (KIP-590): the brokers' certificate maps
+  to User:broker, a super user; another certificate of the same CA is refused;
 - clients on a PLAINTEXT listener, which Metadata answers with each broker's
   PLAINTEXT endpoint (not the first registered one, KIP-103).
 
@@ -34,10 +37,15 @@ JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
 def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("ibpki")
     ca = trustme.CA()
-    node = ca.issue_cert("localhost", "127.0.0.1", common_name="broker")
-    paths = {"ca": d / "ca.pem", "node": d / "node.pem"}
+    node = ca.issue_cert("localhost", "127.0.0.1", common_name="broker",
+                         organization_name="kafkette", organization_unit_name="nodes")
+    # Signed by the same CA, so the TLS handshake succeeds; its principal is no super user.
+    intruder = ca.issue_cert("intruder", common_name="intruder",
+                             organization_name="kafkette", organization_unit_name="nodes")
+    paths = {"ca": d / "ca.pem", "node": d / "node.pem", "intruder": d / "intruder.pem"}
     ca.cert_pem.write_to_path(str(paths["ca"]))
     node.private_key_and_cert_chain_pem.write_to_path(str(paths["node"]))
+    intruder.private_key_and_cert_chain_pem.write_to_path(str(paths["intruder"]))
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -58,6 +66,8 @@ def cluster(tmp_path_factory, pki):
         "ssl.keystore.type": "PEM", "ssl.keystore.location": pki["node"],
         "ssl.truststore.type": "PEM", "ssl.truststore.location": pki["ca"],
         "listener.name.controller.ssl.client.auth": "required",
+        # The nodes' certificate subject CN=broker,OU=nodes,O=kafkette is User:broker.
+        "listener.name.controller.ssl.principal.mapping.rules": "RULE:^CN=([^,]*),.*$/$1/",
         "listener.name.internal.sasl.enabled.mechanisms": "PLAIN",
         "listener.name.internal.plain.sasl.jaas.config": JAAS,
         "sasl.mechanism.inter.broker.protocol": "PLAIN",
@@ -151,3 +161,64 @@ def test_controller_listener_wants_a_client_certificate(cluster, pki):
                 s.sendall(_api_versions_frame())
                 if not s.recv(4):
                     raise ConnectionError("closed")
+
+
+def _tls_connection(cluster, pki, cert: str, port: int):
+    from kafkette.client import KafkaConnection, run_sync
+    from kafkette.client_security import ClientSecurity
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    ctx.load_cert_chain(pki[cert])
+    return run_sync(KafkaConnection.connect("127.0.0.1", port,
+                                            security=ClientSecurity("SSL", ctx)))
+
+
+def test_forwarded_requests_need_cluster_action_of_their_sender(cluster, pki):
+    import urllib.request
+    from kafkette.client import request_once, run_sync
+    from kafkette.protocol.framing import encode_request
+    from kafkette.protocol.messages import (CreateAclsRequest, CreateTopicsRequest,
+                                            DefaultPrincipalData, EnvelopeRequest)
+    from kafkette.protocol.primitives import Writer
+    # A cluster ACL, so that allow.everyone.if.no.acl.found no longer covers the
+    # cluster: only the anonymous clients (ALL) and the super user may act on it.
+    via = cluster.brokers[0]
+    C = CreateAclsRequest.AclCreation
+    resp = request_once(via.host, via.port, CreateAclsRequest(creations=[C(
+        resource_type=4, resource_name="kafka-cluster", resource_pattern_type=3,
+        principal="User:ANONYMOUS", host="*", operation=2, permission_type=3)]), 3)
+    assert [r.error_code for r in resp.results] == [0], resp
+    controller = cluster.node(cluster.controller_id())
+
+    T = CreateTopicsRequest.CreatableTopic
+    topic = unique_topic("ib-intruder")
+    inner = CreateTopicsRequest(topics=[T(name=topic, num_partitions=1, replication_factor=1,
+                                          assignments=[], configs=[])], timeout_ms=5000)
+    w = Writer()
+    w.int16(0)
+    DefaultPrincipalData(type="User", name="broker", token_authenticated=False).write(w, 0)
+    envelope = EnvelopeRequest(
+        request_data=b"".join(bytes(c) for c in encode_request(inner, 5, 0, "x"))[4:],
+        request_principal=w.getvalue(), client_host_address=bytes([127, 0, 0, 1]))
+    CLUSTER_AUTHORIZATION_FAILED = 31
+    conn = _tls_connection(cluster, pki, "intruder", controller.controller_port)
+    try:
+        assert run_sync(conn.send(envelope, 0)).error_code == CLUSTER_AUTHORIZATION_FAILED
+        bare = run_sync(conn.send(inner, 5))
+        assert [t.error_code for t in bare.topics] == [CLUSTER_AUTHORIZATION_FAILED]
+    finally:
+        conn.close()
+    # The same Envelope from a node's certificate (User:broker) is run.
+    conn = _tls_connection(cluster, pki, "node", controller.controller_port)
+    try:
+        assert run_sync(conn.send(envelope, 0)).error_code == 0
+    finally:
+        conn.close()
+    wait_until(lambda: topic in {t.name for t in cluster.metadata([topic]).topics
+                                 if t.error_code == 0}, 20, message=f"{topic} created")
+    # Each denial is counted by resource type in /metrics.
+    with urllib.request.urlopen(f"http://127.0.0.1:{controller._admin_port}/metrics",
+                                timeout=5) as r:
+        text = r.read().decode()
+    line = next(l for l in text.splitlines()
+                if l.startswith('kafkette_authorizer_denied_total{resource_type="CLUSTER"}'))
+    assert float(line.split()[-1]) >= 2

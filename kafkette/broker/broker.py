@@ -61,14 +61,15 @@ INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
 class Broker:
     def __init__(self, config: BrokerConfig, advertised: dict[str, tuple[str, int]],
-                 clock=None, controller_ssl=None):
+                 clock=None, controller_ssl=None, controller_principal_of=None):
         """`advertised`: listener name -> (host, port) with real ports (a listener
         configured on port 0 is advertised on the port the OS gave it).
 
         `config` is the static config (file, --set); `self.config` is the effective
         one, with the dynamic broker configs of the metadata log on top (KIP-226).
         `controller_ssl`: the server-side ssl.SSLContext of an SSL controller listener
-        (server/tls.py makes it)."""
+        and `controller_principal_of(ssl_object)` the principal of its TLS peers
+        (server/tls.py makes both)."""
         self.static_config = config
         self.config = config
         self.clock = clock or SystemClock()
@@ -102,6 +103,7 @@ class Broker:
             from kafkette.controller.raft.quorum import RaftQuorum
             quorum = RaftQuorum(self.node_id, voters, self.data_dir, self.clock,
                                 config=config, server_ssl=controller_ssl,
+                                principal_of=controller_principal_of,
                                 client_security=self.controller_security)
         else:
             quorum = LocalQuorum(self.node_id, self.data_dir, self.clock)

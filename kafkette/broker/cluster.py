@@ -30,9 +30,14 @@
   ControllerApis does. Without an authorizer the request itself is sent at the
   client's version and its response relayed. A request that arrives on the
   controller listener without an Envelope is the cluster's own (topic
-  auto-creation) and runs without a principal (allowed): the controller listener is
-  trusted, as Kafka's is when its principal is a super user; Kafka also requires
-  CLUSTER_ACTION of the Envelope's sender, which kafkette does not check.
+  auto-creation) and runs without a principal (allowed). With an authorizer, the
+  sender of either must hold CLUSTER_ACTION on the cluster (a super user, as the
+  brokers' principal normally is), else CLUSTER_AUTHORIZATION_FAILED: as Kafka's
+  ControllerApis, the controller trusts the wrapped principal only from a broker.
+  The sender's principal is that of its controller-listener connection: its
+  certificate's (ssl.principal.mapping.rules) with mutual TLS, User:ANONYMOUS on
+  PLAINTEXT. Kafka also authorizes BrokerRegistration, BrokerHeartbeat,
+  AlterPartition and the Raft APIs as CLUSTER_ACTION; kafkette does not (yet).
 
 Node-to-node connections use the inter-broker and controller listeners' protocols
 (broker/peer_security.py): followers reach their leaders at the leader's registered
@@ -57,7 +62,8 @@ import uuid
 from kafkette.controller.controller import AlterPartitionItem
 from kafkette.errors import ErrorCode, KafkaError, NotControllerError
 from kafkette.logging import get_logger
-from kafkette.broker.authorization import authorizer_of, client_address
+from kafkette.broker.authorization import authorizer_of, client_address, denied
+from kafkette.controller.acls import CLUSTER, CLUSTER_ACTION, CLUSTER_NAME
 from kafkette.broker.registry import ROUTE_CONTROLLER, ROUTE_COORDINATOR
 from kafkette.protocol.framing import decode_request, decode_response, encode_request, encode_response
 from kafkette.protocol.primitives import Reader, Writer
@@ -169,6 +175,7 @@ class ClusterMember:
         self._creating: set[str] = set()
         self._closing = False
         self._isr_tasks: set[asyncio.Task] = set()
+        self._refused_senders: set[str] = set()
         # Set once a heartbeat answer says this broker has caught up with the metadata
         # log: only then do the client listeners open (as a KRaft broker waits).
         self.caught_up = asyncio.Event()
@@ -260,7 +267,12 @@ class ClusterMember:
         return ErrorCode.NONE if node == self.broker.node_id else ErrorCode.NOT_COORDINATOR
 
     def _check_groups(self, ctx, spec, request, handle):
-        codes = {g: self._group_error(g) for g in spec.group_ids(ctx, request)}
+        # Authorization first, as KafkaApis: a group the client may not use is the
+        # handler's to refuse (GROUP_AUTHORIZATION_FAILED), wherever it lives.
+        authorized = spec.group_authorized
+        codes = {g: self._group_error(g)
+                 if authorized is None or authorized(ctx, request, g) else ErrorCode.NONE
+                 for g in spec.group_ids(ctx, request)}
         if not any(codes.values()):
             return None
         if spec.per_group_response is not None:
@@ -440,11 +452,33 @@ class ClusterMember:
             raise KafkaError("the controller refused the envelope", resp.error_code)
         return decode_response(resp.response_data, api_key, version)[1]
 
-    async def _on_envelope(self, request, api_version, header):
+    def _sender_may_act_for_cluster(self, peer) -> bool:
+        """CLUSTER_ACTION on the cluster for the sender of a forwarded request (KIP-590:
+        Kafka's ControllerApis checks it before trusting an Envelope's principal)."""
+        auth = authorizer_of(self.broker)
+        if auth is None:
+            return True
+        if auth.authorize(self.broker.image.acls, peer.principal, peer.host,
+                          CLUSTER_ACTION, CLUSTER, CLUSTER_NAME):
+            return True
+        denied(self.broker, peer.principal, peer.host, CLUSTER_ACTION, CLUSTER, CLUSTER_NAME)
+        if peer.principal not in self._refused_senders:
+            # Once per principal: a broker whose principal is no super user is a
+            # cluster misconfiguration, and every forwarded request would say so again.
+            self._refused_senders.add(peer.principal)
+            log.warning("forwarded requests refused: the sender lacks CLUSTER_ACTION on "
+                        "the cluster (add its principal to super.users)",
+                        principal=peer.principal, host=peer.host)
+        return False
+
+    async def _on_envelope(self, request, api_version, header, peer):
         """The controller side of _send_enveloped: run the inner request as the
         principal it names (only requests that are forwarded to the controller)."""
         if not self.broker.controller.is_active:
             return EnvelopeResponse(error_code=ErrorCode.NOT_CONTROLLER, response_data=None)
+        if not self._sender_may_act_for_cluster(peer):
+            return EnvelopeResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                    response_data=None)
         try:
             inner_header, inner = decode_request(bytes(request.request_data))
             r = Reader(bytes(request.request_principal or b""))
@@ -605,17 +639,21 @@ class ClusterMember:
         server.register(BROKER_HEARTBEAT, 0, 1, self._on_broker_heartbeat)
         server.register(ALLOCATE_PRODUCER_IDS, 0, 0, self._on_allocate_producer_ids)
         server.register(ALTER_PARTITION, 0, 3, self._on_alter_partition)
-        server.register(ENVELOPE, 0, 0, self._on_envelope)
+        server.register(ENVELOPE, 0, 0, self._on_envelope, with_peer=True)
         for spec in sorted(self.broker.dispatcher.handlers.values(), key=lambda s: s.api_key):
             if spec.route == ROUTE_CONTROLLER:
                 server.register(spec.api_key, spec.min_version, spec.max_version,
-                                self._forwarded_handler(spec))
+                                self._forwarded_handler(spec), with_peer=True)
 
     def _forwarded_handler(self, spec):
-        async def handle(request, api_version, header):
+        async def handle(request, api_version, header, peer):
             if not self.broker.controller.is_active:
                 return forwarded_error_response(spec, request, ErrorCode.NOT_CONTROLLER,
                                                 "This node is not the active controller.")
+            if not self._sender_may_act_for_cluster(peer):
+                return forwarded_error_response(
+                    spec, request, ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                    "The sender of a forwarded request needs CLUSTER_ACTION on the cluster.")
             return await self._run_local(spec.api_key, request, api_version,
                                          getattr(header, "client_id", None))
         return handle

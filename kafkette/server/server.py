@@ -139,7 +139,9 @@ class KafkaServer:
         cl = self.config.controller_listener_name
         controller_sec = self.security.get(cl) if cl is not None and voter_listeners else None
         self.broker = Broker(self.config, advertised, self.clock,
-                             controller_ssl=controller_sec.tls if controller_sec else None)
+                             controller_ssl=controller_sec.tls if controller_sec else None,
+                             controller_principal_of=controller_sec.principals.principal
+                             if controller_sec and controller_sec.principals else None)
         # Cluster mode: join the quorum and register with the active controller, then
         # wait until this broker has caught up with the metadata log before the client
         # listeners accept (as a KRaft broker does): a client that connects earlier

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 from kafkette.client import NetworkError, NodeChannel, RequestTimeoutError
 from kafkette.controller.raft import messages as m
@@ -70,15 +70,30 @@ ChannelTimeout = RequestTimeoutError
 
 
 # --- server ------------------------------------------------------------------------------------
+ANONYMOUS = "User:ANONYMOUS"
+
+
+class Peer(NamedTuple):
+    """Who sent a request on the controller listener: its principal and IP address."""
+    principal: str
+    host: str
+
+
 class ControllerServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_frame: int = MAX_FRAME,
-                 ssl_context=None):
+                 ssl_context=None, principal_of: Callable | None = None):
         self.host = host
         self.port = port
         self.max_frame = max_frame
         # An SSL controller listener (controller.listener.names mapped to SSL): the
         # server side of its TLS, with ssl.client.auth for mutual TLS. No SASL here.
         self.ssl_context = ssl_context
+        # principal_of(ssl_object) -> "User:..." of a TLS peer (its certificate after
+        # ssl.principal.mapping.rules), None to refuse it; peers without TLS are
+        # User:ANONYMOUS, as on any PLAINTEXT listener.
+        self.principal_of = principal_of
+        # APIs whose handler takes the connection's Peer as a fourth argument.
+        self._with_peer: set[int] = set()
         self._handlers: dict[int, tuple[int, int, Handler]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task] = set()
@@ -91,9 +106,12 @@ class ControllerServer:
             V(api_key=k, min_version=lo, max_version=hi)
             for k, (lo, hi, _) in sorted(self._handlers.items())])
 
-    def register(self, api_key: int, min_version: int, max_version: int, fn: Handler) -> None:
-        """Serve `api_key` at versions min..max with `fn(request, api_version, header)`,
-        a coroutine function (or a plain one) returning the response object."""
+    def register(self, api_key: int, min_version: int, max_version: int, fn: Handler, *,
+                 with_peer: bool = False) -> None:
+        """Serve `api_key` at versions min..max with `fn(request, api_version, header)`
+        (`fn(request, api_version, header, peer)` with `with_peer`: the connection's
+        Peer, for handlers that authorize the sender), a coroutine function (or a
+        plain one) returning the response object."""
         if api_key not in API_MESSAGES:
             raise ValueError(f"no generated messages for api key {api_key}")
         req_cls, _ = API_MESSAGES[api_key]
@@ -101,6 +119,10 @@ class ControllerServer:
             raise ValueError(f"versions {min_version}-{max_version} of api {api_key} not in the specs "
                              f"({req_cls.MIN_VERSION}-{req_cls.MAX_VERSION})")
         self._handlers[api_key] = (min_version, max_version, fn)
+        if with_peer:
+            self._with_peer.add(api_key)
+        else:
+            self._with_peer.discard(api_key)
 
     @property
     def bound_port(self) -> int:
@@ -131,9 +153,12 @@ class ControllerServer:
         writer_task = asyncio.create_task(self._write_loop(out, writer))
         decoder = FrameDecoder(self.max_frame)
         try:
+            peer = self._peer(writer)
+            if peer is None:
+                return
             while data := await reader.read(_READ_CHUNK):
                 for frame in decoder.feed(data):
-                    out.put_nowait(asyncio.ensure_future(self._dispatch(frame)))
+                    out.put_nowait(asyncio.ensure_future(self._dispatch(frame, peer)))
         except (ConnectionError, asyncio.CancelledError):
             pass
         except ProtocolError as exc:   # a bad size prefix: FrameError
@@ -161,13 +186,28 @@ class ControllerServer:
             writer.writelines(data)
             await writer.drain()
 
-    async def _dispatch(self, frame) -> list:
+    def _peer(self, writer) -> "Peer | None":
+        addr = writer.get_extra_info("peername") or ("", 0)
+        ssl_object = writer.get_extra_info("ssl_object")
+        principal = ANONYMOUS
+        if ssl_object is not None and self.principal_of is not None:
+            principal = self.principal_of(ssl_object)
+            if principal is None:
+                log.warning("closing controller connection: no ssl.principal.mapping.rules "
+                            "rule matches the certificate", peer=f"{addr[0]}:{addr[1]}")
+                return None
+        return Peer(principal, addr[0])
+
+    async def _dispatch(self, frame, peer: "Peer | None" = None) -> list:
         api_key, api_version, _corr = peek_header(frame)
         entry = self._handlers.get(api_key)
         if entry is None or not entry[0] <= api_version <= entry[1]:
             raise ProtocolError(f"api {api_key} v{api_version} is not served on the controller listener")
         header, request = decode_request(frame)
-        result = entry[2](request, api_version, header)
+        if api_key in self._with_peer:
+            result = entry[2](request, api_version, header, peer or Peer(ANONYMOUS, ""))
+        else:
+            result = entry[2](request, api_version, header)
         if inspect.isawaitable(result):
             result = await result
         return encode_response(result, api_key, api_version, header.correlation_id)
