@@ -6,7 +6,7 @@
 - controller listener CONTROLLER over SSL with mutual TLS (ssl.client.auth=required):
   Raft between the voters, registrations, heartbeats, AlterPartition, forwarding;
 - the controller runs a forwarded request (an Envelope's wrapped principal, or a bare
-  one) only for a sender with CLUSTER_ACTION (KIP-590): the brokers' certificate maps
+  one) and broker heartbeats only for a sender with CLUSTER_ACTION (KIP-590): the brokers' certificate maps
   to User:broker, a super user; another certificate of the same CA is refused;
 - clients on a PLAINTEXT listener, which Metadata answers with each broker's
   PLAINTEXT endpoint (not the first registered one, KIP-103).
@@ -176,7 +176,8 @@ def test_forwarded_requests_need_cluster_action_of_their_sender(cluster, pki):
     import urllib.request
     from kafkette.client import request_once, run_sync
     from kafkette.protocol.framing import encode_request
-    from kafkette.protocol.messages import (CreateAclsRequest, CreateTopicsRequest,
+    from kafkette.protocol.messages import (BrokerHeartbeatRequest, CreateAclsRequest,
+                                            CreateTopicsRequest,
                                             DefaultPrincipalData, EnvelopeRequest)
     from kafkette.protocol.primitives import Writer
     # A cluster ACL, so that allow.everyone.if.no.acl.found no longer covers the
@@ -205,6 +206,11 @@ def test_forwarded_requests_need_cluster_action_of_their_sender(cluster, pki):
         assert run_sync(conn.send(envelope, 0)).error_code == CLUSTER_AUTHORIZATION_FAILED
         bare = run_sync(conn.send(inner, 5))
         assert [t.error_code for t in bare.topics] == [CLUSTER_AUTHORIZATION_FAILED]
+        # Nor may it heartbeat for a broker (it could ask to shut one down).
+        hb = run_sync(conn.send(BrokerHeartbeatRequest(
+            broker_id=via.node_id, broker_epoch=0, current_metadata_offset=0,
+            want_fence=False, want_shut_down=True, offline_log_dirs=[]), 1))
+        assert hb.error_code == CLUSTER_AUTHORIZATION_FAILED
     finally:
         conn.close()
     # The same Envelope from a node's certificate (User:broker) is run.
@@ -221,4 +227,4 @@ def test_forwarded_requests_need_cluster_action_of_their_sender(cluster, pki):
         text = r.read().decode()
     line = next(l for l in text.splitlines()
                 if l.startswith('kafkette_authorizer_denied_total{resource_type="CLUSTER"}'))
-    assert float(line.split()[-1]) >= 2
+    assert float(line.split()[-1]) >= 3

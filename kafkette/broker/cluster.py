@@ -36,8 +36,9 @@
   ControllerApis, the controller trusts the wrapped principal only from a broker.
   The sender's principal is that of its controller-listener connection: its
   certificate's (ssl.principal.mapping.rules) with mutual TLS, User:ANONYMOUS on
-  PLAINTEXT. Kafka also authorizes BrokerRegistration, BrokerHeartbeat,
-  AlterPartition and the Raft APIs as CLUSTER_ACTION; kafkette does not (yet).
+  PLAINTEXT. BrokerRegistration, BrokerHeartbeat, AllocateProducerIds and
+  AlterPartition need CLUSTER_ACTION of their sender too, as in Kafka; the Raft APIs
+  (Vote, Fetch, ...) are not authorized, where Kafka wants CLUSTER_ACTION.
 
 Node-to-node connections use the inter-broker and controller listeners' protocols
 (broker/peer_security.py): followers reach their leaders at the leader's registered
@@ -453,8 +454,10 @@ class ClusterMember:
         return decode_response(resp.response_data, api_key, version)[1]
 
     def _sender_may_act_for_cluster(self, peer) -> bool:
-        """CLUSTER_ACTION on the cluster for the sender of a forwarded request (KIP-590:
-        Kafka's ControllerApis checks it before trusting an Envelope's principal)."""
+        """CLUSTER_ACTION on the cluster for the sender of a broker-to-controller
+        request: registration, heartbeats, AlterPartition, producer id blocks and
+        forwarded requests (KIP-590: Kafka's ControllerApis checks it before trusting
+        an Envelope's principal)."""
         auth = authorizer_of(self.broker)
         if auth is None:
             return True
@@ -466,7 +469,7 @@ class ClusterMember:
             # Once per principal: a broker whose principal is no super user is a
             # cluster misconfiguration, and every forwarded request would say so again.
             self._refused_senders.add(peer.principal)
-            log.warning("forwarded requests refused: the sender lacks CLUSTER_ACTION on "
+            log.warning("controller requests refused: the sender lacks CLUSTER_ACTION on "
                         "the cluster (add its principal to super.users)",
                         principal=peer.principal, host=peer.host)
         return False
@@ -635,15 +638,33 @@ class ClusterMember:
     # -- controller-side APIs -----------------------------------------------------
     def _register_controller_apis(self) -> None:
         server = self.quorum.server
-        server.register(BROKER_REGISTRATION, 0, 4, self._on_broker_registration)
-        server.register(BROKER_HEARTBEAT, 0, 1, self._on_broker_heartbeat)
-        server.register(ALLOCATE_PRODUCER_IDS, 0, 0, self._on_allocate_producer_ids)
-        server.register(ALTER_PARTITION, 0, 3, self._on_alter_partition)
+        # Kafka's ControllerApis: CLUSTER_ACTION on the cluster for each of these.
+        refused = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        server.register(BROKER_REGISTRATION, 0, 4, self._cluster_action_only(
+            self._on_broker_registration, lambda: BrokerRegistrationResponse(
+                error_code=refused)), with_peer=True)
+        server.register(BROKER_HEARTBEAT, 0, 1, self._cluster_action_only(
+            self._on_broker_heartbeat, lambda: BrokerHeartbeatResponse(
+                error_code=refused, is_caught_up=False, is_fenced=True,
+                should_shut_down=False)), with_peer=True)
+        server.register(ALLOCATE_PRODUCER_IDS, 0, 0, self._cluster_action_only(
+            self._on_allocate_producer_ids, lambda: AllocateProducerIdsResponse(
+                error_code=refused, producer_id_start=-1, producer_id_len=0)), with_peer=True)
+        server.register(ALTER_PARTITION, 0, 3, self._cluster_action_only(
+            self._on_alter_partition, lambda: AlterPartitionResponse(
+                error_code=refused, topics=[])), with_peer=True)
         server.register(ENVELOPE, 0, 0, self._on_envelope, with_peer=True)
         for spec in sorted(self.broker.dispatcher.handlers.values(), key=lambda s: s.api_key):
             if spec.route == ROUTE_CONTROLLER:
                 server.register(spec.api_key, spec.min_version, spec.max_version,
                                 self._forwarded_handler(spec), with_peer=True)
+
+    def _cluster_action_only(self, fn, refusal):
+        async def handle(request, api_version, header, peer):
+            if not self._sender_may_act_for_cluster(peer):
+                return refusal()
+            return await fn(request, api_version, header)
+        return handle
 
     def _forwarded_handler(self, spec):
         async def handle(request, api_version, header, peer):
