@@ -86,10 +86,11 @@ def cluster(tmp_path_factory, pki):
 
 
 @pytest.fixture(autouse=True)
-def _node_logs_on_failure(request, cluster):
+def _node_logs_on_failure(request):
     yield
     rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
+    if rep is not None and rep.failed and "cluster" in request.fixturenames:
+        cluster = request.getfixturevalue("cluster")
         print(f"\n{cluster!r}\n{cluster.log_tails(80)}")
 
 
@@ -228,3 +229,61 @@ def test_forwarded_requests_need_cluster_action_of_their_sender(cluster, pki):
     line = next(l for l in text.splitlines()
                 if l.startswith('kafkette_authorizer_denied_total{resource_type="CLUSTER"}'))
     assert float(line.split()[-1]) >= 3
+
+
+def test_dedicated_controllers_over_mutual_tls(tmp_path, pki):
+    """3 broker-only nodes and 3 controller-only voters: the voters' Raft traffic, the
+    brokers' metadata fetching (as observers), registrations and heartbeats all run
+    over the SSL CONTROLLER listener with client certificates; replication over SSL."""
+    from kafkette.client_security import ClientSecurity
+    from kafkette.embedded_cluster import EmbeddedCluster
+
+    def listeners(n) -> str:
+        if n.roles == "controller":
+            return f"CONTROLLER://127.0.0.1:{n.controller_port}"
+        return f"PLAINTEXT://127.0.0.1:{n.port},INTERNAL://127.0.0.1:{free_port()}"
+
+    config = {
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:SSL",
+        "inter.broker.listener.name": "INTERNAL",
+        "controller.listener.names": "CONTROLLER",
+        "ssl.keystore.type": "PEM", "ssl.keystore.location": pki["node"],
+        "ssl.truststore.type": "PEM", "ssl.truststore.location": pki["ca"],
+        "ssl.client.auth": "required",
+        "replica.fetch.backoff.ms": 200,
+    }
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    ctx.load_cert_chain(pki["node"])
+    with EmbeddedCluster(3, config, controllers=3, log_dir=tmp_path / "logs",
+                         listeners=listeners,
+                         controller_security=ClientSecurity("SSL", ctx)) as kc:
+        try:
+            assert kc.describe_quorum().leader_id in {n.node_id for n in kc.controllers}
+            topic = unique_topic("ib-dedicated")
+            kc.create_topic(topic, partitions=1, replication_factor=3,
+                            config={"min.insync.replicas": 2})
+            wait_until(lambda: (s := kc.partition_states(topic)) and len(s[0].isr) == 3,
+                       30, message=f"{topic}: full ISR over SSL")
+            p = Producer({"bootstrap.servers": kc.bootstrap_servers, "acks": "all"})
+            for i in range(50):
+                p.produce(topic, value=f"d{i}".encode())
+            assert p.flush(30) == 0
+            c = Consumer({"bootstrap.servers": kc.bootstrap_servers, "group.id": unique_topic("g"),
+                          "auto.offset.reset": "earliest"})
+            c.assign([CkTopicPartition(topic, 0, 0)])
+            got: list[bytes] = []
+            deadline = time.monotonic() + 30
+            while len(got) < 50 and time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and m.error() is None:
+                    got.append(m.value())
+            c.close()
+            assert got == [f"d{i}".encode() for i in range(50)]
+            with socket.create_connection(("127.0.0.1", kc.controllers[0].controller_port),
+                                          timeout=5) as s:
+                s.sendall(_api_versions_frame())
+                closed, data, why = wait_for_close(s, 10)
+            assert closed and (not data or data[0] == 21), (why, data[:16])
+        except BaseException:
+            print(kc.log_tails(60))
+            raise

@@ -857,12 +857,14 @@ def request_once(host: str, port: int, request, version: int, *,
 
 
 def probe_api_versions(host: str, port: int, timeout: float = 3.0,
-                       client_id: str = "healthcheck") -> int:
+                       client_id: str = "healthcheck",
+                       security: ClientSecurity | None = None) -> int:
     """Blocking: the error code of an ApiVersions v0 answer (every Kafka broker and
-    librdkafka's mock answer v0). OSError when there is no answer, or a bad one."""
+    librdkafka's mock answer v0). OSError when there is no answer, or a bad one.
+    `security`: TLS for an SSL listener (EmbeddedCluster's SSL controller listeners)."""
     from kafkette.protocol.messages import ApiVersionsRequest
     try:
         return request_once(host, port, ApiVersionsRequest(), 0, client_id=client_id,
-                            timeout=timeout).error_code
+                            timeout=timeout, security=security).error_code
     except ProtocolError as e:
         raise OSError(f"bad ApiVersions answer from {host}:{port}: {e}") from None

@@ -1233,7 +1233,9 @@ class BrokerConfig:
                 self._advertised.append(l)
 
         ibl = v["inter.broker.listener.name"]
-        if ibl is not None and ibl.upper() not in names:
+        # A controller-only node has no broker listener (Kafka checks the inter-broker
+        # listener on brokers only), and may share the brokers' settings file.
+        if ibl is not None and ibl.upper() not in names and "broker" in v["process.roles"]:
             raise ConfigError(f"inter.broker.listener.name '{ibl}' is not in listeners "
                               f"({','.join(v['listeners'])})", key="inter.broker.listener.name")
 

@@ -136,6 +136,9 @@ class EmbeddedBroker:
         self._loop = None
         self._server = None
         self._closed = False
+        # ClientSecurity of the readiness probe (None: PLAINTEXT); EmbeddedCluster sets
+        # it for controller-only nodes whose controller listener is SSL.
+        self._probe_security = None
 
     # ------------------------------------------------------------------ properties
 
@@ -278,7 +281,8 @@ class EmbeddedBroker:
                 raise EmbeddedBrokerError(
                     f"kafkette exited with code {rc} before it was ready\n{tail}")
             try:
-                err = probe_api_versions(self._host, self._port, timeout=1.0)
+                err = probe_api_versions(self._host, self._port, timeout=1.0,
+                                         security=self._probe_security)
                 if err == 0:
                     return
                 last = f"ApiVersions error {err}"

@@ -101,7 +101,7 @@ class ClusterNode(EmbeddedBroker):
                  log_path=None, startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
                  stop_timeout: float = STOP_TIMEOUT, host: str = HOST,
                  launch_prefix: list[str] | None = None, roles: str = "broker,controller",
-                 listeners: str | None = None):
+                 listeners: str | None = None, probe_security=None):
         # A controller-only node is probed (ApiVersions) on its controller listener.
         super().__init__(config, data_dir=data_dir,
                          port=port if roles != "controller" else controller_port,
@@ -118,6 +118,8 @@ class ClusterNode(EmbeddedBroker):
         self.controller_port = controller_port
         self.roles = roles
         self._listeners = listeners   # EmbeddedCluster's listeners(layout), if given
+        if roles == "controller":
+            self._probe_security = probe_security   # an SSL controller listener
         self._paused = False
         if log_path is not None:
             self.log_path = Path(log_path)
@@ -242,6 +244,9 @@ class EmbeddedCluster:
     the client listener, e.g. an SSL inter-broker listener and an SSL CONTROLLER
     listener at the node's voter address (integration/test_interbroker_security.py);
     called again with the new ports when a start is retried.
+    ``controller_security``: a kafkette.client_security.ClientSecurity for the
+    controller listeners (SSL) that the readiness probes of controller-only nodes and
+    ``describe_quorum()`` connect with.
     ``controllers``: 0 (combined nodes) or the number of controller-only voters
     (see the module doc).
     """
@@ -254,7 +259,8 @@ class EmbeddedCluster:
                  stop_timeout: float = STOP_TIMEOUT, hosts: Sequence[str] | None = None,
                  launch_prefix: Callable[[int], list[str]] | None = None,
                  node_config: Callable[[int], Mapping[str, Any]] | None = None,
-                 listeners: Callable[[Any], str] | None = None):
+                 listeners: Callable[[Any], str] | None = None,
+                 controller_security=None):
         from kafkette import cluster_runner
         config = dict(config or {})
         if hosts is not None and len(hosts) != brokers + controllers:
@@ -283,6 +289,7 @@ class EmbeddedCluster:
         self._launch_prefix = launch_prefix
         self._node_config = node_config
         self._listeners = listeners
+        self.controller_security = controller_security
         self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-cluster-"))
         self._own_data_dir = data_dir is None
         self.data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
@@ -327,7 +334,8 @@ class EmbeddedCluster:
                         host=n.host, launch_prefix=(self._launch_prefix(n.node_id)
                                                     if self._launch_prefix else None),
                         roles=n.roles,
-                        listeners=self._listeners(n) if self._listeners else None)
+                        listeners=self._listeners(n) if self._listeners else None,
+                        probe_security=self.controller_security)
             for n in layout]
         self.brokers = [n for n in self.nodes if n.is_broker]
         self.controllers = [n for n in self.nodes if not n.is_broker]
@@ -573,7 +581,8 @@ class EmbeddedCluster:
         last: BaseException | None = None
         for n in voters:
             try:
-                resp = request_once(n.host, n.controller_port, req, 2, timeout=timeout)
+                resp = request_once(n.host, n.controller_port, req, 2, timeout=timeout,
+                                    security=self.controller_security)
                 return resp.topics[0].partitions[0]
             except (OSError, EOFError, IndexError) as e:
                 last = e

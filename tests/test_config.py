@@ -677,3 +677,18 @@ SASL_MAP = "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT"
 def test_node_to_node_layouts_kafkette_cannot_serve_are_refused(extra, match):
     with pytest.raises(ConfigError, match=match):
         _cluster(**extra)
+
+
+def test_a_controller_only_node_may_share_the_brokers_inter_broker_setting():
+    # One settings file for every node: the controller opens no INTERNAL listener.
+    c = BrokerConfig({"node.id": "3001", "process.roles": "controller",
+                      "controller.quorum.voters": "3001@127.0.0.1:19093",
+                      "listeners": "CONTROLLER://127.0.0.1:19093",
+                      "controller.listener.names": "CONTROLLER",
+                      "inter.broker.listener.name": "INTERNAL",
+                      "listener.security.protocol.map": "INTERNAL:SSL,CONTROLLER:SSL",
+                      "ssl.keystore.type": "PEM", "ssl.keystore.location": "/x/node.pem"})
+    assert c.controller_listener_name == "CONTROLLER"
+    with pytest.raises(ConfigError, match="inter.broker.listener.name 'INTERNAL' is not in"):
+        BrokerConfig({"node.id": "1", "listeners": "PLAINTEXT://127.0.0.1:0",
+                      "inter.broker.listener.name": "INTERNAL"})
