@@ -291,7 +291,9 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("controller.quorum.bootstrap.servers", LIST, [], "host:port of controllers to "
        "discover the quorum from (KIP-853). Accepted; kafkette uses controller.quorum.voters."),
     _k("controller.listener.names", LIST, [], "Names of the listeners the controller "
-       "serves on. Empty: the controller shares the node's listeners."),
+       "serves on. The first one's protocol (listener.security.protocol.map: PLAINTEXT "
+       "or SSL) and ssl.* settings secure every connection to the controllers, served "
+       "at each voter's controller.quorum.voters address. Empty: PLAINTEXT."),
     _k("controller.quorum.election.timeout.ms", INT, 1000, "Time without a leader before "
        "a voter starts an election.", Range(1)),
     _k("controller.quorum.fetch.timeout.ms", INT, 2000, "Time without a successful fetch "
@@ -1339,7 +1341,7 @@ class BrokerConfig:
         """The node-to-node connections of a cluster: brokers reach each other on the
         inter-broker listener and everyone reaches the controllers on the controller
         listener, each with that listener's protocol (kafkette.client's
-        ClientSecurity, made by server/peer_security.py)."""
+        ClientSecurity, made by broker/peer_security.py)."""
         v = self._values
         if v["inter.broker.listener.name"] is not None and \
                 "security.inter.broker.protocol" in self._explicit:
