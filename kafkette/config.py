@@ -1377,7 +1377,12 @@ class BrokerConfig:
             me = next(q for q in self._voters if q.node_id == v["node.id"])
             l = next(l for l in listeners if l.name == cl)
             if (l.host, l.port) != (me.host, me.port) and \
-                    self.security_protocol(cl) != "PLAINTEXT":
+                    self.security_protocol(cl) == "PLAINTEXT":
+                self.warnings.append(
+                    f"controller listener {l} is served at this node's "
+                    f"controller.quorum.voters address {me.host}:{me.port}; {l} itself "
+                    f"is not bound")
+            elif (l.host, l.port) != (me.host, me.port):
                 # The Raft transport serves the controller listener at the voter entry
                 # (server/server.py binds no socket of its own for it).
                 raise ConfigError(

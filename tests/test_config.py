@@ -692,3 +692,9 @@ def test_a_controller_only_node_may_share_the_brokers_inter_broker_setting():
     with pytest.raises(ConfigError, match="inter.broker.listener.name 'INTERNAL' is not in"):
         BrokerConfig({"node.id": "1", "listeners": "PLAINTEXT://127.0.0.1:0",
                       "inter.broker.listener.name": "INTERNAL"})
+
+
+def test_a_plaintext_controller_listener_away_from_the_voter_address_is_a_warning():
+    c = _cluster(**{"listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:19999"})
+    assert any("CONTROLLER://127.0.0.1:19999" in w and "not bound" in w for w in c.warnings)
+    assert not any("not bound" in w for w in _cluster().warnings)
