@@ -231,10 +231,12 @@ def test_forwarded_requests_need_cluster_action_of_their_sender(cluster, pki):
     assert float(line.split()[-1]) >= 3
 
 
-def test_dedicated_controllers_over_mutual_tls(tmp_path, pki):
+def test_dedicated_controllers_over_sasl_ssl(tmp_path, pki):
     """3 broker-only nodes and 3 controller-only voters: the voters' Raft traffic, the
     brokers' metadata fetching (as observers), registrations and heartbeats all run
-    over the SSL CONTROLLER listener with client certificates; replication over SSL."""
+    over the SASL_SSL (PLAIN) CONTROLLER listener; replication over mutual TLS. With
+    the authorizer on, the brokers' CLUSTER_ACTION comes from User:broker (SASL) on the
+    controller listener and from their certificate subject on the inter-broker one."""
     from kafkette.client_security import ClientSecurity
     from kafkette.embedded_cluster import EmbeddedCluster
 
@@ -244,19 +246,27 @@ def test_dedicated_controllers_over_mutual_tls(tmp_path, pki):
         return f"PLAINTEXT://127.0.0.1:{n.port},INTERNAL://127.0.0.1:{free_port()}"
 
     config = {
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:SSL",
+        "listener.security.protocol.map":
+            "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:SASL_SSL",
         "inter.broker.listener.name": "INTERNAL",
         "controller.listener.names": "CONTROLLER",
         "ssl.keystore.type": "PEM", "ssl.keystore.location": pki["node"],
         "ssl.truststore.type": "PEM", "ssl.truststore.location": pki["ca"],
-        "ssl.client.auth": "required",
+        "listener.name.internal.ssl.client.auth": "required",
+        "listener.name.internal.ssl.principal.mapping.rules": "RULE:^CN=([^,]*),.*$/$1/",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": JAAS,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:broker",
+        "allow.everyone.if.no.acl.found": "true",
         "replica.fetch.backoff.ms": 200,
     }
     ctx = ssl.create_default_context(cafile=pki["ca"])
-    ctx.load_cert_chain(pki["node"])
     with EmbeddedCluster(3, config, controllers=3, log_dir=tmp_path / "logs",
                          listeners=listeners,
-                         controller_security=ClientSecurity("SSL", ctx)) as kc:
+                         controller_security=ClientSecurity(
+                             "SASL_SSL", ctx, "PLAIN", "broker", "broker-secret")) as kc:
         try:
             assert kc.describe_quorum().leader_id in {n.node_id for n in kc.controllers}
             topic = unique_topic("ib-dedicated")

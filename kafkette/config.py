@@ -291,8 +291,8 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("controller.quorum.bootstrap.servers", LIST, [], "host:port of controllers to "
        "discover the quorum from (KIP-853). Accepted; kafkette uses controller.quorum.voters."),
     _k("controller.listener.names", LIST, [], "Names of the listeners the controller "
-       "serves on. The first one's protocol (listener.security.protocol.map: PLAINTEXT "
-       "or SSL) and ssl.* settings secure every connection to the controllers, served "
+       "serves on. The first one's protocol (listener.security.protocol.map) and its "
+       "ssl.* / SASL settings secure every connection to the controllers, served "
        "at each voter's controller.quorum.voters address. Empty: PLAINTEXT."),
     _k("controller.quorum.election.timeout.ms", INT, 1000, "Time without a leader before "
        "a voter starts an election.", Range(1)),
@@ -353,8 +353,9 @@ _BROKER_KEYS: list[ConfigKey] = [
        "listener.name.<listener>.<mechanism>.sasl.jaas.config. Kafka's default GSSAPI "
        "is not supported."),
     _k("sasl.mechanism.controller.protocol", STRING, "GSSAPI", "SASL mechanism of "
-       "connections to the controller listener. kafkette's controller listener serves "
-       "PLAINTEXT and SSL only, so this is not used."),
+       "the connections to a SASL_* controller listener: PLAIN, SCRAM-SHA-256 or "
+       "SCRAM-SHA-512, with username and password from "
+       "listener.name.<listener>.<mechanism>.sasl.jaas.config."),
     _k("metrics.listener", STRING, "", "kafkette only: host:port of an HTTP listener that "
        "serves metrics. Empty: no metrics listener."),
     _k("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts; "
@@ -1314,8 +1315,11 @@ class BrokerConfig:
             self._check_node_traffic(listeners)
         for name in self._listener_overrides:
             # A broker-only node reaches the controllers on a listener it does not
-            # open: its client-side settings may be prefixed with that listener's name.
-            if name not in names and name not in self._controller_listener_names:
+            # open: its client-side settings may be prefixed with that listener's name;
+            # a controller-only node may share the brokers' settings for theirs.
+            ibl = self._values["inter.broker.listener.name"]
+            if name not in names and name not in self._controller_listener_names and not (
+                    not self.is_broker and ibl is not None and name == ibl.upper()):
                 raise ConfigError(f"listener.name.{name.lower()}.* settings name listener "
                                   f"'{name}', which is not in listeners", key="listeners")
         for l in listeners:
@@ -1368,11 +1372,7 @@ class BrokerConfig:
                 self.inter_broker_sasl(ibl)
         cl = self.controller_listener_name
         if cl is not None and self.security_protocol(cl) in SASL_PROTOCOLS:
-            raise ConfigError(
-                f"controller listener '{cl}' is {self.security_protocol(cl)}: kafkette's "
-                f"controller listener serves PLAINTEXT and SSL (with ssl.client.auth for "
-                f"mutual TLS), not SASL; map it to SSL in listener.security.protocol.map",
-                key="listener.security.protocol.map")
+            self.controller_sasl(cl)
         if cl is not None and self.is_controller and cl in names:
             me = next(q for q in self._voters if q.node_id == v["node.id"])
             l = next(l for l in listeners if l.name == cl)
@@ -1400,19 +1400,27 @@ class BrokerConfig:
         inter-broker listener: sasl.mechanism.inter.broker.protocol and the
         username / password options of the listener's JAAS config for it, as
         Kafka's brokers read them."""
-        mech = self._values["sasl.mechanism.inter.broker.protocol"].upper()
+        return self._node_sasl(listener, "sasl.mechanism.inter.broker.protocol", "inter-broker")
+
+    def controller_sasl(self, listener: str) -> tuple[str, str, str]:
+        """The same for the SASL controller listener, with
+        sasl.mechanism.controller.protocol."""
+        return self._node_sasl(listener, "sasl.mechanism.controller.protocol", "controller")
+
+    def _node_sasl(self, listener: str, mech_key: str, what: str) -> tuple[str, str, str]:
+        mech = self._values[mech_key].upper()
         if mech not in SASL_MECHANISMS:
             raise ConfigError(
-                f"inter-broker listener {listener} ({self.security_protocol(listener)}) "
-                f"logs in with sasl.mechanism.inter.broker.protocol={mech}; kafkette "
+                f"{what} listener {listener} ({self.security_protocol(listener)}) "
+                f"logs in with {mech_key}={mech}; kafkette "
                 f"serves {', '.join(SASL_MECHANISMS)}: set it to one of those",
-                key="sasl.mechanism.inter.broker.protocol")
+                key=mech_key)
         if mech not in self.sasl_mechanisms(listener):
             raise ConfigError(
-                f"sasl.mechanism.inter.broker.protocol={mech} is not enabled on the "
-                f"inter-broker listener {listener} (sasl.enabled.mechanisms="
+                f"{mech_key}={mech} is not enabled on the "
+                f"{what} listener {listener} (sasl.enabled.mechanisms="
                 f"{','.join(self.sasl_mechanisms(listener))})",
-                key="sasl.mechanism.inter.broker.protocol")
+                key=mech_key)
         key = (f"listener.name.{listener.lower()}.{mech.lower()}.sasl.jaas.config"
                if f"{mech.lower()}.sasl.jaas.config" in self._listener_overrides.get(
                    listener.upper(), {}) else "sasl.jaas.config")
@@ -1420,7 +1428,7 @@ class BrokerConfig:
         opts = parse_jaas_config(text, key)[2] if text is not None else {}
         if "username" not in opts or "password" not in opts:
             raise ConfigError(
-                f"inter-broker listener {listener}: the broker logs in to its peers with "
+                f"{what} listener {listener}: the node logs in to its peers with "
                 f"the username and password options of {key}, which "
                 + ("is not set" if text is None else "lacks them"),
                 key=key)

@@ -664,11 +664,12 @@ SASL_MAP = "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT"
       "listener.name.internal.plain.sasl.jaas.config":
           'org.apache.kafka.common.security.plain.PlainLoginModule required user_a="b";'},
      "username and password"),
+    # a SASL controller listener: the same checks with sasl.mechanism.controller.protocol
     ({"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,"
                                         "CONTROLLER:SASL_SSL",
       "sasl.enabled.mechanisms": "PLAIN",
       "listener.name.controller.plain.sasl.jaas.config": _PLAIN_BROKER_JAAS},
-     "serves PLAINTEXT and SSL"),
+     "sasl.mechanism.controller.protocol=GSSAPI"),
     # the Raft transport serves the controller listener at the voter address
     ({"listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:19999",
       "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"},
@@ -698,3 +699,12 @@ def test_a_plaintext_controller_listener_away_from_the_voter_address_is_a_warnin
     c = _cluster(**{"listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:19999"})
     assert any("CONTROLLER://127.0.0.1:19999" in w and "not bound" in w for w in c.warnings)
     assert not any("not bound" in w for w in _cluster().warnings)
+
+
+def test_a_sasl_controller_listener_logs_in_with_the_controller_mechanism():
+    c = _cluster(**{"listener.security.protocol.map":
+                    "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:SASL_SSL",
+                    "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+                    "listener.name.controller.plain.sasl.jaas.config": _PLAIN_BROKER_JAAS,
+                    "sasl.mechanism.controller.protocol": "PLAIN"})
+    assert c.controller_sasl("CONTROLLER") == ("PLAIN", "broker", "s")

@@ -61,7 +61,8 @@ INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
 class Broker:
     def __init__(self, config: BrokerConfig, advertised: dict[str, tuple[str, int]],
-                 clock=None, controller_ssl=None, controller_principal_of=None):
+                 clock=None, controller_ssl=None, controller_principal_of=None,
+                 controller_sasl=None):
         """`advertised`: listener name -> (host, port) with real ports (a listener
         configured on port 0 is advertised on the port the OS gave it).
 
@@ -69,7 +70,8 @@ class Broker:
         one, with the dynamic broker configs of the metadata log on top (KIP-226).
         `controller_ssl`: the server-side ssl.SSLContext of an SSL controller listener
         and `controller_principal_of(ssl_object)` the principal of its TLS peers
-        (server/tls.py makes both)."""
+        (server/tls.py makes both); `controller_sasl` the SASL exchange of a SASL
+        controller listener (see ControllerServer)."""
         self.static_config = config
         self.config = config
         self.clock = clock or SystemClock()
@@ -104,6 +106,7 @@ class Broker:
             quorum = RaftQuorum(self.node_id, voters, self.data_dir, self.clock,
                                 config=config, server_ssl=controller_ssl,
                                 principal_of=controller_principal_of,
+                                server_sasl=controller_sasl,
                                 client_security=self.controller_security)
         else:
             quorum = LocalQuorum(self.node_id, self.data_dir, self.clock)

@@ -47,7 +47,8 @@ endpoint of `inter.broker.listener.name`.
 Real Kafka differences: KRaft also has a separate controller listener per
 `controller.listener.names`; here the controller listener is the address of the node
 in `controller.quorum.voters`, with the protocol of the first of
-`controller.listener.names` (PLAINTEXT or SSL). No UnregisterBroker. A KRaft controller-only node
+`controller.listener.names` (any of the four; no authentication timeout for a
+SASL client that never finishes, which Kafka closes after connections.max.idle.ms). No UnregisterBroker. A KRaft controller-only node
 registers itself with the quorum as a controller (ControllerRegistration, KIP-919)
 and DescribeCluster can list controllers; kafkette's controllers are known from
 controller.quorum.voters only.

@@ -12,15 +12,14 @@ Kafka's settings, read as a Kafka broker reads them for its inter-broker client:
   peer listener with `ssl.client.auth=required` accepts the node and maps its
   certificate subject to its principal; `ssl.endpoint.identification.algorithm`
   (https by default) checks the peer's host name;
-- SASL: `sasl.mechanism.inter.broker.protocol` with the `username` / `password`
-  options of `listener.name.<listener>.<mechanism>.sasl.jaas.config` (the same JAAS
-  entry whose `user_<name>` options list PLAIN's users on the server side).
+- SASL: `sasl.mechanism.inter.broker.protocol` (`sasl.mechanism.controller.protocol`
+  for the controller listener) with the `username` / `password` options of
+  `listener.name.<listener>.<mechanism>.sasl.jaas.config` (the same JAAS entry whose
+  `user_<name>` options list PLAIN's users on the server side).
 
 The principal of these connections is the listener's: User:<username> over SASL,
 User:<certificate subject> over mutual TLS. With an authorizer it must be a super
 user (or hold CLUSTER_ACTION on the cluster), as in Kafka.
-
-The controller listener serves PLAINTEXT and SSL only (config.py refuses SASL there).
 """
 from __future__ import annotations
 
@@ -77,4 +76,7 @@ def inter_broker_security(config: BrokerConfig) -> ClientSecurity | None:
 
 
 def controller_security(config: BrokerConfig) -> ClientSecurity | None:
-    return listener_client_security(config, config.controller_listener_name)
+    listener = config.controller_listener_name
+    sasl = (config.controller_sasl(listener) if listener is not None and
+            config.security_protocol(listener) in SASL_PROTOCOLS else None)
+    return listener_client_security(config, listener, sasl)

@@ -85,6 +85,24 @@ def _sasl_factory(config: BrokerConfig, listener: str) -> Callable:
     return session
 
 
+class _ControllerSasl:
+    """The SASL exchange of a SASL controller listener, for the Raft transport's
+    ControllerServer (controller/raft/transport.py): sessions from the listener's
+    settings, SaslHandshake / SaslAuthenticate answered by their handlers."""
+
+    def __init__(self, server: "KafkaServer", listener: str, factory: Callable):
+        self.server = server   # what the session factory reads SCRAM users through
+        self.listener = listener
+        self._factory = factory
+
+    def new_session(self, peer):
+        return self._factory(self)
+
+    def exchange(self, frame, session, peer) -> list:
+        return self.server.broker.dispatcher.handle_sasl(frame, session, peer.host,
+                                                         self.listener) or []
+
+
 class KafkaServer:
     def __init__(self, config: BrokerConfig, clock=None,
                  security: dict[str, ListenerSecurity] | None = None):
@@ -141,7 +159,9 @@ class KafkaServer:
         self.broker = Broker(self.config, advertised, self.clock,
                              controller_ssl=controller_sec.tls if controller_sec else None,
                              controller_principal_of=controller_sec.principals.principal
-                             if controller_sec and controller_sec.principals else None)
+                             if controller_sec and controller_sec.principals else None,
+                             controller_sasl=_ControllerSasl(self, cl, controller_sec.sasl)
+                             if controller_sec and controller_sec.sasl else None)
         # Cluster mode: join the quorum and register with the active controller, then
         # wait until this broker has caught up with the metadata log before the client
         # listeners accept (as a KRaft broker does): a client that connects earlier

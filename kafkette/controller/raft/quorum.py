@@ -100,7 +100,7 @@ class RaftQuorum:
 
     def __init__(self, node_id: int, voters: dict[int, tuple[str, int]], data_dir: Path, clock=None, *,
                  config=None, rng: random.Random | None = None, server_ssl=None,
-                 client_security=None, principal_of=None):
+                 client_security=None, principal_of=None, server_sasl=None):
         if not voters:
             raise ValueError("a Raft quorum needs at least one voter")
         self.node_id = node_id
@@ -116,6 +116,7 @@ class RaftQuorum:
         self._server_ssl = server_ssl
         self._client_security = client_security
         self._principal_of = principal_of   # the TLS peers' principals (ControllerServer)
+        self._server_sasl = server_sasl     # a SASL controller listener (ControllerServer)
         self._listener: QuorumListener | None = None
         self._log: FileLog | None = None
         self.node: RaftNode | None = None
@@ -159,7 +160,8 @@ class RaftQuorum:
         if not self.observer:
             host, port = self.voters[self.node_id]
             self._server = ControllerServer(host, port, ssl_context=self._server_ssl,
-                                            principal_of=self._principal_of)
+                                            principal_of=self._principal_of,
+                                            sasl=self._server_sasl)
             await self._server.start()
             self.voters[self.node_id] = (host, self._server.port)
         self._log = FileLog(self.data_dir / f"{METADATA_TOPIC}-0", self.clock)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import uuid
 from typing import Awaitable, Callable, NamedTuple
 
@@ -81,12 +82,12 @@ class Peer(NamedTuple):
 
 class ControllerServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_frame: int = MAX_FRAME,
-                 ssl_context=None, principal_of: Callable | None = None):
+                 ssl_context=None, principal_of: Callable | None = None, sasl=None):
         self.host = host
         self.port = port
         self.max_frame = max_frame
-        # An SSL controller listener (controller.listener.names mapped to SSL): the
-        # server side of its TLS, with ssl.client.auth for mutual TLS. No SASL here.
+        # An SSL / SASL_SSL controller listener: the server side of its TLS, with
+        # ssl.client.auth for mutual TLS.
         self.ssl_context = ssl_context
         # principal_of(ssl_object) -> "User:..." of a TLS peer (its certificate after
         # ssl.principal.mapping.rules), None to refuse it; peers without TLS are
@@ -94,10 +95,25 @@ class ControllerServer:
         self.principal_of = principal_of
         # APIs whose handler takes the connection's Peer as a fourth argument.
         self._with_peer: set[int] = set()
+        # A SASL controller listener: an object with `new_session(peer)` (a sans-IO
+        # server.sasl.SaslSession) and `exchange(frame, session, peer)` (the encoded
+        # answer to a SaslHandshake / SaslAuthenticate), given by server/server.py.
+        # Until the session is authenticated only ApiVersions and the exchange are
+        # served, as on every SASL listener.
+        self.sasl = sasl
         self._handlers: dict[int, tuple[int, int, Handler]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task] = set()
         self._handlers[18] = (0, 4, self._api_versions)
+        if sasl is not None:
+            # Listed in ApiVersions, so that clients find the versions to use; the
+            # requests themselves never reach a handler (see _sasl_step).
+            self._handlers[17] = (0, 1, self._not_now)
+            self._handlers[36] = (0, 2, self._not_now)
+
+    @staticmethod
+    def _not_now(request, api_version, header):
+        raise ProtocolError("SASL request after authentication")
 
     def _api_versions(self, request, api_version, header):
         from kafkette.protocol.messages import ApiVersionsResponse
@@ -156,8 +172,19 @@ class ControllerServer:
             peer = self._peer(writer)
             if peer is None:
                 return
+            session = self.sasl.new_session(peer) if self.sasl is not None else None
             while data := await reader.read(_READ_CHUNK):
                 for frame in decoder.feed(data):
+                    # Past authentication only a SaslHandshake (KIP-368) and sessions
+                    # with a lifetime need the gate, as in server/connection.py.
+                    if session is not None and (
+                            not session.authenticated or
+                            session.session_expires_ms is not None or
+                            (len(frame) >= 2 and int.from_bytes(frame[:2], "big") == 17)):
+                        done, peer = self._sasl_step(frame, session, peer, out)
+                        if done:
+                            return
+                        continue
                     out.put_nowait(asyncio.ensure_future(self._dispatch(frame, peer)))
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -197,6 +224,38 @@ class ControllerServer:
                             "rule matches the certificate", peer=f"{addr[0]}:{addr[1]}")
                 return None
         return Peer(principal, addr[0])
+
+    def _sasl_step(self, frame, session, peer: "Peer", out: asyncio.Queue):
+        """One frame of a connection whose SASL session is not authenticated (or a
+        KIP-368 re-authentication's SaslHandshake): answered in order through `out`.
+        (closed?, the peer with its principal once authenticated)."""
+        now_ms = int(time.monotonic() * 1000)
+        api_key = int.from_bytes(frame[:2], "big") if len(frame) >= 2 else None
+        was_authenticated = session.authenticated
+        # server.sasl.Route by value: this layer does not import server/.
+        route = session.route(api_key, now_ms).value
+        if route == "dispatch":            # ApiVersions before the handshake
+            out.put_nowait(asyncio.ensure_future(self._dispatch(frame, peer)))
+            return False, peer
+        if route == "close":
+            log.warning("closing controller connection: SASL", peer=peer.host,
+                        reason=session.failure)
+            return True, peer
+        if route == "raw_token":           # SaslHandshake v0: bare tokens
+            token = session.authenticate_raw(frame, now_ms)
+            answer = [] if token is None else [len(token).to_bytes(4, "big") + token]
+        else:
+            answer = self.sasl.exchange(frame, session, peer)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(answer or [])
+        out.put_nowait(done)
+        if session.failed:
+            log.warning("closing controller connection: SASL authentication failed",
+                        peer=peer.host, mechanism=session.mechanism, reason=session.failure)
+            return True, peer                # the answer goes out before the close
+        if session.authenticated and not was_authenticated:
+            peer = Peer(session.principal, peer.host)
+        return False, peer
 
     async def _dispatch(self, frame, peer: "Peer | None" = None) -> list:
         api_key, api_version, _corr = peek_header(frame)
