@@ -318,7 +318,9 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("controller.quorum.bootstrap.servers", LIST, [], "host:port of controllers to "
        "discover the quorum from (KIP-853). Accepted; kafkette uses controller.quorum.voters."),
     _k("controller.listener.names", LIST, [], "Names of the listeners the controller "
-       "serves on. Empty: the controller shares the node's listeners."),
+       "serves on. The first one's protocol (listener.security.protocol.map) and its "
+       "ssl.* / SASL settings secure every connection to the controllers, served "
+       "at each voter's controller.quorum.voters address. Empty: PLAINTEXT."),
     _k("controller.quorum.election.timeout.ms", INT, 1000, "Time without a leader before "
        "a voter starts an election.", Range(1)),
     _k("controller.quorum.fetch.timeout.ms", INT, 2000, "Time without a successful fetch "
@@ -364,7 +366,23 @@ _BROKER_KEYS: list[ConfigKey] = [
        "request on a resource that no ACL names (none LITERAL, `*` or PREFIXED covers "
        "it). Default false: denied."),
     _k("inter.broker.listener.name", STRING, None, "Listener that brokers use to reach "
-       "each other (follower fetching). Default: the first non-controller listener."),
+       "each other (follower fetching, transaction markers): each broker connects to "
+       "the peer's registered endpoint of this listener with its security protocol. "
+       "Default: the listener named by security.inter.broker.protocol when that is "
+       "set, else the first non-controller listener."),
+    _k("security.inter.broker.protocol", STRING, "PLAINTEXT", "Kafka's older way to "
+       "choose the inter-broker listener: the listener whose name is this protocol. "
+       "Only one of it and inter.broker.listener.name may be set.",
+       Choices("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+    _k("sasl.mechanism.inter.broker.protocol", STRING, "GSSAPI", "SASL mechanism of "
+       "the inter-broker connections when the inter-broker listener is SASL_*: PLAIN, "
+       "SCRAM-SHA-256 or SCRAM-SHA-512, with username and password from "
+       "listener.name.<listener>.<mechanism>.sasl.jaas.config. Kafka's default GSSAPI "
+       "is not supported."),
+    _k("sasl.mechanism.controller.protocol", STRING, "GSSAPI", "SASL mechanism of "
+       "the connections to a SASL_* controller listener: PLAIN, SCRAM-SHA-256 or "
+       "SCRAM-SHA-512, with username and password from "
+       "listener.name.<listener>.<mechanism>.sasl.jaas.config."),
     _k("metrics.listener", STRING, "", "kafkette only: host:port of an HTTP listener that "
        "serves metrics. Empty: no metrics listener."),
     _k("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts; "
@@ -406,6 +424,10 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("ssl.cipher.suites", LIST, [], "Cipher suites for TLS 1.2 and below, by OpenSSL "
        "or IANA name (Python's ssl module cannot restrict TLS 1.3 suites). Empty: "
        "OpenSSL's defaults."),
+    _k("ssl.endpoint.identification.algorithm", STRING, "https", "Client side "
+       "(inter-broker and controller connections): https checks that the peer's "
+       "certificate names the host connected to; empty: the certificate is verified "
+       "against the trust store only.", Choices("https", "")),
     _k("ssl.principal.mapping.rules", STRING, "DEFAULT", "How a client certificate's "
        "subject DN becomes the principal name: DEFAULT (the DN itself), or Kafka's "
        "RULE:pattern/replacement/[LU] list ending in DEFAULT."),
@@ -650,7 +672,9 @@ SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 # ListenerName.configPrefix): the prefixed value wins, key by key, over the plain one.
 LISTENER_SECURITY_KEYS = frozenset(
     k.name for k in _BROKER_KEYS
-    if k.name.startswith(("ssl.", "sasl.")) and k.name != "sasl.jaas.config") | {
+    if k.name.startswith(("ssl.", "sasl.")) and k.name not in (
+        "sasl.jaas.config", "sasl.mechanism.inter.broker.protocol",
+        "sasl.mechanism.controller.protocol")) | {
     "connections.max.reauth.ms", "max.connections"}
 _LISTENER_KEY_RE = re.compile(r"listener\.name\.([A-Za-z0-9_]+)\.(.+)")
 # listener.name.<l>.<mechanism>.<key>: the keys Kafka reads per mechanism.
@@ -1265,7 +1289,9 @@ class BrokerConfig:
                 self._advertised.append(l)
 
         ibl = v["inter.broker.listener.name"]
-        if ibl is not None and ibl.upper() not in names:
+        # A controller-only node has no broker listener (Kafka checks the inter-broker
+        # listener on brokers only), and may share the brokers' settings file.
+        if ibl is not None and ibl.upper() not in names and "broker" in v["process.roles"]:
             raise ConfigError(f"inter.broker.listener.name '{ibl}' is not in listeners "
                               f"({','.join(v['listeners'])})", key="inter.broker.listener.name")
 
@@ -1348,25 +1374,14 @@ class BrokerConfig:
         PLAIN its users). server/tls.py loads the files when the listeners open."""
         names = {l.name for l in listeners}
         if self._voters:
-            # Brokers reach each other (replica fetchers, markers, forwarding) on the
-            # first client listener and controllers on their controller listeners,
-            # with kafkette's own client, which speaks PLAINTEXT only: refuse a
-            # cluster whose inter-broker or controller traffic would need TLS / SASL
-            # rather than start one whose nodes cannot talk.
-            inter = [l.name for l in listeners
-                     if l.name not in self._controller_listener_names][:1]
-            ibl = self._values["inter.broker.listener.name"]
-            for name in inter + ([ibl.upper()] if ibl else []) + \
-                    [n for n in self._controller_listener_names if n in names]:
-                if self.security_protocol(name) != "PLAINTEXT":
-                    raise ConfigError(
-                        f"listener '{name}' ({self.security_protocol(name)}) would carry "
-                        f"inter-broker or controller traffic, which kafkette sends over "
-                        f"PLAINTEXT only: list a PLAINTEXT listener first (and as "
-                        f"inter.broker.listener.name / controller.listener.names) and "
-                        f"secure the client listeners after it", key="listeners")
+            self._check_node_traffic(listeners)
         for name in self._listener_overrides:
-            if name not in names:
+            # A broker-only node reaches the controllers on a listener it does not
+            # open: its client-side settings may be prefixed with that listener's name;
+            # a controller-only node may share the brokers' settings for theirs.
+            ibl = self._values["inter.broker.listener.name"]
+            if name not in names and name not in self._controller_listener_names and not (
+                    not self.is_broker and ibl is not None and name == ibl.upper()):
                 raise ConfigError(f"listener.name.{name.lower()}.* settings name listener "
                                   f"'{name}', which is not in listeners", key="listeners")
         for l in listeners:
@@ -1387,6 +1402,99 @@ class BrokerConfig:
                         + f"; set {key}", key=key)
                 if "PLAIN" in mechs:
                     self.plain_users(l.name)
+
+    def _check_node_traffic(self, listeners: list[Listener]) -> None:
+        """The node-to-node connections of a cluster: brokers reach each other on the
+        inter-broker listener and everyone reaches the controllers on the controller
+        listener, each with that listener's protocol (kafkette.client's
+        ClientSecurity, made by broker/peer_security.py)."""
+        v = self._values
+        if v["inter.broker.listener.name"] is not None and \
+                "security.inter.broker.protocol" in self._explicit:
+            # Kafka's KafkaConfig refuses the same pair.
+            raise ConfigError("Only one of inter.broker.listener.name and "
+                              "security.inter.broker.protocol should be set.",
+                              key="security.inter.broker.protocol")
+        names = {l.name for l in listeners}
+        if self.is_broker:
+            ibl = self.inter_broker_listener_name
+            if ibl not in names:
+                raise ConfigError(
+                    f"security.inter.broker.protocol={v['security.inter.broker.protocol']} "
+                    f"names the inter-broker listener '{ibl}', which is not in listeners "
+                    f"({','.join(v['listeners'])}): set inter.broker.listener.name",
+                    key="security.inter.broker.protocol")
+            if ibl in self._controller_listener_names:
+                raise ConfigError(f"inter.broker.listener.name '{ibl}' is a controller "
+                                  f"listener (controller.listener.names); brokers reach "
+                                  f"each other on a broker listener",
+                                  key="inter.broker.listener.name")
+            proto = self.security_protocol(ibl)
+            if proto in SASL_PROTOCOLS:
+                self.inter_broker_sasl(ibl)
+        cl = self.controller_listener_name
+        if cl is not None and self.security_protocol(cl) in SASL_PROTOCOLS:
+            self.controller_sasl(cl)
+        if cl is not None and self.is_controller and cl in names:
+            me = next(q for q in self._voters if q.node_id == v["node.id"])
+            l = next(l for l in listeners if l.name == cl)
+            if (l.host, l.port) != (me.host, me.port) and \
+                    self.security_protocol(cl) == "PLAINTEXT":
+                self.warnings.append(
+                    f"controller listener {l} is served at this node's "
+                    f"controller.quorum.voters address {me.host}:{me.port}; {l} itself "
+                    f"is not bound")
+            elif (l.host, l.port) != (me.host, me.port):
+                # The Raft transport serves the controller listener at the voter entry
+                # (server/server.py binds no socket of its own for it).
+                raise ConfigError(
+                    f"controller listener {l} is not this node's controller.quorum.voters "
+                    f"address {me.host}:{me.port}, where kafkette's controller listens; "
+                    f"make them the same", key="listeners")
+        elif cl is not None and self.is_controller and cl not in names and \
+                self.security_protocol(cl) != "PLAINTEXT":
+            raise ConfigError(f"controller listener '{cl}' ({self.security_protocol(cl)}) "
+                              f"must be in listeners on a controller, with its key store",
+                              key="listeners")
+
+    def inter_broker_sasl(self, listener: str) -> tuple[str, str, str]:
+        """(mechanism, username, password) this broker logs in with on the SASL
+        inter-broker listener: sasl.mechanism.inter.broker.protocol and the
+        username / password options of the listener's JAAS config for it, as
+        Kafka's brokers read them."""
+        return self._node_sasl(listener, "sasl.mechanism.inter.broker.protocol", "inter-broker")
+
+    def controller_sasl(self, listener: str) -> tuple[str, str, str]:
+        """The same for the SASL controller listener, with
+        sasl.mechanism.controller.protocol."""
+        return self._node_sasl(listener, "sasl.mechanism.controller.protocol", "controller")
+
+    def _node_sasl(self, listener: str, mech_key: str, what: str) -> tuple[str, str, str]:
+        mech = self._values[mech_key].upper()
+        if mech not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"{what} listener {listener} ({self.security_protocol(listener)}) "
+                f"logs in with {mech_key}={mech}; kafkette "
+                f"serves {', '.join(SASL_MECHANISMS)}: set it to one of those",
+                key=mech_key)
+        if mech not in self.sasl_mechanisms(listener):
+            raise ConfigError(
+                f"{mech_key}={mech} is not enabled on the "
+                f"{what} listener {listener} (sasl.enabled.mechanisms="
+                f"{','.join(self.sasl_mechanisms(listener))})",
+                key=mech_key)
+        key = (f"listener.name.{listener.lower()}.{mech.lower()}.sasl.jaas.config"
+               if f"{mech.lower()}.sasl.jaas.config" in self._listener_overrides.get(
+                   listener.upper(), {}) else "sasl.jaas.config")
+        text = self.sasl_jaas_config(listener, mech)
+        opts = parse_jaas_config(text, key)[2] if text is not None else {}
+        if "username" not in opts or "password" not in opts:
+            raise ConfigError(
+                f"{what} listener {listener}: the node logs in to its peers with "
+                f"the username and password options of {key}, which "
+                + ("is not set" if text is None else "lacks them"),
+                key=key)
+        return mech, opts["username"], opts["password"]
 
     def _check_tls(self, listener: str) -> None:
         def key(k: str) -> str:
@@ -1504,10 +1612,18 @@ class BrokerConfig:
         return list(self._controller_listener_names)
 
     @property
+    def controller_listener_name(self) -> str | None:
+        """The listener whose protocol the controllers' connections use (Kafka: the
+        first of controller.listener.names); None: PLAINTEXT."""
+        return self._controller_listener_names[0] if self._controller_listener_names else None
+
+    @property
     def inter_broker_listener_name(self) -> str:
         ibl = self._values["inter.broker.listener.name"]
         if ibl is not None:
             return ibl.upper()
+        if "security.inter.broker.protocol" in self._explicit:
+            return self._values["security.inter.broker.protocol"]
         for l in self._listeners:
             if l.name not in self._controller_listener_names:
                 return l.name

@@ -173,6 +173,9 @@ class EmbeddedBroker:
         self._admin_password = secrets.token_hex(16)
         if security != "PLAINTEXT":
             self._security_settings = self._make_security_settings()
+        # ClientSecurity of the readiness probe (None: PLAINTEXT); EmbeddedCluster sets
+        # it for controller-only nodes whose controller listener is SSL.
+        self._probe_security = None
 
     # ------------------------------------------------------------------ properties
 
@@ -442,7 +445,8 @@ class EmbeddedBroker:
                     f"kafkette exited with code {rc} before it was ready\n{tail}")
             try:
                 host, port, security = self._admin_target()
-                err = probe_api_versions(host, port, timeout=1.0, security=security)
+                err = probe_api_versions(host, port, timeout=1.0,
+                                         security=self._probe_security or security)
                 if err == 0:
                     return
                 last = f"ApiVersions error {err}"

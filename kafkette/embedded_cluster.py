@@ -100,7 +100,8 @@ class ClusterNode(EmbeddedBroker):
                  config: Mapping[str, Any], data_dir, *, test_defaults: bool = True,
                  log_path=None, startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
                  stop_timeout: float = STOP_TIMEOUT, host: str = HOST,
-                 launch_prefix: list[str] | None = None, roles: str = "broker,controller"):
+                 launch_prefix: list[str] | None = None, roles: str = "broker,controller",
+                 listeners: str | None = None, probe_security=None):
         # A controller-only node is probed (ApiVersions) on its controller listener.
         super().__init__(config, data_dir=data_dir,
                          port=port if roles != "controller" else controller_port,
@@ -116,6 +117,9 @@ class ClusterNode(EmbeddedBroker):
         self.node_id = node_id
         self.controller_port = controller_port
         self.roles = roles
+        self._listeners = listeners   # EmbeddedCluster's listeners(layout), if given
+        if roles == "controller":
+            self._probe_security = probe_security   # an SSL controller listener
         self._paused = False
         if log_path is not None:
             self.log_path = Path(log_path)
@@ -134,6 +138,8 @@ class ClusterNode(EmbeddedBroker):
         return self.launch_prefix + cmd
 
     def listeners_setting(self) -> str:
+        if self._listeners is not None:
+            return self._listeners
         if self.roles == "controller":
             # Its only listener: the controller's (no client listener, config.py).
             return f"CONTROLLER://{self.host}:{self.controller_port}"
@@ -233,6 +239,14 @@ class EmbeddedCluster:
     ``launch_prefix(node_id)``: a command put before each node's own, together used by
     kafkette.chaos to run every node in its own network namespace.
     ``node_config(node_id)``: settings for one node over ``config`` (``broker.rack``).
+    ``listeners(layout)``: the ``listeners`` setting of a node from its
+    cluster_runner.NodeLayout (host, port, controller_port), for layouts with more than
+    the client listener, e.g. an SSL inter-broker listener and an SSL CONTROLLER
+    listener at the node's voter address (integration/test_interbroker_security.py);
+    called again with the new ports when a start is retried.
+    ``controller_security``: a kafkette.client_security.ClientSecurity for the
+    controller listeners (SSL) that the readiness probes of controller-only nodes and
+    ``describe_quorum()`` connect with.
     ``controllers``: 0 (combined nodes) or the number of controller-only voters
     (see the module doc).
     """
@@ -244,7 +258,9 @@ class EmbeddedCluster:
                  startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
                  stop_timeout: float = STOP_TIMEOUT, hosts: Sequence[str] | None = None,
                  launch_prefix: Callable[[int], list[str]] | None = None,
-                 node_config: Callable[[int], Mapping[str, Any]] | None = None):
+                 node_config: Callable[[int], Mapping[str, Any]] | None = None,
+                 listeners: Callable[[Any], str] | None = None,
+                 controller_security=None):
         from kafkette import cluster_runner
         config = dict(config or {})
         if hosts is not None and len(hosts) != brokers + controllers:
@@ -272,6 +288,8 @@ class EmbeddedCluster:
         self._hosts = list(hosts) if hosts is not None else [HOST] * (brokers + controllers)
         self._launch_prefix = launch_prefix
         self._node_config = node_config
+        self._listeners = listeners
+        self.controller_security = controller_security
         self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-cluster-"))
         self._own_data_dir = data_dir is None
         self.data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
@@ -315,7 +333,9 @@ class EmbeddedCluster:
                         startup_timeout=self.startup_timeout, stop_timeout=self.stop_timeout,
                         host=n.host, launch_prefix=(self._launch_prefix(n.node_id)
                                                     if self._launch_prefix else None),
-                        roles=n.roles)
+                        roles=n.roles,
+                        listeners=self._listeners(n) if self._listeners else None,
+                        probe_security=self.controller_security)
             for n in layout]
         self.brokers = [n for n in self.nodes if n.is_broker]
         self.controllers = [n for n in self.nodes if not n.is_broker]
@@ -561,7 +581,8 @@ class EmbeddedCluster:
         last: BaseException | None = None
         for n in voters:
             try:
-                resp = request_once(n.host, n.controller_port, req, 2, timeout=timeout)
+                resp = request_once(n.host, n.controller_port, req, 2, timeout=timeout,
+                                    security=self.controller_security)
                 return resp.topics[0].partitions[0]
             except (OSError, EOFError, IndexError) as e:
                 last = e

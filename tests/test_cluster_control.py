@@ -253,3 +253,58 @@ def test_a_cluster_broker_wants_fence_only_when_every_log_dir_is_offline(tmp_pat
         assert wants()
     finally:
         lm.close_all()
+
+
+def test_group_requests_are_authorized_before_the_coordinator_is_looked_for(make_broker):
+    """As KafkaApis: a client without the group's ACL gets GROUP_AUTHORIZATION_FAILED
+    (TRANSACTIONAL_ID_... for TxnOffsetCommit's id) from any node, not NOT_COORDINATOR,
+    so it learns nothing about where the group lives."""
+    from test_handlers_acls import AUTHZ, acl, call_as, grant
+    from kafkette.broker.cluster import ClusterMember
+    from kafkette.controller.acls import GROUP, READ, TRANSACTIONAL_ID, WRITE
+    from kafkette.protocol.messages import (DescribeGroupsRequest, FindCoordinatorRequest,
+                                            HeartbeatRequest, JoinGroupRequest,
+                                            TxnOffsetCommitRequest)
+    b = make_broker({**AUTHZ, "offsets.topic.num.partitions": "4"})
+    epoch = _register(b, 2, 9093)
+    _heartbeat(b, 2, epoch)
+    call_as(b, "User:admin", FindCoordinatorRequest(key_type=0, coordinator_keys=["x"]), 4)
+    groups = [f"g{i}" for i in range(12)]
+    mine = [g for g in groups if b.group_coordinator_node(g) == 1]
+    theirs = [g for g in groups if b.group_coordinator_node(g) == 2]
+    assert mine and theirs
+    b.cluster = ClusterMember(b, b.controller.quorum, {1: ("127.0.0.1", 1), 2: ("127.0.0.1", 2)})
+    alice = "User:alice"
+
+    def heartbeat(group):
+        return call_as(b, alice, HeartbeatRequest(group_id=group, generation_id=1,
+                                                  member_id="m", group_instance_id=None),
+                       4).error_code
+    assert heartbeat(theirs[0]) == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    P = JoinGroupRequest.JoinGroupRequestProtocol
+    join = call_as(b, alice, JoinGroupRequest(
+        group_id=theirs[0], session_timeout_ms=10000, rebalance_timeout_ms=10000,
+        member_id="", group_instance_id=None, protocol_type="consumer",
+        protocols=[P(name="range", metadata=b"")]), 5)
+    assert join.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    # Per group: authorized ones elsewhere NOT_COORDINATOR, the others refused.
+    grant(b, acl(GROUP, theirs[0], alice, READ))
+    assert heartbeat(theirs[0]) == ErrorCode.NOT_COORDINATOR
+    resp = call_as(b, alice, DescribeGroupsRequest(groups=theirs[:2],
+                                                   include_authorized_operations=False), 5)
+    assert [g.error_code for g in resp.groups] == [ErrorCode.NOT_COORDINATOR,
+                                                   ErrorCode.GROUP_AUTHORIZATION_FAILED]
+    TT = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic
+    TP = TT.TxnOffsetCommitRequestPartition
+
+    def txn_commit():
+        resp = call_as(b, alice, TxnOffsetCommitRequest(
+            transactional_id="tx", group_id=theirs[0], producer_id=1, producer_epoch=0,
+            generation_id=-1, member_id="", group_instance_id=None, topics=[TT(
+                name="t", partitions=[TP(partition_index=0, committed_offset=1,
+                                         committed_leader_epoch=-1,
+                                         committed_metadata="")])]), 3)
+        return [p.error_code for t in resp.topics for p in t.partitions]
+    assert txn_commit() == [ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED]
+    grant(b, acl(TRANSACTIONAL_ID, "tx", alice, WRITE))
+    assert txn_commit() == [ErrorCode.NOT_COORDINATOR]

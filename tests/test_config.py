@@ -582,3 +582,129 @@ def test_voter_ids_are_unique_and_roles_not_repeated():
                                  "controller.quorum.voters=3001@a:1,3001@b:2"])
     with pytest.raises(ConfigError, match="lists a role twice"):
         BrokerConfig.load(None, ["process.roles=broker,broker", "node.id=1", VOTERS])
+
+
+# ---------------------------------------------------------------- node-to-node security
+# (broker/peer_security.py). Only the layout is checked here: key stores are read
+# when the node starts, so a file name suffices.
+
+_PLAIN_BROKER_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+                      'username="broker" password="s" user_broker="s";')
+
+
+def _cluster(**kw) -> BrokerConfig:
+    base = {"node.id": "1", "controller.quorum.voters": "1@127.0.0.1:19093",
+            "listeners": "PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0,"
+                         "CONTROLLER://127.0.0.1:19093",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,"
+                                              "CONTROLLER:PLAINTEXT,SSL:SSL",
+            "ssl.keystore.type": "PEM", "ssl.keystore.location": "/x/node.pem"}
+    base.update(kw)
+    return BrokerConfig(base)
+
+
+def test_ssl_inter_broker_and_controller_listeners_are_accepted():
+    c = _cluster(**{"listener.security.protocol.map":
+                    "PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:SSL",
+                    "inter.broker.listener.name": "INTERNAL"})
+    assert c.inter_broker_listener_name == "INTERNAL"
+    assert c.controller_listener_name == "CONTROLLER"
+    assert c.security_protocol("INTERNAL") == c.security_protocol("CONTROLLER") == "SSL"
+
+
+def test_sasl_ssl_inter_broker_logs_in_with_the_listeners_jaas_username():
+    c = _cluster(**{"listener.security.protocol.map":
+                    "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name": "INTERNAL",
+                    "listener.name.internal.sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+                    "listener.name.internal.plain.sasl.jaas.config": _PLAIN_BROKER_JAAS,
+                    "sasl.mechanism.inter.broker.protocol": "PLAIN"})
+    assert c.inter_broker_sasl("INTERNAL") == ("PLAIN", "broker", "s")
+
+
+def test_security_inter_broker_protocol_names_the_listener():
+    c = _cluster(**{"listeners": "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+                    "controller.listener.names": "", "security.inter.broker.protocol": "SSL"})
+    assert c.inter_broker_listener_name == "SSL"
+
+
+def test_a_broker_only_node_may_prefix_settings_with_the_controller_listener():
+    # It opens no CONTROLLER listener but connects to the controllers' over SSL.
+    c = BrokerConfig({"node.id": "5", "process.roles": "broker",
+                      "controller.quorum.voters": "1@127.0.0.1:19093",
+                      "listeners": "PLAINTEXT://127.0.0.1:0",
+                      "controller.listener.names": "CONTROLLER",
+                      "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+                      "listener.name.controller.ssl.truststore.type": "PEM",
+                      "listener.name.controller.ssl.truststore.location": "/x/ca.pem"})
+    assert c.listener_value("CONTROLLER", "ssl.truststore.location") == "/x/ca.pem"
+
+
+SASL_MAP = "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT"
+
+
+@pytest.mark.parametrize("extra,match", [
+    ({"inter.broker.listener.name": "INTERNAL", "security.inter.broker.protocol": "SSL"},
+     "Only one of inter.broker.listener.name and security.inter.broker.protocol"),
+    ({"security.inter.broker.protocol": "SASL_SSL"}, "not in listeners"),
+    ({"inter.broker.listener.name": "CONTROLLER"}, "is a controller listener"),
+    # Kafka's default mechanism is GSSAPI, which kafkette does not do
+    ({"listener.security.protocol.map": SASL_MAP, "inter.broker.listener.name": "INTERNAL",
+      "sasl.enabled.mechanisms": "PLAIN",
+      "listener.name.internal.plain.sasl.jaas.config": _PLAIN_BROKER_JAAS},
+     "sasl.mechanism.inter.broker.protocol=GSSAPI"),
+    # the peers do not serve the mechanism the broker would log in with
+    ({"listener.security.protocol.map": SASL_MAP, "inter.broker.listener.name": "INTERNAL",
+      "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+      "sasl.mechanism.inter.broker.protocol": "PLAIN"}, "is not enabled"),
+    # a server-side JAAS entry without the client-side username / password
+    ({"listener.security.protocol.map": SASL_MAP, "inter.broker.listener.name": "INTERNAL",
+      "sasl.enabled.mechanisms": "PLAIN", "sasl.mechanism.inter.broker.protocol": "PLAIN",
+      "listener.name.internal.plain.sasl.jaas.config":
+          'org.apache.kafka.common.security.plain.PlainLoginModule required user_a="b";'},
+     "username and password"),
+    # a SASL controller listener: the same checks with sasl.mechanism.controller.protocol
+    ({"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,"
+                                        "CONTROLLER:SASL_SSL",
+      "sasl.enabled.mechanisms": "PLAIN",
+      "listener.name.controller.plain.sasl.jaas.config": _PLAIN_BROKER_JAAS},
+     "sasl.mechanism.controller.protocol=GSSAPI"),
+    # the Raft transport serves the controller listener at the voter address
+    ({"listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:19999",
+      "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"},
+     "not this node's controller.quorum.voters address"),
+])
+def test_node_to_node_layouts_kafkette_cannot_serve_are_refused(extra, match):
+    with pytest.raises(ConfigError, match=match):
+        _cluster(**extra)
+
+
+def test_a_controller_only_node_may_share_the_brokers_inter_broker_setting():
+    # One settings file for every node: the controller opens no INTERNAL listener.
+    c = BrokerConfig({"node.id": "3001", "process.roles": "controller",
+                      "controller.quorum.voters": "3001@127.0.0.1:19093",
+                      "listeners": "CONTROLLER://127.0.0.1:19093",
+                      "controller.listener.names": "CONTROLLER",
+                      "inter.broker.listener.name": "INTERNAL",
+                      "listener.security.protocol.map": "INTERNAL:SSL,CONTROLLER:SSL",
+                      "ssl.keystore.type": "PEM", "ssl.keystore.location": "/x/node.pem"})
+    assert c.controller_listener_name == "CONTROLLER"
+    with pytest.raises(ConfigError, match="inter.broker.listener.name 'INTERNAL' is not in"):
+        BrokerConfig({"node.id": "1", "listeners": "PLAINTEXT://127.0.0.1:0",
+                      "inter.broker.listener.name": "INTERNAL"})
+
+
+def test_a_plaintext_controller_listener_away_from_the_voter_address_is_a_warning():
+    c = _cluster(**{"listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:19999"})
+    assert any("CONTROLLER://127.0.0.1:19999" in w and "not bound" in w for w in c.warnings)
+    assert not any("not bound" in w for w in _cluster().warnings)
+
+
+def test_a_sasl_controller_listener_logs_in_with_the_controller_mechanism():
+    c = _cluster(**{"listener.security.protocol.map":
+                    "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:SASL_SSL",
+                    "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+                    "listener.name.controller.plain.sasl.jaas.config": _PLAIN_BROKER_JAAS,
+                    "sasl.mechanism.controller.protocol": "PLAIN"})
+    assert c.controller_sasl("CONTROLLER") == ("PLAIN", "broker", "s")

@@ -168,6 +168,24 @@ def test_produce_needs_write_on_the_topic(abroker):
     assert _produce(abroker, ALICE) == ErrorCode.TOPIC_AUTHORIZATION_FAILED
 
 
+def test_denials_are_counted_by_resource_type_in_metrics(abroker):
+    from prometheus_client import generate_latest
+
+    def denied(resource_type):
+        text = generate_latest(abroker.metrics.registry).decode()
+        prefix = f'kafkette_authorizer_denied_total{{resource_type="{resource_type}"}}'
+        return next((float(l.split()[-1]) for l in text.splitlines()
+                     if l.startswith(prefix)), 0.0)
+    assert denied("TOPIC") == 0
+    _produce(abroker, ALICE)
+    _produce(abroker, ALICE)
+    assert denied("TOPIC") == 2
+    grant(abroker, acl(TOPIC, "t", ALICE, WRITE))
+    assert _produce(abroker, ALICE) == 0 and denied("TOPIC") == 2
+    _produce(abroker, ALICE, txn="tx")
+    assert denied("TRANSACTIONAL_ID") == 1
+
+
 def test_produce_one_topic_denied_the_other_served(abroker):
     grant(abroker, acl(TOPIC, "u", ALICE, WRITE))
     from kafkette.protocol.messages import ProduceRequest

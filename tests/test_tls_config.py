@@ -112,27 +112,6 @@ def test_subject_dn_is_rfc2253_most_specific_first(certs):
     assert PrincipalMapper(c, "SSL").principal(None) == "User:ANONYMOUS"
 
 
-@pytest.mark.parametrize("listeners,extra", [
-    # the first client listener carries the replica fetches: TLS there is refused
-    ("SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0", {}),
-    # inter.broker.listener.name naming a TLS listener
-    ("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
-     {"inter.broker.listener.name": "SSL"}),
-    # a controller listener over TLS
-    ("PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
-     {"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"}),
-])
-def test_cluster_traffic_over_tls_is_refused_until_it_is_built(certs, listeners, extra):
-    """kafkette's own connections between nodes are PLAINTEXT: a cluster config that
-    would need them secured is refused instead of starting nodes that cannot talk."""
-    with pytest.raises(ConfigError, match="PLAINTEXT only"):
-        BrokerConfig({"listeners": listeners, "node.id": "1",
-                      "controller.quorum.voters": "1@127.0.0.1:19093",
-                      "controller.listener.names": "CONTROLLER",
-                      "ssl.keystore.location": str(certs["dir"] / "server.pem"),
-                      "ssl.keystore.type": "PEM", **extra})
-
-
 def test_a_cluster_may_secure_its_client_listeners_after_a_plaintext_one(certs):
     c = BrokerConfig({"listeners": "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,"
                                    "CONTROLLER://127.0.0.1:0",

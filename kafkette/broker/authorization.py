@@ -17,6 +17,8 @@ from kafkette.controller.acls import (
     ACL_AUTHORIZER,
     CLUSTER,
     CLUSTER_NAME,
+    OPERATIONS,
+    RESOURCE_TYPES,
     STANDARD_AUTHORIZER,
     Authorizer,
 )
@@ -66,8 +68,35 @@ def authorize(ctx, op: int, resource_type: int, name: str) -> bool:
     auth, principal = _authorizer_and_principal(ctx)
     if auth is None:
         return True
+    host = client_address(ctx)
+    if auth.authorize(ctx.broker.image.acls, principal, host, op, resource_type, name):
+        return True
+    denied(ctx.broker, principal, host, op, resource_type, name)
+    return False
+
+
+def allowed(ctx, op: int, resource_type: int, name: str) -> bool:
+    """authorize() without counting or logging a denial: for checks made ahead of
+    the handler's own (broker/cluster.py's coordinator routing), which the handler
+    then makes, counts and answers."""
+    auth, principal = _authorizer_and_principal(ctx)
+    if auth is None:
+        return True
     return auth.authorize(ctx.broker.image.acls, principal, client_address(ctx),
                           op, resource_type, name)
+
+
+def denied(broker, principal: str, host: str, op: int, resource_type: int, name: str) -> None:
+    """Count a denial in /metrics by resource type, and a debug line. Kafka logs each
+    denial at INFO in kafka.authorizer.logger; here one line per denied request would
+    be per-request noise at INFO (a client retrying a denied produce), so the counter
+    is what to watch and the line is for debugging."""
+    metrics = getattr(broker, "metrics", None)
+    if metrics is not None:
+        metrics.record_denial(resource_type)
+    log.debug("authorization denied", principal=principal, host=host,
+              operation=OPERATIONS.get(op, op), resource_type=RESOURCE_TYPES.get(
+                  resource_type, resource_type), resource=name)
 
 
 def authorize_cluster(ctx, op: int) -> bool:
@@ -78,9 +107,12 @@ def authorize_by_resource_type(ctx, op: int, resource_type: int) -> bool:
     auth, principal = _authorizer_and_principal(ctx)
     if auth is None:
         return True
-    return auth.authorize_by_resource_type(ctx.broker.image.acls, principal,
-                                           client_address(ctx), op,
-                                           resource_type)
+    host = client_address(ctx)
+    if auth.authorize_by_resource_type(ctx.broker.image.acls, principal, host, op,
+                                       resource_type):
+        return True
+    denied(ctx.broker, principal, host, op, resource_type, "*")
+    return False
 
 
 def acl_api_refusal(ctx, op: int):

@@ -62,12 +62,17 @@ INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
 class Broker:
     def __init__(self, config: BrokerConfig, advertised: dict[str, tuple[str, int]],
-                 clock=None):
+                 clock=None, controller_ssl=None, controller_principal_of=None,
+                 controller_sasl=None):
         """`advertised`: listener name -> (host, port) with real ports (a listener
         configured on port 0 is advertised on the port the OS gave it).
 
         `config` is the static config (file, --set); `self.config` is the effective
-        one, with the dynamic broker configs of the metadata log on top (KIP-226)."""
+        one, with the dynamic broker configs of the metadata log on top (KIP-226).
+        `controller_ssl`: the server-side ssl.SSLContext of an SSL controller listener
+        and `controller_principal_of(ssl_object)` the principal of its TLS peers
+        (server/tls.py makes both); `controller_sasl` the SASL exchange of a SASL
+        controller listener (see ControllerServer)."""
         self.static_config = config
         self.config = config
         self.clock = clock or SystemClock()
@@ -93,12 +98,24 @@ class Broker:
         # `cluster`: the broker side of a multi-node cluster (broker/cluster.py); None
         # for a single node without controller.quorum.voters (a quorum of one).
         self.cluster = None
+        # ClientSecurity of this node's connections to the inter-broker and controller
+        # listeners of the others (broker/peer_security.py); None: PLAINTEXT.
+        self.inter_broker_listener = config.inter_broker_listener_name
+        self.inter_broker_security = None
+        self.controller_security = None
         if voters:
+            from kafkette.broker import peer_security
+            if self.is_broker:
+                self.inter_broker_security = peer_security.inter_broker_security(config)
+            self.controller_security = peer_security.controller_security(config)
             # A broker-only node (not in the voters) gets an observer quorum: BrokerConfig
             # has checked that roles and voters agree.
             from kafkette.controller.raft.quorum import RaftQuorum
             quorum = RaftQuorum(self.node_id, voters, self.data_dir, self.clock,
-                                config=config)
+                                config=config, server_ssl=controller_ssl,
+                                principal_of=controller_principal_of,
+                                server_sasl=controller_sasl,
+                                client_security=self.controller_security)
         else:
             quorum = LocalQuorum(self.node_id, self.data_dir, self.clock)
         self.replica_manager = ReplicaManager(self.node_id, self.log_manager,

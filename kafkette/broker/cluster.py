@@ -30,13 +30,25 @@
   ControllerApis does. Without an authorizer the request itself is sent at the
   client's version and its response relayed. A request that arrives on the
   controller listener without an Envelope is the cluster's own (topic
-  auto-creation) and runs without a principal (allowed): the controller listener is
-  trusted, as Kafka's is when its principal is a super user; Kafka also requires
-  CLUSTER_ACTION of the Envelope's sender, which kafkette does not check.
+  auto-creation) and runs without a principal (allowed). With an authorizer, the
+  sender of either must hold CLUSTER_ACTION on the cluster (a super user, as the
+  brokers' principal normally is), else CLUSTER_AUTHORIZATION_FAILED: as Kafka's
+  ControllerApis, the controller trusts the wrapped principal only from a broker.
+  The sender's principal is that of its controller-listener connection: its
+  certificate's (ssl.principal.mapping.rules) with mutual TLS, User:ANONYMOUS on
+  PLAINTEXT. BrokerRegistration, BrokerHeartbeat, AllocateProducerIds and
+  AlterPartition need CLUSTER_ACTION of their sender too, as in Kafka; the Raft APIs
+  (Vote, Fetch, ...) are not authorized, where Kafka wants CLUSTER_ACTION.
+
+Node-to-node connections use the inter-broker and controller listeners' protocols
+(broker/peer_security.py): followers reach their leaders at the leader's registered
+endpoint of `inter.broker.listener.name`.
 
 Real Kafka differences: KRaft also has a separate controller listener per
 `controller.listener.names`; here the controller listener is the address of the node
-in `controller.quorum.voters`. No UnregisterBroker. A KRaft controller-only node
+in `controller.quorum.voters`, with the protocol of the first of
+`controller.listener.names` (any of the four; no authentication timeout for a
+SASL client that never finishes, which Kafka closes after connections.max.idle.ms). No UnregisterBroker. A KRaft controller-only node
 registers itself with the quorum as a controller (ControllerRegistration, KIP-919)
 and DescribeCluster can list controllers; kafkette's controllers are known from
 controller.quorum.voters only.
@@ -52,7 +64,8 @@ import uuid
 from kafkette.controller.controller import AlterPartitionItem
 from kafkette.errors import ErrorCode, KafkaError, NotControllerError
 from kafkette.logging import get_logger
-from kafkette.broker.authorization import authorizer_of, client_address
+from kafkette.broker.authorization import authorizer_of, client_address, denied
+from kafkette.controller.acls import CLUSTER, CLUSTER_ACTION, CLUSTER_NAME
 from kafkette.broker.registry import ROUTE_CONTROLLER, ROUTE_COORDINATOR
 from kafkette.protocol.framing import decode_request, decode_response, encode_request, encode_response
 from kafkette.protocol.primitives import Reader, Writer
@@ -164,6 +177,7 @@ class ClusterMember:
         self._creating: set[str] = set()
         self._closing = False
         self._isr_tasks: set[asyncio.Task] = set()
+        self._refused_senders: set[str] = set()
         # Set once a heartbeat answer says this broker has caught up with the metadata
         # log: only then do the client listeners open (as a KRaft broker waits).
         self.caught_up = asyncio.Event()
@@ -255,7 +269,12 @@ class ClusterMember:
         return ErrorCode.NONE if node == self.broker.node_id else ErrorCode.NOT_COORDINATOR
 
     def _check_groups(self, ctx, spec, request, handle):
-        codes = {g: self._group_error(g) for g in spec.group_ids(ctx, request)}
+        # Authorization first, as KafkaApis: a group the client may not use is the
+        # handler's to refuse (GROUP_AUTHORIZATION_FAILED), wherever it lives.
+        authorized = spec.group_authorized
+        codes = {g: self._group_error(g)
+                 if authorized is None or authorized(ctx, request, g) else ErrorCode.NONE
+                 for g in spec.group_ids(ctx, request)}
         if not any(codes.values()):
             return None
         if spec.per_group_response is not None:
@@ -272,7 +291,7 @@ class ClusterMember:
         # closes the connection, so the timeout is well past replica.fetch.wait.max.ms.
         from kafkette.client import NodeChannel
         return NodeChannel(host, port, client_id=f"kafkette-replica-{self.broker.node_id}",
-                           backoff_max=0.2,
+                           backoff_max=0.2, security=self.broker.inter_broker_security,
                            request_timeout=self.broker.config["replica.fetch.wait.max.ms"] / 1000
                            + 30)
 
@@ -349,7 +368,7 @@ class ClusterMember:
             # tried as soon as the quorum names it (the channel's default backs off to
             # 1 s, which delayed forwarded CreateTopics after a failover).
             ch = self._channels[node_id] = ControllerChannel(
-                host, port, backoff_max_ms=200,
+                host, port, backoff_max_ms=200, security=self.broker.controller_security,
                 request_timeout_ms=int(self.request_timeout_s * 1000))
         return ch
 
@@ -435,11 +454,35 @@ class ClusterMember:
             raise KafkaError("the controller refused the envelope", resp.error_code)
         return decode_response(resp.response_data, api_key, version)[1]
 
-    async def _on_envelope(self, request, api_version, header):
+    def _sender_may_act_for_cluster(self, peer) -> bool:
+        """CLUSTER_ACTION on the cluster for the sender of a broker-to-controller
+        request: registration, heartbeats, AlterPartition, producer id blocks and
+        forwarded requests (KIP-590: Kafka's ControllerApis checks it before trusting
+        an Envelope's principal)."""
+        auth = authorizer_of(self.broker)
+        if auth is None:
+            return True
+        if auth.authorize(self.broker.image.acls, peer.principal, peer.host,
+                          CLUSTER_ACTION, CLUSTER, CLUSTER_NAME):
+            return True
+        denied(self.broker, peer.principal, peer.host, CLUSTER_ACTION, CLUSTER, CLUSTER_NAME)
+        if peer.principal not in self._refused_senders:
+            # Once per principal: a broker whose principal is no super user is a
+            # cluster misconfiguration, and every forwarded request would say so again.
+            self._refused_senders.add(peer.principal)
+            log.warning("controller requests refused: the sender lacks CLUSTER_ACTION on "
+                        "the cluster (add its principal to super.users)",
+                        principal=peer.principal, host=peer.host)
+        return False
+
+    async def _on_envelope(self, request, api_version, header, peer):
         """The controller side of _send_enveloped: run the inner request as the
         principal it names (only requests that are forwarded to the controller)."""
         if not self.broker.controller.is_active:
             return EnvelopeResponse(error_code=ErrorCode.NOT_CONTROLLER, response_data=None)
+        if not self._sender_may_act_for_cluster(peer):
+            return EnvelopeResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                    response_data=None)
         try:
             inner_header, inner = decode_request(bytes(request.request_data))
             r = Reader(bytes(request.request_principal or b""))
@@ -538,7 +581,10 @@ class ClusterMember:
     async def _register(self) -> None:
         b = self.broker
         L = BrokerRegistrationRequest.Listener
-        listeners = [L(name=name, host=host, port=port, security_protocol=0)
+        # Kafka's SecurityProtocol ids: PLAINTEXT 0, SSL 1, SASL_PLAINTEXT 2, SASL_SSL 3.
+        ids = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
+        listeners = [L(name=name, host=host, port=port,
+                       security_protocol=ids[b.static_config.security_protocol(name)])
                      for name, (host, port) in b.advertised.items()]
         req = BrokerRegistrationRequest(
             broker_id=b.node_id, cluster_id=b.static_config["cluster.id"] or "",
@@ -603,21 +649,43 @@ class ClusterMember:
     # -- controller-side APIs -----------------------------------------------------
     def _register_controller_apis(self) -> None:
         server = self.quorum.server
-        server.register(BROKER_REGISTRATION, 0, 4, self._on_broker_registration)
-        server.register(BROKER_HEARTBEAT, 0, 1, self._on_broker_heartbeat)
-        server.register(ALLOCATE_PRODUCER_IDS, 0, 0, self._on_allocate_producer_ids)
-        server.register(ALTER_PARTITION, 0, 3, self._on_alter_partition)
-        server.register(ENVELOPE, 0, 0, self._on_envelope)
+        # Kafka's ControllerApis: CLUSTER_ACTION on the cluster for each of these.
+        refused = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        server.register(BROKER_REGISTRATION, 0, 4, self._cluster_action_only(
+            self._on_broker_registration, lambda: BrokerRegistrationResponse(
+                error_code=refused)), with_peer=True)
+        server.register(BROKER_HEARTBEAT, 0, 1, self._cluster_action_only(
+            self._on_broker_heartbeat, lambda: BrokerHeartbeatResponse(
+                error_code=refused, is_caught_up=False, is_fenced=True,
+                should_shut_down=False)), with_peer=True)
+        server.register(ALLOCATE_PRODUCER_IDS, 0, 0, self._cluster_action_only(
+            self._on_allocate_producer_ids, lambda: AllocateProducerIdsResponse(
+                error_code=refused, producer_id_start=-1, producer_id_len=0)), with_peer=True)
+        server.register(ALTER_PARTITION, 0, 3, self._cluster_action_only(
+            self._on_alter_partition, lambda: AlterPartitionResponse(
+                error_code=refused, topics=[])), with_peer=True)
+        server.register(ENVELOPE, 0, 0, self._on_envelope, with_peer=True)
         for spec in sorted(self.broker.dispatcher.handlers.values(), key=lambda s: s.api_key):
             if spec.route == ROUTE_CONTROLLER:
                 server.register(spec.api_key, spec.min_version, spec.max_version,
-                                self._forwarded_handler(spec))
+                                self._forwarded_handler(spec), with_peer=True)
+
+    def _cluster_action_only(self, fn, refusal):
+        async def handle(request, api_version, header, peer):
+            if not self._sender_may_act_for_cluster(peer):
+                return refusal()
+            return await fn(request, api_version, header)
+        return handle
 
     def _forwarded_handler(self, spec):
-        async def handle(request, api_version, header):
+        async def handle(request, api_version, header, peer):
             if not self.broker.controller.is_active:
                 return forwarded_error_response(spec, request, ErrorCode.NOT_CONTROLLER,
                                                 "This node is not the active controller.")
+            if not self._sender_may_act_for_cluster(peer):
+                return forwarded_error_response(
+                    spec, request, ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                    "The sender of a forwarded request needs CLUSTER_ACTION on the cluster.")
             return await self._run_local(spec.api_key, request, api_version,
                                          getattr(header, "client_id", None))
         return handle
@@ -633,7 +701,8 @@ class ClusterMember:
             epoch = await controller.register_broker(
                 request.broker_id, listener.host, listener.port, request.rack,
                 request.cluster_id or None,
-                previous_broker_epoch=request.previous_broker_epoch if api_version >= 3 else None)
+                previous_broker_epoch=request.previous_broker_epoch if api_version >= 3 else None,
+                endpoints=[(l.name, l.host, l.port) for l in request.listeners])
         except KafkaError as e:
             return BrokerRegistrationResponse(error_code=e.code)
         return BrokerRegistrationResponse(error_code=0, broker_epoch=epoch)

@@ -83,6 +83,7 @@ from bisect import bisect_left
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from kafkette.controller.acls import RESOURCE_TYPES
 from kafkette.protocol.messages import API_MESSAGES
 
 # Milliseconds: most requests take well under 1 ms here; long polls up to max.wait.ms.
@@ -119,6 +120,8 @@ class BrokerMetrics:
         self._topic_out: dict[str, list] = {}
         # api key -> [count, sum of ms, per-bucket counts (not cumulative) + overflow]
         self._api: dict[int, list] = {}
+        # ACL resource type (controller/acls.py) -> authorizations denied
+        self._denials: dict[int, int] = {}
         r.register(_CountersCollector(self))
         r.register(_StateCollector(broker))
 
@@ -145,6 +148,9 @@ class BrokerMetrics:
         if stats is None:
             stats = self._topic_out[topic] = [0]
         stats[0] += nbytes
+
+    def record_denial(self, resource_type: int) -> None:
+        self._denials[resource_type] = self._denials.get(resource_type, 0) + 1
 
     def connection_opened(self, listener: str) -> None:
         self.connection_count.labels(listener).inc()
@@ -190,7 +196,14 @@ class _CountersCollector:
                 running += c
                 cumulative.append((label, running))
             total.add_metric([name], cumulative, sum_ms)
-        yield from (msgs, bytes_in, bytes_out, requests, total)
+        # Kafka's StandardAuthorizer has authorization-denied-rate-per-minute (KIP-801)
+        # without a resource type; a counter by type says which ACLs are missing.
+        denials = CounterMetricFamily("kafkette_authorizer_denied",
+                                      "Authorizations the ACLs denied, per resource type",
+                                      labels=["resource_type"])
+        for rt, n in sorted(m._denials.items()):
+            denials.add_metric([RESOURCE_TYPES.get(rt, str(rt))], n)
+        yield from (msgs, bytes_in, bytes_out, requests, total, denials)
         yield from _quota_families(m.broker)
 
 

@@ -57,6 +57,12 @@ class HandlerSpec:
     route: str | None = None
     # ROUTE_COORDINATOR: (ctx, request) -> the group ids the request names.
     group_ids: Callable | None = None
+    # ROUTE_COORDINATOR: (ctx, request, group id) -> whether the request passes the
+    # authorization Kafka's KafkaApis does before it looks for the coordinator (READ on
+    # the group for JoinGroup, ...). A group that fails it is left to the handler, which
+    # answers the authorization error, rather than NOT_COORDINATOR: an unauthorized
+    # client learns nothing about where the group lives.
+    group_authorized: Callable | None = None
     # ROUTE_COORDINATOR with several groups per request: (ctx, request, handle, codes)
     # -> a response that serves the groups this node coordinates (codes[g] == 0) and
     # answers the others with their code, as KafkaApis does per group.

@@ -229,7 +229,8 @@ class ReplicaFetcher:
         b = image.brokers.get(self.source_id) if image is not None else None
         if b is None:
             return None
-        address = (b.host, b.port)
+        # The leader's inter-broker listener (Kafka's inter.broker.listener.name).
+        address = b.address(self.manager.config.inter_broker_listener_name)
         if self._channel is None or self._address != address:
             self._channel = self.manager.channel_factory(*address)
             self._address = address

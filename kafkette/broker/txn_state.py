@@ -157,11 +157,13 @@ class BrokerChannels:
         b = self.broker.image.brokers.get(node_id)
         if b is None or b.fenced:
             raise KafkaError(f"broker {node_id} is not available", ErrorCode.LEADER_NOT_AVAILABLE)
-        address = (b.host, b.port)
+        # The peer's inter-broker listener, with its security (broker/peer_security.py).
+        address = b.address(self.broker.inter_broker_listener)
         ch = self._channels.get(address)
         if ch is None:
             ch = self._channels[address] = NodeChannel(
-                b.host, b.port, client_id=f"kafkette-txn-{self.broker.node_id}",
+                *address, client_id=f"kafkette-txn-{self.broker.node_id}",
+                security=self.broker.inter_broker_security,
                 backoff_max=0.5, request_timeout=MARKER_REQUEST_TIMEOUT_S)
         return ch
 

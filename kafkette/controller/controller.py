@@ -258,7 +258,8 @@ class Controller:
 
     async def register_broker(self, broker_id: int, host: str, port: int,
                               rack: str | None, cluster_id: str | None,
-                              previous_broker_epoch: int | None = None) -> int:
+                              previous_broker_epoch: int | None = None,
+                              endpoints: list[tuple[str, str, int]] = ()) -> int:
         """BrokerRegistration: returns the broker epoch (the offset of its registration
         record, as KRaft). A new registration starts fenced; the first heartbeat that
         shows the broker has caught up with the metadata log unfences it. A broker
@@ -277,7 +278,8 @@ class Controller:
             unclean = (old is not None and previous_broker_epoch is not None
                        and previous_broker_epoch != old.epoch and self.elr_enabled)
             records = [{"type": "RegisterBrokerRecord", "broker_id": broker_id,
-                        "host": host, "port": port, "rack": rack, "fenced": True}]
+                        "host": host, "port": port, "rack": rack, "fenced": True,
+                        "endpoints": [[n, h, p] for n, h, p in endpoints]}]
             if unclean:
                 records += self._partition_changes(
                     self._partitions(lambda p: broker_id in p.isr or broker_id in p.elr),

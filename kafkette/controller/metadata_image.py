@@ -35,6 +35,18 @@ class BrokerImage:
     # Offset of its registration record (KRaft's broker epoch): heartbeats carry it,
     # so a heartbeat from a previous incarnation is refused (STALE_BROKER_EPOCH).
     epoch: int = -1
+    # Every listener it registered, as (name, host, port) (RegisterBrokerRecord's
+    # endPoints): peers reach it on the inter-broker listener, clients on the listener
+    # they asked on (KIP-103). host/port above are the first one's.
+    endpoints: tuple[tuple[str, str, int], ...] = ()
+
+    def address(self, listener: str | None) -> tuple[str, int]:
+        """(host, port) of the named listener; the first listener's when it did not
+        register that one (a registration from before endpoints were recorded)."""
+        for name, host, port in self.endpoints:
+            if name == listener:
+                return host, port
+        return self.host, self.port
 
 
 # KIP-704 leader recovery state: RECOVERING after an unclean election until the new
@@ -113,7 +125,8 @@ def image_to_records(image: MetadataImage) -> list[dict]:
     out: list[dict] = [{"type": "ClusterIdRecord", "cluster_id": image.cluster_id}]
     for b in image.brokers.values():
         out.append({"type": "RegisterBrokerRecord", "broker_id": b.node_id, "host": b.host,
-                    "port": b.port, "rack": b.rack, "fenced": b.fenced, "epoch": b.epoch})
+                    "port": b.port, "rack": b.rack, "fenced": b.fenced, "epoch": b.epoch,
+                    "endpoints": [list(e) for e in b.endpoints]})
     for t in image.topics.values():
         out.append({"type": "TopicRecord", "name": t.name, "topic_id": str(t.topic_id)})
         for p in t.partitions.values():
@@ -159,9 +172,10 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
     for rec in records:
         kind = rec["type"]
         if kind == "RegisterBrokerRecord":
-            brokers[rec["broker_id"]] = BrokerImage(rec["broker_id"], rec["host"], rec["port"],
-                                                    rec.get("rack"), rec.get("fenced", False),
-                                                    rec.get("epoch", offset))
+            brokers[rec["broker_id"]] = BrokerImage(
+                rec["broker_id"], rec["host"], rec["port"], rec.get("rack"),
+                rec.get("fenced", False), rec.get("epoch", offset),
+                tuple((n, h, p) for n, h, p in rec.get("endpoints", ())))
         elif kind in ("FenceBrokerRecord", "UnfenceBrokerRecord"):
             b = brokers.get(rec["broker_id"])
             if b is not None:

@@ -95,6 +95,24 @@ def _sasl_factory(config: BrokerConfig, listener: str) -> Callable:
     return session
 
 
+class _ControllerSasl:
+    """The SASL exchange of a SASL controller listener, for the Raft transport's
+    ControllerServer (controller/raft/transport.py): sessions from the listener's
+    settings, SaslHandshake / SaslAuthenticate answered by their handlers."""
+
+    def __init__(self, server: "KafkaServer", listener: str, factory: Callable):
+        self.server = server   # what the session factory reads SCRAM users through
+        self.listener = listener
+        self._factory = factory
+
+    def new_session(self, peer):
+        return self._factory(self)
+
+    def exchange(self, frame, session, peer) -> list:
+        return self.server.broker.dispatcher.handle_sasl(frame, session, peer.host,
+                                                         self.listener) or []
+
+
 class KafkaServer:
     def __init__(self, config: BrokerConfig, clock=None,
                  security: dict[str, ListenerSecurity] | None = None,
@@ -130,8 +148,15 @@ class KafkaServer:
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
         controller_only = not self.config.is_broker
-        # Bind first: the real ports must be known before they are advertised.
+        # Bind first: the real ports must be known before they are advertised. A
+        # voter's controller listener is served by the Raft transport at its
+        # controller.quorum.voters address (controller/raft/transport.py), not here.
+        voter_listeners = (set(self.config.controller_listener_names)
+                           if self.config.is_controller and self.config.controller_quorum_voters
+                           else set())
         for lst in ([] if controller_only else self.config.listeners):
+            if lst.name in voter_listeners:
+                continue
             sock = socket.create_server((lst.host or "0.0.0.0", lst.port), reuse_port=False,
                                         backlog=1024)
             sock.setblocking(False)
@@ -151,7 +176,14 @@ class KafkaServer:
             me = next(v for v in self.config.controller_quorum_voters
                       if v.node_id == self.config.node_id)
             advertised = {"CONTROLLER": (me.host, me.port)}
-        self.broker = Broker(self.config, advertised, self.clock)
+        cl = self.config.controller_listener_name
+        controller_sec = self.security.get(cl) if cl is not None and voter_listeners else None
+        self.broker = Broker(self.config, advertised, self.clock,
+                             controller_ssl=controller_sec.tls if controller_sec else None,
+                             controller_principal_of=controller_sec.principals.principal
+                             if controller_sec and controller_sec.principals else None,
+                             controller_sasl=_ControllerSasl(self, cl, controller_sec.sasl)
+                             if controller_sec and controller_sec.sasl else None)
         # Cluster mode: join the quorum and register with the active controller, then
         # wait until this broker has caught up with the metadata log before the client
         # listeners accept (as a KRaft broker does): a client that connects earlier

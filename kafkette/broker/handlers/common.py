@@ -29,7 +29,8 @@ def leader_endpoints(ctx, node_ids, endpoint_cls) -> list:
         b = image.brokers.get(node_id)
         if b is None or b.fenced:
             continue
-        out.append(endpoint_cls(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack))
+        host, port = b.address(getattr(ctx, "listener", None))   # the client's listener
+        out.append(endpoint_cls(node_id=b.node_id, host=host, port=port, rack=b.rack))
     return out
 
 

@@ -29,7 +29,12 @@ def _per_group_response(ctx, request, handle, codes):
                                          for g in ids])
 
 
+def _group_authorized(ctx, request, group_id):
+    return authz.allowed(ctx, DELETE, GROUP, group_id)   # KafkaApis, before the coordinator
+
+
 @handler(42, 0, 2, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         group_authorized=_group_authorized,
          per_group_response=_per_group_response, error_response=_error_response)
 def handle(ctx, request):
     # KafkaApis: DELETE on each group, the others answer GROUP_AUTHORIZATION_FAILED.

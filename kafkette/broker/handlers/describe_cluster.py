@@ -24,8 +24,10 @@ def handle(ctx, request):
         return DescribeClusterResponse(error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
                                        error_message="only broker endpoints are served",
                                        endpoint_type=request.endpoint_type)
+    listener = getattr(ctx, "listener", None)   # each broker's endpoint of it (KIP-103)
     brokers = [DescribeClusterResponse.DescribeClusterBroker(
-        broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
+        broker_id=b.node_id, host=b.address(listener)[0], port=b.address(listener)[1],
+        rack=b.rack)
         for b in sorted(image.brokers.values(), key=lambda b: b.node_id) if not b.fenced]
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE, endpoint_type=1, cluster_id=image.cluster_id,

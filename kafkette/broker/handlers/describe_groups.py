@@ -36,7 +36,12 @@ def _per_group_response(ctx, request, handle, codes):
     return DescribeGroupsResponse(groups=[got.get(g) or _failed(g, codes[g]) for g in ids])
 
 
+def _group_authorized(ctx, request, group_id):
+    return authz.allowed(ctx, DESCRIBE, GROUP, group_id)   # KafkaApis, before the coordinator
+
+
 @handler(15, 0, 5, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         group_authorized=_group_authorized,
          per_group_response=_per_group_response, error_response=_error_response)
 def handle(ctx, request):
     coordinator = ensure_coordinator(ctx)

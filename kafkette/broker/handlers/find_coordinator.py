@@ -51,7 +51,8 @@ def _lookup(ctx, key: str, key_type: int):
     if b is None or b.fenced:
         return (ErrorCode.COORDINATOR_NOT_AVAILABLE,
                 "The coordinator is not available.", -1, "", -1)
-    return ErrorCode.NONE, None, b.node_id, b.host, b.port
+    host, port = b.address(ctx.listener)   # on the listener the client asked on (KIP-103)
+    return ErrorCode.NONE, None, b.node_id, host, port
 
 
 def _error_response(request, code, ctx, message=None):

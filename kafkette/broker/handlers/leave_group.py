@@ -18,7 +18,12 @@ def _error_response(request, code, ctx, message=None):
     return LeaveGroupResponse(error_code=code, members=[])
 
 
+def _group_authorized(ctx, request, group_id):
+    return authz.allowed(ctx, READ, GROUP, group_id)   # KafkaApis, before the coordinator
+
+
 @handler(13, 0, 5, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         group_authorized=_group_authorized,
          error_response=_error_response)
 def handle(ctx, request):
     if not authz.authorize(ctx, READ, GROUP, request.group_id):   # KafkaApis: READ group

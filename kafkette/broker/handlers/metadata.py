@@ -186,7 +186,8 @@ def handle(ctx, request):
     for b in sorted(image.brokers.values(), key=lambda b: b.node_id):
         if b.fenced:
             continue
-        host, port = b.host, b.port
+        # Each broker's endpoint of the listener this request came on (KIP-103).
+        host, port = b.address(listener)
         if b.node_id == broker.node_id and listener in broker.advertised:
             # Each listener advertises its own address (KIP-103).
             host, port = broker.advertised[listener]

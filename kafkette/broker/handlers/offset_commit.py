@@ -44,7 +44,12 @@ def _error_response(request, code, ctx, message=None):
         for t in request.topics])
 
 
-@handler(8, 2, 9, route=ROUTE_COORDINATOR, group_ids=_group_ids, touches=_touches,
+def _group_authorized(ctx, request, group_id):
+    return authz.allowed(ctx, READ, GROUP, group_id)   # KafkaApis, before the coordinator
+
+
+@handler(8, 2, 9, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         group_authorized=_group_authorized, touches=_touches,
          error_response=_error_response)
 def handle(ctx, request):
     # KafkaApis: READ on the group (else every partition fails), READ on each topic.

@@ -20,7 +20,12 @@ def _error_response(request, code, ctx, message=None):
     return OffsetDeleteResponse(error_code=code, topics=[])
 
 
+def _group_authorized(ctx, request, group_id):
+    return authz.allowed(ctx, DELETE, GROUP, group_id)   # KafkaApis, before the coordinator
+
+
 @handler(47, 0, 0, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         group_authorized=_group_authorized,
          error_response=_error_response)
 def handle(ctx, request):
     # KafkaApis: DELETE on the group (top-level error), READ on each topic.

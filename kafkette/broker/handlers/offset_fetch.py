@@ -100,7 +100,12 @@ def _error_response(request, code, ctx, message=None):
         for t in (request.topics or [])])
 
 
+def _group_authorized(ctx, request, group_id):
+    return authz.allowed(ctx, DESCRIBE, GROUP, group_id)   # KafkaApis, before the coordinator
+
+
 @handler(9, 1, 9, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         group_authorized=_group_authorized,
          per_group_response=_per_group_response, touches=_touches,
          error_response=_error_response)
 def handle(ctx, request):

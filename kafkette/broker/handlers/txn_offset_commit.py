@@ -50,7 +50,15 @@ def _error_response(request, code, ctx, message=None):
     return _response(request, {}, getattr(ctx, "api_version", None), default=code)
 
 
-@handler(28, 0, 4, route=ROUTE_COORDINATOR, group_ids=_group_ids, touches=_touches,
+def _group_authorized(ctx, request, group_id):
+    # KafkaApis: WRITE on the transactional id, then READ on the group, before the
+    # coordinator is looked for.
+    return (authz.allowed(ctx, WRITE, TRANSACTIONAL_ID, request.transactional_id)
+            and authz.allowed(ctx, READ, GROUP, group_id))
+
+
+@handler(28, 0, 4, route=ROUTE_COORDINATOR, group_ids=_group_ids,
+         group_authorized=_group_authorized, touches=_touches,
          error_response=_error_response)
 def handle(ctx, request):
     # KafkaApis: WRITE on the transactional id, READ on the group (each failing every

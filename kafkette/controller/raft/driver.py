@@ -44,7 +44,7 @@ RAFT_APIS = {52: (0, 1), 53: (0, 1), 54: (0, 1), 1: (12, 17), 59: (0, 1)}
 class RaftDriver:
     def __init__(self, node: RaftNode, server: ControllerServer | None, peers: dict[int, tuple[str, int]],
                  clock, on_actions: Callable[[list], None], *, request_timeout_ms: int = 2000,
-                 retry_backoff_ms: int = 20):
+                 retry_backoff_ms: int = 20, security=None):
         self.node = node
         self.server = server
         self.clock = clock
@@ -52,7 +52,8 @@ class RaftDriver:
         self.request_timeout_ms = request_timeout_ms
         self.channels = {
             nid: ControllerChannel(host, port, request_timeout_ms=request_timeout_ms,
-                                   backoff_ms=max(1, retry_backoff_ms), backoff_max_ms=1000)
+                                   backoff_ms=max(1, retry_backoff_ms), backoff_max_ms=1000,
+                                   security=security)
             for nid, (host, port) in peers.items() if nid != node.node_id}
         self._inbound: dict[tuple[int, int], asyncio.Future] = {}
         self._rid = 0

@@ -99,7 +99,8 @@ class RaftQuorum:
     is_local = False
 
     def __init__(self, node_id: int, voters: dict[int, tuple[str, int]], data_dir: Path, clock=None, *,
-                 config=None, rng: random.Random | None = None):
+                 config=None, rng: random.Random | None = None, server_ssl=None,
+                 client_security=None, principal_of=None, server_sasl=None):
         if not voters:
             raise ValueError("a Raft quorum needs at least one voter")
         self.node_id = node_id
@@ -110,6 +111,12 @@ class RaftQuorum:
         self.clock = clock or SystemClock()
         self.config, self._request_timeout_ms, self._retry_backoff_ms = raft_config(config)
         self._rng = rng or random.Random()
+        # The controller listener's TLS (server side) and the ClientSecurity of the
+        # connections to the other voters; None: PLAINTEXT.
+        self._server_ssl = server_ssl
+        self._client_security = client_security
+        self._principal_of = principal_of   # the TLS peers' principals (ControllerServer)
+        self._server_sasl = server_sasl     # a SASL controller listener (ControllerServer)
         self._listener: QuorumListener | None = None
         self._log: FileLog | None = None
         self.node: RaftNode | None = None
@@ -152,14 +159,17 @@ class RaftQuorum:
         self._listener = listener
         if not self.observer:
             host, port = self.voters[self.node_id]
-            self._server = ControllerServer(host, port)
+            self._server = ControllerServer(host, port, ssl_context=self._server_ssl,
+                                            principal_of=self._principal_of,
+                                            sasl=self._server_sasl)
             await self._server.start()
             self.voters[self.node_id] = (host, self._server.port)
         self._log = FileLog(self.data_dir / f"{METADATA_TOPIC}-0", self.clock)
         self.node = RaftNode(self.node_id, self.voters, self._log, self.config, self._rng)
         self._driver = RaftDriver(self.node, self._server, self.voters, self.clock, self._on_actions,
                                   request_timeout_ms=self._request_timeout_ms,
-                                  retry_backoff_ms=self._retry_backoff_ms)
+                                  retry_backoff_ms=self._retry_backoff_ms,
+                                  security=self._client_security)
         if self._server is not None:
             self._server.register(55, 0, 2, self._on_describe_quorum)
         listener = None if self._server is None else f"{self.voters[self.node_id][0]}:{self._server.port}"

@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import uuid
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 from kafkette.client import NetworkError, NodeChannel, RequestTimeoutError
 from kafkette.controller.raft import messages as m
@@ -70,15 +71,49 @@ ChannelTimeout = RequestTimeoutError
 
 
 # --- server ------------------------------------------------------------------------------------
+ANONYMOUS = "User:ANONYMOUS"
+
+
+class Peer(NamedTuple):
+    """Who sent a request on the controller listener: its principal and IP address."""
+    principal: str
+    host: str
+
+
 class ControllerServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_frame: int = MAX_FRAME):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_frame: int = MAX_FRAME,
+                 ssl_context=None, principal_of: Callable | None = None, sasl=None):
         self.host = host
         self.port = port
         self.max_frame = max_frame
+        # An SSL / SASL_SSL controller listener: the server side of its TLS, with
+        # ssl.client.auth for mutual TLS.
+        self.ssl_context = ssl_context
+        # principal_of(ssl_object) -> "User:..." of a TLS peer (its certificate after
+        # ssl.principal.mapping.rules), None to refuse it; peers without TLS are
+        # User:ANONYMOUS, as on any PLAINTEXT listener.
+        self.principal_of = principal_of
+        # APIs whose handler takes the connection's Peer as a fourth argument.
+        self._with_peer: set[int] = set()
+        # A SASL controller listener: an object with `new_session(peer)` (a sans-IO
+        # server.sasl.SaslSession) and `exchange(frame, session, peer)` (the encoded
+        # answer to a SaslHandshake / SaslAuthenticate), given by server/server.py.
+        # Until the session is authenticated only ApiVersions and the exchange are
+        # served, as on every SASL listener.
+        self.sasl = sasl
         self._handlers: dict[int, tuple[int, int, Handler]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task] = set()
         self._handlers[18] = (0, 4, self._api_versions)
+        if sasl is not None:
+            # Listed in ApiVersions, so that clients find the versions to use; the
+            # requests themselves never reach a handler (see _sasl_step).
+            self._handlers[17] = (0, 1, self._not_now)
+            self._handlers[36] = (0, 2, self._not_now)
+
+    @staticmethod
+    def _not_now(request, api_version, header):
+        raise ProtocolError("SASL request after authentication")
 
     def _api_versions(self, request, api_version, header):
         from kafkette.protocol.messages import ApiVersionsResponse
@@ -87,9 +122,12 @@ class ControllerServer:
             V(api_key=k, min_version=lo, max_version=hi)
             for k, (lo, hi, _) in sorted(self._handlers.items())])
 
-    def register(self, api_key: int, min_version: int, max_version: int, fn: Handler) -> None:
-        """Serve `api_key` at versions min..max with `fn(request, api_version, header)`,
-        a coroutine function (or a plain one) returning the response object."""
+    def register(self, api_key: int, min_version: int, max_version: int, fn: Handler, *,
+                 with_peer: bool = False) -> None:
+        """Serve `api_key` at versions min..max with `fn(request, api_version, header)`
+        (`fn(request, api_version, header, peer)` with `with_peer`: the connection's
+        Peer, for handlers that authorize the sender), a coroutine function (or a
+        plain one) returning the response object."""
         if api_key not in API_MESSAGES:
             raise ValueError(f"no generated messages for api key {api_key}")
         req_cls, _ = API_MESSAGES[api_key]
@@ -97,13 +135,18 @@ class ControllerServer:
             raise ValueError(f"versions {min_version}-{max_version} of api {api_key} not in the specs "
                              f"({req_cls.MIN_VERSION}-{req_cls.MAX_VERSION})")
         self._handlers[api_key] = (min_version, max_version, fn)
+        if with_peer:
+            self._with_peer.add(api_key)
+        else:
+            self._with_peer.discard(api_key)
 
     @property
     def bound_port(self) -> int:
         return self.port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_connection, self.host, self.port)
+        self._server = await asyncio.start_server(self._on_connection, self.host, self.port,
+                                                  ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -126,9 +169,23 @@ class ControllerServer:
         writer_task = asyncio.create_task(self._write_loop(out, writer))
         decoder = FrameDecoder(self.max_frame)
         try:
+            peer = self._peer(writer)
+            if peer is None:
+                return
+            session = self.sasl.new_session(peer) if self.sasl is not None else None
             while data := await reader.read(_READ_CHUNK):
                 for frame in decoder.feed(data):
-                    out.put_nowait(asyncio.ensure_future(self._dispatch(frame)))
+                    # Past authentication only a SaslHandshake (KIP-368) and sessions
+                    # with a lifetime need the gate, as in server/connection.py.
+                    if session is not None and (
+                            not session.authenticated or
+                            session.session_expires_ms is not None or
+                            (len(frame) >= 2 and int.from_bytes(frame[:2], "big") == 17)):
+                        done, peer = self._sasl_step(frame, session, peer, out)
+                        if done:
+                            return
+                        continue
+                    out.put_nowait(asyncio.ensure_future(self._dispatch(frame, peer)))
         except (ConnectionError, asyncio.CancelledError):
             pass
         except ProtocolError as exc:   # a bad size prefix: FrameError
@@ -156,13 +213,60 @@ class ControllerServer:
             writer.writelines(data)
             await writer.drain()
 
-    async def _dispatch(self, frame) -> list:
+    def _peer(self, writer) -> "Peer | None":
+        addr = writer.get_extra_info("peername") or ("", 0)
+        ssl_object = writer.get_extra_info("ssl_object")
+        principal = ANONYMOUS
+        if ssl_object is not None and self.principal_of is not None:
+            principal = self.principal_of(ssl_object)
+            if principal is None:
+                log.warning("closing controller connection: no ssl.principal.mapping.rules "
+                            "rule matches the certificate", peer=f"{addr[0]}:{addr[1]}")
+                return None
+        return Peer(principal, addr[0])
+
+    def _sasl_step(self, frame, session, peer: "Peer", out: asyncio.Queue):
+        """One frame of a connection whose SASL session is not authenticated (or a
+        KIP-368 re-authentication's SaslHandshake): answered in order through `out`.
+        (closed?, the peer with its principal once authenticated)."""
+        now_ms = int(time.monotonic() * 1000)
+        api_key = int.from_bytes(frame[:2], "big") if len(frame) >= 2 else None
+        was_authenticated = session.authenticated
+        # server.sasl.Route by value: this layer does not import server/.
+        route = session.route(api_key, now_ms).value
+        if route == "dispatch":            # ApiVersions before the handshake
+            out.put_nowait(asyncio.ensure_future(self._dispatch(frame, peer)))
+            return False, peer
+        if route == "close":
+            log.warning("closing controller connection: SASL", peer=peer.host,
+                        reason=session.failure)
+            return True, peer
+        if route == "raw_token":           # SaslHandshake v0: bare tokens
+            token = session.authenticate_raw(frame, now_ms)
+            answer = [] if token is None else [len(token).to_bytes(4, "big") + token]
+        else:
+            answer = self.sasl.exchange(frame, session, peer)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(answer or [])
+        out.put_nowait(done)
+        if session.failed:
+            log.warning("closing controller connection: SASL authentication failed",
+                        peer=peer.host, mechanism=session.mechanism, reason=session.failure)
+            return True, peer                # the answer goes out before the close
+        if session.authenticated and not was_authenticated:
+            peer = Peer(session.principal, peer.host)
+        return False, peer
+
+    async def _dispatch(self, frame, peer: "Peer | None" = None) -> list:
         api_key, api_version, _corr = peek_header(frame)
         entry = self._handlers.get(api_key)
         if entry is None or not entry[0] <= api_version <= entry[1]:
             raise ProtocolError(f"api {api_key} v{api_version} is not served on the controller listener")
         header, request = decode_request(frame)
-        result = entry[2](request, api_version, header)
+        if api_key in self._with_peer:
+            result = entry[2](request, api_version, header, peer or Peer(ANONYMOUS, ""))
+        else:
+            result = entry[2](request, api_version, header)
         if inspect.isawaitable(result):
             result = await result
         return encode_response(result, api_key, api_version, header.correlation_id)
@@ -175,11 +279,12 @@ class ControllerChannel:
 
     def __init__(self, host: str, port: int, *, request_timeout_ms: int = 5000,
                  connect_timeout_ms: int = 2000, backoff_ms: int = 50, backoff_max_ms: int = 1000,
-                 client_id: str = CLIENT_ID, max_frame: int = MAX_FRAME):
+                 client_id: str = CLIENT_ID, max_frame: int = MAX_FRAME, security=None):
         self.host = host
         self.port = port
         self.request_timeout_ms = request_timeout_ms
-        self._channel = NodeChannel(host, port, client_id=client_id,
+        # `security`: kafkette.client_security.ClientSecurity of the controller listener.
+        self._channel = NodeChannel(host, port, client_id=client_id, security=security,
                                     connect_timeout=connect_timeout_ms / 1000,
                                     request_timeout=request_timeout_ms / 1000,
                                     backoff=backoff_ms / 1000, backoff_max=backoff_max_ms / 1000,
