@@ -11,6 +11,7 @@ import gc
 import structlog
 from structlog.testing import capture_logs
 
+from handler_harness import make_broker  # noqa: F401
 from kafkette.controller.raft import transport
 from kafkette.controller.raft.transport import ControllerServer
 from kafkette.protocol.messages import DescribeQuorumResponse
@@ -81,3 +82,21 @@ def test_controller_listener_logs_a_failing_handler_as_an_error_with_its_traceba
         assert "peer" in failed[0]
 
     asyncio.run(main())
+
+
+def test_transactional_produce_with_null_records_is_refused_not_a_handler_crash(make_broker):
+    """Finding 2 (seed 20261207 frame 6985): a Produce with a transactional id and a
+    partition whose records are null. The refusal (INVALID_RECORD) was recorded, but the
+    transaction verification then took len() of None: TypeError, "handler failed", the
+    connection closed instead of an answer."""
+    from handler_harness import call, create_topic
+    from kafkette.errors import ErrorCode
+    from kafkette.protocol.messages import ProduceRequest
+    broker = make_broker()
+    create_topic(broker, "t")
+    TD = ProduceRequest.TopicProduceData
+    PD = TD.PartitionProduceData
+    req = ProduceRequest(transactional_id="fuzz-txn", acks=1, timeout_ms=500, topic_data=[
+        TD(name="t", partition_data=[PD(index=0, records=None)])])
+    resp = call(broker, req, 9)
+    assert resp.responses[0].partition_responses[0].error_code == ErrorCode.INVALID_RECORD
