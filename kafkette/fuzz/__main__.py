@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rss-limit-mb", type=int, default=300)
     ap.add_argument("--replay", metavar="SEED:INDEX[,INDEX...]",
                     help="send these frames (one connection, in order) and check as a run does")
+    ap.add_argument("--linger", type=float, default=None,
+                    help="seconds the healthy client goes on after the frames (replay: 3)")
     ap.add_argument("--show", metavar="SEED:INDEX", help="print one frame and exit")
     ap.add_argument("--no-response-check", action="store_true",
                     help="do not decode the answers with the generated response classes")
@@ -48,7 +50,8 @@ def main(argv=None) -> int:
     run = Run(seed=seed, frames=args.frames, start=args.start, workers=args.workers,
               kmax=args.max_frames_per_connection, answer_timeout=args.answer_timeout,
               rss_limit_mb=args.rss_limit_mb, check_responses=not args.no_response_check,
-              keep_logs=args.log_dir, groups=groups)
+              keep_logs=args.log_dir, groups=groups,
+              linger=args.linger if args.linger is not None else (3.0 if groups else 0.0))
     rc = run.run()
     if args.json:
         with open(args.json, "w") as f:

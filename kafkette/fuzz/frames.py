@@ -91,8 +91,20 @@ def request_specs() -> dict[int, dict]:
 
 # --------------------------------------------------------------------------- values
 
+#: Fields that name a cluster member or its registration. A frame that names the
+#: fuzzed node itself (id 1) with its broker epoch is a genuine control-plane request
+#: (Kafka trusts its controller listener as well): a heartbeat asking to shut down does
+#: shut the broker down. So frames impersonate no member: other ids are fair game.
+_IDENTITY = ("broker_id", "node_id", "replica_id", "leader_id", "voter_id", "candidate_id",
+             "controller_id", "broker_epoch", "preferred_successors", "replica_epoch")
+NODE_ID = 1
+
+
 def _int(rng: random.Random, kind: str, name: str) -> int:
     lo, hi = _INT_BOUNDS[kind]
+    if any(name.endswith(n) for n in _IDENTITY):
+        v = rng.choice((-1, 0, 2, 3, 3001, 1000, hi, lo, -2))
+        return v if "epoch" not in name else rng.choice((-1, -2, hi, lo, 10**6))
     if "timeout" in name or "wait" in name:
         # Long polls and rebalance timeouts wait legitimately; keep most of them short so
         # that "no answer" stays a finding (the runner decodes the rest before blaming).
@@ -180,7 +192,7 @@ def _build(rng: random.Random, cls, fields: list, version: int, classes: list, c
             inner = kind[2:]
             n = 0 if depth > 4 else rng.choice((0, 1, 1, 2, 3))
             if inner in _PRIMITIVES:
-                kwargs[attr] = [_primitive(rng, inner, name.lower()) for _ in range(n)]
+                kwargs[attr] = [_primitive(rng, inner, snake_case(name)) for _ in range(n)]
             else:
                 sub = _find_struct(classes + [cls], inner)
                 sub_fields = f.get("fields") or common[inner]

@@ -21,6 +21,7 @@ Findings (any one ends the run with exit code 1, after printing seed, index and 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 import os
@@ -147,7 +148,8 @@ class Run:
     def __init__(self, *, seed: int, frames: int, start: int = 0, workers: int = 16,
                  kmax: int = 8, answer_timeout: float = 10.0, rss_limit_mb: int = 300,
                  healthy_every: float = 0.2, check_responses: bool = True,
-                 out=sys.stdout, keep_logs: str | None = None, groups: list | None = None):
+                 out=sys.stdout, keep_logs: str | None = None, groups: list | None = None,
+                 linger: float = 0.0):
         self.seed = seed
         self.start = start
         self.stop = start + frames
@@ -163,6 +165,9 @@ class Run:
         self.findings: list[Finding] = []
         self.peers: dict[int, list] = {}     # local port -> frames of that connection
         self.in_flight: dict[int, list] = {}
+        self.show_frames = 8
+        self.linger = linger
+        self.recent: collections.deque = collections.deque(maxlen=200)  # connections
         self.groups = groups   # replay: these connections instead of the plan
         self.node = None
 
@@ -171,12 +176,19 @@ class Run:
         print(*parts, file=self.out, flush=True)
 
     def finding(self, kind: str, detail: str, frames=()) -> None:
-        self.findings.append(Finding(kind, detail, list(frames)))
+        if not frames and kind in ("healthy", "died", "rss"):
+            # No one frame to blame: the controller-listener frames sent lately first
+            # (they can change cluster state), then the rest, newest first.
+            recent = [f for g in reversed(self.recent) for f in g]
+            frames = [f for f in recent if f.target == F.CONTROLLER] + \
+                     [f for f in recent if f.target != F.CONTROLLER]
+        at = time.strftime("%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+        self.findings.append(Finding(kind, f"{detail} (at {at})", list(frames)))
 
     def report_findings(self) -> None:
         for fd in self.findings:
             self.say(f"FINDING {fd.kind}: {fd.detail}")
-            for f in fd.frames[:8]:
+            for f in fd.frames[:self.show_frames]:
                 self.say(f"  seed {f.seed} frame {f.index} ({f.target}, {f.source}, api_key "
                          f"{f.api_key} v{f.api_version}, {','.join(f.mutations) or 'no mutation'})"
                          f"\n  replay: python -m kafkette.fuzz --replay {f.seed}:{f.index}"
@@ -225,6 +237,7 @@ class Run:
             return
         local = writer.get_extra_info("sockname")[1]
         self.peers[local] = group
+        self.recent.append(group)
         self.in_flight[local] = group
         try:
             writer.write(b"".join(f.data for f in group))
@@ -408,9 +421,17 @@ class Run:
         healthy = asyncio.ensure_future(self.healthy(stop))
         progress = asyncio.ensure_future(self.progress(stop))
         await asyncio.gather(*(self.worker(plan) for _ in range(self.workers)))
+        if self.linger and not self.findings:
+            # Replays: effects that take a moment (a fenced broker, a new leader) show in
+            # the healthy client's produces meanwhile.
+            try:
+                await asyncio.wait_for(dog, self.linger)
+            except asyncio.TimeoutError:
+                pass
         stop.set()
         await healthy
-        await dog
+        if not dog.done():
+            await dog
         progress.cancel()
         self.scan_log()
         if self.node.is_running():
