@@ -100,3 +100,17 @@ def test_transactional_produce_with_null_records_is_refused_not_a_handler_crash(
         TD(name="t", partition_data=[PD(index=0, records=None)])])
     resp = call(broker, req, 9)
     assert resp.responses[0].partition_responses[0].error_code == ErrorCode.INVALID_RECORD
+
+
+def test_deleting_a_topic_with_a_249_character_name_fits_the_file_system(tmp_path):
+    """Finding 3 (seed 101 frames 6067-6069): CreateTopics then DeleteTopics of a topic
+    named with 249 characters, the most Kafka allows. The directory was renamed to
+    `<topic>-<partition>.<uuid>-delete`, 290 bytes: ENAMETOOLONG out of the metadata
+    listener, "handler failed". Kafka caps the topic part so the name fits in 255."""
+    from kafkette.log.log_manager import LogManager
+    lm = LogManager(str(tmp_path))
+    name = "x" * 249
+    lm.create(name, 0)
+    assert lm.delete(name, 0)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("x")] == []
+    lm.close_all()
