@@ -114,3 +114,20 @@ def test_deleting_a_topic_with_a_249_character_name_fits_the_file_system(tmp_pat
     assert lm.delete(name, 0)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("x")] == []
     lm.close_all()
+
+
+def test_an_error_message_quoting_a_huge_name_still_fits_the_response(make_broker):
+    """Finding 4 (seed 102 frame 18600): CreatePartitions v0 for a topic named with
+    32767 bytes. The error message quoted the name and no longer fitted the int16-length
+    error_message: struct.error in the encoder, "handler failed", no answer."""
+    from handler_harness import call
+    from kafkette.errors import ErrorCode
+    from kafkette.protocol.messages import CreatePartitionsRequest
+    broker = make_broker()
+    T = CreatePartitionsRequest.CreatePartitionsTopic
+    name = "z" * 32767
+    resp = call(broker, CreatePartitionsRequest(topics=[T(name=name, count=2, assignments=None)],
+                                                timeout_ms=100, validate_only=False), 0)
+    (r,) = resp.results
+    assert r.name == name and r.error_code != ErrorCode.NONE
+    assert len(r.error_message) < 1100
