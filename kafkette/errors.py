@@ -141,11 +141,6 @@ class ErrorCode(enum.IntEnum):
     VOTER_NOT_FOUND = 127
 
 
-#: Characters of an error message kept in a response (4-byte UTF-8 at worst: 4 KB,
-#: well within an int16-length string).
-MAX_ERROR_MESSAGE = 1000
-
-
 class KafkaError(Exception):
     """An error that maps to one Kafka error code; `message` goes to responses that
     carry an error message (CreateTopics, DescribeConfigs, ...)."""
@@ -153,11 +148,6 @@ class KafkaError(Exception):
     code: ErrorCode = ErrorCode.UNKNOWN_SERVER_ERROR
 
     def __init__(self, message: str | None = None, code: ErrorCode | None = None):
-        if message is not None and len(message) > MAX_ERROR_MESSAGE:
-            # A message quoting a client's name (a topic of 32767 bytes) would not fit
-            # the int16-length error_message of older versions: the encoder failed
-            # and the connection closed instead of answering. Kafka's writers throw too.
-            message = message[:MAX_ERROR_MESSAGE] + "..."
         super().__init__(message or (code or self.code).name)
         if code is not None:
             self.code = code

@@ -131,3 +131,22 @@ def test_an_error_message_quoting_a_huge_name_still_fits_the_response(make_broke
     (r,) = resp.results
     assert r.name == name and r.error_code != ErrorCode.NONE
     assert len(r.error_message) < 1100
+
+
+def test_elect_leaders_for_a_huge_unknown_topic_is_answered(make_broker):
+    """Finding 5 (seed 103 frame 15632): the same with ElectLeaders v0, whose
+    per-partition message ("No such topic as ...") is built by the controller, not by a
+    KafkaError: the generated writers now write every error_message through
+    Writer.message, which cuts it."""
+    from handler_harness import call
+    from kafkette.errors import ErrorCode
+    from kafkette.protocol.messages import ElectLeadersRequest
+    broker = make_broker()
+    T = ElectLeadersRequest.TopicPartitions
+    name = "z" * 32767
+    resp = call(broker, ElectLeadersRequest(election_type=0, topic_partitions=[
+        T(topic=name, partitions=[0])], timeout_ms=100), 0)
+    (r,) = resp.replica_election_results
+    (p,) = r.partition_result
+    assert p.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert p.error_message.startswith("No such topic as zzz") and len(p.error_message) < 1100
