@@ -150,3 +150,28 @@ def test_elect_leaders_for_a_huge_unknown_topic_is_answered(make_broker):
     (p,) = r.partition_result
     assert p.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     assert p.error_message.startswith("No such topic as zzz") and len(p.error_message) < 1100
+
+
+def test_creating_excessively_many_partitions_at_once_is_a_policy_violation(make_broker):
+    """Finding 6 (seed 104, about frame 40050): CreatePartitions to 100,000 partitions
+    (the old bound) opened 100,000 logs in the event loop: every connection stalled for
+    more than 10 s. KRaft refuses more than 10,000 new partitions in one operation."""
+    import time
+    from handler_harness import call, create_topic
+    from kafkette.errors import ErrorCode
+    from kafkette.protocol.messages import CreatePartitionsRequest, CreateTopicsRequest
+    broker = make_broker()
+    create_topic(broker, "t")
+    T = CreatePartitionsRequest.CreatePartitionsTopic
+    t0 = time.monotonic()
+    resp = call(broker, CreatePartitionsRequest(topics=[T(name="t", count=100_000, assignments=None)],
+                                                timeout_ms=1000, validate_only=False), 3)
+    assert resp.results[0].error_code == ErrorCode.POLICY_VIOLATION
+    CT = CreateTopicsRequest.CreatableTopic
+    resp = call(broker, CreateTopicsRequest(topics=[CT(name="big", num_partitions=10_001,
+                                                       replication_factor=1, assignments=[],
+                                                       configs=[])], timeout_ms=1000), 7)
+    assert resp.topics[0].error_code == ErrorCode.POLICY_VIOLATION
+    assert time.monotonic() - t0 < 5
+    assert "big" not in broker.image.topics
+    assert len(broker.image.topics["t"].partitions) == 1
