@@ -243,7 +243,9 @@ def record_batch(rng: random.Random) -> bytes:
     codec = rng.choice((0, 0, 1, 2, 3, 4))
     pid = rng.choice((-1, -1, 0, 1, 2**63 - 1))
     batch = bytearray(rec.build_batch(
-        recs, 0, codec=codec, producer_id=pid, producer_epoch=rng.choice((-1, 0, 32767)),
+        # A timestamp from the seed, not the clock: frames must replay byte for byte.
+        recs, 0, codec=codec, producer_id=pid,
+        timestamp_ms=rng.choice((1_765_000_000_000 + rng.randrange(10**9), 0, -1, 2**62)), producer_epoch=rng.choice((-1, 0, 32767)),
         base_sequence=rng.choice((-1, 0, 2**31 - 1)),
         transactional=rng.random() < 0.1, control=rng.random() < 0.05))
     r = rng.random()

@@ -176,6 +176,8 @@ class Run:
         print(*parts, file=self.out, flush=True)
 
     def finding(self, kind: str, detail: str, frames=()) -> None:
+        if getattr(self, "aborted", False) and kind in ("healthy", "died"):
+            return   # the node was aborted by dump_stack()
         if not frames and kind in ("healthy", "died", "rss"):
             # No one frame to blame: the controller-listener frames sent lately first
             # (they can change cluster state), then the rest, newest first.
@@ -204,6 +206,7 @@ class Run:
             "offsets.topic.num.partitions": 1,
         })
         os.environ.setdefault("KAFKETTE_LOG_FORMAT", "json")
+        os.environ.setdefault("PYTHONFAULTHANDLER", "1")   # dump_stack() on a hang
         # One warning per bad frame is most of the node's work otherwise; the checks
         # only need error lines (KAFKETTE_LOG_LEVEL=warning to keep them all).
         os.environ.setdefault("KAFKETTE_LOG_LEVEL", "error")
@@ -320,6 +323,26 @@ class Run:
                 frames = [f for g in self.in_flight.values() for f in g]
             self.finding("error-log", line.decode(errors="replace")[:4000], frames)
 
+    def dump_stack(self) -> None:
+        """Where the node is stuck: SIGABRT makes its faulthandler (PYTHONFAULTHANDLER,
+        set for the node) print every thread's stack to its log. The node dies of it;
+        the run has a finding anyway."""
+        import signal
+        os.kill(self.node.pid, signal.SIGABRT)
+        deadline = time.monotonic() + 5
+        while self.node.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            text = self.node.log_path.read_text(errors="replace")
+        except OSError:
+            return
+        at = text.rfind("Fatal Python error: Aborted")
+        if at >= 0:
+            self.finding("hang-stack", "the node's stack when the hang was found:\n" +
+                         text[at:at + 6000], [])
+        self._log_pos = len(text.encode())  # the abort is ours, not a finding
+        self.aborted = True
+
     async def watchdog(self, stop: asyncio.Event) -> None:
         pid = self.node.pid
         while not stop.is_set():
@@ -421,6 +444,8 @@ class Run:
         healthy = asyncio.ensure_future(self.healthy(stop))
         progress = asyncio.ensure_future(self.progress(stop))
         await asyncio.gather(*(self.worker(plan) for _ in range(self.workers)))
+        if any(fd.kind == "hang" for fd in self.findings) and self.node.is_running():
+            self.dump_stack()
         if self.linger and not self.findings:
             # Replays: effects that take a moment (a fenced broker, a new leader) show in
             # the healthy client's produces meanwhile.
