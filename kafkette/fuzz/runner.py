@@ -124,6 +124,12 @@ def check_response(f: F.FuzzFrame, resp: bytes) -> str | None:
     return None
 
 
+def _out_of_step(f: F.FuzzFrame) -> bool:
+    """A lying size prefix: the rest of the stream would be read out of step, so the
+    frame is the last of its connection."""
+    return any(m.startswith("size-") for m in f.mutations)
+
+
 def connection_plan(seed: int, start: int, stop: int, kmax: int):
     """Consecutive frames, grouped into connections: (frames) lists."""
     i = start
@@ -132,14 +138,12 @@ def connection_plan(seed: int, start: int, stop: int, kmax: int):
         k = random.Random(f"kafkette-fuzz-conn:{seed}:{c}").randint(1, kmax)
         group = [F.frame(seed, i)]
         i += 1
-        while len(group) < k and i < stop:
+        while len(group) < k and i < stop and not _out_of_step(group[-1]):
             f = F.frame(seed, i)
             if f.target != group[0].target:
                 break
             group.append(f)
             i += 1
-            if any(m.startswith("size-") for m in f.mutations):
-                break   # the rest of the stream would be read out of step
         c += 1
         yield group
 
@@ -263,7 +267,8 @@ class Run:
                     resp = await asyncio.wait_for(reader.readexactly(n), self.answer_timeout)
                 except asyncio.TimeoutError:  # before OSError: TimeoutError is one
                     f = pending[0]
-                    if quiet or legit_wait(f, self.answer_timeout):
+                    if quiet or legit_wait(f, self.answer_timeout) or \
+                            any(_out_of_step(g) for g in group):
                         self.stats.legit_waits += 1
                         return
                     self.finding("hang", f"no answer and no close within {self.answer_timeout:g} s "
@@ -397,7 +402,11 @@ class Run:
                     await asyncio.wait_for(stop.wait(), self.healthy_every)
                 except asyncio.TimeoutError:
                     pass
-            await self.verify_healthy(client)
+            if not getattr(self, "aborted", False) and self.node.is_running():
+                try:
+                    await self.verify_healthy(client)
+                except Exception as e:  # noqa: BLE001
+                    self.finding("healthy", f"reading back failed: {type(e).__name__}: {e}")
         finally:
             await client.close()
 
