@@ -245,7 +245,8 @@ def record_batch(rng: random.Random) -> bytes:
     batch = bytearray(rec.build_batch(
         # A timestamp from the seed, not the clock: frames must replay byte for byte.
         recs, 0, codec=codec, producer_id=pid,
-        timestamp_ms=rng.choice((1_765_000_000_000 + rng.randrange(10**9), 0, -1, 2**62)), producer_epoch=rng.choice((-1, 0, 32767)),
+        timestamp_ms=rng.choice((1_765_000_000_000 + rng.randrange(10**9), 0, -1, 2**62)),
+        producer_epoch=rng.choice((-1, 0, 32767)),
         base_sequence=rng.choice((-1, 0, 2**31 - 1)),
         transactional=rng.random() < 0.1, control=rng.random() < 0.05))
     r = rng.random()
