@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit integration generate bench clean container-test sim sim-replication cluster chaos
+.PHONY: run test unit integration generate bench clean container-test sim sim-replication cluster chaos fuzz
 
 $(STAMP): pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when we can.
@@ -96,6 +96,15 @@ chaos: $(TSTAMP)
 	  (apt-get update -qq && apt-get install -y -qq iptables >/dev/null) || echo "iptables not installed: no network partitions"; }
 	$(PY) -m kafkette.chaos --seed $(SEED) --rounds $(ROUNDS) --json $${CHAOS_JSON:-chaos-results.json} \
 	  --transactional-producers $(TXN) $(CHAOS_ARGS)
+
+## Protocol fuzzing (not part of `make test`, which runs a fixed-seed 10^4 frames):
+## structure-aware and capture-mutated frames against one broker+controller node, beside
+## a healthy client; e.g. `make fuzz FRAMES=100000 FUZZ_SEED=3`. Exits non-zero on a
+## finding (seed, frame index and hex printed; `python -m kafkette.fuzz --replay S:I`).
+FRAMES    ?= 1000000
+FUZZ_SEED ?= 1
+fuzz: $(STAMP)
+	$(PY) -m kafkette.fuzz --frames $(FRAMES) --seed $(FUZZ_SEED) --json $${FUZZ_JSON:-fuzz-results.json} $(FUZZ_ARGS)
 
 ## Build the container image with podman and smoke-test it (CI runs this after `make test`)
 container-test: $(TSTAMP)

@@ -167,6 +167,7 @@ TopicAlreadyExistsError = _error("TopicAlreadyExistsError", ErrorCode.TOPIC_ALRE
 InvalidPartitionsError = _error("InvalidPartitionsError", ErrorCode.INVALID_PARTITIONS)
 InvalidReplicationFactorError = _error("InvalidReplicationFactorError", ErrorCode.INVALID_REPLICATION_FACTOR)
 InvalidConfigError = _error("InvalidConfigError", ErrorCode.INVALID_CONFIG)
+PolicyViolationError = _error("PolicyViolationError", ErrorCode.POLICY_VIOLATION)
 InvalidRequestError = _error("InvalidRequestError", ErrorCode.INVALID_REQUEST)
 InvalidRecordError = _error("InvalidRecordError", ErrorCode.INVALID_RECORD)
 KafkaStorageError = _error("KafkaStorageError", ErrorCode.KAFKA_STORAGE_ERROR)

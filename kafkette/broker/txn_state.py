@@ -341,7 +341,8 @@ def verify_transactional_produce(broker, transactional_id: str, entries):
     rm = broker.replica_manager
     need: dict[tuple[int, int], list[tuple[int, tuple[str, int]]]] = defaultdict(list)
     for i, (topic, index, records) in enumerate(entries):
-        if len(records) < rec.BATCH_HEADER_SIZE:
+        # Null records are refused before this (INVALID_RECORD); nothing to verify.
+        if records is None or len(records) < rec.BATCH_HEADER_SIZE:
             continue
         h = rec.parse_header(records, 0)
         if not h.attributes & rec.TRANSACTIONAL_BIT or h.producer_id < 0:

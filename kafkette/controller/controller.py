@@ -59,6 +59,7 @@ from kafkette.controller.placement import place_replicas
 from kafkette.controller.quorum import encode_records, run_now
 from kafkette.errors import (
     InvalidPartitionsError,
+    PolicyViolationError,
     InvalidReplicationFactorError,
     InvalidRequestError,
     InvalidTopicError,
@@ -77,6 +78,12 @@ MAX_TOPIC_NAME_LENGTH = 249
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 # Kafka refuses partition counts that would blow up its controller; so do we.
 MAX_PARTITIONS = 100_000
+# KRaft's QuorumController refuses to create more than 10,000 partitions in one
+# operation (one atomic batch of records): "Excessively large number of partitions per
+# request", POLICY_VIOLATION. Here each new partition also opens its log in the event
+# loop: the fuzzer's CreatePartitions to 100,000 stalled every connection for over 10 s.
+# Kafka counts the whole request; kafkette counts each topic of it.
+MAX_PARTITIONS_PER_REQUEST = 10_000
 
 Listener = Callable[[MetadataImage, MetadataImage], None]
 ELECTION_PREFERRED, ELECTION_UNCLEAN = 0, 1  # ElectLeaders election types (KIP-460)
@@ -481,6 +488,8 @@ class Controller:
                 num_partitions = default_partitions
             if num_partitions <= 0 or num_partitions > MAX_PARTITIONS:
                 raise InvalidPartitionsError("Number of partitions must be larger than 0.")
+            if num_partitions > MAX_PARTITIONS_PER_REQUEST:
+                raise PolicyViolationError("Excessively large number of partitions per request.")
             placements = self._place(num_partitions, replication_factor)
         configs = self._validate_configs(configs)
         if validate_only:
@@ -573,6 +582,8 @@ class Controller:
             raise InvalidPartitionsError(f"Topic already has {current} partitions.")
         if count > MAX_PARTITIONS:
             raise InvalidPartitionsError(f"Too many partitions: {count}.")
+        if count - current > MAX_PARTITIONS_PER_REQUEST:
+            raise PolicyViolationError("Excessively large number of partitions per request.")
         rf = len(t.partitions[0].replicas) if t.partitions else 1
         if assignments is not None:
             if len(assignments) != count - current:

@@ -47,6 +47,19 @@ LOCK_FILE = ".lock"
 # opens it itself; Kafka's LogManager skips it in the same way.
 METADATA_TOPIC = "__cluster_metadata"
 DELETE_SUFFIX = "-delete"
+#: The longest file name most file systems take (ext4, xfs, tmpfs).
+MAX_FILE_NAME = 255
+
+
+def delete_dir_name(topic: str, partition: int) -> str:
+    """`<topic>-<partition>.<uuid>-delete`, with the topic cut so that the name fits in
+    255 bytes, as Kafka's logDirNameWithSuffixCappedLength does: a topic name may have
+    249 characters, and the suffix alone takes 42 or more."""
+    suffix = f"-{partition}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
+    prefix = topic.encode("utf-8")[:MAX_FILE_NAME - len(suffix)].decode("utf-8", "ignore")
+    return prefix + suffix
+
+
 _PARTITION_DIR = re.compile(r"(.+)-(\d+)")
 _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
 MAX_TOPIC_LENGTH = 249
@@ -247,8 +260,7 @@ class LogManager:
             return plog is not None
         if self.failure_channel.is_offline(os.path.dirname(path)):
             return True  # not touched again until a restart (which removes it as stray)
-        doomed = os.path.join(os.path.dirname(path),
-                              f"{topic}-{partition}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
+        doomed = os.path.join(os.path.dirname(path), delete_dir_name(topic, partition))
         os.rename(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         return True

@@ -230,6 +230,10 @@ def _write_stmt(f: Field, value: str, within: Versions) -> list[str]:
     elem = f.elem
     if elem in _WRITE:
         return [_WRITE[elem].format(value)]
+    if elem == "string" and f.name == "ErrorMessage":
+        # Free text the broker writes, often quoting a client's names: Writer.message
+        # cuts it so that it fits even an int16-length string.
+        return [f"w.message({value}, {_flex(f)})"]
     if elem in ("string", "bytes", "records"):
         return [f"w.{elem}({value}, {_flex(f)})"]
     return [f"({value} or {f.struct.path}()).write(w, version)"]

@@ -42,6 +42,9 @@ class _Unset:
 
 UNSET = _Unset()
 
+#: Characters of an error_message kept by Writer.message.
+MAX_MESSAGE = 1000
+
 # Byte fields at least this large are kept as their own output chunk (no copy).
 _ZERO_COPY_THRESHOLD = 1024
 
@@ -269,6 +272,15 @@ class Writer:
         else:
             self.buf += _i16.pack(len(data))
         self.buf += data
+
+    def message(self, v, compact: bool) -> None:
+        """An error_message: human text, often quoting a client's names (a topic of
+        32767 bytes), which must not make the answer unencodable (struct.error on an
+        int16 length). Cut at MAX_MESSAGE characters (4 KB of UTF-8 at worst); Kafka's
+        generated writers throw on a too-long string instead."""
+        if v is not None and len(v) > MAX_MESSAGE:
+            v = v[:MAX_MESSAGE] + "..."
+        self.string(v, compact)
 
     def bytes(self, v, compact: bool) -> None:
         if v is None:

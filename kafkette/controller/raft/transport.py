@@ -164,16 +164,18 @@ class ControllerServer:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._conns.add(task)
+        addr = writer.get_extra_info("peername")
+        addr = f"{addr[0]}:{addr[1]}" if addr else "?"
         # In-order answers: a queue of pending responses, written by one writer task.
         out: asyncio.Queue = asyncio.Queue()
-        writer_task = asyncio.create_task(self._write_loop(out, writer))
+        writer_task = asyncio.create_task(self._write_loop(out, writer, addr))
         decoder = FrameDecoder(self.max_frame)
         try:
             peer = self._peer(writer)
             if peer is None:
                 return
             session = self.sasl.new_session(peer) if self.sasl is not None else None
-            while data := await reader.read(_READ_CHUNK):
+            while not writer_task.done() and (data := await reader.read(_READ_CHUNK)):
                 for frame in decoder.feed(data):
                     # Past authentication only a SaslHandshake (KIP-368) and sessions
                     # with a lifetime need the gate, as in server/connection.py.
@@ -185,29 +187,43 @@ class ControllerServer:
                         if done:
                             return
                         continue
-                    out.put_nowait(asyncio.ensure_future(self._dispatch(frame, peer)))
+                    fut = asyncio.ensure_future(self._dispatch(frame, peer))
+                    # The write loop stops at the first failed request; the failures of
+                    # the pipelined ones behind it are not news (and must not surface as
+                    # asyncio's "Task exception was never retrieved" errors).
+                    fut.add_done_callback(_retrieve)
+                    out.put_nowait(fut)
         except (ConnectionError, asyncio.CancelledError):
             pass
         except ProtocolError as exc:   # a bad size prefix: FrameError
-            log.warning("controller_listener_protocol_error", error=str(exc))
+            log.warning("controller_listener_protocol_error", peer=addr, error=str(exc))
         finally:
             out.put_nowait(None)
             try:
                 await asyncio.wait_for(asyncio.shield(writer_task), 1.0)
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 writer_task.cancel()
+            # Requests nobody will read the answers of (a long-poll Fetch) stop here.
+            while not out.empty():
+                fut = out.get_nowait()
+                if fut is not None:
+                    fut.cancel()
             writer.close()
             self._conns.discard(task)
 
-    async def _write_loop(self, out: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
+    async def _write_loop(self, out: asyncio.Queue, writer: asyncio.StreamWriter, peer: str) -> None:
         while True:
             fut = await out.get()
             if fut is None:
                 return
             try:
                 data = await fut
-            except Exception as exc:  # a handler failed, or the frame was bad: close
-                log.warning("controller_listener_request_failed", error=repr(exc))
+            except ProtocolError as exc:  # the frame was bad: close, as Kafka does
+                log.warning("controller_listener_request_failed", peer=peer, error=str(exc))
+                writer.close()
+                return
+            except Exception:  # a handler failed: a bug, with its traceback
+                log.exception("controller_listener_handler_failed", peer=peer)
                 writer.close()
                 return
             writer.writelines(data)
@@ -270,6 +286,11 @@ class ControllerServer:
         if inspect.isawaitable(result):
             result = await result
         return encode_response(result, api_key, api_version, header.correlation_id)
+
+
+def _retrieve(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 # --- client -------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ class AddRaftVoterResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         if flexible:
             w.uvarint(0)
 

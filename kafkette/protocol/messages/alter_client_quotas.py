@@ -204,7 +204,7 @@ class AlterClientQuotasResponse:
         def write(self, w, version):
             flexible = version >= 1
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             w.array_len(None if self.entity is None else len(self.entity), flexible)
             if self.entity:
                 for x in self.entity:

@@ -145,7 +145,7 @@ class AlterConfigsResponse:
         def write(self, w, version):
             flexible = version >= 2
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             w.int8(self.resource_type)
             w.string(self.resource_name, flexible)
             if flexible:

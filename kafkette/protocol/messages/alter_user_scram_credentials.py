@@ -151,7 +151,7 @@ class AlterUserScramCredentialsResponse:
             flexible = True
             w.string(self.user, flexible)
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             if flexible:
                 w.uvarint(0)
 

@@ -156,7 +156,7 @@ class ControllerRegistrationResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         if flexible:
             w.uvarint(0)
 

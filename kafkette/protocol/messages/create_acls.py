@@ -122,7 +122,7 @@ class CreateAclsResponse:
         def write(self, w, version):
             flexible = version >= 2
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             if flexible:
                 w.uvarint(0)
 

@@ -149,7 +149,7 @@ class CreatePartitionsResponse:
             flexible = version >= 2
             w.string(self.name, flexible)
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             if flexible:
                 w.uvarint(0)
 

@@ -247,7 +247,7 @@ class CreateTopicsResponse:
                 w.uuid(self.topic_id)
             w.int16(self.error_code)
             if version >= 1:
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
             if version >= 5:
                 w.int32(self.num_partitions)
             if version >= 5:

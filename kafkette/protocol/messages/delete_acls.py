@@ -133,7 +133,7 @@ class DeleteAclsResponse:
             def write(self, w, version):
                 flexible = version >= 2
                 w.int16(self.error_code)
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
                 w.int8(self.resource_type)
                 w.string(self.resource_name, flexible)
                 if version >= 1:
@@ -174,7 +174,7 @@ class DeleteAclsResponse:
         def write(self, w, version):
             flexible = version >= 2
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             w.array_len(None if self.matching_acls is None else len(self.matching_acls), flexible)
             if self.matching_acls:
                 for x in self.matching_acls:

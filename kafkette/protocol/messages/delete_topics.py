@@ -129,7 +129,7 @@ class DeleteTopicsResponse:
                 w.uuid(self.topic_id)
             w.int16(self.error_code)
             if version >= 5:
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
             if flexible:
                 w.uvarint(0)
 

@@ -166,7 +166,7 @@ class DescribeAclsResponse:
         flexible = version >= 2
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         w.array_len(None if self.resources is None else len(self.resources), flexible)
         if self.resources:
             for x in self.resources:

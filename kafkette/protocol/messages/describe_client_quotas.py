@@ -202,7 +202,7 @@ class DescribeClientQuotasResponse:
         flexible = version >= 1
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         w.array_len(None if self.entries is None else len(self.entries), flexible)
         if self.entries:
             for x in self.entries:

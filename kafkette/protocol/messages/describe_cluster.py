@@ -115,7 +115,7 @@ class DescribeClusterResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         if version >= 1:
             w.int8(self.endpoint_type)
         w.string(self.cluster_id, flexible)

@@ -225,7 +225,7 @@ class DescribeConfigsResponse:
         def write(self, w, version):
             flexible = version >= 4
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             w.int8(self.resource_type)
             w.string(self.resource_name, flexible)
             w.array_len(None if self.configs is None else len(self.configs), flexible)

@@ -156,7 +156,7 @@ class DescribeProducersResponse:
                 flexible = True
                 w.int32(self.partition_index)
                 w.int16(self.error_code)
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
                 w.array_len(None if self.active_producers is None else len(self.active_producers), flexible)
                 if self.active_producers:
                     for x in self.active_producers:

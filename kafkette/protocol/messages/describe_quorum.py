@@ -189,7 +189,7 @@ class DescribeQuorumResponse:
                 w.int32(self.partition_index)
                 w.int16(self.error_code)
                 if version >= 2:
-                    w.string(self.error_message, flexible)
+                    w.message(self.error_message, flexible)
                 w.int32(self.leader_id)
                 w.int32(self.leader_epoch)
                 w.int64(self.high_watermark)
@@ -337,7 +337,7 @@ class DescribeQuorumResponse:
         flexible = True
         w.int16(self.error_code)
         if version >= 2:
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
         w.array_len(None if self.topics is None else len(self.topics), flexible)
         if self.topics:
             for x in self.topics:

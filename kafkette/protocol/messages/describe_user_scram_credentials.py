@@ -133,7 +133,7 @@ class DescribeUserScramCredentialsResponse:
             flexible = True
             w.string(self.user, flexible)
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             w.array_len(None if self.credential_infos is None else len(self.credential_infos), flexible)
             if self.credential_infos:
                 for x in self.credential_infos:
@@ -167,7 +167,7 @@ class DescribeUserScramCredentialsResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         w.array_len(None if self.results is None else len(self.results), flexible)
         if self.results:
             for x in self.results:

@@ -123,7 +123,7 @@ class ElectLeadersResponse:
                 flexible = version >= 2
                 w.int32(self.partition_id)
                 w.int16(self.error_code)
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
                 if flexible:
                     w.uvarint(0)
 

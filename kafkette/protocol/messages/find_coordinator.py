@@ -103,7 +103,7 @@ class FindCoordinatorResponse:
             if version >= 4:
                 w.int16(self.error_code)
             if version >= 4:
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
             if flexible:
                 w.uvarint(0)
 
@@ -146,7 +146,7 @@ class FindCoordinatorResponse:
         if version <= 3:
             w.int16(self.error_code)
         if version >= 1 and version <= 3:
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
         if version <= 3:
             w.int32(self.node_id)
         if version <= 3:

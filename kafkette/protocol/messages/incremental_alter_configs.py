@@ -148,7 +148,7 @@ class IncrementalAlterConfigsResponse:
         def write(self, w, version):
             flexible = version >= 1
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             w.int8(self.resource_type)
             w.string(self.resource_name, flexible)
             if flexible:

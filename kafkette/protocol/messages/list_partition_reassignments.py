@@ -189,7 +189,7 @@ class ListPartitionReassignmentsResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         w.array_len(None if self.topics is None else len(self.topics), flexible)
         if self.topics:
             for x in self.topics:

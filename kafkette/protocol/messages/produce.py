@@ -234,7 +234,7 @@ class ProduceResponse:
                         for x in self.record_errors:
                             (x or ProduceResponse.TopicProduceResponse.PartitionProduceResponse.BatchIndexAndErrorMessage()).write(w, version)
                 if version >= 8:
-                    w.string(self.error_message, flexible)
+                    w.message(self.error_message, flexible)
                 if flexible:
                     tagged = []
                     if version >= 10 and not (self.current_leader is None):

@@ -183,7 +183,7 @@ class ReadShareGroupStateResponse:
                 flexible = True
                 w.int32(self.partition)
                 w.int16(self.error_code)
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
                 w.int32(self.state_epoch)
                 w.int64(self.start_offset)
                 w.array_len(None if self.state_batches is None else len(self.state_batches), flexible)

@@ -148,7 +148,7 @@ class ReadShareGroupStateSummaryResponse:
                 flexible = True
                 w.int32(self.partition)
                 w.int16(self.error_code)
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
                 w.int32(self.state_epoch)
                 w.int64(self.start_offset)
                 if flexible:

@@ -77,7 +77,7 @@ class RemoveRaftVoterResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         if flexible:
             w.uvarint(0)
 

@@ -71,7 +71,7 @@ class SaslAuthenticateResponse:
     def write(self, w, version):
         flexible = version >= 2
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         w.bytes(self.auth_bytes, flexible)
         if version >= 1:
             w.int64(self.session_lifetime_ms)

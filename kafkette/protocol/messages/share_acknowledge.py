@@ -220,7 +220,7 @@ class ShareAcknowledgeResponse:
                 flexible = True
                 w.int32(self.partition_index)
                 w.int16(self.error_code)
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
                 (self.current_leader or ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse.PartitionData.LeaderIdAndEpoch()).write(w, version)
                 if flexible:
                     w.uvarint(0)
@@ -313,7 +313,7 @@ class ShareAcknowledgeResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         w.array_len(None if self.responses is None else len(self.responses), flexible)
         if self.responses:
             for x in self.responses:

@@ -306,7 +306,7 @@ class ShareFetchResponse:
                 flexible = True
                 w.int32(self.partition_index)
                 w.int16(self.error_code)
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
                 w.int16(self.acknowledge_error_code)
                 w.string(self.acknowledge_error_message, flexible)
                 (self.current_leader or ShareFetchResponse.ShareFetchableTopicResponse.PartitionData.LeaderIdAndEpoch()).write(w, version)
@@ -411,7 +411,7 @@ class ShareFetchResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         w.array_len(None if self.responses is None else len(self.responses), flexible)
         if self.responses:
             for x in self.responses:

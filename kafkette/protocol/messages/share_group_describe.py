@@ -198,7 +198,7 @@ class ShareGroupDescribeResponse:
         def write(self, w, version):
             flexible = True
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             w.string(self.group_id, flexible)
             w.string(self.group_state, flexible)
             w.int32(self.group_epoch)

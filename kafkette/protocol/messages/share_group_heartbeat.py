@@ -152,7 +152,7 @@ class ShareGroupHeartbeatResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         w.string(self.member_id, flexible)
         w.int32(self.member_epoch)
         w.int32(self.heartbeat_interval_ms)

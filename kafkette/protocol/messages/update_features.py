@@ -125,7 +125,7 @@ class UpdateFeaturesResponse:
             flexible = True
             w.string(self.feature, flexible)
             w.int16(self.error_code)
-            w.string(self.error_message, flexible)
+            w.message(self.error_message, flexible)
             if flexible:
                 w.uvarint(0)
 
@@ -153,7 +153,7 @@ class UpdateFeaturesResponse:
         flexible = True
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
-        w.string(self.error_message, flexible)
+        w.message(self.error_message, flexible)
         if version <= 1:
             w.array_len(None if self.results is None else len(self.results), flexible)
             if self.results:

@@ -193,7 +193,7 @@ class WriteShareGroupStateResponse:
                 flexible = True
                 w.int32(self.partition)
                 w.int16(self.error_code)
-                w.string(self.error_message, flexible)
+                w.message(self.error_message, flexible)
                 if flexible:
                     w.uvarint(0)
 
