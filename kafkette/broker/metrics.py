@@ -135,6 +135,13 @@ class BrokerMetrics:
             stats = self._topic_out[topic] = [0]
         stats[0] += nbytes
 
+    def forget_topic(self, topic: str) -> None:
+        """A deleted topic's counters go with it, as Kafka's BrokerTopicStats.removeMetrics
+        does: otherwise every topic ever created keeps its entries (and its series in
+        /metrics) for the broker's lifetime."""
+        self._topic_in.pop(topic, None)
+        self._topic_out.pop(topic, None)
+
     def connection_opened(self, listener: str) -> None:
         self.connection_count.labels(listener).inc()
 
