@@ -29,13 +29,16 @@ import csv
 import json
 import os
 import random
+import re
+import socket
+import urllib.request
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CTopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewTopic, OffsetSpec, ResourceType)
@@ -273,7 +276,7 @@ class AdminLoop(threading.Thread):
     """One admin operation every ``interval`` s, in a fixed cycle; a new AdminClient
     every ``renew`` cycles. Errors are counted per operation."""
 
-    OPS = ("create_topic", "alter_config", "describe_configs", "list_groups",
+    OPS = ("create_topic", "produce", "alter_config", "describe_configs", "list_groups",
            "describe_groups", "list_offsets", "delete_topic")
 
     def __init__(self, bootstrap: str, interval: float, partitions: int, renew: int = 5):
@@ -316,6 +319,26 @@ class AdminLoop(threading.Thread):
         self._scratch += 1
         admin.create_topics([NewTopic(self.scratch, 2, 1, config={"retention.ms": "60000"})],
                             operation_timeout=10)[self.scratch].result(15)
+
+    def produce(self, admin: AdminClient) -> None:
+        """A few records into the scratch topic: a topic that was used, then deleted,
+        must leave nothing behind (its metrics, its partitions' state)."""
+        # A producer of its own each time: a long-lived one keeps the deleted topic in
+        # its metadata cache and its next refresh auto-creates it again
+        # (auto.create.topics.enable, as with Kafka), so scratch topics would pile up.
+        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 0,
+                      "client.id": "soak-admin-producer", "message.timeout.ms": 10000,
+                      **_CLIENT_COMMON})
+        failed = []
+        for i in range(10):
+            p.produce(self.scratch, value=b"scratch", partition=i % 2,
+                      on_delivery=lambda err, _msg: err and failed.append(err))
+        left = p.flush(15)
+        del p   # closes its connections
+        if left:
+            raise AssertionError("scratch records not delivered in 15 s")
+        if failed:
+            raise AssertionError(f"scratch records failed: {failed[:3]}")
 
     def alter_config(self, admin: AdminClient) -> None:
         res = ConfigResource(ResourceType.TOPIC, self.scratch, incremental_configs=[
@@ -370,6 +393,19 @@ def _committed(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
         c.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def metrics_topics(address: str) -> set[str]:
+    """The topics named by any series of the broker's /metrics."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=15) as resp:
+        text = resp.read().decode()
+    return set(re.findall(r'[{,]topic="([^"]*)"', text))
+
+
 def compact_key(value: str, keys: int) -> str:
     """The compacted topic's key of a value ``<producer>/<sequence>``."""
     return f"k{int(value.rsplit('/', 1)[1]) % keys}"
@@ -383,6 +419,8 @@ def broker_config(o: Options) -> dict[str, Any]:
         "log.retention.check.interval.ms": 2000,
         "log.segment.delete.delay.ms": 1000,
         "log.cleaner.backoff.ms": 1000,
+        # Scraped at the end: no series may name a deleted topic.
+        "metrics.listener": f"127.0.0.1:{_free_port()}",
         **o.broker_settings,
     }
 
@@ -490,6 +528,13 @@ class Soak:
             time.sleep(0.5)
         idle = sampler.take()
         broker_alive = kb.is_running()
+        self._stale_topics = None
+        if broker_alive:
+            live = set(AdminClient({"bootstrap.servers": bs, **_CLIENT_COMMON})
+                       .list_topics(timeout=15).topics)
+            # Scratch topics only: librdkafka's list_topics leaves internal ones out.
+            self._stale_topics = sorted(t for t in metrics_topics(kb.config["metrics.listener"])
+                                        if t.startswith(SCRATCH) and t not in live)
         self._fds = (fds_before, fds_idle)
         return self._summary(load_seconds, sampler, producers, churn, admin, committed,
                              ends, starts, drains, idle, broker_alive)
@@ -503,6 +548,9 @@ class Soak:
         fds_before, fds_idle = self._fds
         if fds_idle is not None:
             failures += [f"idle fds: {x}" for x in idle_fd_failures(fds_before, fds_idle)]
+        if self._stale_topics:
+            failures.append(f"/metrics still has series of deleted topics: "
+                            f"{self._stale_topics[:5]} ({len(self._stale_topics)})")
         if sampler.errors:
             failures.append(f"sampler: {sampler.errors[:3]}")
         # soak-keep: Kafka's promise for idempotent acks=all producers in full.
@@ -619,6 +667,7 @@ class Soak:
                       "errors": {k: len(v) for k, v in admin.errors.items()}},
             "resources": {n: series(n) for n in ("rss_mb", "fds", "threads")},
             "fds_before_load": fds_before, "fds_idle_after": fds_idle,
+            "metrics_deleted_topics": self._stale_topics,
             "flatness": [f.as_dict() for f in flat],
             "slope_per_hour": {k: (round(v, 2) if v is not None else None)
                                for k, v in slopes.items()},
