@@ -86,7 +86,16 @@ def test_fd_audit_sees_a_file_left_open_after_it_was_deleted(tmp_path):
 
 
 def test_a_socket_left_open_is_an_idle_failure():
-    start = {"sockets": 4, "segments": 10, "deleted": 0, "other": 9}
-    assert idle_fd_failures(start, {**start, "segments": 14}) == []
+    start = {"sockets": 4, "segments": 10, "deleted": 0, "other": 9, "segment_files": 9}
+    assert idle_fd_failures(start, {**start, "segments": 14, "segment_files": 13}) == []
     assert idle_fd_failures(start, {**start, "sockets": 5}) == [
         "5 sockets fds once every client left, 4 before the first one"]
+
+
+def test_more_data_file_fds_than_segments_is_an_idle_failure():
+    start = {"sockets": 4, "segments": 10, "deleted": 0, "other": 9, "segment_files": 9}
+    # Segments opened lazily (fewer fds than files) are fine; one fd too many is not.
+    assert idle_fd_failures(start, {**start, "segments": 8, "segment_files": 12}) == []
+    got = idle_fd_failures(start, {**start, "segments": 14, "segment_files": 12})
+    assert got == ["14 fds on data files for 12 segment files, 10 for 9 before the first "
+                   "client"]

@@ -117,8 +117,10 @@ def fd_audit(pid: int, data_dir: Path) -> dict[str, int]:
     unlinked while still open:
     a segment deleted by retention or replaced by the cleaner whose file was never
     closed is the classic fd leak, and shows here as "(deleted)"); ``other`` (pipes,
-    the event loop's fds, the broker's own log, /dev/null)."""
-    out = {"sockets": 0, "segments": 0, "deleted": 0, "other": 0}
+    the event loop's fds, the broker's own log, /dev/null); ``segment_files``: the
+    segment files on disk (not fds)."""
+    out = {"sockets": 0, "segments": 0, "deleted": 0, "other": 0,
+           "segment_files": len(list(data_dir.glob("*/*.log")))}
     prefix = str(data_dir.resolve()) + os.sep
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -146,6 +148,13 @@ def idle_fd_failures(start: dict[str, int], idle: dict[str, int]) -> list[str]:
         if idle[kind] != start[kind]:
             out.append(f"{idle[kind]} {kind} fds once every client left, {start[kind]} "
                        "before the first one")
+    # At most one fd per segment file on disk, beyond the data directory's fixed ones
+    # (its .lock): an open data file that no live segment explains is a leak.
+    extra = idle["segments"] - idle["segment_files"]
+    if extra > start["segments"] - start["segment_files"]:
+        out.append(f"{idle['segments']} fds on data files for {idle['segment_files']} "
+                   f"segment files, {start['segments']} for {start['segment_files']} "
+                   "before the first client")
     return out
 
 
