@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit integration generate bench clean container-test sim sim-replication cluster chaos fuzz
+.PHONY: run test unit integration generate bench clean container-test sim sim-replication cluster chaos fuzz soak
 
 $(STAMP): pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when we can.
@@ -105,6 +105,17 @@ FRAMES    ?= 1000000
 FUZZ_SEED ?= 1
 fuzz: $(STAMP)
 	$(PY) -m kafkette.fuzz --frames $(FRAMES) --seed $(FUZZ_SEED) --json $${FUZZ_JSON:-fuzz-results.json} $(FUZZ_ARGS)
+
+## Soak (not part of `make test`, which runs a two-minute one): one broker process for
+## DURATION seconds under idempotent producers (a plain, a short-retention and a compacted
+## topic), a consumer group whose members leave and join every 20-30 s, and admin calls;
+## then no acknowledged record lost or duplicated, each compacted key's latest value the
+## last acknowledged one, and the broker's RSS, fds and threads flat (samples every 10 s).
+## samples.csv and summary.json in SOAK_OUT; exits non-zero on a failure;
+## e.g. `make soak DURATION=900 SOAK_ARGS="--rate 100 --fds 10"`.
+DURATION ?= 3600
+soak: $(TSTAMP)
+	$(PY) -m kafkette.soak --duration $(DURATION) --out $${SOAK_OUT:-soak-results} $(SOAK_ARGS)
 
 ## Build the container image with podman and smoke-test it (CI runs this after `make test`)
 container-test: $(TSTAMP)

@@ -244,3 +244,25 @@ def test_follower_lag_gauges_on_the_leader(tmp_path):
     reg2.register(_StateCollector(fake))
     assert reg2.get_sample_value("kafka_cluster_partition_followerlag",
                                  {"topic": "t", "partition": "0", "replica": "3"}) is None
+
+
+def test_a_deleted_topics_counters_go_with_it(broker):
+    # Kafka's BrokerTopicStats.removeMetrics on topic deletion; without it every topic
+    # ever produced to or fetched from keeps its counters (the soak, kafkette.soak,
+    # creates, produces to and deletes a scratch topic every few seconds).
+    from kafkette.protocol.messages import DeleteTopicsRequest
+    create_topic(broker, "gone")
+    create_topic(broker, "kept")
+    for t in ("gone", "kept"):
+        produce(broker, t, 0, batch(2))
+        call(broker, fetch_request(t, {0: 0}), 12)
+    assert sample(broker, "kafka_server_brokertopicmetrics_messagesin_total", topic="gone") == 2
+    resp = call(broker, DeleteTopicsRequest(topic_names=["gone"], timeout_ms=5000), 5)
+    assert resp.responses[0].error_code == 0
+    names = {s.labels.get("topic") for fam in broker.metrics.registry.collect()
+             if fam.name.startswith("kafka_server_brokertopicmetrics") for s in fam.samples}
+    assert names == {"kept"}
+    # Created again under the same name: counted from zero.
+    create_topic(broker, "gone")
+    produce(broker, "gone", 0, batch(3))
+    assert sample(broker, "kafka_server_brokertopicmetrics_messagesin_total", topic="gone") == 3

@@ -250,6 +250,10 @@ class Broker:
             await self.cluster.close()
 
     def _on_metadata_update(self, old: MetadataImage, new: MetadataImage) -> None:
+        for name, t in old.topics.items():
+            nt = new.topics.get(name)
+            if nt is None or nt.topic_id != t.topic_id:   # deleted (or deleted and recreated)
+                self.metrics.forget_topic(name)
         if old.broker_configs == new.broker_configs:
             return
         if self._apply_dynamic_configs(new):

@@ -152,6 +152,13 @@ class BrokerMetrics:
     def record_denial(self, resource_type: int) -> None:
         self._denials[resource_type] = self._denials.get(resource_type, 0) + 1
 
+    def forget_topic(self, topic: str) -> None:
+        """A deleted topic's counters go with it, as Kafka's BrokerTopicStats.removeMetrics
+        does: otherwise every topic ever created keeps its entries (and its series in
+        /metrics) for the broker's lifetime."""
+        self._topic_in.pop(topic, None)
+        self._topic_out.pop(topic, None)
+
     def connection_opened(self, listener: str) -> None:
         self.connection_count.labels(listener).inc()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as CTopicPartition
@@ -47,9 +47,13 @@ _CLIENT_COMMON = {
 class ProducerWorker(threading.Thread):
     def __init__(self, name: str, bootstrap: str, topic: str, *, rng: random.Random,
                  keys: int = 100, rate: float = 100.0, message_timeout_ms: int = 20000,
-                 extra_config: Mapping | None = None):
+                 extra_config: Mapping | None = None,
+                 key_for: Callable[[int], str] | None = None):
         super().__init__(name=f"chaos-{name}", daemon=True)
         self.producer_name = name
+        # The key of sequence number n; a function of n lets a checker recover each
+        # record's key from its value (the soak's compacted-topic check needs it).
+        self.key_for = key_for
         self.bootstrap = bootstrap
         self.topic = topic
         self.rng = rng
@@ -108,7 +112,9 @@ class ProducerWorker(threading.Thread):
         self.incarnations += 1
         self._fatal.clear()
         p = Producer(self._config())
-        interval = 0.01
+        # Ticks of 10 ms, longer below 100 records/s: with 10 ms ticks and at least one
+        # record per tick, any rate under 100/s came out as 100/s.
+        interval = max(0.01, 1.0 / self.rate)
         per_tick = max(1, round(self.rate * interval))
         next_tick = time.monotonic()
         try:
@@ -141,7 +147,8 @@ class ProducerWorker(threading.Thread):
     def _produce_one(self, p: Producer) -> None:
         seq = self.sent
         value = f"{self.producer_name}/{seq}"
-        key = f"k{self.rng.randrange(self.keys)}"
+        key = (self.key_for(seq) if self.key_for is not None
+               else f"k{self.rng.randrange(self.keys)}")
         for _ in range(100):
             try:
                 with self.lock:
