@@ -8,6 +8,16 @@ then removes it; a directory left with that suffix by a crash is removed on the 
 `load_all()`. Kafka does the removal asynchronously after file.delete.delay.ms; we do it
 at once (an rmtree of a closed directory), which no reader can observe since the log is
 already gone from the manager.
+
+Clean shutdown, as Kafka's `.kafka_cleanshutdown`: one marker file per log dir, written
+(fsynced) by `close_all()` after every log is flushed and closed, and removed (one fsync)
+by the next `load_all()` before anything is written. Ours also carries a summary line per
+log (log start offset, log end offset, latest leader epoch), so that `load_all()` after a
+clean shutdown only scans the directory: each log opens on its first use
+(PartitionLog.unopened), and a broker with 10,000 partitions answers in well under a
+second instead of opening 10,000 logs first. Without the marker (kill -9, power loss)
+every log is opened and recovered at start, as before: segments below a log's recovery
+point are trusted, the ones above are validated batch by batch and torn tails cut off.
 """
 from __future__ import annotations
 
@@ -20,6 +30,7 @@ from typing import Callable, Iterator
 
 from kafkette.clock import SystemClock
 from kafkette.errors import InvalidTopicError, KafkaStorageError
+from kafkette.log.fsutil import fsync_path, write_file_atomically
 from kafkette.log.partition_log import LogConfig, PartitionLog
 
 try:
@@ -30,6 +41,8 @@ except ImportError:  # pragma: no cover - not on POSIX
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+CLEAN_SHUTDOWN_FILE = ".kafkette_cleanshutdown"
+_SUMMARY_HEADER = "kafkette-clean-shutdown 1"
 # The KRaft metadata log lives in the data dir too but belongs to the controller, which
 # opens it itself; Kafka's LogManager skips it in the same way.
 METADATA_TOPIC = "__cluster_metadata"
@@ -77,6 +90,7 @@ class LogManager:
         maps a topic to its LogConfig (default: the manager's default config). Returns
         the (topic, partition) pairs loaded."""
         loaded = []
+        summary = self._take_clean_shutdown_summary()
         for name in sorted(os.listdir(self.data_dir)):
             path = os.path.join(self.data_dir, name)
             if not os.path.isdir(path):
@@ -92,10 +106,59 @@ class LogManager:
             if topic == METADATA_TOPIC or (topic, partition) in self._logs:
                 continue
             config = (config_for(topic) if config_for is not None else None) or self.default_config
-            self._logs[(topic, partition)] = PartitionLog(path, config, clock=self._clock,
-                                                          topic=topic, partition=partition)
+            known = summary.get(name)
+            if known is not None:
+                plog = PartitionLog.unopened(path, config, self._clock, topic=topic,
+                                             partition=partition, log_start_offset=known[0],
+                                             log_end_offset=known[1], latest_epoch=known[2])
+            else:
+                plog = PartitionLog(path, config, clock=self._clock, topic=topic, partition=partition)
+            self._logs[(topic, partition)] = plog
             loaded.append((topic, partition))
         return loaded
+
+    def _take_clean_shutdown_summary(self) -> dict[str, tuple[int, int, int]]:
+        """The marker's summary (directory name -> (log start, log end, latest epoch)),
+        or {} after an unclean shutdown. The marker is removed durably before any log is
+        touched: a crash from here on must read as unclean."""
+        path = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
+        try:
+            os.unlink(path + ".tmp")  # left by a crash while it was being written
+        except FileNotFoundError:
+            pass
+        try:
+            with open(path, encoding="ascii") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fsync_path(self.data_dir)
+        summary: dict[str, tuple[int, int, int]] = {}
+        if not lines or lines[0] != _SUMMARY_HEADER or lines[-1] != "end":
+            log.warning("clean-shutdown marker %s is unreadable; recovering every log", path)
+            return {}
+        try:
+            for line in lines[1:-1]:
+                name, lso, leo, epoch = line.rsplit(" ", 3)
+                summary[name] = (int(lso), int(leo), int(epoch))
+        except ValueError:
+            log.warning("clean-shutdown marker %s is unreadable; recovering every log", path)
+            return {}
+        return summary
+
+    def _write_clean_shutdown_summary(self, logs: list[PartitionLog]) -> None:
+        lines = [_SUMMARY_HEADER]
+        for plog in logs:
+            lines.append(f"{os.path.basename(plog.dir)} {plog.log_start_offset} "
+                         f"{plog.log_end_offset} {plog.latest_epoch}")
+        lines.append("end")
+        write_file_atomically(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE),
+                              ("\n".join(lines) + "\n").encode("ascii"))
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self._logs.get((topic, partition))
@@ -161,12 +224,19 @@ class LogManager:
         as a killed process leaves them: nothing flushed or snapshotted, no clean-shutdown
         markers, so the next open recovers (the replication simulation's crash)."""
         errors = []
-        for plog in list(self._logs.values()):
+        logs = list(self._logs.values())
+        for plog in logs:
             try:
-                plog.close(clean=clean)
+                plog.close(clean=clean, marker=False)
             except Exception as exc:  # keep closing the others
                 errors.append(exc)
                 log.exception("closing %s failed", plog.dir)
+        if clean and not errors:
+            try:
+                self._write_clean_shutdown_summary(logs)
+            except OSError as exc:
+                errors.append(exc)
+                log.exception("writing the clean-shutdown marker of %s failed", self.data_dir)
         self._logs.clear()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock

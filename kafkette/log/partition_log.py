@@ -281,14 +281,47 @@ class PartitionLog:
         self._closed = True
         self._open()
 
+    @classmethod
+    def unopened(cls, dir_path, config: LogConfig | None, clock, *, topic: str, partition: int,
+                 log_start_offset: int, log_end_offset: int, latest_epoch: int) -> "PartitionLog":
+        """A log that a clean shutdown left, not opened yet: it knows its offsets and
+        latest leader epoch from the log manager's clean-shutdown summary and opens (no
+        recovery: the shutdown was clean) on the first use of anything else. Kafka opens
+        every log at start (with num.recovery.threads.per.data.dir threads, indexes
+        mapped lazily, KAFKA-7283); a broker with 10,000 partitions here would spend
+        seconds and an fd per segment before its first answer."""
+        self = object.__new__(_UnopenedPartitionLog)
+        d = self.__dict__
+        d["dir"] = os.fspath(dir_path)
+        d["topic"], d["partition"] = topic, partition
+        d["config"] = config or LogConfig()
+        d["_clock"] = clock or SystemClock()
+        d["_log_start_offset"], d["_leo"] = log_start_offset, log_end_offset
+        d["_latest_epoch"] = latest_epoch
+        d["_closed"] = False
+        return self
+
+    @property
+    def opened(self) -> bool:
+        """False for a log left unopened at start (see `unopened`) and not used since."""
+        return True
+
+    @property
+    def latest_epoch(self) -> int:
+        """The newest leader epoch in this log (-1: none)."""
+        return self.leader_epoch_cache.latest_epoch
+
     # --- opening / recovery -------------------------------------------------------------
-    def _open(self) -> None:
+    def _open(self, known_clean: bool = False) -> None:
+        """known_clean: the log manager's clean-shutdown marker covers this log (its
+        own per-partition marker, written by a standalone close(), counts too)."""
         os.makedirs(self.dir, exist_ok=True)
         now = self._clock.time_ms()
         interval = self.config.index_interval_bytes
         marker = os.path.join(self.dir, CLEAN_SHUTDOWN_FILE)
-        clean = os.path.exists(marker)
-        if clean:
+        own_marker = os.path.exists(marker)
+        clean = known_clean or own_marker
+        if own_marker:
             # Gone before the first write, durably: a stale marker after a crash would
             # make the next open trust unvalidated data.
             os.unlink(marker)
@@ -1109,9 +1142,10 @@ class PartitionLog:
             return True
         return False
 
-    def close(self, *, clean: bool = True) -> None:
+    def close(self, *, clean: bool = True, marker: bool = True) -> None:
         """Flush, close the files and leave the clean-shutdown marker. clean=False (for a
-        log about to be deleted) just closes the files."""
+        log about to be deleted) just closes the files. marker=False: the caller (the log
+        manager) records the clean shutdown of all its logs in one file instead."""
         if self._closed:
             return
         try:
@@ -1122,7 +1156,7 @@ class PartitionLog:
             for seg in self.segments:
                 seg.close()
             self._closed = True
-        if clean:
+        if clean and marker:
             with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
                 pass
 
@@ -1277,3 +1311,90 @@ class PartitionLog:
         self._bases = [s.base_offset for s in segs]
         self._size = sum(s.size for s in segs)
         return True
+
+
+class _UnopenedPartitionLog(PartitionLog):
+    """A PartitionLog from `PartitionLog.unopened`. What start-up and the periodic tasks
+    ask of every log (offsets, latest epoch, config, flush of nothing, close) is answered
+    without opening; the first access to anything else opens the log in place (the
+    instance becomes a plain PartitionLog, so later accesses cost nothing extra)."""
+
+    _CHEAP = frozenset({
+        "__class__", "__dict__", "dir", "topic", "partition", "config", "_clock",
+        "_log_start_offset", "_leo", "_latest_epoch", "_closed", "log_start_offset",
+        "log_end_offset", "latest_epoch", "opened", "closed", "close", "flush",
+        "maybe_flush", "remove_expired_producers", "__repr__", "_open_now",
+    })
+
+    def __getattribute__(self, name):
+        if name not in _UnopenedPartitionLog._CHEAP:
+            object.__getattribute__(self, "_open_now")()
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name, value):
+        if name != "config":  # a new topic config needs no open
+            self._open_now()
+        object.__setattr__(self, name, value)
+
+    def _open_now(self) -> None:
+        if object.__getattribute__(self, "__class__") is not _UnopenedPartitionLog:
+            return
+        d = object.__getattribute__(self, "__dict__")
+        if d["_closed"]:
+            raise KafkaStorageError(f"log {d['dir']} is closed")
+        expected = (d["_log_start_offset"], d["_leo"])
+        object.__setattr__(self, "__class__", PartitionLog)
+        # PartitionLog.__init__'s fields, then the open itself (no recovery: clean).
+        keep = {k: d[k] for k in ("dir", "topic", "partition", "config", "_clock")}
+        d.clear()
+        d.update(keep)
+        self.segments = []
+        self._bases = []
+        self._leo = 0
+        self._unreplicated_txns = deque()
+        self._log_start_offset = 0
+        self._recovery_point = 0
+        self._size = 0
+        self._unflushed_messages = 0
+        self._last_flush_ms = 0
+        self._closed = True
+        self._open(known_clean=True)
+        if (self._log_start_offset, self._leo) != expected:
+            # The summary and the files disagree (edited by hand, or a bug): the files win.
+            log.warning("log %s opened at offsets %s, the clean-shutdown summary said %s",
+                        self.dir, (self._log_start_offset, self._leo), expected)
+
+    @property
+    def opened(self) -> bool:
+        return False
+
+    @property
+    def latest_epoch(self) -> int:
+        return self._latest_epoch
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def flush(self, now_ms: int | None = None) -> None:
+        if self._closed:
+            raise KafkaStorageError(f"log {self.dir} is closed")
+        # Nothing written since the clean shutdown: nothing to flush.
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        return False
+
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int = 86400000) -> int:
+        return 0  # the first use after opening expires them, as the next check would
+
+    def close(self, *, clean: bool = True, marker: bool = True) -> None:
+        if self._closed:
+            return
+        self.__dict__["_closed"] = True
+        if clean and marker:
+            with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
+                pass
+
+    def __repr__(self) -> str:
+        return (f"PartitionLog({self.topic}-{self.partition}, unopened, "
+                f"log_start_offset={self._log_start_offset}, log_end_offset={self._leo})")
