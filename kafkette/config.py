@@ -404,6 +404,8 @@ _BROKER_KEYS: list[ConfigKey] = [
        "it opened is closed."),
     _k("fetch.max.bytes", INT, 57671680, "Most bytes returned by one Fetch request, "
        "whatever the client asks.", Range(1024)),
+    _k("max.incremental.fetch.session.cache.slots", INT, 1000, "Fetch sessions (KIP-227) "
+       "the broker keeps; a fetcher that finds no slot fetches without one.", Range(0)),
     _k("num.io.threads", INT, 8, "Request handler threads." + _IGNORED_DOC, Range(1), ignored=True),
     _k("num.network.threads", INT, 3, "Network threads." + _IGNORED_DOC, Range(1), ignored=True),
     _k("num.recovery.threads.per.data.dir", INT, 2, "Log recovery threads per data "
