@@ -115,6 +115,12 @@ class LogManager:
                 plog = PartitionLog(path, config, clock=self._clock, topic=topic, partition=partition)
             self._logs[(topic, partition)] = plog
             loaded.append((topic, partition))
+        if loaded:
+            # One line for the directory, not one per log (10,000 logs after kill -9).
+            log.info("loaded %d log(s) from %s: %s", len(loaded), self.data_dir,
+                     f"{len(loaded) - len(summary)} opened and recovered, the rest open on "
+                     "first use (clean shutdown)" if summary else
+                     "all opened and recovered (no clean-shutdown marker)")
         return loaded
 
     def _take_clean_shutdown_summary(self) -> dict[str, tuple[int, int, int]]:

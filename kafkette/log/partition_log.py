@@ -419,7 +419,7 @@ class PartitionLog:
                                  aborted_out=aborted)
         for txn in aborted:
             self._segment_for(txn.last_offset).txn_index.append(txn)
-        slog.info("txn_indexes_rebuilt", partition=f"{self.topic}-{self.partition}",
+        slog.debug("txn_indexes_rebuilt", partition=f"{self.topic}-{self.partition}",
                   from_offset=self.segments[i].base_offset, aborted_transactions=len(aborted))
 
     def _segment_for(self, offset: int) -> LogSegment:
