@@ -1,4 +1,5 @@
-"""The scale suite (`python -m kafkette.bench.scale`, or `make bench BENCH_ARGS="--only scale"`):
+"""The scale suite (`python -m kafkette.bench.scale`, or `make bench BENCH_ARGS="--only scale"`,
+which also runs it against --scale-base-rev):
 how kafkette's costs grow with partitions, consumer groups and idle connections.
 
 One broker process (`python -m kafkette serve`, Kafka's defaults) on a free port and a
@@ -370,7 +371,7 @@ def run(args) -> dict:
     return out
 
 
-def main(argv=None) -> None:
+def parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--partitions-per-topic", type=int, default=100)
@@ -381,7 +382,11 @@ def main(argv=None) -> None:
     ap.add_argument("--source", default=None, help="run the broker from this kafkette source tree")
     ap.add_argument("--tmpdir", default=None)
     ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     res = run(args)
     for k, v in res.items():
         print(f"{k:32} {v:.3f}" if isinstance(v, float) else f"{k:32} {v}")
