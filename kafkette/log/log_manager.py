@@ -91,6 +91,7 @@ class LogManager:
         the (topic, partition) pairs loaded."""
         loaded = []
         summary = self._take_clean_shutdown_summary()
+        unopened = 0
         for name in sorted(os.listdir(self.data_dir)):
             path = os.path.join(self.data_dir, name)
             if not os.path.isdir(path):
@@ -108,6 +109,7 @@ class LogManager:
             config = (config_for(topic) if config_for is not None else None) or self.default_config
             known = summary.get(name)
             if known is not None:
+                unopened += 1
                 plog = PartitionLog.unopened(path, config, self._clock, topic=topic,
                                              partition=partition, log_start_offset=known[0],
                                              log_end_offset=known[1], latest_epoch=known[2])
@@ -118,7 +120,7 @@ class LogManager:
         if loaded:
             # One line for the directory, not one per log (10,000 logs after kill -9).
             log.info("loaded %d log(s) from %s: %s", len(loaded), self.data_dir,
-                     f"{len(loaded) - len(summary)} opened and recovered, the rest open on "
+                     f"{len(loaded) - unopened} opened and recovered, {unopened} open on "
                      "first use (clean shutdown)" if summary else
                      "all opened and recovered (no clean-shutdown marker)")
         return loaded
