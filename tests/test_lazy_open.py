@@ -79,20 +79,43 @@ def test_config_change_does_not_open(tmp_path):
     lm.close_all()
 
 
-def test_torn_tail_of_a_lazily_opened_log_is_cut_on_first_use(tmp_path):
+def test_active_segment_changed_after_the_marker_opens_at_start(tmp_path):
+    """A tail torn or extended while the broker was stopped: the log opens (and cuts
+    it) at start, so its owner never starts from offsets the files do not hold."""
     lm = LogManager(tmp_path, ManualClock(TS))
-    fill(lm, parts=1)
+    fill(lm, parts=2)
     lm.close_all()
     seg = tmp_path / "t-0" / f"{0:020d}.log"
     good = seg.stat().st_size
     with open(seg, "ab") as f:
-        f.write(bytes(batch())[:30])  # half a batch written after the marker
+        f.write(bytes(batch())[:30])  # half a batch
+    torn = tmp_path / "t-1" / f"{0:020d}.log"
+    os.truncate(torn, torn.stat().st_size - 5)  # the last batch cut short
+    lm = LogManager(tmp_path, ManualClock(TS))
+    lm.load_all()
+    plog, cut = lm.get("t", 0), lm.get("t", 1)
+    assert plog.opened and cut.opened
+    assert seg.stat().st_size == good and plog.log_end_offset == 4
+    assert cut.log_end_offset == 2
+    lm.close_all()
+
+
+def test_torn_tail_inside_a_lazily_opened_log_is_cut_on_first_use(tmp_path):
+    """Same size, damaged bytes after the last index entry (bit rot while stopped):
+    found when the log opens on first use, as Kafka finds it only when read."""
+    lm = LogManager(tmp_path, ManualClock(TS))
+    fill(lm, parts=1)
+    lm.close_all()
+    seg = tmp_path / "t-0" / f"{0:020d}.log"
+    raw = bytearray(seg.read_bytes())
+    raw[-3] ^= 0xFF  # the CRC of the last batch no longer matches
+    seg.write_bytes(raw)
     lm = LogManager(tmp_path, ManualClock(TS))
     lm.load_all()
     plog = lm.get("t", 0)
     assert not plog.opened
-    assert plog.read(0, 1 << 20)
-    assert seg.stat().st_size == good and plog.log_end_offset == 4
+    plog.read(0, 1 << 20)
+    assert plog.opened and plog.log_end_offset == 2  # the damaged last batch is cut
     lm.close_all()
 
 

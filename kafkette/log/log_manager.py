@@ -32,6 +32,7 @@ from kafkette.clock import SystemClock
 from kafkette.errors import InvalidTopicError, KafkaStorageError
 from kafkette.log.fsutil import fsync_path, write_file_atomically
 from kafkette.log.partition_log import LogConfig, PartitionLog
+from kafkette.log.segment import segment_file_name
 
 try:
     import fcntl
@@ -60,6 +61,15 @@ def validate_topic_name(topic: str) -> None:
         raise InvalidTopicError(f"topic name longer than {MAX_TOPIC_LENGTH} characters")
     if not _LEGAL_TOPIC.fullmatch(topic):
         raise InvalidTopicError(f"topic name {topic!r} has characters other than ASCII alphanumerics, '.', '_' and '-'")
+
+
+def _active_segment_as_left(path: str, base: int, size: int) -> bool:
+    """The active segment is there with the size the clean shutdown recorded (one stat:
+    a torn or extended tail written after the marker makes the log open at start)."""
+    try:
+        return os.stat(os.path.join(path, segment_file_name(base))).st_size == size
+    except OSError:
+        return False
 
 
 class LogManager:
@@ -108,11 +118,16 @@ class LogManager:
                 continue
             config = (config_for(topic) if config_for is not None else None) or self.default_config
             known = summary.get(name)
+            if known is not None and not _active_segment_as_left(path, known[3], known[4]):
+                # Its active segment changed since the clean shutdown (truncated, grown):
+                # open it now, so the partition starts from what the files hold.
+                known = None
             if known is not None:
                 unopened += 1
                 plog = PartitionLog.unopened(path, config, self._clock, topic=topic,
                                              partition=partition, log_start_offset=known[0],
-                                             log_end_offset=known[1], latest_epoch=known[2])
+                                             log_end_offset=known[1], latest_epoch=known[2],
+                                             active_segment=(known[3], known[4]))
             else:
                 plog = PartitionLog(path, config, clock=self._clock, topic=topic, partition=partition)
             self._logs[(topic, partition)] = plog
@@ -125,8 +140,9 @@ class LogManager:
                      "all opened and recovered (no clean-shutdown marker)")
         return loaded
 
-    def _take_clean_shutdown_summary(self) -> dict[str, tuple[int, int, int]]:
-        """The marker's summary (directory name -> (log start, log end, latest epoch)),
+    def _take_clean_shutdown_summary(self) -> dict[str, tuple[int, int, int, int, int]]:
+        """The marker's summary (directory name -> (log start, log end, latest epoch,
+        active segment's base offset, its size)),
         or {} after an unclean shutdown. The marker is removed durably before any log is
         touched: a crash from here on must read as unclean."""
         path = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
@@ -146,14 +162,15 @@ class LogManager:
         except FileNotFoundError:
             pass
         fsync_path(self.data_dir)
-        summary: dict[str, tuple[int, int, int]] = {}
+        summary: dict[str, tuple[int, int, int, int, int]] = {}
         if not lines or lines[0] != _SUMMARY_HEADER or lines[-1] != "end":
             log.warning("clean-shutdown marker %s is unreadable; recovering every log", path)
             return {}
         try:
             for line in lines[1:-1]:
-                name, lso, leo, epoch = line.rsplit(" ", 3)
-                summary[name] = (int(lso), int(leo), int(epoch))
+                name, *values = line.rsplit(" ", 5)
+                lso, leo, epoch, base, size = map(int, values)
+                summary[name] = (lso, leo, epoch, base, size)
         except ValueError:
             log.warning("clean-shutdown marker %s is unreadable; recovering every log", path)
             return {}
@@ -162,8 +179,9 @@ class LogManager:
     def _write_clean_shutdown_summary(self, logs: list[PartitionLog]) -> None:
         lines = [_SUMMARY_HEADER]
         for plog in logs:
+            base, size = plog.active_segment_extent
             lines.append(f"{os.path.basename(plog.dir)} {plog.log_start_offset} "
-                         f"{plog.log_end_offset} {plog.latest_epoch}")
+                         f"{plog.log_end_offset} {plog.latest_epoch} {base} {size}")
         lines.append("end")
         write_file_atomically(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE),
                               ("\n".join(lines) + "\n").encode("ascii"))

@@ -283,7 +283,8 @@ class PartitionLog:
 
     @classmethod
     def unopened(cls, dir_path, config: LogConfig | None, clock, *, topic: str, partition: int,
-                 log_start_offset: int, log_end_offset: int, latest_epoch: int) -> "PartitionLog":
+                 log_start_offset: int, log_end_offset: int, latest_epoch: int,
+                 active_segment: tuple[int, int]) -> "PartitionLog":
         """A log that a clean shutdown left, not opened yet: it knows its offsets and
         latest leader epoch from the log manager's clean-shutdown summary and opens (no
         recovery: the shutdown was clean) on the first use of anything else. Kafka opens
@@ -298,6 +299,7 @@ class PartitionLog:
         d["_clock"] = clock or SystemClock()
         d["_log_start_offset"], d["_leo"] = log_start_offset, log_end_offset
         d["_latest_epoch"] = latest_epoch
+        d["_active_extent"] = active_segment
         d["_closed"] = False
         return self
 
@@ -310,6 +312,12 @@ class PartitionLog:
     def latest_epoch(self) -> int:
         """The newest leader epoch in this log (-1: none)."""
         return self.leader_epoch_cache.latest_epoch
+
+    @property
+    def active_segment_extent(self) -> tuple[int, int]:
+        """(base offset, size in bytes) of the active segment."""
+        seg = self.segments[-1]
+        return seg.base_offset, seg.size
 
     # --- opening / recovery -------------------------------------------------------------
     def _open(self, known_clean: bool = False) -> None:
@@ -1323,6 +1331,7 @@ class _UnopenedPartitionLog(PartitionLog):
         "__class__", "__dict__", "dir", "topic", "partition", "config", "_clock",
         "_log_start_offset", "_leo", "_latest_epoch", "_closed", "log_start_offset",
         "log_end_offset", "latest_epoch", "opened", "closed", "close", "flush",
+        "_active_extent", "active_segment_extent",
         "maybe_flush", "remove_expired_producers", "__repr__", "_open_now",
     })
 
@@ -1367,6 +1376,10 @@ class _UnopenedPartitionLog(PartitionLog):
     @property
     def opened(self) -> bool:
         return False
+
+    @property
+    def active_segment_extent(self) -> tuple[int, int]:
+        return self._active_extent
 
     @property
     def latest_epoch(self) -> int:
