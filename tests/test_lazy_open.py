@@ -45,6 +45,7 @@ def test_clean_restart_leaves_logs_unopened_until_first_use(tmp_path):
     plog = lm.get("t", 1)
     assert not plog.opened
     assert (plog.log_start_offset, plog.log_end_offset, plog.latest_epoch) == (0, 4, 3)
+    assert plog.size_bytes == (tmp_path / "t-1" / f"{0:020d}.log").stat().st_size
     assert open_fds() == fds + 1  # the directory lock only, no segment files
     plog.maybe_flush(TS + 10**9)
     plog.flush()
@@ -172,7 +173,7 @@ def test_unreadable_marker_means_full_recovery(tmp_path):
     lm = LogManager(tmp_path, ManualClock(TS))
     fill(lm, parts=1)
     lm.close_all()
-    (tmp_path / CLEAN_SHUTDOWN_FILE).write_text("kafkette-clean-shutdown 1\nt-0 0 4\n")  # cut short
+    (tmp_path / CLEAN_SHUTDOWN_FILE).write_text("kafkette-clean-shutdown 2\nt-0 0 4\n")  # cut short
     lm = LogManager(tmp_path, ManualClock(TS))
     lm.load_all()
     assert lm.get("t", 0).opened and lm.get("t", 0).log_end_offset == 4

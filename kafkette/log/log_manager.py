@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 CLEAN_SHUTDOWN_FILE = ".kafkette_cleanshutdown"
-_SUMMARY_HEADER = "kafkette-clean-shutdown 1"
+_SUMMARY_HEADER = "kafkette-clean-shutdown 2"
 # The KRaft metadata log lives in the data dir too but belongs to the controller, which
 # opens it itself; Kafka's LogManager skips it in the same way.
 METADATA_TOPIC = "__cluster_metadata"
@@ -127,7 +127,8 @@ class LogManager:
                 plog = PartitionLog.unopened(path, config, self._clock, topic=topic,
                                              partition=partition, log_start_offset=known[0],
                                              log_end_offset=known[1], latest_epoch=known[2],
-                                             active_segment=(known[3], known[4]))
+                                             active_segment=(known[3], known[4]),
+                                             size_bytes=known[5])
             else:
                 plog = PartitionLog(path, config, clock=self._clock, topic=topic, partition=partition)
             self._logs[(topic, partition)] = plog
@@ -140,9 +141,9 @@ class LogManager:
                      "all opened and recovered (no clean-shutdown marker)")
         return loaded
 
-    def _take_clean_shutdown_summary(self) -> dict[str, tuple[int, int, int, int, int]]:
+    def _take_clean_shutdown_summary(self) -> dict[str, tuple[int, ...]]:
         """The marker's summary (directory name -> (log start, log end, latest epoch,
-        active segment's base offset, its size)),
+        active segment's base offset, its size, the log's size)),
         or {} after an unclean shutdown. The marker is removed durably before any log is
         touched: a crash from here on must read as unclean."""
         path = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
@@ -162,15 +163,16 @@ class LogManager:
         except FileNotFoundError:
             pass
         fsync_path(self.data_dir)
-        summary: dict[str, tuple[int, int, int, int, int]] = {}
+        summary: dict[str, tuple[int, ...]] = {}
         if not lines or lines[0] != _SUMMARY_HEADER or lines[-1] != "end":
             log.warning("clean-shutdown marker %s is unreadable; recovering every log", path)
             return {}
         try:
             for line in lines[1:-1]:
-                name, *values = line.rsplit(" ", 5)
-                lso, leo, epoch, base, size = map(int, values)
-                summary[name] = (lso, leo, epoch, base, size)
+                name, *values = line.rsplit(" ", 6)
+                summary[name] = tuple(map(int, values))
+                if len(values) != 6:
+                    raise ValueError(line)
         except ValueError:
             log.warning("clean-shutdown marker %s is unreadable; recovering every log", path)
             return {}
@@ -181,7 +183,8 @@ class LogManager:
         for plog in logs:
             base, size = plog.active_segment_extent
             lines.append(f"{os.path.basename(plog.dir)} {plog.log_start_offset} "
-                         f"{plog.log_end_offset} {plog.latest_epoch} {base} {size}")
+                         f"{plog.log_end_offset} {plog.latest_epoch} {base} {size} "
+                         f"{plog.size_bytes}")
         lines.append("end")
         write_file_atomically(os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE),
                               ("\n".join(lines) + "\n").encode("ascii"))

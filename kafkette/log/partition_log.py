@@ -284,7 +284,7 @@ class PartitionLog:
     @classmethod
     def unopened(cls, dir_path, config: LogConfig | None, clock, *, topic: str, partition: int,
                  log_start_offset: int, log_end_offset: int, latest_epoch: int,
-                 active_segment: tuple[int, int]) -> "PartitionLog":
+                 active_segment: tuple[int, int], size_bytes: int) -> "PartitionLog":
         """A log that a clean shutdown left, not opened yet: it knows its offsets and
         latest leader epoch from the log manager's clean-shutdown summary and opens (no
         recovery: the shutdown was clean) on the first use of anything else. Kafka opens
@@ -300,6 +300,7 @@ class PartitionLog:
         d["_log_start_offset"], d["_leo"] = log_start_offset, log_end_offset
         d["_latest_epoch"] = latest_epoch
         d["_active_extent"] = active_segment
+        d["_size"] = size_bytes  # for /metrics and DescribeLogDirs, which ask every log
         d["_closed"] = False
         return self
 
@@ -1331,7 +1332,7 @@ class _UnopenedPartitionLog(PartitionLog):
         "__class__", "__dict__", "dir", "topic", "partition", "config", "_clock",
         "_log_start_offset", "_leo", "_latest_epoch", "_closed", "log_start_offset",
         "log_end_offset", "latest_epoch", "opened", "closed", "close", "flush",
-        "_active_extent", "active_segment_extent",
+        "_active_extent", "active_segment_extent", "_size", "size_bytes",
         "maybe_flush", "remove_expired_producers", "__repr__", "_open_now",
     })
 
