@@ -73,7 +73,10 @@ class Broker:
                                      stderr=open(os.path.join(os.path.dirname(self.dir),
                                                               "broker.err"), "ab"),
                                      env=env_for(self.source) if self.source else None,
-                                     start_new_session=True)
+                                     # `python -m` puts the working directory first on
+                                     # sys.path, ahead of PYTHONPATH: run from the source
+                                     # tree, or a checkout we were started in wins.
+                                     cwd=self.source or None, start_new_session=True)
         return wait_ready("127.0.0.1", self.port, self.proc, deadline_s=120) - self.t0
 
     def stop(self, kill: bool = False) -> None:
