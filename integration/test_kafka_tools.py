@@ -459,7 +459,7 @@ def test_configs_brokers_and_refused_entity_types(broker):
     r = tool("kafka_configs", *cfg, "--describe", "--entity-type", "broker-loggers",
              "--entity-name", "1")
     assert r.returncode == 1 and "broker-loggers is not supported" in r.stderr
-    # users, clients and ips are served (quotas: integration/test_quotas.py)
+    # users, clients and ips are served (quotas: integration/test_client_quotas.py)
     r = tool("kafka_configs", *cfg, "--describe", "--entity-type", "client-metrics")
     assert r.returncode == 1 and "not supported" in r.stderr
 

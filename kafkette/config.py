@@ -479,6 +479,8 @@ _BROKER_KEYS: list[ConfigKey] = [
     _k("quota.window.num", INT, 11, "Samples kept for client quota rates (KIP-13): the "
        "rate is measured over this many windows.", Range(1)),
     _k("quota.window.size.seconds", INT, 1, "Length of one client quota sample.", Range(1)),
+    _k("max.incremental.fetch.session.cache.slots", INT, 1000, "Fetch sessions (KIP-227) "
+       "the broker keeps; a fetcher that finds no slot fetches without one.", Range(0)),
     _k("num.io.threads", INT, 8, "Request handler threads." + _IGNORED_DOC, Range(1), ignored=True),
     _k("num.network.threads", INT, 3, "Network threads." + _IGNORED_DOC, Range(1), ignored=True),
     _k("num.recovery.threads.per.data.dir", INT, 2, "Log recovery threads per data "

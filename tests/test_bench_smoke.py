@@ -321,3 +321,23 @@ def test_answers_before_a_bad_request_are_still_sent():
         _feed(conn, b"S1", b"S2", b"X3", b"S4")
         assert t.writes == [[b"r1", b"r2"]] and t.aborted
     asyncio.run(main())
+
+
+def test_scale_suite_runs_small(tmp_path):
+    """kafkette.bench.scale with 20 partitions, 5 groups and 20 connections: every
+    figure comes back, the fetch reads every partition, every group is listed, and a
+    clean restart of this checkout opens no segment file before first use."""
+    from kafkette.bench import scale
+    args = scale.parse(["--topics", "2", "--partitions-per-topic", "10", "--groups", "5",
+                        "--fetch-partitions", "15", "--rounds", "3", "--connections", "20",
+                        "--tmpdir", str(tmp_path)])
+    r = scale.run(args)
+    assert r["partitions"] == 20
+    for mode in ("clean", "kill9"):
+        t_api, t_meta, t_prod = (r[f"{mode}_start_{k}_s"] for k in ("api_versions", "metadata", "produce"))
+        assert 0 < t_api <= t_meta <= t_prod
+    assert r["fetch_partitions"] == r["fetch_partitions_with_data"] == 15
+    assert r["groups_listed"] == 5
+    assert r["connections"] == 20 and r["conn_broker_fds"] >= 20
+    # __consumer_offsets and the metadata log are open; the 20 partitions are not.
+    assert r["clean_fds"] < r["kill9_fds"] - 15

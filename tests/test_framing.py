@@ -244,3 +244,22 @@ def test_framing_has_no_io():
     src = open(framing.__file__).read()
     for word in ("import socket", "import asyncio", "import selectors"):
         assert word not in src
+
+
+def test_receive_buffer_starts_small_and_grows_when_reads_fill_it():
+    """An idle connection holds 16 KiB, not 256 KiB; a busy one grows to the full size
+    and still cuts every frame right."""
+    from kafkette.protocol.framing import INITIAL_RECV_BUFFER_BYTES, RECV_BUFFER_BYTES
+    d = FrameDecoder(1 << 20)
+    assert len(d.get_buffer()) == INITIAL_RECV_BUFFER_BYTES
+    frames = [bytes([i % 251]) * (100 + i % 900) for i in range(2000)]
+    stream = b"".join(len(f).to_bytes(4, "big") + f for f in frames)
+    got, pos = [], 0
+    while pos < len(stream):
+        dst = d.get_buffer()
+        k = min(len(dst), len(stream) - pos)
+        dst[:k] = stream[pos:pos + k]
+        pos += k
+        got += d.buffer_updated(k)
+    assert [bytes(f) for f in got] == frames
+    assert len(d.get_buffer()) + d.buffered == RECV_BUFFER_BYTES

@@ -338,3 +338,13 @@ def test_api_switch_checker_flags(source):
 ])
 def test_api_switch_checker_allows(source):
     assert not api_switches(source, "kafkette.broker.faults"), source
+
+
+def test_test_modules_have_unique_basenames():
+    """tests/ and integration/ have no __init__.py: pytest imports each test module by
+    its basename, so a name in both tiers stops the collection of `pytest tests
+    integration` ("import file mismatch")."""
+    root = Path(__file__).resolve().parent.parent
+    unit = {p.name for p in (root / "tests").glob("test_*.py")}
+    live = {p.name for p in (root / "integration").glob("test_*.py")}
+    assert not unit & live, sorted(unit & live)

@@ -36,6 +36,10 @@ port with its own temp data dir, and the mock in kafkette.bench.mock_launcher):
             alternating; ratio = current / base. Skipped with a message when git or
             the revision is missing, or with --base-rev none.
 
+- scale:    kafkette.bench.scale (10,000 partitions started clean and after kill -9,
+            Metadata and 1,000-partition Fetch latency, 1,000 consumer groups, 5,000
+            idle connections) for this checkout and for --scale-base-rev, once each.
+
 Figures are medians over --repeat runs. Tables on stdout (one per comparison), JSON to
 --json, progress on stderr. The machine is noisy: the ratios within one run are what
 counts.
@@ -65,7 +69,9 @@ from kafkette.bench.targets import (PY, Kafkette, MockPeer, RevisionUnavailable,
 from kafkette.logging import configure_logging
 
 SUITES = ("produce", "capacity", "consume", "latency", "transactions", "replication",
-          "security", "base")
+          "security", "base", "scale")
+SCALE_BASE_REV = "04404cf"  # the last commit before lazy log opening and fetch sessions
+SCALE = "kafkette scale base"
 DEFAULT_BASE_REV = "3dc167e"  # the last commit before the replication work
 BASE = "kafkette base"        # the base revision's target name in Results
 
@@ -288,10 +294,40 @@ def suite_latency(args, res: Results) -> None:
                     res.add(f"e2e_{p}_ms", t.name, r[f"{p}_us"] / 1000)
 
 
+def suite_scale(args, res: Results) -> None:
+    """kafkette.bench.scale for this checkout and for --scale-base-rev, one after the
+    other (each run takes minutes: it creates and fills 10,000 partitions)."""
+    from kafkette.bench import scale
+    sargs = scale.parse([f"--connections={args.scale_connections}"]
+                        + (["--tmpdir", args.tmpdir] if args.tmpdir else []))
+    targets = [(Kafkette.name, None)]
+    rev = (args.scale_base_rev or "").strip()
+    src = None
+    if rev and rev.lower() != "none":
+        try:
+            src, commit = export_revision(rev, args.tmpdir)
+            compile_bytecode(src)
+            res.labels[SCALE] = f"kafkette@{commit[:7]}"
+            targets.append((SCALE, src))
+        except RevisionUnavailable as e:
+            res.notes.append(f"scale base comparison skipped: {e}")
+    try:
+        for name, source in targets:
+            progress(f"scale: {res.labels.get(name, name)} ({sargs.topics * sargs.partitions_per_topic:,} "
+                     f"partitions, {sargs.groups:,} groups, {sargs.connections:,} connections)")
+            sargs.source = source
+            for k, v in scale.run(sargs).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    res.add(f"scale_{k}", name, float(v))
+    finally:
+        if src is not None:
+            shutil.rmtree(src, ignore_errors=True)
+
+
 SUITE_RUNS = {"produce": suite_produce, "capacity": suite_capacity, "consume": suite_consume,
               "latency": suite_latency, "transactions": suite_transactions,
               "replication": suite_replication, "security": suite_security,
-              "base": suite_base}
+              "base": suite_base, "scale": suite_scale}
 
 
 # --------------------------------------------------------------------------- report
@@ -347,6 +383,28 @@ BASE_ROWS = [
     ("base_consume_raw_rec_s", "rec/s", True, ">= 0.9x base", lambda k, p: k >= 0.9 * p),
 ]
 
+# 10,000 partitions (kafkette.bench.scale): this checkout vs --scale-base-rev.
+SCALE_ROWS = [
+    ("scale_clean_start_api_versions_s", "s", False, "< 1 s", lambda k, p: k < 1),
+    ("scale_clean_start_metadata_s", "s", False, None, None),
+    ("scale_clean_start_produce_s", "s", False, None, None),
+    ("scale_clean_rss_mb", "MB", False, None, None),
+    ("scale_clean_fds", "fds", False, None, None),
+    ("scale_kill9_start_api_versions_s", "s", False, None, None),
+    ("scale_kill9_start_produce_s", "s", False, None, None),
+    ("scale_kill9_fds", "fds", False, None, None),
+    ("scale_metadata_p50_ms", "ms", False, None, None),
+    ("scale_metadata_p99_ms", "ms", False, None, None),
+    ("scale_fetch_p50_ms", "ms", False, None, None),
+    ("scale_fetch_p99_ms", "ms", False, None, None),
+    ("scale_rss_after_latency_mb", "MB", False, None, None),
+    ("scale_create_s", "s", False, None, None),
+    ("scale_list_groups_p99_ms", "ms", False, None, None),
+    ("scale_describe_group_p99_ms", "ms", False, None, None),
+    ("scale_groups_rss_mb", "MB", False, None, None),
+    ("scale_rss_per_connection_kb", "KB", False, None, None),
+]
+
 # Counts summed over the runs (one lost record in any run is a loss), not medians.
 SUMMED = {"failover_lost", "failover_dup"}
 
@@ -359,6 +417,7 @@ TABLES = [
     ("replication", RF3, RF1, REPLICATION_ROWS),
     ("security", SASL_SSL, PLAINTEXT, SEC_ROWS),
     ("base", Kafkette.name, BASE, BASE_ROWS),
+    ("scale", Kafkette.name, SCALE, SCALE_ROWS),
 ]
 
 
@@ -449,6 +508,10 @@ def main(argv=None) -> int:
     ap.add_argument("--base-rev", default=DEFAULT_BASE_REV,
                     help=f"base: git revision to compare the single node against "
                          f"({DEFAULT_BASE_REV}); 'none' skips it")
+    ap.add_argument("--scale-base-rev", default=SCALE_BASE_REV,
+                    help=f"scale: git revision to compare against ({SCALE_BASE_REV}); 'none' skips it")
+    ap.add_argument("--scale-connections", type=int, default=5000,
+                    help="scale: idle connections held for the RSS-per-connection figure")
     ap.add_argument("--json", default="bench-results.json")
     args = ap.parse_args(argv)
     suites = [s.strip() for s in args.only.split(",") if s.strip()]

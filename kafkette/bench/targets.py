@@ -157,7 +157,11 @@ class Kafkette:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
-                                     env=env_for(self.source) if self.source else None)
+                                     env=env_for(self.source) if self.source else None,
+                                     # `python -m` puts the working directory first on
+                                     # sys.path, ahead of PYTHONPATH: started from a
+                                     # checkout, the base broker would run the checkout.
+                                     cwd=self.source or None)
         try:
             self.startup_s = wait_ready("127.0.0.1", self.port, self.proc) - t0
         except BaseException:

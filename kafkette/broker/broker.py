@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from kafkette.broker.dispatcher import Dispatcher
+from kafkette.broker.fetch_session import FetchSessionCache
 from kafkette.broker.faults import FaultInjector
 from kafkette.broker.quotas import QuotaManager
 from kafkette.broker.metrics import BrokerMetrics
@@ -121,6 +122,10 @@ class Broker:
         self.replica_manager = ReplicaManager(self.node_id, self.log_manager,
                                               self.effective_topic_configs, self.clock,
                                               lag_time_max_ms=config["replica.lag.time.max.ms"])
+        # KIP-227; Kafka's eviction age (min.incremental.fetch.session.eviction.ms) is a
+        # constant of its broker too, not a setting.
+        self.fetch_sessions = FetchSessionCache(
+            self.clock, config["max.incremental.fetch.session.cache.slots"])
         self.replica_manager.rack_aware = bool(config["replica.selector.class"]) and \
             config["replica.selector.class"].endswith("RackAwareReplicaSelector")
         # LocalQuorum replays the metadata log inside the constructor; the listeners

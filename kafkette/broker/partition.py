@@ -159,7 +159,7 @@ class Partition:
         # Only an epoch newer than any in the log: a broker replaying the metadata log at
         # start-up passes through old leaderships, whose epochs its log already has (or
         # had) and which must not rewrite its history.
-        if self.leader_epoch > self.log.leader_epoch_cache.latest_epoch:
+        if self.leader_epoch > self.log.latest_epoch:
             try:
                 self.log.assign_epoch_start_offset(self.leader_epoch)
             except KafkaStorageError:

@@ -22,7 +22,7 @@ from typing import Protocol
 from kafkette.errors import KafkaStorageError
 from kafkette.log.partition_log import LogConfig, PartitionLog
 from kafkette.logging import get_logger
-from kafkette.protocol.records import build_batch, decode_records
+from kafkette.protocol.records import BATCH_HEADER_SIZE, build_batch, decode_records, parse_header
 
 METADATA_TOPIC = "__cluster_metadata"
 
@@ -77,13 +77,26 @@ class LocalQuorum:
             data = self._log.read(offset, 1 << 20)
             if not data:
                 break
-            # A batch was applied as one unit when written; applying its records one
-            # by one gives the same image (each record is an upsert or a removal).
-            for rec in decode_records(data):
-                if rec.offset < offset:
+            before = offset
+            # Each stored batch is applied as one unit, as append() applied it when it
+            # was written: one image per batch, not per record (a record at a time
+            # copied the image's topic maps 10,000 times for 10,000 partitions).
+            pos = 0
+            while len(data) - pos >= BATCH_HEADER_SIZE:
+                h = parse_header(data, pos)
+                batch = data[pos:pos + h.size]
+                pos += h.size
+                if len(batch) < h.size:
+                    break  # a partial batch at the end of the read
+                last = h.base_offset + h.last_offset_delta
+                if last < offset:
                     continue
-                listener.apply(rec.offset, [bytes(rec.value)])
-                offset = rec.offset + 1
+                values = [bytes(r.value) for r in decode_records(batch) if r.offset >= offset]
+                if values:
+                    listener.apply(last, values)
+                offset = last + 1
+            if offset == before:
+                break  # nothing whole could be read: stop rather than spin
         listener.leader_changed(self.node_id, 0)
 
     async def start(self, listener: QuorumListener) -> None:

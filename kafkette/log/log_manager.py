@@ -20,6 +20,16 @@ then removes it; a directory left with that suffix by a crash is removed on the 
 `load_all()`. Kafka does the removal asynchronously after file.delete.delay.ms; we do it
 at once (an rmtree of a closed directory), which no reader can observe since the log is
 already gone from the manager.
+
+Clean shutdown, as Kafka's `.kafka_cleanshutdown`: one marker file per log dir, written
+(fsynced) by `close_all()` after every log is flushed and closed, and removed (one fsync)
+by the next `load_all()` before anything is written. Ours also carries a summary line per
+log (log start offset, log end offset, latest leader epoch), so that `load_all()` after a
+clean shutdown only scans the directory: each log opens on its first use
+(PartitionLog.unopened), and a broker with 10,000 partitions answers in well under a
+second instead of opening 10,000 logs first. Without the marker (kill -9, power loss)
+every log is opened and recovered at start, as before: segments below a log's recovery
+point are trusted, the ones above are validated batch by batch and torn tails cut off.
 """
 from __future__ import annotations
 
@@ -33,7 +43,9 @@ from typing import Callable, Iterator
 from kafkette.clock import SystemClock
 from kafkette.errors import InvalidTopicError, KafkaStorageError
 from kafkette.log.log_dirs import LogDirFailureChannel
+from kafkette.log.fsutil import fsync_path, write_file_atomically
 from kafkette.log.partition_log import LogConfig, PartitionLog
+from kafkette.log.segment import segment_file_name
 
 try:
     import fcntl
@@ -43,6 +55,8 @@ except ImportError:  # pragma: no cover - not on POSIX
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+CLEAN_SHUTDOWN_FILE = ".kafkette_cleanshutdown"
+_SUMMARY_HEADER = "kafkette-clean-shutdown 2"
 # The KRaft metadata log lives in the data dir too but belongs to the controller, which
 # opens it itself; Kafka's LogManager skips it in the same way.
 METADATA_TOPIC = "__cluster_metadata"
@@ -73,6 +87,15 @@ def validate_topic_name(topic: str) -> None:
         raise InvalidTopicError(f"topic name longer than {MAX_TOPIC_LENGTH} characters")
     if not _LEGAL_TOPIC.fullmatch(topic):
         raise InvalidTopicError(f"topic name {topic!r} has characters other than ASCII alphanumerics, '.', '_' and '-'")
+
+
+def _active_segment_as_left(path: str, base: int, size: int) -> bool:
+    """The active segment is there with the size the clean shutdown recorded (one stat:
+    a torn or extended tail written after the marker makes the log open at start)."""
+    try:
+        return os.stat(os.path.join(path, segment_file_name(base))).st_size == size
+    except OSError:
+        return False
 
 
 class LogManager:
@@ -209,7 +232,15 @@ class LogManager:
                         f"partition {key[0]}-{key[1]} is in two log directories: {other} and "
                         f"{path}; remove the stale copy before starting")
                 found[key] = path
+        # Each log dir's clean-shutdown marker, taken (removed) before any log is touched.
+        summaries: dict[str, dict[str, tuple[int, ...]]] = {}
+        for d in self.online_dirs:
+            try:
+                summaries[d] = self._take_clean_shutdown_summary(d)
+            except OSError as exc:
+                self.failure_channel.mark_offline(d, exc, "reading the clean-shutdown marker")
         loaded = []
+        unopened = 0
         for (topic, partition), path in sorted(found.items()):
             if (topic, partition) in self._logs:
                 continue
@@ -217,15 +248,95 @@ class LogManager:
             if self.failure_channel.is_offline(log_dir):
                 continue
             config = (config_for(topic) if config_for is not None else None) or self.default_config
+            known = summaries.get(log_dir, {}).get(os.path.basename(path))
             try:
-                plog = self._open_log(path, config, topic, partition)
+                if known is not None and not _active_segment_as_left(path, known[3], known[4]):
+                    # Its active segment changed since the clean shutdown (truncated,
+                    # grown): open it now, so the partition starts from what the files hold.
+                    known = None
+                if known is not None:
+                    unopened += 1
+                    plog = PartitionLog.unopened(
+                        path, config, self._clock, topic=topic, partition=partition,
+                        log_start_offset=known[0], log_end_offset=known[1],
+                        latest_epoch=known[2], active_segment=(known[3], known[4]),
+                        size_bytes=known[5], failure_channel=self.failure_channel)
+                else:
+                    plog = self._open_log(path, config, topic, partition)
             except OSError as exc:
                 # Recovery met a failing device: that directory goes, the rest load.
                 self.failure_channel.mark_offline(log_dir, exc, f"loading {topic}-{partition}")
                 continue
             self._logs[(topic, partition)] = plog
             loaded.append((topic, partition))
+        if loaded:
+            # One line, not one per log (10,000 logs after kill -9).
+            log.info("loaded %d log(s) from %s: %s", len(loaded), ",".join(self.log_dirs),
+                     f"{len(loaded) - unopened} opened and recovered, {unopened} open on "
+                     "first use (clean shutdown)" if any(summaries.values()) else
+                     "all opened and recovered (no clean-shutdown marker)")
         return loaded
+
+    def _take_clean_shutdown_summary(self, log_dir: str) -> dict[str, tuple[int, ...]]:
+        """A log dir's marker summary (partition directory name -> (log start, log end,
+        latest epoch, active segment's base offset, its size, the log's size)), or {}
+        after an unclean shutdown. The marker is removed durably before any log is
+        touched: a crash from here on must read as unclean. One marker per log dir, as
+        Kafka keeps one .kafka_cleanshutdown per log dir."""
+        path = os.path.join(log_dir, CLEAN_SHUTDOWN_FILE)
+        try:
+            os.unlink(path + ".tmp")  # left by a crash while it was being written
+        except FileNotFoundError:
+            pass
+        try:
+            with open(path, encoding="ascii") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fsync_path(log_dir)
+        summary: dict[str, tuple[int, ...]] = {}
+        if not lines or lines[0] != _SUMMARY_HEADER or lines[-1] != "end":
+            log.warning("clean-shutdown marker %s is unreadable; recovering every log", path)
+            return {}
+        try:
+            for line in lines[1:-1]:
+                name, *values = line.rsplit(" ", 6)
+                summary[name] = tuple(map(int, values))
+                if len(values) != 6:
+                    raise ValueError(line)
+        except ValueError:
+            log.warning("clean-shutdown marker %s is unreadable; recovering every log", path)
+            return {}
+        return summary
+
+    def _write_clean_shutdown_summaries(self, logs: list[PartitionLog]) -> None:
+        """One marker per online log dir, listing the logs closed cleanly in it. A dir
+        whose marker cannot be written (full, failing) gets none: its logs recover at
+        the next start, which is always safe."""
+        by_dir: dict[str, list[PartitionLog]] = {d: [] for d in self.online_dirs}
+        for plog in logs:
+            if plog.log_dir in by_dir:
+                by_dir[plog.log_dir].append(plog)
+        for log_dir, dir_logs in by_dir.items():
+            lines = [_SUMMARY_HEADER]
+            for plog in dir_logs:
+                base, size = plog.active_segment_extent
+                lines.append(f"{os.path.basename(plog.dir)} {plog.log_start_offset} "
+                             f"{plog.log_end_offset} {plog.latest_epoch} {base} {size} "
+                             f"{plog.size_bytes}")
+            lines.append("end")
+            try:
+                write_file_atomically(os.path.join(log_dir, CLEAN_SHUTDOWN_FILE),
+                                      ("\n".join(lines) + "\n").encode("ascii"))
+            except OSError as exc:
+                log.warning("no clean-shutdown marker in %s (%s): its logs recover at the "
+                            "next start", log_dir, exc)
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self._logs.get((topic, partition))
@@ -304,13 +415,16 @@ class LogManager:
         as a killed process leaves them: nothing flushed or snapshotted, no clean-shutdown
         markers, so the next open recovers (the replication simulation's crash)."""
         errors = []
+        logs = list(self._logs.values())
         unclean = []
-        for plog in list(self._logs.values()):
+        closed = []
+        for plog in logs:
             try:
-                plog.close(clean=clean)
+                plog.close(clean=clean, marker=False)
+                closed.append(plog)
             except KafkaStorageError:
                 # A full or failing disk at shutdown: the files are closed all the same,
-                # without the clean-shutdown marker, so the next start recovers them.
+                # left out of the clean-shutdown marker, so the next start recovers them.
                 unclean.append(f"{plog.topic}-{plog.partition}")
             except Exception as exc:  # keep closing the others
                 errors.append(exc)
@@ -318,6 +432,8 @@ class LogManager:
         if unclean:
             log.warning("%d logs could not be closed cleanly (disk full or failing); the next "
                         "start recovers them: %s", len(unclean), ", ".join(unclean[:10]))
+        if clean and not errors:
+            self._write_clean_shutdown_summaries(closed)
         self._logs.clear()
         self._unlock()
         if errors:

@@ -316,14 +316,60 @@ class PartitionLog:
         self._closed = True
         self._open()
 
+    @classmethod
+    def unopened(cls, dir_path, config: LogConfig | None, clock, *, topic: str, partition: int,
+                 log_start_offset: int, log_end_offset: int, latest_epoch: int,
+                 active_segment: tuple[int, int], size_bytes: int,
+                 failure_channel=None) -> "PartitionLog":
+        """A log that a clean shutdown left, not opened yet: it knows its offsets and
+        latest leader epoch from the log manager's clean-shutdown summary and opens (no
+        recovery: the shutdown was clean) on the first use of anything else. Kafka opens
+        every log at start (with num.recovery.threads.per.data.dir threads, indexes
+        mapped lazily, KAFKA-7283); a broker with 10,000 partitions here would spend
+        seconds and an fd per segment before its first answer."""
+        self = object.__new__(_UnopenedPartitionLog)
+        d = self.__dict__
+        d["dir"] = os.fspath(dir_path)
+        d["log_dir"] = os.path.dirname(os.path.abspath(d["dir"]))
+        d["failure_channel"] = failure_channel
+        d["_offline"] = False
+        d["topic"], d["partition"] = topic, partition
+        d["config"] = config or LogConfig()
+        d["_clock"] = clock or SystemClock()
+        d["_log_start_offset"], d["_leo"] = log_start_offset, log_end_offset
+        d["_latest_epoch"] = latest_epoch
+        d["_active_extent"] = active_segment
+        d["_size"] = size_bytes  # for /metrics and DescribeLogDirs, which ask every log
+        d["_closed"] = False
+        return self
+
+    @property
+    def opened(self) -> bool:
+        """False for a log left unopened at start (see `unopened`) and not used since."""
+        return True
+
+    @property
+    def latest_epoch(self) -> int:
+        """The newest leader epoch in this log (-1: none)."""
+        return self.leader_epoch_cache.latest_epoch
+
+    @property
+    def active_segment_extent(self) -> tuple[int, int]:
+        """(base offset, size in bytes) of the active segment."""
+        seg = self.segments[-1]
+        return seg.base_offset, seg.size
+
     # --- opening / recovery -------------------------------------------------------------
-    def _open(self) -> None:
+    def _open(self, known_clean: bool = False) -> None:
+        """known_clean: the log manager's clean-shutdown marker covers this log (its
+        own per-partition marker, written by a standalone close(), counts too)."""
         os.makedirs(self.dir, exist_ok=True)
         now = self._clock.time_ms()
         interval = self.config.index_interval_bytes
         marker = os.path.join(self.dir, CLEAN_SHUTDOWN_FILE)
-        clean = os.path.exists(marker)
-        if clean:
+        own_marker = os.path.exists(marker)
+        clean = known_clean or own_marker
+        if own_marker:
             # Gone before the first write, durably: a stale marker after a crash would
             # make the next open trust unvalidated data.
             os.unlink(marker)
@@ -421,7 +467,7 @@ class PartitionLog:
                                  aborted_out=aborted)
         for txn in aborted:
             self._segment_for(txn.last_offset).txn_index.append(txn)
-        slog.info("txn_indexes_rebuilt", partition=f"{self.topic}-{self.partition}",
+        slog.debug("txn_indexes_rebuilt", partition=f"{self.topic}-{self.partition}",
                   from_offset=self.segments[i].base_offset, aborted_transactions=len(aborted))
 
     def _segment_for(self, offset: int) -> LogSegment:
@@ -1176,9 +1222,10 @@ class PartitionLog:
             return True
         return False
 
-    def close(self, *, clean: bool = True) -> None:
+    def close(self, *, clean: bool = True, marker: bool = True) -> None:
         """Flush, close the files and leave the clean-shutdown marker. clean=False (for a
-        log about to be deleted) just closes the files."""
+        log about to be deleted) just closes the files. marker=False: the caller (the log
+        manager) records the clean shutdown of all its logs in one file instead."""
         if self._closed:
             return
         try:
@@ -1189,7 +1236,7 @@ class PartitionLog:
             for seg in self.segments:
                 seg.close()
             self._closed = True
-        if clean:
+        if clean and marker:
             try:
                 with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
                     pass
@@ -1347,3 +1394,112 @@ class PartitionLog:
         self._bases = [s.base_offset for s in segs]
         self._size = sum(s.size for s in segs)
         return True
+
+
+class _UnopenedPartitionLog(PartitionLog):
+    """A PartitionLog from `PartitionLog.unopened`. What start-up and the periodic tasks
+    ask of every log (offsets, latest epoch, config, flush of nothing, close) is answered
+    without opening; the first access to anything else opens the log in place (the
+    instance becomes a plain PartitionLog, so later accesses cost nothing extra)."""
+
+    _CHEAP = frozenset({
+        "__class__", "__dict__", "dir", "log_dir", "failure_channel", "_offline",
+        "topic", "partition", "config", "_clock",
+        "_log_start_offset", "_leo", "_latest_epoch", "_closed", "log_start_offset",
+        "log_end_offset", "latest_epoch", "opened", "closed", "close", "flush",
+        "_active_extent", "active_segment_extent", "_size", "size_bytes",
+        "maybe_flush", "remove_expired_producers", "__repr__", "_open_now",
+        "offline", "mark_offline",
+    })
+
+    def __getattribute__(self, name):
+        if name not in _UnopenedPartitionLog._CHEAP:
+            object.__getattribute__(self, "_open_now")()
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name, value):
+        if name != "config":  # a new topic config needs no open
+            self._open_now()
+        object.__setattr__(self, name, value)
+
+    def _open_now(self) -> None:
+        if object.__getattribute__(self, "__class__") is not _UnopenedPartitionLog:
+            return
+        d = object.__getattribute__(self, "__dict__")
+        if d["_offline"]:
+            raise KafkaStorageError(f"log {d['dir']} is in an offline log dir")
+        if d["_closed"]:
+            raise KafkaStorageError(f"log {d['dir']} is closed")
+        expected = (d["_log_start_offset"], d["_leo"])
+        object.__setattr__(self, "__class__", PartitionLog)
+        # PartitionLog.__init__'s fields, then the open itself (no recovery: clean).
+        keep = {k: d[k] for k in ("dir", "log_dir", "failure_channel", "_offline", "topic",
+                                  "partition", "config", "_clock")}
+        d.clear()
+        d.update(keep)
+        self.segments = []
+        self._bases = []
+        self._leo = 0
+        self._unreplicated_txns = deque()
+        self._log_start_offset = 0
+        self._recovery_point = 0
+        self._size = 0
+        self._unflushed_messages = 0
+        self._last_flush_ms = 0
+        self._closed = True
+        try:
+            self._open(known_clean=True)
+        except OSError as exc:
+            # A failing device found on first use: the log dir goes offline (KIP-112),
+            # as an error at start-up would have taken it.
+            raise self._storage_error(exc, "open of") from exc
+        if (self._log_start_offset, self._leo) != expected:
+            # The summary and the files disagree (edited by hand, or a bug): the files win.
+            log.warning("log %s opened at offsets %s, the clean-shutdown summary said %s",
+                        self.dir, (self._log_start_offset, self._leo), expected)
+
+    @property
+    def opened(self) -> bool:
+        return False
+
+    @property
+    def active_segment_extent(self) -> tuple[int, int]:
+        return self._active_extent
+
+    @property
+    def latest_epoch(self) -> int:
+        return self._latest_epoch
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def flush(self, now_ms: int | None = None) -> None:
+        if self._closed:
+            raise KafkaStorageError(f"log {self.dir} is closed")
+        # Nothing written since the clean shutdown: nothing to flush.
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        return False
+
+    def remove_expired_producers(self, now_ms: int, expiration_ms: int = 86400000) -> int:
+        return 0  # the first use after opening expires them, as the next check would
+
+    def mark_offline(self) -> None:
+        # Its log dir went offline before it was opened: nothing to close, and it never
+        # opens now (every later use is refused, as for an opened log).
+        d = self.__dict__
+        d["_offline"] = True
+        d["_closed"] = True
+
+    def close(self, *, clean: bool = True, marker: bool = True) -> None:
+        if self._closed:
+            return
+        self.__dict__["_closed"] = True
+        if clean and marker:
+            with open(os.path.join(self.dir, CLEAN_SHUTDOWN_FILE), "w"):
+                pass
+
+    def __repr__(self) -> str:
+        return (f"PartitionLog({self.topic}-{self.partition}, unopened, "
+                f"log_start_offset={self._log_start_offset}, log_end_offset={self._leo})")

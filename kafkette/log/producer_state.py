@@ -579,10 +579,12 @@ class ProducerStateManager:
                         "from deleted segments are forgotten", self.name, txn_index_from, first_base)
         self._rebuild_ongoing()
         replayed = 0
+        with_producer = 0
         if start < log_end_offset:
             collect = aborted_out is not None and txn_index_from is not None
             for seg, pos, h in iter_stored_batches(segments, start):
                 if h.producer_id >= 0:
+                    with_producer += 1
                     marker = None
                     if h.attributes & rec.CONTROL_BIT:
                         marker = read_stored_marker(seg, pos, h)
@@ -592,11 +594,17 @@ class ProducerStateManager:
                         c, lso = done
                         aborted_out.append(AbortedTxn(c.producer_id, c.first_offset, c.last_offset, lso))
                 replayed += 1
-            log.info("rebuilt producer state of %s from %d batch(es) after offset %d "
-                     "(%d producer id(s), %d ongoing transaction(s))", self.name, replayed, start,
-                     len(self.producers), len(self._ongoing))
-            # So that the next open does not replay the same batches again.
-            self.take_snapshot(log_end_offset)
+            # Per log, so debug: after kill -9 every log of the broker comes through here
+            # (the log manager logs one line for all of them).
+            log.debug("rebuilt producer state of %s from %d batch(es) after offset %d "
+                      "(%d producer id(s), %d ongoing transaction(s))", self.name, replayed, start,
+                      len(self.producers), len(self._ongoing))
+            # So that the next open does not replay the same batches again; not when
+            # no idempotent or transactional batch came since the snapshot (or at all):
+            # the table is then the snapshot's, or empty, and a file per log after every
+            # unclean start would buy nothing until the next flush or close writes one.
+            if with_producer:
+                self.take_snapshot(log_end_offset)
         elif self._last_snap_offset < 0:
             # An empty log without a snapshot: the empty table is the state at the log
             # end, no file needed (Kafka writes none either until data arrives).

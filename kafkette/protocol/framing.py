@@ -43,8 +43,11 @@ from kafkette.protocol.primitives import Reader, Writer
 SIZE = struct.Struct(">i")      # the size prefix; the correlation id is an int32 too
 _error_code = struct.Struct(">h")
 
-#: The receive buffer of small frames (one recv_into fills it).
+#: The receive buffer of small frames (one recv_into fills it), at its largest.
 RECV_BUFFER_BYTES = 256 * 1024
+#: ... and at first: a connection's buffer grows (x4 per fill) only once its reads fill
+#: it, so that 5,000 idle connections do not hold 256 KiB of zeroed memory each.
+INITIAL_RECV_BUFFER_BYTES = 16 * 1024
 #: The most a frame's buffer gets on the strength of its size prefix alone.
 EAGER_FRAME_BYTES = 1024 * 1024
 
@@ -64,14 +67,15 @@ class FrameDecoder:
     After a FrameError the decoder is unusable (the byte stream cannot be
     re-synchronised; the connection must be closed)."""
 
-    __slots__ = ("max_frame_bytes", "_buf", "_view", "_start", "_end",
+    __slots__ = ("max_frame_bytes", "_buf", "_view", "_start", "_end", "_max_buf",
                  "_frame", "_frame_view", "_frame_size", "_filled", "_error")
 
     def __init__(self, max_frame_bytes: int, *, buffer_size: int = RECV_BUFFER_BYTES):
         if buffer_size < SIZE.size:
             raise ValueError("buffer_size must hold at least a size prefix")
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray(buffer_size)
+        self._max_buf = buffer_size
+        self._buf = bytearray(min(buffer_size, INITIAL_RECV_BUFFER_BYTES))
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
@@ -117,9 +121,15 @@ class FrameDecoder:
             return self._frame_view[filled:]
         if self._end == len(self._buf):
             # Move the partial frame to the front to make room (it fits: a frame
-            # larger than the buffer gets a buffer of its own).
+            # larger than the buffer gets a buffer of its own); a buffer that reads
+            # filled grows first, up to buffer_size.
             n = self._end - self._start
-            self._buf[:n] = self._view[self._start:self._end]
+            if len(self._buf) < self._max_buf:
+                grown = bytearray(min(self._max_buf, 4 * len(self._buf)))
+                grown[:n] = self._view[self._start:self._end]
+                self._buf, self._view = grown, memoryview(grown)
+            else:
+                self._buf[:n] = self._view[self._start:self._end]
             self._start, self._end = 0, n
         return self._view[self._end:]
 

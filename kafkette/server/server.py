@@ -23,6 +23,7 @@ counts are in /metrics (LimitsCollector below).
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import socket
 import ssl
@@ -390,6 +391,14 @@ class LimitsCollector:
 async def serve(config: BrokerConfig, security=None, quotas=None) -> None:
     server = KafkaServer(config, security=security, quotas=quotas)
     await server.start()
+    # The start-up heap (metadata image, partitions, logs: ~10^6 objects with 10,000
+    # partitions) lives as long as the process; moved out of the collector's
+    # generations, it is no longer traversed by every full collection, which gave a
+    # Fetch of 1,000 partitions a p99 of ~110 ms instead of ~25 ms (bench scale). No
+    # gc.collect() first: its pause would add to the start-up; the little start-up
+    # garbage frozen with it is never freed. Here, not in KafkaServer.start: an
+    # EmbeddedBroker shares its process (and heap) with the application.
+    gc.freeze()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
