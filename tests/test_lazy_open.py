@@ -194,3 +194,44 @@ def test_old_per_partition_markers_still_count(tmp_path):
     assert lm.get("t", 0).opened and lm.get("t", 0).log_end_offset == 4
     assert not (tmp_path / "t-0" / PARTITION_MARKER).exists()
     lm.close_all()
+
+
+def test_several_log_dirs_each_get_their_own_marker_and_open_lazily(tmp_path):
+    """log.dirs with two directories: a clean shutdown writes one summary in each, a
+    clean restart leaves the logs of both unopened; a failing device met on a log's
+    first use takes that directory offline (KIP-112), the other stays served."""
+    import errno
+
+    import pytest
+
+    from kafkette.errors import KafkaStorageError
+    clock = ManualClock(TS)
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    lm = LogManager(dirs, clock)
+    fill(lm, parts=4)
+    held = {p: lm.log_dir_of("t", p) for p in range(4)}
+    assert set(held.values()) == {str(d) for d in dirs}   # spread over both
+    lm.close_all()
+    assert all((d / CLEAN_SHUTDOWN_FILE).exists() for d in dirs)
+
+    lm = LogManager(dirs, clock)
+    assert sorted(lm.load_all()) == [("t", p) for p in range(4)]
+    assert not any(lm.get("t", p).opened for p in range(4))
+    in_a = [p for p in range(4) if held[p] == str(dirs[0])]
+    in_b = [p for p in range(4) if held[p] == str(dirs[1])]
+    real_open = os.open
+
+    def failing_open(path, *a, **kw):
+        if os.fspath(path).startswith(str(dirs[0]) + os.sep):
+            raise OSError(errno.EIO, "Input/output error", path)
+        return real_open(path, *a, **kw)
+    os.open = failing_open
+    try:
+        with pytest.raises(KafkaStorageError):
+            lm.get("t", in_a[0]).read(0, 1 << 20)
+    finally:
+        os.open = real_open
+    assert lm.offline_dirs == [str(dirs[0])]
+    other = lm.get("t", in_b[0])
+    assert [h.base_offset for _pos, h in iter_batches(other.read(0, 1 << 20))] == [0, 2]
+    lm.close_all()
