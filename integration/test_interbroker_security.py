@@ -231,6 +231,52 @@ def test_forwarded_requests_need_cluster_action_of_their_sender(cluster, pki):
     assert float(line.split()[-1]) >= 3
 
 
+def test_raft_apis_need_cluster_action_of_their_sender(cluster, pki):
+    """Kafka's ControllerApis: Vote, Fetch (KRaft's) ... need CLUSTER_ACTION on the
+    cluster, DescribeQuorum DESCRIBE. A certificate of the cluster's CA that maps to
+    User:intruder (no super user, no ACL) is refused; its Vote of a far newer epoch
+    never reaches the quorum."""
+    from kafkette.client import request_once, run_sync
+    from kafkette.controller.raft import messages as m
+    from kafkette.controller.raft import transport as T
+    from kafkette.protocol.messages import CreateAclsRequest, DescribeQuorumRequest
+    via = cluster.brokers[0]
+    C = CreateAclsRequest.AclCreation
+    # An ACL on the cluster, so that allow.everyone.if.no.acl.found no longer covers it.
+    resp = request_once(via.host, via.port, CreateAclsRequest(creations=[C(
+        resource_type=4, resource_name="kafka-cluster", resource_pattern_type=3,
+        principal="User:ANONYMOUS", host="*", operation=2, permission_type=3)]), 3)
+    assert [r.error_code for r in resp.results] == [0], resp
+    D = DescribeQuorumRequest.TopicData
+    describe = DescribeQuorumRequest(topics=[D(topic_name="__cluster_metadata", partitions=[
+        D.PartitionData(partition_index=0)])])
+    node = cluster.brokers[1]
+    CLUSTER_AUTHORIZATION_FAILED = 31
+    conn = _tls_connection(cluster, pki, "node", node.controller_port)
+    try:
+        before = run_sync(conn.send(describe, 2))
+        assert before.error_code == 0, before
+        epoch = before.topics[0].partitions[0].leader_epoch
+    finally:
+        conn.close()
+    vote, vote_v, _ = T.to_wire(m.VoteRequest(1, epoch + 1000, 3, epoch, 1 << 40, False),
+                                node.node_id)
+    fetch, fetch_v, _ = T.to_wire(m.FetchRequest(1, epoch, 3, 0, 0, 0), node.node_id)
+    conn = _tls_connection(cluster, pki, "intruder", node.controller_port)
+    try:
+        for req, version in ((vote, vote_v), (fetch, fetch_v), (describe, 2)):
+            got = run_sync(conn.send(req, version))
+            assert got.error_code == CLUSTER_AUTHORIZATION_FAILED, got
+    finally:
+        conn.close()
+    conn = _tls_connection(cluster, pki, "node", node.controller_port)
+    try:
+        after = run_sync(conn.send(describe, 2))
+        assert after.topics[0].partitions[0].leader_epoch == epoch, after
+    finally:
+        conn.close()
+
+
 def test_dedicated_controllers_over_sasl_ssl(tmp_path, pki):
     """3 broker-only nodes and 3 controller-only voters: the voters' Raft traffic, the
     brokers' metadata fetching (as observers), registrations and heartbeats all run

@@ -100,10 +100,13 @@ class _ControllerSasl:
     ControllerServer (controller/raft/transport.py): sessions from the listener's
     settings, SaslHandshake / SaslAuthenticate answered by their handlers."""
 
-    def __init__(self, server: "KafkaServer", listener: str, factory: Callable):
+    def __init__(self, server: "KafkaServer", listener: str, factory: Callable,
+                 auth_timeout_s: float = -1.0):
         self.server = server   # what the session factory reads SCRAM users through
         self.listener = listener
         self._factory = factory
+        # connections.max.idle.ms: a connection not authenticated by then is closed.
+        self.auth_timeout_s = auth_timeout_s
 
     def new_session(self, peer):
         return self._factory(self)
@@ -182,7 +185,8 @@ class KafkaServer:
                              controller_ssl=controller_sec.tls if controller_sec else None,
                              controller_principal_of=controller_sec.principals.principal
                              if controller_sec and controller_sec.principals else None,
-                             controller_sasl=_ControllerSasl(self, cl, controller_sec.sasl)
+                             controller_sasl=_ControllerSasl(self, cl, controller_sec.sasl,
+                                                             controller_sec.auth_timeout_s)
                              if controller_sec and controller_sec.sasl else None)
         # Cluster mode: join the quorum and register with the active controller, then
         # wait until this broker has caught up with the metadata log before the client
