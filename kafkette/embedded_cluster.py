@@ -718,6 +718,8 @@ class EmbeddedCluster(SecuredClientSettings):
             try:
                 resp = request_once(n.host, n.controller_port, req, 2, timeout=timeout,
                                     security=self.controller_security)
+                if resp.error_code:   # CLUSTER_AUTHORIZATION_FAILED: DESCRIBE on the cluster
+                    raise _kafka_error(resp.error_code, f"DescribeQuorum of node {n.node_id}")
                 return resp.topics[0].partitions[0]
             except (OSError, EOFError, IndexError) as e:
                 last = e

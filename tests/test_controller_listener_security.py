@@ -120,6 +120,51 @@ def test_raft_apis_are_authorized_as_kafka_controller_apis(tmp_path):
     asyncio.run(main())
 
 
+def test_a_voter_refused_by_its_peers_says_so_once_and_never_leads(tmp_path):
+    """Two voters whose listeners refuse each other (User:ANONYMOUS holds nothing):
+    no vote is granted, so no leader, and each node logs the refusal once per peer
+    rather than at every election timeout."""
+    from structlog.testing import capture_logs
+    import socket as _socket
+
+    def free_ports(n):
+        socks = [_socket.socket() for _ in range(n)]
+        for sk in socks:
+            sk.bind(("127.0.0.1", 0))
+        ports = [sk.getsockname()[1] for sk in socks]
+        for sk in socks:
+            sk.close()
+        return ports
+
+    config = {"controller.quorum.election.timeout.ms": 100,
+              "controller.quorum.fetch.timeout.ms": 400,
+              "controller.quorum.election.backoff.max.ms": 50,
+              "controller.quorum.request.timeout.ms": 300}
+
+    async def main():
+        voters = dict(zip((1, 2), (("127.0.0.1", p) for p in free_ports(2))))
+        qs = [RaftQuorum(i, voters, tmp_path / str(i), SystemClock(), config=config,
+                         authorize=lambda peer, op: False) for i in (1, 2)]
+        for q in qs:
+            await q.start(Listener())
+        try:
+            with capture_logs() as logs:
+                deadline = time.monotonic() + 10
+                # Several election rounds (100-150 ms each) within the wait.
+                while time.monotonic() < deadline and \
+                        len([e for e in logs if e["event"] == "raft_request_refused_by_peer"]) < 2:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)   # more rounds: still one line per peer
+            refused = [e for e in logs if e["event"] == "raft_request_refused_by_peer"]
+            assert sorted(e["peer"] for e in refused) == [1, 2], refused
+            assert not any(q.is_leader() for q in qs)
+        finally:
+            for q in qs:
+                await q.close()
+
+    asyncio.run(main())
+
+
 def test_without_an_authorizer_the_raft_apis_are_served():
     async def main():
         server = ControllerServer("127.0.0.1", 0)
