@@ -343,3 +343,27 @@ def test_dedicated_controllers_over_sasl_ssl(tmp_path, pki):
         except BaseException:
             print(kc.log_tails(60))
             raise
+
+
+def test_sasl_controller_listener_closes_a_client_that_never_authenticates(tmp_path):
+    """As the client listeners do: a connection to a SASL controller listener that has
+    not authenticated within connections.max.idle.ms is closed, with a log line."""
+    from kafkette.embedded_cluster import EmbeddedCluster
+    config = {
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": JAAS,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "connections.max.idle.ms": 700,
+    }
+    with EmbeddedCluster(1, config, log_dir=tmp_path / "logs", listeners=lambda n: (
+            f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}")) as kc:
+        node = kc.brokers[0]
+        with socket.create_connection(("127.0.0.1", node.controller_port), timeout=5) as s:
+            t0 = time.monotonic()
+            closed, data, why = wait_for_close(s, 10)
+            elapsed = time.monotonic() - t0
+        assert closed and data == b"", (why, data[:16])
+        assert 0.5 <= elapsed < 5, elapsed
+        assert "not authenticated within connections.max.idle.ms" in node.log_path.read_text()
