@@ -278,8 +278,9 @@ class KafkaServer:
                 lambda: KafkaConnection(self, listener, sec, admitted_ip=peer[0]), conn,
                 ssl=sec.tls)
         except BaseException as e:
+            # The transport owns the socket from the start and has closed it (asyncio
+            # and uvloop alike): closing it here could hit a reused file descriptor.
             self.quotas.release(listener, peer[0])
-            conn.close()
             if isinstance(e, asyncio.CancelledError):
                 raise
             # A failed or timed-out handshake: logged by server/tls.py's SSLObject.
