@@ -277,3 +277,51 @@ def test_a_flood_of_bad_frames_is_logged_rate_limited_and_counted(make_broker):
     lines = log.count("closing connection: bad frame size")
     assert 1 <= lines <= 10, f"{lines} log lines for {n} bad frames"
     assert b.is_alive()
+
+
+def test_tls_listener_refuses_over_the_limit_before_the_handshake(tmp_path):
+    """max.connections.per.ip on an SSL listener is checked at accept, as Kafka does:
+    a connection over it is closed at once, without waiting for (or costing) a TLS
+    handshake; a failed handshake gives its slot back."""
+    import ssl
+    from kafkette.embedded import EmbeddedBroker
+    mport = free_port()
+    with EmbeddedBroker({"max.connections.per.ip": 1, "metrics.listener": f"127.0.0.1:{mport}"},
+                        data_dir=tmp_path / "data", security="SSL") as b:
+        ctx = ssl.create_default_context(cafile=b.ca_file)
+
+        def open_tls() -> socket.socket:
+            raw = _open(b)
+            try:
+                s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+                api_versions(s)
+                return s
+            except BaseException:
+                raw.close()
+                raise
+
+        def served_again() -> socket.socket | None:
+            try:
+                return open_tls()
+            except (OSError, AssertionError):
+                return None   # the broker has not seen the last close yet
+
+        first = wait_until(served_again, timeout=10, message="a TLS connection served")
+        try:
+            # Over the limit: closed without a byte, though it never sent a ClientHello.
+            with _open(b) as s:
+                closed, got, how = wait_for_close(s, CLOSE_DEADLINE)
+            assert closed and got == b"", (how, got[:40])
+            assert metric(mport, "kafka_server_socketservermetrics_connections_refused_total",
+                          listener="SSL", limit="max.connections.per.ip") >= 1
+            api_versions(first, 2)   # the one under the limit is untouched
+        finally:
+            first.close()
+        # A plaintext client on the TLS port fails its handshake and frees its slot.
+        plain = wait_until(lambda: (s := _open(b)) and s, timeout=5)
+        with plain:
+            plain.sendall(frame(request_header_v1(18, 0, 1)))
+            closed, got, how = wait_for_close(plain, CLOSE_DEADLINE)
+        assert closed, how
+        again = wait_until(served_again, timeout=10, message="served after a failed handshake")
+        again.close()

@@ -231,6 +231,52 @@ def test_forwarded_requests_need_cluster_action_of_their_sender(cluster, pki):
     assert float(line.split()[-1]) >= 3
 
 
+def test_raft_apis_need_cluster_action_of_their_sender(cluster, pki):
+    """Kafka's ControllerApis: Vote, Fetch (KRaft's) ... need CLUSTER_ACTION on the
+    cluster, DescribeQuorum DESCRIBE. A certificate of the cluster's CA that maps to
+    User:intruder (no super user, no ACL) is refused; its Vote of a far newer epoch
+    never reaches the quorum."""
+    from kafkette.client import request_once, run_sync
+    from kafkette.controller.raft import messages as m
+    from kafkette.controller.raft import transport as T
+    from kafkette.protocol.messages import CreateAclsRequest, DescribeQuorumRequest
+    via = cluster.brokers[0]
+    C = CreateAclsRequest.AclCreation
+    # An ACL on the cluster, so that allow.everyone.if.no.acl.found no longer covers it.
+    resp = request_once(via.host, via.port, CreateAclsRequest(creations=[C(
+        resource_type=4, resource_name="kafka-cluster", resource_pattern_type=3,
+        principal="User:ANONYMOUS", host="*", operation=2, permission_type=3)]), 3)
+    assert [r.error_code for r in resp.results] == [0], resp
+    D = DescribeQuorumRequest.TopicData
+    describe = DescribeQuorumRequest(topics=[D(topic_name="__cluster_metadata", partitions=[
+        D.PartitionData(partition_index=0)])])
+    node = cluster.brokers[1]
+    CLUSTER_AUTHORIZATION_FAILED = 31
+    conn = _tls_connection(cluster, pki, "node", node.controller_port)
+    try:
+        before = run_sync(conn.send(describe, 2))
+        assert before.error_code == 0, before
+        epoch = before.topics[0].partitions[0].leader_epoch
+    finally:
+        conn.close()
+    vote, vote_v, _ = T.to_wire(m.VoteRequest(1, epoch + 1000, 3, epoch, 1 << 40, False),
+                                node.node_id)
+    fetch, fetch_v, _ = T.to_wire(m.FetchRequest(1, epoch, 3, 0, 0, 0), node.node_id)
+    conn = _tls_connection(cluster, pki, "intruder", node.controller_port)
+    try:
+        for req, version in ((vote, vote_v), (fetch, fetch_v), (describe, 2)):
+            got = run_sync(conn.send(req, version))
+            assert got.error_code == CLUSTER_AUTHORIZATION_FAILED, got
+    finally:
+        conn.close()
+    conn = _tls_connection(cluster, pki, "node", node.controller_port)
+    try:
+        after = run_sync(conn.send(describe, 2))
+        assert after.topics[0].partitions[0].leader_epoch == epoch, after
+    finally:
+        conn.close()
+
+
 def test_dedicated_controllers_over_sasl_ssl(tmp_path, pki):
     """3 broker-only nodes and 3 controller-only voters: the voters' Raft traffic, the
     brokers' metadata fetching (as observers), registrations and heartbeats all run
@@ -297,3 +343,27 @@ def test_dedicated_controllers_over_sasl_ssl(tmp_path, pki):
         except BaseException:
             print(kc.log_tails(60))
             raise
+
+
+def test_sasl_controller_listener_closes_a_client_that_never_authenticates(tmp_path):
+    """As the client listeners do: a connection to a SASL controller listener that has
+    not authenticated within connections.max.idle.ms is closed, with a log line."""
+    from kafkette.embedded_cluster import EmbeddedCluster
+    config = {
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": JAAS,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "connections.max.idle.ms": 700,
+    }
+    with EmbeddedCluster(1, config, log_dir=tmp_path / "logs", listeners=lambda n: (
+            f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}")) as kc:
+        node = kc.brokers[0]
+        with socket.create_connection(("127.0.0.1", node.controller_port), timeout=5) as s:
+            t0 = time.monotonic()
+            closed, data, why = wait_for_close(s, 10)
+            elapsed = time.monotonic() - t0
+        assert closed and data == b"", (why, data[:16])
+        assert 0.5 <= elapsed < 5, elapsed
+        assert "not authenticated within connections.max.idle.ms" in node.log_path.read_text()

@@ -99,6 +99,54 @@ def _stop_all_at_exit() -> None:  # pragma: no cover - interpreter exit
             pass
 
 
+class SecuredClientSettings:
+    """The client side of a secured EmbeddedBroker or EmbeddedCluster: reads
+    `bootstrap_servers`, `security`, `mechanism`, `users` and `ca_file`."""
+
+    @property
+    def client_config(self) -> dict[str, str]:
+        """Client settings in librdkafka / confluent-kafka names: bootstrap.servers,
+        security.protocol, and (as they apply) sasl.mechanism, sasl.username,
+        sasl.password (the first user), ssl.ca.location."""
+        out = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security}
+        if self.mechanism:
+            user, password = next(iter(self.users.items()))
+            out.update({"sasl.mechanism": self.mechanism, "sasl.username": user,
+                        "sasl.password": password})
+        if self.ca_file:
+            out["ssl.ca.location"] = self.ca_file
+        return out
+
+    def kafka_python_config(self, user: str | None = None) -> dict[str, Any]:
+        """The same settings in kafka-python's names (bootstrap_servers,
+        security_protocol, sasl_mechanism, sasl_plain_username, sasl_plain_password,
+        ssl_cafile); `user`: another of the users than the first."""
+        out: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
+                               "security_protocol": self.security}
+        if self.mechanism:
+            user = user or next(iter(self.users))
+            out.update({"sasl_mechanism": self.mechanism, "sasl_plain_username": user,
+                        "sasl_plain_password": self.users[user]})
+        if self.ca_file:
+            out["ssl_cafile"] = self.ca_file
+        return out
+
+    def client_security(self, user: str | None = None):
+        """A kafkette.client_security.ClientSecurity for kafkette's own client (None
+        for PLAINTEXT)."""
+        if self.security == "PLAINTEXT":
+            return None
+        from kafkette.client_security import ClientSecurity
+        ctx = None
+        if self.ca_file:
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+        if not self.mechanism:
+            return ClientSecurity(self.security, ctx)
+        user = user or next(iter(self.users))
+        return ClientSecurity(self.security, ctx, self.mechanism, user, self.users[user])
+
+
 class EmbeddedBrokerError(RuntimeError):
     """The broker did not start, or did not answer as expected."""
 
@@ -119,7 +167,7 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(SecuredClientSettings):
     """A single kafkette broker on 127.0.0.1, as a context manager.
 
     ``config``: Kafka broker property names to values (``listeners`` and ``log.dirs``
@@ -133,18 +181,7 @@ class EmbeddedBroker:
                  stop_timeout: float = STOP_TIMEOUT, security: str = "PLAINTEXT",
                  users: Mapping[str, str] | None = None, mechanism: str = "SCRAM-SHA-512"):
         config = dict(config or {})
-        security = (security or "PLAINTEXT").upper()
-        if security not in SECURITY_PROTOCOLS:
-            raise ValueError(f"security={security!r}: one of {', '.join(SECURITY_PROTOCOLS)}")
-        mechanism = mechanism.upper()
-        if mechanism not in SASL_MECHANISMS:
-            raise ValueError(f"mechanism={mechanism!r}: one of {', '.join(SASL_MECHANISMS)}")
-        if users is not None and not security.startswith("SASL_"):
-            raise ValueError(f"users= needs a SASL security protocol, not {security}")
-        self.security = security
-        self.mechanism = mechanism if security.startswith("SASL_") else None
-        self.users: dict[str, str] = dict(users) if users is not None else (
-            {"kafkette-user": secrets.token_hex(12)} if self.mechanism else {})
+        self.security, self.mechanism, self.users = security_choice(security, users, mechanism)
         for reserved in ("listeners", "log.dirs", "log.dir"):
             if reserved in config:
                 raise ValueError(f"{reserved!r} is set by EmbeddedBroker; use the "
@@ -197,70 +234,14 @@ class EmbeddedBroker:
         path = self._workdir / "tls" / "ca.pem"
         return str(path) if self.security in ("SSL", "SASL_SSL") else None
 
-    @property
-    def client_config(self) -> dict[str, str]:
-        """Client settings in librdkafka / confluent-kafka names: bootstrap.servers,
-        security.protocol, and (as they apply) sasl.mechanism, sasl.username,
-        sasl.password (the first user), ssl.ca.location."""
-        out = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security}
-        if self.mechanism:
-            user, password = next(iter(self.users.items()))
-            out.update({"sasl.mechanism": self.mechanism, "sasl.username": user,
-                        "sasl.password": password})
-        if self.ca_file:
-            out["ssl.ca.location"] = self.ca_file
-        return out
-
-    def kafka_python_config(self, user: str | None = None) -> dict[str, Any]:
-        """The same settings in kafka-python's names (bootstrap_servers,
-        security_protocol, sasl_mechanism, sasl_plain_username, sasl_plain_password,
-        ssl_cafile); `user`: another of the users than the first."""
-        out: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
-                               "security_protocol": self.security}
-        if self.mechanism:
-            user = user or next(iter(self.users))
-            out.update({"sasl_mechanism": self.mechanism, "sasl_plain_username": user,
-                        "sasl_plain_password": self.users[user]})
-        if self.ca_file:
-            out["ssl_cafile"] = self.ca_file
-        return out
-
-    def client_security(self, user: str | None = None):
-        """A kafkette.client_security.ClientSecurity for kafkette's own client (None
-        for PLAINTEXT)."""
-        if self.security == "PLAINTEXT":
-            return None
-        from kafkette.client_security import ClientSecurity
-        ctx = None
-        if self.ca_file:
-            import ssl
-            ctx = ssl.create_default_context(cafile=self.ca_file)
-        if not self.mechanism:
-            return ClientSecurity(self.security, ctx)
-        user = user or next(iter(self.users))
-        return ClientSecurity(self.security, ctx, self.mechanism, user, self.users[user])
-
     def _make_security_settings(self) -> dict[str, str]:
         """The broker settings of the secured listener (and the admin listener)."""
         proto = self.security
         lname = proto.lower()
         out: dict[str, str] = {}
         if proto in ("SSL", "SASL_SSL"):
-            try:
-                import trustme
-            except ImportError:
-                raise EmbeddedBrokerError(
-                    f"EmbeddedBroker(security={proto!r}) makes its certificates with "
-                    f"trustme, which is not installed: pip install trustme (or "
-                    f"kafkette[test])") from None
-            tls = self._workdir / "tls"
-            tls.mkdir(parents=True, exist_ok=True)
-            ca = trustme.CA()
-            server = ca.issue_cert("127.0.0.1", "localhost")
-            ca.cert_pem.write_to_path(str(tls / "ca.pem"))
-            server.private_key_and_cert_chain_pem.write_to_path(str(tls / "server.pem"))
-            out.update({"ssl.keystore.type": "PEM",
-                        "ssl.keystore.location": str(tls / "server.pem")})
+            trustme = import_trustme(f"EmbeddedBroker(security={proto!r})")
+            out.update(issue_tls(self._workdir / "tls", trustme))
         if self.mechanism:
             # A caller's own list (more mechanisms than `mechanism`) wins.
             key = f"listener.name.{lname}.sasl.enabled.mechanisms"
@@ -290,21 +271,10 @@ class EmbeddedBroker:
         return self._host, self._port, self.client_security()
 
     def _create_users(self) -> None:
-        if self.mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512") or not self.users:
+        req = scram_users_request(self.mechanism, self.users)
+        if req is None:
             return
-        from kafkette.protocol.messages import AlterUserScramCredentialsRequest as R
-        from kafkette.tools.security import SCRAM_MECHANISMS, salted_password
-        ups = []
-        for user, password in self.users.items():
-            salt = secrets.token_bytes(32)
-            ups.append(R.ScramCredentialUpsertion(
-                name=user, mechanism=SCRAM_MECHANISMS[self.mechanism][0], iterations=4096,
-                salt=salt, salted_password=salted_password(self.mechanism, password, salt, 4096)))
-        resp = self._request(R(deletions=[], upsertions=ups), 0)
-        for r in resp.results:
-            if r.error_code:
-                raise EmbeddedBrokerError(f"cannot create SCRAM user {r.user}: error "
-                                          f"{r.error_code} {r.error_message or ''}")
+        check_scram_users_response(self._request(req, 0))
 
     @property
     def data_dir(self) -> Path:
@@ -680,6 +650,68 @@ class EmbeddedBroker:
         if op == "clear":
             return out["cleared"]
         return out.get("id", out)
+
+
+def security_choice(security: str | None, users: Mapping[str, str] | None,
+                    mechanism: str) -> tuple[str, str | None, dict[str, str]]:
+    """(protocol, SASL mechanism or None, users) of a `security=` one-liner, checked;
+    without `users` a SASL protocol gets one user with a random password."""
+    security = (security or "PLAINTEXT").upper()
+    if security not in SECURITY_PROTOCOLS:
+        raise ValueError(f"security={security!r}: one of {', '.join(SECURITY_PROTOCOLS)}")
+    mechanism = mechanism.upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise ValueError(f"mechanism={mechanism!r}: one of {', '.join(SASL_MECHANISMS)}")
+    if users is not None and not security.startswith("SASL_"):
+        raise ValueError(f"users= needs a SASL security protocol, not {security}")
+    sasl = mechanism if security.startswith("SASL_") else None
+    chosen = dict(users) if users is not None else (
+        {"kafkette-user": secrets.token_hex(12)} if sasl else {})
+    return security, sasl, chosen
+
+
+def issue_tls(directory: Path, trustme) -> dict[str, str]:
+    """A new CA (ca.pem) and a server certificate for 127.0.0.1 / localhost signed by
+    it (server.pem, key included) in `directory`: the key store settings."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    server.private_key_and_cert_chain_pem.write_to_path(str(directory / "server.pem"))
+    return {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(directory / "server.pem")}
+
+
+def import_trustme(what: str):
+    try:
+        import trustme
+    except ImportError:
+        raise EmbeddedBrokerError(
+            f"{what} makes its certificates with trustme, which is not installed: "
+            f"pip install trustme (or kafkette[test])") from None
+    return trustme
+
+
+def scram_users_request(mechanism: str | None, users: Mapping[str, str]):
+    """The AlterUserScramCredentials v0 request that creates `users` for a SCRAM
+    mechanism (None for other mechanisms or no users)."""
+    if mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512") or not users:
+        return None
+    from kafkette.protocol.messages import AlterUserScramCredentialsRequest as R
+    from kafkette.tools.security import SCRAM_MECHANISMS, salted_password
+    ups = []
+    for user, password in users.items():
+        salt = secrets.token_bytes(32)
+        ups.append(R.ScramCredentialUpsertion(
+            name=user, mechanism=SCRAM_MECHANISMS[mechanism][0], iterations=4096,
+            salt=salt, salted_password=salted_password(mechanism, password, salt, 4096)))
+    return R(deletions=[], upsertions=ups)
+
+
+def check_scram_users_response(resp) -> None:
+    for r in resp.results:
+        if r.error_code:
+            raise EmbeddedBrokerError(f"cannot create SCRAM user {r.user}: error "
+                                      f"{r.error_code} {r.error_message or ''}")
 
 
 def _plain_jaas(users: Mapping[str, str]) -> str:

@@ -61,13 +61,22 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from kafkette.embedded import (
+    ADMIN_LISTENER,
+    ADMIN_USER,
     HOST,
     STOP_TIMEOUT,
     TEST_DEFAULTS,
     EmbeddedBroker,
     EmbeddedBrokerError,
+    SecuredClientSettings,
     _format_value,
     _kafka_error,
+    _plain_jaas,
+    check_scram_users_response,
+    import_trustme,
+    issue_tls,
+    scram_users_request,
+    security_choice,
 )
 
 __all__ = ["EmbeddedCluster", "ClusterNode", "PartitionState", "CLUSTER_TEST_DEFAULTS"]
@@ -101,7 +110,8 @@ class ClusterNode(EmbeddedBroker):
                  log_path=None, startup_timeout: float = CLUSTER_STARTUP_TIMEOUT,
                  stop_timeout: float = STOP_TIMEOUT, host: str = HOST,
                  launch_prefix: list[str] | None = None, roles: str = "broker,controller",
-                 listeners: str | None = None, probe_security=None):
+                 listeners: str | None = None, probe_security=None,
+                 admin: tuple[int, Any] | None = None):
         # A controller-only node is probed (ApiVersions) on its controller listener.
         super().__init__(config, data_dir=data_dir,
                          port=port if roles != "controller" else controller_port,
@@ -120,6 +130,9 @@ class ClusterNode(EmbeddedBroker):
         self._listeners = listeners   # EmbeddedCluster's listeners(layout), if given
         if roles == "controller":
             self._probe_security = probe_security   # an SSL controller listener
+        # (port, ClientSecurity) of the listener that the cluster's own requests and
+        # readiness probes use when the client listener is secured (security=...).
+        self._admin = admin
         self._paused = False
         if log_path is not None:
             self.log_path = Path(log_path)
@@ -136,6 +149,11 @@ class ClusterNode(EmbeddedBroker):
         for key, value in settings.items():
             cmd += ["--set", f"{key}={_format_value(value)}"]
         return self.launch_prefix + cmd
+
+    def _admin_target(self):
+        if self._admin is not None and self.roles != "controller":
+            return self._host, self._admin[0], self._admin[1]
+        return super()._admin_target()
 
     def listeners_setting(self) -> str:
         if self._listeners is not None:
@@ -226,7 +244,7 @@ class ClusterNode(EmbeddedBroker):
         return self.roles != "broker"
 
 
-class EmbeddedCluster:
+class EmbeddedCluster(SecuredClientSettings):
     """N kafkette nodes (broker + controller voter each) on 127.0.0.1.
 
     ``config``: Kafka property names for every node (node.id, listeners, log.dirs and
@@ -249,6 +267,16 @@ class EmbeddedCluster:
     ``describe_quorum()`` connect with.
     ``controllers``: 0 (combined nodes) or the number of controller-only voters
     (see the module doc).
+    ``security``, ``users``, ``mechanism``: the client listener of every broker
+    secured as ``EmbeddedBroker(security=...)`` does it (SSL, SASL_PLAINTEXT or
+    SASL_SSL; one CA and one server certificate for 127.0.0.1 / localhost made with
+    trustme and shared by the nodes; SCRAM users created once the cluster is up and
+    known to every broker before start() returns). Node-to-node traffic runs over
+    two more listeners per node, SASL_PLAINTEXT with PLAIN and a super user of a
+    random password: EMBEDDED_ADMIN (inter-broker, and the cluster's own requests)
+    and CONTROLLER (Raft, registrations, forwarding), so an authorizer in ``config``
+    needs no ACL for the nodes. ``client_config``, ``kafka_python_config()``,
+    ``client_security()`` and ``ca_file`` hand the client settings to the test.
     """
 
     def __init__(self, brokers: int = 3, config: Mapping[str, Any] | None = None, *,
@@ -260,9 +288,15 @@ class EmbeddedCluster:
                  launch_prefix: Callable[[int], list[str]] | None = None,
                  node_config: Callable[[int], Mapping[str, Any]] | None = None,
                  listeners: Callable[[Any], str] | None = None,
-                 controller_security=None):
+                 controller_security=None, security: str = "PLAINTEXT",
+                 users: Mapping[str, str] | None = None, mechanism: str = "SCRAM-SHA-512"):
         from kafkette import cluster_runner
         config = dict(config or {})
+        self.security, self.mechanism, self.users = security_choice(security, users, mechanism)
+        if self.security != "PLAINTEXT" and (listeners is not None or
+                                             controller_security is not None):
+            raise ValueError("security= lays out the listeners itself: not with "
+                             "listeners= or controller_security=")
         if hosts is not None and len(hosts) != brokers + controllers:
             raise ValueError(f"{len(hosts)} hosts for {brokers + controllers} nodes")
         if controllers < 0:
@@ -291,6 +325,14 @@ class EmbeddedCluster:
         self._listeners = listeners
         self.controller_security = controller_security
         self._workdir = Path(tempfile.mkdtemp(prefix="kafkette-cluster-"))
+        self._admin_security = None   # the nodes' own listeners when security= is set
+        self._users_created = False
+        if self.security != "PLAINTEXT":
+            try:
+                self.config.update(self._security_config())
+            except BaseException:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                raise
         self._own_data_dir = data_dir is None
         self.data_dir = (self._workdir / "data") if data_dir is None else Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir is not None else self._workdir
@@ -301,6 +343,83 @@ class EmbeddedCluster:
         self._closed = False
         self._build_nodes()
 
+    # ------------------------------------------------------------------ security
+
+    @property
+    def ca_file(self) -> str | None:
+        """The PEM file of the CA that signed every node's certificate (SSL, SASL_SSL)."""
+        path = self._workdir / "tls" / "ca.pem"
+        return str(path) if self.security in ("SSL", "SASL_SSL") else None
+
+    def _security_config(self) -> dict[str, str]:
+        """The settings that every node gets for security= (see the class doc)."""
+        import secrets
+        from kafkette.client_security import ClientSecurity
+        proto, config = self.security, self.config
+        password = secrets.token_hex(16)
+        self._admin_security = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", ADMIN_USER,
+                                              password)
+        self.controller_security = self._admin_security
+        # The nodes log in to each other with the username / password options of the
+        # same JAAS entry that lists the user for the server side.
+        jaas = _plain_jaas({ADMIN_USER: password}).replace(
+            "required ", f'required username="{ADMIN_USER}" password="{password}" ', 1)
+        a = ADMIN_LISTENER.lower()
+        out = {
+            "listener.security.protocol.map":
+                f"{proto}:{proto},{ADMIN_LISTENER}:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "inter.broker.listener.name": ADMIN_LISTENER,
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "controller.listener.names": "CONTROLLER",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            f"listener.name.{a}.sasl.enabled.mechanisms": "PLAIN",
+            f"listener.name.{a}.plain.sasl.jaas.config": jaas,
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": jaas,
+        }
+        if proto in ("SSL", "SASL_SSL"):
+            trustme = import_trustme(f"EmbeddedCluster(security={proto!r})")
+            out.update(issue_tls(self._workdir / "tls", trustme))
+        if self.mechanism:
+            lname = proto.lower()
+            key = f"listener.name.{lname}.sasl.enabled.mechanisms"
+            out[key] = str(config.pop(key, self.mechanism))   # a caller's own list wins
+            if self.mechanism == "PLAIN":
+                out[f"listener.name.{lname}.plain.sasl.jaas.config"] = _plain_jaas(self.users)
+        for key in out:
+            if key in config:
+                raise ValueError(f"{key!r} is set by EmbeddedCluster(security={proto!r})")
+        supers = [p for p in str(config.get("super.users", "")).split(";") if p]
+        out["super.users"] = ";".join(supers + [f"User:{ADMIN_USER}"])
+        return out
+
+    def _secured_listeners(self, n, admin_port: int) -> str:
+        if not n.is_broker:
+            return f"CONTROLLER://{n.host}:{n.controller_port}"
+        out = f"{self.security}://{n.host}:{n.port},{ADMIN_LISTENER}://{n.host}:{admin_port}"
+        if n.is_controller:
+            out += f",CONTROLLER://{n.host}:{n.controller_port}"
+        return out
+
+    def _create_users(self, timeout: float) -> None:
+        """The SCRAM users, once (they live in the metadata log), then a wait until
+        every running broker knows them: a client may log in to any of them."""
+        req = scram_users_request(self.mechanism, self.users)
+        if req is None or self._users_created:
+            return
+        check_scram_users_response(self.request(req, 0))
+        self._users_created = True
+        from kafkette.protocol.messages import DescribeUserScramCredentialsRequest as D
+        ask = D(users=[D.UserName(name=u) for u in self.users])
+
+        def known():
+            for n in self.running():
+                resp = n._request(ask, 0, timeout=5.0)
+                if resp.error_code or any(r.error_code for r in resp.results):
+                    return False
+            return True
+        self.wait_for(known, timeout, "every broker to know the SCRAM users")
+
     # ------------------------------------------------------------------ layout
 
     def _build_nodes(self) -> None:
@@ -310,19 +429,33 @@ class EmbeddedCluster:
                                       self._controller_base_port or
                                       (self._base_port or 1) + max(self.size, m) + 1,
                                       self.data_dir, controllers=m)
+        # security=: one more listener per broker (EMBEDDED_ADMIN), whose ports are
+        # picked with the others so that no port is handed out twice.
+        extra = self.size if self.security != "PLAINTEXT" else 0
         if self._auto_ports:
-            ports = _free_ports(self.size + (m or self.size))
+            ports = _free_ports(self.size + (m or self.size) + extra)
+            admin_ports = ports[len(ports) - extra:]
+            ports = ports[:len(ports) - extra]
             client, ctl = iter(ports[:self.size]), iter(ports[self.size:])
             layout = [dataclasses.replace(n, host=self._hosts[i],
                                           port=next(client) if n.is_broker else 0,
                                           controller_port=next(ctl) if n.is_controller else 0)
                       for i, n in enumerate(planned)]
         else:
+            admin_ports = _free_ports(extra)
             layout = [dataclasses.replace(n, host=self._hosts[i]) for i, n in
                       enumerate(cluster_runner.plan(self.size, self._base_port,
                                                     self._controller_base_port, self.data_dir,
                                                     controllers=m))]
         self.layout = layout
+        listeners = self._listeners
+        admin: dict[int, tuple[int, Any]] = {}
+        if self.security != "PLAINTEXT":
+            brokers = [n for n in layout if n.is_broker]
+            admin = {n.node_id: (p, self._admin_security)
+                     for n, p in zip(brokers, admin_ports)}
+            listeners = lambda n: self._secured_listeners(  # noqa: E731
+                n, admin[n.node_id][0] if n.node_id in admin else 0)
         self.nodes = [
             ClusterNode(n.node_id, n.port, n.controller_port,
                         {**self.config,
@@ -334,8 +467,9 @@ class EmbeddedCluster:
                         host=n.host, launch_prefix=(self._launch_prefix(n.node_id)
                                                     if self._launch_prefix else None),
                         roles=n.roles,
-                        listeners=self._listeners(n) if self._listeners else None,
-                        probe_security=self.controller_security)
+                        listeners=listeners(n) if listeners else None,
+                        probe_security=self.controller_security,
+                        admin=admin.get(n.node_id))
             for n in layout]
         self.brokers = [n for n in self.nodes if n.is_broker]
         self.controllers = [n for n in self.nodes if not n.is_broker]
@@ -408,6 +542,7 @@ class EmbeddedCluster:
         try:
             self.wait_ready(timeout=max(1.0, self.startup_timeout - (time.monotonic() - t0)),
                             interrupt=interrupt, nodes=self.nodes)
+            self._create_users(max(1.0, self.startup_timeout - (time.monotonic() - t0)))
         except BaseException:
             self.stop_all()
             raise
@@ -583,6 +718,8 @@ class EmbeddedCluster:
             try:
                 resp = request_once(n.host, n.controller_port, req, 2, timeout=timeout,
                                     security=self.controller_security)
+                if resp.error_code:   # CLUSTER_AUTHORIZATION_FAILED: DESCRIBE on the cluster
+                    raise _kafka_error(resp.error_code, f"DescribeQuorum of node {n.node_id}")
                 return resp.topics[0].partitions[0]
             except (OSError, EOFError, IndexError) as e:
                 last = e

@@ -32,7 +32,10 @@ Registered through the ``pytest11`` entry point, so installing kafkette is enoug
     another with the ini option ``kafkette_cluster_scope`` or ``--kafkette-cluster-scope``.
     The ini option ``kafkette_cluster_controllers`` (0 by default: combined nodes) adds
     that many controller-only voters, the brokers then being broker-only
-    (``.controllers``, ``.kill_brokers()``, ``.active_controller()``).
+    (``.controllers``, ``.kill_brokers()``, ``.active_controller()``). The ini options
+    ``kafkette_cluster_security`` and ``kafkette_cluster_sasl_mechanism`` secure the
+    client listener of every broker as ``kafkette_broker_security`` does for
+    ``kafkette_broker`` (``.client_config``, ``.kafka_python_config()``, ``.ca_file``).
 
 ini options:
 
@@ -91,6 +94,11 @@ def pytest_addoption(parser) -> None:
                   default="3")
     parser.addini("kafkette_cluster_controllers", "dedicated controller-only nodes of "
                   "kafkette_cluster (0: every node is broker and controller)", default="0")
+    parser.addini("kafkette_cluster_security", "security protocol of the client listeners "
+                  "of kafkette_cluster (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)",
+                  default="PLAINTEXT")
+    parser.addini("kafkette_cluster_sasl_mechanism", "SASL mechanism of kafkette_cluster "
+                  "(SCRAM-SHA-512, SCRAM-SHA-256, PLAIN)", default="SCRAM-SHA-512")
 
 
 def pytest_configure(config) -> None:
@@ -167,9 +175,16 @@ def kafkette_cluster(pytestconfig):
             counts[name] = int(raw)
         except ValueError:
             raise pytest.UsageError(f"{name}: {raw!r} is not a number") from None
-    with EmbeddedCluster(counts["kafkette_cluster_brokers"],
-                         broker_config(pytestconfig, "kafkette_cluster_config"),
-                         controllers=counts["kafkette_cluster_controllers"]) as kc:
+    security = str(pytestconfig.getini("kafkette_cluster_security")).strip() or "PLAINTEXT"
+    mechanism = str(pytestconfig.getini("kafkette_cluster_sasl_mechanism")).strip()
+    try:
+        kc = EmbeddedCluster(counts["kafkette_cluster_brokers"],
+                             broker_config(pytestconfig, "kafkette_cluster_config"),
+                             controllers=counts["kafkette_cluster_controllers"],
+                             security=security, mechanism=mechanism or "SCRAM-SHA-512")
+    except ValueError as e:
+        raise pytest.UsageError(f"kafkette_cluster_security / _sasl_mechanism: {e}") from None
+    with kc:
         yield kc
 
 

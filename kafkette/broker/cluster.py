@@ -37,8 +37,9 @@
   The sender's principal is that of its controller-listener connection: its
   certificate's (ssl.principal.mapping.rules) with mutual TLS, User:ANONYMOUS on
   PLAINTEXT. BrokerRegistration, BrokerHeartbeat, AllocateProducerIds and
-  AlterPartition need CLUSTER_ACTION of their sender too, as in Kafka; the Raft APIs
-  (Vote, Fetch, ...) are not authorized, where Kafka wants CLUSTER_ACTION.
+  AlterPartition need CLUSTER_ACTION of their sender too, as in Kafka, and so do the
+  Raft APIs (Vote, BeginQuorumEpoch, EndQuorumEpoch, Fetch, FetchSnapshot; DESCRIBE
+  for DescribeQuorum), checked by the transport through `_sender_may`.
 
 Node-to-node connections use the inter-broker and controller listeners' protocols
 (broker/peer_security.py): followers reach their leaders at the leader's registered
@@ -47,8 +48,7 @@ endpoint of `inter.broker.listener.name`.
 Real Kafka differences: KRaft also has a separate controller listener per
 `controller.listener.names`; here the controller listener is the address of the node
 in `controller.quorum.voters`, with the protocol of the first of
-`controller.listener.names` (any of the four; no authentication timeout for a
-SASL client that never finishes, which Kafka closes after connections.max.idle.ms). No UnregisterBroker. A KRaft controller-only node
+`controller.listener.names` (any of the four). No UnregisterBroker. A KRaft controller-only node
 registers itself with the quorum as a controller (ControllerRegistration, KIP-919)
 and DescribeCluster can list controllers; kafkette's controllers are known from
 controller.quorum.voters only.
@@ -65,7 +65,7 @@ from kafkette.controller.controller import AlterPartitionItem
 from kafkette.errors import ErrorCode, KafkaError, NotControllerError
 from kafkette.logging import get_logger
 from kafkette.broker.authorization import authorizer_of, client_address, denied
-from kafkette.controller.acls import CLUSTER, CLUSTER_ACTION, CLUSTER_NAME
+from kafkette.controller.acls import CLUSTER, CLUSTER_ACTION, CLUSTER_NAME, OPERATIONS
 from kafkette.broker.registry import ROUTE_CONTROLLER, ROUTE_COORDINATOR
 from kafkette.protocol.framing import decode_request, decode_response, encode_request, encode_response
 from kafkette.protocol.primitives import Reader, Writer
@@ -177,7 +177,10 @@ class ClusterMember:
         self._creating: set[str] = set()
         self._closing = False
         self._isr_tasks: set[asyncio.Task] = set()
-        self._refused_senders: set[str] = set()
+        self._refused_senders: set[tuple[str, int]] = set()
+        # The controller listener's Raft APIs (Vote, Fetch, ..., DescribeQuorum) ask
+        # this for the operations Kafka's ControllerApis checks.
+        quorum.authorize = self._sender_may
         # Set once a heartbeat answer says this broker has caught up with the metadata
         # log: only then do the client listeners open (as a KRaft broker waits).
         self.caught_up = asyncio.Event()
@@ -459,20 +462,26 @@ class ClusterMember:
         request: registration, heartbeats, AlterPartition, producer id blocks and
         forwarded requests (KIP-590: Kafka's ControllerApis checks it before trusting
         an Envelope's principal)."""
+        return self._sender_may(peer, CLUSTER_ACTION)
+
+    def _sender_may(self, peer, operation: int) -> bool:
+        """May the sender of a controller-listener request do `operation` on the
+        cluster (always, without an authorizer)?"""
         auth = authorizer_of(self.broker)
         if auth is None:
             return True
         if auth.authorize(self.broker.image.acls, peer.principal, peer.host,
-                          CLUSTER_ACTION, CLUSTER, CLUSTER_NAME):
+                          operation, CLUSTER, CLUSTER_NAME):
             return True
-        denied(self.broker, peer.principal, peer.host, CLUSTER_ACTION, CLUSTER, CLUSTER_NAME)
-        if peer.principal not in self._refused_senders:
-            # Once per principal: a broker whose principal is no super user is a
-            # cluster misconfiguration, and every forwarded request would say so again.
-            self._refused_senders.add(peer.principal)
-            log.warning("controller requests refused: the sender lacks CLUSTER_ACTION on "
-                        "the cluster (add its principal to super.users)",
-                        principal=peer.principal, host=peer.host)
+        denied(self.broker, peer.principal, peer.host, operation, CLUSTER, CLUSTER_NAME)
+        if (peer.principal, operation) not in self._refused_senders:
+            # Once per principal: a node whose principal is no super user is a
+            # cluster misconfiguration, and every request would say so again.
+            self._refused_senders.add((peer.principal, operation))
+            log.warning("controller requests refused: the sender lacks the operation "
+                        "on the cluster (add its principal to super.users)",
+                        operation=OPERATIONS[operation], principal=peer.principal,
+                        host=peer.host)
         return False
 
     async def _on_envelope(self, request, api_version, header, peer):

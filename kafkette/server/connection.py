@@ -19,9 +19,10 @@ reading when too many requests are queued on it, or when the broker's request po
 connection has requests waiting. Memory per connection stays bounded.
 
 Limits: a connection over max.connections(.per.ip) is closed in connection_made
-(server/limits.py); one with no complete request and no response for
-connections.max.idle.ms is closed, also one stalled in the middle of a frame (Kafka
-counts any bytes as activity, so a client that trickles a frame is not idle there).
+(server/limits.py), on TLS listeners at accept, before the TLS handshake (server.py);
+one with no complete request and no response for connections.max.idle.ms is closed,
+also one stalled in the middle of a frame (Kafka counts any bytes as activity, so a
+client that trickles a frame is not idle there).
 
 Quotas (KIP-219): a throttled request's answer goes out at once and `mute_for(ms)`
 stops reading and serving this connection's requests for that long, as Kafka mutes
@@ -32,9 +33,11 @@ API key or an undecodable request closes this connection (with a log line, rate-
 per peer host by server/log_limiter.py), as Kafka does; other connections are
 unaffected.
 
-Security (SSL, SASL_PLAINTEXT, SASL_SSL listeners): TLS listeners are served with
-create_server(ssl=context), so connection_made comes after the handshake (a failed
-one is logged by server/tls.py). Until the SASL
+Security (SSL, SASL_PLAINTEXT, SASL_SSL listeners): a TLS listener's sockets are
+accepted by server.py's own accept loop, which checks the connection limits (as
+Kafka's acceptor does, so a client over them costs no handshake) and then hands the
+socket to asyncio's loop.connect_accepted_socket(ssl=context); connection_made comes
+after the handshake (a failed one is logged by server/tls.py). Until the SASL
 exchange (server/sasl.py) succeeds, frames go through the session's gate, are
 bounded by sasl.server.max.receive.size, and the connection is closed when
 connections.max.idle.ms passes before it authenticates. Every request carries the
@@ -62,9 +65,24 @@ MAX_QUEUED_REQUESTS = 64
 WRITE_EVERY = 32
 
 
+def admit(server, listener: str, peer) -> bool:
+    """Count a new connection from `peer` (its (host, port)) in the listener's limits,
+    or log the refusal and say no (the caller closes it)."""
+    host = peer[0] if peer else "?"
+    refused = server.quotas.admit(listener, host)
+    if refused is None:
+        return True
+    server.client_errors.info(
+        "connection_refused", host, "closing connection: over a limit", limit=refused,
+        listener=listener, peer=f"{peer[0]}:{peer[1]}" if peer else "?")
+    return False
+
+
 class KafkaConnection(FrameProtocol):
-    def __init__(self, server, listener_name: str, security=None):
+    def __init__(self, server, listener_name: str, security=None, admitted_ip: str | None = None):
         super().__init__(server.max_request_bytes)
+        # Set by a TLS listener's accept loop: the limits already counted this one.
+        self._admitted_ip = admitted_ip
         # server.ListenerSecurity of this listener, or None (PLAINTEXT).
         self.security = security
         self.principal = ANONYMOUS
@@ -98,19 +116,18 @@ class KafkaConnection(FrameProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = peer[0] if peer else "?"
-        refused = self.server.quotas.admit(self.listener, self.peer_host)
-        if refused is not None:
-            self.closed = True
-            self.server.client_errors.info(
-                "connection_refused", self.peer_host, "closing connection: over a limit",
-                limit=refused, listener=self.listener, peer=self.peer)
-            transport.abort()
-            return
-        self._quota_ip = self.peer_host
+        if self._admitted_ip is not None:
+            self._quota_ip = self._admitted_ip
+        else:
+            if not admit(self.server, self.listener, peer):
+                self.closed = True
+                transport.abort()
+                return
+            self._quota_ip = self.peer_host
         sec = self.security
         if sec is not None and sec.tls is not None and sec.sasl is None:
             # SSL: the client certificate is the principal. The TLS handshake is done
-            # before connection_made (the listener's server has ssl=context).
+            # before connection_made (connect_accepted_socket(ssl=context)).
             principal = sec.principals.principal(transport.get_extra_info("ssl_object"))
             if principal is None:
                 self.server.client_errors.warning(

@@ -12,8 +12,9 @@ ConnectionQuotas (Kafka's ConnectionQuotas):
   inter-broker listener is exempt from the broker-wide limit when the broker has
   several listeners (Kafka then closes the least recently used connection of another
   listener; kafkette does not).
-On TLS listeners the check runs after the TLS handshake (asyncio's server reports the
-connection only then); Kafka checks before it.
+On TLS listeners the check runs at accept, before the TLS handshake, as in Kafka
+(server.py's accept loop of TLS listeners; asyncio's own TLS server would report the
+connection only after its handshake).
 
 RequestPool (queued.max.requests, queued.max.request.bytes): the requests read from
 sockets and not yet handled, over all connections (Kafka's request queue and memory

@@ -13,7 +13,9 @@ quorum), where Kafka's controllers also answer ApiVersions but no produce or fet
 Security: each listener mapped to SSL or SASL_SSL gets its SSLContext
 (server/tls.py), each SASL_* listener a SASL session per connection (server/sasl.py),
 built before anything binds, so that an unreadable key store stops the start with a
-configuration error (exit code 2) rather than failing the first client.
+configuration error (exit code 2) rather than failing the first client. A TLS
+listener's sockets are accepted here (_accept_tls) so that the connection limits are
+checked before the handshake, as Kafka's acceptor checks them.
 
 Limits (server/limits.py): max.connections(.per.ip) counts, the broker-wide request
 pool (queued.max.requests / queued.max.request.bytes), connections.max.idle.ms; client
@@ -36,7 +38,7 @@ from kafkette.broker.broker import Broker
 from kafkette.broker.log_maintenance import LogMaintenance
 from kafkette.config import SASL_PROTOCOLS, TLS_PROTOCOLS, BrokerConfig, ConfigError
 from kafkette.logging import get_logger
-from kafkette.server.connection import KafkaConnection
+from kafkette.server.connection import KafkaConnection, admit
 from kafkette.server.limits import ConnectionQuotas, RequestPool
 from kafkette.server.log_limiter import ClientErrorLog
 from kafkette.server.metrics_http import MetricsHttpServer
@@ -101,10 +103,13 @@ class _ControllerSasl:
     ControllerServer (controller/raft/transport.py): sessions from the listener's
     settings, SaslHandshake / SaslAuthenticate answered by their handlers."""
 
-    def __init__(self, server: "KafkaServer", listener: str, factory: Callable):
+    def __init__(self, server: "KafkaServer", listener: str, factory: Callable,
+                 auth_timeout_s: float = -1.0):
         self.server = server   # what the session factory reads SCRAM users through
         self.listener = listener
         self._factory = factory
+        # connections.max.idle.ms: a connection not authenticated by then is closed.
+        self.auth_timeout_s = auth_timeout_s
 
     def new_session(self, peer):
         return self._factory(self)
@@ -135,6 +140,10 @@ class KafkaServer:
         self.clock = clock
         self.max_request_bytes = config["socket.request.max.bytes"]
         self.connections: set[KafkaConnection] = set()
+        # TLS listeners' accept loops and the handshakes under way (_accept_tls).
+        self._acceptors: list[asyncio.Task] = []
+        self._tls_sockets: list[socket.socket] = []
+        self.handshakes: set[asyncio.Task] = set()
         self.broker: Broker | None = None
         self.maintenance: LogMaintenance | None = None
         self.dispatcher = None
@@ -183,7 +192,8 @@ class KafkaServer:
                              controller_ssl=controller_sec.tls if controller_sec else None,
                              controller_principal_of=controller_sec.principals.principal
                              if controller_sec and controller_sec.principals else None,
-                             controller_sasl=_ControllerSasl(self, cl, controller_sec.sasl)
+                             controller_sasl=_ControllerSasl(self, cl, controller_sec.sasl,
+                                                             controller_sec.auth_timeout_s)
                              if controller_sec and controller_sec.sasl else None)
         # Cluster mode: join the quorum and register with the active controller, then
         # wait until this broker has caught up with the metadata log before the client
@@ -220,10 +230,13 @@ class KafkaServer:
         self._schedule_error_flush()
         for lst, sock in self._sockets:
             sec = self.security.get(lst.name)
-            srv = await loop.create_server(
-                lambda name=lst.name, sec=sec: KafkaConnection(self, name, sec), sock=sock,
-                ssl=sec.tls if sec is not None else None)
-            self._servers.append(srv)
+            if sec is not None and sec.tls is not None:
+                self._tls_sockets.append(sock)
+                self._acceptors.append(asyncio.ensure_future(self._accept_tls(lst.name, sock, sec)))
+            else:
+                srv = await loop.create_server(
+                    lambda name=lst.name, sec=sec: KafkaConnection(self, name, sec), sock=sock)
+                self._servers.append(srv)
             host, port = sock.getsockname()[:2]
             log.info("listener started", listener=lst.name, host=host, port=port,
                      security_protocol=self.config.security_protocol(lst.name),
@@ -233,6 +246,45 @@ class KafkaServer:
             log.info("controller listener only (process.roles=controller)", host=host, port=port)
         log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1),
                  process_roles=",".join(self.config.process_roles))
+
+    async def _accept_tls(self, listener: str, sock: socket.socket, sec) -> None:
+        """A TLS listener: accept, check the connection limits on the bare socket (as
+        Kafka's acceptor does; asyncio's TLS server would report the connection only
+        after its handshake), then let asyncio run the TLS handshake and the
+        KafkaConnection (loop.connect_accepted_socket). A failed handshake gives the
+        slot back; server/tls.py has logged it."""
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as e:
+                # EMFILE and the like: asyncio's own server pauses its accepts too.
+                log.warning("accept failed", listener=listener, error=str(e))
+                await asyncio.sleep(0.1)
+                continue
+            if not admit(self, listener, peer):
+                conn.close()
+                continue
+            task = asyncio.ensure_future(self._tls_connection(listener, conn, peer, sec))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+
+    async def _tls_connection(self, listener: str, conn: socket.socket, peer, sec) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: KafkaConnection(self, listener, sec, admitted_ip=peer[0]), conn,
+                ssl=sec.tls)
+        except BaseException as e:
+            # The transport owns the socket from the start and has closed it (asyncio
+            # and uvloop alike): closing it here could hit a reused file descriptor.
+            self.quotas.release(listener, peer[0])
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            # A failed or timed-out handshake: logged by server/tls.py's SSLObject.
 
     def scram_credential(self, mechanism: str, user: str) -> tuple | None:
         """(salt, stored key, server key, iterations) of a SCRAM user, from the
@@ -288,6 +340,10 @@ class KafkaServer:
         log.info("shutting down", connections=len(self.connections))
         for srv in self._servers:
             srv.close()
+        for task in self._acceptors:   # TLS listeners: no new connections either
+            task.cancel()
+        for sock in self._tls_sockets:
+            sock.close()
         if self.broker is not None:
             self.broker.closing = True
             self.broker.replica_manager.closing = True
@@ -304,6 +360,8 @@ class KafkaServer:
                 pass
         for conn in list(self.connections):
             conn.close()
+        for task in list(self.handshakes):
+            task.cancel()
         for srv in self._servers:
             try:
                 await asyncio.wait_for(srv.wait_closed(), 2)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+from kafkette.controller.acls import CLUSTER_ACTION
 from kafkette.controller.raft import messages as m
 from kafkette.controller.raft.core import RaftNode, Send
 from kafkette.controller.raft.transport import (
@@ -38,7 +39,10 @@ from kafkette.logging import get_logger
 log = get_logger("kafkette.controller.raft")
 STORAGE_RETRY_S = 1.0
 
-RAFT_APIS = {52: (0, 1), 53: (0, 1), 54: (0, 1), 1: (12, 17), 59: (0, 1)}
+# api key -> (versions, the cluster operation a sender needs): Kafka's ControllerApis
+# authorizes each Raft API as CLUSTER_ACTION on the cluster.
+RAFT_APIS = {52: (0, 1, CLUSTER_ACTION), 53: (0, 1, CLUSTER_ACTION), 54: (0, 1, CLUSTER_ACTION),
+             1: (12, 17, CLUSTER_ACTION), 59: (0, 1, CLUSTER_ACTION)}
 
 
 class RaftDriver:
@@ -65,8 +69,9 @@ class RaftDriver:
         self._storage_failing = False   # see _step
         # An observer (server None) only sends: nobody fetches from it or asks its vote.
         if server is not None:
-            for api_key, (lo, hi) in RAFT_APIS.items():
-                server.register(api_key, lo, hi, self._handler(api_key))
+            for api_key, (lo, hi, operation) in RAFT_APIS.items():
+                server.register(api_key, lo, hi, self._handler(api_key), operation=operation)
+        self._refused_by: set[int] = set()   # peers that answered CLUSTER_AUTHORIZATION_FAILED
 
     def now(self) -> int:
         return self.clock.monotonic_ms()
@@ -152,6 +157,18 @@ class RaftDriver:
             timeout += msg.max_wait_ms
         try:
             resp = await self.channels[dst].request(wire, version, timeout_ms=timeout, client_id=client_id)
+            if getattr(resp, "error_code", 0) == ErrorCode.CLUSTER_AUTHORIZATION_FAILED:
+                # The peer's authorizer refuses this node's principal: the core's
+                # timers retry, which is futile until the ACLs or super.users change,
+                # so say it once per peer.
+                if dst not in self._refused_by:
+                    self._refused_by.add(dst)
+                    log.error("raft_request_refused_by_peer", peer=dst,
+                              error="CLUSTER_AUTHORIZATION_FAILED",
+                              hint="this node's controller-listener principal needs "
+                                   "CLUSTER_ACTION on the cluster (super.users)")
+                return
+            self._refused_by.discard(dst)
             core_resp = response_from_wire(msg, resp)
         except ChannelError:
             return  # the core retries on its own timers

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kafkette.clock import SystemClock
+from kafkette.controller.acls import DESCRIBE
 from kafkette.controller.raft.core import (
     Appended,
     Apply,
@@ -100,7 +101,7 @@ class RaftQuorum:
 
     def __init__(self, node_id: int, voters: dict[int, tuple[str, int]], data_dir: Path, clock=None, *,
                  config=None, rng: random.Random | None = None, server_ssl=None,
-                 client_security=None, principal_of=None, server_sasl=None):
+                 client_security=None, principal_of=None, server_sasl=None, authorize=None):
         if not voters:
             raise ValueError("a Raft quorum needs at least one voter")
         self.node_id = node_id
@@ -117,6 +118,9 @@ class RaftQuorum:
         self._client_security = client_security
         self._principal_of = principal_of   # the TLS peers' principals (ControllerServer)
         self._server_sasl = server_sasl     # a SASL controller listener (ControllerServer)
+        # authorize(peer, operation) of the controller listener (ControllerServer);
+        # may be set until start().
+        self.authorize = authorize
         self._listener: QuorumListener | None = None
         self._log: FileLog | None = None
         self.node: RaftNode | None = None
@@ -161,7 +165,8 @@ class RaftQuorum:
             host, port = self.voters[self.node_id]
             self._server = ControllerServer(host, port, ssl_context=self._server_ssl,
                                             principal_of=self._principal_of,
-                                            sasl=self._server_sasl)
+                                            sasl=self._server_sasl,
+                                            authorize=self.authorize)
             await self._server.start()
             self.voters[self.node_id] = (host, self._server.port)
         self._log = FileLog(self.data_dir / f"{METADATA_TOPIC}-0", self.clock)
@@ -171,7 +176,8 @@ class RaftQuorum:
                                   retry_backoff_ms=self._retry_backoff_ms,
                                   security=self._client_security)
         if self._server is not None:
-            self._server.register(55, 0, 2, self._on_describe_quorum)
+            # Kafka's ControllerApis: DESCRIBE on the cluster.
+            self._server.register(55, 0, 2, self._on_describe_quorum, operation=DESCRIBE)
         listener = None if self._server is None else f"{self.voters[self.node_id][0]}:{self._server.port}"
         log.info("raft_quorum_starting", node_id=self.node_id, voters=sorted(self.voters),
                  observer=self.observer, listener=listener, log_start_offset=self._log.log_start_offset,

@@ -10,7 +10,13 @@ partition 0) and FetchSnapshot (59); the broker side may register more on the sa
 listener. ApiVersions (18, v0-4) is always served, listing exactly what is
 registered, as a Kafka controller's listener answers it (clients and `kafkette`'s own
 readiness probes use it; a request above v4 closes the connection instead of getting
-KIP-511's v0 answer). Each connection answers its requests in order (as every Kafka listener
+KIP-511's v0 answer). With an authorizer (`authorize`, given by the broker) an API
+registered with an `operation` is served only to a sender whose principal holds it on
+the cluster, else its response carries CLUSTER_AUTHORIZATION_FAILED at the top, as
+Kafka's ControllerApis answers (CLUSTER_ACTION for Vote, BeginQuorumEpoch,
+EndQuorumEpoch, Fetch and FetchSnapshot, DESCRIBE for DescribeQuorum). A SASL
+listener closes a connection that has not authenticated within
+connections.max.idle.ms of opening, as the client listeners do. Each connection answers its requests in order (as every Kafka listener
 does), while the handlers of pipelined requests run concurrently. An unknown API or
 version, an oversized or undecodable frame closes the connection, as Kafka does.
 
@@ -42,6 +48,7 @@ import uuid
 from typing import Awaitable, Callable, NamedTuple
 
 from kafkette.client import NetworkError, NodeChannel, RequestTimeoutError
+from kafkette.controller.acls import OPERATIONS
 from kafkette.controller.raft import messages as m
 from kafkette.errors import ErrorCode, ProtocolError
 from kafkette.logging import get_logger
@@ -82,7 +89,8 @@ class Peer(NamedTuple):
 
 class ControllerServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_frame: int = MAX_FRAME,
-                 ssl_context=None, principal_of: Callable | None = None, sasl=None):
+                 ssl_context=None, principal_of: Callable | None = None, sasl=None,
+                 authorize: Callable | None = None):
         self.host = host
         self.port = port
         self.max_frame = max_frame
@@ -96,11 +104,17 @@ class ControllerServer:
         # APIs whose handler takes the connection's Peer as a fourth argument.
         self._with_peer: set[int] = set()
         # A SASL controller listener: an object with `new_session(peer)` (a sans-IO
-        # server.sasl.SaslSession) and `exchange(frame, session, peer)` (the encoded
-        # answer to a SaslHandshake / SaslAuthenticate), given by server/server.py.
+        # server.sasl.SaslSession), `exchange(frame, session, peer)` (the encoded
+        # answer to a SaslHandshake / SaslAuthenticate) and optionally `auth_timeout_s`
+        # (connections.max.idle.ms; negative: none), given by server/server.py.
         # Until the session is authenticated only ApiVersions and the exchange are
         # served, as on every SASL listener.
         self.sasl = sasl
+        # authorize(peer, operation) -> bool: may the sender do `operation`
+        # (kafkette.controller.acls) on the cluster? None: no authorizer, all allowed.
+        self.authorize = authorize
+        # api key -> the cluster operation its sender needs (see register).
+        self._operations: dict[int, int] = {}
         self._handlers: dict[int, tuple[int, int, Handler]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task] = set()
@@ -123,11 +137,13 @@ class ControllerServer:
             for k, (lo, hi, _) in sorted(self._handlers.items())])
 
     def register(self, api_key: int, min_version: int, max_version: int, fn: Handler, *,
-                 with_peer: bool = False) -> None:
+                 with_peer: bool = False, operation: int | None = None) -> None:
         """Serve `api_key` at versions min..max with `fn(request, api_version, header)`
         (`fn(request, api_version, header, peer)` with `with_peer`: the connection's
         Peer, for handlers that authorize the sender), a coroutine function (or a
-        plain one) returning the response object."""
+        plain one) returning the response object. `operation`: the operation on the
+        cluster its sender needs when an authorizer is on (else the answer is the
+        API's error response with CLUSTER_AUTHORIZATION_FAILED, `fn` is not called)."""
         if api_key not in API_MESSAGES:
             raise ValueError(f"no generated messages for api key {api_key}")
         req_cls, _ = API_MESSAGES[api_key]
@@ -135,6 +151,12 @@ class ControllerServer:
             raise ValueError(f"versions {min_version}-{max_version} of api {api_key} not in the specs "
                              f"({req_cls.MIN_VERSION}-{req_cls.MAX_VERSION})")
         self._handlers[api_key] = (min_version, max_version, fn)
+        if operation is not None:
+            if operation not in OPERATIONS:
+                raise ValueError(f"unknown ACL operation {operation}")
+            self._operations[api_key] = operation
+        else:
+            self._operations.pop(api_key, None)
         if with_peer:
             self._with_peer.add(api_key)
         else:
@@ -175,7 +197,23 @@ class ControllerServer:
             if peer is None:
                 return
             session = self.sasl.new_session(peer) if self.sasl is not None else None
-            while not writer_task.done() and (data := await reader.read(_READ_CHUNK)):
+            # connections.max.idle.ms before authentication (negative: no limit), as
+            # server/connection.py closes an unauthenticated client connection.
+            auth_timeout = getattr(self.sasl, "auth_timeout_s", -1) if session is not None else -1
+            auth_deadline = time.monotonic() + auth_timeout if auth_timeout >= 0 else None
+            while not writer_task.done():
+                if auth_deadline is not None and not session.authenticated:
+                    try:
+                        data = await asyncio.wait_for(reader.read(_READ_CHUNK),
+                                                      max(0.0, auth_deadline - time.monotonic()))
+                    except asyncio.TimeoutError:
+                        log.warning("closing controller connection: not authenticated "
+                                    "within connections.max.idle.ms", peer=addr)
+                        return
+                else:
+                    data = await reader.read(_READ_CHUNK)
+                if not data:
+                    break
                 for frame in decoder.feed(data):
                     # Past authentication only a SaslHandshake (KIP-368) and sessions
                     # with a lifetime need the gate, as in server/connection.py.
@@ -279,6 +317,12 @@ class ControllerServer:
         if entry is None or not entry[0] <= api_version <= entry[1]:
             raise ProtocolError(f"api {api_key} v{api_version} is not served on the controller listener")
         header, request = decode_request(frame)
+        operation = self._operations.get(api_key)
+        if operation is not None and self.authorize is not None and \
+                not self.authorize(peer or Peer(ANONYMOUS, ""), operation):
+            return encode_response(error_response(api_key, api_version,
+                                                  ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+                                   api_key, api_version, header.correlation_id)
         if api_key in self._with_peer:
             result = entry[2](request, api_version, header, peer or Peer(ANONYMOUS, ""))
         else:
