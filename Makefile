@@ -28,20 +28,25 @@ $(TSTAMP): $(STAMP) pyproject.toml integration/kafkajs/package-lock.json
 	@# integration tests; they skip when Node.js and npm are missing.
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix integration/kafkajs --no-audit --no-fund --silent \
 	  || echo "npm ci failed: the kafkajs tests will skip"; else echo "npm not found: the kafkajs tests will skip"; fi
+	@# chromium + chromedriver: the console's browser tests (integration/test_console_browser.py);
+	@# they skip when no browser can be installed.
+	@command -v chromedriver >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium not installed: the console browser tests will skip"; }
 	@# iptables: the fault campaign's network partitions (kafkette/chaos/netns.py); it
 	@# runs without partitions when it cannot be installed.
 	@command -v iptables >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	  (apt-get update -qq && apt-get install -y -qq iptables >/dev/null) || echo "iptables not installed: no network partitions in the fault campaign"; }
 	touch $@
 
-## Start one broker on 127.0.0.1:9092 with data in ./kafkette-data
+## Start one broker on 127.0.0.1:9092 with data in ./kafkette-data, console at http://127.0.0.1:8080/
 run: $(STAMP)
-	$(VENV)/bin/kafkette serve --set log.dirs=./kafkette-data
+	$(VENV)/bin/kafkette serve --set log.dirs=./kafkette-data --set console.listener=127.0.0.1:8080
 
-## Start a local cluster: make cluster BROKERS=3 (127.0.0.1:9092.., data in ./kafkette-cluster; Ctrl-C stops it)
+## Start a local cluster: make cluster BROKERS=3 (127.0.0.1:9092.., data in ./kafkette-cluster,
+## console of node 1 at http://127.0.0.1:8080/; Ctrl-C stops it)
 BROKERS ?= 3
 cluster: $(STAMP)
-	$(VENV)/bin/kafkette cluster --brokers $(BROKERS) --dir ./kafkette-cluster
+	$(VENV)/bin/kafkette cluster --brokers $(BROKERS) --dir ./kafkette-cluster --console 127.0.0.1:8080
 
 ## Run the unit and integration tests
 test: $(TSTAMP)

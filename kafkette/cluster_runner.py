@@ -55,7 +55,7 @@ CLUSTER_ID_FILE = "cluster.id"
 #: every node would be wrong for all of them).
 RESERVED_KEYS = frozenset({"node.id", "broker.id", "listeners", "advertised.listeners",
                            "log.dirs", "log.dir", "controller.quorum.voters",
-                           "process.roles"})
+                           "process.roles", "console.listener"})
 #: Node ids of dedicated controllers: 3001, 3002, ...
 CONTROLLER_ID_BASE = 3000
 COMBINED, BROKER, CONTROLLER = "broker,controller", "broker", "controller"
@@ -211,6 +211,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help=f"data root: node-<id>/ data dirs and logs ({DEFAULT_DIR})")
     c.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
                    help="a broker setting for every node; repeatable")
+    c.add_argument("--console", metavar="HOST:PORT", default="",
+                   help="serve the web console (console.listener) from node 1 at HOST:PORT; "
+                        "it shows the whole cluster from node 1's metadata image")
     c.add_argument("--startup-timeout", type=float, default=60.0,
                    help="seconds to wait for the cluster to be ready (60)")
     c.add_argument("--stop-timeout", type=float, default=15.0,
@@ -236,6 +239,8 @@ def run(args) -> int:
         args.brokers, extra, controllers=args.controllers, data_dir=args.dir,
         base_port=args.base_port,
         controller_base_port=args.controller_base_port, cluster_id=cluster_id,
+        node_config=(lambda node_id: {"console.listener": args.console}
+                     if node_id == 1 else {}) if args.console else None,
         test_defaults=False, log_dir=args.dir, startup_timeout=args.startup_timeout,
         stop_timeout=args.stop_timeout)
     stop = threading.Event()

@@ -385,6 +385,12 @@ _BROKER_KEYS: list[ConfigKey] = [
        "listener.name.<listener>.<mechanism>.sasl.jaas.config."),
     _k("metrics.listener", STRING, "", "kafkette only: host:port of an HTTP listener that "
        "serves metrics. Empty: no metrics listener."),
+    _k("console.listener", STRING, "", "kafkette only: host:port of the web console "
+       "(kafkette/console/): cluster, topics, messages and consumer groups in a browser. "
+       "Empty: no console. Refused on a broker with a SASL listener or without a "
+       "PLAINTEXT one (the console has no login yet)."),
+    _k("console.read.only", BOOL, False, "kafkette only: the console shows and changes "
+       "nothing (no create / delete topic, produce or offset reset forms; POSTs refused)."),
     _k("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts; "
        "a larger size prefix closes the connection.", Range(1)),
     # --- security (TLS listeners and SASL; server/tls.py, server/sasl.py). Each of these

@@ -8,6 +8,8 @@ functions, relative imports and `importlib.import_module("...")` /
   (kafkette.protocol.messages), the broker or the server;
 - protocol/ imports none of broker, server, log, coordinator, controller, client;
 - broker/ never imports server/;
+- console/ (the web console, an upper layer) is imported by nothing below server/ and
+  never imports server/;
 - kafkette.client (the one Kafka client) imports only protocol, errors, logging, clock,
   config and its security half kafkette.client_security (which imports only errors and
   config) (an allow-list: it sits just above protocol); log/ and coordinator/
@@ -48,6 +50,12 @@ RULES = {
     "kafkette.broker": ("kafkette.server",),
     "kafkette.broker.handlers": ("kafkette.client",),
 }
+# The console (kafkette/console/) is an upper layer beside server/: the server starts it,
+# nothing below imports it, and it never reaches into the server's sockets.
+for _lower in ("kafkette.log", "kafkette.coordinator", "kafkette.controller",
+               "kafkette.protocol", "kafkette.broker"):
+    RULES[_lower] += ("kafkette.console",)
+RULES["kafkette.console"] = ("kafkette.server",)
 # log/ is the lowest domain layer (DESIGN.md's diagram).
 RULES["kafkette.log"] += ("kafkette.coordinator", "kafkette.controller")
 

@@ -153,6 +153,7 @@ class KafkaServer:
         self._stopping = False
         self.bound: dict[str, tuple[str, int]] = {}
         self.metrics_http: MetricsHttpServer | None = None  # metrics.listener, when set
+        self.console = None  # console.listener, when set (kafkette/console/)
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -224,6 +225,8 @@ class KafkaServer:
                 lambda: self.broker is not None and not self._stopping,
                 faults_fn=lambda: self.broker.faults)
             await self.metrics_http.start(self.config["metrics.listener"])
+        if self.config["console.listener"]:
+            await self._start_console()
         self.dispatcher = self.broker.dispatcher
         self._register_auth_metrics()
         self.dispatcher.metrics.registry.register(LimitsCollector(self))
@@ -285,6 +288,20 @@ class KafkaServer:
             if isinstance(e, asyncio.CancelledError):
                 raise
             # A failed or timed-out handshake: logged by server/tls.py's SSLObject.
+
+    async def _start_console(self) -> None:
+        # Imported here: the console is an upper layer that only a serving process needs.
+        from kafkette.console import refusal
+        from kafkette.console.app import Console
+        from kafkette.server.metrics_http import parse_host_port
+
+        reason = refusal(self.config)
+        if reason is not None:
+            raise ConfigError(reason)
+        address = Console.kafka_address_of(self.config, self.bound)
+        self.console = Console(self.broker, address, self.config["console.read.only"])
+        host, port = parse_host_port(self.config["console.listener"])
+        await self.console.start(host, port)
 
     def scram_credential(self, mechanism: str, user: str) -> tuple | None:
         """(salt, stored key, server key, iterations) of a SCRAM user, from the
@@ -373,6 +390,8 @@ class KafkaServer:
             except Exception as e:  # noqa: BLE001 - close the logs whatever happens
                 log.warning("leaving the cluster failed", error=f"{type(e).__name__}: {e}")
             self.broker.close()
+        if self.console is not None:
+            await self.console.stop()
         if self.metrics_http is not None:  # metrics: /healthz said 503 until now
             await self.metrics_http.stop()
         self._stopped.set()
@@ -476,6 +495,9 @@ def run(config: BrokerConfig) -> None:
     try:
         security = build_security(config)
         quotas = build_quotas(config)
+        from kafkette.console import refusal
+        if refusal(config) is not None:
+            raise ConfigError(refusal(config))
     except ConfigError as e:
         print(f"kafkette: configuration error: {e}", file=sys.stderr)
         sys.exit(2)
