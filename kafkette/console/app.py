@@ -423,9 +423,12 @@ class Console:
         body += [v.error_box(e) for e in errors]
         rows = []
         for ts_type, rec in records:
-            hdrs = "".join(f"<div>{v.esc(k)} = {v.render_value(hv, fmt)}</div>" for k, hv in rec.headers)
+            # JSON is for values; keys and headers are shown as text (or hex)
+            kfmt = "text" if fmt == "json" else fmt
+            hdrs = "".join(f"<div>{v.esc(k)} = {v.render_value(hv, kfmt, inline=True)}</div>"
+                           for k, hv in rec.headers)
             rows.append([v.esc(rec.offset), v.esc(_ts(rec.timestamp)) + f'<div class=note>{v.esc(rec.timestamp)} '
-                         f"{v.esc(ts_type)}</div>", v.render_value(rec.key, fmt),
+                         f"{v.esc(ts_type)}</div>", v.render_value(rec.key, kfmt),
                          v.render_value(rec.value, fmt), hdrs])
         body.append(v.table(["Offset", "Timestamp", "Key", "Value", "Headers"], rows,
                             test_id="messages"))

@@ -70,23 +70,30 @@ def human_bytes(n: int | None) -> str:
     return str(n)
 
 
-def render_value(data: bytes | None, fmt: str) -> str:
-    """One key or value as HTML: <i>null</i>, text, pretty JSON or hex."""
+_CONTROL = {c for c in range(32) if c not in (9, 10, 13)} | {127}
+
+
+def render_value(data: bytes | None, fmt: str, *, inline: bool = False) -> str:
+    """One key, value or header value as HTML: <i>null</i>, text, pretty JSON or hex.
+    Bytes that are not UTF-8, or hold control characters, are binary: shown in hex
+    with a note. `inline` (headers): <code>, not a <pre> block."""
     if data is None:
         return "<i>null</i>"
     if fmt == "hex":
         return f"<code>{esc(data.hex(' '))}</code>"
     try:
         text = data.decode("utf-8")
+        if _CONTROL.intersection(data):
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "control characters")
     except UnicodeDecodeError:
         return (f'<code class="binary">{esc(data.hex(" "))}</code>'
-                f'<span class="note"> (not UTF-8: shown in hex)</span>')
-    if fmt == "json":
+                f'<span class="note"> (binary: shown in hex)</span>')
+    if fmt == "json" and not inline:
         try:
             return f"<pre>{esc(json.dumps(json.loads(text), indent=2, ensure_ascii=False))}</pre>"
         except ValueError as e:
             return f'<pre>{esc(text)}</pre><span class="note"> (not JSON: {esc(e)})</span>'
-    return f"<pre>{esc(text)}</pre>"
+    return f"<code>{esc(text)}</code>" if inline else f"<pre>{esc(text)}</pre>"
 
 
 def form(action: str, token: str, inner: str, *, button: str, cls: str = "",

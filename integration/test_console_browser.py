@@ -1,0 +1,340 @@
+"""The console (kafkette/console/) driven in a real headless browser: Debian's Chromium
+through Selenium and chromium-driver, against a live broker with data the tests wrote.
+
+Each page is checked for the numbers the test knows (offsets per partition, ISR,
+committed offsets and lag, the group's lag as `kafkette groups describe` prints it),
+the records written (JSON, binary, headers, HTML in keys shown as text), a topic made
+in the UI seen by kafka-python, and the forms' CSRF and read-only refusals.
+Screenshots of each page go to console-screenshots/ (KAFKETTE_CONSOLE_SCREENSHOTS
+overrides the directory; gitignored). Skipped with the reason when there is no
+browser (`make test` installs chromium and chromium-driver when it can)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from it_clients import admin, consumer, create_topic, producer
+from itutil import BrokerProcess, free_port, unique_topic, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+except ImportError:  # pragma: no cover - selenium is in the [test] extra
+    webdriver = None
+SHOTS = Path(os.environ.get("KAFKETTE_CONSOLE_SCREENSHOTS",
+                            Path(__file__).resolve().parents[1] / "console-screenshots"))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def console_port():
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def broker_config(console_port):
+    return {"console.listener": f"127.0.0.1:{console_port}",
+            "group.initial.rebalance.delay.ms": 0}
+
+
+@pytest.fixture(scope="module")
+def base(broker, console_port):
+    url = f"http://127.0.0.1:{console_port}"
+    wait_until(lambda: _get(url + "/")[0] == 200, 10, message="console up")
+    return url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if webdriver is None:
+        pytest.skip("selenium is not installed")
+    if not CHROMIUM or not DRIVER:
+        pytest.skip("no chromium / chromedriver (apt-get install chromium chromium-driver)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+              "--window-size=1400,1000"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    d.set_page_load_timeout(30)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield d
+    d.quit()
+
+
+def _get(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return None, ""
+
+
+def _post(url: str, form: dict, headers: dict | None = None):
+    req = urllib.request.Request(url, urllib.parse.urlencode(form).encode(), headers or {},
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def shot(d, name: str) -> None:
+    d.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def table(d, test_id: str) -> list[list[str]]:
+    t = d.find_element(By.CSS_SELECTOR, f'table[data-testid="{test_id}"]')
+    return [[c.text for c in r.find_elements(By.TAG_NAME, "td")]
+            for r in t.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+
+def test_cluster_page(broker, base, browser):
+    browser.get(base + "/")
+    shot(browser, "cluster")
+    [row] = table(browser, "brokers")
+    assert row[0] == "1" and row[1] == broker.bootstrap and row[3] == "registered"
+    assert row[4] == "active controller"
+    assert browser.find_element(By.CSS_SELECTOR, '[data-testid="partition-health"]').text \
+        == "0 offline, 0 under-replicated"
+    dirs = table(browser, "log-dirs")
+    assert dirs[0][0] == str(broker.data_dir) and dirs[0][3] == "online"
+
+
+def test_topics_and_topic_page_show_the_offsets_written(broker, base, browser):
+    t = unique_topic("console")
+    create_topic(broker.bootstrap, t, partitions=3)
+    counts = {0: 5, 1: 0, 2: 12}
+    with producer(broker.bootstrap) as p:
+        for part, n in counts.items():
+            for i in range(n):
+                p.send(t, value=f"v{i}".encode(), partition=part)
+        p.flush()
+    browser.get(base + "/topics?" + urllib.parse.urlencode({"q": t}))
+    shot(browser, "topics")
+    [row] = table(browser, "topics")
+    assert row[:4] == [t, "3", "1", "ok"]
+    assert row[5] == str(sum(counts.values()))          # messages in
+    browser.find_element(By.LINK_TEXT, t).click()
+    shot(browser, "topic")
+    rows = table(browser, "partitions")
+    assert [r[0] for r in rows] == ["0", "1", "2"]
+    for r in rows:
+        n = counts[int(r[0])]
+        # leader, replicas, ISR, log start, log end, high watermark, LSO
+        assert r[1:8] == ["1", "[1]", "[1]", "0", str(n), str(n), str(n)], r
+    configs = {r[0]: (r[1], r[2]) for r in table(browser, "configs")}
+    assert configs["cleanup.policy"][0] == "delete"
+    assert configs["cleanup.policy"][1] in ("DEFAULT_CONFIG", "STATIC_BROKER_CONFIG")
+
+
+def test_messages_json_binary_headers_and_escaping(broker, base, browser):
+    t = unique_topic("console-msg")
+    create_topic(broker.bootstrap, t)
+    values = [b'{"user": "ada", "n": 1}', bytes(range(0, 256, 17)), b"plain text"]
+    with producer(broker.bootstrap) as p:
+        p.send(t, key=b'<img id=inj src=x onerror="document.title=1">', value=values[0],
+               headers=[("trace", b"abc<b>"), ("bin", b"\x00\x01")], timestamp_ms=1_700_000_000_000)
+        p.send(t, key=None, value=values[1], timestamp_ms=1_700_000_001_000)
+        p.send(t, key=b"k", value=values[2], timestamp_ms=1_700_000_002_000)
+        p.flush()
+    page = base + f"/topics/{t}/partitions/0/messages"
+    browser.get(page + "?format=json")
+    shot(browser, "messages-json")
+    rows = table(browser, "messages")
+    assert [r[0] for r in rows] == ["0", "1", "2"]
+    assert json.loads(rows[0][3]) == {"user": "ada", "n": 1}
+    assert rows[0][3].startswith("{\n")                       # pretty, not as written
+    assert rows[0][2].startswith('<img id=inj src=x onerror="document.title=1">')
+    assert browser.find_elements(By.ID, "inj") == [] and browser.title != "1"
+    assert "trace = abc<b>" in rows[0][4] and "bin = 00 01" in rows[0][4]
+    assert rows[1][3].startswith(values[1].hex(" ")) and "binary: shown in hex" in rows[1][3]
+    assert rows[1][2] == "null"
+    assert rows[2][3].startswith("plain text") and "not JSON" in rows[2][3]
+    browser.get(page + "?format=hex")
+    shot(browser, "messages-hex")
+    assert table(browser, "messages")[2][3] == b"plain text".hex(" ")
+    browser.get(page + "?newest=2")
+    assert [r[0] for r in table(browser, "messages")] == ["1", "2"]
+    browser.get(page + "?" + urllib.parse.urlencode({"timestamp": "2023-11-14T22:13:21.500Z"}))
+    assert [r[0] for r in table(browser, "messages")] == ["2"]     # 1_700_000_001_000 < it < 1_700_000_002_000
+    browser.get(page + "?offset=1&limit=1")
+    assert [r[0] for r in table(browser, "messages")] == ["1"]
+
+
+def test_produce_from_the_ui_is_read_by_kafka_python(broker, base, browser):
+    t = unique_topic("console-produce")
+    create_topic(broker.bootstrap, t)
+    browser.get(base + f"/topics/{t}/partitions/0/messages")
+    f = browser.find_element(By.CSS_SELECTOR, "form.produce")
+    f.find_element(By.NAME, "key").send_keys("ui-key")
+    f.find_element(By.NAME, "value").send_keys('{"from": "browser"}')
+    f.find_element(By.NAME, "headers").send_keys("h1=one")
+    f.find_element(By.TAG_NAME, "button").click()
+    wait_until(lambda: table(browser, "messages"), 10)
+    shot(browser, "produce")
+    with consumer(broker.bootstrap) as c:
+        c.assign([TopicPartition(t, 0)])
+        recs = []
+        wait_until(lambda: recs.extend(r for batch in c.poll(500).values() for r in batch) or recs, 15)
+    assert [(r.key, r.value, list(r.headers)) for r in recs] == \
+        [(b"ui-key", b'{"from": "browser"}', [("h1", b"one")])]
+
+
+def test_topic_created_in_the_ui_is_seen_by_kafka_python(broker, base, browser):
+    t = unique_topic("console-made")
+    browser.get(base + "/topics")
+    f = browser.find_element(By.CSS_SELECTOR, "form.create-topic")
+    f.find_element(By.NAME, "name").send_keys(t)
+    n = f.find_element(By.NAME, "partitions")
+    n.clear()
+    n.send_keys("4")
+    f.find_element(By.TAG_NAME, "button").click()
+    wait_until(lambda: browser.title.startswith(f"Topic {t}"), 10)
+    shot(browser, "topic-created")
+    with admin(broker.bootstrap) as a:
+        [desc] = a.describe_topics([t])
+    assert desc["error_code"] == 0 and len(desc["partitions"]) == 4
+    # add partitions in the UI
+    f = browser.find_element(By.CSS_SELECTOR, "form.add-partitions")
+    c = f.find_element(By.NAME, "count")
+    c.clear()
+    c.send_keys("6")
+    f.find_element(By.TAG_NAME, "button").click()
+    wait_until(lambda: len(table(browser, "partitions")) == 6, 10)
+    with admin(broker.bootstrap) as a:
+        [desc] = a.describe_topics([t])
+    assert len(desc["partitions"]) == 6
+
+
+def _describe_cli(bootstrap: str, group: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "kafkette", "groups", "describe",
+                          "--bootstrap-server", bootstrap, "--group", group, "--json"],
+                         capture_output=True, text=True, timeout=30, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_group_lag_matches_groups_describe_and_reset(broker, base, browser):
+    t, g = unique_topic("console-lag"), unique_topic("console-group")
+    create_topic(broker.bootstrap, t, partitions=2)
+    with producer(broker.bootstrap) as p:
+        for i in range(10):
+            p.send(t, value=b"x", partition=0)
+        for i in range(4):
+            p.send(t, value=b"y", partition=1)
+        p.flush()
+    with consumer(broker.bootstrap, group_id=g) as c:
+        c.assign([TopicPartition(t, 0), TopicPartition(t, 1)])
+        c.commit({TopicPartition(t, 0): OffsetAndMetadata(3, "", -1),
+                  TopicPartition(t, 1): OffsetAndMetadata(4, "", -1)})
+    browser.get(base + "/groups")
+    # a group that only committed offsets has no protocol type
+    assert [g, "Empty", "—"] in table(browser, "groups")
+    browser.get(base + f"/groups/{g}")
+    shot(browser, "group")
+    rows = {(r[0], r[1]): r for r in table(browser, "offsets")}
+    assert rows[(t, "0")][2:5] == ["3", "10", "7"] and rows[(t, "1")][2:5] == ["4", "4", "0"]
+    cli = {(r["topic"], str(r["partition"])): r for r in _describe_cli(broker.bootstrap, g)["partitions"]}
+    assert {k: str(r["lag"]) for k, r in cli.items()} == {k: r[4] for k, r in rows.items()}
+    assert browser.find_element(By.CSS_SELECTOR, '[data-testid="total-lag"]').text == "7"
+    # reset the (empty) group to earliest in the UI
+    f = browser.find_element(By.CSS_SELECTOR, "form.reset-offsets")
+    f.find_element(By.CSS_SELECTOR, "option[value=earliest]").click()
+    f.find_element(By.TAG_NAME, "button").click()
+    browser.switch_to.alert.accept()                      # the confirm prompt
+    wait_until(lambda: "Reset 2 partitions" in browser.page_source, 10)
+    shot(browser, "group-reset")
+    rows = {(r[0], r[1]): r for r in table(browser, "offsets")}
+    assert rows[(t, "0")][2:5] == ["0", "10", "10"] and rows[(t, "1")][2:5] == ["0", "4", "4"]
+    cli = _describe_cli(broker.bootstrap, g)["partitions"]
+    assert sorted(r["current_offset"] for r in cli) == [0, 0]
+
+
+def test_charts_draw_the_produce_rate(broker, base, browser):
+    t = unique_topic("console-rate")
+    create_topic(broker.bootstrap, t)
+    browser.get(base + "/charts")
+    deadline = time.monotonic() + 20
+    with producer(broker.bootstrap) as p:
+        # produce until a sample interval has seen it and the chart shows a line
+        while time.monotonic() < deadline:
+            for _ in range(50):
+                p.send(t, value=b"r" * 100)
+            p.flush()
+            rates = json.loads(_get(base + "/api/rates?" + urllib.parse.urlencode({"topic": t}))[1])
+            if any(v > 0 for v in rates["series"][0]["points"]):
+                break
+            time.sleep(0.5)
+    assert any(v > 0 for v in rates["series"][0]["points"]), rates
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "svg polyline"), 10)
+    shot(browser, "charts")
+
+
+def test_errors_in_words(broker, base, browser):
+    browser.get(base + "/topics/no-such-topic")
+    assert "Topic no-such-topic does not exist." in browser.find_element(By.CLASS_NAME, "error").text
+    browser.get(base + "/groups/no-such-group")
+    assert "does not exist" in browser.find_element(By.CLASS_NAME, "error").text
+    shot(browser, "error")
+
+
+def test_forms_need_the_csrf_token_and_same_origin(broker, base, browser):
+    t = unique_topic("console-csrf")
+    status, body = _post(base + "/topics", {"name": t, "partitions": "1"})
+    assert status == 403 and "CSRF" in body
+    browser.get(base + "/topics")
+    token = browser.find_element(By.CSS_SELECTOR, "form.create-topic input[name=csrf]").get_attribute("value")
+    status, body = _post(base + "/topics", {"name": t, "csrf": token},
+                         {"Origin": "http://evil.example"})
+    assert status == 403
+    with admin(broker.bootstrap) as a:
+        assert t not in a.list_topics()
+
+
+def test_read_only_console_shows_no_forms_and_refuses_posts(make_broker, browser):
+    port = free_port()
+    b = make_broker({"console.listener": f"127.0.0.1:{port}", "console.read.only": "true"})
+    base = f"http://127.0.0.1:{port}"
+    t = unique_topic("console-ro")
+    create_topic(b.bootstrap, t)
+    browser.get(base + f"/topics/{t}")
+    shot(browser, "read-only")
+    assert browser.find_elements(By.CSS_SELECTOR, "form[method=post]") == []
+    assert browser.find_element(By.CLASS_NAME, "ro").text == "read-only"
+    status, body = _post(base + f"/topics/{t}/delete", {"csrf": "x"})
+    assert status == 403 and "read-only" in body
+    with admin(b.bootstrap) as a:
+        assert t in a.list_topics()
+
+
+def test_console_refused_on_a_sasl_broker(tmp_path):
+    b = BrokerProcess(tmp_path / "sasl", {
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{free_port()}",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.jaas.config": 'org.apache.kafka.common.security.plain.PlainLoginModule '
+                            'required user_alice="secret";',
+        "console.listener": f"127.0.0.1:{free_port()}"})
+    out = subprocess.run(b.command(), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "console has no login yet" in out.stderr
