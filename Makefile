@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test unit integration generate bench clean container-test sim sim-replication cluster chaos fuzz soak
+.PHONY: run test unit integration generate bench bench-console clean container-test sim sim-replication cluster chaos fuzz soak
 
 $(STAMP): pyproject.toml
 	@# Debian's python3 needs python3-venv for `-m venv`; install it when we can.
@@ -87,6 +87,11 @@ clean:
 bench: $(TSTAMP)
 	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3} \
 	  $${TXN_RECORDS:+--txn-records $$TXN_RECORDS} --json $${BENCH_JSON:-bench-results.json} $(BENCH_ARGS)
+
+## Console page load times with 10,000 partitions (kafkette.bench.console; HTTP and, when
+## chromium is installed, headless Chromium): make bench-console PARTITIONS=N
+bench-console: $(TSTAMP)
+	$(PY) -m kafkette.bench.console --partitions $${PARTITIONS:-10000} --json $${BENCH_JSON:-bench-results-console.json}
 
 ## Replication fault campaign (not part of `make test`, which runs a short fixed-seed one):
 ## kill -9, SIGSTOP, controller kills and network partitions on a 3-node cluster, then a

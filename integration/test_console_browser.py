@@ -252,6 +252,10 @@ def test_group_lag_matches_groups_describe_and_reset(broker, base, browser):
     # a group that only committed offsets has no protocol type
     assert [g, "Empty", "—"] in table(browser, "groups")
     browser.get(base + f"/groups/{g}")
+    # the lag-over-time chart draws its line from /api/lag/<group>
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "svg polyline"), 10)
+    lag = json.loads(_get(base + f"/api/lag/{g}")[1])["series"][0]["points"]
+    assert lag and lag[-1] == 7.0
     shot(browser, "group")
     rows = {(r[0], r[1]): r for r in table(browser, "offsets")}
     assert rows[(t, "0")][2:5] == ["3", "10", "7"] and rows[(t, "1")][2:5] == ["4", "4", "0"]

@@ -77,6 +77,8 @@ class Console:
         self._http = ConsoleHttpServer(self.handle)
         self._samples: collections.deque = collections.deque(maxlen=SAMPLES)
         self._sampler: asyncio.TimerHandle | None = None
+        # group -> (time, total lag) samples, taken while someone watches its chart
+        self._lag: collections.OrderedDict = collections.OrderedDict()
         self.address: tuple[str, int] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -140,6 +142,8 @@ class Console:
                 return Response(200, v.JS, "text/javascript", (("Cache-Control", "max-age=3600"),))
             if parts == ["api", "rates"]:
                 return self.rates(req.query.get("topic"))
+            if len(parts) == 3 and parts[:2] == ["api", "lag"]:
+                return await self.lag(parts[2])
             if not parts:
                 return self.cluster_page()
             if parts == ["topics"]:
@@ -516,7 +520,11 @@ class Console:
                   v.num(r["log_end_offset"]), v.num(r["lag"]), v.esc(r["consumer_id"] or "—")]
                  for r in rows if r["topic"] is not None]
         total = sum(r["lag"] or 0 for r in rows)
+        self._record_lag(group, total)
         body += [f'<h2>Offsets</h2><p>Total lag <b data-testid="total-lag">{total}</b></p>',
+                 f'<svg width=600 height=140 data-source="{v.esc(v.url("api", "lag", group))}"></svg>'
+                 '<div class=chart-error></div><p class=note>Total lag over time, sampled while '
+                 'this page is open.</p>',
                  v.table(["Topic", "Partition", "Committed offset", "Log end offset", "Lag",
                           "Consumer"], orows, test_id="offsets")]
         if not self.read_only:
@@ -564,6 +572,25 @@ class Console:
                 series += [{"name": f"{t} {label}", "unit": "B/s", "points": rate(idx, t)}
                            for t in busiest]
         return Response(200, json.dumps({"series": series}).encode(), "application/json")
+
+    def _record_lag(self, group: str, total: int) -> None:
+        samples = self._lag.pop(group, None) or collections.deque(maxlen=SAMPLES)
+        samples.append((time.monotonic(), total))
+        self._lag[group] = samples
+        while len(self._lag) > 100:   # the groups watched most recently
+            self._lag.popitem(last=False)
+
+    async def lag(self, group: str) -> Response:
+        """The group's total lag now (recorded) and the samples so far, for its chart."""
+        try:
+            _state, rows = await self.call(lambda a: describe_rows(a, group))
+        except ToolError as e:
+            return Response(502, json.dumps({"error": str(e)}).encode(), "application/json")
+        self._record_lag(group, sum(r["lag"] or 0 for r in rows))
+        points = [float(lag) for _t, lag in self._lag[group]]
+        return Response(200, json.dumps({"series": [
+            {"name": "total lag", "unit": "records", "points": points}]}).encode(),
+            "application/json")
 
     # -- Forms --------------------------------------------------------------------------
     def _csrf_ok(self, req: Request) -> bool:
