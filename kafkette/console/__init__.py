@@ -16,8 +16,8 @@ def refusal(config) -> str | None:
     """Why `console.listener` cannot be honoured on this broker, or None."""
     if not config["console.listener"]:
         return None
-    host, _, port = config["console.listener"].rpartition(":")
-    if not port.isdigit():
+    _host, sep, port = config["console.listener"].rpartition(":")
+    if not sep or not port.isdigit():
         return f"console.listener must be host:port, got {config['console.listener']!r}"
     protos = {lst.name: config.security_protocol(lst.name) for lst in config.listeners}
     sasl = sorted(n for n, p in protos.items() if p in SASL_PROTOCOLS)
