@@ -342,3 +342,50 @@ def test_console_refused_on_a_sasl_broker(tmp_path):
     out = subprocess.run(b.command(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "console has no login yet" in out.stderr
+
+
+def test_cluster_seen_from_node_1(tmp_path, browser):
+    """Three nodes with racks; node 1's console shows every broker, the ISR of an RF 3
+    topic, offsets and records of partitions another node leads (asked of that
+    leader), and a killed broker's partitions as under-replicated."""
+    from kafkette.embedded_cluster import EmbeddedCluster
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with EmbeddedCluster(3, {"replica.lag.time.max.ms": 2000}, log_dir=tmp_path,
+                         node_config=lambda i: {"broker.rack": f"rack-{i}",
+                                                **({"console.listener": f"127.0.0.1:{port}"}
+                                                   if i == 1 else {})}) as kc:
+        t = unique_topic("console-rf3")
+        kc.create_topic(t, partitions=3, replication_factor=3)
+        with producer(kc.bootstrap_servers, acks="all") as p:
+            for part in range(3):
+                for i in range(part + 2):
+                    p.send(t, value=f'{{"p": {part}, "i": {i}}}'.encode(), partition=part)
+            p.flush()
+        browser.get(base + "/")
+        shot(browser, "cluster-3")
+        brokers = table(browser, "brokers")
+        assert [(r[0], r[2], r[3]) for r in brokers] == \
+            [("1", "rack-1", "registered"), ("2", "rack-2", "registered"), ("3", "rack-3", "registered")]
+        assert len(table(browser, "voters")) == 3
+        browser.get(base + f"/topics/{t}")
+        shot(browser, "topic-rf3")
+        rows = table(browser, "partitions")
+        leaders = {int(r[0]): int(r[1]) for r in rows}
+        assert set(leaders.values()) == {1, 2, 3}      # spread: two led by other nodes
+        for r in rows:
+            n = int(r[0]) + 2
+            assert sorted(json.loads(r[3])) == [1, 2, 3]           # ISR
+            assert r[6] == str(n) and r[7] == str(n) and r[4] == "0", r  # HW, LSO, start
+        remote = next(p for p, lead in leaders.items() if lead != 1)
+        browser.get(base + f"/topics/{t}/partitions/{remote}/messages?format=json")
+        msgs = table(browser, "messages")
+        assert [json.loads(m[3]) for m in msgs] == [{"p": remote, "i": i} for i in range(remote + 2)]
+        # kill node 3: its partitions lose it from the ISR, shown as under-replicated
+        kc.kill_brokers(3)
+        wait_until(lambda: (browser.get(base + "/") or True) and not browser.find_element(
+            By.CSS_SELECTOR, '[data-testid="partition-health"]').text.endswith(
+            " 0 under-replicated"), 40, interval=1, message="under-replicated shown")
+        shot(browser, "cluster-broker-down")
+        health = browser.find_element(By.CSS_SELECTOR, '[data-testid="partition-health"]').text
+        assert health.startswith("0 offline")

@@ -190,6 +190,9 @@ class Console:
             body += [f"<h2>Metadata quorum</h2><p>Leader: node {v.num(d.get('leader_id'))}, "
                      f"epoch {v.esc(d.get('epoch'))}, high watermark "
                      f"{v.num(d.get('high_watermark'))}</p>",
+                     "" if d.get("leader_id") == self.broker.node_id else
+                     '<p class=note>This node is not the quorum leader: only the leader '
+                     "tracks the other voters' offsets (as KRaft's DescribeQuorum).</p>",
                      v.table(["Voter", "Log end offset", "Last fetch"], qrows, test_id="voters")]
         offline, under = [], []
         for t in image.topics.values():
