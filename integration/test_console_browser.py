@@ -332,16 +332,101 @@ def test_read_only_console_shows_no_forms_and_refuses_posts(make_broker, browser
         assert t in a.list_topics()
 
 
-def test_console_refused_on_a_sasl_broker(tmp_path):
-    b = BrokerProcess(tmp_path / "sasl", {
-        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{free_port()}",
+SUPER = "admin-secret"
+
+
+def test_sasl_login_and_acls(make_broker, browser):
+    """A broker with SASL_PLAINTEXT (PLAIN users from JAAS) and StandardAuthorizer: the
+    console asks for a login, refuses a wrong password, and shows alice only the
+    topic her ACLs let her describe (the broker authorizes each wire request as her);
+    the super user sees both."""
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       AdminClient, NewTopic, ResourcePatternType, ResourceType)
+    port, kport, cport = free_port(), free_port(), free_port()
+    b = make_broker({
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{kport}",
         "sasl.enabled.mechanisms": "PLAIN",
+        "security.inter.broker.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "sasl.jaas.config": 'org.apache.kafka.common.security.plain.PlainLoginModule required '
+                            f'username="admin" password="{SUPER}" user_admin="{SUPER}" '
+                            'user_alice="alice-secret";',
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:admin",
+        "console.listener": f"127.0.0.1:{cport}"}, start=False)
+    b.port = kport
+    b.config.pop("listeners")
+    b.config["listeners"] = f"SASL_PLAINTEXT://127.0.0.1:{kport}"
+    b.start()
+    conf = {"bootstrap.servers": f"127.0.0.1:{kport}", "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN", "sasl.username": "admin", "sasl.password": SUPER}
+    a = AdminClient(conf)
+    mine, theirs = unique_topic("alice"), unique_topic("hidden")
+    for f in a.create_topics([NewTopic(mine, 1, 1), NewTopic(theirs, 1, 1)]).values():
+        f.result(30)
+    for f in a.create_acls([AclBinding(ResourceType.TOPIC, mine, ResourcePatternType.LITERAL,
+                                       "User:alice", "*", op, AclPermissionType.ALLOW)
+                            for op in (AclOperation.DESCRIBE, AclOperation.READ)]).values():
+        f.result(30)
+    base = f"http://127.0.0.1:{cport}"
+    wait_until(lambda: _get(base + "/login")[0] == 200, 10, message="console up")
+    browser.delete_all_cookies()
+    browser.get(base + "/topics")
+    assert browser.current_url.endswith("/login")           # sent to the login page
+
+    def log_in(user, password):
+        browser.get(base + "/login")
+        f = browser.find_element(By.CSS_SELECTOR, "form.login")
+        f.find_element(By.NAME, "username").send_keys(user)
+        f.find_element(By.NAME, "password").send_keys(password)
+        f.find_element(By.TAG_NAME, "button").click()
+    log_in("alice", "wrong")
+    wait_until(lambda: browser.find_elements(By.CLASS_NAME, "error"), 15)
+    assert "Login failed for alice" in browser.find_element(By.CLASS_NAME, "error").text
+    shot(browser, "login-failed")
+    log_in("alice", "alice-secret")
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="user"]'), 10)
+    assert browser.find_element(By.CSS_SELECTOR, '[data-testid="user"]').text == "alice"
+    assert "need DESCRIBE on the cluster" in browser.page_source   # no cluster ACL
+    browser.get(base + "/topics")
+    shot(browser, "topics-as-alice")
+    names = [r[0] for r in table(browser, "topics")]
+    assert mine in names and theirs not in names
+    browser.get(base + f"/topics/{theirs}")
+    assert "not allowed to describe it" in browser.find_element(By.CLASS_NAME, "error").text
+    browser.get(base + f"/topics/{mine}")
+    assert [r[0] for r in table(browser, "partitions")] == ["0"]
+    # her producing is refused by the broker (no WRITE), in words
+    browser.get(base + f"/topics/{mine}/partitions/0/messages")
+    f = browser.find_element(By.CSS_SELECTOR, "form.produce")
+    f.find_element(By.NAME, "value").send_keys("x")
+    f.find_element(By.TAG_NAME, "button").click()
+    wait_until(lambda: browser.find_elements(By.CLASS_NAME, "error"), 10)
+    assert "not written" in browser.find_element(By.CLASS_NAME, "error").text
+    shot(browser, "produce-denied")
+    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    assert browser.current_url.endswith("/login")
+    log_in("admin", SUPER)
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="user"]'), 10)
+    browser.get(base + "/topics")
+    names = [r[0] for r in table(browser, "topics")]
+    assert mine in names and theirs in names
+    status, _body = _post(base + "/topics", {"name": "x", "csrf": "x"})
+    assert status == 403                                     # no session: refused
+    browser.delete_all_cookies()
+
+
+def test_console_refused_on_a_sasl_ssl_only_broker(tmp_path):
+    b = BrokerProcess(tmp_path / "sasl", {
+        "listeners": f"SASL_SSL://127.0.0.1:{free_port()}",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "ssl.keystore.type": "PEM", "ssl.keystore.location": str(tmp_path / "none.pem"),
         "sasl.jaas.config": 'org.apache.kafka.common.security.plain.PlainLoginModule '
                             'required user_alice="secret";',
         "console.listener": f"127.0.0.1:{free_port()}"})
     out = subprocess.run(b.command(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
-    assert "console has no login yet" in out.stderr
+    assert "SASL_SSL is not supported yet" in out.stderr
 
 
 def test_cluster_seen_from_node_1(tmp_path, browser):

@@ -53,7 +53,11 @@ def test_refusal():
     sasl = BrokerConfig({"console.listener": "127.0.0.1:8080",
                          "listeners": "PLAINTEXT://:9092,SASL_PLAINTEXT://:9093",
                          "sasl.enabled.mechanisms": "SCRAM-SHA-512"})
-    assert "console has no login yet" in refusal(sasl)
+    assert refusal(sasl) is None                                  # logs in through it
+    sasl_ssl = BrokerConfig({"console.listener": "127.0.0.1:8080", "listeners": "SASL_SSL://:9093",
+                             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                             "ssl.keystore.type": "PEM", "ssl.keystore.location": "/none.pem"})
+    assert "SASL_SSL is not supported yet" in refusal(sasl_ssl)
     # (the key store is read when the server starts, not by BrokerConfig)
     ssl_only = BrokerConfig({"console.listener": "127.0.0.1:8080", "listeners": "SSL://:9093",
                              "ssl.keystore.type": "PEM", "ssl.keystore.location": "/none.pem"})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import hmac
 import json
 import re
@@ -29,7 +30,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+from types import SimpleNamespace
+
+from kafkette.broker import authorization
+from kafkette.client_security import ClientSecurity
 from kafkette.console import views as v
+from kafkette.controller.acls import CLUSTER, CLUSTER_NAME, DESCRIBE, TOPIC
 from kafkette.console.http import ConsoleHttpServer, Request, Response
 from kafkette.errors import ErrorCode
 from kafkette.logging import get_logger
@@ -47,6 +53,35 @@ MAX_MESSAGES = 500
 SAMPLE_S = 2.0
 SAMPLES = 150             # five minutes of chart at SAMPLE_S
 CLIENT_ID = "kafkette-console"
+MAX_SESSIONS = 64
+SESSION_IDLE_S = 3600.0
+COOKIE = "kafkette_console"
+# SCRAM first: a user may have both a SCRAM credential and a PLAIN JAAS entry.
+LOGIN_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+class Session:
+    """One logged-in browser: the user's own admin client (so the broker authorizes
+    every request of the console as that user) on its own worker thread."""
+
+    def __init__(self, user: str, admin: AdminClient, pool: ThreadPoolExecutor):
+        self.user = user
+        self.admin = admin
+        self.pool = pool
+        self.last_used = time.monotonic()
+
+    def close(self) -> None:
+        def run():
+            try:
+                self.admin.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+        self.pool.submit(run)
+        self.pool.shutdown(wait=False)
+
+
+_session: contextvars.ContextVar = contextvars.ContextVar("console_session", default=None)
+_peer: contextvars.ContextVar = contextvars.ContextVar("console_peer", default="")
 
 
 def _ts(ms: int | None) -> str:
@@ -67,10 +102,15 @@ def parse_timestamp(text: str) -> int:
 
 
 class Console:
-    def __init__(self, broker, kafka_address: tuple[str, int], read_only: bool):
+    def __init__(self, broker, kafka_address: tuple[str, int], read_only: bool,
+                 sasl: tuple[tuple[str, int], list[str]] | None = None):
+        """`sasl`: (address of a SASL_PLAINTEXT listener, its mechanisms) when the
+        broker uses SASL: then every page needs a login."""
         self.broker = broker
         self.kafka_address = kafka_address
         self.read_only = read_only
+        self.sasl = sasl
+        self._sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self.csrf_token = secrets.token_urlsafe(32)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-admin")
         self._admin: AdminClient | None = None
@@ -93,6 +133,9 @@ class Console:
         if self._sampler is not None:
             self._sampler.cancel()
         await self._http.stop()
+        for sess in self._sessions.values():
+            sess.close()
+        self._sessions.clear()
         admin, self._admin = self._admin, None
         if admin is not None:
             await asyncio.get_running_loop().run_in_executor(self._pool, admin.close)
@@ -116,6 +159,13 @@ class Console:
     async def call(self, fn, *args):
         """fn(admin, *args) on the worker thread. A lost connection is dropped so that
         the next call connects again (a restarted broker, a failed-over leader)."""
+        sess = _session.get()
+        if sess is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                sess.pool, lambda: fn(sess.admin, *args))
+        if self.sasl is not None:   # never the console's own identity on a SASL broker
+            raise ToolError("not logged in")
+
         def run():
             admin = self._admin_client()
             try:
@@ -131,8 +181,92 @@ class Console:
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
 
     # -- routing ------------------------------------------------------------------------
+    # -- login (SASL brokers) -------------------------------------------------------------
+    def can(self, op: int, resource_type: int, name: str) -> bool:
+        """The authorizer's answer for the logged-in user (always yes without SASL or
+        without an authorizer), from the browser's address."""
+        sess = _session.get()
+        if sess is None:
+            return self.sasl is None
+        ctx = SimpleNamespace(broker=self.broker, principal=f"User:{sess.user}",
+                              client_host=_peer.get())
+        return authorization.allowed(ctx, op, resource_type, name)
+
+    def _session_of(self, req: Request) -> tuple[str, Session] | None:
+        for part in req.headers.get("cookie", "").split(";"):
+            k, _, sid = part.strip().partition("=")
+            if k == COOKIE and sid in self._sessions:
+                sess = self._sessions[sid]
+                if time.monotonic() - sess.last_used > SESSION_IDLE_S:
+                    self._sessions.pop(sid).close()
+                    return None
+                sess.last_used = time.monotonic()
+                self._sessions.move_to_end(sid)
+                return sid, sess
+        return None
+
+    def login_page(self, status: int = 200, message: str = "") -> Response:
+        body = (message + "<p>This broker uses SASL: log in as one of its users (PLAIN or "
+                "SCRAM). The console then shows what that user's ACLs allow.</p>" + v.form(
+                    "/login", self.csrf_token,
+                    '<input name=username placeholder=user required autocomplete=username> '
+                    '<input name=password type=password placeholder=password required '
+                    'autocomplete=current-password> ', button="Log in", cls="login"))
+        return Response(status, v.page("Log in", body))
+
+    async def login(self, req: Request) -> Response:
+        if not self._csrf_ok(req):
+            return self.login_page(403, v.error_box("The form did not come from this console."))
+        user, password = req.form.get("username", ""), req.form.get("password", "")
+        address, mechanisms = self.sasl
+        errors = []
+        for mech in [m for m in LOGIN_MECHANISMS if m in mechanisms]:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-session")
+            sec = ClientSecurity("SASL_PLAINTEXT", sasl_mechanism=mech, username=user,
+                                 password=password)
+
+            def connect():
+                return AdminClient(f"{address[0]}:{address[1]}", timeout=10.0,
+                                   client_id=CLIENT_ID, security=sec)
+            try:
+                admin = await asyncio.get_running_loop().run_in_executor(pool, connect)
+            except Exception as e:  # noqa: BLE001 - a failed login, said in words
+                pool.shutdown(wait=False)
+                errors.append(f"{mech}: {e}")
+                continue
+            sid = secrets.token_urlsafe(32)
+            self._sessions[sid] = Session(user, admin, pool)
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)[1].close()
+            log.info("console login", user=user, mechanism=mech, peer=req.peer)
+            return Response(303, b"", "text/plain", (
+                ("Location", "/"),
+                ("Set-Cookie", f"{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/")))
+        log.info("console login failed", user=user, peer=req.peer)
+        return self.login_page(403, v.error_box(
+            f"Login failed for {user}: " + ("; ".join(errors) or "no SASL mechanism the "
+                                            "console can use (PLAIN, SCRAM-SHA-256/512)")))
+
     async def handle(self, req: Request) -> Response:
         parts = [p for p in req.path.split("/") if p]
+        _peer.set(req.peer)
+        if parts and parts[0] == "static":
+            pass
+        elif self.sasl is not None:
+            found = self._session_of(req)
+            if parts == ["login"]:
+                return await self.login(req) if req.method == "POST" else self.login_page()
+            if found is None:
+                if req.method == "POST":
+                    return self.login_page(403, v.error_box("Log in first: nothing was changed."))
+                return Response(303, b"", "text/plain", (("Location", "/login"),))
+            if parts == ["logout"] and req.method == "POST":
+                if self._csrf_ok(req):
+                    self._sessions.pop(found[0]).close()
+                return Response(303, b"", "text/plain", (
+                    ("Location", "/login"),
+                    ("Set-Cookie", f"{COOKIE}=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/")))
+            _session.set(found[1])
         try:
             if req.method == "POST":
                 return await self._post(req, parts)
@@ -165,7 +299,15 @@ class Console:
             return self.html(502, "Error", v.error_box(f"The broker could not answer: {e}"))
 
     def html(self, status: int, title: str, body: str, active: str = "") -> Response:
-        return Response(status, v.page(title, body, active=active, read_only=self.read_only))
+        sess = _session.get()
+        return Response(status, v.page(title, body, active=active, read_only=self.read_only,
+                                       user=sess.user if sess else None, token=self.csrf_token))
+
+    def _not_allowed(self, name: str) -> Response:
+        # As Kafka answers an unauthorized topic: the same as a missing one would
+        # leak that it exists, so say both.
+        return self.html(403, name, v.error_box(
+            f"Topic {name} does not exist or you are not allowed to describe it."))
 
     # -- Cluster ------------------------------------------------------------------------
     def cluster_page(self) -> Response:
@@ -181,8 +323,12 @@ class Console:
                 "<h2>Brokers</h2>",
                 v.table(["Node", "Address", "Rack", "State", "Controller", ""], rows,
                         test_id="brokers")]
+        cluster_ok = self.can(DESCRIBE, CLUSTER, CLUSTER_NAME)
         quorum = getattr(getattr(self.broker, "controller", None), "quorum", None)
-        if quorum is not None:
+        if not cluster_ok:
+            body.append(v.notice("The metadata quorum and the log directories need DESCRIBE "
+                                 "on the cluster, which your ACLs do not allow."))
+        if quorum is not None and cluster_ok:
             d = quorum.describe()
             qrows = [[v.esc(n), v.num(s.get("log_end_offset")),
                       v.esc(_ts(s.get("last_fetch_timestamp")))]
@@ -196,6 +342,8 @@ class Console:
                      v.table(["Voter", "Log end offset", "Last fetch"], qrows, test_id="voters")]
         offline, under = [], []
         for t in image.topics.values():
+            if not self.can(DESCRIBE, TOPIC, t.name):
+                continue
             for p in t.partitions.values():
                 if p.leader < 0:
                     offline.append((t.name, p.partition))
@@ -211,6 +359,8 @@ class Console:
                 [f'<a href="{v.esc(v.url("topics", t))}">{v.esc(t)}-{p}</a>',
                  v.esc(list(pi.replicas)), v.esc(list(pi.isr))]
                 for t, p, pi in sorted(under, key=lambda x: x[:2])[:100]]))
+        if not cluster_ok:
+            return self.html(200, "Cluster", "".join(body), "/")
         body.append("<h2>Log directories (this node)</h2>")
         lm = self.broker.log_manager
         used: dict[str, int] = {}
@@ -242,7 +392,8 @@ class Console:
         image = self.broker.image
         q = query.get("q", "").strip()
         page = int(query["page"]) if query.get("page", "").isdigit() else 1
-        names = sorted(n for n in image.topics if q.lower() in n.lower())
+        names = sorted(n for n in image.topics if q.lower() in n.lower()
+                       and self.can(DESCRIBE, TOPIC, n))
         pages = max(1, (len(names) + PAGE_SIZE - 1) // PAGE_SIZE)
         page = min(max(1, page), pages)
         sizes = self._local_sizes()
@@ -326,6 +477,8 @@ class Console:
 
     async def topic_page(self, name: str, query) -> Response:
         t = self.broker.image.topics.get(name)
+        if not self.can(DESCRIBE, TOPIC, name):
+            return self._not_allowed(name)
         if t is None:
             return self.html(404, name, v.error_box(f"Topic {name} does not exist."))
         page = int(query["page"]) if query.get("page", "").isdigit() else 1
@@ -375,6 +528,8 @@ class Console:
     # -- Messages -----------------------------------------------------------------------
     async def messages_page(self, name: str, partition: int, query, flash: str = "") -> Response:
         t = self.broker.image.topics.get(name)
+        if not self.can(DESCRIBE, TOPIC, name):
+            return self._not_allowed(name)
         if t is None or partition not in t.partitions:
             return self.html(404, name, v.error_box(f"Partition {name}-{partition} does not exist."))
         pi = t.partitions[partition]
@@ -559,6 +714,8 @@ class Console:
         out of one topic, or bytes in and out of the five busiest topics."""
         s = list(self._samples)
         pairs = list(zip(s, s[1:]))
+        if topic and not self.can(DESCRIBE, TOPIC, topic):
+            return Response(403, b'{"error": "not allowed"}', "application/json")
 
         def rate(idx, t):
             return [max(0.0, (b[idx].get(t, 0) - a[idx].get(t, 0)) / max(1e-6, b[0] - a[0]))
@@ -571,7 +728,8 @@ class Console:
             last = s[-1] if s else (0, {}, {}, {})
             series = []
             for idx, label in ((1, "in"), (3, "out")):
-                busiest = sorted(last[idx], key=lambda t: -last[idx][t])[:5]
+                busiest = sorted((t for t in last[idx] if self.can(DESCRIBE, TOPIC, t)),
+                                 key=lambda t: -last[idx][t])[:5]
                 series += [{"name": f"{t} {label}", "unit": "B/s", "points": rate(idx, t)}
                            for t in busiest]
         return Response(200, json.dumps({"series": series}).encode(), "application/json")
@@ -654,6 +812,8 @@ class Console:
 
     async def _produce(self, name: str, partition: int, f) -> Response:
         t = self.broker.image.topics.get(name)
+        if not self.can(DESCRIBE, TOPIC, name):
+            return self._not_allowed(name)
         if t is None or partition not in t.partitions:
             return self.html(404, name, v.error_box(f"Partition {name}-{partition} does not exist."))
         headers = []
@@ -720,10 +880,26 @@ class Console:
 
     # -- process wiring -----------------------------------------------------------------
     @staticmethod
-    def kafka_address_of(config, bound: dict[str, tuple[str, int]]) -> tuple[str, int] | None:
-        """The address of this node's first PLAINTEXT listener (None: there is none)."""
+    def kafka_address_of(config, bound: dict[str, tuple[str, int]],
+                         protocol: str = "PLAINTEXT") -> tuple[str, int] | None:
+        """The address of this node's first listener of `protocol` (None: none)."""
         for lst in config.listeners:
-            if config.security_protocol(lst.name) == "PLAINTEXT" and lst.name in bound:
+            if config.security_protocol(lst.name) == protocol and lst.name in bound:
                 host, port = bound[lst.name]
                 return ("127.0.0.1" if host in ("0.0.0.0", "", "::") else host), port
+        return None
+
+    @staticmethod
+    def sasl_of(config, bound) -> tuple[tuple[str, int], list[str]] | None:
+        """(address, mechanisms) of the first SASL_PLAINTEXT listener when the broker
+        uses SASL anywhere (console/__init__.py's refusal() made sure there is one)."""
+        from kafkette.config import SASL_PROTOCOLS
+        if not any(config.security_protocol(lst.name) in SASL_PROTOCOLS
+                   for lst in config.listeners):
+            return None
+        for lst in config.listeners:
+            if config.security_protocol(lst.name) == "SASL_PLAINTEXT" and lst.name in bound:
+                host, port = bound[lst.name]
+                return ((("127.0.0.1" if host in ("0.0.0.0", "", "::") else host), port),
+                        config.sasl_mechanisms(lst.name))
         return None

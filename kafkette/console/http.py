@@ -29,6 +29,7 @@ class Request(NamedTuple):
     query: dict[str, str]           # last value of each name
     headers: dict[str, str]         # lower-case names
     form: dict[str, str]
+    peer: str = ""                  # the browser's IP address (host ACLs name it)
 
 
 class Response(NamedTuple):
@@ -65,7 +66,8 @@ class ConsoleHttpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            resp = await self._read_and_handle(reader)
+            peer = writer.get_extra_info("peername")
+            resp = await self._read_and_handle(reader, peer[0] if peer else "")
             if resp is not None:
                 await self._reply(writer, resp)
         except Exception as e:  # noqa: BLE001 - said on the page, logged with its trace
@@ -78,7 +80,7 @@ class ConsoleHttpServer:
         finally:
             writer.close()
 
-    async def _read_and_handle(self, reader) -> Response | None:
+    async def _read_and_handle(self, reader, peer: str) -> Response | None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
         except asyncio.LimitOverrunError:
@@ -110,7 +112,7 @@ class ConsoleHttpServer:
             form = _flat(body.decode("utf-8", "replace"))
         elif method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed\n", "text/plain")
-        req = Request(method, unquote(url.path), _flat(url.query), headers, form)
+        req = Request(method, unquote(url.path), _flat(url.query), headers, form, peer)
         resp = await self._handle(req)
         if method == "HEAD":
             resp = resp._replace(body=b"")

@@ -28,10 +28,14 @@ NAV = (("/", "Cluster"), ("/topics", "Topics"), ("/groups", "Consumer groups"),
        ("/charts", "Charts"))
 
 
-def page(title: str, body: str, *, active: str = "", read_only: bool = False) -> bytes:
+def page(title: str, body: str, *, active: str = "", read_only: bool = False,
+         user: str | None = None, token: str = "") -> bytes:
     nav = "".join(f'<a href="{h}"{" class=active" if h == active else ""}>{esc(t)}</a>'
                   for h, t in NAV)
     ro = '<span class="ro">read-only</span>' if read_only else ""
+    if user is not None:
+        ro += (f'<span class="user" data-testid="user">{esc(user)}</span>'
+               + form("/logout", token, "", button="Log out", cls="logout"))
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
             f"<title>{esc(title)} · kafkette console</title>"
             f'<link rel=stylesheet href="/static/console.css">'
@@ -109,6 +113,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}
 header{background:#1d2b3a;color:#fff;padding:8px 16px;display:flex;gap:16px;align-items:center}
 header a{color:#cfe0f0;text-decoration:none}header a.active{color:#fff;font-weight:bold}
 .ro{margin-left:auto;background:#a60;padding:2px 8px;border-radius:4px}
+.user{margin-left:auto}header form{margin:0}
 main{padding:8px 24px}table{border-collapse:collapse;margin:8px 0}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#eef2f6}pre{margin:0;white-space:pre-wrap;max-width:60em}

@@ -299,7 +299,8 @@ class KafkaServer:
         if reason is not None:
             raise ConfigError(reason)
         address = Console.kafka_address_of(self.config, self.bound)
-        self.console = Console(self.broker, address, self.config["console.read.only"])
+        self.console = Console(self.broker, address, self.config["console.read.only"],
+                               sasl=Console.sasl_of(self.config, self.bound))
         host, port = parse_host_port(self.config["console.listener"])
         await self.console.start(host, port)
 
@@ -493,11 +494,12 @@ def run(config: BrokerConfig) -> None:
     # Key stores are read before the event loop starts: a bad one is a configuration
     # error (exit code 2, as the CLI gives for bad settings), not a traceback.
     try:
-        security = build_security(config)
-        quotas = build_quotas(config)
+        # The console's layout check first: it needs no key store to be read.
         from kafkette.console import refusal
         if refusal(config) is not None:
             raise ConfigError(refusal(config))
+        security = build_security(config)
+        quotas = build_quotas(config)
     except ConfigError as e:
         print(f"kafkette: configuration error: {e}", file=sys.stderr)
         sys.exit(2)
