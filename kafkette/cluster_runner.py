@@ -283,6 +283,8 @@ def run(args) -> int:
         print(f"kafkette cluster: ready in {time.monotonic() - t0:.1f}s, active controller "
               f"{controller}")
         print(f"bootstrap servers: {cluster.bootstrap_servers}", flush=True)
+        if args.console:
+            print(f"console (node 1): http://{args.console}/", flush=True)
         reported: set[int] = set()
         while not stop.wait(0.5):
             for n in cluster.nodes:
