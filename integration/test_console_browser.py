@@ -474,3 +474,27 @@ def test_cluster_seen_from_node_1(tmp_path, browser):
         shot(browser, "cluster-broker-down")
         health = browser.find_element(By.CSS_SELECTOR, '[data-testid="partition-health"]').text
         assert health.startswith("0 offline")
+
+
+def test_stable_group_shows_members_and_assignments(broker, base, browser):
+    t, g = unique_topic("console-members"), unique_topic("console-stable")
+    create_topic(broker.bootstrap, t, partitions=2)
+    with producer(broker.bootstrap) as p:
+        for part in (0, 1):
+            p.send(t, value=b"m", partition=part)
+        p.flush()
+    with consumer(broker.bootstrap, group_id=g, client_id="console-member") as c:
+        c.subscribe([t])
+        wait_until(lambda: c.poll(200) is not None and len(c.assignment()) == 2, 30,
+                   message="assigned")
+        c.commit()
+        browser.get(base + f"/groups/{g}")
+        shot(browser, "group-stable")
+        assert browser.find_element(By.CSS_SELECTOR, '[data-testid="state"]').text == "Stable"
+        [m] = table(browser, "members")
+        assert m[2] == "console-member" and m[4] == f"{t}-0, {t}-1"
+        offsets = table(browser, "offsets")
+        assert sorted((r[1], r[2], r[4], r[5]) for r in offsets) == \
+            [("0", "1", "0", m[0]), ("1", "1", "0", m[0])]
+        assert browser.find_elements(By.CSS_SELECTOR, "form.reset-offsets") == []
+        assert "only while the group is Empty" in browser.page_source
