@@ -224,6 +224,12 @@ def test_topic_created_in_the_ui_is_seen_by_kafka_python(broker, base, browser):
     with admin(broker.bootstrap) as a:
         [desc] = a.describe_topics([t])
     assert len(desc["partitions"]) == 6
+    # and delete it in the UI (after the confirm prompt)
+    browser.find_element(By.CSS_SELECTOR, "form.delete-topic button").click()
+    browser.switch_to.alert.accept()
+    wait_until(lambda: browser.title.startswith("Topics"), 10)
+    with admin(broker.bootstrap) as a:
+        wait_until(lambda: t not in a.list_topics(), 15, message="topic deleted")
 
 
 def _describe_cli(bootstrap: str, group: str) -> dict:
@@ -273,6 +279,23 @@ def test_group_lag_matches_groups_describe_and_reset(broker, base, browser):
     assert rows[(t, "0")][2:5] == ["0", "10", "10"] and rows[(t, "1")][2:5] == ["0", "4", "4"]
     cli = _describe_cli(broker.bootstrap, g)["partitions"]
     assert sorted(r["current_offset"] for r in cli) == [0, 0]
+
+    def reset(to: str, timestamp: str = ""):
+        f = browser.find_element(By.CSS_SELECTOR, "form.reset-offsets")
+        f.find_element(By.CSS_SELECTOR, f"option[value={to}]").click()
+        f.find_element(By.NAME, "timestamp").send_keys(timestamp)
+        f.find_element(By.TAG_NAME, "button").click()
+        browser.switch_to.alert.accept()
+        wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".notice, .error"), 10)
+    reset("latest")
+    rows = {(r[0], r[1]): r for r in table(browser, "offsets")}
+    assert rows[(t, "0")][2:5] == ["10", "10", "0"] and rows[(t, "1")][2:5] == ["4", "4", "0"]
+    # a time before every record: the first offsets again
+    reset("timestamp", "2001-01-01T00:00:00Z")
+    rows = {(r[0], r[1]): r for r in table(browser, "offsets")}
+    assert rows[(t, "0")][2] == "0" and rows[(t, "1")][2] == "0"
+    reset("timestamp", "not a time")
+    assert "not a timestamp" in browser.find_element(By.CLASS_NAME, "error").text
 
 
 def test_charts_draw_the_produce_rate(broker, base, browser):

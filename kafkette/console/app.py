@@ -416,7 +416,7 @@ class Console:
         body = [search, f'<p data-testid="topic-count">{len(names)} topics'
                         f'{" matching " + v.esc(repr(q)) if q else ""}</p>',
                 v.table(["Topic", "Partitions", "Replication", "Health", "Size (this node)",
-                         "Messages in (this node)"], rows, test_id="topics"), nav]
+                         "Messages in (this node, since start)"], rows, test_id="topics"), nav]
         if not self.read_only:
             body.append("<h2>Create a topic</h2>" + v.form(
                 "/topics", self.csrf_token,
