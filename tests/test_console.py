@@ -97,7 +97,9 @@ async def test_http_bounds_and_form_parsing():
                               + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"<p>ok</p>")
         assert b"Content-Security-Policy: default-src 'self'" in out
-        [req] = seen
+        await _exchange(port, b"GET /groups/a%2Fb%3Cc HTTP/1.1\r\n\r\n")
+        req, get = seen
+        assert get.parts == ("groups", "a/b<c")
         assert (req.method, req.path, req.query, req.form, req.headers["host"]) == \
             ("POST", "/topics/t-x", {"page": "2"}, {"name": "a<b", "n": "2"}, "h")
     finally:

@@ -248,7 +248,7 @@ class Console:
                                             "console can use (PLAIN, SCRAM-SHA-256/512)")))
 
     async def handle(self, req: Request) -> Response:
-        parts = [p for p in req.path.split("/") if p]
+        parts = list(req.parts)
         _peer.set(req.peer)
         if parts and parts[0] == "static":
             pass

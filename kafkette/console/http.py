@@ -30,6 +30,8 @@ class Request(NamedTuple):
     headers: dict[str, str]         # lower-case names
     form: dict[str, str]
     peer: str = ""                  # the browser's IP address (host ACLs name it)
+    # the path's segments, each percent-decoded after the split: a group id may hold '/'
+    parts: tuple[str, ...] = ()
 
 
 class Response(NamedTuple):
@@ -112,7 +114,8 @@ class ConsoleHttpServer:
             form = _flat(body.decode("utf-8", "replace"))
         elif method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed\n", "text/plain")
-        req = Request(method, unquote(url.path), _flat(url.query), headers, form, peer)
+        req = Request(method, unquote(url.path), _flat(url.query), headers, form, peer,
+                      tuple(unquote(p) for p in url.path.split("/") if p))
         resp = await self._handle(req)
         if method == "HEAD":
             resp = resp._replace(body=b"")
