@@ -492,14 +492,34 @@ def test_cluster_seen_from_node_1(tmp_path, browser):
         browser.get(base + f"/topics/{t}/partitions/{remote}/messages?format=json")
         msgs = table(browser, "messages")
         assert [json.loads(m[3]) for m in msgs] == [{"p": remote, "i": i} for i in range(remote + 2)]
-        # kill node 3: its partitions lose it from the ISR, shown as under-replicated
+        # an RF 1 partition on node 3, to go offline with it
+        from kafka.admin import NewTopic
+        only3 = unique_topic("console-only3")
+        with admin(kc.bootstrap_servers) as a:
+            a.create_topics([NewTopic(only3, replica_assignments={0: [3]})])
+
+        def led_by_3():
+            browser.get(base + f"/topics/{only3}")
+            rows = browser.find_elements(By.CSS_SELECTOR, 'table[data-testid="partitions"]')
+            return rows and table(browser, "partitions")[0][1] == "3"
+        wait_until(led_by_3, 20, interval=0.5, message="node 1 sees the new topic")
+        # kill node 3: the RF 3 partitions lose it from the ISR (under-replicated), the
+        # RF 1 one has no leader (offline); both said on the cluster page
         kc.kill_brokers(3)
-        wait_until(lambda: (browser.get(base + "/") or True) and not browser.find_element(
-            By.CSS_SELECTOR, '[data-testid="partition-health"]').text.endswith(
-            " 0 under-replicated"), 40, interval=1, message="under-replicated shown")
+
+        def health():
+            browser.get(base + "/")
+            return browser.find_element(By.CSS_SELECTOR, '[data-testid="partition-health"]').text
+        wait_until(lambda: health() == "1 offline, 3 under-replicated", 40, interval=1,
+                   message="offline and under-replicated shown")
         shot(browser, "cluster-broker-down")
-        health = browser.find_element(By.CSS_SELECTOR, '[data-testid="partition-health"]').text
-        assert health.startswith("0 offline")
+        assert f"{only3}-0" in browser.find_element(By.CLASS_NAME, "error").text
+        browser.get(base + f"/topics/{only3}")
+        [row] = table(browser, "partitions")
+        assert row[1] == "none (offline)" and row[8] == "offline: no leader"
+        browser.get(base + f"/topics/{only3}/partitions/0/messages")
+        shot(browser, "messages-offline")
+        assert "is offline" in browser.find_element(By.CLASS_NAME, "error").text
 
 
 def test_stable_group_shows_members_and_assignments(broker, base, browser):
