@@ -83,10 +83,14 @@ clean:
 ## lag p50/p99/max in records and ms, failover after kill -9 of a leader, lost/dup records);
 ## single-node produce/consume against the last commit before replication (3dc167e, via
 ## git archive; BENCH_ARGS="--base-rev REV", "--base-rev none" skips it).
+## Then the console's page load times with 10,000 partitions (bench-results-console.json).
 ## Tables on stdout, JSON in bench-results.json; e.g. `make bench REPEAT=1 BENCH_ARGS="--only replication,base"`
 bench: $(TSTAMP)
 	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3} \
 	  $${TXN_RECORDS:+--txn-records $$TXN_RECORDS} --json $${BENCH_JSON:-bench-results.json} $(BENCH_ARGS)
+	@# the console's page load times with 10,000 partitions (CONSOLE_BENCH=0 skips them)
+	@[ "$${CONSOLE_BENCH:-1}" = 0 ] || $(PY) -m kafkette.bench.console --partitions $${PARTITIONS:-10000} \
+	  --json bench-results-console.json
 
 ## Console page load times with 10,000 partitions (kafkette.bench.console; HTTP and, when
 ## chromium is installed, headless Chromium): make bench-console PARTITIONS=N
