@@ -11,6 +11,7 @@ from kafkette.config import BrokerConfig
 from kafkette.console import refusal
 from kafkette.console import views as v
 from kafkette.console.app import parse_timestamp
+from kafkette.console import http as console_http
 from kafkette.console.http import MAX_BODY, MAX_HEAD, ConsoleHttpServer, Response
 
 
@@ -102,5 +103,32 @@ async def test_http_bounds_and_form_parsing():
         assert get.parts == ("groups", "a/b<c")
         assert (req.method, req.path, req.query, req.form, req.headers["host"]) == \
             ("POST", "/topics/t-x", {"page": "2"}, {"name": "a<b", "n": "2"}, "h")
+    finally:
+        await srv.stop()
+
+
+async def test_http_connection_limit(monkeypatch):
+    monkeypatch.setattr(console_http, "MAX_CONNECTIONS", 2)
+
+    async def handle(req):
+        return Response(200, b"ok")
+    srv = ConsoleHttpServer(handle)
+    _host, port = await srv.start("127.0.0.1", 0)
+    try:
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        deadline = asyncio.get_running_loop().time() + 5
+        while srv.active < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert srv.active == 2
+        try:                                                   # closed at once
+            assert await _exchange(port, b"GET / HTTP/1.1\r\n\r\n") == b""
+        except ConnectionResetError:
+            pass
+        assert srv.refused == 1
+        for _r, w in idle:
+            w.close()
+        while srv.active and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert (await _exchange(port, b"GET / HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200")
     finally:
         await srv.stop()

@@ -1,8 +1,9 @@
 """The console's HTTP/1.1 server, on the broker's event loop (one request per connection).
 
 Bounded as kafkette/server/metrics_http.py is: a request head of at most 8 KiB read
-within 10 s, a form body of at most 64 KiB (Content-Length required), so a slow or
-hostile client holds neither memory nor the loop. Only GET, HEAD and POST with an
+within 10 s, a form body of at most 64 KiB (Content-Length required), at most
+MAX_CONNECTIONS connections at once, so a slow or hostile client holds neither memory
+nor the loop. Only GET, HEAD and POST with an
 application/x-www-form-urlencoded body; no keep-alive, no chunked bodies.
 """
 from __future__ import annotations
@@ -17,6 +18,9 @@ log = get_logger("kafkette.console")
 MAX_HEAD = 8192
 MAX_BODY = 65536
 READ_TIMEOUT_S = 10.0
+# Connections served at once; more are closed at accept, so a flood of idle
+# connections cannot pile up (each may hold READ_TIMEOUT_S).
+MAX_CONNECTIONS = 64
 REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 403: "Forbidden",
            404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
            413: "Content Too Large", 431: "Request Header Fields Too Large",
@@ -50,6 +54,8 @@ class ConsoleHttpServer:
         self._handle = handle
         self._server: asyncio.AbstractServer | None = None
         self.address: tuple[str, int] | None = None
+        self.active = 0
+        self.refused = 0
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._serve, host, port, backlog=64,
@@ -67,6 +73,14 @@ class ConsoleHttpServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= MAX_CONNECTIONS:
+            self.refused += 1
+            if self.refused in (1, 100, 10000):   # a line, not one per connection
+                log.warning("console connections over the limit: closing new ones",
+                            limit=MAX_CONNECTIONS, refused=self.refused)
+            writer.close()
+            return
+        self.active += 1
         try:
             peer = writer.get_extra_info("peername")
             resp = await self._read_and_handle(reader, peer[0] if peer else "")
@@ -80,6 +94,7 @@ class ConsoleHttpServer:
             except Exception:  # noqa: BLE001 - the connection is gone
                 pass
         finally:
+            self.active -= 1
             writer.close()
 
     async def _read_and_handle(self, reader, peer: str) -> Response | None:
