@@ -35,6 +35,8 @@ try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - selenium is in the [test] extra
     webdriver = None
 SHOTS = Path(os.environ.get("KAFKETTE_CONSOLE_SCREENSHOTS",
@@ -102,6 +104,15 @@ def shot(d, name: str) -> None:
     d.save_screenshot(str(SHOTS / f"{name}.png"))
 
 
+def submit(d, form, confirm: bool = False) -> None:
+    """Click the form's button (accept its confirm prompt) and wait until the page it
+    was on is gone, so that what is read next is the answer's page."""
+    form.find_element(By.TAG_NAME, "button").click()
+    if confirm:
+        WebDriverWait(d, 10).until(EC.alert_is_present()).accept()
+    WebDriverWait(d, 15).until(EC.staleness_of(form))
+
+
 def table(d, test_id: str) -> list[list[str]]:
     t = d.find_element(By.CSS_SELECTOR, f'table[data-testid="{test_id}"]')
     return [[c.text for c in r.find_elements(By.TAG_NAME, "td")]
@@ -135,6 +146,7 @@ def test_topics_and_topic_page_show_the_offsets_written(broker, base, browser):
     assert row[:4] == [t, "3", "1", "ok"]
     assert row[5] == str(sum(counts.values()))          # messages in
     browser.find_element(By.LINK_TEXT, t).click()
+    wait_until(lambda: browser.title.startswith(f"Topic {t}"), 10)
     shot(browser, "topic")
     rows = table(browser, "partitions")
     assert [r[0] for r in rows] == ["0", "1", "2"]
@@ -189,7 +201,7 @@ def test_produce_from_the_ui_is_read_by_kafka_python(broker, base, browser):
     f.find_element(By.NAME, "key").send_keys("ui-key")
     f.find_element(By.NAME, "value").send_keys('{"from": "browser"}')
     f.find_element(By.NAME, "headers").send_keys("h1=one")
-    f.find_element(By.TAG_NAME, "button").click()
+    submit(browser, f)
     wait_until(lambda: table(browser, "messages"), 10)
     shot(browser, "produce")
     with consumer(broker.bootstrap) as c:
@@ -208,7 +220,7 @@ def test_topic_created_in_the_ui_is_seen_by_kafka_python(broker, base, browser):
     n = f.find_element(By.NAME, "partitions")
     n.clear()
     n.send_keys("4")
-    f.find_element(By.TAG_NAME, "button").click()
+    submit(browser, f)
     wait_until(lambda: browser.title.startswith(f"Topic {t}"), 10)
     shot(browser, "topic-created")
     with admin(broker.bootstrap) as a:
@@ -219,14 +231,13 @@ def test_topic_created_in_the_ui_is_seen_by_kafka_python(broker, base, browser):
     c = f.find_element(By.NAME, "count")
     c.clear()
     c.send_keys("6")
-    f.find_element(By.TAG_NAME, "button").click()
+    submit(browser, f)
     wait_until(lambda: len(table(browser, "partitions")) == 6, 10)
     with admin(broker.bootstrap) as a:
         [desc] = a.describe_topics([t])
     assert len(desc["partitions"]) == 6
     # and delete it in the UI (after the confirm prompt)
-    browser.find_element(By.CSS_SELECTOR, "form.delete-topic button").click()
-    browser.switch_to.alert.accept()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "form.delete-topic"), confirm=True)
     wait_until(lambda: browser.title.startswith("Topics"), 10)
     with admin(broker.bootstrap) as a:
         wait_until(lambda: t not in a.list_topics(), 15, message="topic deleted")
@@ -259,6 +270,7 @@ def test_group_lag_matches_groups_describe_and_reset(broker, base, browser):
     # a group that only committed offsets has no protocol type
     assert [g, "Empty", "—"] in table(browser, "groups")
     browser.find_element(By.LINK_TEXT, g).click()
+    wait_until(lambda: browser.title.startswith("Group "), 10)
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Group {g}"
     assert browser.find_elements(By.ID, "inj2") == []
     # the lag-over-time chart draws its line from /api/lag/<group>
@@ -274,8 +286,7 @@ def test_group_lag_matches_groups_describe_and_reset(broker, base, browser):
     # reset the (empty) group to earliest in the UI
     f = browser.find_element(By.CSS_SELECTOR, "form.reset-offsets")
     f.find_element(By.CSS_SELECTOR, "option[value=earliest]").click()
-    f.find_element(By.TAG_NAME, "button").click()
-    browser.switch_to.alert.accept()                      # the confirm prompt
+    submit(browser, f, confirm=True)                      # after the confirm prompt
     wait_until(lambda: "Reset 2 partitions" in browser.page_source, 10)
     shot(browser, "group-reset")
     rows = {(r[0], r[1]): r for r in table(browser, "offsets")}
@@ -287,9 +298,7 @@ def test_group_lag_matches_groups_describe_and_reset(broker, base, browser):
         f = browser.find_element(By.CSS_SELECTOR, "form.reset-offsets")
         f.find_element(By.CSS_SELECTOR, f"option[value={to}]").click()
         f.find_element(By.NAME, "timestamp").send_keys(timestamp)
-        f.find_element(By.TAG_NAME, "button").click()
-        browser.switch_to.alert.accept()
-        wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".notice, .error"), 10)
+        submit(browser, f, confirm=True)
     reset("latest")
     rows = {(r[0], r[1]): r for r in table(browser, "offsets")}
     assert rows[(t, "0")][2:5] == ["10", "10", "0"] and rows[(t, "1")][2:5] == ["4", "4", "0"]
@@ -405,7 +414,7 @@ def test_sasl_login_and_acls(make_broker, browser):
         f = browser.find_element(By.CSS_SELECTOR, "form.login")
         f.find_element(By.NAME, "username").send_keys(user)
         f.find_element(By.NAME, "password").send_keys(password)
-        f.find_element(By.TAG_NAME, "button").click()
+        submit(browser, f)
     log_in("alice", "wrong")
     wait_until(lambda: browser.find_elements(By.CLASS_NAME, "error"), 15)
     assert "Login failed for alice" in browser.find_element(By.CLASS_NAME, "error").text
@@ -426,11 +435,10 @@ def test_sasl_login_and_acls(make_broker, browser):
     browser.get(base + f"/topics/{mine}/partitions/0/messages")
     f = browser.find_element(By.CSS_SELECTOR, "form.produce")
     f.find_element(By.NAME, "value").send_keys("x")
-    f.find_element(By.TAG_NAME, "button").click()
-    wait_until(lambda: browser.find_elements(By.CLASS_NAME, "error"), 10)
+    submit(browser, f)
     assert "not written" in browser.find_element(By.CLASS_NAME, "error").text
     shot(browser, "produce-denied")
-    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "form.logout"))
     assert browser.current_url.endswith("/login")
     log_in("admin", SUPER)
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="user"]'), 10)
