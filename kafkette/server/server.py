@@ -356,6 +356,8 @@ class KafkaServer:
             self.broker.replica_manager.stop()
         self._stopping = True
         log.info("shutting down", connections=len(self.connections))
+        if self.console is not None:   # first: its pages read the logs closed below
+            await self.console.stop()
         for srv in self._servers:
             srv.close()
         for task in self._acceptors:   # TLS listeners: no new connections either
@@ -391,8 +393,6 @@ class KafkaServer:
             except Exception as e:  # noqa: BLE001 - close the logs whatever happens
                 log.warning("leaving the cluster failed", error=f"{type(e).__name__}: {e}")
             self.broker.close()
-        if self.console is not None:
-            await self.console.stop()
         if self.metrics_http is not None:  # metrics: /healthz said 503 until now
             await self.metrics_http.stop()
         self._stopped.set()
