@@ -34,9 +34,9 @@ $(TSTAMP): $(STAMP) pyproject.toml integration/kafkajs/package-lock.json
 	  (apt-get update -qq && apt-get install -y -qq iptables >/dev/null) || echo "iptables not installed: no network partitions in the fault campaign"; }
 	touch $@
 
-## Start one broker on 127.0.0.1:9092 with data in ./kafkette-data
+## Start one broker on 127.0.0.1:9092 with data in ./kafkette-data, and its Schema Registry on 127.0.0.1:8081
 run: $(STAMP)
-	$(VENV)/bin/kafkette serve --set log.dirs=./kafkette-data
+	$(VENV)/bin/kafkette serve --set log.dirs=./kafkette-data --set schema.registry.listener=127.0.0.1:8081
 
 ## Start a local cluster: make cluster BROKERS=3 (127.0.0.1:9092.., data in ./kafkette-cluster; Ctrl-C stops it)
 BROKERS ?= 3

@@ -385,6 +385,9 @@ _BROKER_KEYS: list[ConfigKey] = [
        "listener.name.<listener>.<mechanism>.sasl.jaas.config."),
     _k("metrics.listener", STRING, "", "kafkette only: host:port of an HTTP listener that "
        "serves metrics. Empty: no metrics listener."),
+    _k("schema.registry.listener", STRING, "", "kafkette only: host:port of the built-in "
+       "Schema Registry (Confluent's REST API, schemas kept in the topic _schemas). "
+       "Empty: no schema registry."),
     _k("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts; "
        "a larger size prefix closes the connection.", Range(1)),
     # --- security (TLS listeners and SASL; server/tls.py, server/sasl.py). Each of these
