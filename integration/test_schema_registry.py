@@ -1,0 +1,215 @@
+"""The built-in Schema Registry with confluent-kafka's own client and serializers:
+Avro, JSON Schema and Protobuf round trips through kafkette's broker and registry,
+evolution refused at BACKWARD and accepted at NONE, Confluent's error answers, and
+the contents after a restart."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+sr = pytest.importorskip("confluent_kafka.schema_registry")
+pytest.importorskip("fastavro")
+httpx = pytest.importorskip("httpx2")
+
+from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # noqa: E402
+from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: E402
+from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
+
+from kafkette.embedded import EmbeddedBroker  # noqa: E402
+
+USER_V1 = {"type": "record", "name": "User", "namespace": "it",
+           "fields": [{"name": "id", "type": "long"}, {"name": "name", "type": "string"}]}
+USER_V2_DEFAULT = {**USER_V1, "fields": USER_V1["fields"] + [
+    {"name": "email", "type": ["null", "string"], "default": None}]}
+USER_V2_NO_DEFAULT = {**USER_V1, "fields": USER_V1["fields"] + [
+    {"name": "age", "type": "int"}]}
+
+
+@pytest.fixture(scope="module")
+def kb():
+    with EmbeddedBroker(schema_registry=True) as b:
+        yield b
+
+
+@pytest.fixture
+def client(kb):
+    return SchemaRegistryClient({"url": kb.schema_registry_url})
+
+
+def uniq(prefix="t"):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def produce_consume(kb, topic, serializer, deserializer, value):
+    kb.create_topic(topic)
+    p = Producer({"bootstrap.servers": kb.bootstrap_servers})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    p.produce(topic, value=serializer(value, ctx))
+    assert p.flush(10) == 0
+    c = Consumer({"bootstrap.servers": kb.bootstrap_servers, "group.id": uniq("g"),
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                return m.value(), deserializer(m.value(), ctx)
+    finally:
+        c.close()
+    raise AssertionError("no message consumed")
+
+
+def test_avro_serializer_round_trip(kb, client):
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    topic = uniq("avro")
+    ser = AvroSerializer(client, json.dumps(USER_V1))
+    de = AvroDeserializer(SchemaRegistryClient({"url": kb.schema_registry_url}))
+    raw, got = produce_consume(kb, topic, ser, de, {"id": 7, "name": "ada"})
+    assert got == {"id": 7, "name": "ada"}
+    schema_id = int.from_bytes(raw[1:5], "big")
+    assert raw[0] == 0 and schema_id >= 1
+    latest = client.get_latest_version(f"{topic}-value")
+    assert latest.schema_id == schema_id and latest.version == 1
+    assert json.loads(latest.schema.schema_str)["name"] == "User"
+    # lookup (POST /subjects/{s}) finds it, also with other whitespace
+    found = client.lookup_schema(f"{topic}-value", Schema(json.dumps(USER_V1, indent=2), "AVRO"))
+    assert found.schema_id == schema_id and found.version == 1
+    assert client.get_subjects().count(f"{topic}-value") == 1
+    assert client.get_versions(f"{topic}-value") == [1]
+
+
+def test_json_serializer_round_trip(kb, client):
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+    schema = json.dumps({"$schema": "http://json-schema.org/draft-07/schema#",
+                         "title": "Order", "type": "object",
+                         "properties": {"id": {"type": "integer"}, "sku": {"type": "string"}},
+                         "required": ["id"]})
+    ser = JSONSerializer(schema, client)
+    de = JSONDeserializer(None, schema_registry_client=SchemaRegistryClient(
+        {"url": kb.schema_registry_url}))
+    topic = uniq("json")
+    _, got = produce_consume(kb, topic, ser, de, {"id": 3, "sku": "x-1"})
+    assert got == {"id": 3, "sku": "x-1"}
+    assert client.get_latest_version(f"{topic}-value").schema.schema_type == "JSON"
+
+
+def _protobuf_class():
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+    fd = descriptor_pb2.FileDescriptorProto(name=f"it_{uuid.uuid4().hex[:6]}.proto",
+                                            package="it", syntax="proto3")
+    m = fd.message_type.add(name="Reading")
+    m.field.add(name="sensor", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    m.field.add(name="value", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE,
+                label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.Default()
+    pool.Add(fd)
+    fdesc = pool.FindFileByName(fd.name)
+    return GetMessageClass(fdesc.message_types_by_name["Reading"])
+
+
+def test_protobuf_serializer_round_trip(kb, client):
+    pytest.importorskip("google.protobuf")
+    from confluent_kafka.schema_registry.protobuf import (ProtobufDeserializer,
+                                                          ProtobufSerializer)
+    Reading = _protobuf_class()
+    ser = ProtobufSerializer(Reading, client, {"use.deprecated.format": False})
+    de = ProtobufDeserializer(Reading, {"use.deprecated.format": False})
+    topic = uniq("proto")
+    _, got = produce_consume(kb, topic, ser, de, Reading(sensor="t1", value=21.5))
+    assert got.sensor == "t1" and got.value == 21.5
+    assert client.get_latest_version(f"{topic}-value").schema.schema_type == "PROTOBUF"
+
+
+def test_evolution_refused_at_backward_accepted_at_none(client):
+    subject = uniq("evo")
+    v1 = client.register_schema(subject, Schema(json.dumps(USER_V1), "AVRO"))
+    assert client.get_compatibility() == "BACKWARD"   # Confluent's default
+    assert client.test_compatibility(subject, Schema(json.dumps(USER_V2_DEFAULT), "AVRO"))
+    assert not client.test_compatibility(subject, Schema(json.dumps(USER_V2_NO_DEFAULT), "AVRO"))
+    with pytest.raises(SchemaRegistryError) as e:
+        client.register_schema(subject, Schema(json.dumps(USER_V2_NO_DEFAULT), "AVRO"))
+    assert e.value.http_status_code == 409 and e.value.error_code == 409
+    assert client.set_compatibility(subject, "NONE")["compatibility"] == "NONE"
+    assert client.get_compatibility(subject) == "NONE"
+    v2 = client.register_schema(subject, Schema(json.dumps(USER_V2_NO_DEFAULT), "AVRO"))
+    assert v2 != v1
+    assert client.get_versions(subject) == [1, 2]
+    # soft delete, then permanent
+    assert client.delete_version(subject, 2) == 2
+    assert client.get_versions(subject) == [1]
+    assert client.delete_subject(subject) == [1]
+    assert subject not in client.get_subjects()
+    with pytest.raises(SchemaRegistryError) as e:
+        client.get_latest_version(subject)
+    assert e.value.error_code == 40401
+    assert client.delete_subject(subject, permanent=True) == [1, 2]
+    # the id still names its schema: ids are never reused
+    assert json.loads(client.get_schema(v2).schema_str)["fields"][-1]["name"] == "age"
+
+
+def test_errors_are_confluents_and_the_broker_stays_up(kb):
+    url = kb.schema_registry_url
+    ct = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
+    r = httpx.get(f"{url}/subjects/nope/versions")
+    assert (r.status_code, r.json()["error_code"]) == (404, 40401)
+    r = httpx.get(f"{url}/schemas/ids/999999")
+    assert (r.status_code, r.json()["error_code"]) == (404, 40403)
+    subject = uniq("err")
+    r = httpx.post(f"{url}/subjects/{subject}/versions", headers=ct,
+                   content=json.dumps({"schema": '{"type": "record", "name": "x"'}))
+    assert (r.status_code, r.json()["error_code"]) == (422, 42201)
+    r = httpx.post(f"{url}/subjects/{subject}/versions", headers=ct,
+                   content=json.dumps({"schema": json.dumps(USER_V1)}))
+    assert r.status_code == 200 and r.headers["content-type"] == ct["Content-Type"]
+    r = httpx.get(f"{url}/subjects/{subject}/versions/7")
+    assert (r.status_code, r.json()["error_code"]) == (404, 40402)
+    r = httpx.get(f"{url}/subjects/{subject}/versions/zero")
+    assert (r.status_code, r.json()["error_code"]) == (422, 42202)
+    r = httpx.put(f"{url}/config", headers=ct, content=json.dumps({"compatibility": "SIDEWAYS"}))
+    assert (r.status_code, r.json()["error_code"]) == (422, 42203)
+    r = httpx.post(f"{url}/subjects/{subject}/versions",
+                   headers={"Content-Type": "text/plain"}, content=b"{}")
+    assert r.status_code == 415
+    r = httpx.post(f"{url}/subjects/{subject}/versions", headers=ct, content=b"{not json")
+    assert r.status_code == 400
+    r = httpx.post(f"{url}/subjects/{subject}/versions", headers=ct,
+                   content=b" " * (2 << 20))
+    assert r.status_code == 413
+    assert httpx.get(f"{url}/schemas/types").json() == ["JSON", "PROTOBUF", "AVRO"]
+    assert httpx.get(f"{url}/subjects/{subject}/versions/latest/schema").json()["name"] == "User"
+    assert httpx.get(f"{url}/mode").json() == {"mode": "READWRITE"}
+    # the broker still answers Kafka clients, and the registry still works
+    p = Producer({"bootstrap.servers": kb.bootstrap_servers})
+    p.produce(uniq("alive"), b"x")
+    assert p.flush(10) == 0
+    assert subject in httpx.get(f"{url}/subjects").json()
+
+
+def test_contents_survive_a_restart(kb, client):
+    subject = uniq("keep")
+    sid = client.register_schema(subject, Schema(json.dumps(USER_V1), "AVRO"))
+    client.set_compatibility(subject, "FULL")
+    kb.restart()
+    fresh = SchemaRegistryClient({"url": kb.schema_registry_url})
+    latest = fresh.get_latest_version(subject)
+    assert latest.schema_id == sid and latest.version == 1
+    assert fresh.get_compatibility(subject) == "FULL"
+    # a new schema after the restart gets a new id: ids are not reused
+    other = fresh.register_schema(uniq("keep"), Schema(json.dumps(USER_V2_NO_DEFAULT), "AVRO"))
+    assert other > sid
+
+
+def test_the_pytest_fixture_serves_a_registry(kafkette_broker):
+    url = kafkette_broker.schema_registry_url
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    c = SchemaRegistryClient({"url": url})
+    subject = uniq("fixture")
+    sid = c.register_schema(subject, Schema(json.dumps(USER_V1), "AVRO"))
+    assert c.get_schema(sid).schema_type == "AVRO"
