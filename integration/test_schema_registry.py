@@ -19,6 +19,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # noqa
 from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
+from itutil import wait_until  # noqa: E402
 from kafkette.embedded import EmbeddedBroker  # noqa: E402
 
 USER_V1 = {"type": "record", "name": "User", "namespace": "it",
@@ -213,3 +214,40 @@ def test_the_pytest_fixture_serves_a_registry(kafkette_broker):
     subject = uniq("fixture")
     sid = c.register_schema(subject, Schema(json.dumps(USER_V1), "AVRO"))
     assert c.get_schema(sid).schema_type == "AVRO"
+
+
+def test_every_node_of_a_cluster_serves_the_same_registry(tmp_path):
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kafkette.embedded_cluster import EmbeddedCluster
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    ports = {n: free_port() for n in (1, 2, 3)}
+    with EmbeddedCluster(3, log_dir=tmp_path, node_config=lambda n: {
+            "schema.registry.listener": f"127.0.0.1:{ports[n]}"}) as kc:
+        clients = [SchemaRegistryClient({"url": b.schema_registry_url}) for b in kc.brokers]
+        assert len(clients) == 3
+        subject = uniq("cluster")
+        sid = clients[0].register_schema(subject, Schema(json.dumps(USER_V1), "AVRO"))
+        # the writing node reads its write back before it answers; the others follow
+        # the topic (long-polling Fetch), as Confluent's followers do
+        assert clients[0].get_latest_version(subject).schema_id == sid
+        for c in clients[1:]:
+            wait_until(lambda c=c: c.get_latest_version(subject).schema_id == sid)
+        # distinct schemas registered at once through different nodes get distinct ids
+        schemas = [{**USER_V1, "name": f"U{i}"} for i in range(6)]
+
+        def reg(i):
+            return clients[i % 3].register_schema(uniq("race"), Schema(json.dumps(schemas[i]),
+                                                                         "AVRO"))
+        with ThreadPoolExecutor(6) as pool:
+            ids = list(pool.map(reg, range(6)))
+        assert len(set(ids)) == 6 and sid not in ids
+        for c in clients:
+            for i, schema_id in enumerate(ids):
+                wait_until(lambda c=c, i=i, schema_id=schema_id: json.loads(
+                    c.get_schema(schema_id).schema_str)["name"] == f"U{i}")
