@@ -251,3 +251,23 @@ def test_every_node_of_a_cluster_serves_the_same_registry(tmp_path):
             for i, schema_id in enumerate(ids):
                 wait_until(lambda c=c, i=i, schema_id=schema_id: json.loads(
                     c.get_schema(schema_id).schema_str)["name"] == f"U{i}")
+
+
+def test_the_schemas_cli(kb, tmp_path, capsys):
+    from kafkette.cli import main
+    subject = uniq("cli")
+    f = tmp_path / "user.avsc"
+    f.write_text(json.dumps(USER_V1))
+    url = kb.schema_registry_url
+    assert main(["schemas", "register", subject, str(f), "--url", url]) == 0
+    sid = int(capsys.readouterr().out.strip())
+    assert main(["schemas", "list", "--url", url, "--prefix", subject]) == 0
+    assert capsys.readouterr().out.split() == [subject]
+    assert main(["schemas", "get", subject, "--url", url]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (got["id"], got["version"]) == (sid, 1)
+    assert main(["schemas", "get", "--id", "999999", "--url", url]) == 1
+    assert "40403" in capsys.readouterr().err
+    f.write_text('{"type": "record"')
+    assert main(["schemas", "register", subject, str(f), "--url", url]) == 1
+    assert "42201" in capsys.readouterr().err

@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     _topics.add_parser(sub)
     _groups.add_parser(sub)
     _users.add_parser(sub)
+    # `kafkette schemas list|get|register` (a Schema Registry's REST API)
+    from kafkette.tools import schemas as _schemas
+    _schemas.add_parser(sub)
     # `kafkette acls add|list|remove [options]` = kafka-acls.sh --add|--list|--remove
     c = sub.add_parser("acls", help="add, list and remove ACLs (like kafka-acls.sh)",
                        add_help=False, prefix_chars="\0")
