@@ -57,6 +57,10 @@ class SchemaStore:
         self.state = RegistryState()
         self._client = KafkaClient([bootstrap], client_id="kafkette-schema-registry",
                                    security=security)
+        # Writes on connections of their own: a broker answers a connection's requests
+        # in order, so a Produce behind the reader's long-polling Fetch would wait for it.
+        self._writer = KafkaClient([bootstrap], client_id="kafkette-schema-registry",
+                                   security=security)
         self._ensure_topic = ensure_topic
         self._leader: int | None = None
         self.next_offset = 0           # the next offset of _schemas to apply
@@ -77,11 +81,12 @@ class SchemaStore:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
                 pass
         await self._client.close()
+        await self._writer.close()
 
-    async def _find_leader(self) -> int | None:
+    async def _find_leader(self, client: KafkaClient) -> int | None:
         if self._ensure_topic is not None and not self._ensure_topic():
             return None
-        md = await self._client.metadata([TOPIC])
+        md = await client.metadata([TOPIC])
         for t in md.topics:
             if t.name == TOPIC and t.error_code == 0:
                 for p in t.partitions:
@@ -94,7 +99,7 @@ class SchemaStore:
         while True:
             try:
                 if self._leader is None:
-                    self._leader = await self._find_leader()
+                    self._leader = await self._find_leader(self._client)
                     if self._leader is None:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 1.0)
@@ -153,17 +158,17 @@ class SchemaStore:
         while True:
             try:
                 if self._leader is None:
-                    self._leader = await self._find_leader()
+                    self._leader = await self._find_leader(self._writer)
                 if self._leader is None:
                     raise KafkaError("no leader for _schemas", code=5)
-                version = await self._client.version_for(ProduceRequest.API_KEY, self._leader,
+                version = await self._writer.version_for(ProduceRequest.API_KEY, self._leader,
                                                          min_version=3, max_version=12)
                 T = ProduceRequest.TopicProduceData
                 req = ProduceRequest(transactional_id=None, acks=-1, timeout_ms=10000,
                                      topic_data=[T(name=TOPIC, partition_data=[
                                          T.PartitionProduceData(index=0, records=build_batch(
                                              [(k, v, []) for k, v in records]))])])
-                resp = await self._client.send(req, version, node=self._leader, timeout=12.0)
+                resp = await self._writer.send(req, version, node=self._leader, timeout=12.0)
                 pr = resp.responses[0].partition_responses[0]
                 if pr.error_code != 0:
                     raise KafkaError(f"produce {TOPIC}-0: error {pr.error_code}",
