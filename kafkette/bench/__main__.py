@@ -29,6 +29,9 @@ port with its own temp data dir, and the mock in kafkette.bench.mock_launcher):
 - security: one kafkette broker: produce (acks=1) over a SASL_SSL listener with
             SCRAM-SHA-512 next to its PLAINTEXT listener, runs alternating; ratio =
             SASL_SSL / PLAINTEXT (rows in kafkette.bench.security);
+- registry: one broker with the built-in Schema Registry on next to one without it:
+            start-up, idle RSS; with it on, register / GET latest latency for 200
+            Avro schemas and the RSS after them (rows in kafkette.bench.registry);
 - base:     single-node no-regression: the produce (acks=1, acks=all) and consume runs
             above against a broker started from --base-rev (default 3dc167e, the last
             commit before replication; exported with `git archive` into a temp dir,
@@ -56,6 +59,7 @@ import sys
 import time
 
 from kafkette.bench.harness import Results, progress, run_group, run_worker, topic_name
+from kafkette.bench.registry import OFF, ON, REGISTRY_ROWS, suite_registry
 from kafkette.bench.replication import RF1, RF3, suite_replication
 from kafkette.bench.security import PLAINTEXT, SASL_SSL, SEC_ROWS, suite_security
 from kafkette.bench.transactions import (IDEM, MAXED, RC, RU, TXN, TXN_MOCK_ROWS,
@@ -65,7 +69,7 @@ from kafkette.bench.targets import (PY, Kafkette, MockPeer, RevisionUnavailable,
 from kafkette.logging import configure_logging
 
 SUITES = ("produce", "capacity", "consume", "latency", "transactions", "replication",
-          "security", "base")
+          "security", "base", "registry")
 DEFAULT_BASE_REV = "3dc167e"  # the last commit before the replication work
 BASE = "kafkette base"        # the base revision's target name in Results
 
@@ -291,7 +295,7 @@ def suite_latency(args, res: Results) -> None:
 SUITE_RUNS = {"produce": suite_produce, "capacity": suite_capacity, "consume": suite_consume,
               "latency": suite_latency, "transactions": suite_transactions,
               "replication": suite_replication, "security": suite_security,
-              "base": suite_base}
+              "base": suite_base, "registry": suite_registry}
 
 
 # --------------------------------------------------------------------------- report
@@ -359,6 +363,7 @@ TABLES = [
     ("replication", RF3, RF1, REPLICATION_ROWS),
     ("security", SASL_SSL, PLAINTEXT, SEC_ROWS),
     ("base", Kafkette.name, BASE, BASE_ROWS),
+    ("registry", ON, OFF, REGISTRY_ROWS),
 ]
 
 

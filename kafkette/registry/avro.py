@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 
-import fastavro
-from fastavro.schema import SchemaParseException, UnknownType, to_parsing_canonical_form
-
 from .errors import invalid_schema
 
 PROMOTIONS = {"int": {"long", "float", "double"}, "long": {"float", "double"},
@@ -33,6 +30,9 @@ class AvroSchema:
             raw = json.loads(text)
         except ValueError as e:
             raise invalid_schema(f"not JSON: {e}") from None
+        # imported on first use, as jsonschema (broker start-up)
+        import fastavro
+        from fastavro.schema import SchemaParseException, UnknownType
         named: dict = {}
         for _, ref in references:
             named.update(ref.named)
@@ -47,6 +47,7 @@ class AvroSchema:
 
     def canonical(self) -> str:
         """Avro's Parsing Canonical Form (for `normalize=true` lookups)."""
+        from fastavro.schema import to_parsing_canonical_form
         return to_parsing_canonical_form(self.parsed)
 
 

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 
-import jsonschema
-from jsonschema.exceptions import SchemaError
-
 from .errors import invalid_schema
 
 
@@ -30,6 +27,9 @@ class JsonSchema:
             raise invalid_schema(f"not JSON: {e}") from None
         if not isinstance(self.raw, (dict, bool)):
             raise invalid_schema("a JSON Schema is an object or a boolean")
+        # imported on first use: jsonschema costs ~35 ms of broker start-up otherwise
+        import jsonschema
+        from jsonschema.exceptions import SchemaError
         try:
             jsonschema.validators.validator_for(self.raw, default=jsonschema.Draft7Validator) \
                 .check_schema(self.raw)
