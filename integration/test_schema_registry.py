@@ -271,3 +271,31 @@ def test_the_schemas_cli(kb, tmp_path, capsys):
     f.write_text('{"type": "record"')
     assert main(["schemas", "register", subject, str(f), "--url", url]) == 1
     assert "42201" in capsys.readouterr().err
+
+
+def test_hostile_http_leaves_registry_and_broker_up(kb):
+    import socket
+    host, port = kb.schema_registry_url[len("http://"):].rsplit(":", 1)
+
+    def raw(data: bytes) -> bytes:
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(data)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out
+                out += chunk
+    assert raw(b"GET /subjects HTTP/1.1\r\nX: " + b"a" * 40000 + b"\r\n\r\n") \
+        .startswith(b"HTTP/1.1 431")
+    assert raw(b"POST /subjects/x/versions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") \
+        .startswith(b"HTTP/1.1 411")
+    assert raw(b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b"GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 404")
+    # two requests on one keep-alive connection, then close
+    out = raw(b"GET /schemas/types HTTP/1.1\r\n\r\nGET /mode HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200") == 2
+    assert httpx.get(f"{kb.schema_registry_url}/subjects").status_code == 200
+    p = Producer({"bootstrap.servers": kb.bootstrap_servers})
+    p.produce(uniq("alive"), b"x")
+    assert p.flush(10) == 0

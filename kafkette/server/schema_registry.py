@@ -224,7 +224,8 @@ def _whole_batches(data) -> memoryview:
 
 # ------------------------------------------------------------------------ HTTP
 REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+           405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+           413: "Payload Too Large",
            415: "Unsupported Media Type", 422: "Unprocessable Entity",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
