@@ -236,3 +236,23 @@ def test_references_resolve_named_types():
     with pytest.raises(RegistryError) as e:
         st.plan_register("user", {**body, "references": []})
     assert e.value.error_code == 42201
+
+
+def test_compaction_after_a_permanent_delete_does_not_free_the_id():
+    st = RegistryState()
+    log = dict([register(st, "a", V1).record()])
+    top = register(st, "b", rec(F_ID, F_NAME))
+    log.update([top.record()])
+    for plan in (lambda: st.plan_delete_subject("b"),
+                 lambda: st.plan_delete_subject("b", permanent=True)):
+        records = plan()[1]
+        for r in records:
+            st.apply(*r)
+        log.update(records)
+    # what compaction leaves: the latest value per key, tombstones dropped
+    fresh = RegistryState()
+    for k, v in log.items():
+        if v is not None:
+            fresh.apply(k, v)
+    assert top.id not in fresh.by_id and fresh.subjects(deleted=True) == ["a"]
+    assert register(fresh, "c", rec(F_ID_LONG)).id == top.id + 1

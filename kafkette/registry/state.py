@@ -7,9 +7,11 @@ compacted topic keeps one value per key):
     {"keytype":"CONFIG","subject":s|null,"magic":0} -> {"compatibilityLevel": ...}
     {"keytype":"MODE","subject":s|null,"magic":0} -> {"mode": ...}
     {"keytype":"DELETE_SUBJECT","subject":s,"magic":0} -> {"subject":s,"version":v}
-    {"keytype":"NOOP","magic":0} -> null (the reader's end marker)
+    {"keytype":"NOOP","magic":0} -> {"maxId": n}: kafkette writes it with every permanent
+        delete, since compaction may then remove the records of the highest id
 
-Ids are never reused: a new schema gets the highest id in the topic plus one, and a
+Ids are never reused: a new schema gets the highest id in the topic (or in a NOOP
+record's maxId) plus one, and a
 SCHEMA record whose id the topic already gives to another schema, or whose
 (subject, version) already holds another id, is ignored when applied. Every node reads
 the same records in the same order, so two nodes that register at once agree on which
@@ -128,6 +130,8 @@ class RegistryState:
                 self.modes.pop(subject, None)
             elif isinstance(v, dict) and v.get("mode") in MODES:
                 self.modes[subject] = v["mode"]
+        elif kt == "NOOP" and isinstance(v, dict) and isinstance(v.get("maxId"), int):
+            self.max_id = max(self.max_id, v["maxId"])
         elif kt == "DELETE_SUBJECT" and isinstance(v, dict):
             upto = v.get("version") or 0
             for sv in self.versions.get(subject, {}).values():
@@ -352,6 +356,7 @@ class RegistryState:
                 raise RegistryError(404, 40405, f"Subject '{subject}' was not deleted first "
                                     "before being permanently deleted")
             records = [(key_bytes("SCHEMA", subject, sv.version), None) for sv in everything]
+            records.append(self._id_watermark())
             if subject in self.configs:
                 records.append((key_bytes("CONFIG", subject), None))
             if subject in self.modes:
@@ -378,11 +383,15 @@ class RegistryState:
             if not sv.deleted:
                 raise RegistryError(404, 40407, f"Subject '{subject}' Version {sv.version} "
                                     "was not deleted first before being permanently deleted")
-            return sv.version, [(key_bytes("SCHEMA", subject, sv.version), None)]
+            return sv.version, [(key_bytes("SCHEMA", subject, sv.version), None),
+                                self._id_watermark()]
         if sv.deleted:
             raise RegistryError(404, 40406, f"Subject '{subject}' Version {sv.version} was "
                                 "soft deleted.Set permanent=true to delete permanently")
         return sv.version, [SchemaVersion(**{**sv.__dict__, "deleted": True}).record()]
+
+    def _id_watermark(self) -> tuple[bytes, bytes]:
+        return key_bytes("NOOP"), _dumps({"maxId": self.max_id})
 
     # ------------------------------------------------------------------ config, mode
     def plan_config(self, subject: str | None, body) -> tuple[dict, list]:
