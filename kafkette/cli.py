@@ -66,6 +66,9 @@ def _serve(args) -> int:
     log = get_logger("kafkette")
     try:
         config = BrokerConfig.load(args.config, args.set or [])
+        if config["schema.registry.listener"]:
+            from kafkette.server.schema_registry import registry_client_security
+            registry_client_security(config)
     except ConfigError as e:
         print(f"kafkette: configuration error: {e}", file=sys.stderr)
         return 2

@@ -128,3 +128,22 @@ def test_compatibility_endpoint(call):
 def test_bad_requests(call, method, path, body, headers, status, code):
     got_status, got = call(method, path, body, headers)
     assert (got_status, got["error_code"]) == (status, code)
+
+
+def test_bad_registry_settings_stop_the_start():
+    from kafkette.config import BrokerConfig, ConfigError
+    from kafkette.server.schema_registry import registry_client_security
+    ok = BrokerConfig({"schema.registry.listener": "127.0.0.1:8081"})
+    assert registry_client_security(ok) is None
+    with pytest.raises(ConfigError) as e:
+        registry_client_security(BrokerConfig({"schema.registry.listener": "nonsense"}))
+    assert e.value.key == "schema.registry.listener"
+    sasl = BrokerConfig({"schema.registry.listener": "127.0.0.1:8081",
+                         "listeners": "SASL_PLAINTEXT://127.0.0.1:9092",
+                         "sasl.enabled.mechanisms": "PLAIN",
+                         "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                             'org.apache.kafka.common.security.plain.PlainLoginModule '
+                             'required user_a="b";'})
+    with pytest.raises(ConfigError) as e:
+        registry_client_security(sasl)
+    assert "inter-broker listener SASL_PLAINTEXT" in str(e.value)

@@ -45,6 +45,30 @@ ACCEPTED_TYPES = ("application/vnd.schemaregistry.v1+json",
                   "application/octet-stream")
 
 
+def registry_client_security(config):
+    """The ClientSecurity the registry reaches `_schemas` with (None: PLAINTEXT): its
+    node's inter-broker listener and credentials. ConfigError, naming
+    schema.registry.listener, when the listener address is bad or the inter-broker
+    listener is secured without usable credentials, so that `serve` stops before it
+    binds anything."""
+    from kafkette.broker import peer_security
+    from kafkette.config import ConfigError
+    try:
+        parse_host_port(config["schema.registry.listener"])
+    except ValueError:
+        raise ConfigError(f"schema.registry.listener must be host:port, got "
+                          f"{config['schema.registry.listener']!r}",
+                          key="schema.registry.listener") from None
+    listener = config.inter_broker_listener_name
+    if config.security_protocol(listener) == "PLAINTEXT":
+        return None
+    try:
+        return peer_security.inter_broker_security(config)
+    except ConfigError as e:
+        raise ConfigError(f"the schema registry reaches _schemas through the inter-broker "
+                          f"listener {listener}: {e}", key="schema.registry.listener") from None
+
+
 def schemas_topic_spec(broker) -> tuple[int, int, dict[str, str]]:
     """One partition (the topic orders every write), replicated to up to 3 live
     brokers, compacted, as Confluent's kafkastore.topic."""

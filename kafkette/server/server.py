@@ -240,17 +240,14 @@ class KafkaServer:
         """The registry reads and writes `_schemas` through this node's inter-broker
         listener, as a client of its own broker (so a cluster node reaches the
         topic's leader wherever it is); it listens once it has read the topic."""
-        from kafkette.broker import peer_security
         from kafkette.broker.internal_topics import ensure_internal_topic
         from kafkette.server.schema_registry import (TOPIC, SchemaRegistryHttp, SchemaStore,
+                                                     registry_client_security,
                                                      schemas_topic_spec)
-        listener = self.config.inter_broker_listener_name
-        host, port = self.bound[listener]
+        host, port = self.bound[self.config.inter_broker_listener_name]
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        security = None
-        if self.config.security_protocol(listener) != "PLAINTEXT":
-            security = peer_security.inter_broker_security(self.config)
+        security = registry_client_security(self.config)
         store = SchemaStore((host, port), security=security,
                             ensure_topic=lambda: ensure_internal_topic(
                                 self.broker, TOPIC, schemas_topic_spec))
