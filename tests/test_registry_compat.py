@@ -256,3 +256,16 @@ def test_compaction_after_a_permanent_delete_does_not_free_the_id():
             fresh.apply(k, v)
     assert top.id not in fresh.by_id and fresh.subjects(deleted=True) == ["a"]
     assert register(fresh, "c", rec(F_ID_LONG)).id == top.id + 1
+
+
+def test_normalize_keeps_defaults_and_finds_reformatted_schemas():
+    st = RegistryState()
+    pretty = json.dumps(json.loads(rec(F_ID, F_NAME_DEFAULT)), indent=4)
+    _, new = st.plan_register("s", {"schema": pretty}, normalize=True)
+    st.apply(*new.record())
+    assert json.loads(new.schema)["fields"][1]["default"] == "" and "\n" not in new.schema
+    assert st.lookup("s", {"schema": rec(F_ID, F_NAME_DEFAULT)}).version == 1
+    # Parsing Canonical Form (normalize=true lookups) ignores the default
+    assert st.lookup("s", {"schema": rec(F_ID, F_NAME)}, normalize=True).version == 1
+    with pytest.raises(RegistryError):
+        st.lookup("s", {"schema": rec(F_ID, F_NAME)})

@@ -313,8 +313,10 @@ class RegistryState:
             problems = self.check_compatibility(subject, schema_type, parsed)
             if problems:
                 raise incompatible(subject, problems)
-        if normalize and schema_type == "AVRO":
-            text = parsed.canonical()
+        if normalize and schema_type in ("AVRO", "JSON"):
+            # stored compact with sorted keys: Parsing Canonical Form would drop the
+            # defaults and docs that readers and the compatibility checks need
+            text = _compact(parsed)
         schema_id = want_id
         if schema_id is None:
             schema_id = next((sid for sid, sv in self.by_id.items()
