@@ -251,6 +251,21 @@ def test_every_node_of_a_cluster_serves_the_same_registry(tmp_path):
             for i, schema_id in enumerate(ids):
                 wait_until(lambda c=c, i=i, schema_id=schema_id: json.loads(
                     c.get_schema(schema_id).schema_str)["name"] == f"U{i}")
+        # _schemas is replicated to the three nodes; killing its leader loses nothing
+        from confluent_kafka.admin import AdminClient
+        part = AdminClient({"bootstrap.servers": kc.bootstrap_servers}).list_topics(
+            timeout=10).topics["_schemas"].partitions[0]
+        assert sorted(part.replicas) == [1, 2, 3]
+        leader = next(b for b in kc.brokers if b.node_id == part.leader)
+        leader.kill()
+        survivors = [SchemaRegistryClient({"url": b.schema_registry_url})
+                     for b in kc.brokers if b is not leader]
+        after = survivors[0].register_schema(uniq("after"), Schema(
+            json.dumps({**USER_V1, "name": "After"}), "AVRO"))
+        assert after not in ids and after != sid
+        for c in survivors:
+            wait_until(lambda c=c: json.loads(c.get_schema(after).schema_str)["name"] == "After")
+            assert c.get_latest_version(subject).schema_id == sid
 
 
 def test_the_schemas_cli(kb, tmp_path, capsys):

@@ -69,11 +69,51 @@ def registry_client_security(config):
                           f"listener {listener}: {e}", key="schema.registry.listener") from None
 
 
-def schemas_topic_spec(broker) -> tuple[int, int, dict[str, str]]:
-    """One partition (the topic orders every write), replicated to up to 3 live
-    brokers, compacted, as Confluent's kafkastore.topic."""
-    rf = max(min(3, len(broker.controller.live_brokers())), 1)
-    return 1, rf, {"cleanup.policy": "compact", "min.insync.replicas": str(min(2, rf))}
+CREATE_WAIT_S = 10.0    # how long a cluster node waits for brokers before a smaller RF
+
+
+def wanted_replication_factor(config) -> int:
+    """Confluent's kafkastore.topic.replication.factor (3), capped at the brokers the
+    cluster is expected to have: one node alone, or the voters of combined nodes."""
+    voters = config.controller_quorum_voters
+    if not voters:
+        return 1
+    if config.is_controller and config.is_broker:
+        return min(3, len(voters))
+    return 3
+
+
+class SchemasTopic:
+    """Creating `_schemas` (one partition: the topic orders every write; compacted;
+    replicated as Confluent's kafkastore.topic). A cluster node that starts with its
+    peers waits up to CREATE_WAIT_S for the wanted number of live brokers, so that the
+    topic is not made with the one or two that happened to be up first; after that it
+    takes the live ones (logged), as kafkette does for __consumer_offsets."""
+
+    def __init__(self, broker, ensure_internal_topic, clock=time.monotonic):
+        self.broker = broker
+        self._ensure = ensure_internal_topic
+        self._clock = clock
+        self._since = clock()
+        self._warned = False
+
+    def spec(self, broker) -> tuple[int, int, dict[str, str]]:
+        wanted = wanted_replication_factor(broker.config)
+        rf = max(min(wanted, len(broker.controller.live_brokers())), 1)
+        if rf < wanted and not self._warned:
+            self._warned = True
+            log.warning("schemas topic replication factor capped at the live brokers",
+                        topic=TOPIC, wanted=wanted, replication_factor=rf)
+        return 1, rf, {"cleanup.policy": "compact", "min.insync.replicas": str(min(2, rf))}
+
+    def __call__(self) -> bool:
+        if TOPIC in self.broker.image.topics:
+            return True
+        live = len(self.broker.controller.live_brokers())
+        if live < wanted_replication_factor(self.broker.config) \
+                and self._clock() - self._since < CREATE_WAIT_S:
+            return False
+        return self._ensure(self.broker, TOPIC, self.spec)
 
 
 class SchemaStore:

@@ -241,16 +241,14 @@ class KafkaServer:
         listener, as a client of its own broker (so a cluster node reaches the
         topic's leader wherever it is); it listens once it has read the topic."""
         from kafkette.broker.internal_topics import ensure_internal_topic
-        from kafkette.server.schema_registry import (TOPIC, SchemaRegistryHttp, SchemaStore,
-                                                     registry_client_security,
-                                                     schemas_topic_spec)
+        from kafkette.server.schema_registry import (SchemaRegistryHttp, SchemasTopic,
+                                                     SchemaStore, registry_client_security)
         host, port = self.bound[self.config.inter_broker_listener_name]
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         security = registry_client_security(self.config)
         store = SchemaStore((host, port), security=security,
-                            ensure_topic=lambda: ensure_internal_topic(
-                                self.broker, TOPIC, schemas_topic_spec))
+                            ensure_topic=SchemasTopic(self.broker, ensure_internal_topic))
         await store.start()
         http = SchemaRegistryHttp(store)
         await http.start(self.config["schema.registry.listener"])
