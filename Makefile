@@ -77,7 +77,8 @@ clean:
 ## replication rows on a real 3-node cluster (produce RF3 acks=all vs RF1 acks=1, follower
 ## lag p50/p99/max in records and ms, failover after kill -9 of a leader, lost/dup records);
 ## single-node produce/consume against the last commit before replication (3dc167e, via
-## git archive; BENCH_ARGS="--base-rev REV", "--base-rev none" skips it).
+## git archive; BENCH_ARGS="--base-rev REV", "--base-rev none" skips it); the built-in Schema
+## Registry's start-up and RSS on vs off, register / GET latency (--only registry).
 ## Tables on stdout, JSON in bench-results.json; e.g. `make bench REPEAT=1 BENCH_ARGS="--only replication,base"`
 bench: $(TSTAMP)
 	$(PY) -m kafkette.bench --records $${RECORDS:-1000000} --repeat $${REPEAT:-3} \
