@@ -147,3 +147,26 @@ def test_bad_registry_settings_stop_the_start():
     with pytest.raises(ConfigError) as e:
         registry_client_security(sasl)
     assert "inter-broker listener SASL_PLAINTEXT" in str(e.value)
+
+
+def test_connections_beyond_the_cap_get_503(monkeypatch):
+    from kafkette.server import schema_registry as mod
+
+    async def scenario():
+        monkeypatch.setattr(mod, "MAX_CONNECTIONS", 2)
+        http = SchemaRegistryHttp(MemoryStore())
+        host, port = await http.start("127.0.0.1:0")
+        held = [await asyncio.open_connection(host, port) for _ in range(2)]
+        for _ in range(100):    # until the server has accepted them
+            if len(http._conns) == 2:
+                break
+            await asyncio.sleep(0.01)
+        r, w = await asyncio.open_connection(host, port)
+        # answered at once, before any request (one sent now could meet a reset)
+        answer = await asyncio.wait_for(r.read(), 5)
+        for _, hw in held:
+            hw.close()
+        w.close()
+        await http.stop()
+        return answer
+    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 503")

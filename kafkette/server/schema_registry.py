@@ -13,7 +13,8 @@ order the writes instead, and a node that lost a race plans again.
 
 `SchemaRegistryHttp` serves Confluent's REST API on `schema.registry.listener`, with
 HTTP/1.1 keep-alive (confluent-kafka's client reuses its connections). The request
-head is bounded (16 KiB, 30 s idle), the body by `MAX_BODY` (413 above it).
+head is bounded (16 KiB, 30 s idle), the body by `MAX_BODY` (413 above it), the open
+connections by `MAX_CONNECTIONS` (503 above it).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ TOPIC = "_schemas"
 MAX_HEAD = 16384
 MAX_BODY = 1 << 20      # _schemas' records are bounded by message.max.bytes (1 MiB) too
 IDLE_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 256   # open registry connections; more are answered 503 and closed
 WRITE_TIMEOUT_S = 15.0
 WRITE_RETRIES = 5
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -327,6 +329,15 @@ class SchemaRegistryHttp:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._conns) >= MAX_CONNECTIONS:
+            # each connection may hold a head and a body in memory: bound how many
+            try:
+                await self._reply(writer, 503, {"error_code": 50003, "message":
+                                                "Too many connections"}, close=True)
+            except ConnectionError:
+                pass
+            writer.close()
+            return
         self._conns.add(writer)
         try:
             while True:
