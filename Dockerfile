@@ -56,7 +56,8 @@ ENV KAFKETTE_ADVERTISED_HOST=localhost \
     KAFKETTE_ADVERTISED_PORT=9092
 
 VOLUME /var/lib/kafkette
-EXPOSE 9092
+# 8081: the built-in Schema Registry (schema.registry.listener)
+EXPOSE 9092 8081
 # numeric, so that runtimes (Kubernetes runAsNonRoot) can tell it is not root
 USER 1000:1000
 WORKDIR /var/lib/kafkette

@@ -39,8 +39,10 @@ $(TSTAMP): $(STAMP) pyproject.toml integration/kafkajs/package-lock.json
 	touch $@
 
 ## Start one broker on 127.0.0.1:9092 with data in ./kafkette-data, console at http://127.0.0.1:8080/
+## and its Schema Registry at http://127.0.0.1:8081
 run: $(STAMP)
-	$(VENV)/bin/kafkette serve --set log.dirs=./kafkette-data --set console.listener=127.0.0.1:8080
+	$(VENV)/bin/kafkette serve --set log.dirs=./kafkette-data --set console.listener=127.0.0.1:8080 \
+	  --set schema.registry.listener=127.0.0.1:8081
 
 ## Start a local cluster: make cluster BROKERS=3 (127.0.0.1:9092.., data in ./kafkette-cluster,
 ## console of node 1 at http://127.0.0.1:8080/; Ctrl-C stops it)
@@ -82,7 +84,8 @@ clean:
 ## replication rows on a real 3-node cluster (produce RF3 acks=all vs RF1 acks=1, follower
 ## lag p50/p99/max in records and ms, failover after kill -9 of a leader, lost/dup records);
 ## single-node produce/consume against the last commit before replication (3dc167e, via
-## git archive; BENCH_ARGS="--base-rev REV", "--base-rev none" skips it).
+## git archive; BENCH_ARGS="--base-rev REV", "--base-rev none" skips it); the built-in Schema
+## Registry's start-up and RSS on vs off, register / GET latency (--only registry).
 ## Then the console's page load times with 10,000 partitions (bench-results-console.json).
 ## Tables on stdout, JSON in bench-results.json; e.g. `make bench REPEAT=1 BENCH_ARGS="--only replication,base"`
 bench: $(TSTAMP)

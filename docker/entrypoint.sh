@@ -15,6 +15,7 @@ if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then
         --set listeners=PLAINTEXT://0.0.0.0:9092 \
         --set "advertised.listeners=PLAINTEXT://${KAFKETTE_ADVERTISED_HOST}:${KAFKETTE_ADVERTISED_PORT}" \
         --set log.dirs=/var/lib/kafkette \
+        --set schema.registry.listener=0.0.0.0:8081 \
         --from-env \
         "$@"
 fi

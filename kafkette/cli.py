@@ -66,6 +66,9 @@ def _serve(args) -> int:
     log = get_logger("kafkette")
     try:
         config = BrokerConfig.load(args.config, args.set or [])
+        if config["schema.registry.listener"]:
+            from kafkette.server.schema_registry import registry_client_security
+            registry_client_security(config)
     except ConfigError as e:
         print(f"kafkette: configuration error: {e}", file=sys.stderr)
         return 2
@@ -185,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     _topics.add_parser(sub)
     _groups.add_parser(sub)
     _users.add_parser(sub)
+    # `kafkette schemas list|get|register` (a Schema Registry's REST API)
+    from kafkette.tools import schemas as _schemas
+    _schemas.add_parser(sub)
     # `kafkette acls add|list|remove [options]` = kafka-acls.sh --add|--list|--remove
     c = sub.add_parser("acls", help="add, list and remove ACLs (like kafka-acls.sh)",
                        add_help=False, prefix_chars="\0")

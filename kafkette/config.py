@@ -387,10 +387,14 @@ _BROKER_KEYS: list[ConfigKey] = [
        "serves metrics. Empty: no metrics listener."),
     _k("console.listener", STRING, "", "kafkette only: host:port of the web console "
        "(kafkette/console/): cluster, topics, messages and consumer groups in a browser. "
-       "Empty: no console. Refused on a broker with a SASL listener or without a "
-       "PLAINTEXT one (the console has no login yet)."),
+       "Empty: no console. With SASL listeners it asks for a login, checked through "
+       "a SASL_PLAINTEXT listener of the broker; refused on a broker without a PLAINTEXT "
+       "or SASL_PLAINTEXT listener, and on a controller-only node."),
     _k("console.read.only", BOOL, False, "kafkette only: the console shows and changes "
        "nothing (no create / delete topic, produce or offset reset forms; POSTs refused)."),
+    _k("schema.registry.listener", STRING, "", "kafkette only: host:port of the built-in "
+       "Schema Registry (Confluent's REST API, schemas kept in the topic _schemas). "
+       "Empty: no schema registry."),
     _k("socket.request.max.bytes", INT, 104857600, "Largest request the broker accepts; "
        "a larger size prefix closes the connection.", Range(1)),
     # --- security (TLS listeners and SASL; server/tls.py, server/sasl.py). Each of these

@@ -179,8 +179,13 @@ class EmbeddedBroker(SecuredClientSettings):
     def __init__(self, config: Mapping[str, Any] | None = None, data_dir=None, port: int = 0,
                  in_process: bool = False, *, startup_timeout: float = STARTUP_TIMEOUT,
                  stop_timeout: float = STOP_TIMEOUT, security: str = "PLAINTEXT",
-                 users: Mapping[str, str] | None = None, mechanism: str = "SCRAM-SHA-512"):
+                 users: Mapping[str, str] | None = None, mechanism: str = "SCRAM-SHA-512",
+                 schema_registry: bool = False):
         config = dict(config or {})
+        # schema_registry=True: the built-in Schema Registry on a free port (kept across
+        # restarts), at .schema_registry_url.
+        if schema_registry and not config.get("schema.registry.listener"):
+            config["schema.registry.listener"] = f"{HOST}:{_free_port()}"
         self.security, self.mechanism, self.users = security_choice(security, users, mechanism)
         for reserved in ("listeners", "log.dirs", "log.dir"):
             if reserved in config:
@@ -227,6 +232,29 @@ class EmbeddedBroker(SecuredClientSettings):
     @property
     def bootstrap_servers(self) -> str:
         return f"{self._host}:{self._port}"
+
+    @property
+    def schema_registry_url(self) -> str | None:
+        """http://host:port of the built-in Schema Registry (None when it is off)."""
+        listener = str(self.config.get("schema.registry.listener") or "")
+        if not listener:
+            return None
+        host, _, port = listener.rpartition(":")
+        host = host.strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = self._host
+        return f"http://{host}:{port}"
+
+    def _schema_registry_accepts(self) -> bool:
+        url = self.schema_registry_url
+        if url is None:
+            return True
+        host, _, port = url[len("http://"):].rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                return True
+        except OSError:
+            return False
 
     @property
     def ca_file(self) -> str | None:
@@ -417,9 +445,11 @@ class EmbeddedBroker(SecuredClientSettings):
                 host, port, security = self._admin_target()
                 err = probe_api_versions(host, port, timeout=1.0,
                                          security=self._probe_security or security)
-                if err == 0:
+                # The registry listens once it has read _schemas, after the Kafka
+                # listener accepts.
+                if err == 0 and self._schema_registry_accepts():
                     return
-                last = f"ApiVersions error {err}"
+                last = f"ApiVersions error {err}" if err else "schema registry not listening"
             except OSError as e:
                 last = repr(e)
             if time.monotonic() >= deadline:

@@ -5,7 +5,10 @@ Registered through the ``pytest11`` entry point, so installing kafkette is enoug
 
 ``kafkette_broker``
     A started :class:`kafkette.EmbeddedBroker`; use ``.bootstrap_servers`` with any
-    Kafka client, ``.create_topic()``, ``.restart()``. Its scope is ``session`` by
+    Kafka client, ``.create_topic()``, ``.restart()``, and ``.schema_registry_url``
+    with confluent-kafka's SchemaRegistryClient (the built-in Schema Registry, on a
+    free port; off when ``kafkette_broker_config`` sets ``schema.registry.listener=``
+    empty). Its scope is ``session`` by
     default; choose another with the ini option ``kafkette_broker_scope`` or on the
     command line with ``--kafkette-scope`` (``session``, ``package``, ``module``,
     ``class`` or ``function``; the command line wins).
@@ -144,9 +147,14 @@ def kafkette_broker(pytestconfig):
     security = str(pytestconfig.getini("kafkette_broker_security")).strip() or "PLAINTEXT"
     mechanism = str(pytestconfig.getini("kafkette_broker_sasl_mechanism")).strip()
     try:
-        kb = EmbeddedBroker(broker_config(pytestconfig),
+        settings = broker_config(pytestconfig)
+        # The registry reaches _schemas through the inter-broker listener, which needs
+        # credentials on a secured one: on for PLAINTEXT (the default) only.
+        registry = security == "PLAINTEXT" and "schema.registry.listener" not in settings
+        kb = EmbeddedBroker(settings,
                             in_process=pytestconfig.getini("kafkette_broker_in_process"),
-                            security=security, mechanism=mechanism or "SCRAM-SHA-512")
+                            security=security, mechanism=mechanism or "SCRAM-SHA-512",
+                            schema_registry=registry)
     except ValueError as e:
         raise pytest.UsageError(f"kafkette_broker_security / _sasl_mechanism: {e}") from None
     with kb:

@@ -65,6 +65,9 @@ ONLY = {
     "kafkette.client": ("kafkette.protocol", "kafkette.errors", "kafkette.logging",
                         "kafkette.clock", "kafkette.config", "kafkette.client_security"),
     "kafkette.client_security": ("kafkette.errors", "kafkette.config"),
+    # The Schema Registry's core (subjects, versions, ids, compatibility): sans-IO, above
+    # nothing of the broker; server/schema_registry.py does its HTTP and topic I/O.
+    "kafkette.registry": LEAVES,
     **{leaf: LEAVES for leaf in LEAVES},
 }
 
@@ -236,12 +239,13 @@ def test_relative_imports_resolve():
 SANS_IO = ("kafkette.log", "kafkette.protocol", "kafkette.coordinator",
            "kafkette.controller.raft.core", "kafkette.controller.metadata_image",
            "kafkette.controller.acls",
-           "kafkette.controller.partition_change", "kafkette.controller.placement")
+           "kafkette.controller.partition_change", "kafkette.controller.placement",
+           "kafkette.registry")
 # Drivers inside a sans-IO layer: LoopScheduler puts the coordinators' timers on the
 # asyncio loop; the coordinators themselves see only the Scheduler protocol.
 SANS_IO_DRIVERS = ("kafkette.coordinator.scheduler",)
 NO_THREADS = ("kafkette.log", "kafkette.protocol", "kafkette.coordinator",
-              "kafkette.controller", "kafkette.broker", "kafkette.server")
+              "kafkette.controller", "kafkette.broker", "kafkette.server", "kafkette.registry")
 
 
 def io_violations(source: str, module: str) -> list[str]:

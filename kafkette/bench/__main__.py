@@ -29,6 +29,9 @@ port with its own temp data dir, and the mock in kafkette.bench.mock_launcher):
 - security: one kafkette broker: produce (acks=1) over a SASL_SSL listener with
             SCRAM-SHA-512 next to its PLAINTEXT listener, runs alternating; ratio =
             SASL_SSL / PLAINTEXT (rows in kafkette.bench.security);
+- registry: one broker with the built-in Schema Registry on next to one without it:
+            start-up, idle RSS; with it on, register / GET latest latency for 200
+            Avro schemas and the RSS after them (rows in kafkette.bench.registry);
 - base:     single-node no-regression: the produce (acks=1, acks=all) and consume runs
             above against a broker started from --base-rev (default 3dc167e, the last
             commit before replication; exported with `git archive` into a temp dir,
@@ -60,6 +63,7 @@ import sys
 import time
 
 from kafkette.bench.harness import Results, progress, run_group, run_worker, topic_name
+from kafkette.bench.registry import OFF, ON, REGISTRY_ROWS, suite_registry
 from kafkette.bench.replication import RF1, RF3, suite_replication
 from kafkette.bench.security import PLAINTEXT, SASL_SSL, SEC_ROWS, suite_security
 from kafkette.bench.transactions import (IDEM, MAXED, RC, RU, TXN, TXN_MOCK_ROWS,
@@ -69,7 +73,7 @@ from kafkette.bench.targets import (PY, Kafkette, MockPeer, RevisionUnavailable,
 from kafkette.logging import configure_logging
 
 SUITES = ("produce", "capacity", "consume", "latency", "transactions", "replication",
-          "security", "base", "scale")
+          "security", "base", "scale", "registry")
 SCALE_BASE_REV = "04404cf"  # the last commit before lazy log opening and fetch sessions
 SCALE = "kafkette scale base"
 DEFAULT_BASE_REV = "3dc167e"  # the last commit before the replication work
@@ -327,7 +331,7 @@ def suite_scale(args, res: Results) -> None:
 SUITE_RUNS = {"produce": suite_produce, "capacity": suite_capacity, "consume": suite_consume,
               "latency": suite_latency, "transactions": suite_transactions,
               "replication": suite_replication, "security": suite_security,
-              "base": suite_base, "scale": suite_scale}
+              "base": suite_base, "scale": suite_scale, "registry": suite_registry}
 
 
 # --------------------------------------------------------------------------- report
@@ -418,6 +422,7 @@ TABLES = [
     ("security", SASL_SSL, PLAINTEXT, SEC_ROWS),
     ("base", Kafkette.name, BASE, BASE_ROWS),
     ("scale", Kafkette.name, SCALE, SCALE_ROWS),
+    ("registry", ON, OFF, REGISTRY_ROWS),
 ]
 
 

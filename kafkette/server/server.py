@@ -154,6 +154,7 @@ class KafkaServer:
         self.bound: dict[str, tuple[str, int]] = {}
         self.metrics_http: MetricsHttpServer | None = None  # metrics.listener, when set
         self.console = None  # console.listener, when set (kafkette/console/)
+        self.schema_registry = None  # server/schema_registry.py, schema.registry.listener
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -247,6 +248,8 @@ class KafkaServer:
         if controller_only:
             host, port = self.broker.cluster.quorum.voters[self.config.node_id]
             log.info("controller listener only (process.roles=controller)", host=host, port=port)
+        if self.config["schema.registry.listener"] and not controller_only:
+            await self._start_schema_registry()
         log.info("kafkette ready", startup_ms=round((time.monotonic() - t0) * 1000, 1),
                  process_roles=",".join(self.config.process_roles))
 
@@ -304,6 +307,24 @@ class KafkaServer:
         host, port = parse_host_port(self.config["console.listener"])
         await self.console.start(host, port)
 
+    async def _start_schema_registry(self) -> None:
+        """The registry reads and writes `_schemas` through this node's inter-broker
+        listener, as a client of its own broker (so a cluster node reaches the
+        topic's leader wherever it is); it listens once it has read the topic."""
+        from kafkette.broker.internal_topics import ensure_internal_topic
+        from kafkette.server.schema_registry import (SchemaRegistryHttp, SchemasTopic,
+                                                     SchemaStore, registry_client_security)
+        host, port = self.bound[self.config.inter_broker_listener_name]
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        security = registry_client_security(self.config)
+        store = SchemaStore((host, port), security=security,
+                            ensure_topic=SchemasTopic(self.broker, ensure_internal_topic))
+        await store.start()
+        http = SchemaRegistryHttp(store)
+        await http.start(self.config["schema.registry.listener"])
+        self.schema_registry = http
+
     def scram_credential(self, mechanism: str, user: str) -> tuple | None:
         """(salt, stored key, server key, iterations) of a SCRAM user, from the
         metadata image, so every broker of the cluster knows the same users."""
@@ -352,6 +373,10 @@ class KafkaServer:
             self._flush_timer = None
         if self.maintenance is not None:
             self.maintenance.stop()
+        if self.schema_registry is not None:  # before the listeners it reads through
+            await self.schema_registry.stop()
+            await self.schema_registry.store.stop()
+            self.schema_registry = None
         if self.broker is not None:
             self.broker.replica_manager.stop()
         self._stopping = True
