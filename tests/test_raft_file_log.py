@@ -144,3 +144,37 @@ def test_partition_log_truncate_to_refuses_the_middle_of_a_batch_and_changes_not
     assert plog.log_end_offset == 2 and len(rec.decode_records(plog.read(0, 1 << 20))) == 2
     plog.truncate_to(0)
     assert plog.log_end_offset == 0 and plog.read(0, 1 << 20) == b""
+
+
+def test_a_metadata_change_larger_than_a_topics_max_message_bytes_is_one_batch(tmp_path):
+    """A CreateTopics of 10,000 partitions is about 1.6 MB of records in one atomic
+    batch: the metadata log takes it (Kafka's takes up to 8 MiB), in the Raft log and in
+    a single node's local quorum alike, where a topic's 1 MiB max.message.bytes would
+    refuse it."""
+    from kafkette.controller.quorum import METADATA_MAX_BATCH_BYTES, LocalQuorum, run_now
+    values = tuple(b"p" * 150 + b"%05d" % i for i in range(10_000))
+    assert 1 << 20 < sum(map(len, values)) < METADATA_MAX_BATCH_BYTES
+    log = FileLog(tmp_path / "raft", ManualClock())
+    log.append(Entry(0, 1, values))
+    log.flush()
+    log.close()
+    assert FileLog(tmp_path / "raft", ManualClock()).read(0) == [Entry(0, 1, values)]
+
+    applied = []
+
+    class Listener:
+        def apply(self, last_offset, vals):
+            applied.append((last_offset, list(vals)))
+
+        def load_snapshot(self, last_offset, data):
+            pass
+
+        def snapshot(self):
+            return -1, b""
+
+        def leader_changed(self, leader_id, epoch):
+            pass
+    q = LocalQuorum(1, tmp_path / "local", ManualClock())
+    q.start_sync(Listener())
+    run_now(q.append(list(values)))
+    assert applied[-1] == (len(values) - 1, list(values))

@@ -47,6 +47,13 @@ def run_now(coro):
 log = get_logger("kafkette.quorum")
 
 
+#: Largest batch of metadata records (one metadata change is one batch): Kafka's
+#: metadata log takes batches of up to 8 MiB (KafkaRaftClient's batch limit), not the
+#: 1 MiB of a topic's max.message.bytes, so a CreateTopics of 10,000 partitions (about
+#: 1.6 MB of records) is one atomic append.
+METADATA_MAX_BATCH_BYTES = 8 << 20
+
+
 class LocalQuorum:
     """A quorum of one: this node is always the leader, epoch 0."""
 
@@ -55,7 +62,8 @@ class LocalQuorum:
     def __init__(self, node_id: int, data_dir: Path, clock):
         self.node_id = node_id
         self.clock = clock
-        self._log = PartitionLog(Path(data_dir) / f"{METADATA_TOPIC}-0", LogConfig(), clock)
+        self._log = PartitionLog(Path(data_dir) / f"{METADATA_TOPIC}-0",
+                                 LogConfig(max_message_bytes=METADATA_MAX_BATCH_BYTES), clock)
         self._listener: QuorumListener | None = None
 
     @property

@@ -70,7 +70,8 @@ class FileLog(RaftLog):
         self.dir = Path(dir_path)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._clock = clock or SystemClock()
-        self._config = LogConfig(segment_bytes=segment_bytes)
+        # Batches up to 8 MiB, as Kafka's metadata log (controller/quorum.py).
+        self._config = LogConfig(segment_bytes=segment_bytes, max_message_bytes=8 << 20)
         for name in os.listdir(self.dir):
             if name.endswith(PART_SUFFIX):
                 os.unlink(self.dir / name)  # an interrupted atomic write
