@@ -103,13 +103,17 @@ def parse_timestamp(text: str) -> int:
 
 class Console:
     def __init__(self, broker, kafka_address: tuple[str, int], read_only: bool,
-                 sasl: tuple[tuple[str, int], list[str]] | None = None):
+                 sasl: tuple[tuple[str, int], list[str]] | None = None,
+                 schemas=None):
         """`sasl`: (address of a SASL_PLAINTEXT listener, its mechanisms) when the
-        broker uses SASL: then every page needs a login."""
+        broker uses SASL: then every page needs a login. `schemas`: when this broker
+        serves the Schema Registry, a callable returning its RegistryState (or None
+        while it has not started: the registry starts after the console)."""
         self.broker = broker
         self.kafka_address = kafka_address
         self.read_only = read_only
         self.sasl = sasl
+        self.schemas = schemas
         self._sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self.csrf_token = secrets.token_urlsafe(32)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-admin")
@@ -534,8 +538,12 @@ class Console:
             return self.html(404, name, v.error_box(f"Partition {name}-{partition} does not exist."))
         pi = t.partitions[partition]
         title = f"Messages of {name}-{partition}"
-        fmt = query.get("format", "text")
-        fmt = fmt if fmt in ("text", "json", "hex") else "text"
+        # With the registry on, "schema" is the default: it shows what is not in the
+        # wire format as "text" does.
+        formats = self._formats()
+        fmt = query.get("format", formats[-1] if self.schemas else "text")
+        fmt = fmt if fmt in formats else "text"
+        state = self.schemas() if fmt == "schema" else None
         limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
         limit = max(1, min(limit, MAX_MESSAGES))
         mode_form = self._messages_form(name, partition, query, fmt, limit)
@@ -585,13 +593,18 @@ class Console:
         body += [v.error_box(e) for e in errors]
         rows = []
         for ts_type, rec in records:
-            # JSON is for values; keys and headers are shown as text (or hex)
-            kfmt = "text" if fmt == "json" else fmt
+            # JSON is for values; keys and headers are shown as text (or hex); Confluent's
+            # serializers frame keys as they do values, so "schema" decodes both.
+            kfmt = "text" if fmt in ("json", "schema") else fmt
             hdrs = "".join(f"<div>{v.esc(k)} = {v.render_value(hv, kfmt, inline=True)}</div>"
                            for k, hv in rec.headers)
+            if fmt == "schema":
+                key, value = (v.render_schema_value(rec.key, state),
+                              v.render_schema_value(rec.value, state))
+            else:
+                key, value = v.render_value(rec.key, kfmt), v.render_value(rec.value, fmt)
             rows.append([v.esc(rec.offset), v.esc(_ts(rec.timestamp)) + f'<div class=note>{v.esc(rec.timestamp)} '
-                         f"{v.esc(ts_type)}</div>", v.render_value(rec.key, kfmt),
-                         v.render_value(rec.value, fmt), hdrs])
+                         f"{v.esc(ts_type)}</div>", key, value, hdrs])
         body.append(v.table(["Offset", "Timestamp", "Key", "Value", "Headers"], rows,
                             test_id="messages"))
         if records:
@@ -607,9 +620,12 @@ class Console:
                 button="Produce", cls="produce"))
         return self.html(200, title, "".join(body), "/topics")
 
+    def _formats(self) -> tuple[str, ...]:
+        return ("text", "json", "hex", "schema") if self.schemas else ("text", "json", "hex")
+
     def _messages_form(self, name, partition, query, fmt, limit) -> str:
         opts = "".join(f'<option value={f}{" selected" if f == fmt else ""}>{f}</option>'
-                       for f in ("text", "json", "hex"))
+                       for f in self._formats())
         return (f'<form method=get action="{v.esc(v.url("topics", name, "partitions", partition, "messages"))}">'
                 f'from offset <input name=offset size=8 value="{v.esc(query.get("offset", ""))}"> '
                 f'or newest <input name=newest size=4 value="{v.esc(query.get("newest", ""))}"> '

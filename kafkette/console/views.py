@@ -2,7 +2,8 @@
 
 Everything that comes from data (topic names, keys, values, headers, group and member
 ids, error messages) goes through `esc()`; attribute values are quoted and escaped the
-same way. Values are shown as text, pretty JSON or hex; bytes that are not UTF-8 are
+same way. Values are shown as text, pretty JSON, hex or decoded through the schema
+registry; bytes that are not UTF-8 are
 shown in hex with a note rather than mangled.
 """
 from __future__ import annotations
@@ -98,6 +99,24 @@ def render_value(data: bytes | None, fmt: str, *, inline: bool = False) -> str:
         except ValueError as e:
             return f'<pre>{esc(text)}</pre><span class="note"> (not JSON: {esc(e)})</span>'
     return f"<code>{esc(text)}</code>" if inline else f"<pre>{esc(text)}</pre>"
+
+
+def render_schema_value(data: bytes | None, state, *, inline: bool = False) -> str:
+    """A key or value in the Schema Registry's wire format, decoded (console/schemas.py):
+    the schema id, subject and version above the JSON; a failure in words beside the
+    hex. Anything else is rendered as text (or hex, when binary)."""
+    from .schemas import decode, looks_framed
+    if not looks_framed(data):
+        return render_value(data, "text", inline=inline)
+    if state is None:
+        return (f'<code class="binary">{esc(data.hex(" "))}</code>'
+                f'<span class="note"> (the schema registry has not started yet)</span>')
+    d = decode(data, state)
+    label = f'<div class=note data-testid=schema>{esc(d.label)}</div>'
+    if d.text is not None:
+        return label + (f"<code>{esc(d.text)}</code>" if inline else f"<pre>{esc(d.text)}</pre>")
+    return (label + f'<code class="binary">{esc(d.payload.hex(" "))}</code>'
+            f'<span class="note" data-testid=schema-error> ({esc(d.error)})</span>')
 
 
 def form(action: str, token: str, inner: str, *, button: str, cls: str = "",

@@ -43,7 +43,17 @@ class AvroSchema:
             raise invalid_schema(f"{type(e).__name__}: {e}") from None
         self.named = named
         self.raw = raw
+        self._reading = None
         _require_fields(raw)
+
+    def for_reading(self):
+        """The schema as fastavro's readers take it (the console decodes records with
+        it). `parsed` lacks fastavro's "already parsed" marker, so a reader would parse
+        it again without the references' named types; this one keeps them."""
+        if self._reading is None:
+            import fastavro
+            self._reading = fastavro.parse_schema(self.raw, named_schemas=dict(self.named))
+        return self._reading
 
     def canonical(self) -> str:
         """Avro's Parsing Canonical Form (for `normalize=true` lookups)."""

@@ -302,8 +302,14 @@ class KafkaServer:
         if reason is not None:
             raise ConfigError(reason)
         address = Console.kafka_address_of(self.config, self.bound)
+        schemas = None
+        if self.config["schema.registry.listener"]:
+            # late-bound: the registry starts after the console
+            def schemas():
+                reg = self.schema_registry
+                return reg.store.state if reg is not None else None
         self.console = Console(self.broker, address, self.config["console.read.only"],
-                               sasl=Console.sasl_of(self.config, self.bound))
+                               sasl=Console.sasl_of(self.config, self.bound), schemas=schemas)
         host, port = parse_host_port(self.config["console.listener"])
         await self.console.start(host, port)
 
