@@ -169,6 +169,20 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
     acls_removed: set[uuid.UUID] = set()
     scram = None    # copied on the first SCRAM record of the batch
     quotas = None   # likewise, on the first ClientQuotaRecord
+    # Topic name -> its partitions dict, copied once per batch and then changed in
+    # place (the new image is not seen by anyone before this returns): a CreateTopics
+    # of 10,000 partitions is one batch of 10,000 PartitionRecords, and a copy per
+    # record made applying it quadratic (0.6 s for 5,000 partitions).
+    own_parts: dict[str, dict] = {}
+
+    def partitions_of(name: str) -> dict:
+        parts = own_parts.get(name)
+        if parts is None:
+            t = topics[name]
+            parts = own_parts[name] = dict(t.partitions)
+            topics[name] = replace(t, partitions=MappingProxyType(parts))
+        return parts
+
     for rec in records:
         kind = rec["type"]
         if kind == "RegisterBrokerRecord":
@@ -189,7 +203,7 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             if t is None or rec["partition"] not in t.partitions:
                 continue
             old = t.partitions[rec["partition"]]
-            parts = dict(t.partitions)
+            parts = partitions_of(name)
             parts[old.partition] = replace(
                 old, leader=rec.get("leader", old.leader),
                 leader_epoch=rec.get("leader_epoch", old.leader_epoch),
@@ -200,7 +214,6 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
                 leader_recovery_state=rec.get("leader_recovery_state",
                                               old.leader_recovery_state),
                 partition_epoch=old.partition_epoch + 1)
-            topics[name] = replace(t, partitions=MappingProxyType(parts))
         elif kind == "ClusterIdRecord":
             cluster_id = rec["cluster_id"]
         elif kind == "TopicRecord":
@@ -208,18 +221,17 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             t = TopicImage(rec["name"], tid, MappingProxyType({}), MappingProxyType({}))
             topics[t.name] = t
             by_id[tid] = t.name
+            own_parts.pop(t.name, None)
         elif kind == "PartitionRecord":
             name = by_id.get(uuid.UUID(rec["topic_id"]))
             if name is None:
                 continue
-            t = topics[name]
-            parts = dict(t.partitions)
+            parts = partitions_of(name)
             parts[rec["partition"]] = PartitionImage(
                 rec["partition"], rec["leader"], rec["leader_epoch"], tuple(rec["replicas"]),
                 tuple(rec["isr"]), rec.get("partition_epoch", 0),
                 tuple(rec.get("elr", ())), tuple(rec.get("last_known_elr", ())),
                 rec.get("leader_recovery_state", RECOVERED))
-            topics[name] = replace(t, partitions=MappingProxyType(parts))
         elif kind == "ConfigRecord" and rec["resource_type"] == "broker":
             cfg = dict(broker_configs.get(rec["resource_name"], {}))
             if rec["value"] is None:
@@ -245,6 +257,7 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             name = by_id.pop(tid, None)
             if name is not None:
                 topics.pop(name, None)
+                own_parts.pop(name, None)
         elif kind == "ProducerIdsRecord":
             next_pid = rec["next_producer_id"]
         elif kind == "AccessControlEntryRecord":
