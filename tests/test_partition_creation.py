@@ -173,3 +173,39 @@ def test_torn_first_epoch_checkpoint_is_rebuilt_from_the_log(tmp_path, keep):
     assert reopened.end_offset_for_epoch(7) == (7, 1)
     data = reopened.read(0, 10_000)
     assert [h.partition_leader_epoch for _, h in iter_batches(data)] == [7]
+
+
+def test_a_failing_metadata_listener_does_not_stop_the_others(make_broker):
+    """An exception in one listener is logged and the later listeners (here the
+    replica manager's, and one added last) still see the change;
+    the node keeps applying the next changes."""
+    from structlog.testing import capture_logs
+
+    b = make_broker()
+    seen = []
+    calls = {"n": 0}
+
+    def broken(old, new):
+        calls["n"] += 1
+        raise RuntimeError("listener bug")
+
+    # Before the replica manager's listener, so that a failure that stopped the publish
+    # would leave the new topic unhosted.
+    b.controller._listeners.insert(0, broken)
+    b.controller.add_listener(lambda old, new: seen.append(new.offset))
+    with capture_logs() as logs:
+        create_topic_ok(b, "a")
+        create_topic_ok(b, "b")
+    assert calls["n"] >= 2
+    assert len(seen) >= 2 and seen == sorted(seen)
+    assert {"a", "b"} <= set(b.image.topics)
+    for name in ("a", "b"):
+        r = call(b, _produce(name, [0]), 9)
+        assert r.responses[0].partition_responses[0].error_code == 0
+    failures = [e for e in logs if e["event"] == "metadata listener failed"]
+    assert len(failures) == calls["n"]
+    assert all("broken" in e["listener"] and e.get("exc_info") for e in failures)
+
+
+def create_topic_ok(b, name: str) -> None:
+    assert call(b, _create(name, 1), 7).topics[0].error_code == 0

@@ -224,9 +224,19 @@ class Controller:
             self._publish(replace(self.image, controller_id=new_id))
 
     def _publish(self, new: MetadataImage) -> None:
+        """The image is replaced first, then each listener told in order. A listener that
+        raises is logged (one line with its traceback) and the others still run: the
+        exception used to escape into the Raft apply, half-way through a publish, so that
+        the listeners after it never saw the change and the node stopped applying.
+        Kafka's MetadataLoader likewise catches a publisher's error (its
+        faultHandler) and carries on with the other publishers."""
         old, self.image = self.image, new
         for listener in self._listeners:
-            listener(old, new)
+            try:
+                listener(old, new)
+            except Exception:  # noqa: BLE001 - see above
+                log.exception("metadata listener failed", listener=_listener_name(listener),
+                              metadata_offset=new.offset)
 
     async def _commit(self, records: list[dict]) -> MetadataImage:
         """Propose the records as one entry (atomic: all or nothing) and return the
@@ -1143,3 +1153,7 @@ def quota_ops_refusal(components, ops) -> str | None:
             # whole window at once: kafkette refuses it.
             return f"Configuration {key} must be positive"
     return None
+
+
+def _listener_name(listener) -> str:
+    return getattr(listener, "__qualname__", None) or repr(listener)
