@@ -209,3 +209,44 @@ def test_a_failing_metadata_listener_does_not_stop_the_others(make_broker):
 
 def create_topic_ok(b, name: str) -> None:
     assert call(b, _create(name, 1), 7).topics[0].error_code == 0
+
+
+def test_a_metadata_entry_of_10000_partition_records_fits_a_quorum_of_one(tmp_path):
+    """A CreateTopics at the 10,000-partition limit is one metadata entry of ~1.6 MB,
+    over max.message.bytes' 1 MiB default: the single node's metadata log takes it
+    (Kafka's Raft client takes 8 MiB batches) and replays it after a restart."""
+    import json
+    import uuid
+
+    from kafkette.clock import ManualClock
+    from kafkette.controller.quorum import LocalQuorum, run_now
+
+    class Recorder:
+        def __init__(self):
+            self.values = []
+
+        def apply(self, last_offset, values):
+            self.values.extend(values)
+
+        def load_snapshot(self, last_offset, data):
+            raise AssertionError("no snapshot expected")
+
+        def snapshot(self):
+            return -1, b""
+
+        def leader_changed(self, leader_id, epoch):
+            pass
+
+    tid = str(uuid.uuid4())
+    values = [json.dumps({"type": "PartitionRecord", "topic_id": tid, "partition": p,
+                          "replicas": [1], "isr": [1], "leader": 1, "leader_epoch": 0,
+                          "partition_epoch": 0}).encode() for p in range(10_000)]
+    assert sum(map(len, values)) > 1_048_588
+    clock = ManualClock(START_MS)
+    q = LocalQuorum(1, tmp_path, clock)
+    q.start_sync(Recorder())
+    run_now(q.append(values))
+    q._log.close()
+    again = Recorder()
+    LocalQuorum(1, tmp_path, clock).start_sync(again)
+    assert again.values == values

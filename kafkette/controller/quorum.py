@@ -47,6 +47,10 @@ def run_now(coro):
 log = get_logger("kafkette.quorum")
 
 
+#: The largest metadata log entry a quorum of one takes.
+METADATA_MAX_BATCH_BYTES = 8 << 20
+
+
 class LocalQuorum:
     """A quorum of one: this node is always the leader, epoch 0."""
 
@@ -55,7 +59,12 @@ class LocalQuorum:
     def __init__(self, node_id: int, data_dir: Path, clock):
         self.node_id = node_id
         self.clock = clock
-        self._log = PartitionLog(Path(data_dir) / f"{METADATA_TOPIC}-0", LogConfig(), clock)
+        # One entry holds one controller change, atomically: a CreateTopics of 10,000
+        # partitions (the per-topic limit) is ~1.6 MB of records, over the 1 MiB default
+        # of max.message.bytes. Kafka's Raft client takes batches of up to 8 MiB
+        # (KafkaRaftClient's MAX_BATCH_SIZE_BYTES).
+        self._log = PartitionLog(Path(data_dir) / f"{METADATA_TOPIC}-0",
+                                 LogConfig(max_message_bytes=METADATA_MAX_BATCH_BYTES), clock)
         self._listener: QuorumListener | None = None
 
     @property
