@@ -39,6 +39,11 @@ class BrokerImage:
     # endPoints): peers reach it on the inter-broker listener, clients on the listener
     # they asked on (KIP-103). host/port above are the first one's.
     endpoints: tuple[tuple[str, str, int], ...] = ()
+    # The incarnation id of the process that registered (RegisterBrokerRecord's
+    # incarnationId, new at each start): another process registering the same id while
+    # this one's session lives is refused (DUPLICATE_BROKER_REGISTRATION). None: not
+    # given (a single node's own registration, records written before it was kept).
+    incarnation_id: str | None = None
 
     def address(self, listener: str | None) -> tuple[str, int]:
         """(host, port) of the named listener; the first listener's when it did not
@@ -126,7 +131,8 @@ def image_to_records(image: MetadataImage) -> list[dict]:
     for b in image.brokers.values():
         out.append({"type": "RegisterBrokerRecord", "broker_id": b.node_id, "host": b.host,
                     "port": b.port, "rack": b.rack, "fenced": b.fenced, "epoch": b.epoch,
-                    "endpoints": [list(e) for e in b.endpoints]})
+                    "endpoints": [list(e) for e in b.endpoints],
+                    "incarnation_id": b.incarnation_id})
     for t in image.topics.values():
         out.append({"type": "TopicRecord", "name": t.name, "topic_id": str(t.topic_id)})
         for p in t.partitions.values():
@@ -189,7 +195,8 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             brokers[rec["broker_id"]] = BrokerImage(
                 rec["broker_id"], rec["host"], rec["port"], rec.get("rack"),
                 rec.get("fenced", False), rec.get("epoch", offset),
-                tuple((n, h, p) for n, h, p in rec.get("endpoints", ())))
+                tuple((n, h, p) for n, h, p in rec.get("endpoints", ())),
+                rec.get("incarnation_id"))
         elif kind in ("FenceBrokerRecord", "UnfenceBrokerRecord"):
             b = brokers.get(rec["broker_id"])
             if b is not None:
