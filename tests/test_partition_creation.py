@@ -45,6 +45,7 @@ async def _until(cond, deadline_s: float = 30.0) -> None:
 def small_slices(monkeypatch):
     monkeypatch.setattr(rm_module, "HOST_SLICE", 20)
     monkeypatch.setattr(rm_module, "HOST_SLICE_MS", 1)
+    monkeypatch.setattr(rm_module, "HOST_SLICE_MAX_MS", 1)
 
 
 def test_big_create_is_hosted_in_slices_that_yield(make_broker, small_slices):

@@ -27,8 +27,8 @@ of their data (Kafka's ReplicaManager).
 - Big metadata changes are applied in slices: when one change assigns more than
   HOST_SLICE partitions whose logs do not exist yet (a CreateTopics or CreatePartitions
   of thousands), their logs are created by a task that yields to the event loop
-  between slices of about HOST_SLICE_MS, so that no other connection stalls for the
-  seconds the file system takes. Until a partition's turn comes it answers
+  between slices (HOST_SLICE_MS to HOST_SLICE_MAX_MS long), so that no other
+  connection stalls for the seconds the file system takes. Until a partition's turn comes it answers
   NOT_LEADER_OR_FOLLOWER (its leader is known), which clients retry. Kafka applies
   metadata deltas on its own publisher thread, off the request path, with the same
   effect: a client may see a new topic in Metadata before its leader serves it.
@@ -156,8 +156,13 @@ def write_hw_checkpoint(path: str, hws: dict[tuple[str, int], int]) -> None:
 
 #: A metadata change creating more new logs than this creates them in slices.
 HOST_SLICE = 200
-#: How long one slice of log creation may hold the event loop.
+#: How long one slice of log creation holds the event loop at least, and at most: a
+#: slice lasts as long as the loop spent on everything else since the previous one,
+#: within these bounds, so that log creation gets about half the loop when the broker
+#: is busy (a client retrying its produce to the new partitions keeps it busy) and the
+#: longest stall another connection sees stays about HOST_SLICE_MAX_MS.
 HOST_SLICE_MS = 20
+HOST_SLICE_MAX_MS = 100
 
 
 class ReplicaManager:
@@ -293,14 +298,16 @@ class ReplicaManager:
         self._log_role_changes(roles)
 
     async def _host_pending(self) -> None:
-        """Create the logs of `_pending_host` in slices of about HOST_SLICE_MS, yielding
-        to the event loop between slices. Each partition is hosted from the image as it
-        is when its turn comes (a topic deleted meanwhile is skipped)."""
+        """Create the logs of `_pending_host` in slices (HOST_SLICE_MS to HOST_SLICE_MAX_MS),
+        yielding to the event loop between slices. Each partition is hosted from the image
+        as it is when its turn comes (a topic deleted meanwhile is skipped)."""
         pending = self._pending_host
         started, hosted, roles = time.monotonic(), 0, []
         log.info("creating partition logs in slices", partitions=len(pending))
+        elsewhere = 0.0
         while pending and not self.closing:
-            deadline = time.monotonic() + HOST_SLICE_MS / 1000
+            slice_s = min(max(elsewhere, HOST_SLICE_MS / 1000), HOST_SLICE_MAX_MS / 1000)
+            deadline = time.monotonic() + slice_s
             image = self.image
             now = self.clock.monotonic_ms()
             configs: dict[str, LogConfig] = {}
@@ -321,7 +328,9 @@ class ReplicaManager:
                         hosted += 1
                 except Exception:  # noqa: BLE001 - the other partitions must still come
                     log.exception("hosting a partition failed", topic=name, partition=p)
+            yielded = time.monotonic()
             await asyncio.sleep(0)
+            elsewhere = time.monotonic() - yielded
         self._log_role_changes(roles)
         log.info("partition logs created", partitions=hosted,
                  seconds=round(time.monotonic() - started, 3))
