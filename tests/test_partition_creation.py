@@ -251,3 +251,27 @@ def test_a_metadata_entry_of_10000_partition_records_fits_a_quorum_of_one(tmp_pa
     again = Recorder()
     LocalQuorum(1, tmp_path, clock).start_sync(again)
     assert again.values == values
+
+
+def test_create_partitions_of_thousands_is_hosted_in_slices_too(make_broker, small_slices):
+    """CreatePartitions adds partitions to a topic whose first ones are hosted: the
+    new logs come in slices, the old partitions are served all along."""
+    from kafkette.protocol.messages import CreatePartitionsRequest
+    b = make_broker()
+    rm = b.replica_manager
+
+    async def scenario():
+        assert (await acall(b, _create("grow", 2), 7)).topics[0].error_code == 0
+        req = CreatePartitionsRequest(topics=[CreatePartitionsRequest.CreatePartitionsTopic(
+            name="grow", count=302, assignments=None)], timeout_ms=5000)
+        resp = await acall(b, req, 3)
+        assert resp.results[0].error_code == 0
+        assert rm.hosting_pending > 0
+        r = await acall(b, _produce("grow", [0, 1]), 9)
+        assert [p.error_code for p in r.responses[0].partition_responses] == [0, 0]
+        await _until(lambda: rm.hosting_pending == 0)
+        r = await acall(b, _produce("grow", range(302)), 9)
+        assert all(p.error_code == 0 for p in r.responses[0].partition_responses)
+
+    asyncio.run(scenario())
+    assert len(b.log_manager.partitions("grow")) == 302
