@@ -62,15 +62,17 @@ def test_big_create_is_hosted_in_slices_that_yield(make_broker, small_slices):
                 await asyncio.sleep(0)
 
         task = asyncio.ensure_future(bystander())
-        resp = await acall(b, _create("big", 300), 7)
-        assert resp.topics[0].error_code == 0
-        assert rm.hosting_pending > 0         # answered before every log exists
+        create = asyncio.ensure_future(acall(b, _create("big", 300), 7))
+        await _until(lambda: rm.hosting_pending > 0)   # the metadata is applied
         # A partition not created yet: retriable NOT_LEADER_OR_FOLLOWER, not a crash.
         last = max(p for (t, p) in rm._pending_host if t == "big")
         r = await acall(b, _produce("big", [last]), 9)
         assert r.responses[0].partition_responses[0].error_code == \
             ErrorCode.NOT_LEADER_OR_FOLLOWER
-        await _until(lambda: rm.hosting_pending == 0)
+        # The answer waits for the last slice: every partition is writable once answered.
+        resp = await create
+        assert resp.topics[0].error_code == 0
+        assert rm.hosting_pending == 0
         stop.set()
         await task
         # The other coroutine ran between slices, while logs were still pending.
@@ -100,12 +102,13 @@ def test_topic_deleted_while_its_logs_are_pending(make_broker, small_slices):
     rm = b.replica_manager
 
     async def scenario():
-        assert (await acall(b, _create("gone", 300), 7)).topics[0].error_code == 0
-        assert rm.hosting_pending > 0
+        create = asyncio.ensure_future(acall(b, _create("gone", 300), 7))
+        await _until(lambda: rm.hosting_pending > 0)
         req = DeleteTopicsRequest(topic_names=["gone"], timeout_ms=5000)
         resp = await acall(b, req, 5)
         assert resp.responses[0].error_code == 0
         assert rm.hosting_pending == 0
+        assert (await create).topics[0].error_code == 0   # created, then deleted
         await asyncio.sleep(0.05)   # the hosting task, if it still ran, would run now
 
     asyncio.run(scenario())
@@ -117,9 +120,15 @@ def test_topic_deleted_while_its_logs_are_pending(make_broker, small_slices):
 def test_hosting_finishes_when_its_loop_is_gone(make_broker, small_slices):
     """asyncio.run ended (a tool, a test) before the slices ran: the next request for
     a pending partition hosts the rest."""
+    from kafkette.controller.quorum import run_now
     b = make_broker()
-    resp = call(b, _create("big", 100), 7)   # asyncio.run inside: its loop closes
-    assert resp.topics[0].error_code == 0
+
+    async def create_and_leave():   # the metadata is applied, the slices never run
+        run_now(b.controller.create_topic("big", 100, 1, {}))
+        assert b.replica_manager.hosting_pending == 100
+
+    asyncio.run(create_and_leave())   # its end cancels the hosting task
+    assert b.replica_manager.hosting_pending > 0
     r = call(b, _produce("big", range(100)), 9)
     assert all(p.error_code == 0 for p in r.responses[0].partition_responses)
     assert b.replica_manager.hosting_pending == 0
@@ -264,12 +273,12 @@ def test_create_partitions_of_thousands_is_hosted_in_slices_too(make_broker, sma
         assert (await acall(b, _create("grow", 2), 7)).topics[0].error_code == 0
         req = CreatePartitionsRequest(topics=[CreatePartitionsRequest.CreatePartitionsTopic(
             name="grow", count=302, assignments=None)], timeout_ms=5000)
-        resp = await acall(b, req, 3)
-        assert resp.results[0].error_code == 0
-        assert rm.hosting_pending > 0
+        grow = asyncio.ensure_future(acall(b, req, 3))
+        await _until(lambda: rm.hosting_pending > 0)
         r = await acall(b, _produce("grow", [0, 1]), 9)
         assert [p.error_code for p in r.responses[0].partition_responses] == [0, 0]
-        await _until(lambda: rm.hosting_pending == 0)
+        assert (await grow).results[0].error_code == 0
+        assert rm.hosting_pending == 0
         r = await acall(b, _produce("grow", range(302)), 9)
         assert all(p.error_code == 0 for p in r.responses[0].partition_responses)
 

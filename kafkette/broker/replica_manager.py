@@ -355,6 +355,22 @@ class ReplicaManager:
                 self._host(key[0], key[1], pi, lc, now, roles=roles)
         self._log_role_changes(roles)
 
+    async def wait_hosted(self, timeout_s: float) -> bool:
+        """Wait (without holding the loop) until every pending log is created, at most
+        `timeout_s`; True when none is pending. CreateTopics and CreatePartitions answer
+        after this on a single node, so that their partitions are writable once answered,
+        as they were when the logs were created inline."""
+        deadline = time.monotonic() + timeout_s
+        while self._pending_host:
+            if self.closing or time.monotonic() >= deadline:
+                return False
+            self._ensure_hosting()
+            task = self._host_task
+            if task is None or task.done():
+                continue   # hosted inline (no loop): the loop test ends it
+            await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()))
+        return True
+
     @property
     def hosting_pending(self) -> int:
         """Partitions assigned here whose logs are still to be created (see HOST_SLICE)."""
