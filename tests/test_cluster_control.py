@@ -308,3 +308,48 @@ def test_group_requests_are_authorized_before_the_coordinator_is_looked_for(make
     assert txn_commit() == [ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED]
     grant(b, acl(TRANSACTIONAL_ID, "tx", alice, WRITE))
     assert txn_commit() == [ErrorCode.NOT_COORDINATOR]
+
+
+def _register_as(b, node_id: int, incarnation: str):
+    return run_now(b.controller.register_broker(node_id, "10.0.0.%d" % node_id, 9093, None,
+                                                None, incarnation_id=incarnation))
+
+
+def test_a_second_incarnation_is_refused_while_the_first_has_a_session(make_broker):
+    """KRaft's registerBroker: another incarnation id for a broker id whose session is
+    alive gets DUPLICATE_BROKER_REGISTRATION, and the registered broker keeps its
+    epoch, its unfenced state and its leaderships; once the session expires (fenced),
+    the new incarnation registers. The same incarnation may register again."""
+    b = make_broker({"broker.session.timeout.ms": "3000"})
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    epoch = _register_as(b, 2, first)
+    _heartbeat(b, 2, epoch)
+    run_now(b.controller.create_topic("spread", 4, 1, {}))
+    led = {p.partition for p in b.image.topics["spread"].partitions.values() if p.leader == 2}
+    assert led
+    b.clock.advance(2000)
+    with pytest.raises(KafkaError) as e:
+        _register_as(b, 2, second)
+    assert e.value.code == ErrorCode.DUPLICATE_BROKER_REGISTRATION
+    assert b.image.brokers[2].epoch == epoch and not b.image.brokers[2].fenced
+    assert led == {p.partition for p in b.image.topics["spread"].partitions.values()
+                   if p.leader == 2}
+    _heartbeat(b, 2, epoch)   # the first incarnation is unaffected
+    # A retried registration of the registered incarnation is accepted.
+    epoch = _register_as(b, 2, first)
+    _heartbeat(b, 2, epoch)
+    # The session expires: fenced, and the new incarnation gets in.
+    b.clock.advance(3001)
+    assert run_now(b.controller.check_sessions()) == [2]
+    new_epoch = _register_as(b, 2, second)
+    assert new_epoch > epoch and b.image.brokers[2].incarnation_id == second
+
+
+def test_a_fenced_broker_may_register_a_new_incarnation_at_once(broker):
+    """A controlled shutdown fences the broker: its next start registers without
+    waiting for a session to expire."""
+    epoch = _register_as(broker, 2, str(uuid.uuid4()))
+    _heartbeat(broker, 2, epoch)
+    _heartbeat(broker, 2, epoch, want_shutdown=True)
+    assert broker.image.brokers[2].fenced
+    assert _register_as(broker, 2, str(uuid.uuid4())) > epoch

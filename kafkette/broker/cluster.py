@@ -173,6 +173,7 @@ class ClusterMember:
         self._channels: dict[int, object] = {}
         self._tasks: list[asyncio.Task] = []
         self._incarnation = uuid.uuid4()
+        self._duplicate_logged = False   # DUPLICATE_BROKER_REGISTRATION logged once
         self._stray_logs_checked = False
         self._creating: set[str] = set()
         self._closing = False
@@ -582,7 +583,17 @@ class ClusterMember:
                     log.warning("registering again", reason=e.code.name)
                     self.broker_epoch = -1
                     continue
-                log.warning("broker heartbeat failed", error=str(e))
+                if e.code == ErrorCode.DUPLICATE_BROKER_REGISTRATION:
+                    # Our previous process (or another with our node.id) still has a
+                    # session: retried every interval until the controller fences it.
+                    if not self._duplicate_logged:
+                        self._duplicate_logged = True
+                        log.warning("broker registration refused: this node id is "
+                                    "registered by another process whose session is "
+                                    "alive; retrying until it expires",
+                                    node_id=self.broker.node_id)
+                else:
+                    log.warning("broker heartbeat failed", error=str(e))
             except Exception as e:  # noqa: BLE001 - keep heartbeating whatever happens
                 log.warning("broker heartbeat failed", error=f"{type(e).__name__}: {e}")
             await asyncio.sleep(self.heartbeat_interval_s)
@@ -711,7 +722,8 @@ class ClusterMember:
                 request.broker_id, listener.host, listener.port, request.rack,
                 request.cluster_id or None,
                 previous_broker_epoch=request.previous_broker_epoch if api_version >= 3 else None,
-                endpoints=[(l.name, l.host, l.port) for l in request.listeners])
+                endpoints=[(l.name, l.host, l.port) for l in request.listeners],
+                incarnation_id=str(request.incarnation_id))
         except KafkaError as e:
             return BrokerRegistrationResponse(error_code=e.code)
         return BrokerRegistrationResponse(error_code=0, broker_epoch=epoch)

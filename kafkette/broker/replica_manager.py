@@ -24,6 +24,15 @@ of their data (Kafka's ReplicaManager).
   member sends AlterPartition to the active controller; on a single node every
   partition has one replica and the ISR never changes).
 
+- Big metadata changes are applied in slices: when one change assigns more than
+  HOST_SLICE partitions whose logs do not exist yet (a CreateTopics or CreatePartitions
+  of thousands), their logs are created by a task that yields to the event loop
+  between slices (HOST_SLICE_MS to HOST_SLICE_MAX_MS long), so that no other
+  connection stalls for the seconds the file system takes. Until a partition's turn comes it answers
+  NOT_LEADER_OR_FOLLOWER (its leader is known), which clients retry. Kafka applies
+  metadata deltas on its own publisher thread, off the request path, with the same
+  effect: a client may see a new topic in Metadata before its leader serves it.
+
 Everything here runs on the broker's one event loop; handlers call these methods and
 never reach into logs.
 """
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -144,6 +154,17 @@ def write_hw_checkpoint(path: str, hws: dict[tuple[str, int], int]) -> None:
     os.replace(tmp, path)
 
 
+#: A metadata change creating more new logs than this creates them in slices.
+HOST_SLICE = 200
+#: How long one slice of log creation holds the event loop at least, and at most: a
+#: slice lasts as long as the loop spent on everything else since the previous one,
+#: within these bounds, so that log creation gets about half the loop when the broker
+#: is busy (a client retrying its produce to the new partitions keeps it busy) and the
+#: longest stall another connection sees stays about HOST_SLICE_MAX_MS.
+HOST_SLICE_MS = 20
+HOST_SLICE_MAX_MS = 100
+
+
 class ReplicaManager:
     def __init__(self, node_id: int, log_manager: LogManager, topic_configs, clock, *,
                  lag_time_max_ms: int = 30000):
@@ -173,6 +194,10 @@ class ReplicaManager:
         self.rack_aware = False
         # Partitions assigned here whose log could not be created (no online log dir).
         self._unhosted_offline: set[tuple[str, int]] = set()
+        # Partitions assigned here whose logs the hosting task creates in slices (see
+        # the module docstring), in the order they were assigned; and that task.
+        self._pending_host: dict[tuple[str, int], None] = {}
+        self._host_task: asyncio.Task | None = None
         log_manager.failure_channel.add_listener(self._on_log_dir_offline)
 
     # -- metadata --------------------------------------------------------------
@@ -197,29 +222,34 @@ class ReplicaManager:
             return
         self.image = new
         now = self.clock.monotonic_ms()
+        pending = self._pending_host
         for name, t in old.topics.items():
             nt = new.topics.get(name)
             if nt is None or nt.topic_id != t.topic_id:
                 for p in t.partitions:
                     self.leaders.pop((name, p), None)
                     self._unhosted_offline.discard((name, p))
+                    pending.pop((name, p), None)
                     part = self.partitions.pop((name, p), None)
                     if part is not None:
                         if self.fetchers is not None:
                             self.fetchers.remove(part)
                         self.log_manager.delete(name, p)
                         self._wake((name, p))
+        new_logs: list[tuple[str, int]] = []   # assigned here, with no log yet
+        roles: list[Partition] = []
         for name, t in new.topics.items():
             ot = old.topics.get(name)
             if ot is not None and ot.topic_id == t.topic_id and ot.partitions == t.partitions \
                     and ot.configs == t.configs:
                 continue
-            lc = log_config_from_topic_configs(self._topic_configs(name, new))
+            lc = None
             for p, pi in t.partitions.items():
                 key = (name, p)
                 self.leaders[key] = (pi.leader, pi.leader_epoch)
                 part = self.partitions.get(key)
                 if self.node_id not in pi.replicas:
+                    pending.pop(key, None)
                     if part is not None:
                         # Reassigned away from us: stop serving it (the log stays
                         # until the topic goes; reassignment is not implemented).
@@ -229,21 +259,147 @@ class ReplicaManager:
                         self._wake(key)
                     continue
                 if part is None:
-                    self._host(name, p, pi, lc, now)
+                    if key not in pending:   # pending: hosted from the latest image
+                        new_logs.append(key)
                     continue
+                if lc is None:
+                    lc = log_config_from_topic_configs(self._topic_configs(name, new))
                 part.log.config = lc
                 changed = part.apply_metadata(pi.leader, pi.leader_epoch, pi.partition_epoch,
                                               pi.replicas, pi.isr, now,
                                               pi.leader_recovery_state)
                 if changed is not None:
-                    self._on_role_change(part)
+                    self._on_role_change(part, quiet=True)
+                    roles.append(part)
                 elif part.is_leader and part.maybe_increment_high_watermark():
                     self._wake(key)
+        if new_logs:
+            # A log already on disk (opened at start) costs nothing to host; only new
+            # logs cost file creation, and only many of them are worth deferring.
+            # Internal topics are always hosted at once: the coordinators' listeners,
+            # which run next, look for their partitions.
+            fresh = [k for k in new_logs
+                     if self.log_manager.get(*k) is None and not k[0].startswith("__")]
+            if len(fresh) > HOST_SLICE and _loop_running():
+                fresh_set = set(fresh)
+                now_keys = [k for k in new_logs if k not in fresh_set]
+                pending.update(dict.fromkeys(fresh))
+            else:
+                now_keys = new_logs
+            configs: dict[str, LogConfig] = {}
+            for name, p in now_keys:
+                lc = configs.get(name)
+                if lc is None:
+                    lc = configs[name] = log_config_from_topic_configs(
+                        self._topic_configs(name, new))
+                self._host(name, p, new.topics[name].partitions[p], lc, now, roles=roles)
+            if pending and (self._host_task is None or self._host_task.done()):
+                self._host_task = asyncio.ensure_future(self._host_pending())
+        self._log_role_changes(roles)
 
-    def _host(self, name: str, p: int, pi, lc: LogConfig, now: int) -> Partition | None:
+    async def _host_pending(self) -> None:
+        """Create the logs of `_pending_host` in slices (HOST_SLICE_MS to HOST_SLICE_MAX_MS),
+        yielding to the event loop between slices. Each partition is hosted from the image
+        as it is when its turn comes (a topic deleted meanwhile is skipped)."""
+        pending = self._pending_host
+        started, hosted, roles = time.monotonic(), 0, []
+        log.info("creating partition logs in slices", partitions=len(pending))
+        elsewhere = 0.0
+        while pending and not self.closing:
+            slice_s = min(max(elsewhere, HOST_SLICE_MS / 1000), HOST_SLICE_MAX_MS / 1000)
+            deadline = time.monotonic() + slice_s
+            image = self.image
+            now = self.clock.monotonic_ms()
+            configs: dict[str, LogConfig] = {}
+            while pending and time.monotonic() < deadline:
+                key = next(iter(pending))
+                del pending[key]
+                name, p = key
+                t = image.topics.get(name)
+                pi = t.partitions.get(p) if t is not None else None
+                if pi is None or self.node_id not in pi.replicas or key in self.partitions:
+                    continue
+                lc = configs.get(name)
+                if lc is None:
+                    lc = configs[name] = log_config_from_topic_configs(
+                        self._topic_configs(name, image))
+                try:
+                    if self._host(name, p, pi, lc, now, roles=roles) is not None:
+                        hosted += 1
+                except Exception:  # noqa: BLE001 - the other partitions must still come
+                    log.exception("hosting a partition failed", topic=name, partition=p)
+            yielded = time.monotonic()
+            await asyncio.sleep(0)
+            elsewhere = time.monotonic() - yielded
+        self._log_role_changes(roles)
+        log.info("partition logs created", partitions=hosted,
+                 seconds=round(time.monotonic() - started, 3))
+
+    def _ensure_hosting(self) -> None:
+        """The hosting task died with its event loop (an asyncio.run that ended, as in a
+        test or a tool): start another, or without a loop host the rest now."""
+        if self._host_task is not None and not self._host_task.done():
+            return
+        if _loop_running():
+            self._host_task = asyncio.ensure_future(self._host_pending())
+            return
+        image, now = self.image, self.clock.monotonic_ms()
+        roles: list[Partition] = []
+        while self._pending_host:
+            key = next(iter(self._pending_host))
+            del self._pending_host[key]
+            t = image.topics.get(key[0])
+            pi = t.partitions.get(key[1]) if t is not None else None
+            if pi is not None and self.node_id in pi.replicas and key not in self.partitions:
+                lc = log_config_from_topic_configs(self._topic_configs(key[0], image))
+                self._host(key[0], key[1], pi, lc, now, roles=roles)
+        self._log_role_changes(roles)
+
+    async def wait_hosted(self, timeout_s: float) -> bool:
+        """Wait (without holding the loop) until every pending log is created, at most
+        `timeout_s`; True when none is pending. CreateTopics and CreatePartitions answer
+        after this on a single node, so that their partitions are writable once answered,
+        as they were when the logs were created inline."""
+        deadline = time.monotonic() + timeout_s
+        while self._pending_host:
+            if self.closing or time.monotonic() >= deadline:
+                return False
+            self._ensure_hosting()
+            task = self._host_task
+            if task is None or task.done():
+                continue   # hosted inline (no loop): the loop test ends it
+            await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()))
+        return True
+
+    @property
+    def hosting_pending(self) -> int:
+        """Partitions assigned here whose logs are still to be created (see HOST_SLICE)."""
+        return len(self._pending_host)
+
+    def _log_role_changes(self, parts: list[Partition]) -> None:
+        """One line per role change when a metadata change makes a few; one summary
+        line (the details at debug) when it makes many, e.g. a CreateTopics of 5,000
+        partitions, which would otherwise write 5,000 lines from the event loop."""
+        if not parts:
+            return
+        if len(parts) <= 10:
+            for part in parts:
+                self._log_role_change(part)
+            return
+        for part in parts:
+            self._log_role_change(part, log.debug)
+        leaders = sum(1 for part in parts if part.is_leader)
+        log.info("partition roles changed", partitions=len(parts), leaders=leaders,
+                 followers=len(parts) - leaders,
+                 topics=sorted({part.topic for part in parts})[:10])
+
+    def _host(self, name: str, p: int, pi, lc: LogConfig, now: int, *,
+              roles: list | None = None) -> Partition | None:
         """Start hosting a partition assigned here. None when its log cannot be created
         (no online log dir, or a full disk): it answers KAFKA_STORAGE_ERROR, and each
-        request for it tries again (a full disk may have room by then)."""
+        request for it tries again (a full disk may have room by then). `roles`: collect
+        a role change there for one summary line (_log_role_changes) instead of
+        logging it."""
         key = (name, p)
         # create() returns a log already opened at start-up with its config replaced:
         # logs are loaded before the topic configs are known.
@@ -263,7 +419,9 @@ class ReplicaManager:
         changed = part.apply_metadata(pi.leader, pi.leader_epoch, pi.partition_epoch,
                                       pi.replicas, pi.isr, now, pi.leader_recovery_state)
         if changed is not None:
-            self._on_role_change(part)
+            self._on_role_change(part, quiet=roles is not None)
+            if roles is not None:
+                roles.append(part)
         elif part.is_leader and part.maybe_increment_high_watermark():
             self._wake(key)
         return part
@@ -276,20 +434,25 @@ class ReplicaManager:
         lc = log_config_from_topic_configs(self._topic_configs(topic, self.image))
         return self._host(topic, index, pi, lc, self.clock.monotonic_ms())
 
-    def _on_role_change(self, part: Partition) -> None:
+    def _on_role_change(self, part: Partition, *, quiet: bool = False) -> None:
         if self.fetchers is not None:
             if part.is_leader or part.leader < 0 or part.log.offline:
                 self.fetchers.remove(part)
             else:
                 self.fetchers.add(part, part.leader)
+        if not quiet:
+            self._log_role_change(part)
+        self._wake((part.topic, part.index))
+
+    def _log_role_change(self, part: Partition, emit=None) -> None:
         # A single-replica partition has nothing to tell (a node with the 50 partitions
         # of __consumer_offsets would log 50 lines at every start).
-        emit = log.info if len(part.replicas) > 1 else log.debug
+        if emit is None:
+            emit = log.info if len(part.replicas) > 1 else log.debug
         emit("partition role changed", topic=part.topic, partition=part.index,
-                 role=part.role, leader=part.leader, leader_epoch=part.leader_epoch,
-                 isr=list(part.isr), log_end_offset=part.log_end_offset,
-                 high_watermark=part.high_watermark)
-        self._wake((part.topic, part.index))
+             role=part.role, leader=part.leader, leader_epoch=part.leader_epoch,
+             isr=list(part.isr), log_end_offset=part.log_end_offset,
+             high_watermark=part.high_watermark)
 
     def _wake(self, key) -> None:
         self.fetch_purgatory.notify(key)
@@ -315,7 +478,7 @@ class ReplicaManager:
     def remove_stray_logs(self, image: MetadataImage) -> None:
         """Logs on disk for topics the metadata no longer has (deleted while down)."""
         for topic, p in list(self.log_manager.partitions()):
-            if (topic, p) not in self.partitions:
+            if (topic, p) not in self.partitions and (topic, p) not in self._pending_host:
                 log.info("deleting stray log", topic=topic, partition=p)
                 self.log_manager.delete(topic, p)
 
@@ -325,6 +488,9 @@ class ReplicaManager:
         NOT_LEADER_OR_FOLLOWER when it exists but is not hosted here;
         KAFKA_STORAGE_ERROR when its log dir is offline or its log cannot be created)."""
         part = self.partitions.get((topic, index))
+        if part is None and self._pending_host and (topic, index) in self._pending_host:
+            self._ensure_hosting()
+            part = self.partitions.get((topic, index))
         if part is None and (topic, index) in self._unhosted_offline:
             part = self._retry_host(topic, index)
             if part is None:
@@ -730,6 +896,9 @@ class ReplicaManager:
 
     def checkpoint_high_watermarks(self) -> None:
         hws = {key: part.high_watermark for key, part in self.partitions.items()}
+        for key in self._pending_host:   # not hosted yet: keep what the file says
+            if key in self._checkpointed:
+                hws[key] = self._checkpointed[key]
         if hws == self._checkpointed:
             return
         try:
@@ -755,6 +924,8 @@ class ReplicaManager:
 
     def close(self) -> None:
         self.closing = True
+        if self._host_task is not None:
+            self._host_task.cancel()
         self.wake_all()
         self.checkpoint_high_watermarks()
 
@@ -771,3 +942,11 @@ def _produce_message(code: int, part: Partition) -> str | None:
         return (f"Not replicated to the in-sync replicas of {part.topic}-{part.index} "
                 "within the request's timeout")
     return None
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -224,9 +224,19 @@ class Controller:
             self._publish(replace(self.image, controller_id=new_id))
 
     def _publish(self, new: MetadataImage) -> None:
+        """The image is replaced first, then each listener told in order. A listener that
+        raises is logged (one line with its traceback) and the others still run: the
+        exception used to escape into the Raft apply, half-way through a publish, so that
+        the listeners after it never saw the change and the node stopped applying.
+        Kafka's MetadataLoader likewise catches a publisher's error (its
+        faultHandler) and carries on with the other publishers."""
         old, self.image = self.image, new
         for listener in self._listeners:
-            listener(old, new)
+            try:
+                listener(old, new)
+            except Exception:  # noqa: BLE001 - see above
+                log.exception("metadata listener failed", listener=_listener_name(listener),
+                              metadata_offset=new.offset)
 
     async def _commit(self, records: list[dict]) -> MetadataImage:
         """Propose the records as one entry (atomic: all or nothing) and return the
@@ -266,7 +276,8 @@ class Controller:
     async def register_broker(self, broker_id: int, host: str, port: int,
                               rack: str | None, cluster_id: str | None,
                               previous_broker_epoch: int | None = None,
-                              endpoints: list[tuple[str, str, int]] = ()) -> int:
+                              endpoints: list[tuple[str, str, int]] = (),
+                              incarnation_id: str | None = None) -> int:
         """BrokerRegistration: returns the broker epoch (the offset of its registration
         record, as KRaft). A new registration starts fenced; the first heartbeat that
         shows the broker has caught up with the metadata log unfences it. A broker
@@ -275,18 +286,34 @@ class Controller:
         `previous_broker_epoch` (KIP-966): the epoch the broker had when it last shut
         down cleanly, -1 when it did not. One that differs from its registered epoch
         means an unclean shutdown (unflushed data may be lost), and the broker also
-        leaves every ELR, as KRaft. None: the broker does not say; no such check."""
+        leaves every ELR, as KRaft. None: the broker does not say; no such check.
+
+        `incarnation_id` (new at each process start): a registration with another
+        incarnation id than the registered one while the registered broker's session is
+        alive (unfenced, heartbeat within broker.session.timeout.ms) is refused with
+        DUPLICATE_BROKER_REGISTRATION, as KRaft's ClusterControlManager.registerBroker
+        does: two processes with one node.id, or a broker restarted after kill -9
+        before its old session expired (it registers once the session is fenced). The
+        same incarnation registering again (a retried request) is accepted."""
         await self.ensure_cluster_id()
         if cluster_id and cluster_id != self.image.cluster_id:
             raise KafkaError(f"Expected cluster id {self.image.cluster_id}, got {cluster_id}",
                              ErrorCode.INCONSISTENT_CLUSTER_ID)
         async with self._lock:
             old = self.image.brokers.get(broker_id)
+            if (old is not None and incarnation_id is not None
+                    and old.incarnation_id is not None
+                    and old.incarnation_id != incarnation_id and self._has_session(old)):
+                raise KafkaError(
+                    "Another broker is registered with that broker id. If the broker was "
+                    "recently restarted this resolves once the controller expires the old "
+                    "session.", ErrorCode.DUPLICATE_BROKER_REGISTRATION)
             unclean = (old is not None and previous_broker_epoch is not None
                        and previous_broker_epoch != old.epoch and self.elr_enabled)
             records = [{"type": "RegisterBrokerRecord", "broker_id": broker_id,
                         "host": host, "port": port, "rack": rack, "fenced": True,
-                        "endpoints": [[n, h, p] for n, h, p in endpoints]}]
+                        "endpoints": [[n, h, p] for n, h, p in endpoints],
+                        "incarnation_id": incarnation_id}]
             if unclean:
                 records += self._partition_changes(
                     self._partitions(lambda p: broker_id in p.isr or broker_id in p.elr),
@@ -337,6 +364,15 @@ class Controller:
                 log.info("broker unfenced", broker_id=broker_id,
                          partitions_changed=len(records) - 1)
             return caught_up, self.image.brokers[broker_id].fenced, False
+
+    def _has_session(self, b) -> bool:
+        """KRaft's BrokerHeartbeatManager.hasValidSession: unfenced, and heard from within
+        the session timeout (a broker not heard from since this controller became
+        active has a full session from then, as check_sessions counts it)."""
+        if b.fenced:
+            return False
+        last = self._last_heartbeat.get(b.node_id)
+        return last is None or self.clock.monotonic_ms() - last <= self.session_timeout_ms
 
     async def check_sessions(self) -> list[int]:
         """Fence every unfenced broker whose last heartbeat is older than
@@ -1143,3 +1179,7 @@ def quota_ops_refusal(components, ops) -> str | None:
             # whole window at once: kafkette refuses it.
             return f"Configuration {key} must be positive"
     return None
+
+
+def _listener_name(listener) -> str:
+    return getattr(listener, "__qualname__", None) or repr(listener)

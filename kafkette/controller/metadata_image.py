@@ -39,6 +39,11 @@ class BrokerImage:
     # endPoints): peers reach it on the inter-broker listener, clients on the listener
     # they asked on (KIP-103). host/port above are the first one's.
     endpoints: tuple[tuple[str, str, int], ...] = ()
+    # The incarnation id of the process that registered (RegisterBrokerRecord's
+    # incarnationId, new at each start): another process registering the same id while
+    # this one's session lives is refused (DUPLICATE_BROKER_REGISTRATION). None: not
+    # given (a single node's own registration, records written before it was kept).
+    incarnation_id: str | None = None
 
     def address(self, listener: str | None) -> tuple[str, int]:
         """(host, port) of the named listener; the first listener's when it did not
@@ -126,7 +131,8 @@ def image_to_records(image: MetadataImage) -> list[dict]:
     for b in image.brokers.values():
         out.append({"type": "RegisterBrokerRecord", "broker_id": b.node_id, "host": b.host,
                     "port": b.port, "rack": b.rack, "fenced": b.fenced, "epoch": b.epoch,
-                    "endpoints": [list(e) for e in b.endpoints]})
+                    "endpoints": [list(e) for e in b.endpoints],
+                    "incarnation_id": b.incarnation_id})
     for t in image.topics.values():
         out.append({"type": "TopicRecord", "name": t.name, "topic_id": str(t.topic_id)})
         for p in t.partitions.values():
@@ -169,13 +175,28 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
     acls_removed: set[uuid.UUID] = set()
     scram = None    # copied on the first SCRAM record of the batch
     quotas = None   # likewise, on the first ClientQuotaRecord
+    # Topic name -> its partitions dict, copied once per batch and then changed in
+    # place (the new image is not seen by anyone before this returns): a CreateTopics
+    # of 10,000 partitions is one batch of 10,000 PartitionRecords, and a copy per
+    # record made applying it quadratic (0.6 s for 5,000 partitions).
+    own_parts: dict[str, dict] = {}
+
+    def partitions_of(name: str) -> dict:
+        parts = own_parts.get(name)
+        if parts is None:
+            t = topics[name]
+            parts = own_parts[name] = dict(t.partitions)
+            topics[name] = replace(t, partitions=MappingProxyType(parts))
+        return parts
+
     for rec in records:
         kind = rec["type"]
         if kind == "RegisterBrokerRecord":
             brokers[rec["broker_id"]] = BrokerImage(
                 rec["broker_id"], rec["host"], rec["port"], rec.get("rack"),
                 rec.get("fenced", False), rec.get("epoch", offset),
-                tuple((n, h, p) for n, h, p in rec.get("endpoints", ())))
+                tuple((n, h, p) for n, h, p in rec.get("endpoints", ())),
+                rec.get("incarnation_id"))
         elif kind in ("FenceBrokerRecord", "UnfenceBrokerRecord"):
             b = brokers.get(rec["broker_id"])
             if b is not None:
@@ -189,7 +210,7 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             if t is None or rec["partition"] not in t.partitions:
                 continue
             old = t.partitions[rec["partition"]]
-            parts = dict(t.partitions)
+            parts = partitions_of(name)
             parts[old.partition] = replace(
                 old, leader=rec.get("leader", old.leader),
                 leader_epoch=rec.get("leader_epoch", old.leader_epoch),
@@ -200,7 +221,6 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
                 leader_recovery_state=rec.get("leader_recovery_state",
                                               old.leader_recovery_state),
                 partition_epoch=old.partition_epoch + 1)
-            topics[name] = replace(t, partitions=MappingProxyType(parts))
         elif kind == "ClusterIdRecord":
             cluster_id = rec["cluster_id"]
         elif kind == "TopicRecord":
@@ -208,18 +228,17 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             t = TopicImage(rec["name"], tid, MappingProxyType({}), MappingProxyType({}))
             topics[t.name] = t
             by_id[tid] = t.name
+            own_parts.pop(t.name, None)
         elif kind == "PartitionRecord":
             name = by_id.get(uuid.UUID(rec["topic_id"]))
             if name is None:
                 continue
-            t = topics[name]
-            parts = dict(t.partitions)
+            parts = partitions_of(name)
             parts[rec["partition"]] = PartitionImage(
                 rec["partition"], rec["leader"], rec["leader_epoch"], tuple(rec["replicas"]),
                 tuple(rec["isr"]), rec.get("partition_epoch", 0),
                 tuple(rec.get("elr", ())), tuple(rec.get("last_known_elr", ())),
                 rec.get("leader_recovery_state", RECOVERED))
-            topics[name] = replace(t, partitions=MappingProxyType(parts))
         elif kind == "ConfigRecord" and rec["resource_type"] == "broker":
             cfg = dict(broker_configs.get(rec["resource_name"], {}))
             if rec["value"] is None:
@@ -245,6 +264,7 @@ def apply_records(image: MetadataImage, records: list[dict], offset: int) -> Met
             name = by_id.pop(tid, None)
             if name is not None:
                 topics.pop(name, None)
+                own_parts.pop(name, None)
         elif kind == "ProducerIdsRecord":
             next_pid = rec["next_producer_id"]
         elif kind == "AccessControlEntryRecord":

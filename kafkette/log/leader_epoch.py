@@ -111,6 +111,9 @@ class LeaderEpochCache:
         # an epoch or an offset, and the append path only ever looks at the last entry.
         self._epochs: list[int] = []
         self._starts: list[int] = []
+        # False once load() found no checkpoint and none has been written since: the
+        # first write of a new log may then skip the fsyncs (see flush).
+        self._file_exists: bool | None = None
 
     # --- reading -------------------------------------------------------------------------
     @property
@@ -278,7 +281,9 @@ class LeaderEpochCache:
             with open(self.path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
+            self._file_exists = False
             return False
+        self._file_exists = True
         try:
             entries = decode_checkpoint(data)
         except CorruptCheckpointError as exc:
@@ -302,5 +307,27 @@ class LeaderEpochCache:
 
     def flush(self) -> None:
         """Write the checkpoint crash-safely: a crash leaves the old file or the new one
-        (Kafka's CheckpointFile.write: temporary file, fsync, atomic move)."""
-        write_file_atomically(self.path, encode_checkpoint(self.entries()), _TMP_SUFFIX)
+        (Kafka's CheckpointFile.write: temporary file, fsync, atomic move).
+
+        One exception: the first entry of a new log, starting at offset 0, with no file
+        yet, is written in place without fsync (the become-leader step of every
+        partition of a CreateTopics; two fsyncs and a rename each were most of its cost).
+        A crash leaves no file, a torn one or the whole one: no torn prefix of
+        `0\n1\n<epoch> 0\n` parses to other entries (decode_checkpoint is strict),
+        and a missing or unreadable checkpoint is rebuilt from
+        the batch headers (PartitionLog._load_leader_epochs), which hold every epoch
+        that wrote data. Kafka fsyncs here (KAFKA-16541 put the fsync back after
+        KAFKA-15046 removed it), because its loader trusts a readable file and starts an
+        empty cache from a missing one."""
+        data = encode_checkpoint(self.entries())
+        if self._file_exists is False and len(self._starts) == 1 and self._starts[0] == 0:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        else:
+            write_file_atomically(self.path, data, _TMP_SUFFIX)
+        self._file_exists = True

@@ -439,7 +439,8 @@ class PartitionLog:
             log.warning("log start offset %d of %s is past the log end %d; clamping", lso, self.dir, self._leo)
             lso = self._leo
         self._log_start_offset = lso
-        if stored_log_start != lso:
+        if stored_log_start != lso and not (stored_log_start is None and lso == 0):
+            # (A missing file reads as 0: a new log writes none, one file fewer to create.)
             _write_int_file(os.path.join(self.dir, LOG_START_OFFSET_FILE), lso)
         self._recovery_point = min(recovery_point, self._leo)
         self._last_flush_ms = now

@@ -47,4 +47,7 @@ async def handle(ctx, request):
         except KafkaError as e:
             res.error_code, res.error_message = error_of(e)
         results.append(res)
+    if ctx.broker.cluster is None and not request.validate_only:
+        # As CreateTopics: writable once answered (the logs come in slices).
+        await ctx.broker.replica_manager.wait_hosted(max(request.timeout_ms, 0) / 1000)
     return CreatePartitionsResponse(results=results)

@@ -9,7 +9,12 @@ factor and every effective config of the topic.
 
 The topic is usable as soon as the response is sent: the controller commits the
 records and the replica manager creates the logs before this returns (some brokers
-answer first, and clients then see UNKNOWN_TOPIC_OR_PARTITION: rskafka #150).
+answer first, and clients then see UNKNOWN_TOPIC_OR_PARTITION: rskafka #150). On a
+single node, thousands of new logs are created in slices that let the other connections
+be served (broker/replica_manager.py, HOST_SLICE); the answer waits for the last slice,
+up to the request's timeout_ms. In a cluster the answer comes from the active controller
+once the records are committed, as in Kafka, and each broker creates its logs when it
+applies them.
 Replicas are placed rack-aware by the controller; manual replica assignments are
 checked there as KRaft does (INVALID_REPLICA_ASSIGNMENT, and INVALID_REQUEST when
 num_partitions or replication_factor is not -1 beside them).
@@ -92,4 +97,6 @@ async def handle(ctx, request):
             res.configs = None
             res.topic_config_error_code = 0
         results.append(res)
+    if broker.cluster is None and not request.validate_only:
+        await broker.replica_manager.wait_hosted(max(request.timeout_ms, 0) / 1000)
     return CreateTopicsResponse(topics=results)
